@@ -1,0 +1,178 @@
+"""The one typed settings object.
+
+Built once at start-up (`Settings()` reads the environment and an optional
+`.env`), then passed to whatever needs it. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MB = 1024 * 1024
+
+DEFAULT_IMAGE_TYPES = ("jpeg", "png", "webp", "gif", "heif", "avif", "tiff", "bmp", "ico")
+DEFAULT_VIDEO_TYPES = ("mp4", "mov", "webm")
+KNOWN_IMAGE_TYPES = frozenset(DEFAULT_IMAGE_TYPES)
+KNOWN_VIDEO_TYPES = frozenset(DEFAULT_VIDEO_TYPES)
+
+_SIZE_RE = re.compile(r"^(?P<name>[a-z][a-z0-9_]{0,31}):(?P<w>\d{1,5})(?:x(?P<h>\d{1,5}))?(?P<crop>:crop)?$")
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One resized rendition: fit inside width x height, or a centre crop to it."""
+
+    name: str
+    width: int
+    height: int
+    crop: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.width}x{self.height}{':crop' if self.crop else ''}"
+
+
+def parse_image_sizes(text: str) -> tuple[VariantSpec, ...]:
+    """Parse `thumbnail:150x150:crop,small:400,...` (a bare N means N x N, fit inside)."""
+    specs: list[VariantSpec] = []
+    for part in (p.strip() for p in text.split(",")):
+        match = _SIZE_RE.match(part)
+        if not match:
+            raise ValueError(f"bad size {part!r}: expected name:WIDTH[xHEIGHT][:crop]")
+        width = int(match["w"])
+        height = int(match["h"] or width)
+        if not (1 <= width <= 10000 and 1 <= height <= 10000):
+            raise ValueError(f"size {part!r} out of range 1..10000")
+        specs.append(VariantSpec(match["name"], width, height, bool(match["crop"])))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names) or not specs:
+        raise ValueError("sizes need unique names and at least one entry")
+    return tuple(specs)
+
+
+class Settings(BaseSettings):
+    """Every setting of MediaHub, with safe defaults for the embedded mode."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # Metadata store and byte store.
+    database_url: str = "sqlite:///./var/mediahub.db"
+    storage_type: Literal["local", "s3"] = "local"
+    media_root: Path = Path("./var/media")
+    s3_endpoint_url: str | None = None
+    s3_region: str = Field("us-east-1", validation_alias="AWS_REGION")
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    s3_bucket_name: str = "mediahub"
+    s3_public_base_url: str | None = None
+    cdn_base_url: str | None = None
+    s3_create_bucket: bool = True
+    s3_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    s3_multipart_threshold: int = Field(16 * MB, ge=5 * MB)
+
+    # What may be uploaded.
+    allowed_image_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_IMAGE_TYPES
+    allowed_video_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_VIDEO_TYPES
+    max_image_size: int = Field(20 * MB, gt=0)
+    max_video_size: int = Field(500 * MB, gt=0)
+    max_image_side: int = Field(10_000, gt=0)
+    max_image_pixels: int = Field(50_000_000, gt=0)
+    max_frames: int = Field(100, gt=0)
+    max_total_pixels: int = Field(100_000_000, gt=0)
+    max_video_duration: float = Field(600.0, gt=0)
+
+    # What is made of it.
+    image_sizes: Annotated[tuple[VariantSpec, ...], NoDecode] = parse_image_sizes(
+        "thumbnail:150x150:crop,small:400,medium:800,large:1600"
+    )
+    make_webp: bool = True
+    jpeg_quality: int = Field(85, ge=1, le=100)
+    webp_quality: int = Field(80, ge=1, le=100)
+    original_quality: int = Field(95, ge=50, le=100)
+    strip_gps: bool = True
+    temp_dir: Path | None = None
+
+    # Moderation, auth, URLs.
+    auto_approve_verified: bool = True
+    jwt_secret: SecretStr = SecretStr("dev-insecure-change-me")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    url_signing_secret: SecretStr | None = None
+    signed_url_ttl: int = Field(900, gt=0, le=7 * 24 * 3600)
+    public_base_url: str = "http://localhost:8000"
+    max_batch_files: int = Field(20, gt=0, le=1000)
+    upload_rate_limit: int = Field(120, ge=0)  # uploads per principal per minute; 0 = off
+
+    # Background work.
+    queue_url: str | None = None
+    workers: int = Field(2, ge=1, le=64)
+
+    @field_validator("allowed_image_types", "allowed_video_types", mode="before")
+    @classmethod
+    def _split_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(v.strip().lower() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("allowed_image_types")
+    @classmethod
+    def _known_image_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - KNOWN_IMAGE_TYPES
+        if unknown:
+            raise ValueError(f"unknown image types {sorted(unknown)}; known: {sorted(KNOWN_IMAGE_TYPES)}")
+        return value
+
+    @field_validator("allowed_video_types")
+    @classmethod
+    def _known_video_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - KNOWN_VIDEO_TYPES
+        if unknown:
+            raise ValueError(f"unknown video types {sorted(unknown)}; known: {sorted(KNOWN_VIDEO_TYPES)}")
+        return value
+
+    @field_validator("image_sizes", mode="before")
+    @classmethod
+    def _parse_sizes(cls, value: object) -> object:
+        return parse_image_sizes(value) if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
+            raise ValueError("DATABASE_URL must be sqlite://, postgresql+psycopg://, or mysql+pymysql://")
+        return value
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> Settings:
+        if self.storage_type == "s3" and not self.s3_bucket_name:
+            raise ValueError("STORAGE_TYPE=s3 needs S3_BUCKET_NAME")
+        return self
+
+    @property
+    def signing_key(self) -> bytes:
+        """Key for HMAC-signed local URLs; falls back to the JWT secret."""
+        secret = self.url_signing_secret or self.jwt_secret
+        return secret.get_secret_value().encode()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line per bad setting, naming its environment variable."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    lines = []
+    for err in errors():
+        name = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        lines.append(f"invalid setting {name.upper()}: {err.get('msg')}")
+    return "\n".join(lines)

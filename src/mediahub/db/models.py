@@ -1,0 +1,179 @@
+"""SQLAlchemy 2 models. Schema changes go through Alembic (db/migrations)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, so BIGINT falls back to it there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Binary collation on MariaDB so text compares case-sensitively, as on SQLite and
+# PostgreSQL: public ids (base64url) and entity ids differing only in case stay distinct.
+MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+# Every constraint gets a deterministic name on every dialect, so migrations
+# (including SQLite batch mode) can address unnamed ones such as public_id's.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every dialect.
+
+    SQLite and MariaDB keep no offset and return naive values (PostgreSQL
+    returns aware ones), and MariaDB drops microseconds unless asked, which
+    breaks "oldest first". Values are stored as UTC and always read back aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware one (see utcnow())")
+        value = value.astimezone(timezone.utc)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class MediaItem(Base):
+    __tablename__ = "media_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    entity_field: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    # True when primary, NULL otherwise: the unique constraint below then allows
+    # one primary per entity field (NULLs never collide on SQLite, PostgreSQL, MariaDB).
+    primary_marker: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+    media_type: Mapped[str] = mapped_column(String(8))  # image | video
+    storage_type: Mapped[str] = mapped_column(String(8))  # local | s3
+    bucket_name: Mapped[str | None] = mapped_column(String(255))
+    original_key: Mapped[str] = mapped_column(String(512))
+    # [{"name", "format", "key", "width", "height", "size", "content_type"}, ...]
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    content_type: Mapped[str] = mapped_column(String(64))
+    byte_size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    caption: Mapped[str | None] = mapped_column(Text)
+    alt_text: Mapped[str | None] = mapped_column(String(500))
+
+    moderation_status: Mapped[str] = mapped_column(String(16), default="pending")
+    moderation_reason: Mapped[str | None] = mapped_column(String(500))
+    processing_status: Mapped[str] = mapped_column(String(16), default="ready")
+
+    image_hash: Mapped[str | None] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    md5: Mapped[str] = mapped_column(String(32))
+    uploaded_by: Mapped[str | None] = mapped_column(String(128))
+
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("entity_type", "entity_id", "entity_field", "primary_marker", name="uq_media_one_primary"),
+        Index("ix_media_entity", "entity_type", "entity_id", "entity_field", "position"),
+        Index("ix_media_is_primary", "is_primary"),
+        Index("ix_media_moderation_status", "moderation_status"),
+        Index("ix_media_storage_type", "storage_type"),
+        Index("ix_media_sha256", "sha256"),
+        Index("ix_media_image_hash", "image_hash"),
+        Index("ix_media_uploaded_by", "uploaded_by"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+    def keys(self) -> list[str]:
+        """Every stored object of this item: the original and each variant."""
+        return [self.original_key, *(v["key"] for v in self.variants or [])]
+
+
+class EntityMember(Base):
+    """Principals who own or edit an entity (who may upload to it)."""
+
+    __tablename__ = "entity_members"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16), default="owner")  # owner | editor
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("entity_type", "entity_id", "subject", name="uq_member"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+
+class PendingDelete(Base):
+    """Objects to remove from storage, retried until the store confirms.
+
+    Written in the same transaction that removes (or never commits) a row, so
+    no object is forgotten when storage fails during a delete.
+    """
+
+    __tablename__ = "pending_deletes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    storage_key: Mapped[str] = mapped_column(String(512))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)

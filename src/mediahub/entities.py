@@ -1,0 +1,127 @@
+"""The kind table: every entity kind, its media fields, limits and who may upload.
+
+The HTTP upload routes, key layout, slot rules and permissions are all derived
+from this table; adding a kind or a field is a data change, not new handlers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from mediahub.errors import InvalidInput, NotFound
+
+MediaKind = Literal["image", "video"]
+Slot = Literal["single", "gallery"]
+OwnerRule = Literal["self", "members"]
+
+ENTITY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str  # stored as entity_field, e.g. "avatar"
+    folder: str  # key segment, e.g. "avatars"
+    route: str  # URL segment after the entity id, e.g. "avatar"
+    slot: Slot
+    media_kinds: frozenset[str] = frozenset({"image"})
+    max_items: int = 100  # gallery cap; single slots hold one current item
+
+
+@dataclass(frozen=True)
+class EntityKind:
+    name: str  # stored as entity_type, e.g. "user"
+    plural: str  # URL and key prefix, e.g. "users"
+    id_param: str  # path parameter name, e.g. "user_id"
+    owner_rule: OwnerRule
+    fields: tuple[FieldSpec, ...]
+    parent: str | None = None  # kind whose members also own this one (amenity -> community)
+    parent_param: str | None = None
+
+    def field(self, name: str) -> FieldSpec:
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise InvalidInput(f"entity type {self.name!r} has no media field {name!r}", code="unknown_field")
+
+
+_IMAGE = frozenset({"image"})
+_IMAGE_VIDEO = frozenset({"image", "video"})
+
+KINDS: tuple[EntityKind, ...] = (
+    EntityKind(
+        "user", "users", "user_id", "self",
+        (
+            FieldSpec("avatar", "avatars", "avatar", "single"),
+            FieldSpec("cover", "covers", "cover", "single"),
+        ),
+    ),
+    EntityKind(
+        "property", "properties", "property_id", "members",
+        (FieldSpec("gallery", "photos", "photos", "gallery", _IMAGE_VIDEO, max_items=200),),
+    ),
+    EntityKind(
+        "builder", "builders", "builder_id", "members",
+        (
+            FieldSpec("portfolio", "portfolio", "portfolio", "gallery", _IMAGE_VIDEO),
+            FieldSpec("logo", "logos", "logo", "single"),
+        ),
+    ),
+    EntityKind(
+        "community", "communities", "community_id", "members",
+        (FieldSpec("photos", "photos", "photos", "gallery", _IMAGE_VIDEO),),
+    ),
+    EntityKind(
+        "amenity", "amenities", "amenity_id", "members",
+        (FieldSpec("photos", "photos", "photos", "gallery"),),
+        parent="community",
+        parent_param="community_id",
+    ),
+    EntityKind(
+        "sales_rep", "sales-reps", "rep_id", "self",
+        (FieldSpec("avatar", "avatars", "avatar", "single"),),
+    ),
+    EntityKind(
+        "post", "posts", "post_id", "members",
+        (FieldSpec("media", "media", "media", "gallery", _IMAGE_VIDEO, max_items=20),),
+    ),
+)
+
+_BY_NAME = {kind.name: kind for kind in KINDS}
+_BY_PLURAL = {kind.plural: kind for kind in KINDS}
+
+
+def get_kind(name: str) -> EntityKind:
+    """Look a kind up by its name (`user`) or plural (`users`)."""
+    kind = _BY_NAME.get(name) or _BY_PLURAL.get(name)
+    if kind is None:
+        raise NotFound(f"unknown entity type {name!r}", code="unknown_entity_type")
+    return kind
+
+
+def check_entity_id(entity_id: str) -> str:
+    """Entity ids are short, URL- and key-safe strings (`123`, `USR-123`)."""
+    if not ENTITY_ID_RE.match(entity_id):
+        raise InvalidInput(
+            "entity id must be 1-64 characters of letters, digits, '-' or '_'", code="invalid_entity_id"
+        )
+    return entity_id
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an upload goes: one media field of one entity."""
+
+    kind: EntityKind
+    entity_id: str
+    field: FieldSpec
+
+    @classmethod
+    def parse(cls, entity_type: str, entity_id: str, field: str) -> Target:
+        kind = get_kind(entity_type)
+        return cls(kind, check_entity_id(str(entity_id)), kind.field(field))
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.name}:{self.entity_id}:{self.field.name}"

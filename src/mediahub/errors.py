@@ -1,0 +1,75 @@
+"""Domain errors with stable codes.
+
+Services raise these and know nothing of HTTP; `mediahub.api.errors` maps each
+category to a status code, the CLI prints code and message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MediaHubError(Exception):
+    """Base error: a stable machine-readable `code` and a one-line message."""
+
+    category = "invalid"
+    default_code = "invalid_input"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details = details
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+class InvalidInput(MediaHubError):
+    """The request or file is malformed (corrupt image, bad field, bad id)."""
+
+
+class TooLarge(MediaHubError):
+    category = "too_large"
+    default_code = "too_large"
+
+
+class UnsupportedType(MediaHubError):
+    category = "unsupported"
+    default_code = "unsupported_type"
+
+
+class LimitExceeded(MediaHubError):
+    """Over a pixel, frame or duration limit: refused before decoding."""
+
+    default_code = "too_many_pixels"
+
+
+class NotFound(MediaHubError):
+    category = "not_found"
+    default_code = "not_found"
+
+
+class Forbidden(MediaHubError):
+    category = "forbidden"
+    default_code = "forbidden"
+
+
+class Conflict(MediaHubError):
+    category = "conflict"
+    default_code = "conflict"
+
+
+class Unavailable(MediaHubError):
+    """A backing service (storage, database, queue) cannot be reached."""
+
+    category = "unavailable"
+    default_code = "unavailable"
+
+
+class StorageUnavailable(Unavailable):
+    default_code = "storage_unavailable"
+
+
+class DatabaseUnavailable(Unavailable):
+    default_code = "database_unavailable"

@@ -1,0 +1,125 @@
+"""Step 4: read EXIF into a small JSON-safe summary, and the orientation to apply.
+
+Camera files carry broken values often enough (zero denominators, wrong types,
+truncated IFDs) that every field is read defensively: a bad field is left out,
+never an error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+_IFD_EXIF = 0x8769
+_IFD_GPS = 0x8825
+_ORIENTATION = 0x0112
+
+_BASE_TAGS = {0x010F: "make", 0x0110: "model", 0x0131: "software", 0x0132: "modified_at"}
+_EXIF_TAGS = {
+    0xA434: "lens",
+    0x829A: "exposure_time",
+    0x829D: "f_number",
+    0x8827: "iso",
+    0x920A: "focal_length",
+    0x9003: "taken_at",
+    0xA002: "pixel_width",
+    0xA003: "pixel_height",
+}
+_XMP_ORIENTATION_RE = re.compile(rb"""tiff:Orientation(?:="|>)\s*(\d)""")
+
+
+@dataclass
+class ExifSummary:
+    camera: dict[str, Any] = field(default_factory=dict)
+    gps: dict[str, float] | None = None
+    orientation: int = 1
+    has_exif: bool = False
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe scalar, or None when the value is junk."""
+    if isinstance(value, bytes):
+        value = value.split(b"\x00", 1)[0].decode("utf-8", "replace")
+    if isinstance(value, str):
+        text = value.strip("\x00 ").strip()
+        return text[:200] or None
+    if isinstance(value, (tuple, list)):
+        return _plain(value[0]) if len(value) == 1 else None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not math.isfinite(number):
+        return None
+    return int(number) if number.is_integer() else round(number, 6)
+
+
+def _degrees(dms: Any, ref: Any) -> float | None:
+    try:
+        deg, minutes, seconds = (float(x) for x in dms)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    value = deg + minutes / 60 + seconds / 3600
+    if isinstance(ref, bytes):
+        ref = ref.decode("latin-1", "replace")
+    if str(ref).strip("\x00 ").upper() in {"S", "W"}:
+        value = -value
+    return round(value, 7) if math.isfinite(value) else None
+
+
+def _gps(exif: Image.Exif) -> dict[str, float] | None:
+    try:
+        ifd = exif.get_ifd(_IFD_GPS)
+    except Exception:  # a broken GPS IFD is no GPS
+        return None
+    if not ifd:
+        return None
+    lat = _degrees(ifd.get(2), ifd.get(1))
+    lon = _degrees(ifd.get(4), ifd.get(3))
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    gps = {"latitude": lat, "longitude": lon}
+    altitude = _plain(ifd.get(6))
+    if isinstance(altitude, (int, float)):
+        gps["altitude"] = -altitude if ifd.get(5) in (1, b"\x01") else altitude
+    return gps
+
+
+def _orientation(image: Image.Image, exif: Image.Exif) -> int:
+    value = exif.get(_ORIENTATION)
+    if value is None:
+        xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
+        if isinstance(xmp, str):
+            xmp = xmp.encode()
+        match = _XMP_ORIENTATION_RE.search(xmp) if isinstance(xmp, bytes) else None
+        value = int(match.group(1)) if match else 1
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return 1
+    # 0 and out-of-range values are common junk; they mean "as stored".
+    return value if 1 <= value <= 8 else 1
+
+
+def read_exif(image: Image.Image) -> ExifSummary:
+    """Summarise EXIF of an opened (not yet decoded) image."""
+    try:
+        exif = image.getexif()
+    except Exception:  # corrupt EXIF must not sink a decodable image
+        return ExifSummary()
+    camera: dict[str, Any] = {}
+    for tag, name in _BASE_TAGS.items():
+        if (value := _plain(exif.get(tag))) is not None:
+            camera[name] = value
+    try:
+        sub = exif.get_ifd(_IFD_EXIF)
+    except Exception:
+        sub = {}
+    for tag, name in _EXIF_TAGS.items():
+        if (value := _plain(sub.get(tag))) is not None:
+            camera[name] = value
+    return ExifSummary(camera=camera, gps=_gps(exif), orientation=_orientation(image, exif), has_exif=bool(exif))

@@ -1,0 +1,108 @@
+"""The image row: probe -> exif -> decode -> orient -> original -> variants -> pHash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from mediahub.config import VariantSpec
+from mediahub.pipeline import exif as exif_step
+from mediahub.pipeline.hashing import perceptual_hash
+from mediahub.pipeline.normalise import to_display
+from mediahub.pipeline.orient import display_size, upright
+from mediahub.pipeline.original import EncodedOriginal, jpeg_subsampling, reencode, reencode_animation
+from mediahub.pipeline.probe import ImageLimits, check_limits, decode, open_image
+from mediahub.pipeline.sniff import Sniffed
+from mediahub.pipeline.strip import STRIPPERS, judge_trailing
+from mediahub.pipeline.variants import EncodeOptions, Encoded, encode_all, render_all
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    limits: ImageLimits
+    sizes: tuple[VariantSpec, ...]
+    encode: EncodeOptions
+    original_quality: int
+    strip_gps: bool
+
+
+@dataclass
+class ProcessedImage:
+    original: EncodedOriginal
+    width: int  # as displayed
+    height: int
+    variants: list[Encoded]
+    phash: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _metadata(sniffed: Sniffed, header: Any, summary: exif_step.ExifSummary, strip_gps: bool,
+              original_mode: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "source_format": sniffed.format,
+        "source_mode": header.mode,
+        "frames": header.frames,
+        "animated": header.animated,
+        "stored_width": header.width,
+        "stored_height": header.height,
+        "orientation": summary.orientation,
+        "original": original_mode,
+    }
+    if summary.camera:
+        meta["exif"] = summary.camera
+    if summary.gps and not strip_gps:
+        meta["gps"] = summary.gps
+    meta["gps_stripped"] = bool(summary.gps) and strip_gps
+    return meta
+
+
+def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> ProcessedImage:
+    image = open_image(path, sniffed.format)
+    try:
+        header = check_limits(image, options.limits)
+        summary = exif_step.read_exif(image)
+        lossless: bytes | None = None
+        if sniffed.format in STRIPPERS:
+            # Structure and trailing-data checks run for every such file, rotated or not.
+            lossless = judge_trailing(STRIPPERS[sniffed.format](path.read_bytes()), sniffed.format)
+        keep_bytes = lossless is not None and (summary.orientation == 1 or header.animated)
+        icc = image.info.get("icc_profile")
+        subsampling = jpeg_subsampling(image)
+        lossless_webp = sniffed.format == "webp" and "lossless" in str(image.info.get("compression", ""))
+        largest = max(max(s.width, s.height) for s in options.sizes)
+        reduce_to = (largest, largest) if keep_bytes else None
+        pixels = upright(decode(image, reduce_to), summary.orientation)
+        if keep_bytes:
+            original = EncodedOriginal(sniffed.format, lossless)
+            mode = "stripped"
+        elif header.animated:
+            original = reencode_animation(image, quality=options.original_quality)
+            mode = "reencoded"
+        else:
+            original = reencode(pixels, sniffed.format, quality=options.original_quality, icc=icc,
+                                subsampling=subsampling, lossless_webp=lossless_webp)
+            mode = "reencoded"
+        width, height = display_size(header.width, header.height, summary.orientation)
+        display = to_display(pixels)
+        renders = render_all(display, options.sizes)
+        hash_source_image = hash_source(renders, options.sizes, display)
+        return ProcessedImage(
+            original=original,
+            width=width,
+            height=height,
+            variants=encode_all(renders, options.encode),
+            phash=perceptual_hash(hash_source_image),
+            metadata=_metadata(sniffed, header, summary, options.strip_gps, mode),
+        )
+    finally:
+        image.close()
+
+
+def hash_source(renders: dict[str, Image.Image], sizes: tuple[VariantSpec, ...], fallback: Image.Image) -> Image.Image:
+    """A whole-picture render of about 400 px: pHash there matches the full image within 2 bits."""
+    whole = [renders[s.name] for s in sizes if not s.crop]
+    suitable = [img for img in whole if max(img.size) >= 256]
+    return min(suitable, key=lambda img: img.size[0] * img.size[1], default=fallback)

@@ -1,0 +1,123 @@
+"""Step 3: open the header only and enforce pixel and frame limits before decoding.
+
+Pillow is allowed only the plugin that matches the sniffed type, so a file can
+never reach a decoder it was not sniffed as (no EPS/Ghostscript, no WMF).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType
+
+_PILLOW_FORMATS = {
+    "jpeg": ("JPEG", "MPO"),
+    "png": ("PNG",),
+    "gif": ("GIF",),
+    "webp": ("WEBP",),
+    "heif": ("HEIF",),
+    "avif": ("AVIF",),
+    "tiff": ("TIFF",),
+    "bmp": ("BMP",),
+    "ico": ("ICO",),
+}
+_heif_registered = False
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_side: int
+    max_pixels: int
+    max_frames: int
+    max_total_pixels: int
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    width: int  # as stored, before orientation
+    height: int
+    frames: int
+    animated: bool
+    mode: str
+
+
+def _register_plugins() -> None:
+    global _heif_registered
+    if not _heif_registered:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        # Pillow's own bomb check is a second line behind ours: as an error, never a warning.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        _heif_registered = True
+
+
+def open_image(path: Path, fmt: str) -> Image.Image:
+    """Open lazily (header only) with the one plugin that fits the sniffed type."""
+    _register_plugins()
+    try:
+        return Image.open(path, formats=_PILLOW_FORMATS[fmt])
+    except KeyError:
+        raise UnsupportedType(f"{fmt} is not an image type") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise LimitExceeded(f"image is too large to decode safely: {exc}") from None
+    except Exception as exc:  # untrusted bytes: any parser failure is a corrupt file
+        raise InvalidInput(f"cannot read {fmt} header: {exc}", code="corrupt_image") from None
+
+
+def _check_size(width: int, height: int, limits: ImageLimits) -> None:
+    if width < 1 or height < 1:
+        raise InvalidInput(f"image declares an empty size {width}x{height}", code="corrupt_image")
+    if max(width, height) > limits.max_side:
+        raise LimitExceeded(f"image is {width}x{height}; at most {limits.max_side} px a side")
+    if width * height > limits.max_pixels:
+        raise LimitExceeded(f"image has {width * height} pixels; at most {limits.max_pixels}")
+
+
+def _walk_frames(image: Image.Image, frames: int, limits: ImageLimits) -> None:
+    """Seek every frame so that frame extents beyond the canvas (GIF bombs) are caught."""
+    for index in range(frames):
+        image.seek(index)
+        _check_size(*image.size, limits)
+    image.seek(0)
+
+
+def check_limits(image: Image.Image, limits: ImageLimits) -> ImageHeader:
+    """Refuse oversized images from header fields alone, before any pixel is decoded."""
+    width, height = image.size
+    _check_size(width, height, limits)
+    try:
+        frames = int(getattr(image, "n_frames", 1) or 1)
+        if frames > limits.max_frames:
+            raise LimitExceeded(f"image has {frames} frames; at most {limits.max_frames}", code="too_many_frames")
+        if frames * width * height > limits.max_total_pixels:
+            raise LimitExceeded(f"{frames} frames of {width}x{height} exceed {limits.max_total_pixels} pixels in all")
+        if frames > 1:
+            _walk_frames(image, frames, limits)
+    except (InvalidInput, LimitExceeded):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise LimitExceeded(f"a frame is too large to decode safely: {exc}") from None
+    except Exception as exc:
+        raise InvalidInput(f"cannot read frames: {exc}", code="corrupt_image") from None
+    return ImageHeader(width, height, frames, frames > 1, image.mode)
+
+
+def decode(image: Image.Image, reduce_to: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the first frame; JPEGs at the smallest DCT scale still >= reduce_to."""
+    try:
+        image.seek(0)
+        if reduce_to is not None and image.format in ("JPEG", "MPO"):
+            image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else "RGB", reduce_to)
+        image.load()
+        return image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise LimitExceeded(f"image is too large to decode safely: {exc}") from None
+    except MemoryError:
+        raise LimitExceeded("image needs more memory than allowed to decode") from None
+    except Exception as exc:
+        raise InvalidInput(f"image data is corrupt: {exc}", code="corrupt_image") from None

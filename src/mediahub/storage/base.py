@@ -1,0 +1,137 @@
+"""The storage interface: bytes by key, nothing about media rows.
+
+Both backends (local disk, S3) implement it and pass the same contract tests
+(`tests/storage/test_contract.py`). All methods block; callers in async code run
+them in a worker thread. Backend faults are raised as `StorageUnavailable`, a
+missing key as `NotFound`.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from mediahub.errors import InvalidInput
+from mediahub.storage.keys import check_key
+
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 ceiling; local URLs share it
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str | None = None
+    last_modified: datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    objects: int
+    bytes: int
+
+
+class Storage(abc.ABC):
+    """A flat namespace of immutable objects addressed by validated keys."""
+
+    kind: str  # "local" or "s3": stored on each media row
+    bucket: str | None = None
+
+    @abc.abstractmethod
+    def put(self, key: str, source: BinaryIO | Path | bytes, content_type: str) -> ObjectInfo:
+        """Store a complete object atomically (readers never see a partial one)."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """The whole object; for small objects and tests."""
+
+    @abc.abstractmethod
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Stream bytes start..end inclusive (end None = to the end) in chunks."""
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Size, type, mtime and etag of one object; `NotFound` if absent."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def delete_many(self, keys: Iterable[str]) -> list[str]:
+        """Delete the keys (absent ones count as deleted); return the keys that failed."""
+
+    @abc.abstractmethod
+    def presign(self, key: str, expires_in: int, *, method: str = "GET", content_type: str | None = None) -> str:
+        """A URL that grants `method` on the key until it expires."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with prefix."""
+
+    @abc.abstractmethod
+    def usage(self, prefix: str = "") -> Usage:
+        """Object count and bytes under prefix."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise `StorageUnavailable` unless the backend answers."""
+
+    def delete(self, key: str) -> None:
+        failed = self.delete_many([key])
+        if failed:
+            from mediahub.errors import StorageUnavailable
+
+            raise StorageUnavailable(f"could not delete {key}")
+
+    def public_url(self, key: str) -> str | None:
+        """An unsigned URL for approved public objects, where the backend has one."""
+        return None
+
+
+# Helpers shared by the backends, so both enforce the contract the same way.
+
+
+@contextmanager
+def open_source(source: BinaryIO | Path | bytes) -> Iterator[BinaryIO]:
+    """One readable stream for every `put` source; a caller's own stream is left open."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(source)
+    elif isinstance(source, Path):
+        with source.open("rb") as stream:
+            yield stream
+    else:
+        yield source
+
+
+def check_prefix(prefix: str) -> str:
+    """A list prefix is a key, or the start of one, optionally ending in `/`."""
+    if prefix:
+        check_key(prefix.removesuffix("/"))
+    return prefix
+
+
+def check_range(start: int, end: int | None) -> None:
+    """Refuse ranges no backend could serve before any I/O happens."""
+    if start < 0 or (end is not None and end < start):
+        raise InvalidInput(f"invalid byte range {start}-{end}", code="invalid_range")
+
+
+def check_expires_in(expires_in: int) -> int:
+    if not 0 < expires_in <= MAX_PRESIGN_SECONDS:
+        raise InvalidInput(f"expiry must be 1..{MAX_PRESIGN_SECONDS} seconds", code="invalid_expiry")
+    return expires_in
+
+
+def usage_of(objects: Iterable[ObjectInfo]) -> Usage:
+    count = total = 0
+    for info in objects:
+        count += 1
+        total += info.size
+    return Usage(objects=count, bytes=total)

@@ -1,0 +1,45 @@
+"""Key layout and key safety.
+
+The store picks keys, never the client: `{plural}/{folder}/{entity_id}/{YYYY-MM}/
+{field}-{YYYYmmddHHMMSS}-{random6}.{ext}`, variants beside the original with a
+`_{variant}` suffix. Keys are never reused, so stored objects are immutable.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timezone
+
+from mediahub.entities import Target
+from mediahub.errors import InvalidInput
+
+KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+MAX_KEY_LENGTH = 512
+
+
+def check_key(key: str) -> str:
+    """Refuse anything that could leave its prefix: `..`, absolute paths, odd characters."""
+    if (
+        not isinstance(key, str)
+        or len(key) > MAX_KEY_LENGTH
+        or not KEY_RE.match(key)
+        or any(part in {".", ".."} or part.startswith("..") for part in key.split("/"))
+    ):
+        raise InvalidInput(f"invalid storage key {key[:80]!r}", code="invalid_key")
+    return key
+
+
+def original_key(target: Target, ext: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    token = secrets.token_hex(3)
+    key = (
+        f"{target.kind.plural}/{target.field.folder}/{target.entity_id}/{now:%Y-%m}/"
+        f"{target.field.name}-{now:%Y%m%d%H%M%S}-{token}.{ext}"
+    )
+    return check_key(key)
+
+
+def variant_key(original: str, variant: str, ext: str) -> str:
+    stem = original.rsplit(".", 1)[0]
+    return check_key(f"{stem}_{variant}.{ext}")
