@@ -35,7 +35,8 @@ _XMP_ORIENTATION_RE = re.compile(rb"""tiff:Orientation(?:="|>)\s*(\d)""")
 @dataclass
 class ExifSummary:
     camera: dict[str, Any] = field(default_factory=dict)
-    gps: dict[str, float] | None = None
+    gps: dict[str, float] | None = None  # valid coordinates only
+    has_gps_tags: bool = False  # any location tag, valid or not: it must not be served
     orientation: int = 1
     has_exif: bool = False
 
@@ -71,13 +72,14 @@ def _degrees(dms: Any, ref: Any) -> float | None:
     return round(value, 7) if math.isfinite(value) else None
 
 
-def _gps(exif: Image.Exif) -> dict[str, float] | None:
+def _gps_ifd(exif: Image.Exif) -> dict:
     try:
-        ifd = exif.get_ifd(_IFD_GPS)
-    except Exception:  # a broken GPS IFD is no GPS
-        return None
-    if not ifd:
-        return None
+        return dict(exif.get_ifd(_IFD_GPS))
+    except Exception:  # a broken GPS IFD holds no usable GPS
+        return {}
+
+
+def _gps(ifd: dict) -> dict[str, float] | None:
     lat = _degrees(ifd.get(2), ifd.get(1))
     lon = _degrees(ifd.get(4), ifd.get(3))
     if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
@@ -122,4 +124,11 @@ def read_exif(image: Image.Image) -> ExifSummary:
     for tag, name in _EXIF_TAGS.items():
         if (value := _plain(sub.get(tag))) is not None:
             camera[name] = value
-    return ExifSummary(camera=camera, gps=_gps(exif), orientation=_orientation(image, exif), has_exif=bool(exif))
+    gps_ifd = _gps_ifd(exif)
+    return ExifSummary(
+        camera=camera,
+        gps=_gps(gps_ifd),
+        has_gps_tags=any(tag in gps_ifd for tag in (1, 2, 3, 4)),
+        orientation=_orientation(image, exif),
+        has_exif=bool(exif),
+    )

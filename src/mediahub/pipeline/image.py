@@ -55,7 +55,7 @@ def _metadata(sniffed: Sniffed, header: Any, summary: exif_step.ExifSummary, str
         meta["exif"] = summary.camera
     if summary.gps and not strip_gps:
         meta["gps"] = summary.gps
-    meta["gps_stripped"] = bool(summary.gps) and strip_gps
+    meta["gps_stripped"] = summary.has_gps_tags and strip_gps
     return meta
 
 

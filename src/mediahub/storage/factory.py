@@ -1,0 +1,34 @@
+"""Pick the byte store the settings ask for.
+
+Construction does no I/O: the application decides when to call `check()`, so
+CLI commands that never touch bytes still start while storage is down.
+"""
+
+from __future__ import annotations
+
+from mediahub.config import Settings
+from mediahub.storage.base import Storage
+from mediahub.storage.local import LocalStorage
+from mediahub.storage.s3 import S3Storage
+
+
+def build_storage(settings: Settings) -> Storage:
+    if settings.storage_type == "s3":
+        return _s3_storage(settings)
+    return LocalStorage(settings.media_root, settings.signing_key, settings.public_base_url)
+
+
+def _s3_storage(settings: Settings) -> S3Storage:
+    """Public URLs prefer the CDN in front of the bucket over the bucket's own address."""
+    secret = settings.aws_secret_access_key
+    return S3Storage(
+        bucket=settings.s3_bucket_name,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key=settings.aws_access_key_id,
+        secret_key=secret.get_secret_value() if secret else None,
+        public_base_url=settings.cdn_base_url or settings.s3_public_base_url,
+        timeout=settings.s3_timeout_seconds,
+        multipart_threshold=settings.s3_multipart_threshold,
+        create_bucket=settings.s3_create_bucket,
+    )

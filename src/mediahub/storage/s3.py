@@ -1,0 +1,226 @@
+"""Objects in an S3-compatible bucket (AWS, MinIO, moto).
+
+Path-style addressing works with every S3-compatible server; short timeouts and
+two attempts keep a dead endpoint from stalling requests. Every backend fault
+leaves this module as `StorageUnavailable`, a missing object as `NotFound`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
+from mediahub.storage.base import (
+    ObjectInfo,
+    Storage,
+    Usage,
+    check_expires_in,
+    check_prefix,
+    check_range,
+    open_source,
+    usage_of,
+)
+from mediahub.storage.keys import check_key
+
+MB = 1024 * 1024
+READ_CHUNK = 64 * 1024
+DELETE_BATCH = 1000  # the DeleteObjects maximum
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
+PRESIGN_OPERATIONS = {"GET": "get_object", "PUT": "put_object"}
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _cause_code(exc: StorageUnavailable) -> str:
+    """The S3 error code behind a translated fault ("" for network faults)."""
+    cause = exc.__cause__
+    return _error_code(cause) if isinstance(cause, ClientError) else ""
+
+
+@contextmanager
+def _translated(action: str, key: str | None = None) -> Iterator[None]:
+    """Map botocore faults onto the storage contract's errors."""
+    target = key or "bucket"
+    try:
+        yield
+    except ClientError as exc:
+        code = _error_code(exc)
+        if key is not None and code in NOT_FOUND_CODES:
+            raise NotFound(f"no object {key}", code="object_not_found") from exc
+        if code == "InvalidRange":
+            raise InvalidInput(f"range outside object {key}", code="range_not_satisfiable") from exc
+        raise StorageUnavailable(f"S3 {action} {target} failed: {code}", code="storage_unavailable") from exc
+    except BotoCoreError as exc:
+        raise StorageUnavailable(f"S3 {action} {target} failed: {exc}", code="storage_unavailable") from exc
+
+
+class S3Storage(Storage):
+    kind = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        public_base_url: str | None = None,
+        timeout: float = 10.0,
+        multipart_threshold: int = 16 * MB,
+        create_bucket: bool = False,
+    ) -> None:
+        self.bucket = bucket
+        self.region = region
+        self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
+        self._create_bucket = create_bucket
+        self._transfer = TransferConfig(multipart_threshold=multipart_threshold)
+        # Own session: the default one is shared module state and not thread-safe to build.
+        self._client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=Config(
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                retries={"max_attempts": 2, "mode": "standard"},
+            ),
+        )
+
+    # Writes
+
+    def put(self, key: str, source: BinaryIO | Path | bytes, content_type: str) -> ObjectInfo:
+        """Upload (multipart above the threshold); S3 publishes only complete objects."""
+        check_key(key)
+        with open_source(source) as stream, _translated("put", key):
+            self._client.upload_fileobj(
+                stream, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer
+            )
+        return self.stat(key)
+
+    def delete_many(self, keys: Iterable[str]) -> list[str]:
+        keys = [check_key(key) for key in keys]  # validate all before deleting any
+        failed: list[str] = []
+        for offset in range(0, len(keys), DELETE_BATCH):
+            batch = keys[offset : offset + DELETE_BATCH]
+            with _translated("delete"):
+                response = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+                )
+            failed.extend(error["Key"] for error in response.get("Errors", []))
+        return failed
+
+    # Reads
+
+    def get(self, key: str) -> bytes:
+        return b"".join(self.open_range(key))
+
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Request eagerly (so errors surface at the call), then stream the body lazily."""
+        check_key(key)
+        check_range(start, end)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if start or end is not None:  # a plain GET also serves empty objects, which have no byte 0
+            args["Range"] = f"bytes={start}-{'' if end is None else end}"
+        with _translated("get", key):
+            body = self._client.get_object(**args)["Body"]
+        return self._stream(key, body)
+
+    def _stream(self, key: str, body: Any) -> Iterator[bytes]:
+        try:
+            with _translated("get", key):
+                yield from body.iter_chunks(READ_CHUNK)
+        finally:
+            body.close()
+
+    def stat(self, key: str) -> ObjectInfo:
+        check_key(key)
+        with _translated("stat", key):
+            head = self._client.head_object(Bucket=self.bucket, Key=key)
+        return ObjectInfo(
+            key=key,
+            size=head["ContentLength"],
+            content_type=head.get("ContentType"),
+            last_modified=head.get("LastModified"),
+            etag=head.get("ETag"),
+        )
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except NotFound:
+            return False
+        return True
+
+    def presign(self, key: str, expires_in: int, *, method: str = "GET", content_type: str | None = None) -> str:
+        """Signed locally; no request is made, so this works even while S3 is down."""
+        check_key(key)
+        operation = PRESIGN_OPERATIONS.get(method.upper())
+        if operation is None:
+            raise InvalidInput(f"cannot presign {method}", code="unsupported_operation")
+        params = {"Bucket": self.bucket, "Key": key}
+        if operation == "put_object" and content_type:
+            params["ContentType"] = content_type
+        with _translated("presign", key):
+            return self._client.generate_presigned_url(
+                operation, Params=params, ExpiresIn=check_expires_in(expires_in)
+            )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        return self._list(prefix)
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        with _translated("list"):
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(
+                        key=item["Key"],
+                        size=item["Size"],
+                        last_modified=item.get("LastModified"),
+                        etag=item.get("ETag"),
+                    )
+
+    def usage(self, prefix: str = "") -> Usage:
+        return usage_of(self.list(prefix))
+
+    def check(self) -> None:
+        """HeadBucket; create the bucket when it is missing and creation is allowed."""
+        try:
+            with _translated("check"):
+                self._client.head_bucket(Bucket=self.bucket)
+        except StorageUnavailable as exc:
+            if not (self._create_bucket and _cause_code(exc) in MISSING_BUCKET_CODES):
+                raise
+            self._make_bucket()
+
+    def _make_bucket(self) -> None:
+        """us-east-1 rejects an explicit LocationConstraint; every other region needs one."""
+        args: dict[str, Any] = {"Bucket": self.bucket}
+        if self.region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            with _translated("create"):
+                self._client.create_bucket(**args)
+        except StorageUnavailable as exc:
+            if _cause_code(exc) != "BucketAlreadyOwnedByYou":  # otherwise we lost a harmless race
+                raise
+
+    def public_url(self, key: str) -> str | None:
+        check_key(key)
+        return f"{self._public_base_url}/{key}" if self._public_base_url else None

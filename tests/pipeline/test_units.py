@@ -1,0 +1,65 @@
+"""Small pure steps: geometry of variants, orientation table, EXIF reading."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from mediahub.config import VariantSpec
+from mediahub.pipeline.exif import read_exif
+from mediahub.pipeline.orient import display_size, upright
+from mediahub.pipeline.variants import crop_box, fit_size, output_size, render_all
+
+sides = st.integers(1, 12000)
+
+
+@given(sides, sides, st.integers(1, 4000), st.integers(1, 4000))
+def test_fit_size_stays_inside_and_never_upscales(w, h, bw, bh):
+    fw, fh = fit_size(w, h, bw, bh)
+    assert 1 <= fw <= max(1, min(w, bw)) and 1 <= fh <= max(1, min(h, bh))
+    assert fw == min(w, bw) or fh == min(h, bh) or fw == 1 or fh == 1
+
+
+@given(sides, sides, st.floats(0.1, 10))
+def test_crop_box_is_centred_and_inside(w, h, aspect):
+    left, top, right, bottom = crop_box(w, h, aspect)
+    assert 0 <= left <= right <= w + 1e-6 and 0 <= top <= bottom <= h + 1e-6
+    assert abs((left + right) / 2 - w / 2) < 1e-6 and abs((top + bottom) / 2 - h / 2) < 1e-6
+
+
+def test_render_chain_matches_sizes_from_the_full_image():
+    base = Image.linear_gradient("L").resize((3000, 2000)).convert("RGB")
+    specs = (VariantSpec("thumbnail", 150, 150, True), VariantSpec("small", 400, 400),
+             VariantSpec("medium", 800, 800), VariantSpec("large", 1600, 1600))
+    renders = render_all(base, specs)
+    for spec in specs:
+        assert renders[spec.name].size == output_size(3000, 2000, spec)
+    assert renders["thumbnail"].size == (150, 150)
+    assert renders["large"].size == (1600, 1067)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_lands_the_marked_corner_top_left(orientation):
+    # A 4x2 image with one white pixel at the top-left of the *displayed* picture.
+    displayed = Image.new("L", (4, 2))
+    displayed.putpixel((0, 0), 255)
+    inverse = {2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}
+    stored = upright(displayed, inverse.get(orientation, 1))
+    result = upright(stored, orientation)
+    assert result.size == (4, 2) == display_size(*stored.size, orientation)
+    assert result.getpixel((0, 0)) == 255
+
+
+@pytest.mark.parametrize("value, expected", [(0, 1), (9, 1), (3, 3), (6, 6), (65535, 1)])
+def test_orientation_junk_counts_as_one(value, expected):
+    image = Image.new("RGB", (4, 4))
+    exif = Image.Exif()
+    exif[0x0112] = value
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(out.getvalue())) as reopened:
+        assert read_exif(reopened).orientation == expected
