@@ -1,0 +1,127 @@
+"""Engine and session handling for SQLite, PostgreSQL and MariaDB.
+
+One `Database` per process and URL. Callers get short transactions through
+`Database.session()`, and see `DatabaseUnavailable` (never a driver error)
+when the server cannot be reached, so the API can answer 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mediahub.errors import DatabaseUnavailable
+
+CONNECT_TIMEOUT_SECONDS = 5
+
+# Each pragma is per connection, so it is set whenever the pool opens one:
+# WAL lets readers run beside the single writer, busy_timeout makes a writer
+# wait for the lock instead of failing at once, NORMAL is durable enough with WAL.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA synchronous=NORMAL",
+)
+
+
+def _is_mysql(url: URL) -> bool:
+    return url.get_backend_name() in {"mysql", "mariadb"}
+
+
+def _sqlite_engine(url: URL, echo: bool) -> Engine:
+    """A SQLite engine whose file folder exists and whose connections share settings."""
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _apply_sqlite_pragmas)
+    return engine
+
+
+def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _server_engine(url: URL, echo: bool) -> Engine:
+    """A pooled engine for PostgreSQL or MariaDB that notices dropped connections."""
+    if _is_mysql(url) and "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,  # a server restart costs one failed ping, not one failed request
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=10,
+        pool_recycle=1800,  # below MariaDB's wait_timeout and typical proxy idle limits
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    """Failures of the database rather than of the statement.
+
+    Lost or refused connections, and (also OperationalError) lock timeouts and
+    deadlocks, which are just as transient. Constraint and SQL errors are the
+    caller's to handle.
+    """
+    if isinstance(exc, IntegrityError):
+        return False
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+class Database:
+    """The engine and session factory for one database URL."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = make_url(url)
+        if self.url.get_backend_name() == "sqlite":
+            self.engine = _sqlite_engine(self.url, echo)
+        else:
+            self.engine = _server_engine(self.url, echo)
+        # Objects stay readable after commit: services return them to the API layer.
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commit when the block succeeds, roll back when it raises."""
+        with self._unavailable_on_connection_errors(), self.sessionmaker() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def ping(self) -> None:
+        """Round-trip `SELECT 1`, for readiness checks."""
+        with self._unavailable_on_connection_errors(), self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Close every pooled connection (at shutdown, or after a fork)."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _unavailable_on_connection_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            if not _is_unavailable(exc):
+                raise
+            # The URL is shown without its password; the driver's first line says what failed.
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            message = f"database {self.url.render_as_string(hide_password=True)} unavailable: {reason}"
+            raise DatabaseUnavailable(message, code="database_unavailable") from exc

@@ -1,0 +1,396 @@
+"""Repositories against real SQLite, PostgreSQL and MariaDB databases."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mediahub.db.models import MediaItem, PendingDelete, utcnow
+from mediahub.db.repositories import MediaRepository, MemberRepository, PendingDeleteRepository
+from mediahub.db.session import Database
+from mediahub.errors import Conflict, DatabaseUnavailable, InvalidInput
+
+ENTITY = ("listing", "L1")
+CONCURRENT_WRITERS = 8
+
+
+def make_item(
+    entity_field: str = "gallery", entity_type: str = ENTITY[0], entity_id: str = ENTITY[1], **overrides: Any
+) -> MediaItem:
+    """A valid item with a unique public id, an original and one variant key."""
+    public_id = overrides.pop("public_id", secrets.token_urlsafe(16))
+    values: dict[str, Any] = {
+        "public_id": public_id,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "entity_field": entity_field,
+        "media_type": "image",
+        "storage_type": "local",
+        "original_key": f"media/{public_id}/original.jpg",
+        "variants": [{"name": "thumbnail", "format": "jpeg", "key": f"media/{public_id}/thumbnail.jpg"}],
+        "content_type": "image/jpeg",
+        "byte_size": 1000,
+        "sha256": "a" * 64,
+        "md5": "b" * 32,
+        **overrides,
+    }
+    return MediaItem(**values)
+
+
+def add_items(db: Database, *items: MediaItem) -> list[MediaItem]:
+    with db.session() as session:
+        repo = MediaRepository(session)
+        return [repo.add(item) for item in items]
+
+
+def primaries(db: Database, field: str = "gallery") -> list[int]:
+    with db.session() as session:
+        items, _ = MediaRepository(session).list_for_entity(*ENTITY, field=field, is_primary=True)
+        return [item.id for item in items]
+
+
+def run_transaction(db: Database, work: Callable[[Session], None], attempts: int = 20) -> None:
+    """Run `work` in its own transaction, retrying when SQLite reports its single writer lock busy."""
+    for attempt in range(attempts):
+        try:
+            with db.session() as session:
+                work(session)
+            return
+        except DatabaseUnavailable as exc:
+            busy = db.url.get_backend_name() == "sqlite" and "locked" in str(exc.__cause__)
+            if not busy or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+
+
+def set_primary_by_id(session: Session, media_id: int) -> None:
+    repo = MediaRepository(session)
+    item = repo.get(media_id)
+    assert item is not None
+    repo.set_primary(item)
+
+
+def test_add_and_get(db: Database) -> None:
+    [item] = add_items(db, make_item(tags=["front"], meta={"exif": {"iso": 100}}, caption="Sea view 🌊"))
+
+    with db.session() as session:
+        repo = MediaRepository(session)
+        by_id = repo.get(item.id)
+        by_public_id = repo.get_by_public_id(item.public_id)
+        assert repo.get(item.id + 1000) is None
+        assert repo.get_by_public_id("missing") is None
+
+    assert by_id is not None and by_public_id is not None
+    assert by_id.id == by_public_id.id == item.id
+    assert by_id.tags == ["front"] and by_id.meta == {"exif": {"iso": 100}}
+    assert by_id.caption == "Sea view 🌊"  # four-byte UTF-8: MariaDB needs utf8mb4
+    assert by_id.keys() == item.keys()
+
+
+def test_timestamps_read_back_aware_utc_with_microseconds(db: Database) -> None:
+    created = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
+    [item] = add_items(db, make_item(created_at=created))
+
+    with db.session() as session:
+        stored = MediaRepository(session).get(item.id)
+
+    assert stored is not None
+    assert stored.created_at == created
+    assert stored.created_at.utcoffset() == timedelta(0)
+
+
+def test_public_ids_are_case_sensitive(db: Database) -> None:
+    """MariaDB's default collation would make these collide; the schema uses a binary one."""
+    upper, lower = add_items(db, make_item(public_id="CaseToken"), make_item(public_id="casetoken"))
+
+    with db.session() as session:
+        found = MediaRepository(session).get_by_public_id("casetoken")
+
+    assert found is not None and found.id == lower.id != upper.id
+
+
+def test_add_appends_to_each_field(db: Database) -> None:
+    items = add_items(db, make_item(), make_item(), make_item("floorplan"), make_item())
+
+    assert [(item.entity_field, item.position) for item in items] == [
+        ("gallery", 0),
+        ("gallery", 1),
+        ("floorplan", 0),
+        ("gallery", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, ["floor0", "gal0", "gal1", "gal2"]),
+        ({"field": "gallery"}, ["gal0", "gal1", "gal2"]),
+        ({"moderation_status": "approved"}, ["floor0", "gal0"]),
+        ({"statuses_visible": {"approved", "flagged"}}, ["floor0", "gal0", "gal2"]),
+        ({"is_primary": True}, ["gal1"]),
+        ({"is_primary": False, "field": "gallery"}, ["gal0", "gal2"]),
+        ({"offset": 1, "limit": 2}, ["gal0", "gal1"]),
+    ],
+    ids=["all", "field", "status", "visible", "primary", "not-primary", "page"],
+)
+def test_list_for_entity(db: Database, filters: dict[str, Any], expected: list[str]) -> None:
+    add_items(
+        db,
+        make_item(public_id="gal0", moderation_status="approved"),
+        make_item(public_id="gal1", is_primary=True),
+        make_item(public_id="floor0", entity_field="floorplan", moderation_status="approved"),
+        make_item(public_id="gal2", moderation_status="flagged"),
+        make_item(public_id="other", entity_id="L2", moderation_status="approved"),
+    )
+    unpaged = {key: value for key, value in filters.items() if key not in {"offset", "limit"}}
+
+    with db.session() as session:
+        repo = MediaRepository(session)
+        items, total = repo.list_for_entity(*ENTITY, **filters)
+        everything, _ = repo.list_for_entity(*ENTITY, **unpaged, limit=100)
+
+    assert [item.public_id for item in items] == expected
+    assert total == len(everything)
+
+
+def test_set_primary_moves_the_primary(db: Database) -> None:
+    first, second = add_items(db, make_item(is_primary=True), make_item())
+    assert primaries(db) == [first.id]
+
+    with db.session() as session:
+        set_primary_by_id(session, second.id)
+    assert primaries(db) == [second.id]
+
+    [third] = add_items(db, make_item(is_primary=True))
+    assert primaries(db) == [third.id]
+
+    with db.session() as session:
+        repo = MediaRepository(session)
+        repo.clear_primary(repo.get(third.id))
+    assert primaries(db) == []
+
+
+def test_unique_constraint_refuses_two_primaries(db: Database) -> None:
+    with pytest.raises(IntegrityError), db.session() as session:
+        session.add_all([make_item(is_primary=True, primary_marker=True) for _ in range(2)])
+
+    with db.session() as session:
+        assert session.scalar(select(func.count(MediaItem.id))) == 0  # rolled back
+
+
+def test_concurrent_set_primary_leaves_exactly_one(db: Database) -> None:
+    items = add_items(db, *(make_item() for _ in range(CONCURRENT_WRITERS)))
+    barrier = threading.Barrier(CONCURRENT_WRITERS, timeout=30)
+
+    def claim_primary(media_id: int) -> None:
+        barrier.wait()  # every writer starts its transaction at the same moment
+        run_transaction(db, lambda session: set_primary_by_id(session, media_id))
+
+    with ThreadPoolExecutor(CONCURRENT_WRITERS) as pool:
+        list(pool.map(claim_primary, [item.id for item in items]))
+
+    assert len(primaries(db)) == 1
+    with db.session() as session:
+        markers = session.scalar(select(func.count(MediaItem.id)).where(MediaItem.primary_marker.is_not(None)))
+    assert markers == 1
+
+
+def test_reorder(db: Database) -> None:
+    a, b, c = add_items(db, make_item(), make_item(), make_item())
+
+    with db.session() as session:
+        reordered = MediaRepository(session).reorder(*ENTITY, "gallery", [c.id, a.id, b.id])
+    assert [(item.id, item.position) for item in reordered] == [(c.id, 0), (a.id, 1), (b.id, 2)]
+
+    with db.session() as session:
+        items, _ = MediaRepository(session).list_for_entity(*ENTITY, field="gallery")
+    assert [item.id for item in items] == [c.id, a.id, b.id]
+
+
+@pytest.mark.parametrize(
+    "order",
+    [lambda a, b: [a], lambda a, b: [a, b, b], lambda a, b: [a, b, b + 1000], lambda a, b: [a, a]],
+    ids=["missing", "duplicate", "foreign", "swapped-for-duplicate"],
+)
+def test_reorder_refuses_a_mismatched_list(db: Database, order: Callable[[int, int], list[int]]) -> None:
+    a, b = add_items(db, make_item(), make_item())
+
+    with pytest.raises(Conflict) as caught, db.session() as session:
+        MediaRepository(session).reorder(*ENTITY, "gallery", order(a.id, b.id))
+
+    assert caught.value.code == "order_mismatch"
+
+
+def test_delete_queues_every_key(db: Database) -> None:
+    variants = [{"name": name, "key": f"media/x/{name}.jpg"} for name in ("small", "large")]
+    [item] = add_items(db, make_item(original_key="media/x/original.jpg", variants=variants))
+
+    with db.session() as session:
+        repo = MediaRepository(session)
+        keys = repo.delete(repo.get(item.id))
+
+    assert keys == ["media/x/original.jpg", "media/x/small.jpg", "media/x/large.jpg"]
+    with db.session() as session:
+        assert MediaRepository(session).get(item.id) is None
+        queued = PendingDeleteRepository(session).due(limit=10)
+        assert [pending.storage_key for pending in queued] == keys
+
+
+def test_pending_deletes_retry_then_finish(db: Database) -> None:
+    with db.session() as session:
+        session.add_all(PendingDelete(storage_key=key) for key in ("k1", "k2", "k3"))
+
+    with db.session() as session:
+        queue = PendingDeleteRepository(session)
+        first, second, third = queue.due(limit=10)
+        queue.failed(first.id, "timeout " * 100)
+        queue.done([second.id])
+
+    with db.session() as session:
+        due = PendingDeleteRepository(session).due(limit=10)
+
+    # Never-tried keys come before the one that failed.
+    assert [(p.storage_key, p.attempts) for p in due] == [("k3", 0), ("k1", 1)]
+    assert len(due[1].last_error or "") == 500
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ({}, ["mine-L1", "mine-L2", "theirs-L1"]),
+        ({"entity_type": "listing", "entity_id": "L1"}, ["mine-L1", "theirs-L1"]),
+        ({"uploaded_by": "me"}, ["mine-L1", "mine-L2"]),
+        ({"entity_id": "L2", "uploaded_by": "me"}, ["mine-L2"]),
+        ({"uploaded_by": "nobody"}, []),
+    ],
+    ids=["any", "entity", "uploader", "both", "none"],
+)
+def test_find_by_sha256(db: Database, scope: dict[str, str], expected: list[str]) -> None:
+    add_items(
+        db,
+        make_item(public_id="mine-L1", uploaded_by="me"),
+        make_item(public_id="mine-L2", entity_id="L2", uploaded_by="me"),
+        make_item(public_id="theirs-L1", uploaded_by="them"),
+        make_item(public_id="other-hash", uploaded_by="me", sha256="c" * 64),
+    )
+
+    with db.session() as session:
+        found = MediaRepository(session).find_by_sha256("a" * 64, **scope)
+
+    assert [item.public_id for item in found] == expected
+
+
+def test_all_keys_streams_every_key(db: Database) -> None:
+    items = add_items(db, *(make_item() for _ in range(5)))
+
+    with db.session() as session:
+        keys = list(MediaRepository(session).all_keys(page_size=2))
+
+    assert keys == [(item.id, key) for item in items for key in item.keys()]
+
+
+def test_usage_by(db: Database) -> None:
+    add_items(
+        db,
+        make_item(byte_size=100),
+        make_item(byte_size=250, storage_type="s3"),
+        make_item(byte_size=5_000_000_000, storage_type="s3"),
+    )
+
+    with db.session() as session:
+        repo = MediaRepository(session)
+        usage = repo.usage_by("storage_type")
+        with pytest.raises(InvalidInput):
+            repo.usage_by("public_id")
+
+    assert usage == {"local": {"count": 1, "bytes": 100}, "s3": {"count": 2, "bytes": 5_000_000_250}}
+
+
+def test_moderation_queue_is_oldest_first(db: Database) -> None:
+    now = utcnow()
+    add_items(
+        db,
+        make_item(public_id="newer", created_at=now - timedelta(minutes=1)),
+        make_item(public_id="approved", moderation_status="approved", created_at=now - timedelta(hours=2)),
+        make_item(public_id="oldest", moderation_status="flagged", created_at=now - timedelta(hours=1)),
+        make_item(public_id="newest", created_at=now),
+    )
+
+    with db.session() as session:
+        repo = MediaRepository(session)
+        queue = [item.public_id for item in repo.moderation_queue(0, 10)]
+        page = [item.public_id for item in repo.moderation_queue(1, 1)]
+
+    assert queue == ["oldest", "newer", "newest"]
+    assert page == ["newer"]
+
+
+def test_members(db: Database) -> None:
+    with db.session() as session:
+        members = MemberRepository(session)
+        members.grant(*ENTITY, "alice")
+        members.grant(*ENTITY, "alice")  # idempotent
+        members.grant(*ENTITY, "bob", role="editor")
+        members.grant(*ENTITY, "bob", role="owner")  # a second grant changes the role
+        with pytest.raises(InvalidInput):
+            members.grant(*ENTITY, "carol", role="admin")
+
+    with db.session() as session:
+        members = MemberRepository(session)
+        assert [(m.subject, m.role) for m in members.list(*ENTITY)] == [("alice", "owner"), ("bob", "owner")]
+        assert members.is_member(*ENTITY, "alice")
+        assert not members.is_member("listing", "L2", "alice")
+        assert members.revoke(*ENTITY, "alice") is True
+        assert members.revoke(*ENTITY, "alice") is False
+        assert not members.is_member(*ENTITY, "alice")
+
+
+SQLITE_PRAGMA_VALUES = {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000, "synchronous": 1}
+
+
+def test_sqlite_creates_its_folder_and_sets_pragmas(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'nested' / 'dir' / 'media.db'}")
+    try:
+        with database.session() as session:
+            pragmas = {name: session.execute(text(f"PRAGMA {name}")).scalar() for name in SQLITE_PRAGMA_VALUES}
+    finally:
+        database.dispose()
+
+    assert (tmp_path / "nested" / "dir" / "media.db").is_file()
+    assert pragmas == SQLITE_PRAGMA_VALUES
+
+
+UNREACHABLE_URLS = [
+    "postgresql+psycopg://postgres@127.0.0.1:1/test",
+    "mysql+pymysql://root@127.0.0.1:1/test",
+]
+
+
+def _query_in_session(database: Database) -> None:
+    with database.session() as session:
+        session.execute(select(1))
+
+
+@pytest.mark.parametrize("url", UNREACHABLE_URLS, ids=["postgresql", "mariadb"])
+@pytest.mark.parametrize("use", [Database.ping, _query_in_session], ids=["ping", "session"])
+def test_unreachable_database_is_unavailable(url: str, use: Callable[[Database], None]) -> None:
+    database = Database(url)
+    try:
+        with pytest.raises(DatabaseUnavailable) as caught:
+            use(database)
+    finally:
+        database.dispose()
+
+    assert caught.value.code == "database_unavailable"
+    assert "127.0.0.1:1" in caught.value.message

@@ -1,0 +1,83 @@
+"""Faults during ingest leave either a complete item or nothing; verify finds the rest."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from mediahub.db.session import Database
+from mediahub.errors import DatabaseUnavailable, StorageUnavailable
+from mediahub.services import verify as verify_service
+from tests.services.conftest import make_runtime
+from tests.services.helpers import row_count, stored_keys, upload
+from tests.support.corpus import CORPUS_DIR
+from tests.support.s3_server import free_port, make_s3_storage
+
+PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"
+
+
+class FailingPuts:
+    """A real store whose Nth put fails the way a dropped connection does."""
+
+    def __init__(self, inner, fail_on: int) -> None:
+        self.inner, self.fail_on, self.puts = inner, fail_on, 0
+
+    def put(self, key, source, content_type):
+        self.puts += 1
+        if self.puts == self.fail_on:
+            raise StorageUnavailable("injected: connection reset", code="storage_unavailable")
+        return self.inner.put(key, source, content_type)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("fail_on", [1, 2, 5, 9])
+def test_a_failing_put_leaves_no_row_and_no_object(sqlite_db, any_storage, tmp_path, fail_on):
+    runtime = make_runtime(sqlite_db, FailingPuts(any_storage, fail_on), tmp_path)
+    with pytest.raises(StorageUnavailable):
+        upload(runtime, PHOTO)
+    assert row_count(runtime) == 0
+    assert stored_keys(runtime) == set()
+
+
+def test_store_unreachable_gives_storage_unavailable(sqlite_db, tmp_path):
+    dead = make_s3_storage(f"http://127.0.0.1:{free_port()}", timeout=1.0)
+    runtime = make_runtime(sqlite_db, dead, tmp_path)
+    with pytest.raises(StorageUnavailable) as caught:
+        upload(runtime, PHOTO)
+    assert caught.value.code == "storage_unavailable"
+    assert row_count(runtime) == 0
+
+
+def test_database_down_at_commit_removes_the_objects_just_written(any_storage, tmp_path):
+    dead = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
+    runtime = make_runtime(dead, any_storage, tmp_path)
+    with pytest.raises(DatabaseUnavailable):
+        upload(runtime, PHOTO)
+    assert stored_keys(runtime) == set()
+
+
+def test_verify_finds_strays_and_missing_objects_and_repair_fixes_them(runtime):
+    kept = upload(runtime, PHOTO)
+    damaged = upload(runtime, CORPUS_DIR / "images/good/png_hopper.png")
+    runtime.storage.put("properties/photos/P-1/2020-01/gallery-20200101000000-abcdef.jpg", b"orphan", "image/jpeg")
+    lost = damaged.variants[0]["key"]
+    runtime.storage.delete(lost)
+
+    report = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(0))
+    assert report.stray == ["properties/photos/P-1/2020-01/gallery-20200101000000-abcdef.jpg"]
+    assert report.missing == {damaged.id: [lost]}
+    assert not report.clean
+
+    verify_service.repair(runtime.database, runtime.storage, report)
+    assert report.removed == 1 and report.marked == 1
+    after = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(0))
+    assert after.stray == [] and set(kept.keys()) <= stored_keys(runtime)
+
+
+def test_verify_leaves_young_objects_alone(runtime):
+    runtime.storage.put("posts/media/1/2026-11/media-20261126000000-abcdef.jpg", b"in flight", "image/jpeg")
+    report = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(minutes=15))
+    assert report.stray == []

@@ -1,0 +1,71 @@
+"""The `mediahub` command as a user runs it: a real subprocess on a fresh folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.corpus import CORPUS_DIR
+
+MEDIAHUB = [sys.executable, "-m", "mediahub.cli"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def run(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "STORAGE_", "MEDIA_"))}
+    full_env.update(env or {})
+    return subprocess.run([*MEDIAHUB, *args], cwd=workdir, env=full_env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_upgrade_then_ingest_good_and_bad_files_as_json_lines(workdir):
+    assert run(workdir, "db", "upgrade").returncode == 0
+    files = [CORPUS_DIR / "images/good/orient_landscape_6.jpg", CORPUS_DIR / "images/bad/unsupported_svg.svg",
+             CORPUS_DIR / "images/good/gps_nikon_DSCN0010.jpg"]
+    result = run(workdir, "ingest", *map(str, files), "--entity", "property:123", "--field", "gallery", "--json")
+    assert result.returncode == 1, "a failed file makes the exit status non-zero"
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["ok"] for line in lines] == [True, False, True]
+    first, refused, camera = lines
+    assert (first["item"]["width"], first["item"]["height"]) == (1800, 1200)
+    assert first["item"]["original_key"].startswith("properties/photos/123/")
+    assert set(first["item"]["variants"]) == {f"{n}.{f}" for n in ("thumbnail", "small", "medium", "large")
+                                              for f in ("jpeg", "webp")}
+    assert refused["error"]["code"] == "unsupported_type"
+    assert camera["item"]["metadata"]["exif"]["make"] == "NIKON"
+    assert "gps" not in camera["item"]["metadata"] and camera["item"]["metadata"]["gps_stripped"]
+    media_root = workdir / "var" / "media"
+    assert (media_root / first["item"]["original_key"]).is_file()
+
+    verify = run(workdir, "verify", "--json")
+    assert verify.returncode == 0
+    assert json.loads(verify.stdout)["stray"] == []
+
+
+def test_all_good_files_exit_zero(workdir):
+    run(workdir, "db", "upgrade")
+    result = run(workdir, "ingest", str(CORPUS_DIR / "images/good/jpeg_hopper.jpg"), "--entity", "user:USR-123",
+                 "--field", "avatar")
+    assert result.returncode == 0, result.stderr
+    assert "stored" in result.stderr
+
+
+def test_a_bad_setting_stops_the_command_naming_it(workdir):
+    result = run(workdir, "db", "upgrade", env={"MAX_IMAGE_SIZE": "huge"})
+    assert result.returncode == 2
+    assert "MAX_IMAGE_SIZE" in result.stderr
+
+
+def test_unknown_entity_is_refused(workdir):
+    result = run(workdir, "ingest", str(CORPUS_DIR / "images/good/jpeg_hopper.jpg"), "--entity", "castle:1",
+                 "--field", "photos")
+    assert result.returncode == 2 and "unknown_entity_type" in result.stderr
