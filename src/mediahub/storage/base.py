@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from mediahub.errors import InvalidInput
+from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
 from mediahub.storage.keys import check_key
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 ceiling; local URLs share it
@@ -60,8 +60,12 @@ class Storage(abc.ABC):
     def stat(self, key: str) -> ObjectInfo:
         """Size, type, mtime and etag of one object; `NotFound` if absent."""
 
-    @abc.abstractmethod
-    def exists(self, key: str) -> bool: ...
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except NotFound:
+            return False
+        return True
 
     @abc.abstractmethod
     def delete_many(self, keys: Iterable[str]) -> list[str]:
@@ -86,8 +90,6 @@ class Storage(abc.ABC):
     def delete(self, key: str) -> None:
         failed = self.delete_many([key])
         if failed:
-            from mediahub.errors import StorageUnavailable
-
             raise StorageUnavailable(f"could not delete {key}")
 
     def public_url(self, key: str) -> str | None:

@@ -189,13 +189,6 @@ class LocalStorage(Storage):
             etag=f'"{result.st_size:x}-{result.st_mtime_ns:x}"',
         )
 
-    def exists(self, key: str) -> bool:
-        try:
-            self._file_stat(key)
-        except NotFound:
-            return False
-        return True
-
     def presign(self, key: str, expires_in: int, *, method: str = "GET", content_type: str | None = None) -> str:
         """A URL for the API's file route, which checks the signature before serving."""
         check_key(key)

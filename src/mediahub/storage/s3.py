@@ -159,13 +159,6 @@ class S3Storage(Storage):
             etag=head.get("ETag"),
         )
 
-    def exists(self, key: str) -> bool:
-        try:
-            self.stat(key)
-        except NotFound:
-            return False
-        return True
-
     def presign(self, key: str, expires_in: int, *, method: str = "GET", content_type: str | None = None) -> str:
         """Signed locally; no request is made, so this works even while S3 is down."""
         check_key(key)
