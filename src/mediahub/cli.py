@@ -1,4 +1,4 @@
-"""The `mediahub` command: ingest, db, verify, serve."""
+"""The `mediahub` command: ingest, db, verify, grant, token, serve, worker, reprocess."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from mediahub.pipeline.intake import iter_file
 app = typer.Typer(help="MediaHub: the media service.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+dedup_app = typer.Typer(help="Duplicate detection.", no_args_is_help=True)
+app.add_typer(dedup_app, name="dedup")
 console = Console(stderr=True)
 
 
@@ -76,7 +78,7 @@ def ingest(
             try:
                 with path.open("rb") as fh:
                     item = runtime.ingest.ingest(iter_file(fh), request)
-                record = {"file": str(path), "ok": True, "item": item_record(item)}
+                record = {"file": str(path), "ok": True, "item": item_record(_finished(runtime, item))}
             except (MediaHubError, OSError) as exc:
                 failures += 1
                 error = exc.as_dict() if isinstance(exc, MediaHubError) else {"code": "unreadable", "message": str(exc)}
@@ -90,6 +92,16 @@ def ingest(
     raise typer.Exit(1 if failures else 0)
 
 
+def _finished(runtime, item):
+    """With the in-process runner, the item once its jobs ran (WebP, web MP4), so the printout is complete."""
+    from mediahub.db.repositories import MediaRepository
+
+    if not runtime.wait_for_jobs([item.id]):
+        return item  # a separate worker finishes it (QUEUE_URL)
+    with runtime.database.session() as session:
+        return MediaRepository(session).get(item.id) or item  # None: replaced meanwhile in a single slot
+
+
 def _report(record: dict, as_json: bool, progress: Progress) -> None:
     if as_json:
         sys.stdout.write(json.dumps(record, default=str) + "\n")
@@ -99,7 +111,7 @@ def _report(record: dict, as_json: bool, progress: Progress) -> None:
         progress.console.print(
             f"[green]stored[/green] {record['file']} -> #{item['id']} {item['public_id']} "
             f"{item['width']}x{item['height']} {item['original_key']} ({len(item['variants'])} variants, "
-            f"phash {item['image_hash']}, {item['moderation_status']})"
+            f"phash {item['image_hash']}, {item['moderation_status']}, {item['processing_status']})"
         )
     else:
         err = record["error"]
@@ -160,6 +172,152 @@ def verify(
             console.print(f"removed {report.removed} stray objects, marked {report.marked} rows failed")
     runtime.close()
     raise typer.Exit(0 if report.clean or repair else 1)
+
+
+@app.command()
+def grant(
+    entity: Annotated[str, typer.Argument(help="TYPE:ID, e.g. community:123.")],
+    sub: Annotated[str, typer.Argument(help="The subject (JWT sub) to add.")],
+    role: Annotated[str, typer.Option(help="owner or editor.")] = "owner",
+) -> None:
+    """Make SUB a member of an entity: they may upload to it and manage its media."""
+    from mediahub.db.repositories import MemberRepository
+    from mediahub.services.access import EntityRef
+
+    entity_type, _, entity_id = entity.partition(":")
+    runtime = _runtime()
+    try:
+        ref = EntityRef.parse(entity_type, entity_id)
+        with runtime.database.session() as session:
+            MemberRepository(session).grant(ref.kind.name, ref.entity_id, sub, role)
+    except MediaHubError as exc:
+        console.print(f"[red]{exc.code}: {exc.message}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        runtime.close()
+    console.print(f"{sub} is now {role} of {ref.kind.name}:{ref.entity_id}")
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option(help="Subject of the token, e.g. USR-1.")],
+    role: Annotated[list[str] | None, typer.Option(help="A role (repeat): user, moderator, admin.")] = None,
+    verified: Annotated[bool, typer.Option(help="Mark the subject verified (uploads auto-approve).")] = False,
+    ttl: Annotated[int, typer.Option(help="Seconds until the token expires.", min=1)] = 3600,
+    grant: Annotated[list[str] | None, typer.Option(help="TYPE:ID the token may upload to (repeat).")] = None,
+) -> None:
+    """Print a development JWT signed with the configured JWT_SECRET."""
+    from mediahub.api.auth import issue_token
+
+    settings = load_settings()
+    try:
+        typer.echo(issue_token(settings, sub, roles=role or [], verified=verified, grants=grant or [], ttl=ttl))
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def worker(
+    threads: Annotated[int | None, typer.Option(help="Job threads (default: WORKERS).", min=1)] = None,
+) -> None:
+    """Run background jobs until stopped: Dramatiq workers for QUEUE_URL, else a loop over the jobs table."""
+    import signal
+    import threading
+
+    from mediahub.jobs.worker import run_worker
+
+    runtime = _runtime()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    source = f"queue {runtime.settings.queue_name}" if runtime.settings.queue_url else "the jobs table"
+    console.print(f"worker started on {source}")
+    try:
+        run_worker(runtime, threads or runtime.settings.workers, stop)
+    finally:
+        runtime.close()
+
+
+@app.command()
+def reprocess(
+    entity: Annotated[str | None, typer.Option(help="TYPE:ID: only this entity's items.")] = None,
+    all_items: Annotated[bool, typer.Option("--all", help="Every item.")] = False,
+) -> None:
+    """Regenerate the variants of items made with other IMAGE_SIZES; run it again to resume."""
+    from mediahub.jobs import reprocessing
+    from mediahub.services.access import EntityRef
+
+    if (entity is not None) == all_items:  # exactly one of the two
+        console.print("[red]give either --entity TYPE:ID or --all[/red]")
+        raise typer.Exit(2)
+    scope = None
+    if entity is not None:
+        entity_type, _, entity_id = entity.partition(":")
+        try:
+            ref = EntityRef.parse(entity_type, entity_id)
+        except MediaHubError as exc:
+            console.print(f"[red]{exc.code}: {exc.message}[/red]")
+            raise typer.Exit(2) from None
+        scope = (ref.kind.name, ref.entity_id)
+    runtime = _runtime()
+    try:
+        with _progress() as progress:
+            checking = progress.add_task("checking items", total=reprocessing.count_items(runtime.database, scope))
+            job_ids = reprocessing.queue_stale(runtime.database, runtime.settings, scope,
+                                               progress=lambda n: progress.advance(checking, n))
+            runtime.jobs.dispatch(job_ids)
+            counts = _follow_jobs(runtime, job_ids, progress) if runtime.jobs.runs_here else {"queued": len(job_ids)}
+    finally:
+        runtime.close()
+    outcome = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
+    console.print(f"{len(job_ids)} items to reprocess: {outcome}")
+    raise typer.Exit(1 if counts.get("failed") else 0)
+
+
+def _follow_jobs(runtime, job_ids: list[int], progress: Progress) -> dict[str, int]:
+    """Advance a bar as the in-process runner finishes the jobs; their final counts by status."""
+    from mediahub.jobs.queue import status_counts
+
+    task = progress.add_task("reprocessing", total=len(job_ids))
+    while True:
+        counts = status_counts(runtime.database, job_ids)
+        finished = counts.get("done", 0) + counts.get("failed", 0)
+        progress.update(task, completed=finished)
+        if finished == len(job_ids):
+            return counts
+        time.sleep(0.2)
+
+
+@dedup_app.command("scan")
+def dedup_scan(
+    threshold: Annotated[int | None, typer.Option(help="Largest pHash distance (default DEDUP_THRESHOLD).",
+                                                  min=0, max=32)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The groups as one JSON document on stdout.")] = False,
+) -> None:
+    """Report duplicate groups over the whole library (exact and near duplicates, any entity)."""
+    from mediahub.services import dedup
+
+    runtime = _runtime()
+    limit = runtime.settings.dedup_threshold if threshold is None else threshold
+    try:
+        with _progress() as progress, runtime.database.session() as session:
+            task = progress.add_task("scanning", total=None)
+            report = dedup.scan(session, limit, progress=lambda done, total: progress.update(
+                task, completed=done, total=total))
+    finally:
+        runtime.close()
+    if as_json:
+        typer.echo(json.dumps({"items": report.items, "threshold": limit, "groups": report.groups}))
+    else:
+        duplicates = sum(len(group) - 1 for group in report.groups)
+        typer.echo(f"{report.items} items scanned, {len(report.groups)} duplicate groups "
+                   f"({duplicates} duplicates) at threshold {limit}")
+        for number, group in enumerate(report.groups, 1):
+            typer.echo(f"group {number}:")
+            for member in group:
+                how = "original" if member["reason"] == "first" else f"{member['reason']}, distance {member['distance']}"
+                typer.echo(f"  #{member['id']} {member['public_id']} {member['entity']}:{member['field']} ({how})")
 
 
 @app.command()

@@ -29,6 +29,13 @@ class InvalidInput(MediaHubError):
     """The request or file is malformed (corrupt image, bad field, bad id)."""
 
 
+class MalformedRequest(MediaHubError):
+    """The request itself cannot be parsed (broken multipart or JSON framing)."""
+
+    category = "malformed"
+    default_code = "malformed_request"
+
+
 class TooLarge(MediaHubError):
     category = "too_large"
     default_code = "too_large"
@@ -48,6 +55,20 @@ class LimitExceeded(MediaHubError):
 class NotFound(MediaHubError):
     category = "not_found"
     default_code = "not_found"
+
+
+class Unauthenticated(MediaHubError):
+    """No credentials, or credentials that do not verify."""
+
+    category = "unauthenticated"
+    default_code = "unauthenticated"
+
+
+class RateLimited(MediaHubError):
+    """Too many requests of one kind from one principal; `retry_after` says when to come back."""
+
+    category = "rate_limited"
+    default_code = "rate_limited"
 
 
 class Forbidden(MediaHubError):

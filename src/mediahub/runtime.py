@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mediahub.config import Settings
 from mediahub.db.session import Database
+from mediahub.jobs.queue import wait_for_media
+from mediahub.jobs.runner import Dispatcher, InProcessRunner
+from mediahub.jobs.sweeper import Sweeper
 from mediahub.services.ingest import IngestService
 from mediahub.storage.base import Storage
 from mediahub.storage.factory import build_storage
+
+JOB_WAIT_SECONDS = 600.0
 
 
 @dataclass
@@ -17,12 +23,44 @@ class Runtime:
     database: Database
     storage: Storage
     ingest: IngestService
+    jobs: Dispatcher | None = None
+    sweeper: Sweeper | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        database = Database(settings.database_url)
-        storage = build_storage(settings)
-        return cls(settings, database, storage, IngestService(settings, database, storage))
+        return cls.assemble(settings, Database(settings.database_url), build_storage(settings))
+
+    @classmethod
+    def assemble(cls, settings: Settings, database: Database, storage: Storage) -> Runtime:
+        """The services over a given database and store, with the job dispatcher the settings choose."""
+        ingest = IngestService(settings, database, storage)
+        runtime = cls(settings, database, storage, ingest)
+        runtime.jobs = _dispatcher(runtime)
+        ingest.dispatch = runtime.jobs.dispatch
+        return runtime
+
+    def start_sweeper(self) -> None:
+        """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
+        if self.jobs is not None and self.jobs.runs_here and self.sweeper is None:
+            self.sweeper = Sweeper(self.database, self.jobs.dispatch, self.settings.sweep_interval_seconds).start()
+
+    def wait_for_jobs(self, media_ids: Iterable[int], timeout: float = JOB_WAIT_SECONDS) -> bool:
+        """Wait for these items' jobs when this process runs them; False when it does not, or on timeout."""
+        if self.jobs is None or not self.jobs.runs_here:
+            return False
+        return wait_for_media(self.database, media_ids, timeout)
 
     def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.stop()
+        if self.jobs is not None:
+            self.jobs.close()
         self.database.dispose()
+
+
+def _dispatcher(runtime: Runtime) -> Dispatcher:
+    if runtime.settings.queue_url:
+        from mediahub.jobs.dramatiq_broker import DramatiqDispatcher  # imports the broker clients
+
+        return DramatiqDispatcher(runtime)
+    return InProcessRunner(runtime, runtime.settings.workers)

@@ -8,19 +8,20 @@ import pytest
 
 from mediahub.config import Settings
 from mediahub.runtime import Runtime
-from mediahub.services.ingest import IngestService
 
 
 def make_runtime(database, storage, tmp_path: Path, **overrides) -> Runtime:
     settings = Settings(_env_file=None, database_url=str(database.url), media_root=tmp_path / "media",
                         temp_dir=tmp_path / "tmp", **overrides)
-    return Runtime(settings, database, storage, IngestService(settings, database, storage))
+    return Runtime.assemble(settings, database, storage)
 
 
 @pytest.fixture
 def runtime(sqlite_db, local_storage, tmp_path):
     """The embedded default: SQLite and local disk."""
-    return make_runtime(sqlite_db, local_storage, tmp_path)
+    runtime = make_runtime(sqlite_db, local_storage, tmp_path)
+    yield runtime
+    runtime.jobs.close()
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -31,4 +32,6 @@ def any_storage(request):
 @pytest.fixture
 def backend_runtime(db, any_storage, tmp_path):
     """Every database (SQLite, PostgreSQL, MariaDB) times every store (local, S3)."""
-    return make_runtime(db, any_storage, tmp_path)
+    runtime = make_runtime(db, any_storage, tmp_path)
+    yield runtime
+    runtime.jobs.close()

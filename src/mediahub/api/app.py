@@ -6,32 +6,45 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.concurrency import run_in_threadpool
 
+from mediahub.api.auth import TokenVerifier
+from mediahub.api.deps import ApiState
+from mediahub.api.errors import install_error_handlers
+from mediahub.api.metrics import Metrics, MetricsMiddleware
+from mediahub.api.middleware import CloseOnUnreadBodyMiddleware
+from mediahub.api.ratelimit import SlidingWindowLimiter
+from mediahub.api.routes import files, media, members, moderation, ops, uploads
 from mediahub.config import Settings
 from mediahub.runtime import Runtime
 
+DESCRIPTION = """Uploads, processing and delivery of images and videos for users, properties, builders,
+communities, amenities, sales reps and posts. Authenticate with `Authorization: Bearer <JWT>`.
+Errors are RFC 9457 problems with a stable `code`."""
+
 
 def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = Runtime.build(settings)
+        app.state.runtime.start_sweeper()  # in-process jobs: recover what a restart left queued
         try:
             yield
         finally:
             app.state.runtime.close()
 
-    app = FastAPI(title="MediaHub", version="0.1.0", lifespan=lifespan)
-
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["ops"])
-    async def readyz() -> dict[str, str]:
-        runtime: Runtime = app.state.runtime
-        await run_in_threadpool(runtime.database.ping)
-        await run_in_threadpool(runtime.storage.check)
-        return {"status": "ready"}
-
+    app = FastAPI(title="MediaHub", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.api = ApiState(
+        verifier=TokenVerifier(settings),
+        limiter=SlidingWindowLimiter(settings.upload_rate_limit),
+        metrics=metrics,
+    )
+    install_error_handlers(app)
+    # The last added runs outermost: metrics see every answer, including the connection-closing ones.
+    app.add_middleware(CloseOnUnreadBodyMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Order matters where paths overlap: fixed segments before /v1/media/{media_id}.
+    for module in (ops, uploads, files, members, moderation, media):
+        app.include_router(module.router)
     return app

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -119,6 +120,19 @@ class MediaItem(Base):
     processing_status: Mapped[str] = mapped_column(String(16), default="ready")
 
     image_hash: Mapped[str | None] = mapped_column(String(16))
+    # Duplicate detection (services/dedup.py): digest of the upright display pixels, the 64x64 grey
+    # thumbnail every perceptual hash is derived from, and the whole-picture and centre pHashes of that
+    # thumbnail split into four indexed 16-bit bands (multi-index hashing: a lookup never scans).
+    pixel_sha256: Mapped[str | None] = mapped_column(String(64))
+    dedup_thumb: Mapped[bytes | None] = mapped_column(LargeBinary)
+    hash_w0: Mapped[int | None] = mapped_column(Integer)
+    hash_w1: Mapped[int | None] = mapped_column(Integer)
+    hash_w2: Mapped[int | None] = mapped_column(Integer)
+    hash_w3: Mapped[int | None] = mapped_column(Integer)
+    hash_c0: Mapped[int | None] = mapped_column(Integer)
+    hash_c1: Mapped[int | None] = mapped_column(Integer)
+    hash_c2: Mapped[int | None] = mapped_column(Integer)
+    hash_c3: Mapped[int | None] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     md5: Mapped[str] = mapped_column(String(32))
     uploaded_by: Mapped[str | None] = mapped_column(String(128))
@@ -135,6 +149,11 @@ class MediaItem(Base):
         Index("ix_media_sha256", "sha256"),
         Index("ix_media_image_hash", "image_hash"),
         Index("ix_media_uploaded_by", "uploaded_by"),
+        # The file route finds the row that owns a requested object key.
+        Index("ix_media_original_key", "original_key"),
+        # Duplicate detection: exact pixel matches, and one index per pHash band (0003).
+        Index("ix_media_pixel_sha256", "pixel_sha256"),
+        *(Index(f"ix_media_hash_{kind}{band}", f"hash_{kind}{band}") for kind in "wc" for band in range(4)),
         MYSQL_TABLE_OPTIONS,
     )
 
@@ -177,3 +196,34 @@ class PendingDelete(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+
+class Job(Base):
+    """Background work, and the outbox it is dispatched from.
+
+    Rows are inserted in the transaction that commits the media row, so a job
+    exists exactly when its item does; brokers only carry job ids, and the row
+    decides who runs it (status, lease) and when (run_after).
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    media_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued | processing | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    run_after: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_jobs_media_id", "media_id"),
+        # The claim query: the oldest due job of a status.
+        Index("ix_jobs_status_run_after", "status", "run_after"),
+        MYSQL_TABLE_OPTIONS,
+    )

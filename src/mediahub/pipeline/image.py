@@ -10,14 +10,15 @@ from PIL import Image
 
 from mediahub.config import VariantSpec
 from mediahub.pipeline import exif as exif_step
+from mediahub.pipeline.fingerprint import Fingerprint, pixel_sha256
 from mediahub.pipeline.hashing import perceptual_hash
 from mediahub.pipeline.normalise import to_display
-from mediahub.pipeline.orient import display_size, upright
+from mediahub.pipeline.orient import display_size, swaps_axes, upright
 from mediahub.pipeline.original import EncodedOriginal, jpeg_subsampling, reencode, reencode_animation
-from mediahub.pipeline.probe import ImageLimits, check_limits, decode, open_image
+from mediahub.pipeline.probe import ImageLimits, check_limits, decode, open_image, reduce_jpeg
 from mediahub.pipeline.sniff import Sniffed
 from mediahub.pipeline.strip import STRIPPERS, judge_trailing
-from mediahub.pipeline.variants import EncodeOptions, Encoded, encode_all, render_all
+from mediahub.pipeline.variants import EncodeOptions, Encoded, encode_all, render_all, source_box
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class ProcessedImage:
     variants: list[Encoded]
     phash: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Duplicate detection: digest of the upright display pixels, and the perceptual fingerprint.
+    pixel_sha256: str | None = None
+    fingerprint: Fingerprint | None = None
 
 
 def _metadata(sniffed: Sniffed, header: Any, summary: exif_step.ExifSummary, strip_gps: bool,
@@ -72,9 +76,17 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
         icc = image.info.get("icc_profile")
         subsampling = jpeg_subsampling(image)
         lossless_webp = sniffed.format == "webp" and "lossless" in str(image.info.get("compression", ""))
-        largest = max(max(s.width, s.height) for s in options.sizes)
-        reduce_to = (largest, largest) if keep_bytes else None
-        pixels = upright(decode(image, reduce_to), summary.orientation)
+        width, height = display_size(header.width, header.height, summary.orientation)
+        # The smallest decode every variant can come from (upright, then as stored).
+        box = source_box(width, height, options.sizes)
+        stored_box = (box[1], box[0]) if swaps_axes(summary.orientation) else box
+        reduced = None
+        if sniffed.format == "jpeg" and not header.animated and header.mode in ("RGB", "L"):
+            reduced = reduce_jpeg(path, stored_box)  # libvips shrink-on-load; None -> Pillow below
+        decoded = None
+        if reduced is None or not keep_bytes:
+            # A re-encoded original needs every pixel; otherwise decode (JPEG: DCT-scaled) to the box.
+            decoded = upright(decode(image, stored_box if keep_bytes else None), summary.orientation)
         if keep_bytes:
             original = EncodedOriginal(sniffed.format, lossless)
             mode = "stripped"
@@ -82,12 +94,17 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
             original = reencode_animation(image, quality=options.original_quality)
             mode = "reencoded"
         else:
-            original = reencode(pixels, sniffed.format, quality=options.original_quality, icc=icc,
+            original = reencode(decoded, sniffed.format, quality=options.original_quality, icc=icc,
                                 subsampling=subsampling, lossless_webp=lossless_webp)
             mode = "reencoded"
-        width, height = display_size(header.width, header.height, summary.orientation)
+        if reduced is not None:
+            pixels = upright(reduced, summary.orientation)
+            if icc:
+                pixels.info["icc_profile"] = icc  # to_display converts to sRGB, on the small image
+        else:
+            pixels = decoded
         display = to_display(pixels)
-        renders = render_all(display, options.sizes)
+        renders = render_all(display, options.sizes, full_size=(width, height))
         hash_source_image = hash_source(renders, options.sizes, display)
         return ProcessedImage(
             original=original,
@@ -96,6 +113,8 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
             variants=encode_all(renders, options.encode),
             phash=perceptual_hash(hash_source_image),
             metadata=_metadata(sniffed, header, summary, options.strip_gps, mode),
+            pixel_sha256=pixel_sha256(display),
+            fingerprint=Fingerprint.of(hash_source_image),
         )
     finally:
         image.close()

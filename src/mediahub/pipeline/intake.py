@@ -37,29 +37,56 @@ def iter_file(fh: BinaryIO, chunk: int = CHUNK) -> Iterable[bytes]:
         yield block
 
 
+class Spool:
+    """An upload being written to a temp file, capped and hashed chunk by chunk.
+
+    For producers that push bytes as they arrive (the HTTP multipart reader);
+    `spool` below is the same for an iterable. Memory stays at one chunk.
+    """
+
+    def __init__(self, limit: int, tmp_dir: Path | None = None) -> None:
+        if tmp_dir is not None:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="upload-", dir=tmp_dir)
+        self.path = Path(name)
+        self.limit = limit
+        self.size = 0
+        self._out = os.fdopen(fd, "wb")
+        self._sha256 = hashlib.sha256()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+
+    def write(self, block: bytes) -> None:
+        """Append a block; `TooLarge` (and the file removed) as soon as the limit is passed."""
+        self.size += len(block)
+        if self.size > self.limit:
+            self.discard()
+            raise TooLarge(f"file is larger than the limit of {self.limit} bytes", limit=self.limit)
+        self._sha256.update(block)
+        self._md5.update(block)
+        self._out.write(block)
+
+    def finish(self) -> Spooled:
+        self._out.close()
+        if self.size == 0:
+            self.discard()
+            raise InvalidInput("file is empty", code="empty_file")
+        return Spooled(self.path, self.size, self._sha256.hexdigest(), self._md5.hexdigest())
+
+    def discard(self) -> None:
+        self._out.close()
+        self.path.unlink(missing_ok=True)
+
+
 def spool(chunks: Iterable[bytes], limit: int, tmp_dir: Path | None = None) -> Spooled:
     """Write chunks to a temp file, stopping as soon as `limit` bytes are passed.
 
-    Memory stays at one chunk whatever the upload's size; the file is removed
-    again on any failure.
+    The file is removed again on any failure.
     """
-    if tmp_dir is not None:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="upload-", dir=tmp_dir)
-    path = Path(name)
-    sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    writer = Spool(limit, tmp_dir)
     try:
-        with os.fdopen(fd, "wb") as out:
-            for block in chunks:
-                size += len(block)
-                if size > limit:
-                    raise TooLarge(f"file is larger than the limit of {limit} bytes", limit=limit)
-                sha256.update(block)
-                md5.update(block)
-                out.write(block)
-        if size == 0:
-            raise InvalidInput("file is empty", code="empty_file")
+        for block in chunks:
+            writer.write(block)
+        return writer.finish()
     except BaseException:
-        path.unlink(missing_ok=True)
+        writer.discard()
         raise
-    return Spooled(path, size, sha256.hexdigest(), md5.hexdigest())

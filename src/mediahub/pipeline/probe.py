@@ -121,3 +121,47 @@ def decode(image: Image.Image, reduce_to: tuple[int, int] | None = None) -> Imag
         raise LimitExceeded("image needs more memory than allowed to decode") from None
     except Exception as exc:
         raise InvalidInput(f"image data is corrupt: {exc}", code="corrupt_image") from None
+
+
+# -- libvips fast path: JPEG decoded straight to the size the variants need ------------------------
+
+_vips = None
+
+
+def _pyvips():
+    """pyvips, set up once for a server: no operation cache (it would hold decoded files)."""
+    global _vips
+    if _vips is None:
+        import pyvips
+
+        pyvips.cache_set_max(0)
+        _vips = pyvips
+    return _vips
+
+
+def reduce_jpeg(path: Path, box: tuple[int, int]) -> Image.Image | None:
+    """The JPEG's first frame at exactly `box` (stored orientation), via libvips, or None.
+
+    libjpeg's DCT scaling (shrink-on-load, at most 8x and never below `box`) and
+    then a Lanczos-3 reduce to the exact size: no full-size decode, ever. None
+    when libvips cannot do it (missing, odd colour space, any error): the caller
+    falls back to Pillow, whose errors are the ones users see.
+    """
+    try:
+        vips = _pyvips()
+        head = vips.Image.new_from_file(str(path), access="sequential", fail_on="error")
+        shrink = 1
+        while shrink < 8 and head.width // (shrink * 2) >= box[0] and head.height // (shrink * 2) >= box[1]:
+            shrink *= 2
+        loaded = vips.Image.new_from_file(str(path), access="sequential", fail_on="error", shrink=shrink)
+        if loaded.interpretation not in ("srgb", "b-w") or loaded.format != "uchar" or loaded.bands not in (1, 3):
+            return None
+        if (loaded.width, loaded.height) != box:
+            loaded = loaded.thumbnail_image(box[0], height=box[1], size="force", no_rotate=True)
+        data = loaded.write_to_memory()
+        if (loaded.width, loaded.height) != box:
+            return None
+        mode = "L" if loaded.bands == 1 else "RGB"
+        return Image.frombytes(mode, box, data)
+    except Exception:  # noqa: BLE001 - any libvips failure means "use Pillow"
+        return None

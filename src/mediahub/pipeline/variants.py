@@ -8,6 +8,7 @@ one from the previous, and nothing is ever upscaled.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 
 from PIL import Image
@@ -15,8 +16,9 @@ from PIL import Image
 from mediahub.config import VariantSpec
 
 _RESAMPLE = Image.Resampling.LANCZOS
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
+                 "avif": "image/avif"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "avif": "avif"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,13 @@ class EncodeOptions:
     jpeg_quality: int
     webp_quality: int
     webp: bool
+    avif: bool = False
+    avif_quality: int = 60
+    base: bool = True  # the JPEG (PNG with alpha) every client can show; off when only adding WebP/AVIF
+
+    def formats(self, image: Image.Image) -> list[str]:
+        base = ["png" if image.mode == "RGBA" else "jpeg"] if self.base else []
+        return base + [fmt for fmt, wanted in (("webp", self.webp), ("avif", self.avif)) if wanted]
 
 
 def fit_size(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
@@ -79,12 +88,42 @@ def _adequate(source: Image.Image, size: tuple[int, int], spec: VariantSpec) -> 
     return source.size[0] >= size[0] and source.size[1] >= size[1]
 
 
-def render_all(base: Image.Image, specs: tuple[VariantSpec, ...]) -> dict[str, Image.Image]:
-    """Every spec rendered, largest first, each from the smallest adequate earlier render."""
+def source_box(width: int, height: int, specs: tuple[VariantSpec, ...]) -> tuple[int, int]:
+    """The smallest whole-picture size (same aspect) every spec can be rendered from without upscaling.
+
+    Usually the largest fit spec's exact output size, so that rendition needs no resize at all.
+    """
+    fits = [output_size(width, height, s) for s in specs if not s.crop]
+    if fits:
+        box = max(fits, key=lambda size: size[0] * size[1])
+        if all(box[0] >= w and box[1] >= h for w, h in fits) and all(
+                _crop_fits(box, output_size(width, height, s), s) for s in specs if s.crop):
+            return box
+    scale = 0.0
+    for spec in specs:
+        out_w, out_h = output_size(width, height, spec)
+        left, top, right, bottom = crop_box(width, height, spec.width / spec.height) if spec.crop else (
+            0, 0, width, height)
+        scale = max(scale, out_w / (right - left), out_h / (bottom - top))
+    return min(width, math.ceil(width * scale - 1e-9)), min(height, math.ceil(height * scale - 1e-9))
+
+
+def _crop_fits(box: tuple[int, int], size: tuple[int, int], spec: VariantSpec) -> bool:
+    left, top, right, bottom = crop_box(*box, spec.width / spec.height)
+    return right - left >= size[0] and bottom - top >= size[1]
+
+
+def render_all(base: Image.Image, specs: tuple[VariantSpec, ...],
+               full_size: tuple[int, int] | None = None) -> dict[str, Image.Image]:
+    """Every spec rendered, largest first, each from the smallest adequate earlier render.
+
+    `full_size` is the picture's real (upright) size when `base` is a reduced decode of it:
+    output sizes are always those of the full picture (`output_size`), never of the reduction.
+    """
     made: dict[str, Image.Image] = {}
     sources: list[Image.Image] = []  # whole-picture renders only: a crop cannot feed another size
     for spec in sorted(specs, key=lambda s: s.width * s.height, reverse=True):
-        size = output_size(*base.size, spec)
+        size = output_size(*(full_size or base.size), spec)
         candidates = [img for img in sources if _adequate(img, size, spec)]
         source = min(candidates, key=lambda img: img.size[0] * img.size[1], default=base)
         made[spec.name] = _render(source, size, spec)
@@ -101,16 +140,17 @@ def encode(image: Image.Image, fmt: str, options: EncodeOptions) -> bytes:
         image.save(out, "PNG", compress_level=6)
     elif fmt == "webp":
         image.save(out, "WEBP", quality=options.webp_quality, method=2)
+    elif fmt == "avif":
+        image.save(out, "AVIF", quality=options.avif_quality, speed=8)
     else:
         raise ValueError(f"cannot encode variants as {fmt}")
     return out.getvalue()
 
 
 def encode_all(renders: dict[str, Image.Image], options: EncodeOptions) -> list[Encoded]:
-    """JPEG (PNG where there is alpha) for every render, plus WebP when enabled."""
+    """JPEG (PNG where there is alpha) for every render, plus WebP and AVIF when enabled."""
     encoded = []
     for name, image in renders.items():
-        formats = ["png" if image.mode == "RGBA" else "jpeg"] + (["webp"] if options.webp else [])
-        for fmt in formats:
+        for fmt in options.formats(image):
             encoded.append(Encoded(name, fmt, image.size[0], image.size[1], encode(image, fmt, options)))
     return encoded

@@ -2,7 +2,8 @@
 
 The poster (a keyframe about 1 s or 10 % in, upright per the display matrix)
 gets the same variants and pHash as a photo. The uploaded file itself is kept
-as the original.
+as the original, unless its container carries a location: then ingest stores
+a stream copy without metadata (`transcode.strip_metadata`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from mediahub.pipeline.sniff import Sniffed
 from mediahub.pipeline.variants import Encoded, encode_all, render_all
 
 _CONTAINERS = {"mp4": {"mov", "mp4"}, "mov": {"mov", "mp4"}, "webm": {"webm", "matroska"}}
-_LOCATION_TAGS = {"location", "location-eng", "com.apple.quicktime.location.iso6709"}
+# QuickTime/MP4 user data (`\xa9xyz`, read as "location" / "location-<lang>") and Apple's mdta keys.
+_LOCATION_PREFIXES = ("location", "com.apple.quicktime.location")
 
 
 @dataclass(frozen=True)
 class VideoOptions:
-    image: ImageOptions
+    image: ImageOptions  # its pixel limits apply to one frame
     max_duration: float
+    max_frames: int = 36_000
 
 
 @dataclass
@@ -39,6 +42,7 @@ class ProcessedVideo:
     variants: list[Encoded]
     phash: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    location_tags: list[str] = field(default_factory=list)  # must not reach what is served
 
 
 def _open(path: Path, sniffed: Sniffed) -> av.container.InputContainer:
@@ -59,6 +63,12 @@ def _duration(container: av.container.InputContainer, stream: av.video.stream.Vi
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     return None
+
+
+def location_tags(container: av.container.Container) -> list[str]:
+    """Container and stream metadata keys that hold a place."""
+    keys = list(container.metadata) + [k for s in container.streams for k in s.metadata]
+    return sorted({k for k in keys if k.lower().startswith(_LOCATION_PREFIXES)})
 
 
 def _count_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[int, float]:
@@ -84,11 +94,18 @@ def _poster(container: av.container.InputContainer, stream: av.video.stream.Vide
         else:
             container.seek(0)
         for frame in container.decode(stream):
-            rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+            # FFmpeg's av_display_rotation_get: degrees counter-clockwise, PIL's direction too.
+            # A phone's portrait clip (QuickTime matrix 0,1,-1,0) reads -90: turn 90 degrees clockwise.
+            rotation = int(frame.rotation or 0) % 360
             return frame.to_image(), rotation
     except av.error.FFmpegError as exc:
         raise InvalidInput(f"video frames cannot be decoded: {exc}", code="corrupt_video") from None
     raise InvalidInput("video has no decodable frame", code="corrupt_video")
+
+
+def _check_frames(frames: int, limit: int) -> None:
+    if frames > limit:
+        raise LimitExceeded(f"video has {frames} frames; at most {limit}", code="too_many_frames")
 
 
 def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> ProcessedVideo:
@@ -108,8 +125,10 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
         if duration and duration > options.max_duration:
             raise LimitExceeded(f"video lasts {duration:.1f} s; at most {options.max_duration:.0f} s",
                                 code="too_long")
-        packets, last_pts = _count_packets(container, stream)
         declared = stream.frames or 0
+        _check_frames(declared, options.max_frames)
+        packets, last_pts = _count_packets(container, stream)
+        _check_frames(packets, options.max_frames)  # a header may understate, or say nothing
         if packets == 0 or (declared and packets < declared):
             raise InvalidInput(f"video is truncated: {packets} of {declared or '?'} frames present",
                                code="truncated_video")
@@ -118,6 +137,7 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
             poster = poster.rotate(rotation, expand=True)
         display = to_display(poster)
         renders = render_all(display, options.image.sizes)
+        location = location_tags(container)
         return ProcessedVideo(
             width=display.size[0],
             height=display.size[1],
@@ -131,8 +151,9 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
                 "frame_rate": float(stream.average_rate) if stream.average_rate else None,
                 "frames": declared or packets,
                 "rotation": rotation,
-                "has_location": bool(_LOCATION_TAGS & {k.lower() for k in container.metadata}),
+                "location_stripped": bool(location),
             },
+            location_tags=location,
         )
     finally:
         container.close()

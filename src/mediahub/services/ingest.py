@@ -3,13 +3,18 @@
 Write order is bytes first, then the row in one transaction; when anything
 fails after the first write, every object this upload wrote is deleted again
 (what a crash leaves behind, `mediahub verify --repair` finds).
+
+The upload path makes only the JPEG/PNG variants (and a video's poster); WebP,
+AVIF and the video's web MP4 are jobs, inserted in the row's transaction (the
+outbox) and handed to `dispatch` only once it has committed.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,20 +23,27 @@ from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MediaRepository
 from mediahub.db.session import Database
 from mediahub.entities import Target
-from mediahub.errors import TooLarge, UnsupportedType
+from mediahub.errors import DatabaseUnavailable, TooLarge, UnsupportedType
+from mediahub.jobs.kinds import upload_jobs
+from mediahub.jobs.queue import enqueue
 from mediahub.pipeline.image import ImageOptions, ProcessedImage, process_image
 from mediahub.pipeline.intake import Spooled, spool
 from mediahub.pipeline.probe import ImageLimits
 from mediahub.pipeline.sniff import Sniffed, sniff
 from mediahub.pipeline.variants import CONTENT_TYPES, EXTENSIONS, EncodeOptions
+from mediahub.pipeline.transcode import strip_metadata
 from mediahub.pipeline.video import ProcessedVideo, VideoOptions, process_video
+from mediahub.services import dedup
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.storage.base import Storage
 from mediahub.storage.keys import original_key, variant_key
 
 log = logging.getLogger(__name__)
 
-_VIDEO_EXTENSIONS = {"mp4": "mp4", "mov": "mov", "webm": "webm"}
+# Original extensions by sniffed video format (images take theirs from the encoder table).
+VIDEO_EXTENSIONS = {"mp4": "mp4", "mov": "mov", "webm": "webm"}
+COMMIT_ATTEMPTS = 3
+Dispatch = Callable[[list[int]], None]  # hands committed job ids to whatever runs them
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,10 @@ class UploadRequest:
     caption: str | None = None
     tags: list[str] = field(default_factory=list)
     filename: str | None = None  # a hint, kept for the record; never used for the type
+    # The owning entity of a nested kind (amenity -> ("community", "123")): its members own the item too.
+    parent: tuple[str, str] | None = None
+    # Skip the duplicate check (honoured unless DEDUP_ALLOW_OVERRIDE is false).
+    allow_duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,24 +69,36 @@ class _Object:
     content_type: str
 
 
-def image_options(settings: Settings) -> ImageOptions:
+def encode_options(settings: Settings, *, base: bool = True, extra: bool = True) -> EncodeOptions:
+    """JPEG/PNG (`base`) and the WebP/AVIF renditions the settings ask for (`extra`)."""
+    return EncodeOptions(settings.jpeg_quality, settings.webp_quality, webp=extra and settings.make_webp,
+                         avif=extra and settings.make_avif, avif_quality=settings.avif_quality, base=base)
+
+
+def image_options(settings: Settings, encode: EncodeOptions | None = None) -> ImageOptions:
     return ImageOptions(
         limits=ImageLimits(settings.max_image_side, settings.max_image_pixels, settings.max_frames,
                            settings.max_total_pixels),
         sizes=settings.image_sizes,
-        encode=EncodeOptions(settings.jpeg_quality, settings.webp_quality, settings.make_webp),
+        encode=encode or encode_options(settings),
         original_quality=settings.original_quality,
         strip_gps=settings.strip_gps,
     )
 
 
+def video_options(settings: Settings, image: ImageOptions) -> VideoOptions:
+    return VideoOptions(image, settings.max_video_duration, settings.max_video_frames)
+
+
 class IngestService:
-    def __init__(self, settings: Settings, database: Database, storage: Storage) -> None:
+    def __init__(self, settings: Settings, database: Database, storage: Storage,
+                 dispatch: Dispatch | None = None) -> None:
         self.settings = settings
         self.database = database
         self.storage = storage
-        self.image_options = image_options(settings)
-        self.video_options = VideoOptions(self.image_options, settings.max_video_duration)
+        self.dispatch = dispatch  # None: jobs wait in the table for a worker's sweeper
+        self.image_options = image_options(settings, encode_options(settings, extra=False))
+        self.video_options = video_options(settings, self.image_options)
 
     def size_cap(self, target: Target) -> int:
         """The byte cap while streaming: the largest cap of the kinds the field accepts."""
@@ -91,7 +119,30 @@ class IngestService:
             processed: ProcessedImage | ProcessedVideo = process_image(spooled.path, sniffed, self.image_options)
         else:
             processed = process_video(spooled.path, sniffed, self.video_options)
+            if processed.location_tags:
+                strip_metadata(spooled.path, sniffed.format)  # the stored original is served
+        self._check_duplicate(spooled, processed, request)  # before any byte is stored
         return self._store(spooled, sniffed, processed, request)
+
+    def _check_duplicate(self, spooled: Spooled, processed: ProcessedImage | ProcessedVideo,
+                         request: UploadRequest) -> None:
+        """Apply DEDUP_POLICY: raise Conflict(code="duplicate"), or flag the row's metadata.
+
+        A read before the write, not a constraint: two identical uploads racing each other
+        can both pass; `mediahub dedup scan` reports such pairs afterwards.
+        """
+        settings = self.settings
+        if settings.dedup_policy == "allow" or (request.allow_duplicate and settings.dedup_allow_override):
+            return
+        target = request.target
+        scope = dedup.Scope.of(settings.dedup_scope, entity_type=target.kind.name, entity_id=target.entity_id,
+                               uploaded_by=request.uploaded_by)
+        with self.database.session() as session:
+            match = dedup.check_duplicate(session, dedup.Probe.of_upload(spooled.sha256, processed), scope,
+                                          settings.dedup_threshold)
+            decision = dedup.decide(match, policy=settings.dedup_policy, entity_type=target.kind.name,
+                                    entity_id=target.entity_id)
+        processed.metadata.update(decision.metadata)
 
     def _check_allowed(self, sniffed: Sniffed, size: int, target: Target) -> None:
         if sniffed.media_kind not in target.field.media_kinds:
@@ -115,7 +166,7 @@ class IngestService:
             key = original_key(target, EXTENSIONS[fmt])
             first = _Object(key, processed.original.data, CONTENT_TYPES[fmt])
         else:
-            key = original_key(target, _VIDEO_EXTENSIONS[sniffed.format])
+            key = original_key(target, VIDEO_EXTENSIONS[sniffed.format])
             first = _Object(key, spooled.path, sniffed.mime)
         rest = [
             _Object(variant_key(key, v.name, EXTENSIONS[v.format]), v.data, v.content_type)
@@ -125,25 +176,56 @@ class IngestService:
 
     def _store(self, spooled: Spooled, sniffed: Sniffed, processed: ProcessedImage | ProcessedVideo,
                request: UploadRequest) -> MediaItem:
-        target = request.target
-        objects = self._objects(spooled, sniffed, processed, target)
-        item = self._row(spooled, sniffed, processed, request, objects)
+        objects = self._objects(spooled, sniffed, processed, request.target)
+        job_kinds = upload_jobs(self.settings, sniffed.media_kind)
         written: list[str] = []
         try:
             for obj in objects:
                 self.storage.put(obj.key, obj.source, obj.content_type)
                 written.append(obj.key)
-            with self.database.session() as session:
-                repo = MediaRepository(session)
-                repo.add(item)
-                if target.field.slot == "single":
-                    for old in repo.others_in_slot(target.kind.name, target.entity_id, target.field.name, item.id):
-                        repo.delete(old)
+            item, job_ids = self._commit(
+                lambda: self._row(spooled, sniffed, processed, request, objects, job_kinds), request.target, job_kinds
+            )
         except BaseException:
             self._remove(written)
             raise
+        self._dispatch(job_ids)
         purge_pending_deletes(self.database, self.storage)
         return item
+
+    def _dispatch(self, job_ids: list[int]) -> None:
+        if not job_ids or self.dispatch is None:
+            return
+        try:
+            self.dispatch(job_ids)
+        except Exception:  # the upload is committed; the sweeper re-sends what never arrived
+            log.warning("could not dispatch jobs %s; the sweeper will", job_ids, exc_info=True)
+
+    def _commit(self, make_row: Callable[[], MediaItem], target: Target,
+                job_kinds: list[str]) -> tuple[MediaItem, list[int]]:
+        """Insert the row (replacing a single slot's item) and its jobs in one transaction.
+
+        Lock waits and deadlocks between concurrent uploads to one field surface as
+        `DatabaseUnavailable`; a fresh attempt usually succeeds, a dead server does not.
+        """
+        for attempt in range(COMMIT_ATTEMPTS):
+            item = make_row()
+            try:
+                with self.database.session() as session:
+                    repo = MediaRepository(session)
+                    repo.add(item)
+                    if target.field.slot == "single":
+                        for old in repo.others_in_slot(target.kind.name, target.entity_id, target.field.name,
+                                                       item.id):
+                            repo.delete(old)
+                    job_ids = [enqueue(session, kind, media_id=item.id,
+                                       max_attempts=self.settings.job_max_attempts).id for kind in job_kinds]
+                return item, job_ids
+            except DatabaseUnavailable:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _remove(self, keys: list[str]) -> None:
         if not keys:
@@ -156,7 +238,7 @@ class IngestService:
             log.warning("could not remove %d objects of a failed upload: %s", len(failed), failed)
 
     def _row(self, spooled: Spooled, sniffed: Sniffed, processed: ProcessedImage | ProcessedVideo,
-             request: UploadRequest, objects: list[_Object]) -> MediaItem:
+             request: UploadRequest, objects: list[_Object], job_kinds: list[str]) -> MediaItem:
         target = request.target
         original, variant_objects = objects[0], objects[1:]
         variants = [
@@ -164,10 +246,13 @@ class IngestService:
              "size": len(v.data), "content_type": v.content_type}
             for v, obj in zip(processed.variants, variant_objects, strict=True)
         ]
-        size = len(original.source) if isinstance(original.source, bytes) else spooled.size
+        # A video's spool may have been rewritten without its location since it was hashed.
+        size = len(original.source) if isinstance(original.source, bytes) else original.source.stat().st_size
         meta = dict(processed.metadata)
         if request.filename:
             meta["filename"] = Path(request.filename.replace("\\", "/")).name[:255]
+        if request.parent:
+            meta["parent"] = {"entity_type": request.parent[0], "entity_id": request.parent[1]}
         approved = request.verified and self.settings.auto_approve_verified
         return MediaItem(
             public_id=secrets.token_urlsafe(16),
@@ -190,10 +275,11 @@ class IngestService:
             caption=request.caption,
             alt_text=request.alt_text,
             moderation_status="approved" if approved else "pending",
-            processing_status="ready",
+            processing_status="queued" if job_kinds else "ready",
             image_hash=processed.phash,
             sha256=spooled.sha256,
             md5=spooled.md5,
             uploaded_by=request.uploaded_by,
+            **dedup.row_columns(getattr(processed, "fingerprint", None), getattr(processed, "pixel_sha256", None)),
         )
 

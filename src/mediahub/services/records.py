@@ -27,6 +27,7 @@ def item_record(item: MediaItem) -> dict[str, Any]:
         "image_hash": item.image_hash,
         "is_primary": item.is_primary,
         "moderation_status": item.moderation_status,
+        "processing_status": item.processing_status,
         "storage_type": item.storage_type,
         "metadata": item.meta,
     }

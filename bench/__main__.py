@@ -1,0 +1,64 @@
+"""`python -m bench [pipeline|memory|throughput|http|quality ...] [--smoke]`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SECTIONS = {"pipeline": "bench.pipeline", "memory": "bench.memory", "throughput": "bench.throughput",
+            "http": "bench.httpload", "quality": "bench.quality"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], metavar="SECTION",
+                        help=f"any of {', '.join(SECTIONS)} (default: all, in that order)")
+    parser.add_argument("--smoke", action="store_true", help="tiny inputs and repeat counts (about 20 s)")
+    parser.add_argument("--inputs", help="comma-separated input names (default: the set for the mode)")
+    args = parser.parse_args(argv)
+
+    # Run from anywhere: the project root holds `bench` and `tests.support.corpus`.
+    root = Path(__file__).resolve().parents[1]
+    os.chdir(root)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+    from bench.common import Config, console
+    from bench.inputs import FULL, SMOKE, SPECS, make_inputs
+
+    sections = args.sections or list(SECTIONS)
+    names = tuple(args.inputs.split(",")) if args.inputs else (SMOKE if args.smoke else FULL)
+    unknown = [n for n in names if n not in SPECS]
+    if unknown:
+        parser.error(f"unknown inputs {unknown}; known: {', '.join(SPECS)}")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mediahub-bench-") as tmp:
+        work = Path(tmp)
+        cfg = Config(smoke=args.smoke, work=work)
+        console.print(f"MediaHub bench ({'smoke' if args.smoke else 'full'}): python {platform.python_version()}, "
+                      f"{os.cpu_count()} cores, sections {', '.join(sections)}")
+        cfg.inputs = make_inputs(names, work / "inputs")
+        console.print("inputs: " + ", ".join(f"{n} {SPECS[n].width}x{SPECS[n].height} {p.stat().st_size // 1024} KiB"
+                                             for n, p in cfg.inputs.items()))
+        failed = []
+        for section in sections:
+            began = time.perf_counter()
+            try:
+                importlib.import_module(SECTIONS[section]).run(cfg)
+            except Exception:  # report it, run the other sections, fail at the end
+                failed.append(section)
+                console.print_exception()
+            console.print(f"({section}: {time.perf_counter() - began:.1f} s)\n", markup=False)
+    console.print(f"bench done in {time.perf_counter() - started:.1f} s"
+                  + (f"; FAILED sections: {', '.join(failed)}" if failed else ""), markup=False)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

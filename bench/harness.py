@@ -1,0 +1,162 @@
+"""MediaHub's side of every row: a throwaway SQLite + local-storage runtime and
+the functions the sections time (upload path, renditions job, pixel floor,
+overhead components)."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from bench import naive
+
+from mediahub.config import Settings
+from mediahub.entities import Target
+from mediahub.runtime import Runtime
+from mediahub.services.ingest import IngestService, UploadRequest
+
+CHUNK = 1024 * 1024
+AVIF_QUALITY = 60
+AVIF_SPEED = 8  # only when the pipeline has no AVIF encoder of its own
+JPEG_QUALITY = 85
+_ids = itertools.count()
+
+
+def chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while block := fh.read(CHUNK):
+            yield block
+
+
+def settings_for(root: Path, **overrides) -> Settings:
+    return Settings(_env_file=None, database_url=f"sqlite:///{root / 'mediahub.db'}", media_root=root / "media",
+                    temp_dir=root / "tmp", jwt_secret="bench-secret-0123456789abcdef0123456789abcdef", upload_rate_limit=0, **overrides)
+
+
+def migrate(settings: Settings) -> None:
+    from mediahub.db.migrate import upgrade
+
+    (settings.temp_dir or Path(tempfile.gettempdir())).mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+
+
+@dataclass
+class Bench:
+    """One migrated SQLite + local store; `upload` is what a client waits for."""
+
+    root: Path
+    runtime: Runtime  # the request path: JPEG/PNG variants only (WebP/AVIF go to the job)
+    inline: IngestService  # the same with WebP made inline (make_webp=True)
+
+    @classmethod
+    def create(cls, root: Path | None = None) -> Bench:
+        root = Path(root or tempfile.mkdtemp(prefix="mediahub-bench-"))
+        settings = settings_for(root, make_webp=False)
+        migrate(settings)
+        runtime = Runtime.build(settings)
+        inline = IngestService(settings_for(root, make_webp=True), runtime.database, runtime.storage)
+        return cls(root, runtime, inline)
+
+    def request(self) -> UploadRequest:
+        # A fresh entity per upload: galleries have an item cap, and no slot replacement work.
+        return UploadRequest(Target.parse("property", f"b{os.getpid()}x{next(_ids)}", "gallery"),
+                             uploaded_by="bench", filename="photo.jpg")
+
+    def upload(self, path: Path):
+        return self.runtime.ingest.ingest(chunks(path), self.request())
+
+    def upload_inline_webp(self, path: Path):
+        return self.inline.ingest(chunks(path), self.request())
+
+    def renditions_job(self, item) -> int:
+        """The background job after the commit: WebP and AVIF of every size, from the stored large variant."""
+        return renditions_from(self.runtime.storage.get(_largest_key(item.variants)), self.runtime.settings,
+                               (item.width, item.height))
+
+    def total(self, path: Path) -> int:
+        """Everything MediaHub makes for one image: the upload path, then the renditions job."""
+        return self.renditions_job(self.upload(path))
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def _largest_key(variants: list[dict]) -> str:
+    return max(variants, key=lambda v: v["width"] * v["height"])["key"]
+
+
+def renditions_from(data: bytes, settings: Settings, full_size: tuple[int, int] | None = None) -> int:
+    """WebP + AVIF of every size from the large JPEG, with the pipeline's own renderer and encoders."""
+    import dataclasses
+
+    from mediahub.pipeline.normalise import to_display
+    from mediahub.pipeline.variants import EncodeOptions, encode_all, render_all
+
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        base = to_display(opened)
+    try:  # sizes of the full picture, exactly as the upload's JPEGs
+        renders = render_all(base, settings.image_sizes, full_size=full_size)
+    except TypeError:  # a pipeline without reduced-decode support
+        renders = render_all(base, settings.image_sizes)
+    fields = {f.name for f in dataclasses.fields(EncodeOptions)}
+    if {"avif", "base"} <= fields:  # the pipeline encodes AVIF itself
+        options = EncodeOptions(settings.jpeg_quality, settings.webp_quality, True, avif=True, base=False)
+        return sum(len(v.data) for v in encode_all(renders, options))
+    options = EncodeOptions(settings.jpeg_quality, settings.webp_quality, True)
+    written = sum(len(v.data) for v in encode_all(renders, options) if v.format == "webp")
+    return written + sum(len(encode_avif(image)) for image in renders.values())
+
+
+def encode_avif(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "AVIF", quality=AVIF_QUALITY, speed=AVIF_SPEED)
+    return out.getvalue()
+
+
+# -- the pure resize-and-encode floor (no sniff, hashes, EXIF, storage or DB) ---------------------
+
+def floor(path: Path, sizes, orientation_hint: int | None = None) -> int:
+    """libvips: shrink-on-load to the largest size once, the rest from it, JPEG q85, no metadata.
+
+    Exact output sizes (`variants.output_size`) are passed so geometry matches MediaHub's.
+    """
+    import pyvips
+
+    from mediahub.pipeline.variants import crop_box, output_size
+
+    specs = sorted(sizes, key=lambda s: s.width * s.height, reverse=True)
+    if path.suffix.lower() in (".heic", ".heif"):  # libvips' wheel has no HEVC decoder: Pillow decodes
+        naive._register()
+        with Image.open(path) as opened:
+            rgb = opened.convert("RGB")
+        width, height = rgb.size
+        largest = output_size(width, height, specs[0])
+        base = pyvips.Image.new_from_memory(rgb.tobytes(), width, height, 3, "uchar").thumbnail_image(
+            largest[0], height=largest[1], size="force").copy_memory()
+    else:
+        head = pyvips.Image.new_from_file(str(path), access="sequential")
+        width, height = head.width, head.height
+        if head.get_typeof("orientation") and head.get("orientation") in (5, 6, 7, 8):
+            width, height = height, width
+        largest = output_size(width, height, specs[0])
+        base = pyvips.Image.thumbnail(str(path), largest[0], height=largest[1], size="force").copy_memory()
+    if base.hasalpha():
+        base = base.flatten(background=[255, 255, 255])
+    written = 0
+    for spec in specs:
+        size = output_size(width, height, spec)
+        img = base
+        if spec.crop:
+            left, top, right, bottom = crop_box(base.width, base.height, spec.width / spec.height)
+            img = base.crop(round(left), round(top), max(1, round(right - left)), max(1, round(bottom - top)))
+        if (img.width, img.height) != size:
+            img = img.resize(size[0] / img.width, vscale=size[1] / img.height, kernel="lanczos3")
+        written += len(img.jpegsave_buffer(Q=JPEG_QUALITY, keep="none"))
+    return written

@@ -1,0 +1,110 @@
+"""Bearer JWTs: verifying callers, and minting dev tokens for the CLI.
+
+Exactly one algorithm is accepted, the configured one, which refuses `alg:
+none` and HS/RS key confusion. `exp` and `sub` are required; `iss` and `aud`
+are checked when configured. Tokens and keys are never logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import jwt
+
+from mediahub.config import Settings
+from mediahub.entities import ENTITY_ID_RE, get_kind
+from mediahub.errors import MediaHubError, Unauthenticated
+from mediahub.services.access import Principal, grant_label
+
+SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
+LEEWAY_SECONDS = 30  # clock skew between the token issuer and this service
+
+
+def _invalid(reason: str) -> Unauthenticated:
+    return Unauthenticated(f"invalid bearer token: {reason}", code="invalid_token")
+
+
+def verification_key(settings: Settings) -> str | bytes:
+    """The HMAC secret, or the PEM public key for RS256/ES256 (read once at start-up)."""
+    if settings.jwt_algorithm in SYMMETRIC:
+        return settings.jwt_secret.get_secret_value()
+    if settings.jwt_public_key_file is None:
+        raise ValueError(f"JWT_ALGORITHM={settings.jwt_algorithm} needs JWT_PUBLIC_KEY_FILE")
+    return settings.jwt_public_key_file.read_bytes()
+
+
+def _string_list(claims: dict[str, Any], name: str) -> list[str]:
+    value = claims.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _invalid(f"claim {name!r} must be a list of strings")
+    return value
+
+
+def _normalised_grants(grants: Iterable[str]) -> frozenset[str]:
+    """`type:id` grants with the kind's canonical name; unknown kinds grant nothing."""
+    result = set()
+    for grant in grants:
+        entity_type, _, entity_id = grant.partition(":")
+        try:
+            kind = get_kind(entity_type)
+        except MediaHubError:
+            continue
+        if ENTITY_ID_RE.match(entity_id):
+            result.add(grant_label(kind.name, entity_id))
+    return frozenset(result)
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self.key = verification_key(settings)
+        self.algorithm = settings.jwt_algorithm
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+
+    def principal(self, token: str) -> Principal:
+        required = ["exp", "sub"] + (["iss"] if self.issuer else []) + (["aud"] if self.audience else [])
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=LEEWAY_SECONDS,
+                options={"require": required, "verify_aud": self.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _invalid("expired") from None
+        except jwt.InvalidTokenError as exc:
+            # PyJWT's messages name the failed check, never the token or the key.
+            raise _invalid(str(exc) or type(exc).__name__) from None
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not 0 < len(sub) <= 128:
+            raise _invalid("claim 'sub' must be a string of 1-128 characters")
+        verified = claims.get("verified", False)
+        if not isinstance(verified, bool):
+            raise _invalid("claim 'verified' must be a boolean")
+        return Principal(
+            sub=sub,
+            roles=frozenset(_string_list(claims, "roles")),
+            verified=verified,
+            grants=_normalised_grants(_string_list(claims, "grants")),
+        )
+
+
+def issue_token(settings: Settings, sub: str, *, roles: Iterable[str] = (), verified: bool = False,
+                grants: Iterable[str] = (), ttl: int = 3600) -> str:
+    """A token this service accepts; symmetric algorithms only (asymmetric needs the issuer's private key)."""
+    if settings.jwt_algorithm not in SYMMETRIC:
+        raise ValueError(f"cannot mint {settings.jwt_algorithm} tokens: that needs the issuer's private key")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": sub, "roles": list(roles), "verified": verified, "grants": list(grants), "iat": now, "exp": now + ttl,
+    }
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm)

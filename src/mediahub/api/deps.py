@@ -1,0 +1,105 @@
+"""Typed dependencies: the runtime, services, a request-scoped session and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from mediahub.api.auth import TokenVerifier
+from mediahub.api.metrics import Metrics
+from mediahub.api.ratelimit import SlidingWindowLimiter
+from mediahub.config import Settings
+from mediahub.errors import Unauthenticated
+from mediahub.runtime import Runtime
+from mediahub.services.access import Principal
+from mediahub.services.files import FileAccess
+from mediahub.services.media import MediaService
+from mediahub.services.moderation import ModerationService
+from mediahub.services.urls import MediaUrls
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """What the HTTP layer holds beside the shared Runtime."""
+
+    verifier: TokenVerifier
+    limiter: SlidingWindowLimiter
+    metrics: Metrics
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_api_state(request: Request) -> ApiState:
+    return request.app.state.api
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ApiStateDep = Annotated[ApiState, Depends(get_api_state)]
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    """One transaction for routes that only touch rows; committed when the endpoint returns."""
+    with runtime.database.session() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+# scope="function": the commit happens before the response is sent, so a failed commit is an error answer.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+def get_media_service(runtime: RuntimeDep) -> MediaService:
+    return MediaService(runtime.database, runtime.storage)
+
+
+def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
+    return ModerationService(runtime.database)
+
+
+def get_file_access(runtime: RuntimeDep) -> FileAccess:
+    return FileAccess(runtime.database, runtime.settings.signing_key)
+
+
+def get_urls(runtime: RuntimeDep) -> MediaUrls:
+    return MediaUrls(runtime.settings, runtime.storage)
+
+
+MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]
+ModerationServiceDep = Annotated[ModerationService, Depends(get_moderation_service)]
+FileAccessDep = Annotated[FileAccess, Depends(get_file_access)]
+UrlsDep = Annotated[MediaUrls, Depends(get_urls)]
+
+bearer_scheme = HTTPBearer(auto_error=False, description="A JWT: `Authorization: Bearer <token>`")
+
+
+async def get_optional_principal(
+    request: Request,
+    api: ApiStateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal | None:
+    """The caller, or None when no Authorization header came; a bad token is never downgraded to anonymous."""
+    if "authorization" not in request.headers:
+        return None
+    if credentials is None or not credentials.credentials:
+        raise Unauthenticated("expected 'Authorization: Bearer <token>'", code="invalid_token")
+    return api.verifier.principal(credentials.credentials)
+
+
+async def get_principal(principal: Annotated[Principal | None, Depends(get_optional_principal)]) -> Principal:
+    if principal is None:
+        raise Unauthenticated("this endpoint needs a bearer token", code="missing_token")
+    return principal
+
+
+OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

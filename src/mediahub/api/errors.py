@@ -1,0 +1,106 @@
+"""Every error leaves the API as an RFC 9457 problem (`application/problem+json`).
+
+Domain errors map by category; FastAPI's validation errors become 422
+`validation_error` (400 `malformed_json` for a body that is not JSON at all);
+anything unexpected is logged with its traceback and answered 500
+`internal_error` without details.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mediahub.errors import MediaHubError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "application/problem+json"
+
+STATUS_BY_CATEGORY = {
+    "malformed": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "too_large": 413,
+    "unsupported": 415,
+    "invalid": 422,
+    "rate_limited": 429,
+    "unavailable": 503,
+}
+
+# Codes for plain HTTP errors raised by routing itself (unknown path, wrong method).
+CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 400: "malformed_request"}
+
+
+def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"urn:mediahub:problem:{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def status_of(exc: MediaHubError) -> int:
+    return STATUS_BY_CATEGORY.get(exc.category, 422)
+
+
+def _headers_for(exc: MediaHubError, status: int) -> dict[str, str]:
+    if status == 401:
+        # RFC 6750: say which scheme, and that the token (if one came) was the problem.
+        return {"WWW-Authenticate": 'Bearer error="invalid_token"' if exc.code != "missing_token" else "Bearer"}
+    if status == 429:
+        return {"Retry-After": str(exc.details.get("retry_after", 60))}
+    return {}
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MediaHubError)
+    status = status_of(exc)
+    if status == 503:
+        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    return problem(status, exc.code, exc.message, _headers_for(exc, status), **exc.details)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Location, message and type of each error; the offending input is not echoed back."""
+    return [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+            for err in exc.errors()]
+
+
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    if any(err["type"] == "json_invalid" for err in errors):
+        return problem(400, "malformed_json", "the request body is not valid JSON")
+    return problem(422, "validation_error", "the request does not match the schema", errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = CODE_BY_STATUS.get(exc.status_code, "http_error")
+    return problem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(MediaHubError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

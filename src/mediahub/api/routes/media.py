@@ -1,0 +1,122 @@
+"""Managing media: list an entity's media, get, public get, change, delete, reorder, usage."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from mediahub.api.deps import MediaServiceDep, OptionalPrincipalDep, PrincipalDep, UrlsDep
+from mediahub.api.presenters import media_out
+from mediahub.api.schemas import (
+    MAX_ID,
+    BatchDeleteOut,
+    BatchDeleteRequest,
+    BatchDeleteResult,
+    BatchFileError,
+    MediaList,
+    MediaOut,
+    MediaPage,
+    MediaUpdateRequest,
+    ModerationStatus,
+    Problem,
+    ReorderRequest,
+    StorageAnalyticsOut,
+    StorageUsageOut,
+    UsageOut,
+)
+from mediahub.services.access import EntityRef
+
+router = APIRouter(prefix="/v1/media", tags=["media"])
+
+MediaIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the item's numeric id")]
+EntityType = Annotated[str, Path(max_length=32, description="kind name or plural", examples=["property"])]
+EntityId = Annotated[str, Path(max_length=200, examples=["123"])]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
+    return {status: {"model": Problem, "content": {"application/problem+json": {}}} for status in statuses}
+
+
+@router.get("/entity/{entity_type}/{entity_id}", response_model=MediaPage, responses=_errors(401, 404, 422),
+            summary="List an entity's media",
+            description="In display order. Strangers see approved items (and their own uploads); owners, "
+                        "moderators and admins see every status.")
+def list_entity_media(
+    entity_type: EntityType,
+    entity_id: EntityId,
+    media: MediaServiceDep,
+    urls: UrlsDep,
+    principal: OptionalPrincipalDep,
+    field: Annotated[str | None, Query(max_length=32, description="one media field, e.g. gallery")] = None,
+    moderation_status: ModerationStatus | None = None,
+    is_primary: bool | None = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> MediaPage:
+    views, total = media.list_entity(
+        EntityRef.parse(entity_type, entity_id), principal, field=field, moderation_status=moderation_status,
+        is_primary=is_primary, offset=offset, limit=limit,
+    )
+    return MediaPage(items=[media_out(v, urls) for v in views], total=total, offset=offset, limit=limit)
+
+
+@router.put("/entity/{entity_type}/{entity_id}/order", response_model=MediaList,
+            responses=_errors(401, 403, 404, 409, 422),
+            summary="Reorder a gallery", description="`ids` must name every item of the field exactly once.")
+def reorder_media(entity_type: EntityType, entity_id: EntityId, body: ReorderRequest, media: MediaServiceDep,
+                  urls: UrlsDep, principal: PrincipalDep) -> MediaList:
+    views = media.reorder(EntityRef.parse(entity_type, entity_id), body.field, body.ids, principal)
+    return MediaList(items=[media_out(v, urls) for v in views])
+
+
+@router.get("/public/{public_id}", response_model=MediaOut, responses=_errors(404),
+            summary="Get an approved item by its public id", description="No authentication; 404 unless approved.")
+def get_public_media(public_id: Annotated[str, Path(max_length=64)], media: MediaServiceDep,
+                     urls: UrlsDep) -> MediaOut:
+    return media_out(media.get_public(public_id), urls)
+
+
+@router.get("/analytics/storage", response_model=StorageAnalyticsOut, responses=_errors(401, 403),
+            summary="Storage usage", description="Moderators and admins: counts and original bytes by group, "
+                                                 "and what the byte store holds.")
+def storage_analytics(media: MediaServiceDep, principal: PrincipalDep) -> StorageAnalyticsOut:
+    analytics = media.storage_analytics(principal)
+    groups = {f"by_{name}": {value: UsageOut(**usage) for value, usage in rows.items()}
+              for name, rows in analytics.by_group.items()}
+    storage = StorageUsageOut(objects=analytics.storage.objects, bytes=analytics.storage.bytes)
+    return StorageAnalyticsOut(**groups, storage=storage)
+
+
+@router.post("/batch/delete", response_model=BatchDeleteOut, responses=_errors(401, 422),
+             summary="Delete several items", description="Each id succeeds or fails on its own.")
+def batch_delete(body: BatchDeleteRequest, media: MediaServiceDep, principal: PrincipalDep) -> BatchDeleteOut:
+    results = [
+        BatchDeleteResult(id=media_id, ok=error is None,
+                          error=None if error is None else BatchFileError(code=error.code, message=error.message))
+        for media_id, error in zip(body.ids, media.delete_many(body.ids, principal), strict=True)
+    ]
+    return BatchDeleteOut(results=results)
+
+
+@router.get("/{media_id}", response_model=MediaOut, responses=_errors(401, 404, 422), summary="Get an item",
+            description="404 for items the caller may not see (pending, rejected or flagged ones of others).")
+def get_media(media_id: MediaIdPath, media: MediaServiceDep, urls: UrlsDep,
+              principal: OptionalPrincipalDep) -> MediaOut:
+    return media_out(media.get(media_id, principal), urls)
+
+
+@router.patch("/{media_id}", response_model=MediaOut, responses=_errors(401, 403, 404, 409, 422),
+              summary="Change an item",
+              description="Caption, alt text, tags and primary: uploader, owners, admins. "
+                          "Moderation status: moderators and admins.")
+def update_media(media_id: MediaIdPath, body: MediaUpdateRequest, media: MediaServiceDep, urls: UrlsDep,
+                 principal: PrincipalDep) -> MediaOut:
+    return media_out(media.update(media_id, principal, body.changes()), urls)
+
+
+@router.delete("/{media_id}", status_code=204, response_class=Response, responses=_errors(401, 403, 404),
+               summary="Delete an item and all its stored objects")
+def delete_media(media_id: MediaIdPath, media: MediaServiceDep, principal: PrincipalDep) -> Response:
+    media.delete(media_id, principal)
+    return Response(status_code=204)

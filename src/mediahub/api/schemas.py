@@ -1,0 +1,279 @@
+"""Request and response bodies of the HTTP API, with the examples /docs shows."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+ALT_TEXT_MAX = 500  # MediaItem.alt_text is String(500)
+CAPTION_MAX = 5000
+TAG_MAX = 64
+TAGS_MAX = 50
+MAX_ID = 2**63 - 1  # BIGINT: larger ids would be a database error, not a missing item
+BATCH_IDS_MAX = 100
+ORDER_IDS_MAX = 1000
+
+ModerationStatus = Literal["pending", "approved", "rejected", "flagged"]
+MediaId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _split_tags(value: Any) -> Any:
+    """Tags arrive as a JSON list or comma-separated text (forms); blanks and repeats are dropped."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("tags must be a JSON list of strings or comma-separated text") from None
+        else:
+            value = text.split(",")
+    if isinstance(value, list) and all(isinstance(tag, str) for tag in value):
+        return list(dict.fromkeys(tag.strip() for tag in value if tag.strip()))
+    return value
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX)]
+Tags = Annotated[list[Tag], BeforeValidator(_split_tags), Field(max_length=TAGS_MAX)]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; `code` is stable, extra members (such as `limit`) depend on it."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "type": "urn:mediahub:problem:too_large", "title": "Content Too Large", "status": 413,
+        "detail": "file is larger than the limit of 20971520 bytes", "code": "too_large", "limit": 20971520,
+    }]})
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+class UploadFields(BaseModel):
+    """The text fields of an upload form (the file itself is the `file` part)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    alt_text: str | None = Field(None, max_length=ALT_TEXT_MAX)
+    caption: str | None = Field(None, max_length=CAPTION_MAX)
+    is_primary: bool = False
+    tags: Tags = Field(default_factory=list)
+
+
+class BatchUploadFields(UploadFields):
+    entity_type: str = Field(max_length=32)
+    entity_id: str = Field(max_length=64)
+    entity_field: str = Field(max_length=32)
+
+
+class VariantOut(BaseModel):
+    url: str
+    width: int
+    height: int
+    size: int
+    content_type: str
+
+
+MEDIA_EXAMPLE: dict[str, Any] = {
+    "id": 42, "public_id": "q3vV0c1b2A9xYzT4kLmN8w", "entity_type": "community", "entity_id": "123",
+    "entity_field": "photos", "media_type": "image", "content_type": "image/jpeg", "byte_size": 48213,
+    "width": 640, "height": 480, "duration": None,
+    "url": "http://localhost:8000/v1/media/files/communities/photos/123/2024-12/photos-20241202101500-a1b2c3.jpg",
+    "variants": {"thumbnail": {"jpeg": {
+        "url": "http://localhost:8000/v1/media/files/communities/photos/123/2024-12/"
+               "photos-20241202101500-a1b2c3_thumbnail.jpg",
+        "width": 150, "height": 150, "size": 5120, "content_type": "image/jpeg"}}},
+    "image_hash": "c3c3e1e1f0f0b4b4", "storage_type": "local", "bucket_name": None, "is_primary": True,
+    "position": 0, "tags": ["pool", "summer"], "metadata": {"source_format": "jpeg", "gps_stripped": True},
+    "caption": "The pool at dusk", "alt_text": "An outdoor pool lit at dusk", "moderation_status": "approved",
+    "moderation_reason": None, "processing_status": "ready", "uploaded_by": "USR-1",
+    "created_at": "2024-12-02T10:15:00Z", "updated_at": "2024-12-02T10:15:00Z",
+}
+
+
+class MediaOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [MEDIA_EXAMPLE]})
+
+    id: int
+    public_id: str
+    entity_type: str
+    entity_id: str
+    entity_field: str
+    media_type: Literal["image", "video"]
+    content_type: str
+    byte_size: int
+    width: int | None = Field(description="displayed width (after EXIF orientation)")
+    height: int | None = Field(description="displayed height (after EXIF orientation)")
+    duration: float | None
+    url: str
+    variants: dict[str, dict[str, VariantOut]] = Field(description="variant name -> format -> rendition")
+    image_hash: str | None
+    storage_type: str
+    bucket_name: str | None
+    is_primary: bool
+    position: int
+    tags: list[str]
+    metadata: dict[str, Any] = Field(description="GPS is shown to the uploader and the entity's owners only")
+    caption: str | None
+    alt_text: str | None
+    moderation_status: ModerationStatus
+    moderation_reason: str | None
+    processing_status: str
+    uploaded_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MediaPage(BaseModel):
+    items: list[MediaOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class MediaList(BaseModel):
+    items: list[MediaOut]
+
+
+class BatchFileError(BaseModel):
+    code: str
+    message: str
+
+
+class BatchFileResult(BaseModel):
+    index: int
+    filename: str | None
+    ok: bool
+    item: MediaOut | None = None
+    error: BatchFileError | None = None
+
+
+class BatchUploadOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "stored": 1, "failed": 1,
+        "results": [
+            {"index": 0, "filename": "kitchen.jpg", "ok": True, "item": MEDIA_EXAMPLE},
+            {"index": 1, "filename": "plan.pdf", "ok": False,
+             "error": {"code": "unsupported_type", "message": "PDF files are not accepted"}},
+        ],
+    }]})
+
+    stored: int
+    failed: int
+    results: list[BatchFileResult]
+
+
+class MediaUpdateRequest(BaseModel):
+    """Only the fields sent change; `null` clears caption and alt text and is ignored elsewhere."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"is_primary": True, "tags": ["kitchen", "renovated"], "caption": "New kitchen"},
+        {"moderation_status": "approved"},
+    ]})
+
+    is_primary: bool | None = None
+    tags: Tags | None = None
+    moderation_status: ModerationStatus | None = Field(None, description="moderators and admins only")
+    caption: str | None = Field(None, max_length=CAPTION_MAX)
+    alt_text: str | None = Field(None, max_length=ALT_TEXT_MAX)
+
+    def changes(self) -> dict[str, Any]:
+        sent = self.model_dump(exclude_unset=True)
+        return {name: value for name, value in sent.items() if value is not None or name in {"caption", "alt_text"}}
+
+
+class BatchDeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"ids": [41, 42, 43]}]})
+
+    ids: list[MediaId] = Field(min_length=1, max_length=BATCH_IDS_MAX)
+
+
+class BatchDeleteResult(BaseModel):
+    id: int
+    ok: bool
+    error: BatchFileError | None = None
+
+
+class BatchDeleteOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"results": [
+        {"id": 41, "ok": True},
+        {"id": 99, "ok": False, "error": {"code": "media_not_found", "message": "no such media item"}},
+    ]}]})
+
+    results: list[BatchDeleteResult]
+
+
+class ReorderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"field": "gallery", "ids": [7, 5, 6]}]})
+
+    field: str = Field(max_length=32)
+    ids: list[MediaId] = Field(max_length=ORDER_IDS_MAX)
+
+
+class ModerationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"status": "rejected", "reason": "shows a licence plate"},
+    ]})
+
+    status: ModerationStatus
+    reason: str | None = Field(None, max_length=500)
+
+
+class FlagRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "not this property"}]})
+
+    reason: str | None = Field(None, max_length=500)
+
+
+class FlagOut(BaseModel):
+    id: int
+    moderation_status: ModerationStatus
+
+
+class UsageOut(BaseModel):
+    count: int
+    bytes: int
+
+
+class StorageUsageOut(BaseModel):
+    objects: int
+    bytes: int
+
+
+class StorageAnalyticsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "by_storage_type": {"local": {"count": 3, "bytes": 120000}},
+        "by_entity_type": {"property": {"count": 2, "bytes": 80000}, "user": {"count": 1, "bytes": 40000}},
+        "by_media_type": {"image": {"count": 3, "bytes": 120000}},
+        "by_moderation_status": {"approved": {"count": 1, "bytes": 40000}, "pending": {"count": 2, "bytes": 80000}},
+        "storage": {"objects": 27, "bytes": 410000},
+    }]})
+
+    by_storage_type: dict[str, UsageOut]
+    by_entity_type: dict[str, UsageOut]
+    by_media_type: dict[str, UsageOut]
+    by_moderation_status: dict[str, UsageOut]
+    storage: StorageUsageOut = Field(description="what the byte store holds: originals and every variant")
+
+
+class MemberRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "owner"}]})
+
+    role: Literal["owner", "editor"] = "owner"
+
+
+class MemberOut(BaseModel):
+    entity_type: str
+    entity_id: str
+    subject: str
+    role: str
+
+
+class Health(BaseModel):
+    status: str

@@ -1,0 +1,68 @@
+"""Jobs over Dramatiq, when QUEUE_URL names a broker: redis://... or amqp://...
+
+Messages carry only a job id; the actor `run_job` claims that job from the
+table and runs it, so a duplicate or late message is harmless and the table,
+not the broker, holds retries (Dramatiq's own are off). The table is the
+outbox: messages are sent only after the transaction that made the jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+
+from mediahub.jobs.runner import execute, seconds_until
+
+if TYPE_CHECKING:
+    from mediahub.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ACTOR_NAME = "run_job"
+
+
+def build_broker(url: str) -> dramatiq.Broker:
+    if url.startswith(("redis://", "rediss://")):
+        return RedisBroker(url=url)
+    if url.startswith(("amqp://", "amqps://")):
+        return RabbitmqBroker(url=url)
+    raise ValueError(f"QUEUE_URL must start with redis:// or amqp://, not {url.split(':', 1)[0]!r}")
+
+
+class DramatiqDispatcher:
+    """Sends job ids to the broker; `actor` is what a worker process runs for each."""
+
+    runs_here = False
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        if not settings.queue_url:
+            raise ValueError("DramatiqDispatcher needs QUEUE_URL")
+        self.runtime = runtime
+        self.broker = build_broker(settings.queue_url)
+        self.queue_name = settings.queue_name
+
+        def run_job(job_id: int) -> None:
+            job = execute(runtime, job_id)
+            if job is not None and job.status == "queued":
+                self.dispatch([job.id], delay=seconds_until(job))
+
+        # The time limit follows the lease: a job is not cut short while its claim still holds.
+        self.actor = dramatiq.actor(run_job, actor_name=ACTOR_NAME, queue_name=self.queue_name, broker=self.broker,
+                                    max_retries=0, time_limit=int(settings.job_lease_seconds * 1000))
+
+    def dispatch(self, job_ids: Iterable[int], delay: float = 0.0) -> None:
+        for job_id in job_ids:
+            self.actor.send_with_options(args=(job_id,), delay=int(delay * 1000) or None)
+
+    def worker(self, threads: int) -> dramatiq.Worker:
+        """A Dramatiq worker consuming this queue (not started)."""
+        return dramatiq.Worker(self.broker, queues={self.queue_name}, worker_threads=threads)
+
+    def close(self) -> None:
+        self.broker.close()

@@ -1,0 +1,161 @@
+"""The jobs table as a queue: enqueue in a transaction, claim exclusively, finish or retry.
+
+A claim is a conditional UPDATE (`status = 'queued'` -> `processing`) of a row
+picked with `SELECT ... FOR UPDATE SKIP LOCKED`: on PostgreSQL and MariaDB
+concurrent claimers skip each other's rows; SQLite has no row locks (and
+SQLAlchemy leaves the clause out), but its single writer plus the guarded
+UPDATE's row count still let exactly one claimer win. A claim holds a lease:
+a job whose worker died is queued again once its lease has run out. Every
+change of a job's status also settles its item's `processing_status` in the
+same transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from mediahub.db.models import Job, utcnow
+from mediahub.db.repositories import LAST_ERROR_MAX
+from mediahub.db.session import Database
+from mediahub.jobs.item_status import settle_item
+
+UNFINISHED = ("queued", "processing")
+CLAIM_TRIES = 5  # SQLite: another claimer may win the picked row; try the next one
+
+
+def enqueue(session: Session, kind: str, *, media_id: int | None = None, payload: dict[str, Any] | None = None,
+            max_attempts: int = 5) -> Job:
+    """Add a job in the caller's transaction: it exists exactly when that transaction commits."""
+    now = utcnow()
+    job = Job(kind=kind, media_id=media_id, payload=payload or {}, status="queued", attempts=0,
+              max_attempts=max_attempts, run_after=now, created_at=now, updated_at=now)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def claim(database: Database, lease: timedelta, job_id: int | None = None) -> Job | None:
+    """Take the next due job (or exactly `job_id`, if it is due), counting an attempt."""
+    for _ in range(CLAIM_TRIES):
+        now = utcnow()
+        with database.session() as session:
+            query = select(Job.id).where(Job.status == "queued", Job.run_after <= now)
+            if job_id is not None:
+                query = query.where(Job.id == job_id)
+            picked = session.scalars(
+                query.order_by(Job.run_after, Job.id).limit(1).with_for_update(skip_locked=True)
+            ).first()
+            if picked is None:
+                return None
+            won = session.execute(
+                update(Job)
+                .where(Job.id == picked, Job.status == "queued")
+                .values(status="processing", attempts=Job.attempts + 1, lease_until=now + lease, updated_at=now)
+            ).rowcount
+            if won:
+                job = session.get(Job, picked)
+                settle_item(session, job.media_id)
+                return job
+    return None
+
+
+def complete(session: Session, job: Job) -> None:
+    session.execute(
+        update(Job).where(Job.id == job.id).values(status="done", lease_until=None, last_error=None,
+                                                     updated_at=utcnow())
+    )
+    settle_item(session, job.media_id)
+
+
+def fail(session: Session, job_id: int, error: str, backoff: timedelta) -> Job:
+    """Record the error; queue the job again after `backoff * 2**(attempts-1)`, or fail it for good."""
+    job = session.get(Job, job_id, populate_existing=True, with_for_update=True)
+    if job is None:
+        raise LookupError(f"job {job_id} is gone")
+    now = utcnow()
+    job.last_error = error[:LAST_ERROR_MAX]
+    job.lease_until = None
+    job.updated_at = now
+    if job.attempts >= job.max_attempts:
+        job.status = "failed"
+    else:
+        job.status = "queued"
+        job.run_after = now + retry_delay(backoff, job.attempts)
+    session.flush()
+    settle_item(session, job.media_id)
+    return job
+
+
+def retry_delay(backoff: timedelta, attempts: int) -> timedelta:
+    return backoff * (2 ** max(0, attempts - 1))
+
+
+def reclaim_expired(database: Database) -> list[Job]:
+    """Jobs whose worker vanished mid-run: queued again, or failed when out of attempts."""
+    now = utcnow()
+    with database.session() as session:
+        expired = list(session.scalars(
+            select(Job)
+            .where(Job.status == "processing", Job.lease_until < now)
+            .order_by(Job.id)
+            .with_for_update(skip_locked=True)
+        ))
+        for job in expired:
+            job.last_error = f"lease expired at {job.lease_until:%Y-%m-%d %H:%M:%S} UTC: worker lost"
+            job.lease_until = None
+            job.updated_at = now
+            job.status = "failed" if job.attempts >= job.max_attempts else "queued"
+            job.run_after = now
+        session.flush()
+        for media_id in {job.media_id for job in expired}:
+            settle_item(session, media_id)
+        return expired
+
+
+def due_ids(database: Database, queued_before: datetime, limit: int = 500) -> list[int]:
+    """Queued jobs due since before `queued_before`: their message may have been lost."""
+    with database.session() as session:
+        return list(session.scalars(
+            select(Job.id)
+            .where(Job.status == "queued", Job.run_after <= queued_before)
+            .order_by(Job.run_after, Job.id)
+            .limit(limit)
+        ))
+
+
+def unfinished_count(session: Session, media_ids: Iterable[int]) -> int:
+    ids = list(media_ids)
+    if not ids:
+        return 0
+    return session.scalar(
+        select(func.count(Job.id)).where(Job.media_id.in_(ids), Job.status.in_(UNFINISHED))
+    ) or 0
+
+
+def wait_for_media(database: Database, media_ids: Iterable[int], timeout: float, poll: float = 0.1) -> bool:
+    """Block until every job of these items is done or failed; False on timeout."""
+    ids = list(media_ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        with database.session() as session:
+            if unfinished_count(session, ids) == 0:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+
+
+def status_counts(database: Database, job_ids: Iterable[int]) -> dict[str, int]:
+    """How many of these jobs are in each status."""
+    ids = list(job_ids)
+    if not ids:
+        return {}
+    with database.session() as session:
+        rows = session.execute(select(Job.status, func.count(Job.id)).where(Job.id.in_(ids)).group_by(Job.status))
+        return {status: int(count) for status, count in rows}

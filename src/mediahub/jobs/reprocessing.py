@@ -1,0 +1,93 @@
+"""Finding items whose variants no longer match the settings, and queueing their reprocess jobs.
+
+Resumable by construction: an item is queued only when its variants differ
+from IMAGE_SIZES (and the WebP/AVIF settings) and it has no unfinished job,
+so a second run after an interruption skips what is done or already queued
+and picks up the jobs an interrupted run left queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from sqlalchemy import ColumnElement, func, select
+
+from mediahub.config import Settings
+from mediahub.db.models import Job, MediaItem
+from mediahub.db.session import Database
+from mediahub.jobs.kinds import REPROCESS
+from mediahub.jobs.queue import UNFINISHED, enqueue
+from mediahub.jobs.tasks import WEB
+from mediahub.pipeline.variants import output_size
+
+BASE_FORMATS = frozenset({"jpeg", "png"})
+PAGE = 200
+Scope = tuple[str, str] | None  # (entity type, entity id), or None for every item
+
+
+def is_stale(item: MediaItem, settings: Settings) -> bool:
+    """Whether the item's variants differ from what the settings make now.
+
+    Sizes compare within a pixel: a reduced (draft) decode may round one pixel
+    differently from the full size the row records.
+    """
+    if not item.width or not item.height:
+        return False
+    images = [v for v in item.variants or [] if v["name"] != WEB]
+    want = {s.name: output_size(item.width, item.height, s) for s in settings.image_sizes}
+    have: dict[str, set[tuple[int, int]]] = {}
+    for v in images:
+        have.setdefault(v["name"], set()).add((v["width"], v["height"]))
+    if set(have) != set(want):
+        return True
+    if any(abs(w - want[name][0]) > 1 or abs(h - want[name][1]) > 1 for name, sizes in have.items()
+           for w, h in sizes):
+        return True
+    extra = {fmt for fmt, wanted in (("webp", settings.make_webp), ("avif", settings.make_avif)) if wanted}
+    return {v["format"] for v in images} - BASE_FORMATS != extra
+
+
+def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
+    if scope is None:
+        return []
+    return [MediaItem.entity_type == scope[0], MediaItem.entity_id == scope[1]]
+
+
+def count_items(database: Database, scope: Scope) -> int:
+    with database.session() as session:
+        return session.scalar(select(func.count(MediaItem.id)).where(*_in_scope(scope))) or 0
+
+
+def queue_stale(database: Database, settings: Settings, scope: Scope,
+                progress: Callable[[int], None] | None = None) -> list[int]:
+    """Queue a reprocess job per stale item; the ids of every reprocess job in scope still to run."""
+    for page in _pages(database, scope):
+        with database.session() as session:
+            busy = set(session.scalars(
+                select(Job.media_id).where(Job.media_id.in_([i.id for i in page]), Job.status.in_(UNFINISHED))
+            ))
+            for item in page:
+                if item.id not in busy and is_stale(item, settings):
+                    enqueue(session, REPROCESS, media_id=item.id, max_attempts=settings.job_max_attempts)
+        if progress:
+            progress(len(page))
+    with database.session() as session:
+        scoped = select(MediaItem.id).where(*_in_scope(scope))
+        return list(session.scalars(
+            select(Job.id).where(Job.kind == REPROCESS, Job.status == "queued", Job.media_id.in_(scoped))
+            .order_by(Job.id)
+        ))
+
+
+def _pages(database: Database, scope: Scope) -> Iterator[list[MediaItem]]:
+    """Items in id order, a page per transaction (keyset paging: flat memory, safe while rows change)."""
+    last_id = 0
+    while True:
+        with database.session() as session:
+            page = list(session.scalars(
+                select(MediaItem).where(MediaItem.id > last_id, *_in_scope(scope)).order_by(MediaItem.id).limit(PAGE)
+            ))
+        if not page:
+            return
+        yield page
+        last_id = page[-1].id

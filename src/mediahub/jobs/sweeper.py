@@ -1,0 +1,64 @@
+"""The safety net: jobs whose worker died or whose message was lost are run all the same.
+
+Every interval it queues again the jobs whose lease ran out, and (when a
+dispatcher is given) re-sends them and the queued jobs that have been due for
+longer than REDISPATCH_INTERVALS intervals (a backlog waiting in the broker is
+not re-sent every round). A duplicate message is harmless: only one claim wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from mediahub.db.models import utcnow
+from mediahub.db.session import Database
+from mediahub.jobs import queue
+
+log = logging.getLogger(__name__)
+
+Dispatch = Callable[[Iterable[int]], None]
+REDISPATCH_INTERVALS = 10
+
+
+def sweep(database: Database, dispatch: Dispatch | None, stale: timedelta) -> list[int]:
+    """One pass; the ids it dispatched."""
+    requeued = [job.id for job in queue.reclaim_expired(database) if job.status == "queued"]
+    if dispatch is None:
+        return []
+    ids = sorted(set(requeued) | set(queue.due_ids(database, utcnow() - stale)))
+    if ids:
+        dispatch(ids)
+    return ids
+
+
+class Sweeper:
+    """`sweep` on a daemon thread every `interval` seconds until stopped."""
+
+    def __init__(self, database: Database, dispatch: Dispatch | None, interval: float) -> None:
+        self.database = database
+        self.dispatch = dispatch
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mediahub-sweeper", daemon=True)
+
+    def start(self) -> Sweeper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                swept = sweep(self.database, self.dispatch, timedelta(seconds=self.interval * REDISPATCH_INTERVALS))
+                if swept:
+                    log.info("sweeper re-dispatched jobs %s", swept)
+            except Exception:  # database down for a moment: try again next round
+                log.warning("sweep failed", exc_info=True)
+            self._stop.wait(self.interval)

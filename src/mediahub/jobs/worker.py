@@ -1,0 +1,76 @@
+"""`mediahub worker`: run background jobs until told to stop.
+
+With QUEUE_URL set it runs Dramatiq worker threads on the configured queue;
+without, a poll loop over the jobs table (no broker needed). Either way a
+sweeper runs beside it, so a lost message or a killed worker never strands a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from mediahub.jobs.runner import execute
+from mediahub.jobs.sweeper import Sweeper
+
+if TYPE_CHECKING:
+    from mediahub.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 1.0
+
+
+def run_worker(runtime: Runtime, threads: int, stop: threading.Event) -> None:
+    """Block until `stop` is set, then finish the running jobs and return."""
+    if runtime.settings.queue_url:
+        _run_dramatiq(runtime, threads, stop)
+    else:
+        _run_poll_loop(runtime, threads, stop)
+
+
+def _run_dramatiq(runtime: Runtime, threads: int, stop: threading.Event) -> None:
+    from mediahub.jobs.dramatiq_broker import DramatiqDispatcher
+
+    dispatcher = runtime.jobs
+    if not isinstance(dispatcher, DramatiqDispatcher):
+        raise TypeError("QUEUE_URL is set, but the runtime was built without its Dramatiq dispatcher")
+    worker = dispatcher.worker(threads)
+    sweeper = Sweeper(runtime.database, dispatcher.dispatch, runtime.settings.sweep_interval_seconds)
+    worker.start()
+    sweeper.start()
+    log.info("worker: %d Dramatiq threads on queue %r", threads, dispatcher.queue_name)
+    try:
+        stop.wait()
+    finally:
+        sweeper.stop()
+        worker.stop()
+
+
+def _run_poll_loop(runtime: Runtime, threads: int, stop: threading.Event) -> None:
+    # Polling finds due jobs (retries included) by itself; the sweeper only reclaims expired leases.
+    sweeper = Sweeper(runtime.database, None, runtime.settings.sweep_interval_seconds)
+    pollers = [threading.Thread(target=_poll, args=(runtime, stop), name=f"mediahub-poll-{n}")
+               for n in range(threads)]
+    sweeper.start()
+    for poller in pollers:
+        poller.start()
+    log.info("worker: %d threads polling the jobs table", threads)
+    try:
+        stop.wait()
+    finally:
+        sweeper.stop()
+        for poller in pollers:
+            poller.join()
+
+
+def _poll(runtime: Runtime, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            job = execute(runtime)
+        except Exception:  # database unavailable: back off and try again
+            log.warning("could not claim a job", exc_info=True)
+            job = None
+        if job is None:
+            stop.wait(IDLE_POLL_SECONDS)

@@ -1,0 +1,377 @@
+"""Duplicate detection: exact (same bytes, same pixels) and near (perceptual) duplicates.
+
+Signals, strongest first:
+
+* `sha256`  - the uploaded bytes are identical: distance 0, no confirmation needed;
+* `pixels`  - the upright 8-bit display pixels (and size) are identical: distance 0;
+* `perceptual` - a pHash pair within `threshold` bits (whole picture, centre window,
+  or a shifted/scaled window against the centre: crop-tolerant), confirmed by the
+  correlation of grey signatures; flat pictures never match (see
+  `pipeline/fingerprint.py`).
+
+Index: the whole and centre pHashes are stored as four 16-bit bands in indexed
+integer columns (multi-index hashing). Two hashes within distance T share at
+least one band within distance floor(T/4) (pigeonhole), so enumerating every
+band value within that radius and fetching rows by exact band match finds
+every row within T, then the full distance is checked: `index_lookup` returns
+exactly what `linear_scan` returns for every T <= INDEX_MAX_THRESHOLD (15;
+radius 3 = 697 values a band). Crop windows are looked up by exact band match
+only (best effort) on the wide scopes; the entity scope (a gallery holds at
+most a few hundred items) compares every fingerprinted row exhaustively.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from mediahub.db.models import MediaItem
+from mediahub.errors import Conflict, NotFound
+from mediahub.pipeline.fingerprint import BAND_BITS, BANDS, Fingerprint, bands, from_bands, hamming
+
+ScopeKind = Literal["entity", "uploader", "global"]
+Policy = Literal["reject", "flag", "allow"]
+HashKind = Literal["w", "c"]  # whole picture, centre window
+
+INDEX_MAX_THRESHOLD = BANDS * 4 - 1  # 15: per-band radius up to 3
+IN_CHUNK = 1000  # values per IN list (well inside every backend's parameter limit)
+PAGE = 500
+
+_BAND_COLUMNS: dict[str, tuple[Any, ...]] = {
+    "w": (MediaItem.hash_w0, MediaItem.hash_w1, MediaItem.hash_w2, MediaItem.hash_w3),
+    "c": (MediaItem.hash_c0, MediaItem.hash_c1, MediaItem.hash_c2, MediaItem.hash_c3),
+}
+
+
+# ---------------------------------------------------------------------------- what is compared
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one picture is looked up by: byte digest, pixel digest, fingerprint."""
+
+    sha256: str | None = None
+    pixel_sha256: str | None = None
+    fingerprint: Fingerprint | None = None
+    exclude_id: int | None = None  # a stored item never matches itself
+
+    @classmethod
+    def of_item(cls, item: MediaItem) -> Probe:
+        thumb = item.dedup_thumb
+        return cls(item.sha256, item.pixel_sha256, Fingerprint(thumb) if thumb else None, item.id)
+
+    @classmethod
+    def of_upload(cls, sha256: str, processed: Any) -> Probe:
+        """From a ProcessedImage (or a ProcessedVideo, which has bytes only)."""
+        return cls(sha256, getattr(processed, "pixel_sha256", None), getattr(processed, "fingerprint", None))
+
+
+def row_columns(fingerprint: Fingerprint | None, pixel_digest: str | None) -> dict[str, Any]:
+    """The MediaItem column values that make a row findable."""
+    values: dict[str, Any] = {"pixel_sha256": pixel_digest}
+    if fingerprint is None:
+        return values
+    values["dedup_thumb"] = fingerprint.thumb
+    for kind, window in (("w", fingerprint.whole), ("c", fingerprint.centre)):
+        for band, value in enumerate(bands(window.hash)):
+            values[f"hash_{kind}{band}"] = value
+    return values
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which rows a lookup considers."""
+
+    kind: ScopeKind
+    entity_type: str | None = None
+    entity_id: str | None = None
+    uploaded_by: str | None = None
+
+    @classmethod
+    def of(cls, kind: ScopeKind, *, entity_type: str, entity_id: str, uploaded_by: str | None) -> Scope:
+        """The scope an upload to (entity_type, entity_id) by `uploaded_by` is checked in.
+
+        An upload without an uploader cannot be matched by uploader: it falls back to its entity.
+        """
+        if kind == "global":
+            return cls("global")
+        if kind == "uploader" and uploaded_by is not None:
+            return cls("uploader", uploaded_by=uploaded_by)
+        return cls("entity", entity_type, entity_id)
+
+    @classmethod
+    def everywhere(cls) -> Scope:
+        return cls("global")
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        if self.kind == "entity":
+            return [MediaItem.entity_type == self.entity_type, MediaItem.entity_id == self.entity_id]
+        if self.kind == "uploader":
+            return [MediaItem.uploaded_by == self.uploaded_by]
+        return []
+
+
+@dataclass(frozen=True)
+class Match:
+    item: MediaItem
+    distance: int
+    reason: Literal["sha256", "pixels", "perceptual"]
+
+
+# ---------------------------------------------------------------------------- the band index
+
+
+def band_neighbours(value: int, radius: int) -> list[int]:
+    """Every BAND_BITS-bit value within Hamming `radius` of `value` (value first)."""
+    out = [value]
+    for flips in range(1, radius + 1):
+        for positions in itertools.combinations(range(BAND_BITS), flips):
+            mask = 0
+            for position in positions:
+                mask |= 1 << position
+            out.append(value ^ mask)
+    return out
+
+
+def _chunks(values: Sequence[int], size: int = IN_CHUNK) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _rows_by_bands(session: Session, kind: HashKind, wanted: list[set[int]],
+                   conditions: Sequence[ColumnElement[bool]]) -> dict[int, int]:
+    """id -> stored hash of rows where band i is in wanted[i] for some i (one indexed query per chunk)."""
+    columns = _BAND_COLUMNS[kind]
+    found: dict[int, int] = {}
+    for column, values in zip(columns, wanted, strict=True):
+        ordered = sorted(values)
+        for chunk in _chunks(ordered):
+            query = select(MediaItem.id, *columns).where(column.in_(chunk), *conditions)
+            for media_id, *parts in session.execute(query):
+                found[media_id] = from_bands(parts)
+    return found
+
+
+def index_lookup(session: Session, kind: HashKind, value: int, threshold: int,
+                 conditions: Sequence[ColumnElement[bool]] = ()) -> dict[int, int]:
+    """id -> distance of every row whose `kind` hash is within `threshold` of `value`, via the band indexes.
+
+    Exact (the same as `linear_scan`) for threshold <= INDEX_MAX_THRESHOLD; refuses larger ones.
+    """
+    if not 0 <= threshold <= INDEX_MAX_THRESHOLD:
+        raise ValueError(f"the band index answers thresholds 0..{INDEX_MAX_THRESHOLD}, not {threshold}")
+    radius = threshold // BANDS
+    wanted = [set(band_neighbours(part, radius)) for part in bands(value)]
+    found = _rows_by_bands(session, kind, wanted, conditions)
+    return {media_id: d for media_id, stored in found.items() if (d := hamming(stored, value)) <= threshold}
+
+
+def linear_scan(session: Session, kind: HashKind, value: int, threshold: int,
+                conditions: Sequence[ColumnElement[bool]] = ()) -> dict[int, int]:
+    """The reference: every row's `kind` hash compared, page by page (no limit on threshold)."""
+    columns = _BAND_COLUMNS[kind]
+    out: dict[int, int] = {}
+    last_id = 0
+    while True:
+        page = session.execute(
+            select(MediaItem.id, *columns)
+            .where(MediaItem.id > last_id, columns[0].is_not(None), *conditions)
+            .order_by(MediaItem.id)
+            .limit(PAGE * 10)
+        ).all()
+        for media_id, *parts in page:
+            if (d := hamming(from_bands(parts), value)) <= threshold:
+                out[media_id] = d
+        if len(page) < PAGE * 10:
+            return out
+        last_id = page[-1][0]
+
+
+def lookup(session: Session, kind: HashKind, value: int, threshold: int,
+           conditions: Sequence[ColumnElement[bool]] = ()) -> dict[int, int]:
+    """The index up to its maximum threshold, a linear scan beyond it."""
+    if threshold <= INDEX_MAX_THRESHOLD:
+        return index_lookup(session, kind, value, threshold, conditions)
+    return linear_scan(session, kind, value, threshold, conditions)
+
+
+# ---------------------------------------------------------------------------- finding duplicates
+
+
+def _load(session: Session, ids: Iterable[int]) -> Iterator[MediaItem]:
+    ordered = sorted(set(ids))
+    for chunk in _chunks(ordered, PAGE):
+        yield from session.scalars(select(MediaItem).where(MediaItem.id.in_(chunk)).order_by(MediaItem.id))
+
+
+def _perceptual_candidates(session: Session, fingerprint: Fingerprint, scope: Scope,
+                           threshold: int) -> set[int]:
+    conditions = scope.conditions()
+    if scope.kind == "entity":
+        # A gallery is small: compare with every fingerprinted row of the entity.
+        query = select(MediaItem.id).where(MediaItem.hash_w0.is_not(None), *conditions)
+        return set(session.scalars(query))
+    ids = set(lookup(session, "w", fingerprint.whole.hash, threshold, conditions))
+    ids |= set(lookup(session, "c", fingerprint.centre.hash, threshold, conditions))
+    # Crops: this picture's windows against stored centres (exact band match), and stored
+    # windows against this centre, which the centre lookup above already covers when the
+    # stored picture's window is close to its own centre; the rest is best effort.
+    wanted: list[set[int]] = [set() for _ in range(BANDS)]
+    for window in fingerprint.windows:
+        for index, part in enumerate(bands(window.hash)):
+            wanted[index].add(part)
+    ids |= set(_rows_by_bands(session, "c", wanted, conditions))
+    return ids
+
+
+def find_similar(session: Session, probe: Probe | MediaItem, scope: Scope, threshold: int,
+                 limit: int | None = 20) -> list[Match]:
+    """Duplicates of `probe` in `scope`, best first: exact matches (distance 0), then by distance.
+
+    `probe` is a `Probe` (an upload) or a stored `MediaItem` (which never matches itself).
+    """
+    if isinstance(probe, MediaItem):
+        probe = Probe.of_item(probe)
+    conditions = scope.conditions()
+    best: dict[int, Match] = {}
+
+    def offer(item: MediaItem, distance: int, reason: Any) -> None:
+        if item.id == probe.exclude_id:
+            return
+        current = best.get(item.id)
+        if current is None or distance < current.distance:
+            best[item.id] = Match(item, distance, reason)
+
+    for column, digest, reason in ((MediaItem.sha256, probe.sha256, "sha256"),
+                                   (MediaItem.pixel_sha256, probe.pixel_sha256, "pixels")):
+        if digest:
+            for item in session.scalars(select(MediaItem).where(column == digest, *conditions)):
+                offer(item, 0, reason)
+    fingerprint = probe.fingerprint
+    if fingerprint is not None and not fingerprint.flat:
+        candidates = _perceptual_candidates(session, fingerprint, scope, threshold) - set(best)
+        for item in _load(session, candidates):
+            if item.dedup_thumb is None:
+                continue
+            distance = fingerprint.compare(Fingerprint(item.dedup_thumb), threshold)
+            if distance is not None:
+                offer(item, distance, "perceptual")
+    order = {"sha256": 0, "pixels": 1, "perceptual": 2}
+    matches = sorted(best.values(), key=lambda m: (m.distance, order[m.reason], m.item.id))
+    return matches if limit is None else matches[:limit]
+
+
+def check_duplicate(session: Session, probe: Probe, scope: Scope, threshold: int) -> Match | None:
+    """The closest duplicate of an upload in its scope, or None. Read-only; runs before any byte is stored."""
+    found = find_similar(session, probe, scope, threshold, limit=1)
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ingest does with an upload after the check: metadata to add, or a Conflict raised."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def decide(match: Match | None, *, policy: Policy, entity_type: str, entity_id: str) -> Decision:
+    """Apply the policy. Only a duplicate in the upload's own entity is refused; one found in
+    another entity (scopes uploader/global) is stored and flagged instead."""
+    if match is None or policy == "allow":
+        return Decision()
+    item = match.item
+    same_entity = item.entity_type == entity_type and item.entity_id == entity_id
+    if policy == "reject" and same_entity:
+        raise Conflict(
+            f"this {'file' if match.reason == 'sha256' else 'picture'} is already stored as {item.public_id}",
+            code="duplicate",
+            duplicate_of=item.public_id,
+            distance=match.distance,
+        )
+    return Decision({"duplicate_of": item.public_id, "duplicate_distance": match.distance,
+                     "duplicate_reason": match.reason})
+
+
+def similar_items(session: Session, media_id: int | str, *, threshold: int, limit: int = 20,
+                  scope: Scope | None = None) -> list[tuple[MediaItem, int]]:
+    """(item, distance) pairs like media `media_id` (numeric id or public id), closest first.
+
+    For `GET /v1/media/{id}/similar`: global scope unless given; the item itself is left out.
+    Raises NotFound for an unknown id.
+    """
+    if isinstance(media_id, int):
+        item = session.get(MediaItem, media_id)
+    else:
+        item = session.scalars(select(MediaItem).where(MediaItem.public_id == media_id)).one_or_none()
+    if item is None:
+        raise NotFound(f"no media item {media_id}", code="media_not_found")
+    matches = find_similar(session, item, scope or Scope.everywhere(), threshold, limit)
+    return [(m.item, m.distance) for m in matches]
+
+
+# ---------------------------------------------------------------------------- library scan
+
+
+@dataclass
+class ScanReport:
+    items: int = 0
+    groups: list[list[dict[str, Any]]] = field(default_factory=list)
+
+
+def _record(item: MediaItem, distance: int, reason: str) -> dict[str, Any]:
+    return {"id": item.id, "public_id": item.public_id, "entity": f"{item.entity_type}:{item.entity_id}",
+            "field": item.entity_field, "distance": distance, "reason": reason}
+
+
+def scan(session: Session, threshold: int, progress: Callable[[int, int], None] | None = None) -> ScanReport:
+    """Duplicate groups over the whole library (global scope), each listed from its oldest item.
+
+    Every item is looked up once (exact digests and perceptual matches); pairs are joined
+    with union-find, so a group is a connected set of duplicate pairs.
+    """
+    total = session.scalar(select(func.count(MediaItem.id))) or 0
+    parent: dict[int, int] = {}
+    edge: dict[int, tuple[int, str]] = {}  # member -> (distance, reason) of the pair that joined it
+
+    def root(node: int) -> int:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    done, last_id = 0, 0
+    while True:
+        page = list(session.scalars(select(MediaItem).where(MediaItem.id > last_id).order_by(MediaItem.id)
+                                    .limit(PAGE)))
+        for item in page:
+            for match in find_similar(session, item, Scope.everywhere(), threshold, limit=None):
+                if match.item.id < item.id:
+                    continue  # each pair once: from its newer member
+                a, b = root(item.id), root(match.item.id)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                previous = edge.get(match.item.id)
+                if previous is None or match.distance < previous[0]:
+                    edge[match.item.id] = (match.distance, match.reason)
+            done += 1
+            if progress:
+                progress(done, total)
+        if len(page) < PAGE:
+            break
+        last_id = page[-1].id
+    members: dict[int, list[int]] = {}
+    for node in parent:
+        members.setdefault(root(node), []).append(node)
+    report = ScanReport(items=done)
+    for ids in sorted((sorted(m) for m in members.values() if len(m) > 1), key=lambda m: m[0]):
+        items = {i.id: i for i in _load(session, ids)}
+        report.groups.append([
+            _record(items[i], *(edge.get(i, (0, "first")) if n else (0, "first")))
+            for n, i in enumerate(ids)
+        ])
+    return report

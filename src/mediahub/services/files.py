@@ -1,0 +1,82 @@
+"""Which stored object a file URL names, and whether this request may read it.
+
+Approved items' objects are public; any other object needs a valid HMAC
+signature with an unexpired time (`storage.signing`). The content type always
+comes from the media row, never from the key's extension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from mediahub.db.models import MediaItem
+from mediahub.db.session import Database
+from mediahub.errors import Forbidden, MediaHubError, NotFound
+from mediahub.pipeline.variants import EXTENSIONS
+from mediahub.services.ingest import VIDEO_EXTENSIONS
+from mediahub.storage.keys import check_key
+from mediahub.storage.signing import verify
+
+ORIGINAL_EXTENSIONS = tuple(sorted(set(EXTENSIONS.values()) | set(VIDEO_EXTENSIONS.values())))
+
+
+@dataclass(frozen=True)
+class ServedObject:
+    key: str
+    content_type: str
+    public: bool  # approved: cacheable by anyone
+
+
+def _missing(key: str) -> NotFound:
+    return NotFound("no such file", code="file_not_found", key=key[:200])
+
+
+def original_key_candidates(key: str) -> list[str]:
+    """Original keys a variant key may belong to.
+
+    Variants are `{stem}_{variant}.{ext}` beside `{stem}.{ext0}`; variant names
+    may hold underscores themselves, so every `_` in the file name is a possible
+    cut. Exact candidates keep the lookup on the original_key index everywhere.
+    """
+    folder, _, name = key.rpartition("/")
+    stem = name.rsplit(".", 1)[0]
+    prefix = f"{folder}/" if folder else ""
+    stems = [stem[:i] for i, char in enumerate(stem) if char == "_" and i > 0]
+    return [f"{prefix}{s}.{ext}" for s in stems for ext in ORIGINAL_EXTENSIONS]
+
+
+class FileAccess:
+    def __init__(self, database: Database, signing_key: bytes) -> None:
+        self.database = database
+        self.signing_key = signing_key
+
+    def resolve(self, key: str, expires: int | None, signature: str | None) -> ServedObject:
+        """The object behind `key` if this request may read it; NotFound/Forbidden otherwise."""
+        try:
+            check_key(key)
+        except MediaHubError:
+            raise _missing(key) from None
+        signed = signature is not None or expires is not None
+        # A signature is checked before the row is looked up, so a bad one says nothing about the key.
+        if signed and not (expires is not None and signature and verify(key, expires, signature, self.signing_key)):
+            raise Forbidden("the link is invalid or has expired", code="invalid_signature")
+        served = self._lookup(key)
+        if served is None or not (served.public or signed):
+            raise _missing(key)
+        return served
+
+    def _lookup(self, key: str) -> ServedObject | None:
+        with self.database.session() as session:
+            item = session.scalars(select(MediaItem).where(MediaItem.original_key == key)).first()
+            if item is not None:
+                return ServedObject(key, item.content_type, item.moderation_status == "approved")
+            candidates = original_key_candidates(key)
+            if not candidates:
+                return None
+            for item in session.scalars(select(MediaItem).where(MediaItem.original_key.in_(candidates))):
+                for variant in item.variants or []:
+                    if variant["key"] == key:
+                        return ServedObject(key, variant["content_type"], item.moderation_status == "approved")
+        return None

@@ -1,0 +1,169 @@
+"""Managing stored media: read, list, change, delete, reorder, usage.
+
+Each method is one short transaction with the access rules applied inside it.
+Deletes queue their objects in the same transaction and purge them after the
+commit, so a storage failure never loses track of an object. Blocking: the API
+calls these in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mediahub.db.models import MediaItem
+from mediahub.db.repositories import MediaRepository, MemberRepository
+from mediahub.db.session import Database
+from mediahub.entities import Target
+from mediahub.errors import Conflict, MediaHubError
+from mediahub.services import access
+from mediahub.services.access import EntityRef, Principal
+from mediahub.services.cleanup import purge_pending_deletes
+from mediahub.services.moderation import apply_status
+from mediahub.storage.base import Storage, Usage
+
+USAGE_GROUPS = ("storage_type", "entity_type", "media_type", "moderation_status")
+EDITABLE_FIELDS = frozenset({"caption", "alt_text", "tags"})
+
+
+@dataclass(frozen=True)
+class MediaView:
+    """An item as one caller may see it: `private` says whether GPS and the like are theirs to see."""
+
+    item: MediaItem
+    private: bool
+
+
+@dataclass(frozen=True)
+class StorageAnalytics:
+    by_group: dict[str, dict[str, dict[str, int]]]
+    storage: Usage
+
+
+@dataclass
+class _Tx:
+    media: MediaRepository
+    members: MemberRepository
+
+    def view(self, principal: Principal | None, item: MediaItem) -> MediaView:
+        return MediaView(item, access.sees_private_metadata(principal, item, self.members))
+
+
+class MediaService:
+    def __init__(self, database: Database, storage: Storage) -> None:
+        self.database = database
+        self.storage = storage
+
+    @contextmanager
+    def _tx(self) -> Iterator[_Tx]:
+        with self.database.session() as session:
+            yield _Tx(MediaRepository(session), MemberRepository(session))
+
+    def authorise_upload(self, principal: Principal, target: Target, parent_id: str | None) -> None:
+        with self._tx() as tx:
+            access.require_upload(principal, target, parent_id, tx.members)
+
+    def view(self, principal: Principal | None, item: MediaItem) -> MediaView:
+        """The caller's view of an item they just made (an upload)."""
+        with self._tx() as tx:
+            return tx.view(principal, item)
+
+    def get(self, media_id: int, principal: Principal | None) -> MediaView:
+        with self._tx() as tx:
+            item = access.require_view(principal, tx.media.get(media_id), tx.members)
+            return tx.view(principal, item)
+
+    def get_public(self, public_id: str) -> MediaView:
+        """Anonymous access by public id: approved items only, never their private metadata."""
+        with self._tx() as tx:
+            item = access.require_view(None, tx.media.get_by_public_id(public_id), tx.members)
+            return MediaView(item, private=False)
+
+    def list_entity(
+        self,
+        entity: EntityRef,
+        principal: Principal | None,
+        *,
+        field: str | None,
+        moderation_status: str | None,
+        is_primary: bool | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[MediaView], int]:
+        if field is not None:
+            entity.kind.field(field)  # unknown field -> InvalidInput
+        with self._tx() as tx:
+            sees_all = access.sees_all_of_entity(principal, entity, tx.members)
+            items, total = tx.media.list_for_entity(
+                entity.kind.name,
+                entity.entity_id,
+                field=field,
+                moderation_status=moderation_status,
+                is_primary=is_primary,
+                statuses_visible=None if sees_all else {"approved"},
+                visible_to_uploader=principal.sub if principal and not sees_all else None,
+                offset=offset,
+                limit=limit,
+            )
+            return [tx.view(principal, item) for item in items], total
+
+    def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
+        """Apply the sent fields; moderation status needs a moderator, the rest an editor."""
+        with self._tx() as tx:
+            item = access.require_view(principal, tx.media.get(media_id), tx.members)
+            if "moderation_status" in changes:
+                access.require_moderator(principal)
+            if changes.keys() - {"moderation_status"}:
+                access.require_edit(principal, item, tx.members)
+            for name in EDITABLE_FIELDS & changes.keys():
+                setattr(item, name, changes[name])
+            if "moderation_status" in changes:
+                apply_status(item, changes["moderation_status"], changes.get("moderation_reason"))
+            if "is_primary" in changes:
+                self._set_primary(tx.media, item, changes["is_primary"])
+            return tx.view(principal, item)
+
+    @staticmethod
+    def _set_primary(repo: MediaRepository, item: MediaItem, primary: bool) -> None:
+        if primary:
+            repo.set_primary(item)
+        elif Target.parse(item.entity_type, item.entity_id, item.entity_field).field.slot == "single":
+            raise Conflict("the item of a single-slot field is always its primary", code="single_slot_primary")
+        else:
+            repo.clear_primary(item)
+
+    def delete(self, media_id: int, principal: Principal) -> None:
+        with self._tx() as tx:
+            item = access.require_edit(principal, tx.media.get(media_id), tx.members)
+            tx.media.delete(item)
+        purge_pending_deletes(self.database, self.storage)
+
+    def delete_many(self, ids: list[int], principal: Principal) -> list[MediaHubError | None]:
+        """Delete each id in its own transaction; the result per id is None (deleted) or its error."""
+        results: list[MediaHubError | None] = []
+        for media_id in ids:
+            try:
+                with self._tx() as tx:
+                    item = access.require_edit(principal, tx.media.get(media_id), tx.members)
+                    tx.media.delete(item)
+                results.append(None)
+            except MediaHubError as exc:
+                results.append(exc)
+        purge_pending_deletes(self.database, self.storage)
+        return results
+
+    def reorder(self, entity: EntityRef, field: str, ids: list[int], principal: Principal) -> list[MediaView]:
+        entity.kind.field(field)
+        with self._tx() as tx:
+            access.require_entity_edit(principal, entity, tx.members)
+            items = tx.media.reorder(entity.kind.name, entity.entity_id, field, ids)
+            return [tx.view(principal, item) for item in items]
+
+    def storage_analytics(self, principal: Principal) -> StorageAnalytics:
+        access.require_moderator(principal)
+        with self._tx() as tx:
+            groups = {column: tx.media.usage_by(column) for column in USAGE_GROUPS}
+        return StorageAnalytics(groups, self.storage.usage())
+

@@ -1,0 +1,117 @@
+"""Who may do what: every endpoint x every kind of caller, expected statuses in one table.
+
+The world: property 123 whose member (owner) USR-OWNER uploaded a pending item P
+and an approved item A. Callers: anonymous, a signed-in stranger, the owner
+(also the uploader), a moderator, an admin. Items a caller may not see are 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import HOPPER, Tokens, add_member, upload
+
+ROLES = ("anonymous", "user", "owner", "moderator", "admin")
+Request = Callable[[dict[str, Any]], tuple[str, str, dict[str, Any]]]
+
+
+def _file() -> dict[str, Any]:
+    return {"files": {"file": ("a.jpg", HOPPER.read_bytes(), "image/jpeg")}}
+
+
+def _batch() -> dict[str, Any]:
+    return {"files": [("files", ("a.jpg", HOPPER.read_bytes(), "image/jpeg"))],
+            "data": {"entity_type": "property", "entity_id": "123", "entity_field": "gallery"}}
+
+
+def _url_path(url: str, signed: bool) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if signed and parts.query else "")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    request: Request
+    expected: tuple[int, int, int, int, int]  # in ROLES order
+
+
+# fmt: off
+MATRIX = [
+    #   endpoint                                   request(world) -> (method, path, kwargs)                                                           anon user owner mod admin
+    Row("upload property photo",    lambda w: ("POST", "/v1/media/properties/123/photos", _file()),                                                  (401, 403, 201, 403, 201)),
+    Row("upload own avatar",        lambda w: ("POST", "/v1/media/users/USR-OWNER/avatar", _file()),                                                 (401, 403, 201, 403, 201)),
+    Row("batch upload",             lambda w: ("POST", "/v1/media/batch/upload", _batch()),                                                          (401, 403, 201, 403, 201)),
+    Row("list entity",              lambda w: ("GET", "/v1/media/entity/property/123", {}),                                                          (200, 200, 200, 200, 200)),
+    Row("get pending",              lambda w: ("GET", f"/v1/media/{w['P']['id']}", {}),                                                              (404, 404, 200, 200, 200)),
+    Row("get approved",             lambda w: ("GET", f"/v1/media/{w['A']['id']}", {}),                                                              (200, 200, 200, 200, 200)),
+    Row("public get pending",       lambda w: ("GET", f"/v1/media/public/{w['P']['public_id']}", {}),                                                (404, 404, 404, 404, 404)),
+    Row("public get approved",      lambda w: ("GET", f"/v1/media/public/{w['A']['public_id']}", {}),                                                (200, 200, 200, 200, 200)),
+    Row("patch pending caption",    lambda w: ("PATCH", f"/v1/media/{w['P']['id']}", {"json": {"caption": "x"}}),                                    (401, 404, 200, 403, 200)),
+    Row("patch approved caption",   lambda w: ("PATCH", f"/v1/media/{w['A']['id']}", {"json": {"caption": "x"}}),                                   (401, 403, 200, 403, 200)),
+    Row("patch approved primary",   lambda w: ("PATCH", f"/v1/media/{w['A']['id']}", {"json": {"is_primary": True}}),                                (401, 403, 200, 403, 200)),
+    Row("patch moderation status",  lambda w: ("PATCH", f"/v1/media/{w['P']['id']}", {"json": {"moderation_status": "approved"}}),                   (401, 404, 403, 200, 200)),
+    Row("delete pending",           lambda w: ("DELETE", f"/v1/media/{w['P']['id']}", {}),                                                           (401, 404, 204, 403, 204)),
+    Row("delete approved",          lambda w: ("DELETE", f"/v1/media/{w['A']['id']}", {}),                                                           (401, 403, 204, 403, 204)),
+    Row("batch delete",             lambda w: ("POST", "/v1/media/batch/delete", {"json": {"ids": [w["P"]["id"]]}}),                                 (401, 200, 200, 200, 200)),
+    Row("reorder",                  lambda w: ("PUT", "/v1/media/entity/property/123/order", {"json": {"field": "gallery", "ids": [w["A"]["id"], w["P"]["id"]]}}), (401, 403, 200, 403, 200)),
+    Row("storage analytics",        lambda w: ("GET", "/v1/media/analytics/storage", {}),                                                            (401, 403, 403, 200, 200)),
+    Row("moderation queue",         lambda w: ("GET", "/v1/media/moderation/queue", {}),                                                             (401, 403, 403, 200, 200)),
+    Row("moderate pending",         lambda w: ("POST", f"/v1/media/{w['P']['id']}/moderation", {"json": {"status": "approved"}}),                    (401, 404, 403, 200, 200)),
+    Row("moderate approved",        lambda w: ("POST", f"/v1/media/{w['A']['id']}/moderation", {"json": {"status": "rejected"}}),                    (401, 403, 403, 200, 200)),
+    Row("flag pending",             lambda w: ("POST", f"/v1/media/{w['P']['id']}/flag", {"json": {}}),                                              (401, 404, 200, 200, 200)),
+    Row("flag approved",            lambda w: ("POST", f"/v1/media/{w['A']['id']}/flag", {"json": {}}),                                              (401, 200, 200, 200, 200)),
+    Row("put member",               lambda w: ("PUT", "/v1/media/entities/property/123/members/USR-NEW", {"json": {"role": "editor"}}),              (401, 403, 403, 403, 200)),
+    Row("delete member",            lambda w: ("DELETE", "/v1/media/entities/property/123/members/USR-OWNER", {}),                                   (401, 403, 403, 403, 204)),
+    Row("file of pending, unsigned", lambda w: ("GET", _url_path(w["P"]["url"], signed=False), {}),                                                  (404, 404, 404, 404, 404)),
+    Row("file of pending, signed",  lambda w: ("GET", _url_path(w["P"]["url"], signed=True), {}),                                                    (200, 200, 200, 200, 200)),
+    Row("file of approved",         lambda w: ("GET", _url_path(w["A"]["url"], signed=False), {}),                                                   (200, 200, 200, 200, 200)),
+    Row("healthz",                  lambda w: ("GET", "/healthz", {}),                                                                               (200, 200, 200, 200, 200)),
+    Row("readyz",                   lambda w: ("GET", "/readyz", {}),                                                                                (200, 200, 200, 200, 200)),
+    Row("metrics",                  lambda w: ("GET", "/metrics", {}),                                                                               (200, 200, 200, 200, 200)),
+]
+# fmt: on
+
+
+@pytest.fixture
+def world(client: TestClient, tokens: Tokens) -> dict[str, Any]:
+    add_member(client, tokens, "property:123", "USR-OWNER")
+    pending = upload(client, "/v1/media/properties/123/photos", tokens.owner()).json()
+    approved = upload(client, "/v1/media/properties/123/photos", tokens.header("USR-OWNER", verified=True)).json()
+    assert (pending["moderation_status"], approved["moderation_status"]) == ("pending", "approved")
+    return {"P": pending, "A": approved}
+
+
+def _headers(tokens: Tokens, role: str) -> dict[str, str]:
+    return getattr(tokens, role)()
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("row", MATRIX, ids=lambda row: row.name.replace(" ", "-"))
+def test_permission_matrix(client: TestClient, tokens: Tokens, world: dict[str, Any], row: Row, role: str) -> None:
+    method, path, kwargs = row.request(world)
+    response = client.request(method, path, headers=_headers(tokens, role), **kwargs)
+    assert response.status_code == row.expected[ROLES.index(role)], response.text
+
+
+def test_every_route_is_in_the_matrix(client: TestClient, world: dict[str, Any]) -> None:
+    """A new endpoint must get a row. The generated per-kind upload routes are one family
+    (tagged `uploads`), covered route by route in test_uploads."""
+    covered = [(method.lower(), path) for method, path, _ in (row.request(world) for row in MATRIX)]
+    missing = []
+    for template, operations in client.get("/openapi.json").json()["paths"].items():
+        pattern = re.compile("^" + re.sub(r"\{[^}]+\}", "[^?]+", template) + r"(\?.*)?$")
+        for method, operation in operations.items():
+            if "uploads" in operation["tags"] and template != "/v1/media/batch/upload":
+                continue
+            if not any(m == method and pattern.match(path) for m, path in covered):
+                missing.append((method, template))
+    assert missing == []

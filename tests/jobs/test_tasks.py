@@ -1,0 +1,162 @@
+"""Jobs end to end over a real database and store: outbox, idempotency, crashes, reprocess."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from mediahub.db.models import Job, MediaItem
+from mediahub.errors import DatabaseUnavailable
+from mediahub.jobs import queue, reprocessing, tasks
+from mediahub.jobs.runner import execute
+from mediahub.services import ingest as ingest_module
+from mediahub.services import verify as verify_service
+from mediahub.services.cleanup import purge_pending_deletes
+from tests.jobs.helpers import PHOTO, ingest_only, jobs_of
+from tests.services.conftest import make_runtime
+from tests.services.helpers import reload, row_count, stored_keys, upload
+from tests.support.corpus import CORPUS_DIR
+
+SIZES = ("thumbnail", "small", "medium", "large")
+
+
+def formats(item: MediaItem) -> set[tuple[str, str]]:
+    return {(v["name"], v["format"]) for v in item.variants}
+
+
+def assert_clean(runtime, item: MediaItem) -> None:
+    report = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(0))
+    assert report.clean, (report.stray, report.missing)
+    assert stored_keys(runtime) == set(reload(runtime, item).keys())
+
+
+def test_upload_commits_its_jobs_with_the_row_and_webp_arrives_by_job(manual_runtime):
+    runtime = manual_runtime
+    item = ingest_only(runtime)
+    assert item.processing_status == "queued"
+    assert formats(item) == {(name, "jpeg") for name in SIZES}, "the request makes JPEG only"
+    (job,) = jobs_of(runtime, item.id)
+    assert (job.kind, job.status) == ("renditions", "queued")
+    assert execute(runtime).status == "done"
+    done = reload(runtime, item)
+    assert done.processing_status == "ready"
+    assert formats(done) == {(name, fmt) for name in SIZES for fmt in ("jpeg", "webp")}
+    assert_clean(runtime, done)
+
+
+def test_no_row_no_jobs_when_the_transaction_fails(manual_runtime, monkeypatch):
+    runtime = manual_runtime
+    real_enqueue = ingest_module.enqueue
+
+    def enqueue_then_lose_the_database(session, kind, **kwargs):
+        real_enqueue(session, kind, **kwargs)
+        raise DatabaseUnavailable("injected: connection lost at commit")
+
+    monkeypatch.setattr("mediahub.services.ingest.enqueue", enqueue_then_lose_the_database)
+    with pytest.raises(DatabaseUnavailable):
+        ingest_only(runtime)
+    with runtime.database.session() as session:
+        assert session.scalars(select(Job)).all() == []
+    assert row_count(runtime) == 0 and stored_keys(runtime) == set()
+
+
+def test_running_a_job_twice_gives_the_same_variants_and_no_stray_objects(manual_runtime):
+    runtime = manual_runtime
+    item = ingest_only(runtime)
+    (job,) = jobs_of(runtime, item.id)
+    tasks.renditions(runtime, job)
+    first = reload(runtime, item)
+    tasks.renditions(runtime, job)  # as after a crash between the swap and `complete`
+    second = reload(runtime, item)
+    assert sorted(v["key"] for v in second.variants) == sorted(v["key"] for v in first.variants)
+    assert len(second.variants) == len(SIZES) * 2
+    assert_clean(runtime, second)
+
+
+def test_a_job_that_dies_after_writing_objects_is_cleaned_up_and_retried(manual_runtime, monkeypatch):
+    runtime = manual_runtime
+    item = ingest_only(runtime)
+    real_swap = tasks._swap_variants
+    calls = []
+
+    def crash_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected: worker died after the puts")
+        return real_swap(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "_swap_variants", crash_once)
+    failed = execute(runtime)
+    assert failed.status == "queued" and "injected" in failed.last_error
+    assert reload(runtime, item).processing_status == "queued"
+    assert stored_keys(runtime) == set(item.keys()), "the WebP objects of the failed run are removed"
+    assert execute(runtime).status == "done"
+    done = reload(runtime, item)
+    assert done.processing_status == "ready" and ("large", "webp") in formats(done)
+    assert_clean(runtime, done)
+
+
+def test_a_job_failing_every_time_fails_the_item_with_the_error(sqlite_db, local_storage, tmp_path, monkeypatch):
+    runtime = make_runtime(sqlite_db, local_storage, tmp_path, job_backoff_seconds=0, job_max_attempts=2)
+    runtime.ingest.dispatch = None
+    item = ingest_only(runtime)
+
+    def broken(runtime, job):
+        raise ValueError("encoder exploded")
+
+    monkeypatch.setitem(tasks.TASKS, "renditions", broken)
+    assert execute(runtime).status == "queued"
+    last = execute(runtime)
+    assert last.status == "failed" and last.last_error == "ValueError: encoder exploded"
+    assert reload(runtime, item).processing_status == "failed"
+    assert execute(runtime) is None
+    runtime.jobs.close()
+
+
+def test_reprocess_after_image_sizes_change_replaces_the_variants(db, local_storage, tmp_path):
+    before = make_runtime(db, local_storage, tmp_path)
+    items = [upload(before, PHOTO), upload(before, CORPUS_DIR / "images/good/png_hopper.png")]
+    before.jobs.close()
+    old_keys = {key for item in items for key in item.keys()} - {item.original_key for item in items}
+    after = make_runtime(db, local_storage, tmp_path, image_sizes="thumbnail:100x100:crop,small:300",
+                         job_backoff_seconds=0)
+    after.ingest.dispatch = None
+    assert all(reprocessing.is_stale(item, after.settings) for item in items)
+
+    job_ids = reprocessing.queue_stale(after.database, after.settings, ("property", "P-1"))
+    assert len(job_ids) == 2
+    assert reprocessing.queue_stale(after.database, after.settings, None) == job_ids, "queued jobs are not doubled"
+    assert execute(after).status == "done"
+    # Interrupted here: a second run queues nothing new and hands back the job still to do.
+    assert reprocessing.queue_stale(after.database, after.settings, None) == job_ids[1:]
+    assert execute(after).status == "done"
+    assert reprocessing.queue_stale(after.database, after.settings, None) == []
+
+    for item in items:
+        done = reload(after, item)
+        assert done.processing_status == "ready"
+        assert {v["name"] for v in done.variants} == {"thumbnail", "small"}
+        assert {(v["width"], v["height"]) for v in done.variants if v["name"] == "thumbnail"} == {(100, 100)}
+        assert not reprocessing.is_stale(done, after.settings)
+    assert not old_keys & stored_keys(after), "the old variants are deleted"
+    report = verify_service.verify(after.database, after.storage, grace=timedelta(0))
+    assert report.clean
+    after.jobs.close()
+
+
+def test_reprocess_run_twice_keeps_one_set_of_objects(manual_runtime):
+    runtime = manual_runtime
+    item = ingest_only(runtime)
+    execute(runtime)
+    with runtime.database.session() as session:
+        job = queue.enqueue(session, "reprocess", media_id=item.id)
+    tasks.reprocess(runtime, job)
+    once = reload(runtime, item)
+    tasks.reprocess(runtime, job)
+    twice = reload(runtime, item)
+    assert sorted(v["key"] for v in once.variants) == sorted(v["key"] for v in twice.variants)
+    assert all(f"-r{job.id}." in v["key"] for v in twice.variants), "new keys: caches never see stale bytes"
+    purge_pending_deletes(runtime.database, runtime.storage)
+    assert_clean(runtime, twice)
