@@ -103,7 +103,7 @@ class Settings(BaseSettings):
 
     # Moderation, auth, URLs.
     auto_approve_verified: bool = True
-    jwt_secret: SecretStr = SecretStr("dev-insecure-change-me")
+    jwt_secret: SecretStr = SecretStr("dev-only-insecure-secret-set-JWT_SECRET-in-production")
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
     jwt_public_key_file: Path | None = None
     jwt_issuer: str | None = None
