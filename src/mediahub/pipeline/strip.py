@@ -9,6 +9,7 @@ anything else (a ZIP glued to a JPEG) refuses the file.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -53,18 +54,17 @@ def _keep_jpeg_segment(marker: int, payload: bytes) -> bool:
     return not (0xE0 <= marker <= 0xEF or marker == _COM)
 
 
+# A marker inside entropy-coded data: 0xFF followed by anything but stuffing (00),
+# a restart marker (D0-D7) or fill (FF).
+_SEGMENT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 def _entropy_end(data: bytes, pos: int) -> int:
     """Index of the first real marker after entropy-coded data starting at pos."""
-    n = len(data)
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= n:
-            raise _corrupt("JPEG", "image data ends without an end marker")
-        nxt = data[pos + 1]
-        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
-            pos += 1
-            continue
-        return pos
+    match = _SEGMENT_MARKER.search(data, pos)
+    if match is None:
+        raise _corrupt("JPEG", "image data ends without an end marker")
+    return match.start()
 
 
 def strip_jpeg(data: bytes) -> Stripped:

@@ -11,6 +11,7 @@ outbox) and handed to `dispatch` only once it has committed.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import secrets
 import time
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 # Original extensions by sniffed video format (images take theirs from the encoder table).
 VIDEO_EXTENSIONS = {"mp4": "mp4", "mov": "mov", "webm": "webm"}
 COMMIT_ATTEMPTS = 3
+PARALLEL_PUTS = 4  # objects of one upload written at once
 Dispatch = Callable[[list[int]], None]  # hands committed job ids to whatever runs them
 
 
@@ -97,6 +99,7 @@ class IngestService:
         self.database = database
         self.storage = storage
         self.dispatch = dispatch  # None: jobs wait in the table for a worker's sweeper
+        self._writers = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put")
         self.image_options = image_options(settings, encode_options(settings, extra=False))
         self.video_options = video_options(settings, self.image_options)
 
@@ -139,7 +142,7 @@ class IngestService:
                                uploaded_by=request.uploaded_by)
         with self.database.session() as session:
             match = dedup.check_duplicate(session, dedup.Probe.of_upload(spooled.sha256, processed), scope,
-                                          settings.dedup_threshold)
+                                          settings.dedup_threshold, entity=(target.kind.name, target.entity_id))
             decision = dedup.decide(match, policy=settings.dedup_policy, entity_type=target.kind.name,
                                     entity_id=target.entity_id)
         processed.metadata.update(decision.metadata)
@@ -180,9 +183,7 @@ class IngestService:
         job_kinds = upload_jobs(self.settings, sniffed.media_kind)
         written: list[str] = []
         try:
-            for obj in objects:
-                self.storage.put(obj.key, obj.source, obj.content_type)
-                written.append(obj.key)
+            self._put_all(objects, written)
             item, job_ids = self._commit(
                 lambda: self._row(spooled, sniffed, processed, request, objects, job_kinds), request.target, job_kinds
             )
@@ -190,8 +191,26 @@ class IngestService:
             self._remove(written)
             raise
         self._dispatch(job_ids)
-        purge_pending_deletes(self.database, self.storage)
+        if request.target.field.slot == "single":  # the item this one replaced left objects to remove
+            purge_pending_deletes(self.database, self.storage)
         return item
+
+    def _put_all(self, objects: list[_Object], written: list[str]) -> None:
+        """Write every object at once: each put waits on its own fsync or network round trip.
+
+        `written` gets every key that was stored, even when another put failed, so the
+        caller can remove exactly what this upload wrote.
+        """
+        futures = {self._writers.submit(self.storage.put, o.key, o.source, o.content_type): o.key for o in objects}
+        first_error: BaseException | None = None
+        for future in concurrent.futures.as_completed(futures):
+            error = future.exception()
+            if error is None:
+                written.append(futures[future])
+            elif first_error is None:
+                first_error = error
+        if first_error is not None:
+            raise first_error
 
     def _dispatch(self, job_ids: list[int]) -> None:
         if not job_ids or self.dispatch is None:
