@@ -1,0 +1,158 @@
+"""Near-duplicate lookup: the band index vs a linear scan, on SQLite and PostgreSQL.
+
+    python -m bench.dedup_lookup [--smoke] [--databases sqlite,postgresql] [--thresholds 8,14]
+
+For 10^4, 10^5 and 10^6 stored hashes (`--smoke`: 10^3 and 10^4), synthetic
+rows are bulk-inserted (uniformly random 64-bit pHashes, plus a few planted
+neighbours of each query so lookups return something), then the same queries
+run through `dedup.index_lookup` and `dedup.linear_scan` interleaved, and the
+p50/p95 latency of each is printed side by side. Both return the same rows
+(checked on every query). PostgreSQL gets a throwaway database, dropped after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import secrets
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert, text
+
+from mediahub.db import migrate
+from mediahub.db.models import MediaItem, utcnow
+from mediahub.db.session import Database
+from mediahub.pipeline.fingerprint import bands
+from mediahub.services import dedup
+
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+BATCH = 10_000
+
+
+@contextmanager
+def database(kind: str) -> Iterator[Database]:
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="mh-dedup-bench-") as folder:
+            url = f"sqlite:///{Path(folder) / 'bench.db'}"
+            migrate.upgrade(url)
+            db = Database(url)
+            try:
+                yield db
+            finally:
+                db.dispose()
+        return
+    name = f"mh_bench_{secrets.token_hex(4)}"
+    admin = create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        url = f"{PG_SERVER}/{name}"
+        migrate.upgrade(url)
+        db = Database(url)
+        try:
+            yield db
+        finally:
+            db.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def _rows(hashes: list[int], start: int) -> list[dict]:
+    now = utcnow()
+    out = []
+    for offset, value in enumerate(hashes):
+        row = {"public_id": f"b{start + offset:012d}", "entity_type": "property", "entity_id": f"E{(start + offset) % 5000}",
+               "entity_field": "gallery", "position": 0, "is_primary": False, "media_type": "image",
+               "storage_type": "local", "original_key": "bench", "variants": [], "content_type": "image/jpeg",
+               "byte_size": 1, "tags": [], "metadata": {}, "moderation_status": "approved",
+               "processing_status": "ready", "sha256": "0" * 64, "md5": "0" * 32, "created_at": now,
+               "updated_at": now}
+        for i, part in enumerate(bands(value)):
+            row[f"hash_w{i}"] = part
+            row[f"hash_c{i}"] = part ^ 0x5A5A
+        out.append(row)
+    return out
+
+
+def fill(db: Database, count: int, already: int, rng: random.Random, queries: list[int]) -> None:
+    """Top the table up to `count` rows (sizes grow, so each level reuses the previous rows)."""
+    table = MediaItem.__table__
+    remaining = count - already
+    position = already
+    while remaining > 0:
+        size = min(BATCH, remaining)
+        hashes = [rng.getrandbits(64) for _ in range(size)]
+        # A few planted neighbours per query at distances 0..16.
+        for i in range(0, size, max(1, size // 20)):
+            query = rng.choice(queries)
+            flipped = query
+            for bit in rng.sample(range(64), rng.randint(0, 16)):
+                flipped ^= 1 << bit
+            hashes[i] = flipped
+        with db.engine.begin() as connection:
+            connection.execute(insert(table), _rows(hashes, position))
+        position += size
+        remaining -= size
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE media_items"))
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def measure(db: Database, queries: list[int], threshold: int, scans: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"index": [], "scan": []}
+    with db.session() as session:
+        for n, query in enumerate(queries):
+            started = time.perf_counter()
+            via_index = dedup.index_lookup(session, "w", query, threshold)
+            times["index"].append(time.perf_counter() - started)
+            if n < scans:
+                started = time.perf_counter()
+                scanned = dedup.linear_scan(session, "w", query, threshold)
+                times["scan"].append(time.perf_counter() - started)
+                if scanned != via_index:
+                    raise AssertionError("index and linear scan disagree")
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="10^3 and 10^4 rows only")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--thresholds", default="8,14")
+    parser.add_argument("--queries", type=int, default=40)
+    args = parser.parse_args(argv)
+    sizes = [10**3, 10**4] if args.smoke else [10**4, 10**5, 10**6]
+    thresholds = [int(t) for t in args.thresholds.split(",")]
+    print(f"{'db':10s} {'rows':>8s} {'T':>3s} {'index p50':>10s} {'index p95':>10s} {'scan p50':>10s} "
+          f"{'scan p95':>10s} {'speed-up':>8s}")
+    for kind in args.databases.split(","):
+        rng = random.Random(6)
+        queries = [rng.getrandbits(64) for _ in range(args.queries)]
+        with database(kind) as db:
+            stored = 0
+            for size in sizes:
+                fill(db, size, stored, rng, queries)
+                stored = size
+                for threshold in thresholds:
+                    scans = max(5, min(args.queries, 10**6 // size * 2))
+                    times = measure(db, queries, threshold, scans)
+                    ip50, ip95 = statistics.median(times["index"]), _percentile(times["index"], 0.95)
+                    sp50, sp95 = statistics.median(times["scan"]), _percentile(times["scan"], 0.95)
+                    print(f"{kind:10s} {size:8d} {threshold:3d} {ip50 * 1e3:8.2f}ms {ip95 * 1e3:8.2f}ms "
+                          f"{sp50 * 1e3:8.1f}ms {sp95 * 1e3:8.1f}ms {sp50 / ip50:7.1f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
