@@ -139,9 +139,11 @@ def encode(image: Image.Image, fmt: str, options: EncodeOptions) -> bytes:
     elif fmt == "png":
         image.save(out, "PNG", compress_level=1)  # variants are derived: speed over the last 10 % of size
     elif fmt == "webp":
-        image.save(out, "WEBP", quality=options.webp_quality, method=2)
+        # Measured at 1600 px: method 0 takes 80 ms for 131 KB, method 2 121 ms for 125 KB.
+        image.save(out, "WEBP", quality=options.webp_quality, method=0)
     elif fmt == "avif":
-        image.save(out, "AVIF", quality=options.avif_quality, speed=8)
+        # Measured at 1600 px: speed 10 takes 182 ms for 116 KB, speed 8 469 ms for 118 KB.
+        image.save(out, "AVIF", quality=options.avif_quality, speed=10)
     else:
         raise ValueError(f"cannot encode variants as {fmt}")
     return out.getvalue()
