@@ -25,6 +25,10 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -x -q -m "not slow" $(PYTEST_ARGS)
 
+# The reliability scenarios in their long form; prints one table (bad inputs, faults, uploads, matrix, RSS).
+check: install
+	$(BIN)/python -m bench.reliability
+
 bench: install
 	$(BIN)/python -m bench
 

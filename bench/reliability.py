@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ["MEDIAHUB_RELIABILITY"] = "ci" if args.ci else "full"  # read when the harness is imported
+    # The tests/api matrices upload one file twice on purpose; duplicate detection (DEDUP_POLICY, default
+    # reject) is not what they measure, so it is off for them here (the reliability servers set it too).
+    os.environ.setdefault("DEDUP_POLICY", "allow")
 
     import pytest
 

@@ -8,6 +8,7 @@ all images over the wall time from the barrier to the last finish.
 from __future__ import annotations
 
 import multiprocessing as mp
+from queue import Empty
 import os
 import time
 from pathlib import Path
@@ -43,6 +44,20 @@ def _worker(row: str, root: str, files: list[str], count: int, offset: int, barr
         bench.close()
 
 
+def _collect(queue, procs, limit_seconds: float = 600) -> list[tuple[float, float]]:
+    """Each worker's (start, end), failing at once when a worker dies instead of waiting out the limit."""
+    spans: list[tuple[float, float]] = []
+    deadline = time.monotonic() + limit_seconds
+    while len(spans) < len(procs):
+        try:
+            spans.append(queue.get(timeout=1))
+        except Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"throughput workers failed (exit codes {dead}) or timed out") from None
+    return spans
+
+
 def measure(cfg: Config, row: str, workers: int, files: list[Path], per_worker: int) -> float:
     """Images per second of `workers` processes each doing `per_worker` images."""
     root = cfg.work / "throughput"
@@ -57,7 +72,7 @@ def measure(cfg: Config, row: str, workers: int, files: list[Path], per_worker: 
                                                    queue)) for i in range(workers)]
         for proc in procs:
             proc.start()
-        spans = [queue.get(timeout=600) for _ in procs]
+        spans = _collect(queue, procs)
         for proc in procs:
             proc.join(timeout=60)
             if proc.exitcode != 0:

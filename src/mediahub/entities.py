@@ -16,7 +16,8 @@ MediaKind = Literal["image", "video"]
 Slot = Literal["single", "gallery"]
 OwnerRule = Literal["self", "members"]
 
-ENTITY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# \Z, not $: `$` also matches before a trailing newline ("123\n" would pass).
+ENTITY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 
 @dataclass(frozen=True)

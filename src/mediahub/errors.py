@@ -81,6 +81,13 @@ class Conflict(MediaHubError):
     default_code = "conflict"
 
 
+class RequestTimeout(MediaHubError):
+    """The client stopped sending the request body (a chunk did not arrive in time)."""
+
+    category = "timeout"
+    default_code = "request_timeout"
+
+
 class Unavailable(MediaHubError):
     """A backing service (storage, database, queue) cannot be reached."""
 

@@ -42,7 +42,8 @@ class Runtime:
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
         if self.jobs is not None and self.jobs.runs_here and self.sweeper is None:
-            self.sweeper = Sweeper(self.database, self.jobs.dispatch, self.settings.sweep_interval_seconds).start()
+            self.sweeper = Sweeper(self.database, self.jobs.dispatch, self.settings.sweep_interval_seconds,
+                                   self.storage).start()
 
     def wait_for_jobs(self, media_ids: Iterable[int], timeout: float = JOB_WAIT_SECONDS) -> bool:
         """Wait for these items' jobs when this process runs them; False when it does not, or on timeout."""

@@ -28,6 +28,7 @@ STATUS_BY_CATEGORY = {
     "unauthenticated": 401,
     "forbidden": 403,
     "not_found": 404,
+    "timeout": 408,
     "conflict": 409,
     "too_large": 413,
     "unsupported": 415,

@@ -11,17 +11,25 @@ thread) after each network chunk.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from mediahub.errors import InvalidInput, MalformedRequest, MediaHubError, TooLarge, UnsupportedType
+from mediahub.errors import (
+    InvalidInput,
+    MalformedRequest,
+    MediaHubError,
+    RequestTimeout,
+    TooLarge,
+    UnsupportedType,
+)
 from mediahub.pipeline.intake import Spool, Spooled
 
 FIELD_MAX_BYTES = 64 * 1024  # one text field (caption, tags, ...)
@@ -42,6 +50,7 @@ class FormLimits:
     file_cap: FileCap  # each file's byte cap, from the text fields seen so far; may refuse (Forbidden)
     isolate_file_errors: bool  # batches: a file over its cap fails alone, the rest go on
     tmp_dir: Path | None = None
+    read_timeout: float | None = None  # seconds to wait for each body chunk (None: forever)
 
 
 @dataclass
@@ -261,6 +270,23 @@ def _feed(parser: MultipartParser, chunk: bytes) -> None:
         raise MalformedRequest(f"malformed multipart body: {exc}", code="malformed_multipart") from None
 
 
+async def _chunks(request: Request, timeout: float | None) -> AsyncIterator[bytes]:
+    """The body's chunks; 408 when the next one takes longer than `timeout` (a trickling client)."""
+    stream = request.stream()
+    try:
+        while True:
+            try:
+                with anyio.fail_after(timeout):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise RequestTimeout(f"no body data arrived for {timeout:g} s", timeout=timeout) from None
+            yield chunk
+    finally:
+        await stream.aclose()
+
+
 async def read_multipart(request: Request, limits: FormLimits) -> ReceivedForm:
     """Parse the body into text fields and spooled files; the caller discards the form when done."""
     boundary = _boundary(request)
@@ -272,7 +298,7 @@ async def read_multipart(request: Request, limits: FormLimits) -> ReceivedForm:
     builder = _FormBuilder(limits)
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, limits.read_timeout):
             received += len(chunk)
             if declared is not None and received > declared:
                 raise MalformedRequest("body is longer than its Content-Length", code="content_length_mismatch")

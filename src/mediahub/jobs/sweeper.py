@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from mediahub.db.models import utcnow
 from mediahub.db.session import Database
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 Dispatch = Callable[[Iterable[int]], None]
 REDISPATCH_INTERVALS = 10
+
+if TYPE_CHECKING:
+    from mediahub.storage.base import Storage
 
 
 def sweep(database: Database, dispatch: Dispatch | None, stale: timedelta) -> list[int]:
@@ -37,9 +41,11 @@ def sweep(database: Database, dispatch: Dispatch | None, stale: timedelta) -> li
 class Sweeper:
     """`sweep` on a daemon thread every `interval` seconds until stopped."""
 
-    def __init__(self, database: Database, dispatch: Dispatch | None, interval: float) -> None:
+    def __init__(self, database: Database, dispatch: Dispatch | None, interval: float,
+                 storage: Storage | None = None) -> None:
         self.database = database
         self.dispatch = dispatch
+        self.storage = storage  # given: also retry the queued object deletes (pending_deletes) each round
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mediahub-sweeper", daemon=True)
@@ -53,6 +59,16 @@ class Sweeper:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
+    def _purge(self) -> None:
+        from mediahub.services.cleanup import purge_pending_deletes  # services import the jobs package
+
+        try:
+            removed = purge_pending_deletes(self.database, self.storage)
+            if removed:
+                log.info("sweeper removed %d queued objects", removed)
+        except Exception:  # database or storage down: the deletes stay queued for the next round
+            log.warning("purging pending deletes failed", exc_info=True)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -61,4 +77,6 @@ class Sweeper:
                     log.info("sweeper re-dispatched jobs %s", swept)
             except Exception:  # database down for a moment: try again next round
                 log.warning("sweep failed", exc_info=True)
+            if self.storage is not None:
+                self._purge()
             self._stop.wait(self.interval)

@@ -37,7 +37,8 @@ def _run_dramatiq(runtime: Runtime, threads: int, stop: threading.Event) -> None
     if not isinstance(dispatcher, DramatiqDispatcher):
         raise TypeError("QUEUE_URL is set, but the runtime was built without its Dramatiq dispatcher")
     worker = dispatcher.worker(threads)
-    sweeper = Sweeper(runtime.database, dispatcher.dispatch, runtime.settings.sweep_interval_seconds)
+    sweeper = Sweeper(runtime.database, dispatcher.dispatch, runtime.settings.sweep_interval_seconds,
+                      runtime.storage)
     worker.start()
     sweeper.start()
     log.info("worker: %d Dramatiq threads on queue %r", threads, dispatcher.queue_name)
@@ -50,7 +51,7 @@ def _run_dramatiq(runtime: Runtime, threads: int, stop: threading.Event) -> None
 
 def _run_poll_loop(runtime: Runtime, threads: int, stop: threading.Event) -> None:
     # Polling finds due jobs (retries included) by itself; the sweeper only reclaims expired leases.
-    sweeper = Sweeper(runtime.database, None, runtime.settings.sweep_interval_seconds)
+    sweeper = Sweeper(runtime.database, None, runtime.settings.sweep_interval_seconds, runtime.storage)
     pollers = [threading.Thread(target=_poll, args=(runtime, stop), name=f"mediahub-poll-{n}")
                for n in range(threads)]
     sweeper.start()

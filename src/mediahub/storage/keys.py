@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from mediahub.entities import Target
 from mediahub.errors import InvalidInput
 
-KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*\Z")  # \Z: no trailing newline
 MAX_KEY_LENGTH = 512
 
 

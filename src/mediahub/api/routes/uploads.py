@@ -109,7 +109,8 @@ async def _upload_one(request: Request, principal: Principal, runtime: RuntimeDe
         async def file_cap(_fields: dict[str, str]) -> int:
             return cap
 
-        limits = FormLimits("file", 1, cap + FORM_ALLOWANCE, file_cap, False, runtime.settings.temp_dir)
+        limits = FormLimits("file", 1, cap + FORM_ALLOWANCE, file_cap, False, runtime.settings.temp_dir,
+                            runtime.settings.upload_read_timeout_seconds)
         form = await read_multipart(request, limits)
         try:
             fields = _parse_fields(UploadFields, form.fields)
@@ -221,7 +222,7 @@ async def batch_upload(request: Request, response: Response, principal: Principa
     batch = _BatchTarget(principal, runtime, media)
     largest = max(settings.max_image_size, settings.max_video_size)
     limits = FormLimits("files", settings.max_batch_files, largest * settings.max_batch_files + FORM_ALLOWANCE,
-                        batch.file_cap, True, settings.temp_dir)
+                        batch.file_cap, True, settings.temp_dir, settings.upload_read_timeout_seconds)
     form = await read_multipart(request, limits)
     try:
         fields = _parse_fields(BatchUploadFields, form.fields)
