@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     public_base_url: str = "http://localhost:8000"
     max_batch_files: int = Field(20, gt=0, le=1000)
     upload_rate_limit: int = Field(120, ge=0)  # uploads per principal per minute; 0 = off
+    # Longest wait for the next chunk of an upload's body; a slower (trickling) client gets 408.
+    upload_read_timeout_seconds: float = Field(30.0, gt=0, le=3600)
 
     # Background work.
     queue_url: str | None = None  # redis://... or amqp://...; unset = in-process thread pool

@@ -40,6 +40,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "make_webp": False,
         "video_transcode": False,
         "upload_rate_limit": 0,
+        # The default upload is one file sent again and again: duplicates are allowed here
+        # (DEDUP_POLICY has its own tests in tests/dedup; override to test it over HTTP).
+        "dedup_policy": "allow",
         **overrides,
     }
     return Settings(_env_file=None, **values)

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Integer, any_, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import MediaItem
@@ -147,11 +148,14 @@ def _rows_by_bands(session: Session, kind: HashKind, wanted: list[set[int]],
                    conditions: Sequence[ColumnElement[bool]]) -> dict[int, int]:
     """id -> stored hash of rows where band i is in wanted[i] for some i (one indexed query per chunk)."""
     columns = _BAND_COLUMNS[kind]
+    postgres = session.get_bind().dialect.name == "postgresql"
     found: dict[int, int] = {}
     for column, values in zip(columns, wanted, strict=True):
         ordered = sorted(values)
-        for chunk in _chunks(ordered):
-            query = select(MediaItem.id, *columns).where(column.in_(chunk), *conditions)
+        # PostgreSQL: one array parameter (= ANY) instead of hundreds of bound values; same index scan.
+        for chunk in ([ordered] if postgres else _chunks(ordered)):
+            match = column == any_(literal(list(chunk), ARRAY(Integer))) if postgres else column.in_(chunk)
+            query = select(MediaItem.id, *columns).where(match, *conditions)
             for media_id, *parts in session.execute(query):
                 found[media_id] = from_bands(parts)
     return found
@@ -266,9 +270,18 @@ def find_similar(session: Session, probe: Probe | MediaItem, scope: Scope, thres
     return matches if limit is None else matches[:limit]
 
 
-def check_duplicate(session: Session, probe: Probe, scope: Scope, threshold: int) -> Match | None:
-    """The closest duplicate of an upload in its scope, or None. Read-only; runs before any byte is stored."""
-    found = find_similar(session, probe, scope, threshold, limit=1)
+def check_duplicate(session: Session, probe: Probe, scope: Scope, threshold: int, *,
+                    entity: tuple[str, str] | None = None) -> Match | None:
+    """The duplicate of an upload that decides its fate, or None. Read-only; runs before any byte is stored.
+
+    The closest one in `entity` (type, id) when there is one there (only those are refused),
+    otherwise the closest one in the scope.
+    """
+    found = find_similar(session, probe, scope, threshold, limit=None)
+    if entity is not None:
+        for match in found:
+            if (match.item.entity_type, match.item.entity_id) == entity:
+                return match
     return found[0] if found else None
 
 
