@@ -53,6 +53,8 @@ MATRIX = [
     Row("list entity",              lambda w: ("GET", "/v1/media/entity/property/123", {}),                                                          (200, 200, 200, 200, 200)),
     Row("get pending",              lambda w: ("GET", f"/v1/media/{w['P']['id']}", {}),                                                              (404, 404, 200, 200, 200)),
     Row("get approved",             lambda w: ("GET", f"/v1/media/{w['A']['id']}", {}),                                                              (200, 200, 200, 200, 200)),
+    Row("similar of pending",       lambda w: ("GET", f"/v1/media/{w['P']['id']}/similar", {}),                                                      (404, 404, 200, 200, 200)),
+    Row("similar of approved",      lambda w: ("GET", f"/v1/media/{w['A']['id']}/similar", {}),                                                      (200, 200, 200, 200, 200)),
     Row("public get pending",       lambda w: ("GET", f"/v1/media/public/{w['P']['public_id']}", {}),                                                (404, 404, 404, 404, 404)),
     Row("public get approved",      lambda w: ("GET", f"/v1/media/public/{w['A']['public_id']}", {}),                                                (200, 200, 200, 200, 200)),
     Row("patch pending caption",    lambda w: ("PATCH", f"/v1/media/{w['P']['id']}", {"json": {"caption": "x"}}),                                    (401, 404, 200, 403, 200)),

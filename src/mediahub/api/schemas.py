@@ -64,6 +64,7 @@ class UploadFields(BaseModel):
     caption: str | None = Field(None, max_length=CAPTION_MAX)
     is_primary: bool = False
     tags: Tags = Field(default_factory=list)
+    allow_duplicate: bool = False  # store even if it duplicates an item in scope (unless the server forbids it)
 
 
 class BatchUploadFields(UploadFields):
@@ -139,6 +140,15 @@ class MediaPage(BaseModel):
 
 class MediaList(BaseModel):
     items: list[MediaOut]
+
+
+class SimilarItem(BaseModel):
+    distance: int = Field(description="Hamming distance of the perceptual hashes (0 = same picture)", examples=[3])
+    item: MediaOut
+
+
+class SimilarList(BaseModel):
+    items: list[SimilarItem]
 
 
 class BatchFileError(BaseModel):

@@ -22,6 +22,7 @@ from mediahub.services import access
 from mediahub.services.access import EntityRef, Principal
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.services.moderation import apply_status
+from mediahub.services import dedup
 from mediahub.storage.base import Storage, Usage
 
 USAGE_GROUPS = ("storage_type", "entity_type", "media_type", "moderation_status")
@@ -108,6 +109,21 @@ class MediaService:
                 limit=limit,
             )
             return [tx.view(principal, item) for item in items], total
+
+    def similar(self, media_id: int, principal: Principal | None, *, scope: str, threshold: int,
+                limit: int) -> list[tuple[MediaView, int]]:
+        """Items that look like this one, closest first, among those the caller may see.
+
+        Scope "global" (the default of the route) is where duplicates across entities show
+        up: the upload policy only refuses duplicates within the uploader's own scope.
+        """
+        with self._tx() as tx:
+            item = access.require_view(principal, tx.media.get(media_id), tx.members)
+            where = dedup.Scope.of(scope, entity_type=item.entity_type, entity_id=item.entity_id,
+                                   uploaded_by=item.uploaded_by)
+            matches = dedup.similar_items(tx.media.session, item.id, threshold=threshold, limit=limit, scope=where)
+            return [(tx.view(principal, match), distance) for match, distance in matches
+                    if access.can_view(principal, match, tx.members)]
 
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
         """Apply the sent fields; moderation status needs a moderator, the rest an editor."""

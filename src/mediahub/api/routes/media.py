@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from mediahub.api.deps import MediaServiceDep, OptionalPrincipalDep, PrincipalDep, UrlsDep
+from mediahub.api.deps import MediaServiceDep, OptionalPrincipalDep, PrincipalDep, SettingsDep, UrlsDep
 from mediahub.api.presenters import media_out
 from mediahub.api.schemas import (
     MAX_ID,
@@ -21,6 +21,8 @@ from mediahub.api.schemas import (
     ModerationStatus,
     Problem,
     ReorderRequest,
+    SimilarItem,
+    SimilarList,
     StorageAnalyticsOut,
     StorageUsageOut,
     UsageOut,
@@ -120,3 +122,22 @@ def update_media(media_id: MediaIdPath, body: MediaUpdateRequest, media: MediaSe
 def delete_media(media_id: MediaIdPath, media: MediaServiceDep, principal: PrincipalDep) -> Response:
     media.delete(media_id, principal)
     return Response(status_code=204)
+
+
+@router.get("/{media_id}/similar", response_model=SimilarList, responses=_errors(401, 404, 422),
+            summary="Items that look like this one",
+            description="Nearest items by perceptual hash (exact copies first), among those the caller may see. "
+                        "`scope`: entity, uploader, or global (default: duplicates across entities show here).")
+def similar_media(
+    media_id: MediaIdPath,
+    media: MediaServiceDep,
+    urls: UrlsDep,
+    settings: SettingsDep,
+    principal: OptionalPrincipalDep,
+    scope: Annotated[Literal["entity", "uploader", "global"], Query()] = "global",
+    threshold: Annotated[int | None, Query(ge=0, le=15, description="at most this many bits apart")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> SimilarList:
+    matches = media.similar(media_id, principal, scope=scope, limit=limit,
+                            threshold=settings.dedup_threshold if threshold is None else threshold)
+    return SimilarList(items=[SimilarItem(distance=distance, item=media_out(view, urls)) for view, distance in matches])

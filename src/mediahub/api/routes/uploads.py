@@ -50,6 +50,8 @@ def _form_schema(file_field: str, many: bool, extra: dict[str, Any] | None = Non
         "alt_text": {"type": "string", "maxLength": 500, "example": "My profile photo"},
         "caption": {"type": "string"},
         "is_primary": {"type": "boolean", "default": False},
+        "allow_duplicate": {"type": "boolean", "default": False,
+                            "description": "store even when the same picture is already in scope"},
         "tags": {"type": "string", "description": "comma-separated or a JSON list", "example": "kitchen,sunny"},
     }
     schema = {"type": "object", "required": [file_field, *(extra or {})], "properties": properties}
@@ -87,6 +89,7 @@ def _upload_request(target: Target, principal: Principal, fields: UploadFields, 
         tags=list(fields.tags),
         filename=received.filename,
         parent=parent,
+        allow_duplicate=fields.allow_duplicate,
     )
 
 
