@@ -35,29 +35,29 @@ BATCH = 10_000
 
 
 @contextmanager
+def _migrated(url: str) -> Iterator[Database]:
+    migrate.upgrade(url)
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@contextmanager
 def database(kind: str) -> Iterator[Database]:
     if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="mh-dedup-bench-") as folder:
-            url = f"sqlite:///{Path(folder) / 'bench.db'}"
-            migrate.upgrade(url)
-            db = Database(url)
-            try:
-                yield db
-            finally:
-                db.dispose()
+        with tempfile.TemporaryDirectory(prefix="mh-dedup-bench-") as folder, \
+                _migrated(f"sqlite:///{Path(folder) / 'bench.db'}") as db:
+            yield db
         return
     name = f"mh_bench_{secrets.token_hex(4)}"
     admin = create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f"CREATE DATABASE {name}"))
     try:
-        url = f"{PG_SERVER}/{name}"
-        migrate.upgrade(url)
-        db = Database(url)
-        try:
+        with _migrated(f"{PG_SERVER}/{name}") as db:
             yield db
-        finally:
-            db.dispose()
     finally:
         with admin.connect() as connection:
             connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -102,11 +102,9 @@ class RawResponse:
         return None
 
 
-def read_response(sock: socket.socket, timeout: float = 30.0) -> RawResponse:
-    """Read one response (head and a Content-Length body) within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while b"\r\n\r\n" not in data:
+def _recv_until(sock: socket.socket, data: bytes, done, deadline: float) -> bytes:
+    """Append what the socket sends to `data` until `done(data)`, the peer closes, or the deadline."""
+    while not done(data) and time.monotonic() < deadline:
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         try:
             more = sock.recv(65536)
@@ -115,22 +113,20 @@ def read_response(sock: socket.socket, timeout: float = 30.0) -> RawResponse:
         if not more:
             break
         data += more
+    return data
+
+
+def read_response(sock: socket.socket, timeout: float = 30.0) -> RawResponse:
+    """Read one response (head and a Content-Length body) within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    data = _recv_until(sock, b"", lambda got: b"\r\n\r\n" in got, deadline)
     head, _, body = data.partition(b"\r\n\r\n")
     text = head.decode("latin-1")
     if not text.startswith("HTTP/1.1 "):
         return RawResponse(0, text, body)
     response = RawResponse(int(text[9:12]), text, body)
     length = int(response.header("content-length") or 0)
-    while len(body) < length and time.monotonic() < deadline:
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            more = sock.recv(65536)
-        except (ConnectionError, TimeoutError):
-            break
-        if not more:
-            break
-        body += more
-    response.body = body
+    response.body = _recv_until(sock, body, lambda got: len(got) >= length, deadline)
     return response
 
 

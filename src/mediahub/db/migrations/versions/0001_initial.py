@@ -14,19 +14,13 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import mysql
+
+from mediahub.db.migration_types import BIG_ID, MYSQL_TABLE_OPTIONS, TIMESTAMP
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-# BIGINT ids, but SQLite only auto-increments INTEGER PRIMARY KEY.
-BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-# timestamptz on PostgreSQL; microsecond DATETIME on MariaDB (values are UTC).
-TIMESTAMP = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-# Case-sensitive text on MariaDB, as on the other two databases.
-MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 def upgrade() -> None:
