@@ -35,20 +35,10 @@ BATCH = 10_000
 
 
 @contextmanager
-def _migrated(url: str) -> Iterator[Database]:
-    migrate.upgrade(url)
-    db = Database(url)
-    try:
-        yield db
-    finally:
-        db.dispose()
-
-
-@contextmanager
 def database(kind: str) -> Iterator[Database]:
     if kind == "sqlite":
         with tempfile.TemporaryDirectory(prefix="mh-dedup-bench-") as folder, \
-                _migrated(f"sqlite:///{Path(folder) / 'bench.db'}") as db:
+                migrate.migrated(f"sqlite:///{Path(folder) / 'bench.db'}") as db:
             yield db
         return
     name = f"mh_bench_{secrets.token_hex(4)}"
@@ -56,7 +46,7 @@ def database(kind: str) -> Iterator[Database]:
     with admin.connect() as connection:
         connection.execute(text(f"CREATE DATABASE {name}"))
     try:
-        with _migrated(f"{PG_SERVER}/{name}") as db:
+        with migrate.migrated(f"{PG_SERVER}/{name}") as db:
             yield db
     finally:
         with admin.connect() as connection:

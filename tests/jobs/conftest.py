@@ -38,10 +38,3 @@ def start_worker(tmp_path: Path, log_name: str, **settings: str) -> subprocess.P
                                 env=worker_env(tmp_path, **settings), stdout=log, stderr=subprocess.STDOUT)
 
 
-def stop_worker(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

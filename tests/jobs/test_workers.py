@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from mediahub.db.models import Job, utcnow
 from mediahub.services import verify as verify_service
-from tests.jobs.conftest import start_worker, stop_worker
+from tests.jobs.conftest import start_worker
+from tests.support.processes import stop_process
 from tests.jobs.helpers import ingest_only, jobs_of
 from tests.services.conftest import make_runtime
 from tests.services.helpers import reload
@@ -50,7 +51,7 @@ def test_a_separate_dramatiq_worker_finishes_the_upload(broker, sqlite_db, local
         assert item.processing_status == "queued"
         wait_until(lambda: reload(runtime, item).processing_status == "ready", 60, "the job", worker)
     finally:
-        stop_worker(worker)
+        stop_process(worker)
         runtime.close()
     done = reload(runtime, item)
     assert {v["format"] for v in done.variants} == {"jpeg", "webp"} and len(done.variants) == 8
@@ -76,7 +77,7 @@ def test_a_worker_killed_while_holding_a_lease_does_not_strand_the_job(sqlite_db
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=10)
     finally:
-        stop_worker(doomed)
+        stop_process(doomed)
     held = status()
     assert held.status == "processing" and held.attempts == 1, "the dead worker's lease still holds the job"
     assert reload(runtime, item).processing_status == "processing"
@@ -86,7 +87,7 @@ def test_a_worker_killed_while_holding_a_lease_does_not_strand_the_job(sqlite_db
     try:
         wait_until(lambda: status().status == "done", 120, "the rescuing worker", rescuer)
     finally:
-        stop_worker(rescuer)
+        stop_process(rescuer)
     finished = status()
     assert finished.attempts == 2 and finished.last_error is None
     done = reload(runtime, item)

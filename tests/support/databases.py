@@ -89,22 +89,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield from _throwaway_database(SERVERS[request.param])
 
 
-def _migrated(url: str) -> Iterator[Database]:
-    migrate.upgrade(url)
-    database = Database(url)
-    try:
-        yield database
-    finally:
-        database.dispose()
-
-
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
     """A migrated `Database` on each backend in turn."""
-    yield from _migrated(database_url)
+    with migrate.migrated(database_url) as database:
+        yield database
 
 
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     """A migrated SQLite `Database`, for fast tests that need no server backend."""
-    yield from _migrated(_sqlite_url(tmp_path))
+    with migrate.migrated(_sqlite_url(tmp_path)) as database:
+        yield database

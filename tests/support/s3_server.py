@@ -22,6 +22,7 @@ import pytest
 
 from mediahub.storage.local import LocalStorage
 from mediahub.storage.s3 import S3Storage
+from tests.support.processes import stop_process
 from tests.support.services import require_service
 
 HOST = "127.0.0.1"
@@ -59,15 +60,6 @@ def _wait_until_up(process: subprocess.Popen[bytes], endpoint: str) -> None:
         time.sleep(0.1)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Endpoint URL of a moto S3 server that lives for the whole session."""
@@ -89,7 +81,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         require_service("moto S3 server", HOST, port)
         yield endpoint
     finally:
-        _stop(process)
+        stop_process(process, timeout=10)
 
 
 def make_s3_storage(

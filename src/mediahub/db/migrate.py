@@ -6,6 +6,8 @@ so an installed package migrates any URL without files beside it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,17 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+@contextmanager
+def migrated(url: str) -> Iterator[Database]:
+    """A `Database` on `url` upgraded to head, disposed when the block ends (tests, benches)."""
+    upgrade(url)
+    database = Database(url)
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 def downgrade(url: str, revision: str) -> None:
