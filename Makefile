@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The server decodes and resizes in worker processes, so requests never wait behind pixels.
 run: install
 	mkdir -p var
 	$(BIN)/mediahub db upgrade
-	$(BIN)/mediahub serve --host 127.0.0.1 --port 8000
+	PIXEL_WORKERS=$${PIXEL_WORKERS:-2} $(BIN)/mediahub serve --host 127.0.0.1 --port 8000
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -47,7 +47,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, DATABASE_URL=settings.database_url, MEDIA_ROOT=str(settings.media_root),
                    TEMP_DIR=str(settings.temp_dir), JWT_SECRET=SECRET, STORAGE_TYPE="local", MAKE_WEBP="false",
-                   UPLOAD_RATE_LIMIT="0", DEDUP_POLICY="allow", PUBLIC_BASE_URL=self.base,
+                   UPLOAD_RATE_LIMIT="0", DEDUP_POLICY="allow", PIXEL_WORKERS=os.environ.get("PIXEL_WORKERS", "2"), PUBLIC_BASE_URL=self.base,
                    VIPS_CONCURRENCY=throughput.vips_concurrency(workers),
                    PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
         self.log = (root / "uvicorn.log").open("w")

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     webp_quality: int = Field(80, ge=1, le=100)
     original_quality: int = Field(95, ge=50, le=100)
     strip_gps: bool = True
+    pixel_workers: int = Field(0, ge=0, le=64)  # processes for decode/resize; 0 = in the request's thread
     temp_dir: Path | None = None
 
     # Moderation, auth, URLs.

@@ -21,6 +21,10 @@ class MediaHubError(Exception):
         self.code = code or self.default_code
         self.details = details
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors raised in a pixel worker process cross back by pickle: keep code and details.
+        return (_rebuild, (type(self), self.message, self.code, self.details))
+
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.details}
 
@@ -101,3 +105,7 @@ class StorageUnavailable(Unavailable):
 
 class DatabaseUnavailable(Unavailable):
     default_code = "database_unavailable"
+
+
+def _rebuild(cls: type[MediaHubError], message: str, code: str, details: dict[str, Any]) -> MediaHubError:
+    return cls(message, code=code, **details)

@@ -56,6 +56,7 @@ class Runtime:
             self.sweeper.stop()
         if self.jobs is not None:
             self.jobs.close()
+        self.ingest.pixels.close()
         self.database.dispose()
 
 

@@ -36,6 +36,7 @@ from mediahub.pipeline.transcode import strip_metadata
 from mediahub.pipeline.video import ProcessedVideo, VideoOptions, process_video
 from mediahub.services import dedup
 from mediahub.services.cleanup import purge_pending_deletes
+from mediahub.services.pixels import PixelWorkers
 from mediahub.storage.base import Storage
 from mediahub.storage.keys import original_key, variant_key
 
@@ -100,6 +101,7 @@ class IngestService:
         self.storage = storage
         self.dispatch = dispatch  # None: jobs wait in the table for a worker's sweeper
         self._writers = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put")
+        self.pixels = PixelWorkers(settings.pixel_workers)
         self.image_options = image_options(settings, encode_options(settings, extra=False))
         self.video_options = video_options(settings, self.image_options)
 
@@ -119,9 +121,10 @@ class IngestService:
         sniffed = sniff(spooled.head())
         self._check_allowed(sniffed, spooled.size, request.target)
         if sniffed.media_kind == "image":
-            processed: ProcessedImage | ProcessedVideo = process_image(spooled.path, sniffed, self.image_options)
+            processed: ProcessedImage | ProcessedVideo = self.pixels.run(process_image, spooled.path, sniffed,
+                                                                         self.image_options)
         else:
-            processed = process_video(spooled.path, sniffed, self.video_options)
+            processed = self.pixels.run(process_video, spooled.path, sniffed, self.video_options)
             if processed.location_tags:
                 strip_metadata(spooled.path, sniffed.format)  # the stored original is served
         self._check_duplicate(spooled, processed, request)  # before any byte is stored

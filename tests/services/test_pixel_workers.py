@@ -1,0 +1,33 @@
+"""The pipeline in worker processes gives the same items and the same refusals as in-thread."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from mediahub.errors import LimitExceeded, MediaHubError
+from tests.services.conftest import make_runtime
+from tests.services.helpers import row_count, upload
+from tests.support.corpus import CORPUS_DIR
+
+
+def test_errors_cross_processes_with_code_and_details():
+    error = LimitExceeded("too big", code="too_many_frames", limit=100)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is LimitExceeded and copy.code == "too_many_frames" and copy.details == {"limit": 100}
+
+
+def test_uploads_through_pixel_worker_processes(sqlite_db, local_storage, tmp_path):
+    runtime = make_runtime(sqlite_db, local_storage, tmp_path, pixel_workers=1)
+    try:
+        item = upload(runtime, CORPUS_DIR / "images/good/orient_landscape_6.jpg")
+        assert (item.width, item.height) == (1800, 1200) and len(item.image_hash) == 16
+        video = upload(runtime, CORPUS_DIR / "video/webm_vp8_vorbis_720p_1s.webm", "post:1:media")
+        assert video.media_type == "video" and (video.width, video.height) == (1280, 720)
+        with pytest.raises(MediaHubError) as caught:
+            upload(runtime, CORPUS_DIR / "images/bad/decompression_bomb_extents.gif")
+        assert caught.value.code == "too_many_pixels"
+        assert row_count(runtime) == 2
+    finally:
+        runtime.ingest.pixels.close()
