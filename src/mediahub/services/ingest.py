@@ -105,10 +105,12 @@ class IngestService:
         self.image_options = image_options(settings, encode_options(settings, extra=False))
         self.video_options = video_options(settings, self.image_options)
 
+    def _cap(self, media_kind: str) -> int:
+        return self.settings.max_image_size if media_kind == "image" else self.settings.max_video_size
+
     def size_cap(self, target: Target) -> int:
         """The byte cap while streaming: the largest cap of the kinds the field accepts."""
-        caps = {"image": self.settings.max_image_size, "video": self.settings.max_video_size}
-        return max(caps[kind] for kind in target.field.media_kinds)
+        return max(self._cap(kind) for kind in target.field.media_kinds)
 
     def ingest(self, chunks: Iterable[bytes], request: UploadRequest) -> MediaItem:
         spooled = spool(chunks, self.size_cap(request.target), self.settings.temp_dir)
@@ -161,7 +163,7 @@ class IngestService:
                    else self.settings.allowed_video_types)
         if sniffed.format not in allowed:
             raise UnsupportedType(f"{sniffed.format} files are not accepted here", detected=sniffed.format)
-        cap = self.settings.max_image_size if sniffed.media_kind == "image" else self.settings.max_video_size
+        cap = self._cap(sniffed.media_kind)
         if size > cap:
             raise TooLarge(f"{sniffed.media_kind} is {size} bytes; at most {cap}", limit=cap)
 
