@@ -82,7 +82,10 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
         stored_box = (box[1], box[0]) if swaps_axes(summary.orientation) else box
         reduced = None
         if sniffed.format == "jpeg" and not header.animated and header.mode in ("RGB", "L"):
-            reduced = reduce_jpeg(path, stored_box)  # libvips shrink-on-load; None -> Pillow below
+            # libvips shrink-on-load; None -> Pillow below. Also when the original is re-encoded
+            # from a full decode: a second, shrunk decode beats resizing from full size
+            # (12 MP, orientation 6: 467 ms against 621 ms measured).
+            reduced = reduce_jpeg(path, stored_box)
         decoded = None
         if reduced is None or not keep_bytes:
             # A re-encoded original needs every pixel; otherwise decode (JPEG: DCT-scaled) to the box.
