@@ -22,10 +22,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from scipy.fft import dct
+
+from mediahub.pipeline import vips as vips_step
+
+if TYPE_CHECKING:
+    import pyvips
 
 THUMB_SIZE = 64
 CENTRE = 0.7
@@ -56,19 +62,25 @@ def make_thumb(image: Image.Image) -> bytes:
     return grey.tobytes()
 
 
-def pixel_sha256(image: Image.Image) -> str:
-    """SHA-256 of the upright 8-bit display pixels and their size.
+def pixel_sha256(image: Image.Image | pyvips.Image) -> str:
+    """SHA-256 of the upright 8-bit display pixels and their size (Pillow or libvips image).
 
     Grey is widened to RGB and fully transparent pixels are zeroed, so the same
     picture saved as grey/RGB or with different hidden colours digests the same.
     """
+    if vips_step.is_vips(image):
+        # The JPEG fast path's decode: grey or RGB, never alpha.
+        rgb = image if image.bands == 3 else image.bandjoin([image, image])
+        return _digest("RGB", (image.width, image.height), rgb.write_to_memory())
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = np.array(image.convert("RGBA"))
         rgba[rgba[..., 3] == 0] = 0
-        mode, data = "RGBA", rgba.tobytes()
-    else:
-        mode, data = "RGB", image.convert("RGB").tobytes()
-    digest = hashlib.sha256(f"{mode}:{image.size[0]}x{image.size[1]}:".encode())
+        return _digest("RGBA", image.size, rgba.tobytes())
+    return _digest("RGB", image.size, (image if image.mode == "RGB" else image.convert("RGB")).tobytes())
+
+
+def _digest(mode: str, size: tuple[int, int], data: bytes) -> str:
+    digest = hashlib.sha256(f"{mode}:{size[0]}x{size[1]}:".encode())
     digest.update(data)
     return digest.hexdigest()
 

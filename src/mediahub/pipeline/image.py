@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from mediahub.config import VariantSpec
+from mediahub.pipeline import background
 from mediahub.pipeline import exif as exif_step
+from mediahub.pipeline import vips as vips_step
 from mediahub.pipeline.fingerprint import Fingerprint, pixel_sha256
 from mediahub.pipeline.hashing import perceptual_hash
 from mediahub.pipeline.normalise import to_display
@@ -19,6 +21,9 @@ from mediahub.pipeline.probe import ImageLimits, check_limits, decode, open_imag
 from mediahub.pipeline.sniff import Sniffed
 from mediahub.pipeline.strip import STRIPPERS, judge_trailing
 from mediahub.pipeline.variants import EncodeOptions, Encoded, encode_all, render_all, source_box
+
+if TYPE_CHECKING:
+    import pyvips
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,8 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
     try:
         header = check_limits(image, options.limits)
         summary = exif_step.read_exif(image)
-        lossless: bytes | None = None
-        if sniffed.format in STRIPPERS:
-            # Structure and trailing-data checks run for every such file, rotated or not.
-            lossless = judge_trailing(STRIPPERS[sniffed.format](path.read_bytes()), sniffed.format)
-        keep_bytes = lossless is not None and (summary.orientation == 1 or header.animated)
+        # Structure and trailing-data checks run for every such file, rotated or not; beside the decode.
+        stripped = background.submit(_strip, path, sniffed.format) if sniffed.format in STRIPPERS else None
         icc = image.info.get("icc_profile")
         subsampling = jpeg_subsampling(image)
         lossless_webp = sniffed.format == "webp" and "lossless" in str(image.info.get("compression", ""))
@@ -86,6 +88,9 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
             # from a full decode: a second, shrunk decode beats resizing from full size
             # (12 MP, orientation 6: 467 ms against 621 ms measured).
             reduced = reduce_jpeg(path, stored_box)
+        # The strip's verdict (and its errors, the ones users see for a broken file) before any Pillow decode.
+        lossless = stripped.result() if stripped is not None else None
+        keep_bytes = lossless is not None and (summary.orientation == 1 or header.animated)
         decoded = None
         if reduced is None or not keep_bytes:
             # A re-encoded original needs every pixel; otherwise decode (JPEG: DCT-scaled) to the box.
@@ -100,13 +105,15 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
             original = reencode(decoded, sniffed.format, quality=options.original_quality, icc=icc,
                                 subsampling=subsampling, lossless_webp=lossless_webp)
             mode = "reencoded"
-        if reduced is not None:
-            pixels = upright(reduced, summary.orientation)
-            if icc:
-                pixels.info["icc_profile"] = icc  # to_display converts to sRGB, on the small image
-        else:
-            pixels = decoded
-        display = to_display(pixels)
+        if reduced is None:
+            display = to_display(decoded)
+        elif icc:  # Pillow's colour management converts to sRGB, on the small image
+            display = vips_step.to_pillow(upright(reduced, summary.orientation))
+            display.info["icc_profile"] = icc
+            display = to_display(display)
+        else:  # already 8-bit grey/RGB: stays in libvips, in memory (every render reads it)
+            display = upright(reduced, summary.orientation).copy_memory()
+        pixel_digest = background.submit(pixel_sha256, display)  # beside the renders and encodes
         renders = render_all(display, options.sizes, full_size=(width, height))
         hash_source_image = hash_source(renders, options.sizes, display)
         return ProcessedImage(
@@ -116,15 +123,29 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
             variants=encode_all(renders, options.encode),
             phash=perceptual_hash(hash_source_image),
             metadata=_metadata(sniffed, header, summary, options.strip_gps, mode),
-            pixel_sha256=pixel_sha256(display),
+            pixel_sha256=pixel_digest.result(),
             fingerprint=Fingerprint.of(hash_source_image),
         )
     finally:
         image.close()
 
 
-def hash_source(renders: dict[str, Image.Image], sizes: tuple[VariantSpec, ...], fallback: Image.Image) -> Image.Image:
-    """A whole-picture render of about 400 px: pHash there matches the full image within 2 bits."""
+def _strip(path: Path, fmt: str) -> bytes | None:
+    """The file without metadata, or None when it must be re-encoded (see `judge_trailing`)."""
+    return judge_trailing(STRIPPERS[fmt](path.read_bytes()), fmt)
+
+
+def hash_source(renders: dict[str, Image.Image], sizes: tuple[VariantSpec, ...],
+                display: Image.Image | pyvips.Image) -> Image.Image:
+    """A whole-picture render of about 400 px: pHash there matches the full image within 2 bits.
+
+    The largest whole render when none reaches 256 px (a small picture); the display
+    pixels themselves only when every size is a crop.
+    """
     whole = [renders[s.name] for s in sizes if not s.crop]
+    if not whole:
+        return vips_step.to_pillow(display) if vips_step.is_vips(display) else display
     suitable = [img for img in whole if max(img.size) >= 256]
-    return min(suitable, key=lambda img: img.size[0] * img.size[1], default=fallback)
+    if suitable:
+        return min(suitable, key=lambda img: img.size[0] * img.size[1])
+    return max(whole, key=lambda img: img.size[0] * img.size[1])

@@ -1,4 +1,4 @@
-"""Step 1: stream an upload to a temporary file with a size cap, hashing as it goes."""
+"""Step 1: stream an upload to a temporary file with a size cap; its digests follow in the background."""
 
 from __future__ import annotations
 
@@ -6,23 +6,36 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from mediahub.errors import InvalidInput, TooLarge
+from mediahub.pipeline import background
 
 CHUNK = 1024 * 1024
 
 
 @dataclass
 class Spooled:
-    """An upload on local disk with its size and digests; delete it with `discard`."""
+    """An upload on local disk with its size and digests; delete it with `discard`.
+
+    The SHA-256/MD5 are computed on a side thread while the pixels are processed;
+    reading `sha256` or `md5` waits for them. Read them before changing the file.
+    """
 
     path: Path
     size: int
-    sha256: str
-    md5: str
+    digests: Future[tuple[str, str]]
+
+    @property
+    def sha256(self) -> str:
+        return self.digests.result()[0]
+
+    @property
+    def md5(self) -> str:
+        return self.digests.result()[1]
 
     def head(self, n: int = 4096) -> bytes:
         with self.path.open("rb") as fh:
@@ -32,13 +45,23 @@ class Spooled:
         self.path.unlink(missing_ok=True)
 
 
+def file_digests(path: Path) -> tuple[str, str]:
+    """SHA-256 and MD5 (hex) of a file, read once."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        while block := fh.read(CHUNK):
+            sha256.update(block)
+            md5.update(block)
+    return sha256.hexdigest(), md5.hexdigest()
+
+
 def iter_file(fh: BinaryIO, chunk: int = CHUNK) -> Iterable[bytes]:
     while block := fh.read(chunk):
         yield block
 
 
 class Spool:
-    """An upload being written to a temp file, capped and hashed chunk by chunk.
+    """An upload being written to a temp file, capped chunk by chunk.
 
     For producers that push bytes as they arrive (the HTTP multipart reader);
     `spool` below is the same for an iterable. Memory stays at one chunk.
@@ -52,8 +75,6 @@ class Spool:
         self.limit = limit
         self.size = 0
         self._out = os.fdopen(fd, "wb")
-        self._sha256 = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False)
 
     def write(self, block: bytes) -> None:
         """Append a block; `TooLarge` (and the file removed) as soon as the limit is passed."""
@@ -61,8 +82,6 @@ class Spool:
         if self.size > self.limit:
             self.discard()
             raise TooLarge(f"file is larger than the limit of {self.limit} bytes", limit=self.limit)
-        self._sha256.update(block)
-        self._md5.update(block)
         self._out.write(block)
 
     def finish(self) -> Spooled:
@@ -70,7 +89,7 @@ class Spool:
         if self.size == 0:
             self.discard()
             raise InvalidInput("file is empty", code="empty_file")
-        return Spooled(self.path, self.size, self._sha256.hexdigest(), self._md5.hexdigest())
+        return Spooled(self.path, self.size, background.submit(file_digests, self.path))
 
     def discard(self) -> None:
         self._out.close()

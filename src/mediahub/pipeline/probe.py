@@ -9,10 +9,15 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType
+from mediahub.pipeline import vips as vips_step
+
+if TYPE_CHECKING:
+    import pyvips
 
 _PILLOW_FORMATS = {
     "jpeg": ("JPEG", "MPO"),
@@ -125,30 +130,19 @@ def decode(image: Image.Image, reduce_to: tuple[int, int] | None = None) -> Imag
 
 # -- libvips fast path: JPEG decoded straight to the size the variants need ------------------------
 
-_vips = None
 
-
-def _pyvips():
-    """pyvips, set up once for a server: no operation cache (it would hold decoded files)."""
-    global _vips
-    if _vips is None:
-        import pyvips
-
-        pyvips.cache_set_max(0)
-        _vips = pyvips
-    return _vips
-
-
-def reduce_jpeg(path: Path, box: tuple[int, int]) -> Image.Image | None:
-    """The JPEG's first frame at exactly `box` (stored orientation), via libvips, or None.
+def reduce_jpeg(path: Path, box: tuple[int, int]) -> pyvips.Image | None:
+    """The JPEG's first frame at exactly `box` (stored orientation), in memory in libvips, or None.
 
     libjpeg's DCT scaling (shrink-on-load, at most 8x and never below `box`) and
     then a Lanczos-3 reduce to the exact size: no full-size decode, ever. None
-    when libvips cannot do it (missing, odd colour space, any error): the caller
-    falls back to Pillow, whose errors are the ones users see.
+    when libvips cannot do it (odd colour space, any error): the caller falls
+    back to Pillow, whose errors are the ones users see. Its metadata is never
+    read again: pixels leave libvips as raw bytes, and the ICC profile is the
+    caller's to apply.
     """
     try:
-        vips = _pyvips()
+        vips = vips_step.module()
         head = vips.Image.new_from_file(str(path), access="sequential", fail_on="error")
         shrink = 1
         while shrink < 8 and head.width // (shrink * 2) >= box[0] and head.height // (shrink * 2) >= box[1]:
@@ -156,12 +150,6 @@ def reduce_jpeg(path: Path, box: tuple[int, int]) -> Image.Image | None:
         loaded = vips.Image.new_from_file(str(path), access="sequential", fail_on="error", shrink=shrink)
         if loaded.interpretation not in ("srgb", "b-w") or loaded.format != "uchar" or loaded.bands not in (1, 3):
             return None
-        if (loaded.width, loaded.height) != box:
-            loaded = loaded.thumbnail_image(box[0], height=box[1], size="force", no_rotate=True)
-        data = loaded.write_to_memory()
-        if (loaded.width, loaded.height) != box:
-            return None
-        mode = "L" if loaded.bands == 1 else "RGB"
-        return Image.frombytes(mode, box, data)
+        return vips_step.resize(loaded, box).copy_memory()
     except Exception:  # noqa: BLE001 - any libvips failure means "use Pillow"
         return None

@@ -2,7 +2,8 @@
 
 Resizing every size from the full image costs most of a naive pipeline's time;
 here the largest size comes from the (already reduced) decode and each smaller
-one from the previous, and nothing is ever upscaled.
+one from the previous, and nothing is ever upscaled. Resampling is libvips'
+Lanczos-3 (`pipeline/vips.py` says why), encoding is Pillow's.
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ import io
 import math
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from PIL import Image
 
 from mediahub.config import VariantSpec
+from mediahub.pipeline import vips as vips_step
 
-_RESAMPLE = Image.Resampling.LANCZOS
+if TYPE_CHECKING:
+    import pyvips
+
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
                  "avif": "image/avif"}
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "avif": "avif"}
@@ -73,19 +79,22 @@ def output_size(width: int, height: int, spec: VariantSpec) -> tuple[int, int]:
     return fit_size(max(1, round(right - left)), max(1, round(bottom - top)), spec.width, spec.height)
 
 
-def _render(source: Image.Image, size: tuple[int, int], spec: VariantSpec) -> Image.Image:
-    if not spec.crop:
-        return source if size == source.size else source.resize(size, _RESAMPLE, reducing_gap=3.0)
-    box = crop_box(*source.size, spec.width / spec.height)
-    return source.resize(size, _RESAMPLE, box=box, reducing_gap=3.0)
+def _render(source: pyvips.Image, size: tuple[int, int], spec: VariantSpec) -> pyvips.Image:
+    box = None
+    if spec.crop:
+        left, top, right, bottom = crop_box(source.width, source.height, spec.width / spec.height)
+        x, y = min(source.width - 1, round(left)), min(source.height - 1, round(top))
+        box = (x, y, max(1, min(source.width - x, round(right - left))),
+               max(1, min(source.height - y, round(bottom - top))))
+    return vips_step.resize(source, size, box).copy_memory()  # in memory: smaller renders read it again
 
 
-def _adequate(source: Image.Image, size: tuple[int, int], spec: VariantSpec) -> bool:
+def _adequate(source: pyvips.Image, size: tuple[int, int], spec: VariantSpec) -> bool:
     """Whether `source` holds at least as many pixels as the rendition needs."""
     if spec.crop:
-        left, top, right, bottom = crop_box(*source.size, spec.width / spec.height)
+        left, top, right, bottom = crop_box(source.width, source.height, spec.width / spec.height)
         return right - left >= size[0] and bottom - top >= size[1]
-    return source.size[0] >= size[0] and source.size[1] >= size[1]
+    return source.width >= size[0] and source.height >= size[1]
 
 
 def source_box(width: int, height: int, specs: tuple[VariantSpec, ...]) -> tuple[int, int]:
@@ -113,23 +122,25 @@ def _crop_fits(box: tuple[int, int], size: tuple[int, int], spec: VariantSpec) -
     return right - left >= size[0] and bottom - top >= size[1]
 
 
-def render_all(base: Image.Image, specs: tuple[VariantSpec, ...],
+def render_all(base: Image.Image | pyvips.Image, specs: tuple[VariantSpec, ...],
                full_size: tuple[int, int] | None = None) -> dict[str, Image.Image]:
     """Every spec rendered, largest first, each from the smallest adequate earlier render.
 
-    `full_size` is the picture's real (upright) size when `base` is a reduced decode of it:
-    output sizes are always those of the full picture (`output_size`), never of the reduction.
+    `base` is an 8-bit L/RGB/RGBA display image, Pillow or libvips. `full_size` is
+    the picture's real (upright) size when `base` is a reduced decode of it: output
+    sizes are always those of the full picture (`output_size`), never of the reduction.
     """
-    made: dict[str, Image.Image] = {}
-    sources: list[Image.Image] = []  # whole-picture renders only: a crop cannot feed another size
+    source = base if vips_step.is_vips(base) else vips_step.from_pillow(base)
+    made: dict[str, pyvips.Image] = {}
+    sources: list[pyvips.Image] = []  # whole-picture renders only: a crop cannot feed another size
     for spec in sorted(specs, key=lambda s: s.width * s.height, reverse=True):
-        size = output_size(*(full_size or base.size), spec)
+        size = output_size(*(full_size or (source.width, source.height)), spec)
         candidates = [img for img in sources if _adequate(img, size, spec)]
-        source = min(candidates, key=lambda img: img.size[0] * img.size[1], default=base)
-        made[spec.name] = _render(source, size, spec)
+        chosen = min(candidates, key=lambda img: img.width * img.height, default=source)
+        made[spec.name] = _render(chosen, size, spec)
         if not spec.crop:
             sources.append(made[spec.name])
-    return made
+    return {name: vips_step.to_pillow(image) for name, image in made.items()}
 
 
 def encode(image: Image.Image, fmt: str, options: EncodeOptions) -> bytes:

@@ -1,9 +1,12 @@
 """The video row: probe with PyAV, prove the stream decodes to its end, take a poster.
 
 The poster (a keyframe about 1 s or 10 % in, upright per the display matrix)
-gets the same variants and pHash as a photo. The uploaded file itself is kept
-as the original, unless its container carries a location: then ingest stores
-a stream copy without metadata (`transcode.strip_metadata`).
+gets the same variants, pHash and duplicate-detection fingerprint as a photo, so
+a video matches another one (or a photo) perceptually. It gets no pixel digest:
+many clips fade in, and every black poster of one size would match exactly.
+The uploaded file itself is kept as the original, unless its container carries
+a location: then ingest stores a stream copy without metadata
+(`transcode.strip_metadata`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import av
 from PIL import Image
 
 from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType
+from mediahub.pipeline.fingerprint import Fingerprint
 from mediahub.pipeline.hashing import perceptual_hash
 from mediahub.pipeline.image import ImageOptions, hash_source
 from mediahub.pipeline.normalise import to_display
@@ -43,6 +47,7 @@ class ProcessedVideo:
     phash: str
     metadata: dict[str, Any] = field(default_factory=dict)
     location_tags: list[str] = field(default_factory=list)  # must not reach what is served
+    fingerprint: Fingerprint | None = None  # of the poster (services/dedup.py)
 
 
 def _open(path: Path, sniffed: Sniffed) -> av.container.InputContainer:
@@ -137,13 +142,14 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
             poster = poster.rotate(rotation, expand=True)
         display = to_display(poster)
         renders = render_all(display, options.image.sizes)
+        whole = hash_source(renders, options.image.sizes, display)
         location = location_tags(container)
         return ProcessedVideo(
             width=display.size[0],
             height=display.size[1],
             duration=duration or (last_pts or None),
             variants=encode_all(renders, options.image.encode),
-            phash=perceptual_hash(hash_source(renders, options.image.sizes, display)),
+            phash=perceptual_hash(whole),
             metadata={
                 "container": container.format.name,
                 "video_codec": stream.codec_context.name,
@@ -154,6 +160,7 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
                 "location_stripped": bool(location),
             },
             location_tags=location,
+            fingerprint=Fingerprint.of(whole),
         )
     finally:
         container.close()

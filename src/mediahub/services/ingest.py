@@ -128,6 +128,7 @@ class IngestService:
         else:
             processed = self.pixels.run(process_video, spooled.path, sniffed, self.video_options)
             if processed.location_tags:
+                spooled.digests.result()  # the digests are of the bytes as uploaded: hashed before the rewrite
                 strip_metadata(spooled.path, sniffed.format)  # the stored original is served
         self._check_duplicate(spooled, processed, request)  # before any byte is stored
         return self._store(spooled, sniffed, processed, request)
