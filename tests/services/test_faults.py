@@ -82,3 +82,39 @@ def test_verify_leaves_young_objects_alone(runtime):
     runtime.storage.put("posts/media/1/2026-11/media-20261126000000-abcdef.jpg", b"in flight", "image/jpeg")
     report = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(minutes=15))
     assert report.stray == []
+
+
+def test_a_failure_after_the_early_original_put_removes_it(runtime, monkeypatch):
+    """A kept original is stored while the pixels are processed; a later failure takes it back."""
+    import mediahub.pipeline.image as image_step
+
+    announced = []
+
+    def failing_render(*args, **kwargs):
+        raise StorageUnavailable("injected: render failed", code="storage_unavailable")
+
+    real_strip = image_step._strip
+
+    def watched_strip(path, fmt, original_ready):
+        announced.append(original_ready is not None)
+        return real_strip(path, fmt, original_ready)
+
+    monkeypatch.setattr(image_step, "_strip", watched_strip)
+    monkeypatch.setattr(image_step, "render_all", failing_render)
+    with pytest.raises(StorageUnavailable):
+        upload(runtime, PHOTO)
+    assert announced == [True]  # the early put did start
+    assert row_count(runtime) == 0
+    assert stored_keys(runtime) == set()
+
+
+def test_a_rejected_duplicate_leaves_only_the_first_items_objects(runtime):
+    from mediahub.errors import Conflict
+
+    first = upload(runtime, PHOTO)
+    keys = stored_keys(runtime)
+    assert first.original_key in keys
+    with pytest.raises(Conflict):
+        upload(runtime, PHOTO)
+    assert stored_keys(runtime) == keys
+    assert row_count(runtime) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,13 +69,23 @@ def _metadata(sniffed: Sniffed, header: Any, summary: exif_step.ExifSummary, str
     return meta
 
 
-def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> ProcessedImage:
+OriginalReady = Callable[[EncodedOriginal], None]
+
+
+def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
+                  original_ready: OriginalReady | None = None) -> ProcessedImage:
+    """Every output of one image. `original_ready` gets the stripped original (on a side
+    thread) as soon as it is known to be kept, long before the pixels are done, so the
+    caller can store it meanwhile; a re-encoded original comes only with the result."""
     image = open_image(path, sniffed.format)
     try:
         header = check_limits(image, options.limits)
         summary = exif_step.read_exif(image)
         # Structure and trailing-data checks run for every such file, rotated or not; beside the decode.
-        stripped = background.submit(_strip, path, sniffed.format) if sniffed.format in STRIPPERS else None
+        stripped = None
+        if sniffed.format in STRIPPERS:
+            upright_already = summary.orientation == 1 or header.animated
+            stripped = background.submit(_strip, path, sniffed.format, original_ready if upright_already else None)
         icc = image.info.get("icc_profile")
         subsampling = jpeg_subsampling(image)
         lossless_webp = sniffed.format == "webp" and "lossless" in str(image.info.get("compression", ""))
@@ -90,7 +101,7 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
             reduced = reduce_jpeg(path, stored_box)
         # The strip's verdict (and its errors, the ones users see for a broken file) before any Pillow decode.
         lossless = stripped.result() if stripped is not None else None
-        keep_bytes = lossless is not None and (summary.orientation == 1 or header.animated)
+        keep_bytes = lossless is not None and (summary.orientation == 1 or header.animated)  # as announced
         decoded = None
         if reduced is None or not keep_bytes:
             # A re-encoded original needs every pixel; otherwise decode (JPEG: DCT-scaled) to the box.
@@ -130,9 +141,15 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> Proces
         image.close()
 
 
-def _strip(path: Path, fmt: str) -> bytes | None:
-    """The file without metadata, or None when it must be re-encoded (see `judge_trailing`)."""
-    return judge_trailing(STRIPPERS[fmt](path.read_bytes()), fmt)
+def _strip(path: Path, fmt: str, original_ready: OriginalReady | None) -> bytes | None:
+    """The file without metadata, or None when it must be re-encoded (see `judge_trailing`).
+
+    Announced inside the task, so it has happened when the task's result is read.
+    """
+    lossless = judge_trailing(STRIPPERS[fmt](path.read_bytes()), fmt)
+    if lossless is not None and original_ready is not None:
+        original_ready(EncodedOriginal(fmt, lossless))
+    return lossless
 
 
 def hash_source(renders: dict[str, Image.Image], sizes: tuple[VariantSpec, ...],

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from mediahub.config import VariantSpec
+from mediahub.pipeline import background
 from mediahub.pipeline import vips as vips_step
 
 if TYPE_CHECKING:
@@ -161,9 +162,10 @@ def encode(image: Image.Image, fmt: str, options: EncodeOptions) -> bytes:
 
 
 def encode_all(renders: dict[str, Image.Image], options: EncodeOptions) -> list[Encoded]:
-    """JPEG (PNG where there is alpha) for every render, plus WebP and AVIF when enabled."""
-    encoded = []
-    for name, image in renders.items():
-        for fmt in options.formats(image):
-            encoded.append(Encoded(name, fmt, image.size[0], image.size[1], encode(image, fmt, options)))
-    return encoded
+    """JPEG (PNG where there is alpha) for every render, plus WebP and AVIF when enabled.
+
+    The encodes run side by side (Pillow's encoders release the GIL): 12 MP upload, 4 JPEGs.
+    """
+    pending = [(name, fmt, image, background.submit(encode, image, fmt, options))
+               for name, image in renders.items() for fmt in options.formats(image)]
+    return [Encoded(name, fmt, image.size[0], image.size[1], future.result()) for name, fmt, image, future in pending]

@@ -30,6 +30,11 @@ class PixelWorkers:
             if processes > 0 else None
         )
 
+    @property
+    def in_process(self) -> bool:
+        """Whether `run` calls in this process (so arguments may be callables and need not pickle)."""
+        return self._pool is None
+
     def run(self, function: Callable[..., T], *args: Any) -> T:
         if self._pool is None:
             return function(*args)
