@@ -394,3 +394,45 @@ def test_unreachable_database_is_unavailable(url: str, use: Callable[[Database],
 
     assert caught.value.code == "database_unavailable"
     assert "127.0.0.1:1" in caught.value.message
+
+
+def test_locked_session_serialises_check_then_insert_across_connections(db):
+    """Four writers each insert a row only if none exists yet: with the lock, exactly one does."""
+    import threading
+    import time
+
+    from mediahub.db.models import Job
+
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            barrier.wait()
+            with db.locked_session("entity:property:race") as session:
+                exists = session.scalar(select(func.count(Job.id)).where(Job.kind == "race-probe"))
+                time.sleep(0.2)  # widen the window a missing lock would let others through
+                if not exists:
+                    session.add(Job(kind="race-probe", payload={}))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with db.session() as session:
+        assert session.scalar(select(func.count(Job.id)).where(Job.kind == "race-probe")) == 1
+
+
+def test_locked_session_rolls_back_and_frees_the_lock_on_error(db):
+    from mediahub.db.models import Job
+
+    with pytest.raises(RuntimeError), db.locked_session("entity:property:err") as session:
+        session.add(Job(kind="rolled-back", payload={}))
+        session.flush()
+        raise RuntimeError("boom")
+    with db.locked_session("entity:property:err") as session:  # not still held
+        assert session.scalar(select(func.count(Job.id)).where(Job.kind == "rolled-back")) == 0

@@ -7,6 +7,7 @@ when the server cannot be reached, so the API can answer 503.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mediahub.errors import DatabaseUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5
+LOCK_WAIT_SECONDS = 10
 
 # Each pragma is per connection, so it is set whenever the pool opens one:
 # WAL lets readers run beside the single writer, busy_timeout makes a writer
@@ -104,6 +106,40 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def locked_session(self, name: str) -> Iterator[Session]:
+        """`session()` holding the named lock from before its first statement until after its commit.
+
+        For a check-then-insert that concurrent processes must not interleave (two
+        identical uploads to one listing). PostgreSQL: a transaction advisory lock.
+        MariaDB: GET_LOCK, held by a second pooled connection around the transaction
+        (a session-level lock must be released after the commit, whatever happens).
+        SQLite: the database's single write lock, taken first by a write matching no row.
+        Waiting longer than LOCK_WAIT_SECONDS raises DatabaseUnavailable (retryable).
+        """
+        backend = self.url.get_backend_name()
+        if _is_mysql(self.url):
+            with self._unavailable_on_connection_errors(), self.engine.connect() as holder:
+                key = "mediahub:" + hashlib.sha1(name.encode()).hexdigest()  # GET_LOCK names: 64 chars at most
+                got = holder.execute(text("SELECT GET_LOCK(:key, :wait)"), {"key": key, "wait": LOCK_WAIT_SECONDS})
+                if got.scalar() != 1:
+                    raise DatabaseUnavailable(f"timed out waiting for lock {name!r}", code="database_unavailable")
+                try:
+                    with self.session() as session:
+                        yield session
+                finally:
+                    holder.execute(text("SELECT RELEASE_LOCK(:key)"), {"key": key})
+                    holder.rollback()
+            return
+        with self.session() as session:
+            if backend == "postgresql":
+                session.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{LOCK_WAIT_SECONDS}s"})
+                key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            else:
+                session.execute(text("UPDATE jobs SET id = id WHERE 1 = 0"))
+            yield session
 
     def ping(self) -> None:
         """Round-trip `SELECT 1`, for readiness checks."""
