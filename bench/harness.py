@@ -19,11 +19,9 @@ from bench import naive
 from mediahub.config import Settings
 from mediahub.entities import Target
 from mediahub.runtime import Runtime
-from mediahub.services.ingest import IngestService, UploadRequest
+from mediahub.services.ingest import IngestService, UploadRequest, encode_options, image_options
 
 CHUNK = 1024 * 1024
-AVIF_QUALITY = 60
-AVIF_SPEED = 8  # only when the pipeline has no AVIF encoder of its own
 JPEG_QUALITY = 85
 _ids = itertools.count()
 
@@ -64,12 +62,8 @@ class Bench:
         migrate(settings)
         runtime = Runtime.build(settings)
         inline = IngestService(settings_for(root, make_webp=True), runtime.database, runtime.storage)
-        try:  # the request path now leaves WebP/AVIF to a job: force WebP back in for this row
-            from mediahub.services.ingest import encode_options, image_options
-
-            inline.image_options = image_options(inline.settings, encode_options(inline.settings, extra=True))
-        except ImportError:  # older ingest: make_webp=True already means WebP inline
-            pass
+        # The request path leaves WebP/AVIF to a job: force WebP back in for this row.
+        inline.image_options = image_options(inline.settings, encode_options(inline.settings, extra=True))
         return cls(root, runtime, inline)
 
     def request(self) -> UploadRequest:
@@ -102,31 +96,15 @@ def _largest_key(variants: list[dict]) -> str:
 
 def renditions_from(data: bytes, settings: Settings, full_size: tuple[int, int] | None = None) -> int:
     """WebP + AVIF of every size from the large JPEG, with the pipeline's own renderer and encoders."""
-    import dataclasses
-
     from mediahub.pipeline.normalise import to_display
     from mediahub.pipeline.variants import EncodeOptions, encode_all, render_all
 
     with Image.open(io.BytesIO(data)) as opened:
         opened.load()
         base = to_display(opened)
-    try:  # sizes of the full picture, exactly as the upload's JPEGs
-        renders = render_all(base, settings.image_sizes, full_size=full_size)
-    except TypeError:  # a pipeline without reduced-decode support
-        renders = render_all(base, settings.image_sizes)
-    fields = {f.name for f in dataclasses.fields(EncodeOptions)}
-    if {"avif", "base"} <= fields:  # the pipeline encodes AVIF itself
-        options = EncodeOptions(settings.jpeg_quality, settings.webp_quality, True, avif=True, base=False)
-        return sum(len(v.data) for v in encode_all(renders, options))
-    options = EncodeOptions(settings.jpeg_quality, settings.webp_quality, True)
-    written = sum(len(v.data) for v in encode_all(renders, options) if v.format == "webp")
-    return written + sum(len(encode_avif(image)) for image in renders.values())
-
-
-def encode_avif(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "AVIF", quality=AVIF_QUALITY, speed=AVIF_SPEED)
-    return out.getvalue()
+    renders = render_all(base, settings.image_sizes, full_size=full_size)  # sizes of the full picture
+    options = EncodeOptions(settings.jpeg_quality, settings.webp_quality, True, avif=True, base=False)
+    return sum(len(v.data) for v in encode_all(renders, options))
 
 
 # -- the pure resize-and-encode floor (no sniff, hashes, EXIF, storage or DB) ---------------------

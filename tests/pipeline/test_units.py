@@ -36,10 +36,11 @@ def test_render_chain_matches_sizes_from_the_full_image():
     specs = (VariantSpec("thumbnail", 150, 150, True), VariantSpec("small", 400, 400),
              VariantSpec("medium", 800, 800), VariantSpec("large", 1600, 1600))
     renders = render_all(base, specs)
+    sizes = {name: (image.width, image.height) for name, image in renders.items()}
     for spec in specs:
-        assert renders[spec.name].size == output_size(3000, 2000, spec)
-    assert renders["thumbnail"].size == (150, 150)
-    assert renders["large"].size == (1600, 1067)
+        assert sizes[spec.name] == output_size(3000, 2000, spec)
+    assert sizes["thumbnail"] == (150, 150)
+    assert sizes["large"] == (1600, 1067)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -42,6 +42,7 @@ SIGNATURE_SIZE = 16
 MIN_CORRELATION = 0.75  # signature NCC a hash match needs to count
 FLAT_STD = 2.0  # grey standard deviation (0-255) under which a picture is flat
 BANDS = 4
+DIGEST_ROWS = 128  # rows of pixels hashed at a time
 BAND_BITS = 16
 BAND_MASK = (1 << BAND_BITS) - 1
 
@@ -69,9 +70,13 @@ def pixel_sha256(image: Image.Image | pyvips.Image) -> str:
     picture saved as grey/RGB or with different hidden colours digests the same.
     """
     if vips_step.is_vips(image):
-        # The JPEG fast path's decode: grey or RGB, never alpha.
+        # The JPEG fast path's decode: grey or RGB, never alpha. Hashed a strip of rows at a
+        # time: the same bytes as one copy of the whole image, without holding that copy.
         rgb = image if image.bands == 3 else image.bandjoin([image, image])
-        return _digest("RGB", (image.width, image.height), rgb.write_to_memory())
+        digest = hashlib.sha256(f"RGB:{image.width}x{image.height}:".encode())
+        for top in range(0, image.height, DIGEST_ROWS):
+            digest.update(rgb.crop(0, top, image.width, min(DIGEST_ROWS, image.height - top)).write_to_memory())
+        return digest.hexdigest()
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = np.array(image.convert("RGBA"))
         rgba[rgba[..., 3] == 0] = 0

@@ -152,9 +152,9 @@ def _strip(path: Path, fmt: str, original_ready: OriginalReady | None) -> bytes 
     return lossless
 
 
-def hash_source(renders: dict[str, Image.Image], sizes: tuple[VariantSpec, ...],
+def hash_source(renders: dict[str, pyvips.Image], sizes: tuple[VariantSpec, ...],
                 display: Image.Image | pyvips.Image) -> Image.Image:
-    """A whole-picture render of about 400 px: pHash there matches the full image within 2 bits.
+    """A whole-picture render of about 400 px, as Pillow: pHash there matches the full image within 2 bits.
 
     The largest whole render when none reaches 256 px (a small picture); the display
     pixels themselves only when every size is a crop.
@@ -162,7 +162,9 @@ def hash_source(renders: dict[str, Image.Image], sizes: tuple[VariantSpec, ...],
     whole = [renders[s.name] for s in sizes if not s.crop]
     if not whole:
         return vips_step.to_pillow(display) if vips_step.is_vips(display) else display
-    suitable = [img for img in whole if max(img.size) >= 256]
-    if suitable:
-        return min(suitable, key=lambda img: img.size[0] * img.size[1])
-    return max(whole, key=lambda img: img.size[0] * img.size[1])
+    suitable = [img for img in whole if max(img.width, img.height) >= 256]
+    return vips_step.to_pillow(min(suitable, key=_area) if suitable else max(whole, key=_area))
+
+
+def _area(image: pyvips.Image) -> int:
+    return image.width * image.height
