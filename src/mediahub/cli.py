@@ -1,4 +1,4 @@
-"""The `mediahub` command: ingest, db, verify, grant, token, serve, worker, reprocess."""
+"""The `mediahub` command: ingest, db, verify, grant, token, serve, worker, reprocess, dedup."""
 
 from __future__ import annotations
 
@@ -304,7 +304,7 @@ def dedup_scan(
         with _progress() as progress, runtime.database.session() as session:
             task = progress.add_task("scanning", total=None)
             report = dedup.scan(session, limit, progress=lambda done, total: progress.update(
-                task, completed=done, total=total))
+                task, completed=done, total=total), index=runtime.dedup_index)
     finally:
         runtime.close()
     if as_json:
@@ -318,6 +318,33 @@ def dedup_scan(
             for member in group:
                 how = "original" if member["reason"] == "first" else f"{member['reason']}, distance {member['distance']}"
                 typer.echo(f"  #{member['id']} {member['public_id']} {member['entity']}:{member['field']} ({how})")
+
+
+@dedup_app.command("backfill")
+def dedup_backfill(
+    as_json: Annotated[bool, typer.Option("--json", help="The counts as one JSON document on stdout.")] = False,
+) -> None:
+    """Compute the missing fingerprints of image rows stored before duplicate detection, from their bytes."""
+    from mediahub.services import dedup_backfill as backfill
+
+    runtime = _runtime()
+    try:
+        with _progress() as progress:
+            task = progress.add_task("fingerprinting", total=backfill.pending(runtime.database))
+            report = backfill.backfill(runtime.database, runtime.storage, runtime.ingest.image_options,
+                                       progress=lambda: progress.advance(task))
+    finally:
+        runtime.close()
+    if as_json:
+        typer.echo(json.dumps({"examined": report.examined, "filled": report.filled,
+                               "from_variant": report.from_variant,
+                               "failed": {str(k): v for k, v in report.failed.items()}}))
+    else:
+        typer.echo(f"{report.examined} image rows without fingerprints: {report.filled} filled "
+                   f"({report.from_variant} from a variant), {len(report.failed)} failed")
+        for media_id, why in report.failed.items():
+            typer.echo(f"  #{media_id}: {why}")
+    raise typer.Exit(1 if report.failed else 0)
 
 
 @app.command()

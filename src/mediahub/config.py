@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     # Duplicate detection (services/dedup.py).
     # Largest pHash Hamming distance (of 64 bits) that can make a near duplicate; a hash match
     # is always confirmed by a signature check. 14: recall 0.99+ at <0.1 % false positives on the
-    # corpus and its generated variants (bench/dedup_quality.py). Lookups stay indexed up to 15.
+    # corpus and its generated variants (bench/dedup_quality.py). Lookups are indexed at any threshold.
     dedup_threshold: int = Field(14, ge=0, le=32)
     # Where an upload looks for its duplicates: the same entity (any field), the same uploader, or all.
     dedup_scope: Literal["entity", "uploader", "global"] = "entity"
@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     dedup_policy: Literal["reject", "flag", "allow"] = "reject"
     # Whether an upload may pass allow_duplicate=True to skip the check.
     dedup_allow_override: bool = True
+    # Each process keeps the stored pHashes in memory (services/dedup_index.py), synced before every
+    # lookup; a full reload this often (in the background) drops rows deleted since.
+    dedup_index_rebuild_seconds: float = Field(3600.0, gt=0)
 
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from mediahub.db.session import Database
 from mediahub.jobs.queue import wait_for_media
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
 from mediahub.jobs.sweeper import Sweeper
+from mediahub.services.dedup_index import DedupIndex
 from mediahub.services.ingest import IngestService
 from mediahub.storage.base import Storage
 from mediahub.storage.factory import build_storage
@@ -25,6 +26,8 @@ class Runtime:
     ingest: IngestService
     jobs: Dispatcher | None = None
     sweeper: Sweeper | None = None
+    # Near-duplicate lookups (uploader and global scopes): this process's copy, loaded on first use.
+    dedup_index: DedupIndex | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -34,7 +37,9 @@ class Runtime:
     def assemble(cls, settings: Settings, database: Database, storage: Storage) -> Runtime:
         """The services over a given database and store, with the job dispatcher the settings choose."""
         ingest = IngestService(settings, database, storage)
-        runtime = cls(settings, database, storage, ingest)
+        runtime = cls(settings, database, storage, ingest,
+                      dedup_index=DedupIndex(database, settings.dedup_index_rebuild_seconds))
+        ingest.dedup_index = runtime.dedup_index  # read by ingest's duplicate check
         runtime.jobs = _dispatcher(runtime)
         ingest.dispatch = runtime.jobs.dispatch
         return runtime
@@ -56,6 +61,8 @@ class Runtime:
             self.sweeper.stop()
         if self.jobs is not None:
             self.jobs.close()
+        if self.dedup_index is not None:
+            self.dedup_index.close()
         self.ingest.pixels.close()
         self.database.dispose()
 

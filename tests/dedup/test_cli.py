@@ -1,8 +1,9 @@
-"""`mediahub dedup scan` as a user runs it: a real subprocess over a library ingested by the CLI."""
+"""`mediahub dedup scan` and `dedup backfill` as a user runs them: a real subprocess over a library ingested by the CLI."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from tests.support.corpus import CORPUS_DIR
 from tests.test_cli import run
@@ -47,3 +48,21 @@ def test_ingest_refuses_a_duplicate_by_default(tmp_path):
     assert [line["ok"] for line in lines] == [True, False]
     assert lines[1]["error"]["code"] == "duplicate"
     assert lines[1]["error"]["duplicate_of"] == lines[0]["item"]["public_id"]
+
+
+def test_backfill_fills_rows_without_fingerprints_then_has_nothing_to_do(tmp_path):
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    lines = _ingest(tmp_path, "property:P1", "jpeg_hopper.jpg", "jpeg_flower.jpg")
+    assert all(line["ok"] for line in lines)
+    bands = ", ".join(f"hash_{k}{b} = NULL" for k in "wc" for b in range(4))
+    with sqlite3.connect(tmp_path / "var/mediahub.db") as connection:
+        connection.execute(f"UPDATE media_items SET pixel_sha256 = NULL, dedup_thumb = NULL, {bands}")
+
+    result = run(tmp_path, "dedup", "backfill", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"examined": 2, "filled": 2, "from_variant": 0, "failed": {}}
+    again = run(tmp_path, "dedup", "backfill")
+    assert again.returncode == 0 and "0 image rows without fingerprints: 0 filled" in again.stdout
+    # And the library is whole again: the same picture once more is refused.
+    refused = _ingest(tmp_path, "property:P1", "png_hopper.png")
+    assert refused[0]["error"]["code"] == "duplicate"

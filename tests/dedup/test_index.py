@@ -1,30 +1,44 @@
-"""The band index returns exactly what a linear scan returns, for every threshold it supports."""
+"""The in-memory index returns exactly what a linear scan of the database returns, at every threshold,
+as rows are inserted (in and out of id order), updated, deleted and merged into its sorted part."""
 
 from __future__ import annotations
 
 import random
 import secrets
+import time
+from datetime import datetime, timedelta
 from math import comb
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from PIL import Image
+from sqlalchemy import delete, select, update
 
-from mediahub.db.models import MediaItem
-from mediahub.pipeline.fingerprint import bands
-from mediahub.services import dedup
+from mediahub.db.models import MediaItem, utcnow
+from mediahub.pipeline.fingerprint import Fingerprint, bands
+from mediahub.services import dedup, dedup_index
+from mediahub.services.dedup_index import DedupIndex
 
 HASH = st.integers(min_value=0, max_value=(1 << 64) - 1)
+THRESHOLDS = range(65)
 
 
-def _row(whole: int, centre: int, entity_id: str = "E1") -> MediaItem:
-    values = {f"hash_w{i}": v for i, v in enumerate(bands(whole))}
-    values |= {f"hash_c{i}": v for i, v in enumerate(bands(centre))}
-    return MediaItem(public_id=secrets.token_urlsafe(12), entity_type="property", entity_id=entity_id,
+def _bands(whole: int | None, centre: int | None) -> dict[str, int | None]:
+    values = {f"hash_w{i}": v for i, v in enumerate(bands(whole) if whole is not None else [None] * 4)}
+    return values | {f"hash_c{i}": v for i, v in enumerate(bands(centre) if centre is not None else [None] * 4)}
+
+
+def _row(whole: int | None, centre: int | None = None, *, media_id: int | None = None, uploaded_by: str = "u1",
+         updated_at: datetime | None = None) -> MediaItem:
+    if whole is not None and centre is None:
+        centre = whole ^ 0xFFFF
+    stamp = {"created_at": updated_at, "updated_at": updated_at} if updated_at else {}
+    return MediaItem(id=media_id, public_id=secrets.token_urlsafe(12), entity_type="property", entity_id="E1",
                      entity_field="gallery", media_type="image", storage_type="local", original_key="k",
-                     variants=[], content_type="image/jpeg", byte_size=1, tags=[], meta={},
-                     sha256="0" * 64, md5="0" * 32, **values)
+                     variants=[], content_type="image/jpeg", byte_size=1, tags=[], meta={}, sha256="0" * 64,
+                     md5="0" * 32, uploaded_by=uploaded_by, **stamp, **_bands(whole, centre))
 
 
 def _flip(value: int, count: int, rng: random.Random) -> int:
@@ -33,56 +47,238 @@ def _flip(value: int, count: int, rng: random.Random) -> int:
     return value
 
 
-def _store(database, hashes: list[int], entity_ids: list[str] | None = None) -> None:
+def _add(database, rows: list[MediaItem]) -> list[int]:
     with database.session() as session:
-        session.execute(delete(MediaItem))
-        session.add_all(_row(h, h ^ 0xFFFF, (entity_ids or ["E1"] * len(hashes))[i]) for i, h in enumerate(hashes))
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
 
 
-def _compare(database, query: int, threshold: int, conditions=()) -> dict[int, int]:
+def _set_hash(database, media_id: int, whole: int | None) -> None:
     with database.session() as session:
-        via_index = dedup.index_lookup(session, "w", query, threshold, conditions)
-        scanned = dedup.linear_scan(session, "w", query, threshold, conditions)
-    assert via_index == scanned
-    return via_index
+        session.execute(update(MediaItem).where(MediaItem.id == media_id)
+                        .values(**_bands(whole, None if whole is None else whole ^ 0xFFFF), updated_at=utcnow()))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(query=HASH, flips=st.lists(st.integers(0, 24), min_size=1, max_size=40), noise=st.lists(HASH, max_size=20),
-       threshold=st.integers(0, dedup.INDEX_MAX_THRESHOLD), seed=st.integers(0, 2**32))
-def test_index_equals_linear_scan(sqlite_db, query, flips, noise, threshold, seed):
+def _existing(database) -> set[int]:
+    with database.session() as session:
+        return set(session.scalars(select(MediaItem.id)))
+
+
+def _assert_exact(database, index: DedupIndex, query: int, lingering: set[int] = frozenset()) -> None:
+    """For both kinds and every threshold: the index's answer, less deleted rows, is the linear scan's.
+
+    Rows deleted since the index was loaded may linger in its answer (callers load the ids
+    from the database, which drops them), and nothing else may differ.
+    """
+    existing = _existing(database)
+    for kind in ("w", "c"):
+        with database.session() as session:
+            everything = dedup.linear_scan(session, kind, query, 64)
+        for threshold in THRESHOLDS:
+            found = index.lookup(kind, query, threshold)
+            assert {i: d for i, d in found.items() if i in existing} == \
+                {i: d for i, d in everything.items() if d <= threshold}, (kind, threshold)
+            assert set(found) - existing <= lingering
+
+
+@pytest.fixture
+def small_merges(monkeypatch):
+    """Merge the delta into the sorted arrays after a handful of rows, so small tests exercise merges."""
+    monkeypatch.setattr(dedup_index, "MIN_DELTA", 4)
+
+
+@pytest.fixture
+def no_overlap(monkeypatch):
+    """One process, one clock: a sync need not read rows updated before the previous one again
+    (otherwise every row of a test made seconds ago is read on every lookup)."""
+    monkeypatch.setattr(dedup_index, "UPDATE_OVERLAP_SECONDS", 0.0)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=HASH, flips=st.lists(st.integers(0, 40), min_size=1, max_size=30), noise=st.lists(HASH, max_size=15),
+       later=st.lists(st.integers(0, 40), max_size=20), changes=st.lists(st.tuples(st.integers(0, 10**6),
+                                                                                   st.integers(0, 40)), max_size=8),
+       deletions=st.lists(st.integers(0, 10**6), max_size=6), seed=st.integers(0, 2**32))
+def test_index_equals_linear_scan_through_inserts_updates_deletes_and_merges(
+        sqlite_db, small_merges, no_overlap, query, flips, noise, later, changes, deletions, seed):
     rng = random.Random(seed)
-    # Neighbours at every distance around the threshold, plus unrelated hashes.
-    _store(sqlite_db, [_flip(query, min(f, 64), rng) for f in flips] + noise)
-    found = _compare(sqlite_db, query, threshold)
-    expected_close = sum(1 for f in flips if f <= threshold)
-    assert len(found) >= expected_close
+    with sqlite_db.session() as session:
+        session.execute(delete(MediaItem))
+    ids = _add(sqlite_db, [_row(_flip(query, f, rng)) for f in flips] + [_row(h) for h in noise] + [_row(None)])
+    index = DedupIndex(sqlite_db)
+    _assert_exact(sqlite_db, index, query)  # the first lookup loads everything
+
+    ids += _add(sqlite_db, [_row(_flip(query, f, rng)) for f in later])  # through the delta
+    for pick, distance in changes:  # hashes changed (or set, on the row without one) by a later update
+        _set_hash(sqlite_db, ids[pick % len(ids)], _flip(query, distance, rng))
+    gone = {ids[pick % len(ids)] for pick in deletions}
+    with sqlite_db.session() as session:
+        session.execute(delete(MediaItem).where(MediaItem.id.in_(gone)))
+    _assert_exact(sqlite_db, index, query, lingering=gone)
+
+    index.rebuild()  # what the timer does: deleted rows are gone
+    _assert_exact(sqlite_db, index, query)
+    assert len(index) == len(_existing(sqlite_db) & set(index.lookup("w", query, 64)))
 
 
-@pytest.mark.parametrize("threshold", [0, 3, 4, 7, 8, 12, 14, 15])
-def test_index_equals_linear_scan_on_every_database(db, threshold):
-    rng = random.Random(threshold)
+def test_rows_committed_out_of_id_order_are_found_on_every_database(db, monkeypatch):
+    """An id allocated by an INSERT that commits after a later id: the sync asks for it again,
+    however old the row's updated_at (written at INSERT, long before the commit, say)."""
+    rng = random.Random(5)
     query = rng.getrandbits(64)
-    hashes = [_flip(query, rng.randint(0, 30), rng) for _ in range(150)] + [rng.getrandbits(64) for _ in range(50)]
-    entity_ids = [rng.choice(["E1", "E2"]) for _ in hashes]
-    _store(db, hashes, entity_ids)
-    found = _compare(db, query, threshold)
-    expected = sorted(d for h in hashes if (d := (h ^ query).bit_count()) <= threshold)
-    assert sorted(found.values()) == expected and (threshold < 8 or expected)
-    # And restricted to one entity (the scope conditions ride along with the band lookups).
-    _compare(db, query, threshold, dedup.Scope("entity", "property", "E2").conditions())
+    long_ago = utcnow() - timedelta(hours=1)
+    _add(db, [_row(_flip(query, 3, rng), media_id=10), _row(rng.getrandbits(64), media_id=30)])
+    index = DedupIndex(db)
+    assert set(index.lookup("w", query, 8)) == {10}
+    _add(db, [_row(_flip(query, 5, rng), media_id=41)])  # 31..40 are missing at this sync
+    assert set(index.lookup("w", query, 8)) == {10, 41}
+    _add(db, [_row(_flip(query, 4, rng), media_id=35, updated_at=long_ago),
+              _row(_flip(query, 2, rng), media_id=20, updated_at=long_ago)])  # 20: near the top at the load
+    _assert_exact(db, index, query)
+    assert {20, 35} <= set(index.lookup("w", query, 8))
+
+    monkeypatch.setattr(dedup_index, "SETTLE_SECONDS", 0.0)  # a missing id is given up at once
+    _add(db, [_row(rng.getrandbits(64), media_id=60)])
+    index.sync()
+    _add(db, [_row(query, media_id=50, updated_at=long_ago)])
+    assert 50 not in index.lookup("w", query, 8), "given up: found by the next full rebuild only"
+    index.rebuild()
+    assert 50 in index.lookup("w", query, 8)
+
+
+def test_a_concurrent_insert_that_commits_late_is_found(db):
+    """PostgreSQL and MariaDB hand out the id at INSERT: a later id can commit first."""
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: ids commit in order")
+    database = db
+    rng = random.Random(9)
+    query = rng.getrandbits(64)
+    index = DedupIndex(database)
+    assert index.lookup("w", query, 14) == {}
+    with database.session() as slow:
+        early = _row(_flip(query, 6, rng))
+        slow.add(early)
+        slow.flush()  # the id is taken now, the row is not visible yet
+        (late,) = _add(database, [_row(_flip(query, 7, rng))])
+        assert late > early.id
+        assert set(index.lookup("w", query, 14)) == {late}
+    assert set(index.lookup("w", query, 14)) == {early.id, late}
+    _assert_exact(database, index, query)
+
+
+def test_every_database_tracks_updates_deletes_and_merges(db, small_merges):
+    rng = random.Random(3)
+    query = rng.getrandbits(64)
+    ids = _add(db, [_row(_flip(query, rng.randint(0, 30), rng)) for _ in range(60)] + [_row(None) for _ in range(5)])
+    index = DedupIndex(db)
+    _assert_exact(db, index, query)
+    ids += _add(db, [_row(_flip(query, rng.randint(0, 30), rng)) for _ in range(40)])
+    for media_id in rng.sample(ids, 10):
+        _set_hash(db, media_id, _flip(query, rng.randint(0, 20), rng))
+    _set_hash(db, ids[0], None)  # a fingerprint taken away
+    gone = set(rng.sample(ids, 8))
+    with db.session() as session:
+        session.execute(delete(MediaItem).where(MediaItem.id.in_(gone)))
+    _assert_exact(db, index, query, lingering=gone)
+    index.rebuild()
+    _assert_exact(db, index, query)
+
+
+def _picture(seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    return Image.fromarray(pixels, "L").resize((256, 256), Image.Resampling.BICUBIC)
+
+
+def test_find_similar_uses_the_index_drops_deleted_rows_and_keeps_to_the_scope(db):
+    fingerprint = Fingerprint.of(_picture(1))
+    other = Fingerprint.of(_picture(2))
+    columns = dedup.row_columns(fingerprint, None)
+    rows = [_row(None, uploaded_by=who) for who in ("alice", "bob", "alice")] + [_row(None)]
+    for row in rows[:3]:
+        for name, value in columns.items():
+            setattr(row, name, value)
+    for name, value in dedup.row_columns(other, None).items():
+        setattr(rows[3], name, value)
+    same_alice, same_bob, gone = _add(db, rows)[:3]
+    index = DedupIndex(db)
+    index.sync()  # loaded before the delete
+    probe = dedup.Probe(fingerprint=fingerprint)
+    with db.session() as session:
+        session.execute(delete(MediaItem).where(MediaItem.id == gone))
+    with db.session() as session:
+        for scope, expected in ((dedup.Scope.everywhere(), {same_alice, same_bob}),
+                                (dedup.Scope("uploader", uploaded_by="alice"), {same_alice})):
+            via_index = dedup.find_similar(session, probe, scope, 14, index=index)
+            scanned = dedup.find_similar(session, probe, scope, 14)
+            assert [(m.item.id, m.distance) for m in via_index] == [(m.item.id, m.distance) for m in scanned]
+            assert {m.item.id for m in via_index} == expected and all(m.distance == 0 for m in via_index)
+            conditions = scope.conditions()
+            scoped = {i for i in index.candidates(fingerprint, 14) if i in _existing(db)}
+            if conditions:
+                scoped &= set(session.scalars(select(MediaItem.id).where(*conditions)))
+            assert scoped == dedup.scan_candidates(session, fingerprint, 14, conditions)
+    assert gone in index.candidates(fingerprint, 14), "deleted rows linger in memory until a rebuild"
+
+
+def test_crop_windows_are_found_by_band_equality_like_the_scan(sqlite_db):
+    fingerprint = Fingerprint.of(_picture(7))
+    rng = random.Random(2)
+    window = fingerprint.windows[10].hash
+    # Stored centres sharing one band with a crop window, and unrelated ones.
+    masks = [0xFFFF << (16 * b) for b in range(4)]
+    centres = [(window & mask) | (rng.getrandbits(64) & ~mask) for mask in masks]
+    centres += [rng.getrandbits(64) for _ in range(20)]
+    _add(sqlite_db, [_row(rng.getrandbits(64), centre) for centre in centres])
+    index = DedupIndex(sqlite_db)
+    with sqlite_db.session() as session:
+        expected = dedup.scan_candidates(session, fingerprint, 10)
+    assert index.candidates(fingerprint, 10) == expected
+    assert len(expected) >= 4
+
+
+def test_a_rebuild_on_the_timer_drops_deleted_rows(sqlite_db):
+    ids = _add(sqlite_db, [_row(5), _row(7)])
+    index = DedupIndex(sqlite_db, rebuild_seconds=0.05)
+    assert set(index.lookup("w", 5, 1)) == set(ids)
+    with sqlite_db.session() as session:
+        session.execute(delete(MediaItem).where(MediaItem.id == ids[0]))
+    deadline = time.monotonic() + 20
+    while ids[0] in index.lookup("w", 5, 1):
+        assert time.monotonic() < deadline, "the background rebuild never dropped the deleted row"
+        time.sleep(0.05)
+    assert set(index.lookup("w", 5, 1)) == {ids[1]}
+    index.close()
+
+
+def test_the_index_is_lazy_and_reports_its_size(sqlite_db):
+    _add(sqlite_db, [_row(1), _row(2), _row(None)])
+    index = DedupIndex(sqlite_db)
+    assert index.nbytes == 0 and len(index) == 0
+    index.sync()
+    assert len(index) == 2 and index.nbytes > 0
 
 
 def test_band_neighbours_enumerates_the_ball():
-    for radius in range(4):
-        values = dedup.band_neighbours(0xBEEF, radius)
+    for radius in range(5):
+        values = dedup_index.band_neighbours(0xBEEF, radius)
         assert len(values) == len(set(values)) == sum(comb(16, r) for r in range(radius + 1))
         assert all((v ^ 0xBEEF).bit_count() <= radius for v in values)
 
 
-def test_index_refuses_thresholds_above_its_maximum_and_lookup_falls_back(sqlite_db):
-    _store(sqlite_db, [0, (1 << 20) - 1])
-    with sqlite_db.session() as session:
-        with pytest.raises(ValueError):
-            dedup.index_lookup(session, "w", 0, dedup.INDEX_MAX_THRESHOLD + 1)
-        assert set(dedup.lookup(session, "w", 0, 20).values()) == {0, 20}
+def test_a_lost_connection_costs_one_lookup_nothing(db):
+    """The syncs' own connection dies (server restart, idle timeout): the lookup goes through
+    the pool instead, and the next sync opens a new connection."""
+    ids = _add(db, [_row(5)])
+    index = DedupIndex(db)
+    assert set(index.lookup("w", 5, 0)) == set(ids)
+    lost = index._connection
+    lost.connection.dbapi_connection.close()  # behind SQLAlchemy's back
+    ids += _add(db, [_row(5)])
+    assert set(index.lookup("w", 5, 0)) == set(ids)
+    assert index._connection is None, "dropped; the lookup went through the pool"
+    ids += _add(db, [_row(5)])
+    assert set(index.lookup("w", 5, 0)) == set(ids)
+    assert index._connection is not None and index._connection is not lost
+    index.close()

@@ -98,7 +98,7 @@ def test_global_scope_flags_anyones_copy(make):
     assert theirs.meta["duplicate_of"] == first.public_id
 
 
-def test_rows_carry_the_pixel_digest_and_indexed_bands(make):
+def test_rows_carry_the_pixel_digest_and_the_hash_bands(make):
     runtime = make()
     item = upload(runtime, HOPPER_JPEG)
     assert len(item.pixel_sha256) == 64 and len(item.dedup_thumb) == 64 * 64
@@ -111,6 +111,19 @@ def test_similar_items_lists_copies_in_any_entity_closest_first(make):
     copy = upload(runtime, HOPPER_PNG, "community:C-1:photos")
     upload(runtime, FLOWER, "property:P-1:gallery")
     with runtime.database.session() as session:
-        found = dedup.similar_items(session, first.public_id, threshold=14)
-        assert [(item.id, distance) for item, distance in found] == [(copy.id, 0)]
+        for index in (runtime.dedup_index, None):  # the process's index, or a scan of every row
+            found = dedup.similar_items(session, first.public_id, threshold=14, index=index)
+            assert [(item.id, distance) for item, distance in found] == [(copy.id, 0)]
         assert dedup.similar_items(session, first.id, threshold=14, limit=0) == []
+
+
+def test_a_video_matches_its_re_encoded_copy_by_the_poster(make, tmp_path):
+    runtime = make()
+    first = upload(runtime, CORPUS_DIR / "video/mp4_h264_example_640x480.mp4", "post:P-1:media")
+    assert first.hash_w0 is not None and first.dedup_thumb and first.pixel_sha256 is None
+    (web,) = [v for v in first.variants if v["name"] == "web"]
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(runtime.storage.get(web["key"]))  # other bytes, the same pictures
+    with pytest.raises(Conflict) as caught:
+        upload(runtime, copy, "post:P-1:media")
+    assert caught.value.details["duplicate_of"] == first.public_id

@@ -59,7 +59,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 def get_media_service(runtime: RuntimeDep) -> MediaService:
-    return MediaService(runtime.database, runtime.storage)
+    return MediaService(runtime.database, runtime.storage, runtime.dedup_index)
 
 
 def get_moderation_service(runtime: RuntimeDep) -> ModerationService:

@@ -122,7 +122,8 @@ class MediaItem(Base):
     image_hash: Mapped[str | None] = mapped_column(String(16))
     # Duplicate detection (services/dedup.py): digest of the upright display pixels, the 64x64 grey
     # thumbnail every perceptual hash is derived from, and the whole-picture and centre pHashes of that
-    # thumbnail split into four indexed 16-bit bands (multi-index hashing: a lookup never scans).
+    # thumbnail as four 16-bit bands each (all eight set, or none). Each process loads the bands into
+    # its in-memory index (services/dedup_index.py); the database needs no index on them.
     pixel_sha256: Mapped[str | None] = mapped_column(String(64))
     dedup_thumb: Mapped[bytes | None] = mapped_column(LargeBinary)
     hash_w0: Mapped[int | None] = mapped_column(Integer)
@@ -151,9 +152,9 @@ class MediaItem(Base):
         Index("ix_media_uploaded_by", "uploaded_by"),
         # The file route finds the row that owns a requested object key.
         Index("ix_media_original_key", "original_key"),
-        # Duplicate detection: exact pixel matches, and one index per pHash band (0003).
+        # Duplicate detection: exact pixel matches; the in-memory index re-reads recently updated rows (0005).
         Index("ix_media_pixel_sha256", "pixel_sha256"),
-        *(Index(f"ix_media_hash_{kind}{band}", f"hash_{kind}{band}") for kind in "wc" for band in range(4)),
+        Index("ix_media_updated_at", "updated_at"),
         MYSQL_TABLE_OPTIONS,
     )
 

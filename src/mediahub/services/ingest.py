@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from mediahub.config import Settings
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MediaRepository
@@ -37,6 +39,7 @@ from mediahub.pipeline.transcode import strip_metadata
 from mediahub.pipeline.video import ProcessedVideo, VideoOptions, process_video
 from mediahub.services import dedup
 from mediahub.services.cleanup import purge_pending_deletes
+from mediahub.services.dedup_index import DedupIndex
 from mediahub.services.pixels import PixelWorkers
 from mediahub.storage.base import Storage
 from mediahub.storage.keys import original_key, variant_key
@@ -127,6 +130,7 @@ class IngestService:
         self.database = database
         self.storage = storage
         self.dispatch = dispatch  # None: jobs wait in the table for a worker's sweeper
+        self.dedup_index: DedupIndex | None = None  # the process's perceptual index (the runtime sets it)
         self._writers = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put")
         self.pixels = PixelWorkers(settings.pixel_workers)
         self.image_options = image_options(settings, encode_options(settings, extra=False))
@@ -162,7 +166,10 @@ class IngestService:
                 if processed.location_tags:
                     spooled.digests.result()  # the digests are of the bytes as uploaded: hashed before the rewrite
                     strip_metadata(spooled.path, sniffed.format)  # the stored original is served
-            self._check_duplicate(spooled, processed, request)  # before the variants are stored
+            if self._checks_duplicates(request):  # before the variants are stored
+                with self.database.session() as session:
+                    self._check_duplicate(session, dedup.Probe.of_upload(spooled.sha256, processed), processed,
+                                          request)
         except BaseException:
             written: list[str] = []
             early.settle(written, raise_error=False)
@@ -170,24 +177,21 @@ class IngestService:
             raise
         return self._store(spooled, sniffed, processed, request, early)
 
-    def _check_duplicate(self, spooled: Spooled, processed: ProcessedImage | ProcessedVideo,
-                         request: UploadRequest) -> None:
-        """Apply DEDUP_POLICY: raise Conflict(code="duplicate"), or flag the row's metadata.
-
-        A read before the write, not a constraint: two identical uploads racing each other
-        can both pass; `mediahub dedup scan` reports such pairs afterwards.
-        """
+    def _checks_duplicates(self, request: UploadRequest) -> bool:
         settings = self.settings
-        if settings.dedup_policy == "allow" or (request.allow_duplicate and settings.dedup_allow_override):
-            return
-        target = request.target
-        scope = dedup.Scope.of(settings.dedup_scope, entity_type=target.kind.name, entity_id=target.entity_id,
-                               uploaded_by=request.uploaded_by)
-        with self.database.session() as session:
-            match = dedup.check_duplicate(session, dedup.Probe.of_upload(spooled.sha256, processed), scope,
-                                          settings.dedup_threshold, entity=(target.kind.name, target.entity_id))
-            decision = dedup.decide(match, policy=settings.dedup_policy, entity_type=target.kind.name,
-                                    entity_id=target.entity_id)
+        return settings.dedup_policy != "allow" and not (request.allow_duplicate and settings.dedup_allow_override)
+
+    def _check_duplicate(self, session: Session, probe: dedup.Probe, processed: ProcessedImage | ProcessedVideo,
+                         request: UploadRequest, scope: dedup.Scope | None = None) -> None:
+        """Apply DEDUP_POLICY in `scope` (default: DEDUP_SCOPE): raise Conflict(code="duplicate"),
+        or flag the row's metadata."""
+        settings, target = self.settings, request.target
+        scope = scope or dedup.Scope.of(settings.dedup_scope, entity_type=target.kind.name,
+                                        entity_id=target.entity_id, uploaded_by=request.uploaded_by)
+        match = dedup.check_duplicate(session, probe, scope, settings.dedup_threshold,
+                                      entity=(target.kind.name, target.entity_id), index=self.dedup_index)
+        decision = dedup.decide(match, policy=settings.dedup_policy, entity_type=target.kind.name,
+                                entity_id=target.entity_id)
         processed.metadata.update(decision.metadata)
 
     def _check_allowed(self, sniffed: Sniffed, size: int, target: Target) -> None:
@@ -234,7 +238,8 @@ class IngestService:
             finally:
                 early.settle(written, raise_error=True)
             item, job_ids = self._commit(
-                lambda: self._row(spooled, sniffed, processed, request, objects, job_kinds), request.target, job_kinds
+                lambda: self._row(spooled, sniffed, processed, request, objects, job_kinds), request.target, job_kinds,
+                self._recheck(spooled, processed, request),
             )
         except BaseException:
             self._remove(written)
@@ -269,17 +274,35 @@ class IngestService:
         except Exception:  # the upload is committed; the sweeper re-sends what never arrived
             log.warning("could not dispatch jobs %s; the sweeper will", job_ids, exc_info=True)
 
-    def _commit(self, make_row: Callable[[], MediaItem], target: Target,
-                job_kinds: list[str]) -> tuple[MediaItem, list[int]]:
+    def _recheck(self, spooled: Spooled, processed: ProcessedImage | ProcessedVideo,
+                 request: UploadRequest) -> Callable[[Session], None] | None:
+        """The duplicate check again, inside the commit and under the entity's lock, where it can refuse.
+
+        The first check (before storing) is a read that two identical uploads racing each
+        other both pass; the second one of them to commit finds the first here and gets the 409.
+        """
+        if self.settings.dedup_policy != "reject" or not self._checks_duplicates(request):
+            return None
+        target = request.target
+        probe = dedup.Probe.of_upload(spooled.sha256, processed)
+        entity = dedup.Scope.of("entity", entity_type=target.kind.name, entity_id=target.entity_id, uploaded_by=None)
+        return lambda session: self._check_duplicate(session, probe, processed, request, entity)
+
+    def _commit(self, make_row: Callable[[], MediaItem], target: Target, job_kinds: list[str],
+                recheck: Callable[[Session], None] | None = None) -> tuple[MediaItem, list[int]]:
         """Insert the row (replacing a single slot's item) and its jobs in one transaction.
 
+        With a `recheck`, the transaction holds the entity's lock and runs it first.
         Lock waits and deadlocks between concurrent uploads to one field surface as
         `DatabaseUnavailable`; a fresh attempt usually succeeds, a dead server does not.
         """
         for attempt in range(COMMIT_ATTEMPTS):
-            item = make_row()
             try:
-                with self.database.session() as session:
+                with (self.database.locked_session(f"entity:{target.kind.name}:{target.entity_id}") if recheck
+                      else self.database.session()) as session:
+                    if recheck is not None:
+                        recheck(session)
+                    item = make_row()
                     repo = MediaRepository(session)
                     repo.add(item)
                     if target.field.slot == "single":

@@ -21,8 +21,9 @@ from mediahub.errors import Conflict, MediaHubError
 from mediahub.services import access
 from mediahub.services.access import EntityRef, Principal
 from mediahub.services.cleanup import purge_pending_deletes
-from mediahub.services.moderation import apply_status
 from mediahub.services import dedup
+from mediahub.services.dedup_index import DedupIndex
+from mediahub.services.moderation import apply_status
 from mediahub.storage.base import Storage, Usage
 
 USAGE_GROUPS = ("storage_type", "entity_type", "media_type", "moderation_status")
@@ -53,9 +54,10 @@ class _Tx:
 
 
 class MediaService:
-    def __init__(self, database: Database, storage: Storage) -> None:
+    def __init__(self, database: Database, storage: Storage, dedup_index: DedupIndex | None = None) -> None:
         self.database = database
         self.storage = storage
+        self.dedup_index = dedup_index  # None: similar() scans the rows in scope
 
     @contextmanager
     def _tx(self) -> Iterator[_Tx]:
@@ -121,7 +123,8 @@ class MediaService:
             item = access.require_view(principal, tx.media.get(media_id), tx.members)
             where = dedup.Scope.of(scope, entity_type=item.entity_type, entity_id=item.entity_id,
                                    uploaded_by=item.uploaded_by)
-            matches = dedup.similar_items(tx.media.session, item.id, threshold=threshold, limit=limit, scope=where)
+            matches = dedup.similar_items(tx.media.session, item.id, threshold=threshold, limit=limit, scope=where,
+                                          index=self.dedup_index)
             return [(tx.view(principal, match), distance) for match, distance in matches
                     if access.can_view(principal, match, tx.members)]
 
