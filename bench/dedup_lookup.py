@@ -17,7 +17,7 @@ window (`UPDATE_OVERLAP_SECONDS`: rows updated that recently are read again by
 every sync). The `+write` column is the p50 when another process commits a new
 row before each lookup (the index reads it, and the rows written in the window);
 `upload` is the p50 of `DedupIndex.candidates` for a picture: what an upload's
-check asks of the index (whole and centre hash within T, and 72 crop windows).
+check asks of the index (whole and centre hash within T, and the crop windows).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Exact signals are indexed columns. Perceptual candidates depend on the scope:
   (best effort for crops). Measured at 10^6 rows (`python -m bench.dedup_lookup`,
   its sync query included): a lookup's p50 0.4 / 1.1 ms on SQLite and 0.9 / 2.1 ms
   on PostgreSQL at T=8 / 14 (p95 <= 3.1 ms), an upload's whole candidate query
-  (both hashes and 72 crop windows) 1.9-4.6 ms, against 7-9 s for a linear scan;
+  (both hashes and the crop windows; measured with 72, now 200) 1.9-4.6 ms, against 7-9 s for a linear scan;
   flat from 10^4 to 10^6 rows. The one-time load takes 5-6 s, the arrays 119 MB.
   Without an index at hand (`index=None`) the same candidates come from
   `scan_candidates`, which reads every row in scope.
