@@ -47,7 +47,9 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, DATABASE_URL=settings.database_url, MEDIA_ROOT=str(settings.media_root),
                    TEMP_DIR=str(settings.temp_dir), JWT_SECRET=SECRET, STORAGE_TYPE="local", MAKE_WEBP="false",
-                   UPLOAD_RATE_LIMIT="0", DEDUP_POLICY="allow", PIXEL_WORKERS=os.environ.get("PIXEL_WORKERS", "2"), PUBLIC_BASE_URL=self.base,
+                   UPLOAD_RATE_LIMIT="0", DEDUP_POLICY="allow", PUBLIC_BASE_URL=self.base,
+                   # Pixel processes across all server workers = cores (more only queue behind each other).
+                   PIXEL_WORKERS=os.environ.get("PIXEL_WORKERS", str(max(1, (os.cpu_count() or 1) // workers))),
                    VIPS_CONCURRENCY=throughput.vips_concurrency(workers),
                    PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
         self.log = (root / "uvicorn.log").open("w")
