@@ -4,8 +4,9 @@ Resizing every size from the full image costs most of a naive pipeline's time;
 here the largest size comes from the (already reduced) decode and each smaller
 one from the previous, and nothing is ever upscaled. Renders are libvips
 images (Lanczos-3, `pipeline/vips.py` says why); JPEGs are encoded by libvips
-straight from them, the rest by Pillow (faster for WebP, and the only AVIF
-encoder at hand), from one Pillow copy a render.
+straight from them, the rest by Pillow, from one Pillow copy a render (at
+1600 px Pillow measured 40 ms for WebP against libvips' 71, and 155 ms for
+AVIF against 161).
 """
 
 from __future__ import annotations
