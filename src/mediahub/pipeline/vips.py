@@ -8,6 +8,7 @@ the two here, as packed 8-bit pixels, with no metadata.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -27,6 +28,9 @@ def module():
         import pyvips
 
         pyvips.cache_set_max(0)
+        # pyvips logs every operation at DEBUG, with images whose repr logs again: with DEBUG
+        # on and two threads in libvips, two logging handlers' locks deadlocked (seen in a test).
+        logging.getLogger("pyvips").setLevel(logging.INFO)
         _vips = pyvips
     return _vips
 
