@@ -82,9 +82,9 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
         header = check_limits(image, options.limits)
         summary = exif_step.read_exif(image)
         # Structure and trailing-data checks run for every such file, rotated or not; beside the decode.
+        upright_already = summary.orientation == 1 or header.animated  # so stripped bytes can be kept
         stripped = None
         if sniffed.format in STRIPPERS:
-            upright_already = summary.orientation == 1 or header.animated
             stripped = background.submit(_strip, path, sniffed.format, original_ready if upright_already else None)
         icc = image.info.get("icc_profile")
         subsampling = jpeg_subsampling(image)
@@ -101,7 +101,7 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
             reduced = reduce_jpeg(path, stored_box)
         # The strip's verdict (and its errors, the ones users see for a broken file) before any Pillow decode.
         lossless = stripped.result() if stripped is not None else None
-        keep_bytes = lossless is not None and (summary.orientation == 1 or header.animated)  # as announced
+        keep_bytes = lossless is not None and upright_already  # exactly when original_ready was called
         decoded = None
         if reduced is None or not keep_bytes:
             # A re-encoded original needs every pixel; otherwise decode (JPEG: DCT-scaled) to the box.
