@@ -353,8 +353,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     from mediahub.api.app import create_app
+    from mediahub.api.serving import uvicorn_options
 
-    uvicorn.run(create_app(load_settings()), host=host, port=port, timeout_keep_alive=5, log_level="info")
+    settings = load_settings()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **uvicorn_options(settings))
 
 
 if __name__ == "__main__":

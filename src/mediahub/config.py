@@ -142,6 +142,18 @@ class Settings(BaseSettings):
     # lookup; a full reload this often (in the background) drops rows deleted since.
     dedup_index_rebuild_seconds: float = Field(3600.0, gt=0)
 
+    # HTTP limits before authentication, and upload abuse (api/serving.py, api/middleware.py, api/ratelimit.py).
+    max_json_body_bytes: int = Field(1 * MB, ge=1024, le=64 * MB)  # every body but the streamed multipart uploads
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1 * MB)  # request line and headers together
+    max_header_count: int = Field(100, ge=10, le=1000)
+    # From a connection's first byte (or a request's) to its last header line; then 408, or a silent close.
+    header_read_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    max_batch_bytes: int = Field(1024 * MB, gt=0)  # one batch upload's whole body
+    max_concurrent_batches: int = Field(2, ge=1, le=100)  # batch uploads in flight per principal and process
+    # Where UPLOAD_RATE_LIMIT is counted across processes; unset: QUEUE_URL when it is redis://, else in process.
+    rate_limit_redis_url: str | None = None
+    rate_limit_prefix: str = Field("mediahub:ratelimit", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
     @classmethod
     def _split_types(cls, value: object) -> object:
@@ -188,6 +200,15 @@ class Settings(BaseSettings):
         """Key for HMAC-signed local URLs; falls back to the JWT secret."""
         secret = self.url_signing_secret or self.jwt_secret
         return secret.get_secret_value().encode()
+
+    @property
+    def rate_limit_redis(self) -> str | None:
+        """The Redis URL that makes the upload rate limit hold across processes, if any."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        if self.queue_url and self.queue_url.startswith(("redis://", "rediss://")):
+            return self.queue_url
+        return None
 
     @property
     def is_sqlite(self) -> bool:

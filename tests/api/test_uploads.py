@@ -244,7 +244,7 @@ def test_batch_keeps_good_files_when_one_is_bad(client: TestClient, tokens: Toke
     ]
     data = {"entity_type": "property", "entity_id": "123", "entity_field": "gallery"}
     response = client.post("/v1/media/batch/upload", headers=tokens.admin(), files=files, data=data)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 207, response.text  # multi-status: some stored, some not
     body = response.json()
     assert (body["stored"], body["failed"]) == (1, 1)
     assert body["results"][0]["ok"] and body["results"][0]["item"]["entity_id"] == "123"
@@ -317,3 +317,133 @@ def test_health_answers_while_an_upload_is_in_flight(live_server: LiveServer, to
         while b"\r\n\r\n" not in response:
             response += sock.recv(65536)
     assert response.startswith(b"HTTP/1.1 201"), response[:200]
+
+
+BATCH_TARGET = [("entity_type", b"property", None), ("entity_id", b"123", None), ("entity_field", b"gallery", None)]
+PDF = CORPUS_DIR / "images/bad/not_image_pdf.pdf"
+
+
+def _batch_post(client: TestClient, headers: dict[str, str], parts: list[tuple[str, bytes, str | None]]):
+    return client.post("/v1/media/batch/upload", content=_multipart(parts),
+                       headers={**headers, "Content-Type": "multipart/form-data; boundary=b"})
+
+
+def test_batch_status_says_what_was_stored(client: TestClient, tokens: Tokens) -> None:
+    """201 all stored, 207 some, 422 `batch_failed` none; each file's result in the body every time."""
+    good, bad = ("files", HOPPER.read_bytes(), "good.jpg"), ("files", PDF.read_bytes(), "bad.pdf")
+    all_stored = _batch_post(client, tokens.admin(), [*BATCH_TARGET, good, good])
+    assert all_stored.status_code == 201 and all_stored.json()["stored"] == 2
+    mixed = _batch_post(client, tokens.admin(), [*BATCH_TARGET, good, bad])
+    assert mixed.status_code == 207 and (mixed.json()["stored"], mixed.json()["failed"]) == (1, 1)
+    none = _batch_post(client, tokens.admin(), [*BATCH_TARGET, bad, bad])
+    body = assert_problem(none, 422, "batch_failed")
+    assert (body["stored"], body["failed"]) == (0, 2)
+    assert [(r["index"], r["ok"], r["error"]["code"]) for r in body["results"]] == [
+        (0, False, "unsupported_type"), (1, False, "unsupported_type")]
+    listed = client.get("/v1/media/entity/property/123", headers=tokens.admin()).json()
+    assert listed["total"] == 3  # the two of the first batch and the good one of the mixed batch
+
+
+def test_openapi_documents_the_batch_statuses(client: TestClient) -> None:
+    responses = client.get("/openapi.json").json()["paths"]["/v1/media/batch/upload"]["post"]["responses"]
+    assert {"201", "207", "422", "429"} <= set(responses) and "200" not in responses
+    assert "#/components/schemas/BatchFailedProblem" in json.dumps(responses["422"])
+
+
+@pytest.mark.parametrize("caller", ["admin", "stranger"])
+def test_batch_file_before_its_target_fields_is_refused(client: TestClient, tokens: Tokens, caller: str) -> None:
+    """The target decides who may upload: a file part ahead of it would have to be spooled unauthorised."""
+    headers = tokens.admin() if caller == "admin" else tokens.user()
+    response = _batch_post(client, headers, [("files", HOPPER.read_bytes(), "a.jpg"), *BATCH_TARGET])
+    body = assert_problem(response, 422, "target_fields_first")
+    assert body["fields"] == ["entity_type", "entity_id", "entity_field"]
+    response = _batch_post(client, headers, [("entity_type", b"property", None),
+                                             ("files", HOPPER.read_bytes(), "a.jpg"), *BATCH_TARGET[1:]])
+    assert_problem(response, 422, "target_fields_first")
+
+
+def _stalled_batch(port: int, headers: dict[str, str], parts: list[tuple[str, bytes, str | None]],
+                   declared: int) -> socket.socket:
+    """A batch whose head and first parts were sent, the rest (up to `declared` bytes) never."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    opening = _multipart(parts).removesuffix(b"--b--\r\n")
+    sock.sendall((
+        "POST /v1/media/batch/upload HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {headers['Authorization']}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    ).encode() + opening)
+    return sock
+
+
+def _answer(sock: socket.socket, timeout: float = 20) -> bytes:
+    sock.settimeout(timeout)
+    response = b""
+    try:
+        while b"\r\n\r\n" not in response:
+            more = sock.recv(65536)
+            if not more:
+                break
+            response += more
+    except (TimeoutError, ConnectionError):
+        pass
+    return response
+
+
+def test_an_unauthorised_batch_is_refused_before_its_files_are_read(live_server: LiveServer, tokens: Tokens,
+                                                                     tmp_path) -> None:
+    """Half a file sent, 100 MB declared: the refusal comes at the first file part, nothing is spooled."""
+    file_head = ("files", HOPPER.read_bytes()[:3000], "a.jpg")
+    for parts, expected in [([*BATCH_TARGET, file_head], b"upload_forbidden"),
+                            ([file_head, *BATCH_TARGET], b"target_fields_first")]:
+        with _stalled_batch(live_server.port, tokens.user(), parts, 100 * MB) as sock:
+            response = _answer(sock)
+        assert expected in response and b"connection: close" in response.lower(), response[:300]
+    spool = tmp_path / "spool"
+    assert not spool.exists() or not any(spool.iterdir())
+
+
+def test_batch_bytes_are_capped(app_factory: AppFactory, tokens: Tokens) -> None:
+    """Two files each under the image cap, together over MAX_BATCH_BYTES (plus the form's allowance)."""
+    peppers = ("files", (CORPUS_DIR / "images/good/jpeg_progressive_peppers.jpg").read_bytes(), "p.jpg")  # 257 KB
+    with TestClient(app_factory(max_batch_bytes=64 * 1024)) as client:
+        assert _batch_post(client, tokens.admin(), [*BATCH_TARGET, peppers]).status_code == 201
+        response = _batch_post(client, tokens.admin(), [*BATCH_TARGET, peppers, peppers])
+        body = assert_problem(response, 413, "too_large")
+        assert 64 * 1024 < body["limit"] < 2 * len(peppers[1])
+        assert client.get("/v1/media/entity/property/123", headers=tokens.admin()).json()["total"] == 1
+
+
+def test_concurrent_batches_per_principal_are_capped(app_factory: AppFactory, tokens: Tokens) -> None:
+    port = free_port()
+    app = app_factory(max_concurrent_batches=1, public_base_url=f"http://127.0.0.1:{port}")
+    first = [*BATCH_TARGET, ("files", HOPPER.read_bytes()[:1000], "a.jpg")]
+    full = _multipart([*BATCH_TARGET, ("files", HOPPER.read_bytes(), "b.jpg")])
+    owner = tokens.header("USR-9", grants=("property:123",))
+    with serving(app, port) as server, _stalled_batch(port, owner, first, 10 * MB) as held:
+        time.sleep(0.5)  # the held batch has reached the route
+        headers = {"Content-Type": "multipart/form-data; boundary=b"}
+        second = requests.post(f"{server.url}/v1/media/batch/upload", data=full, timeout=30,
+                               headers={**owner, **headers})
+        assert_problem(second, 429, "too_many_batches")
+        assert int(second.headers["retry-after"]) >= 1
+        other = requests.post(f"{server.url}/v1/media/batch/upload", data=full, timeout=30,
+                              headers={**tokens.admin(), **headers})
+        assert other.status_code == 201, other.text  # another principal is not held up
+        held.close()
+        time.sleep(0.5)  # the held batch ends (client gone) and frees its slot
+        again = requests.post(f"{server.url}/v1/media/batch/upload", data=full, timeout=30,
+                              headers={**owner, **headers})
+        assert again.status_code == 201, again.text
+
+
+def test_each_file_of_a_batch_counts_against_the_rate_limit(app_factory: AppFactory, tokens: Tokens) -> None:
+    with TestClient(app_factory(upload_rate_limit=3)) as client:
+        good = ("files", HOPPER.read_bytes(), "a.jpg")
+        assert _batch_post(client, tokens.admin(), [*BATCH_TARGET, good, good]).status_code == 201
+        assert upload(client, "/v1/media/properties/123/photos", tokens.admin()).status_code == 201
+        assert_problem(upload(client, "/v1/media/properties/123/photos", tokens.admin()), 429, "rate_limited")
+        # A batch larger than what is left of the window is refused whole, before its files are read.
+        body = assert_problem(_batch_post(client, tokens.header("USR-9", roles=("user", "admin")),
+                                          [*BATCH_TARGET, good, good, good, good]), 429, "rate_limited")
+        assert body["limit"] == 3
+        assert client.get("/v1/media/entity/property/123", headers=tokens.admin()).json()["total"] == 3

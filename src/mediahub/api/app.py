@@ -11,8 +11,8 @@ from mediahub.api.auth import TokenVerifier
 from mediahub.api.deps import ApiState
 from mediahub.api.errors import install_error_handlers
 from mediahub.api.metrics import Metrics, MetricsMiddleware
-from mediahub.api.middleware import CloseOnUnreadBodyMiddleware
-from mediahub.api.ratelimit import SlidingWindowLimiter
+from mediahub.api.middleware import BodyCapMiddleware, CloseOnUnreadBodyMiddleware
+from mediahub.api.ratelimit import ConcurrencyLimit, upload_limiter
 from mediahub.api.routes import files, media, members, moderation, ops, uploads
 from mediahub.config import Settings
 from mediahub.runtime import Runtime
@@ -37,11 +37,14 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="MediaHub", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.api = ApiState(
         verifier=TokenVerifier(settings),
-        limiter=SlidingWindowLimiter(settings.upload_rate_limit),
+        limiter=upload_limiter(settings),
         metrics=metrics,
+        batches=ConcurrencyLimit(settings.max_concurrent_batches, "batches"),
     )
     install_error_handlers(app)
     # The last added runs outermost: metrics see every answer, including the connection-closing ones.
+    app.add_middleware(BodyCapMiddleware, max_bytes=settings.max_json_body_bytes,
+                       read_timeout=settings.upload_read_timeout_seconds, exempt=uploads.streams_its_body)
     app.add_middleware(CloseOnUnreadBodyMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # Order matters where paths overlap: fixed segments before /v1/media/{media_id}.

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from mediahub.api.auth import TokenVerifier
 from mediahub.api.metrics import Metrics
-from mediahub.api.ratelimit import SlidingWindowLimiter
+from mediahub.api.ratelimit import ConcurrencyLimit, RateLimiter
 from mediahub.config import Settings
 from mediahub.errors import Unauthenticated
 from mediahub.runtime import Runtime
@@ -28,8 +28,9 @@ class ApiState:
     """What the HTTP layer holds beside the shared Runtime."""
 
     verifier: TokenVerifier
-    limiter: SlidingWindowLimiter
+    limiter: RateLimiter
     metrics: Metrics
+    batches: ConcurrencyLimit  # batch uploads in flight per principal
 
 
 def get_runtime(request: Request) -> Runtime:

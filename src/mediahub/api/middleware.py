@@ -1,4 +1,4 @@
-"""Close the connection when the app answers before reading the request body to its end.
+"""Request bodies: capped before the app reads them; the connection closed when one is left unread.
 
 An upload refused early (too large, forbidden, rate limited) must not make the
 server read the rest of a possibly endless body. Marking such a response
@@ -8,8 +8,14 @@ draining the remainder for keep-alive.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mediahub.api.errors import problem, status_of
+from mediahub.errors import MediaHubError, RequestTimeout, TooLarge
 
 
 def _has_body(scope: Scope) -> bool:
@@ -42,3 +48,68 @@ class CloseOnUnreadBodyMiddleware:
             await send(message)
 
         await self.app(scope, tracking_receive, closing_send)
+
+
+class BodyCapMiddleware:
+    """Every request body but the streamed uploads: at most `max_bytes`, read before the app runs.
+
+    A declared length over the cap is answered 413 before a byte of the body is read; a chunked
+    body is counted as it arrives and cut at the cap; a body whose next chunk takes longer than
+    `read_timeout` gets 408. Either way before routing, so before authentication. The routes for
+    which `exempt(scope)` is true read their bodies themselves, under their own streaming caps.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float, exempt: Callable[[Scope], bool]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope) or self.exempt(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            declared = Headers(scope=scope).get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise self._too_large()
+            body = await self._read(receive)
+        except MediaHubError as exc:
+            await problem(status_of(exc), exc.code, exc.message, **exc.details)(scope, receive, send)
+            return
+        if body is None:
+            return  # the client went away
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                with anyio.fail_after(self.read_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(f"no body data arrived for {self.read_timeout:g} s",
+                                     timeout=self.read_timeout) from None
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> TooLarge:
+        return TooLarge(f"request body is larger than the limit of {self.max_bytes} bytes",
+                        code="body_too_large", limit=self.max_bytes)

@@ -287,3 +287,11 @@ class MemberOut(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class BatchFailedProblem(Problem):
+    """422 `batch_failed`: no file of a batch was stored; each file's result says why."""
+
+    stored: int
+    failed: int
+    results: list[BatchFileResult]

@@ -16,10 +16,15 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.routing import Match
+from starlette.types import Scope
 
 from mediahub.api.deps import ApiStateDep, MediaServiceDep, PrincipalDep, RuntimeDep, SettingsDep, UrlsDep
+from mediahub.api.errors import PROBLEM_TYPE, problem
 from mediahub.api.presenters import media_out
+from mediahub.api.ratelimit import RateLimiter
 from mediahub.api.schemas import (
+    BatchFailedProblem,
     BatchFileError,
     BatchFileResult,
     BatchUploadFields,
@@ -106,7 +111,7 @@ async def _upload_one(request: Request, principal: Principal, runtime: RuntimeDe
         target = Target.parse(kind.name, ids[kind.id_param], spec.name)
         parent_id = check_entity_id(ids[kind.parent_param]) if kind.parent_param else None
         await run_in_threadpool(media.authorise_upload, principal, target, parent_id)
-        api.limiter.hit(principal.sub)
+        await run_in_threadpool(api.limiter.hit, principal.sub)
         cap = runtime.ingest.size_cap(target)
 
         async def file_cap(_fields: dict[str, str]) -> int:
@@ -185,13 +190,20 @@ BATCH_TARGET_FIELDS = {
 }
 
 
-class _BatchTarget:
-    """The batch's target, authorised once as soon as its three fields have arrived."""
+def streams_its_body(scope: Scope) -> bool:
+    """The upload routes read their multipart bodies as streams, under their own caps."""
+    return any(route.matches(scope)[0] is Match.FULL for route in router.routes)
 
-    def __init__(self, principal: Principal, runtime: RuntimeDep, media: MediaServiceDep) -> None:
+
+class _BatchTarget:
+    """The batch's target, authorised from its three fields before the first file's bytes are read."""
+
+    def __init__(self, principal: Principal, runtime: RuntimeDep, media: MediaServiceDep,
+                 limiter: RateLimiter) -> None:
         self.principal = principal
         self.runtime = runtime
         self.media = media
+        self.limiter = limiter
         self.target: Target | None = None
 
     async def authorise(self, fields: dict[str, str]) -> Target:
@@ -202,44 +214,60 @@ class _BatchTarget:
         return target
 
     async def file_cap(self, fields: dict[str, str]) -> int:
-        """Files before the target fields get the largest cap; ingest applies the real one later."""
-        if all(name in fields for name in BATCH_TARGET_FIELDS):
-            return self.runtime.ingest.size_cap(await self.authorise(fields))
-        settings = self.runtime.settings
-        return max(settings.max_image_size, settings.max_video_size)
+        """Called as each file begins: the target must be known and allowed, and each file is one upload
+        against the rate limit, so an unauthorised or limited caller's bytes are never spooled."""
+        if not all(name in fields for name in BATCH_TARGET_FIELDS):
+            raise InvalidInput("send entity_type, entity_id and entity_field before the first file",
+                               code="target_fields_first", fields=list(BATCH_TARGET_FIELDS))
+        target = await self.authorise(fields)
+        await run_in_threadpool(self.limiter.hit, self.principal.sub)
+        return self.runtime.ingest.size_cap(target)
 
 
 @router.post(
     "/batch/upload",
     status_code=201,
     response_model=BatchUploadOut,
-    responses={**ERRORS, 200: {"model": BatchUploadOut, "description": "some files failed (see each result)"}},
+    responses={
+        **ERRORS,
+        207: {"model": BatchUploadOut, "description": "some files stored, some failed (see each result)"},
+        422: {"model": BatchFailedProblem, "content": {PROBLEM_TYPE: {}},
+              "description": "no file stored: `batch_failed` with each file's result; or a bad form "
+                             "(`target_fields_first`, `validation_error`, ...)"},
+    },
     summary="Upload several files to one entity field",
-    description="Repeat the `files` part. Each file succeeds or fails on its own: 201 when all were stored, "
-                "200 when any failed. More than MAX_BATCH_FILES files is 413 `too_many_files`.",
+    description="Send `entity_type`, `entity_id` and `entity_field` first, then repeat the `files` part (a file "
+                "before the target fields is 422 `target_fields_first`). Each file succeeds or fails on its own: "
+                "201 when all were stored, 207 when some were, 422 `batch_failed` when none was; each counts "
+                "against UPLOAD_RATE_LIMIT. More than MAX_BATCH_FILES files is 413 `too_many_files`, a body over "
+                "MAX_BATCH_BYTES 413 `too_large`, more than MAX_CONCURRENT_BATCHES at once 429 `too_many_batches`.",
     openapi_extra=_form_schema("files", many=True, extra=BATCH_TARGET_FIELDS),
 )
 async def batch_upload(request: Request, response: Response, principal: PrincipalDep, settings: SettingsDep,
-                       runtime: RuntimeDep, api: ApiStateDep, media: MediaServiceDep, urls: UrlsDep) -> BatchUploadOut:
-    api.limiter.hit(principal.sub)
-    batch = _BatchTarget(principal, runtime, media)
-    largest = max(settings.max_image_size, settings.max_video_size)
-    limits = FormLimits("files", settings.max_batch_files, largest * settings.max_batch_files + FORM_ALLOWANCE,
-                        batch.file_cap, True, settings.temp_dir, settings.upload_read_timeout_seconds)
-    form = await read_multipart(request, limits)
-    try:
-        fields = _parse_fields(BatchUploadFields, form.fields)
-        target = await batch.authorise(form.fields)
-        if not form.files:
-            raise InvalidInput("the form has no 'files' part", code="missing_file")
-        results = [await _batch_file(index, received, target, principal, fields, runtime, api, media, urls)
-                   for index, received in enumerate(form.files)]
-    finally:
-        form.discard()
+                       runtime: RuntimeDep, api: ApiStateDep, media: MediaServiceDep,
+                       urls: UrlsDep) -> Response | BatchUploadOut:
+    with api.batches.hold(principal.sub):
+        batch = _BatchTarget(principal, runtime, media, api.limiter)
+        limits = FormLimits("files", settings.max_batch_files, settings.max_batch_bytes + FORM_ALLOWANCE,
+                            batch.file_cap, True, settings.temp_dir, settings.upload_read_timeout_seconds)
+        form = await read_multipart(request, limits)
+        try:
+            fields = _parse_fields(BatchUploadFields, form.fields)
+            target = await batch.authorise(form.fields)
+            if not form.files:
+                raise InvalidInput("the form has no 'files' part", code="missing_file")
+            results = [await _batch_file(index, received, target, principal, fields, runtime, api, media, urls)
+                       for index, received in enumerate(form.files)]
+        finally:
+            form.discard()
     stored = sum(result.ok for result in results)
+    out = BatchUploadOut(stored=stored, failed=len(results) - stored, results=results)
+    if stored == 0:
+        return problem(422, "batch_failed", f"none of the {len(results)} files was stored; see each result",
+                       **out.model_dump(mode="json"))
     if stored < len(results):
-        response.status_code = 200
-    return BatchUploadOut(stored=stored, failed=len(results) - stored, results=results)
+        response.status_code = 207
+    return out
 
 
 async def _batch_file(index: int, received: ReceivedFile, target: Target, principal: Principal,
