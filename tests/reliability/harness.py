@@ -58,6 +58,14 @@ def record_peak(scenario: str, kib: int) -> None:
     PEAK_RSS_KIB[scenario] = max(kib, PEAK_RSS_KIB.get(scenario, 0))
 
 
+# Latencies (ms) of ordinary requests served while a scenario held the server busy, per scenario.
+LATENCIES_MS: dict[str, list[float]] = {}
+
+
+def record_latency(scenario: str, ms: float) -> None:
+    LATENCIES_MS.setdefault(scenario, []).append(ms)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tokens and multipart bodies.
 
