@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,12 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(out)
 
 
+def _latency(samples: list[float]) -> str:
+    if not samples:
+        return "none measured"
+    return f"p50 {statistics.median(samples):.0f} ms, max {max(samples):.0f} ms"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.reliability", description=__doc__)
     parser.add_argument("--ci", action="store_true", help="the short CI form of every scenario")
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                        plugins=[collector])
     elapsed = time.perf_counter() - started
 
-    from tests.reliability.harness import PEAK_RSS_KIB, TALLY
+    from tests.reliability.harness import LATENCIES_MS, PEAK_RSS_KIB, TALLY
 
     t = TALLY
     peak = max(PEAK_RSS_KIB.values(), default=0)
@@ -98,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         ("matrix cells checked / failed",
          f"{t['matrix_checked'] + collector.cells} / {t['matrix_failed'] + collector.cells_failed}",
          "bad tokens x every operation, upload routes x callers, id/key escapes, secrets in logs, tests/api matrices"),
+        ("body and header caps tried / refused", f"{t['caps_tried']} / {t['caps_refused']}",
+         "600 MB JSON declared and streamed without a token, 64 KB and 200 MB header lines, 500 header lines"),
+        ("slow heads held / cut", f"{t['slow_held']} / {t['slow_closed']}",
+         f"connections that never finish their heads, cut after HEADER_READ_TIMEOUT_SECONDS; meanwhile "
+         f"{t['slow_served']} ordinary requests: {_latency(LATENCIES_MS.get('slow heads', []))}"),
         ("peak RSS (MB) of the server", f"{peak / 1024:.0f}", f"VmHWM of the server process: {by_scenario}"),
     ]
     print()
