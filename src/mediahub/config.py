@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     max_batch_bytes: int = Field(1024 * MB, gt=0)  # one batch upload's whole body
     max_concurrent_batches: int = Field(2, ge=1, le=100)  # batch uploads in flight per principal and process
     # Where UPLOAD_RATE_LIMIT is counted across processes; unset: QUEUE_URL when it is redis://, else in process.
-    rate_limit_redis_url: str | None = None
+    rate_limit_redis_url: str | None = Field(None, pattern=r"^(redis|rediss|unix)://")
     rate_limit_prefix: str = Field("mediahub:ratelimit", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
