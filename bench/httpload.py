@@ -54,7 +54,8 @@ class Server:
                    PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
         self.log = (root / "uvicorn.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.server:create", "--factory", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "bench.server:create", "--factory", "--http", "bench.server:HttpProtocol",
+             "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -88,6 +88,8 @@ return -1
 class RedisWindowLimiter:
     """The sliding window in Redis, shared by every process using the same URL and prefix."""
 
+    RETRY_SECONDS = 10.0  # after Redis failed, how long hits stay local before it is tried again
+
     def __init__(self, url: str, prefix: str, limit: int, window: float = 60.0) -> None:
         self.limit = limit
         self.window = window
@@ -95,15 +97,21 @@ class RedisWindowLimiter:
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._script = self._client.register_script(_HIT_SCRIPT)
         self._fallback = SlidingWindowLimiter(limit, window)
+        self._local_until = 0.0  # while Redis is down, uploads do not each wait for its timeout
 
     def hit(self, key: str) -> None:
         if not self.limit:
+            return
+        if time.monotonic() < self._local_until:
+            self._fallback.hit(key)
             return
         try:
             wait_ms = int(self._script(keys=[f"{self.prefix}:{key}"],
                                        args=[self.limit, int(self.window * 1000), uuid.uuid4().hex]))
         except redis.RedisError as exc:
-            log.warning("rate limit store unavailable (%s); counting in this process only", type(exc).__name__)
+            log.warning("rate limit store unavailable (%s); counting in this process for %g s",
+                        type(exc).__name__, self.RETRY_SECONDS)
+            self._local_until = time.monotonic() + self.RETRY_SECONDS
             self._fallback.hit(key)
             return
         if wait_ms >= 0:
