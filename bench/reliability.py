@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
          f"{t['matrix_checked'] + collector.cells} / {t['matrix_failed'] + collector.cells_failed}",
          "bad tokens x every operation, upload routes x callers, id/key escapes, secrets in logs, tests/api matrices"),
         ("body and header caps tried / refused", f"{t['caps_tried']} / {t['caps_refused']}",
-         "600 MB JSON declared and streamed without a token, 64 KB and 200 MB header lines, 500 header lines"),
+         "600 MB JSON declared and streamed without a token; 64 KB and 200 MB header lines, a 100 KB URL, "
+         "500 header lines"),
         ("slow heads held / cut", f"{t['slow_held']} / {t['slow_closed']}",
          f"connections that never finish their heads, cut after HEADER_READ_TIMEOUT_SECONDS; meanwhile "
          f"{t['slow_served']} ordinary requests: {_latency(LATENCIES_MS.get('slow heads', []))}"),

@@ -110,6 +110,10 @@ def test_bodies_and_heads_over_their_caps_are_refused_with_the_peak_rss_flat(ser
     assert _refused(response, 431, "headers_too_large"), response.head
     assert response.header("content-type") == "application/problem+json"
 
+    # A 100 KB request target: the request line is part of the head.
+    response = raw_request(port, f"GET /healthz?{'q' * 100_000} HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert _refused(response, 431, "headers_too_large"), response.head
+
     # A 200 MB header line, streamed: the server stops reading near the cap and answers 431 or hangs up.
     sent, answer = _stream_until_answered(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Huge: ", b"a" * 65536,
                                           200 * 1024 * 1024)
@@ -165,14 +169,17 @@ def _closed_by_server(sock: socket.socket, timeout: float) -> bytes | None:
 
 
 def test_slow_heads_are_cut_and_ordinary_requests_are_served_meanwhile(server: ServerProcess) -> None:
-    started = time.monotonic()
     silent, partial = _open_slow(server.port, SLOW_CONNECTIONS)
     held = silent + partial
     try:
+        # One more trickles a byte at a time, faster than the timeout: the deadline still holds.
+        trickler = socket.create_connection((HOST, server.port), timeout=30)
+        trickler.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        partial.append(trickler)
+        held.append(trickler)
         tally(slow_held=len(held))
-        # One of them trickles a byte at a time, faster than the timeout: the deadline still holds.
-        trickler = partial[0]
-        latencies = []
+        latencies: list[float] = []
+        started = time.monotonic()  # every slow connection's deadline has begun by now
         while time.monotonic() - started < HEADER_TIMEOUT * 0.8:
             trickler.sendall(b"a")
             t0 = time.perf_counter()
