@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
         verifier=TokenVerifier(settings),
         limiter=upload_limiter(settings),
         metrics=metrics,
-        batches=ConcurrencyLimit(settings.max_concurrent_batches, "batches"),
+        batches=ConcurrencyLimit(settings.max_concurrent_batches, "batch uploads", "too_many_batches"),
     )
     install_error_handlers(app)
     # The last added runs outermost: metrics see every answer, including the connection-closing ones.

@@ -129,16 +129,17 @@ def upload_limiter(settings: Settings) -> RateLimiter:
 class ConcurrencyLimit:
     """At most `limit` operations of one key in flight at once in this process (asyncio callers)."""
 
-    def __init__(self, limit: int, what: str) -> None:
+    def __init__(self, limit: int, what: str, code: str) -> None:
         self.limit = limit
-        self.what = what
+        self.what = what  # for the message: "batch uploads"
+        self.code = code
         self._in_flight: Counter[str] = Counter()
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
         if self._in_flight[key] >= self.limit:
             raise RateLimited(f"at most {self.limit} {self.what} in flight at once; retry when one has finished",
-                              code=f"too_many_{self.what.replace(' ', '_')}", retry_after=1, limit=self.limit)
+                              code=self.code, retry_after=1, limit=self.limit)
         self._in_flight[key] += 1
         try:
             yield
