@@ -159,6 +159,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._refused = True
         self._disarm_head_timer()
         self.logger.info("refused a request head from %s: %s", self.client, code)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # pipelined behind an unfinished response: an answer now would land inside it
+            return
         self.transport.write(_refusal(status, code, detail, **extra))
         if self.transport.can_write_eof():
             self.transport.write_eof()
