@@ -3,7 +3,9 @@
 Domain errors map by category; FastAPI's validation errors become 422
 `validation_error` (400 `malformed_json` for a body that is not JSON at all);
 anything unexpected is logged with its traceback and answered 500
-`internal_error` without details.
+`internal_error` without details. A backing service's failure (503) is
+logged in full but answered with a fixed sentence: its message names paths,
+URLs and driver text that are no caller's business.
 """
 
 from __future__ import annotations
@@ -54,6 +56,21 @@ def problem(status: int, code: str, detail: str, headers: dict[str, str] | None 
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
 
 
+# What a caller learns when a backing service fails, by code; the rest only reaches the log.
+UNAVAILABLE_DETAIL = {
+    "storage_unavailable": "the media store is unavailable; try again later",
+    "database_unavailable": "the database is unavailable; try again later",
+}
+
+
+def public_detail(exc: MediaHubError) -> str:
+    """The message a caller may see: the domain message, or a fixed sentence for a backing-service failure."""
+    if exc.category != "unavailable":
+        return exc.message
+    log.warning("%s: %s", exc.code, exc.message)
+    return UNAVAILABLE_DETAIL.get(exc.code, "a backing service is unavailable; try again later")
+
+
 def status_of(exc: MediaHubError) -> int:
     return STATUS_BY_CATEGORY.get(exc.category, 422)
 
@@ -71,7 +88,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MediaHubError)
     status = status_of(exc)
     if status == 503:
-        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        log.warning("%s %s failed", request.method, request.url.path)
+        return problem(status, exc.code, public_detail(exc), _headers_for(exc, status))
     return problem(status, exc.code, exc.message, _headers_for(exc, status), **exc.details)
 
 

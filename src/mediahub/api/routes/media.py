@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from mediahub.api.deps import MediaServiceDep, OptionalPrincipalDep, PrincipalDep, SettingsDep, UrlsDep
+from mediahub.api.errors import public_detail
 from mediahub.api.presenters import media_out
 from mediahub.api.schemas import (
     MAX_ID,
@@ -94,8 +95,8 @@ def storage_analytics(media: MediaServiceDep, principal: PrincipalDep) -> Storag
              summary="Delete several items", description="Each id succeeds or fails on its own.")
 def batch_delete(body: BatchDeleteRequest, media: MediaServiceDep, principal: PrincipalDep) -> BatchDeleteOut:
     results = [
-        BatchDeleteResult(id=media_id, ok=error is None,
-                          error=None if error is None else BatchFileError(code=error.code, message=error.message))
+        BatchDeleteResult(id=media_id, ok=error is None, error=None if error is None else BatchFileError(
+            code=error.code, message=public_detail(error)))
         for media_id, error in zip(body.ids, media.delete_many(body.ids, principal), strict=True)
     ]
     return BatchDeleteOut(results=results)

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from mediahub.api.deps import ApiStateDep, MediaServiceDep, PrincipalDep, RuntimeDep, SettingsDep, UrlsDep
+from mediahub.api.errors import public_detail
 from mediahub.api.presenters import media_out
 from mediahub.api.schemas import (
     BatchFileError,
@@ -252,7 +253,7 @@ async def _batch_file(index: int, received: ReceivedFile, target: Target, princi
             upload = _upload_request(target, principal, fields, received)
             item = await run_in_threadpool(runtime.ingest.ingest_spooled, received.spooled, upload)
     except MediaHubError as exc:
-        error = BatchFileError(code=exc.code, message=exc.message)
+        error = BatchFileError(code=exc.code, message=public_detail(exc))
         return BatchFileResult(index=index, filename=received.filename, ok=False, error=error)
     view = await run_in_threadpool(media.view, principal, item)
     out = await run_in_threadpool(media_out, view, urls)
