@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 
+from mediahub.api.schemas import has_control_characters
 from mediahub.config import InsecureSettings, Settings
 from mediahub.entities import ENTITY_ID_RE, get_kind
 from mediahub.errors import MediaHubError, Unauthenticated
@@ -87,8 +88,8 @@ class TokenVerifier:
             # PyJWT's messages name the failed check, never the token or the key.
             raise _invalid(str(exc) or type(exc).__name__) from None
         sub = claims["sub"]
-        if not isinstance(sub, str) or not 0 < len(sub) <= 128:
-            raise _invalid("claim 'sub' must be a string of 1-128 characters")
+        if not isinstance(sub, str) or not 0 < len(sub) <= 128 or has_control_characters(sub):
+            raise _invalid("claim 'sub' must be a string of 1-128 characters without control characters")
         verified = claims.get("verified", False)
         if not isinstance(verified, bool):
             raise _invalid("claim 'verified' must be a boolean")

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mediahub.api.schemas import CONTROL_CHARACTER
 from mediahub.errors import MediaHubError
 
 log = logging.getLogger(__name__)
@@ -104,11 +105,16 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     errors = _validation_errors(exc)
     if any(err["type"] == "json_invalid" for err in errors):
         return problem(400, "malformed_json", "the request body is not valid JSON")
+    if any(err["type"] == CONTROL_CHARACTER for err in errors):
+        return problem(422, CONTROL_CHARACTER, "text must not contain control characters or lone surrogates",
+                       errors=errors)
     return problem(422, "validation_error", "the request does not match the schema", errors=errors)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, RecursionError):  # FastAPI's body parsing met "[[[[..." deeper than Python recurses
+        return problem(400, "malformed_json", "the request body is nested too deeply")
     code = CODE_BY_STATUS.get(exc.status_code, "http_error")
     return problem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
