@@ -64,12 +64,17 @@ UNAVAILABLE_DETAIL = {
 }
 
 
+def _unavailable_detail(exc: MediaHubError) -> str:
+    return UNAVAILABLE_DETAIL.get(exc.code, "a backing service is unavailable; try again later")
+
+
 def public_detail(exc: MediaHubError) -> str:
-    """The message a caller may see: the domain message, or a fixed sentence for a backing-service failure."""
+    """The message a caller may see: the domain message, or (logged in full) a fixed sentence for a
+    backing-service failure."""
     if exc.category != "unavailable":
         return exc.message
     log.warning("%s: %s", exc.code, exc.message)
-    return UNAVAILABLE_DETAIL.get(exc.code, "a backing service is unavailable; try again later")
+    return _unavailable_detail(exc)
 
 
 def status_of(exc: MediaHubError) -> int:
@@ -89,8 +94,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MediaHubError)
     status = status_of(exc)
     if status == 503:
-        log.warning("%s %s failed", request.method, request.url.path)
-        return problem(status, exc.code, public_detail(exc), _headers_for(exc, status))
+        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        return problem(status, exc.code, _unavailable_detail(exc), _headers_for(exc, status))
     return problem(status, exc.code, exc.message, _headers_for(exc, status), **exc.details)
 
 
