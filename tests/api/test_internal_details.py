@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mediahub.api.app import create_app
+from mediahub.errors import library_reason
 from tests.api.conftest import HOPPER, AppFactory, Tokens, assert_problem, free_port, make_settings, upload
 from tests.support.corpus import CORPUS_DIR
 
@@ -74,6 +75,26 @@ def test_a_corrupt_video_is_refused_without_the_spool_path(client: TestClient, t
     response = client.post("/v1/media/posts/1/media", headers=tokens.admin(), files={"file": ("a.mp4", garbage)})
     assert_problem(response, 422, "corrupt_video")
     _assert_clean(response.text, str(tmp_path), "upload-")
+
+
+@pytest.mark.parametrize("name", ["images/good/jpeg_hopper.jpg", "images/good/tiff_hopper.tif",
+                                  "images/good/gif_transparent.gif", "images/good/heif_minimal_64x64.heif"])
+def test_a_corrupt_image_is_refused_without_the_spool_path(client: TestClient, tokens: Tokens, tmp_path: Path,
+                                                            name: str) -> None:
+    corrupt = (CORPUS_DIR / name).read_bytes()[:64] + bytes(512)  # the signature, then zeros
+    response = client.post("/v1/media/posts/1/media", headers=tokens.admin(), files={"file": ("a.bin", corrupt)})
+    assert 400 <= response.status_code < 500, response.text
+    _assert_clean(response.text, str(tmp_path), "upload-")
+
+
+@pytest.mark.parametrize(("message", "reason"), [
+    ("cannot identify image file '/tmp/a dir/spool/upload-x1'", "cannot identify image file the file"),
+    ('VipsForeignLoad: "/tmp/q r" is not a known file format', "VipsForeignLoad: the file is not a known file format"),
+    ("frame 1/2 unreadable at /var/lib/x.jpg, stopping", "frame 1/2 unreadable at the file, stopping"),
+    ("video is truncated: 91 of 251 frames present", "video is truncated: 91 of 251 frames present"),
+])
+def test_library_reasons_lose_their_paths(message: str, reason: str) -> None:
+    assert library_reason(OSError(message)) == reason
 
 
 def test_metrics_answer_404_without_a_metrics_token(client: TestClient, tokens: Tokens) -> None:
