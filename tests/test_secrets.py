@@ -75,6 +75,9 @@ def test_development_mode_generates_one_private_secret_per_install(tmp_path: Pat
     assert first.signing_key == secret.encode()  # signed URLs use it too (no URL_SIGNING_SECRET set)
     monkeypatch.chdir(tmp_path / "var")  # another install (another working directory): another secret
     assert secured(_settings(mediahub_env="development")).jwt_secret.get_secret_value() != secret
+    (tmp_path / "var" / DEV_SECRET_FILE).write_text("\n")  # emptied by hand: refused, never used as ""
+    with pytest.raises(InsecureSettings, match="delete it"):
+        secured(_settings(mediahub_env="development"))
 
 
 def _cli(workdir: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:

@@ -216,11 +216,8 @@ def _process_signing_key() -> bytes:
 DEV_SECRET_FILE = Path("var/dev-jwt-secret")  # relative to the working directory, like var/mediahub.db
 MIN_SECRET_BYTES = 32
 MIN_SECRET_DISTINCT = 8  # "aaaa...a" and "0101...01" are long but guessable
-# Placeholders that appear in documentation and earlier releases: long enough, yet public.
-KNOWN_SECRETS = frozenset({
-    "dev-only-insecure-secret-set-JWT_SECRET-in-production",
-    "change-me-to-a-long-random-secret-in-production",
-})
+# Long enough, yet public: the default earlier releases printed in this file.
+KNOWN_SECRETS = frozenset({"dev-only-insecure-secret-set-JWT_SECRET-in-production"})
 
 
 class InsecureSettings(ValueError):
@@ -264,7 +261,10 @@ def secured(settings: Settings) -> Settings:
     """
     if settings.mediahub_env == "development":
         if settings.jwt_secret is None:
-            settings = settings.model_copy(update={"jwt_secret": SecretStr(_dev_secret(DEV_SECRET_FILE))})
+            generated = SecretStr(_dev_secret(DEV_SECRET_FILE))
+            if _weakness(generated):
+                raise InsecureSettings(f"{DEV_SECRET_FILE} holds no usable secret: delete it to make a new one")
+            settings = settings.model_copy(update={"jwt_secret": generated})
         return settings
     hint = "set it to a random value (e.g. `openssl rand -hex 32`), or MEDIAHUB_ENV=development on a workstation"
     if settings.jwt_algorithm.startswith("HS"):

@@ -23,6 +23,7 @@ def moderation_queue(moderation: ModerationServiceDep, urls: UrlsDep, principal:
                      offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
                      limit: Annotated[int, Query(ge=1, le=100)] = 50) -> MediaList:
     items = moderation.queue(principal, offset, limit)
+    # The caller is a moderator: they see who uploaded what (MediaView.private), never where (location).
     return MediaList(items=[media_out(MediaView(item, private=True), urls) for item in items])
 
 
