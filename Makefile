@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The server decodes and resizes in worker processes, so requests never wait behind pixels.
-# Development mode: loopback only, JWT secret generated once into var/dev-jwt-secret (`mediahub token` reads it).
+# Development mode: loopback only, JWT secret generated once into var/dev-jwt-secret
+# (`MEDIAHUB_ENV=development mediahub token ...` mints tokens with it).
 run: install
 	mkdir -p var
 	$(BIN)/mediahub db upgrade
