@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mediahub.config import Settings, describe_settings_error
+from mediahub.config import DEV_SECRET_FILE, InsecureSettings, Settings, describe_settings_error, secured
 from mediahub.entities import Target
 from mediahub.errors import MediaHubError
 from mediahub.pipeline.intake import iter_file
@@ -32,6 +32,15 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         console.print(f"[red]{describe_settings_error(exc)}[/red]")
+        raise typer.Exit(2) from None
+
+
+def load_secured_settings() -> Settings:
+    """Settings with the secrets a server needs (development mode: this install's generated secret)."""
+    try:
+        return secured(load_settings())
+    except InsecureSettings as exc:
+        console.print(f"[red]refusing to start: {exc}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -206,10 +215,10 @@ def token(
     ttl: Annotated[int, typer.Option(help="Seconds until the token expires.", min=1)] = 3600,
     grant: Annotated[list[str] | None, typer.Option(help="TYPE:ID the token may upload to (repeat).")] = None,
 ) -> None:
-    """Print a development JWT signed with the configured JWT_SECRET."""
+    """Print a development JWT signed with JWT_SECRET (development mode: this install's generated secret)."""
     from mediahub.api.auth import issue_token
 
-    settings = load_settings()
+    settings = load_secured_settings()
     try:
         typer.echo(issue_token(settings, sub, roles=role or [], verified=verified, grants=grant or [], ttl=ttl))
     except ValueError as exc:
@@ -347,6 +356,9 @@ def dedup_backfill(
     raise typer.Exit(1 if report.failed else 0)
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the HTTP API with uvicorn."""
@@ -355,7 +367,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     from mediahub.api.app import create_app
     from mediahub.api.serving import uvicorn_options
 
-    settings = load_settings()
+    settings = load_secured_settings()
+    if settings.mediahub_env == "development":
+        if host not in LOOPBACK_HOSTS:
+            console.print(f"[red]refusing to serve development mode on {host}: it binds to 127.0.0.1 only[/red]")
+            raise typer.Exit(2)
+        console.print(f"[bold yellow]DEVELOPMENT MODE (MEDIAHUB_ENV=development): tokens are signed with the "
+                      f"secret in {DEV_SECRET_FILE}; never expose this server[/bold yellow]")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **uvicorn_options(settings))
 
 

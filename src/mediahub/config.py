@@ -6,8 +6,11 @@ Built once at start-up (`Settings()` reads the environment and an optional
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -104,7 +107,7 @@ class Settings(BaseSettings):
 
     # Moderation, auth, URLs.
     auto_approve_verified: bool = True
-    jwt_secret: SecretStr = SecretStr("dev-only-insecure-secret-set-JWT_SECRET-in-production")
+    jwt_secret: SecretStr | None = None  # required outside development mode (see `secured`)
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
     jwt_public_key_file: Path | None = None
     jwt_issuer: str | None = None
@@ -154,6 +157,13 @@ class Settings(BaseSettings):
     rate_limit_redis_url: str | None = Field(None, pattern=r"^(redis|rediss|unix)://")
     rate_limit_prefix: str = Field("mediahub:ratelimit", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
+    # Hardening: deployment mode and the metrics endpoint.
+    # "development" (`make run`): a missing JWT_SECRET is generated once into DEV_SECRET_FILE and
+    # the server binds to loopback only; "production" refuses to start on a missing or weak secret.
+    mediahub_env: Literal["production", "development"] = "production"
+    # /metrics answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset, it answers 404.
+    metrics_token: SecretStr | None = None
+
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
     @classmethod
     def _split_types(cls, value: object) -> object:
@@ -197,9 +207,13 @@ class Settings(BaseSettings):
 
     @property
     def signing_key(self) -> bytes:
-        """Key for HMAC-signed local URLs; falls back to the JWT secret."""
+        """Key for HMAC-signed local URLs; falls back to the JWT secret.
+
+        With neither set (a CLI command that never serves, as `secured` refuses to serve
+        without one), a random key of this process: its URLs verify nowhere else.
+        """
         secret = self.url_signing_secret or self.jwt_secret
-        return secret.get_secret_value().encode()
+        return secret.get_secret_value().encode() if secret else _process_signing_key()
 
     @property
     def rate_limit_redis(self) -> str | None:
@@ -213,6 +227,76 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def _process_signing_key() -> bytes:
+    return secrets.token_bytes(32)
+
+
+DEV_SECRET_FILE = Path("var/dev-jwt-secret")  # relative to the working directory, like var/mediahub.db
+MIN_SECRET_BYTES = 32
+MIN_SECRET_DISTINCT = 8  # "aaaa...a" and "0101...01" are long but guessable
+# Long enough, yet public: the default earlier releases printed in this file.
+KNOWN_SECRETS = frozenset({"dev-only-insecure-secret-set-JWT_SECRET-in-production"})
+
+
+class InsecureSettings(ValueError):
+    """The settings would let anyone forge tokens or signed URLs; the message names the variable."""
+
+
+def _weakness(secret: SecretStr | None) -> str | None:
+    if secret is None:
+        return "is not set"
+    value = secret.get_secret_value()
+    if value in KNOWN_SECRETS:
+        return "is a published example value"
+    if len(value.encode()) < MIN_SECRET_BYTES or len(set(value)) < MIN_SECRET_DISTINCT:
+        return f"is weak (use at least {MIN_SECRET_BYTES} random bytes)"
+    return None
+
+
+def _dev_secret(path: Path) -> str:
+    """This install's development secret: made once (0600), then reused by the server and `mediahub token`."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
+
+
+def secured(settings: Settings) -> Settings:
+    """The settings a server (or token minting) may run with, or `InsecureSettings`.
+
+    Development mode fills a missing JWT_SECRET from DEV_SECRET_FILE. Production needs
+    a strong JWT_SECRET for HS algorithms, JWT_PUBLIC_KEY_FILE for RS256/ES256, and a
+    strong key for signed file URLs (URL_SIGNING_SECRET, or the JWT secret).
+    """
+    if settings.mediahub_env == "development":
+        if settings.jwt_secret is None:
+            generated = SecretStr(_dev_secret(DEV_SECRET_FILE))
+            if _weakness(generated):
+                raise InsecureSettings(f"{DEV_SECRET_FILE} holds no usable secret: delete it to make a new one")
+            settings = settings.model_copy(update={"jwt_secret": generated})
+        return settings
+    hint = "set it to a random value (e.g. `openssl rand -hex 32`), or MEDIAHUB_ENV=development on a workstation"
+    if settings.jwt_algorithm.startswith("HS"):
+        if weakness := _weakness(settings.jwt_secret):
+            raise InsecureSettings(f"JWT_SECRET {weakness}: {hint}")
+    elif settings.jwt_public_key_file is None:
+        raise InsecureSettings(f"JWT_ALGORITHM={settings.jwt_algorithm} needs JWT_PUBLIC_KEY_FILE")
+    if settings.url_signing_secret is not None or not settings.jwt_algorithm.startswith("HS"):
+        if weakness := _weakness(settings.url_signing_secret or settings.jwt_secret):
+            raise InsecureSettings(f"URL_SIGNING_SECRET {weakness}: {hint}")
+    return settings
 
 
 def describe_settings_error(exc: Exception) -> str:

@@ -6,8 +6,8 @@ category to a status code, the CLI prints code and message.
 
 from __future__ import annotations
 
+import re
 from typing import Any
-
 
 class MediaHubError(Exception):
     """Base error: a stable machine-readable `code` and a one-line message."""
@@ -109,3 +109,21 @@ class DatabaseUnavailable(Unavailable):
 
 def _rebuild(cls: type[MediaHubError], message: str, code: str, details: dict[str, Any]) -> MediaHubError:
     return cls(message, code=code, **details)
+
+
+# A file path inside a library's message: quoted (spaces and all), or bare and absolute but not
+# part of a word, a number ("91/251") or a URL.
+_PATH_IN_MESSAGE = re.compile(
+    r"""'(?:/|[A-Za-z]:\\)[^']*'"""  # '/tmp/spool/upload-x'
+    r'|"(?:/|[A-Za-z]:\\)[^"]*"'  # "/tmp/spool/upload-x"
+    r"""|(?<![\w.:/])(?:/|[A-Za-z]:\\)[^\s'",;]*"""  # /tmp/spool/upload-x
+)
+
+
+def library_reason(exc: BaseException) -> str:
+    """What a decoder said went wrong, for a caller: without the spool paths its messages name
+    (FFmpeg's strerror drops its file name; other messages have paths cut out)."""
+    reason = getattr(exc, "strerror", None)
+    if not isinstance(reason, str) or not reason:
+        reason = _PATH_IN_MESSAGE.sub("the file", str(exc)).strip()
+    return reason or type(exc).__name__

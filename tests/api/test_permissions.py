@@ -78,7 +78,7 @@ MATRIX = [
     Row("file of approved",         lambda w: ("GET", _url_path(w["A"]["url"], signed=False), {}),                                                   (200, 200, 200, 200, 200)),
     Row("healthz",                  lambda w: ("GET", "/healthz", {}),                                                                               (200, 200, 200, 200, 200)),
     Row("readyz",                   lambda w: ("GET", "/readyz", {}),                                                                                (200, 200, 200, 200, 200)),
-    Row("metrics",                  lambda w: ("GET", "/metrics", {}),                                                                               (200, 200, 200, 200, 200)),
+    Row("metrics (no METRICS_TOKEN)", lambda w: ("GET", "/metrics", {}),                                                                             (404, 404, 404, 404, 404)),
 ]
 # fmt: on
 

@@ -280,11 +280,12 @@ def test_upload_rate_limit_answers_429_with_retry_after(app_factory: AppFactory,
         assert upload(client, "/v1/media/users/USR-2/cover", tokens.header("USR-2")).status_code == 201
 
 
-def test_upload_results_are_counted_in_metrics(client: TestClient, tokens: Tokens) -> None:
-    upload(client, "/v1/media/users/USR-1/avatar", tokens.header("USR-1"))
-    empty = CORPUS_DIR / "images/bad/zero_bytes.jpg"
-    upload(client, "/v1/media/users/USR-1/avatar", tokens.header("USR-1"), file=empty)
-    text = client.get("/metrics").text
+def test_upload_results_are_counted_in_metrics(app_factory, tokens: Tokens) -> None:
+    with TestClient(app_factory(metrics_token="scrape-token-for-the-tests")) as client:
+        upload(client, "/v1/media/users/USR-1/avatar", tokens.header("USR-1"))
+        empty = CORPUS_DIR / "images/bad/zero_bytes.jpg"
+        upload(client, "/v1/media/users/USR-1/avatar", tokens.header("USR-1"), file=empty)
+        text = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-for-the-tests"}).text
     assert 'mediahub_uploads_total{result="ok"} 1.0' in text
     assert 'mediahub_uploads_total{result="empty_file"} 1.0' in text
     assert 'route="/v1/media/users/{user_id}/avatar",status="201"' in text

@@ -14,7 +14,7 @@ from mediahub.api.metrics import Metrics, MetricsMiddleware
 from mediahub.api.middleware import BodyCapMiddleware, CloseOnUnreadBodyMiddleware
 from mediahub.api.ratelimit import ConcurrencyLimit, upload_limiter
 from mediahub.api.routes import files, media, members, moderation, ops, uploads
-from mediahub.config import Settings
+from mediahub.config import Settings, secured
 from mediahub.runtime import Runtime
 
 DESCRIPTION = """Uploads, processing and delivery of images and videos for users, properties, builders,
@@ -23,6 +23,8 @@ Errors are RFC 9457 problems with a stable `code`."""
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The application; `InsecureSettings` if the secrets would let anyone forge a token."""
+    settings = secured(settings)
     metrics = Metrics()
 
     @asynccontextmanager

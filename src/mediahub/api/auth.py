@@ -13,7 +13,8 @@ from typing import Any
 
 import jwt
 
-from mediahub.config import Settings
+from mediahub.api.schemas import has_control_characters
+from mediahub.config import InsecureSettings, Settings
 from mediahub.entities import ENTITY_ID_RE, get_kind
 from mediahub.errors import MediaHubError, Unauthenticated
 from mediahub.services.access import Principal, grant_label
@@ -26,10 +27,16 @@ def _invalid(reason: str) -> Unauthenticated:
     return Unauthenticated(f"invalid bearer token: {reason}", code="invalid_token")
 
 
+def _hmac_secret(settings: Settings) -> str:
+    if settings.jwt_secret is None:
+        raise InsecureSettings("JWT_SECRET is not set")
+    return settings.jwt_secret.get_secret_value()
+
+
 def verification_key(settings: Settings) -> str | bytes:
     """The HMAC secret, or the PEM public key for RS256/ES256 (read once at start-up)."""
     if settings.jwt_algorithm in SYMMETRIC:
-        return settings.jwt_secret.get_secret_value()
+        return _hmac_secret(settings)
     if settings.jwt_public_key_file is None:
         raise ValueError(f"JWT_ALGORITHM={settings.jwt_algorithm} needs JWT_PUBLIC_KEY_FILE")
     return settings.jwt_public_key_file.read_bytes()
@@ -81,8 +88,8 @@ class TokenVerifier:
             # PyJWT's messages name the failed check, never the token or the key.
             raise _invalid(str(exc) or type(exc).__name__) from None
         sub = claims["sub"]
-        if not isinstance(sub, str) or not 0 < len(sub) <= 128:
-            raise _invalid("claim 'sub' must be a string of 1-128 characters")
+        if not isinstance(sub, str) or not 0 < len(sub) <= 128 or has_control_characters(sub):
+            raise _invalid("claim 'sub' must be a string of 1-128 characters without control characters")
         verified = claims.get("verified", False)
         if not isinstance(verified, bool):
             raise _invalid("claim 'verified' must be a boolean")
@@ -107,4 +114,4 @@ def issue_token(settings: Settings, sub: str, *, roles: Iterable[str] = (), veri
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:
         claims["aud"] = settings.jwt_audience
-    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm)
+    return jwt.encode(claims, _hmac_secret(settings), algorithm=settings.jwt_algorithm)

@@ -3,7 +3,9 @@
 Domain errors map by category; FastAPI's validation errors become 422
 `validation_error` (400 `malformed_json` for a body that is not JSON at all);
 anything unexpected is logged with its traceback and answered 500
-`internal_error` without details.
+`internal_error` without details. A backing service's failure (503) is
+logged in full but answered with a fixed sentence: its message names paths,
+URLs and driver text that are no caller's business.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mediahub.api.schemas import CONTROL_CHARACTER
 from mediahub.errors import MediaHubError
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,26 @@ def problem(status: int, code: str, detail: str, headers: dict[str, str] | None 
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
 
 
+# What a caller learns when a backing service fails, by code; the rest only reaches the log.
+UNAVAILABLE_DETAIL = {
+    "storage_unavailable": "the media store is unavailable; try again later",
+    "database_unavailable": "the database is unavailable; try again later",
+}
+
+
+def _unavailable_detail(exc: MediaHubError) -> str:
+    return UNAVAILABLE_DETAIL.get(exc.code, "a backing service is unavailable; try again later")
+
+
+def public_detail(exc: MediaHubError) -> str:
+    """The message a caller may see: the domain message, or (logged in full) a fixed sentence for a
+    backing-service failure."""
+    if exc.category != "unavailable":
+        return exc.message
+    log.warning("%s: %s", exc.code, exc.message)
+    return _unavailable_detail(exc)
+
+
 def status_of(exc: MediaHubError) -> int:
     return STATUS_BY_CATEGORY.get(exc.category, 422)
 
@@ -72,6 +95,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc)
     if status == 503:
         log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        return problem(status, exc.code, _unavailable_detail(exc), _headers_for(exc, status))
     return problem(status, exc.code, exc.message, _headers_for(exc, status), **exc.details)
 
 
@@ -86,11 +110,16 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     errors = _validation_errors(exc)
     if any(err["type"] == "json_invalid" for err in errors):
         return problem(400, "malformed_json", "the request body is not valid JSON")
+    if any(err["type"] == CONTROL_CHARACTER for err in errors):
+        return problem(422, CONTROL_CHARACTER, "text must not contain control characters or lone surrogates",
+                       errors=errors)
     return problem(422, "validation_error", "the request does not match the schema", errors=errors)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, RecursionError):  # FastAPI's body parsing met "[[[[..." deeper than Python recurses
+        return problem(400, "malformed_json", "the request body is nested too deeply")
     code = CODE_BY_STATUS.get(exc.status_code, "http_error")
     return problem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 

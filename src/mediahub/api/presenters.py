@@ -1,4 +1,4 @@
-"""Media rows as API answers: URLs for the caller, private metadata only for its owners."""
+"""Media rows as API answers: URLs for the caller, private details only for those the view allows."""
 
 from __future__ import annotations
 
@@ -9,15 +9,21 @@ from mediahub.db.models import MediaItem
 from mediahub.services.media import MediaView
 from mediahub.services.urls import MediaUrls
 
-PRIVATE_METADATA = ("gps",)
+# What anyone who may see an item sees of its metadata: how it was stored, never who, where or when.
+# A key not named here (filename, exif camera and time, anything added later) is private by default.
+PUBLIC_METADATA = frozenset({
+    "source_format", "source_mode", "frames", "animated", "stored_width", "stored_height", "orientation",
+    "original", "gps_stripped", "container", "video_codec", "audio_codecs", "frame_rate", "rotation",
+    "location_stripped", "parent",
+})
+LOCATION_METADATA = frozenset({"gps"})  # the uploader's and the owners' only
 
 
-def _metadata(item: MediaItem, private: bool) -> dict[str, Any]:
-    meta = dict(item.meta or {})
-    if not private:
-        for name in PRIVATE_METADATA:
-            meta.pop(name, None)
-    return meta
+def _metadata(view: MediaView) -> dict[str, Any]:
+    meta = dict(view.item.meta or {})
+    return {name: value for name, value in meta.items()
+            if name in PUBLIC_METADATA
+            or (view.location if name in LOCATION_METADATA else view.private)}
 
 
 def _variants(item: MediaItem, urls: MediaUrls) -> dict[str, dict[str, VariantOut]]:
@@ -55,13 +61,13 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         is_primary=item.is_primary,
         position=item.position,
         tags=list(item.tags or []),
-        metadata=_metadata(item, view.private),
+        metadata=_metadata(view),
         caption=item.caption,
         alt_text=item.alt_text,
         moderation_status=item.moderation_status,
         moderation_reason=item.moderation_reason,
         processing_status=item.processing_status,
-        uploaded_by=item.uploaded_by,
+        uploaded_by=item.uploaded_by if view.private else None,
         created_at=item.created_at,
         updated_at=item.updated_at,
     )

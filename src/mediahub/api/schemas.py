@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 ALT_TEXT_MAX = 500  # MediaItem.alt_text is String(500)
 CAPTION_MAX = 5000
@@ -20,6 +22,29 @@ ModerationStatus = Literal["pending", "approved", "rejected", "flagged"]
 MediaId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
+# Every text a request carries to the database passes one of these. PostgreSQL refuses NUL in text
+# and no driver encodes a lone surrogate, so either would be a 500 there; other C0 controls and DEL
+# are refused too, as no caption or name needs them. Free text keeps tab and line breaks; names
+# (ids, tags, subjects, fields) are single-line.
+CONTROL_CHARACTER = "control_character"
+_NOT_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_NOT_IN_NAME = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def has_control_characters(value: str, *, single_line: bool = True) -> bool:
+    return (_NOT_IN_NAME if single_line else _NOT_IN_TEXT).search(value) is not None
+
+
+def _refuse(value: str, single_line: bool) -> str:
+    if has_control_characters(value, single_line=single_line):
+        raise PydanticCustomError(CONTROL_CHARACTER, "control characters and lone surrogates are not allowed here")
+    return value
+
+
+Text = Annotated[str, AfterValidator(lambda value: _refuse(value, single_line=False))]
+Name = Annotated[str, AfterValidator(lambda value: _refuse(value, single_line=True))]
+
+
 def _split_tags(value: Any) -> Any:
     """Tags arrive as a JSON list or comma-separated text (forms); blanks and repeats are dropped."""
     if isinstance(value, str):
@@ -27,7 +52,7 @@ def _split_tags(value: Any) -> Any:
         if text.startswith("["):
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[...": never a list of strings
                 raise ValueError("tags must be a JSON list of strings or comma-separated text") from None
         else:
             value = text.split(",")
@@ -36,7 +61,7 @@ def _split_tags(value: Any) -> Any:
     return value
 
 
-Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX)]
+Tag = Annotated[Name, Field(min_length=1, max_length=TAG_MAX)]
 Tags = Annotated[list[Tag], BeforeValidator(_split_tags), Field(max_length=TAGS_MAX)]
 
 
@@ -60,17 +85,17 @@ class UploadFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    alt_text: str | None = Field(None, max_length=ALT_TEXT_MAX)
-    caption: str | None = Field(None, max_length=CAPTION_MAX)
+    alt_text: Text | None = Field(None, max_length=ALT_TEXT_MAX)
+    caption: Text | None = Field(None, max_length=CAPTION_MAX)
     is_primary: bool = False
     tags: Tags = Field(default_factory=list)
     allow_duplicate: bool = False  # store even if it duplicates an item in scope (unless the server forbids it)
 
 
 class BatchUploadFields(UploadFields):
-    entity_type: str = Field(max_length=32)
-    entity_id: str = Field(max_length=64)
-    entity_field: str = Field(max_length=32)
+    entity_type: Name = Field(max_length=32)
+    entity_id: Name = Field(max_length=64)
+    entity_field: Name = Field(max_length=32)
 
 
 class VariantOut(BaseModel):
@@ -120,13 +145,15 @@ class MediaOut(BaseModel):
     is_primary: bool
     position: int
     tags: list[str]
-    metadata: dict[str, Any] = Field(description="GPS is shown to the uploader and the entity's owners only")
+    metadata: dict[str, Any] = Field(description="how the item was stored; the original filename and EXIF camera "
+                                                 "and time only for the uploader, the entity's owners and "
+                                                 "moderators; GPS (when kept) for the uploader and owners only")
     caption: str | None
     alt_text: str | None
     moderation_status: ModerationStatus
     moderation_reason: str | None
     processing_status: str
-    uploaded_by: str | None
+    uploaded_by: str | None = Field(description="null unless the caller is the uploader, an owner or a moderator")
     created_at: datetime
     updated_at: datetime
 
@@ -190,8 +217,8 @@ class MediaUpdateRequest(BaseModel):
     is_primary: bool | None = None
     tags: Tags | None = None
     moderation_status: ModerationStatus | None = Field(None, description="moderators and admins only")
-    caption: str | None = Field(None, max_length=CAPTION_MAX)
-    alt_text: str | None = Field(None, max_length=ALT_TEXT_MAX)
+    caption: Text | None = Field(None, max_length=CAPTION_MAX)
+    alt_text: Text | None = Field(None, max_length=ALT_TEXT_MAX)
 
     def changes(self) -> dict[str, Any]:
         sent = self.model_dump(exclude_unset=True)
@@ -222,7 +249,7 @@ class BatchDeleteOut(BaseModel):
 class ReorderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"field": "gallery", "ids": [7, 5, 6]}]})
 
-    field: str = Field(max_length=32)
+    field: Name = Field(max_length=32)
     ids: list[MediaId] = Field(max_length=ORDER_IDS_MAX)
 
 
@@ -232,13 +259,13 @@ class ModerationRequest(BaseModel):
     ]})
 
     status: ModerationStatus
-    reason: str | None = Field(None, max_length=500)
+    reason: Text | None = Field(None, max_length=500)
 
 
 class FlagRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "not this property"}]})
 
-    reason: str | None = Field(None, max_length=500)
+    reason: Text | None = Field(None, max_length=500)
 
 
 class FlagOut(BaseModel):

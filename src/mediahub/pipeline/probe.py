@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType
+from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType, library_reason
 from mediahub.pipeline import vips as vips_step
 
 if TYPE_CHECKING:
@@ -69,9 +69,9 @@ def open_image(path: Path, fmt: str) -> Image.Image:
     except KeyError:
         raise UnsupportedType(f"{fmt} is not an image type") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise LimitExceeded(f"image is too large to decode safely: {exc}") from None
+        raise LimitExceeded(f"image is too large to decode safely: {library_reason(exc)}") from None
     except Exception as exc:  # untrusted bytes: any parser failure is a corrupt file
-        raise InvalidInput(f"cannot read {fmt} header: {exc}", code="corrupt_image") from None
+        raise InvalidInput(f"cannot read {fmt} header: {library_reason(exc)}", code="corrupt_image") from None
 
 
 def _check_size(width: int, height: int, limits: ImageLimits) -> None:
@@ -106,9 +106,9 @@ def check_limits(image: Image.Image, limits: ImageLimits) -> ImageHeader:
     except (InvalidInput, LimitExceeded):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise LimitExceeded(f"a frame is too large to decode safely: {exc}") from None
+        raise LimitExceeded(f"a frame is too large to decode safely: {library_reason(exc)}") from None
     except Exception as exc:
-        raise InvalidInput(f"cannot read frames: {exc}", code="corrupt_image") from None
+        raise InvalidInput(f"cannot read frames: {library_reason(exc)}", code="corrupt_image") from None
     return ImageHeader(width, height, frames, frames > 1, image.mode)
 
 
@@ -121,11 +121,11 @@ def decode(image: Image.Image, reduce_to: tuple[int, int] | None = None) -> Imag
         image.load()
         return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise LimitExceeded(f"image is too large to decode safely: {exc}") from None
+        raise LimitExceeded(f"image is too large to decode safely: {library_reason(exc)}") from None
     except MemoryError:
         raise LimitExceeded("image needs more memory than allowed to decode") from None
     except Exception as exc:
-        raise InvalidInput(f"image data is corrupt: {exc}", code="corrupt_image") from None
+        raise InvalidInput(f"image data is corrupt: {library_reason(exc)}", code="corrupt_image") from None
 
 
 # -- libvips fast path: JPEG decoded straight to the size the variants need ------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 
-from mediahub.errors import InvalidInput
+from mediahub.errors import InvalidInput, library_reason
 
 WEB_MAX_SIDE = 1280
 WEB_VIDEO_OPTIONS = {"crf": "23", "preset": "veryfast", "profile": "high"}
@@ -63,7 +63,8 @@ def strip_metadata(path: Path, fmt: str) -> None:
                 target.mux(packet)
         os.replace(clean, path)
     except av.error.FFmpegError as exc:
-        raise InvalidInput(f"video cannot be rewritten without its metadata: {exc}", code="corrupt_video") from None
+        raise InvalidInput(f"video cannot be rewritten without its metadata: {library_reason(exc)}",
+                           code="corrupt_video") from None
     finally:
         clean.unlink(missing_ok=True)
 
@@ -76,7 +77,7 @@ def transcode_web(source_path: Path, target_path: Path, max_side: int = WEB_MAX_
             width, height = _transcode(source, target, max_side)
     except av.error.FFmpegError as exc:
         target_path.unlink(missing_ok=True)
-        raise InvalidInput(f"video cannot be transcoded: {exc}", code="transcode_failed") from None
+        raise InvalidInput(f"video cannot be transcoded: {library_reason(exc)}", code="transcode_failed") from None
     return WebVideo(width, height, target_path.stat().st_size)
 
 

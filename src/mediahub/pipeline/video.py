@@ -18,7 +18,7 @@ from typing import Any
 import av
 from PIL import Image
 
-from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType
+from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType, library_reason
 from mediahub.pipeline.fingerprint import Fingerprint
 from mediahub.pipeline.hashing import perceptual_hash
 from mediahub.pipeline.image import ImageOptions, hash_source
@@ -54,7 +54,7 @@ def _open(path: Path, sniffed: Sniffed) -> av.container.InputContainer:
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except Exception as exc:  # untrusted bytes: any demuxer failure is a corrupt file
-        raise InvalidInput(f"cannot read the video container: {exc}", code="corrupt_video") from None
+        raise InvalidInput(f"cannot read the video container: {library_reason(exc)}", code="corrupt_video") from None
     names = set(container.format.name.split(","))
     if not names & _CONTAINERS[sniffed.format]:
         container.close()
@@ -86,7 +86,7 @@ def _count_packets(container: av.container.InputContainer, stream: av.video.stre
                 if packet.pts is not None and packet.time_base:
                     last = max(last, float(packet.pts * packet.time_base))
     except av.error.FFmpegError as exc:
-        raise InvalidInput(f"video data is corrupt: {exc}", code="corrupt_video") from None
+        raise InvalidInput(f"video data is corrupt: {library_reason(exc)}", code="corrupt_video") from None
     return packets, last
 
 
@@ -104,7 +104,7 @@ def _poster(container: av.container.InputContainer, stream: av.video.stream.Vide
             rotation = int(frame.rotation or 0) % 360
             return frame.to_image(), rotation
     except av.error.FFmpegError as exc:
-        raise InvalidInput(f"video frames cannot be decoded: {exc}", code="corrupt_video") from None
+        raise InvalidInput(f"video frames cannot be decoded: {library_reason(exc)}", code="corrupt_video") from None
     raise InvalidInput("video has no decodable frame", code="corrupt_video")
 
 

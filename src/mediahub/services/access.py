@@ -102,6 +102,12 @@ def sees_private_metadata(principal: Principal | None, item: MediaItem, members:
     return is_uploader(principal, item) or owns(principal, EntityRef.of_item(item), members)
 
 
+def sees_private_details(principal: Principal | None, item: MediaItem, members: Members) -> bool:
+    """Who uploaded an item, its original filename, camera and capture time: the uploader, the
+    entity's owners and moderators (who judge it); anonymous callers and strangers never."""
+    return principal is not None and (principal.is_moderator or sees_private_metadata(principal, item, members))
+
+
 def can_view(principal: Principal | None, item: MediaItem, members: Members) -> bool:
     if item.moderation_status == "approved":
         return True

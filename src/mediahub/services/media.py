@@ -32,10 +32,17 @@ EDITABLE_FIELDS = frozenset({"caption", "alt_text", "tags"})
 
 @dataclass(frozen=True)
 class MediaView:
-    """An item as one caller may see it: `private` says whether GPS and the like are theirs to see."""
+    """An item as one caller may see it (access.sees_private_details / sees_private_metadata decide):
+    `private`: its uploader, original filename, camera and time; `location`: its GPS as well."""
 
     item: MediaItem
     private: bool
+    location: bool = False
+
+    @classmethod
+    def for_caller(cls, principal: Principal | None, item: MediaItem, members: access.Members) -> MediaView:
+        return cls(item, access.sees_private_details(principal, item, members),
+                   access.sees_private_metadata(principal, item, members))
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class _Tx:
     members: MemberRepository
 
     def view(self, principal: Principal | None, item: MediaItem) -> MediaView:
-        return MediaView(item, access.sees_private_metadata(principal, item, self.members))
+        return MediaView.for_caller(principal, item, self.members)
 
 
 class MediaService:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from mediahub.api.deps import MediaServiceDep, OptionalPrincipalDep, PrincipalDep, SettingsDep, UrlsDep
+from mediahub.api.errors import public_detail
 from mediahub.api.presenters import media_out
 from mediahub.api.schemas import (
     MAX_ID,
@@ -19,6 +20,7 @@ from mediahub.api.schemas import (
     MediaPage,
     MediaUpdateRequest,
     ModerationStatus,
+    Name,
     Problem,
     ReorderRequest,
     SimilarItem,
@@ -32,8 +34,8 @@ from mediahub.services.access import EntityRef
 router = APIRouter(prefix="/v1/media", tags=["media"])
 
 MediaIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the item's numeric id")]
-EntityType = Annotated[str, Path(max_length=32, description="kind name or plural", examples=["property"])]
-EntityId = Annotated[str, Path(max_length=200, examples=["123"])]
+EntityType = Annotated[Name, Path(max_length=32, description="kind name or plural", examples=["property"])]
+EntityId = Annotated[Name, Path(max_length=200, examples=["123"])]
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
@@ -50,7 +52,7 @@ def list_entity_media(
     media: MediaServiceDep,
     urls: UrlsDep,
     principal: OptionalPrincipalDep,
-    field: Annotated[str | None, Query(max_length=32, description="one media field, e.g. gallery")] = None,
+    field: Annotated[Name | None, Query(max_length=32, description="one media field, e.g. gallery")] = None,
     moderation_status: ModerationStatus | None = None,
     is_primary: bool | None = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -74,7 +76,7 @@ def reorder_media(entity_type: EntityType, entity_id: EntityId, body: ReorderReq
 
 @router.get("/public/{public_id}", response_model=MediaOut, responses=_errors(404),
             summary="Get an approved item by its public id", description="No authentication; 404 unless approved.")
-def get_public_media(public_id: Annotated[str, Path(max_length=64)], media: MediaServiceDep,
+def get_public_media(public_id: Annotated[Name, Path(max_length=64)], media: MediaServiceDep,
                      urls: UrlsDep) -> MediaOut:
     return media_out(media.get_public(public_id), urls)
 
@@ -94,8 +96,8 @@ def storage_analytics(media: MediaServiceDep, principal: PrincipalDep) -> Storag
              summary="Delete several items", description="Each id succeeds or fails on its own.")
 def batch_delete(body: BatchDeleteRequest, media: MediaServiceDep, principal: PrincipalDep) -> BatchDeleteOut:
     results = [
-        BatchDeleteResult(id=media_id, ok=error is None,
-                          error=None if error is None else BatchFileError(code=error.code, message=error.message))
+        BatchDeleteResult(id=media_id, ok=error is None, error=None if error is None else BatchFileError(
+            code=error.code, message=public_detail(error)))
         for media_id, error in zip(body.ids, media.delete_many(body.ids, principal), strict=True)
     ]
     return BatchDeleteOut(results=results)

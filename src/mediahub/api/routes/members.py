@@ -7,16 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from mediahub.api.deps import PrincipalDep, SessionDep
-from mediahub.api.schemas import MemberOut, MemberRequest, Problem
+from mediahub.api.schemas import MemberOut, MemberRequest, Name, Problem
 from mediahub.db.repositories import MemberRepository
 from mediahub.errors import NotFound
 from mediahub.services.access import EntityRef, require_admin
 
 router = APIRouter(prefix="/v1/media/entities", tags=["members"])
 
-EntityType = Annotated[str, Path(max_length=32, examples=["community"])]
-EntityId = Annotated[str, Path(max_length=200, examples=["123"])]
-Subject = Annotated[str, Path(min_length=1, max_length=128, examples=["USR-1"])]
+EntityType = Annotated[Name, Path(max_length=32, examples=["community"])]
+EntityId = Annotated[Name, Path(max_length=200, examples=["123"])]
+Subject = Annotated[Name, Path(min_length=1, max_length=128, examples=["USR-1"])]
 ERRORS = {status: {"model": Problem, "content": {"application/problem+json": {}}} for status in (401, 403, 404, 422)}
 
 

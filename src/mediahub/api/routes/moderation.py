@@ -23,7 +23,8 @@ def moderation_queue(moderation: ModerationServiceDep, urls: UrlsDep, principal:
                      offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
                      limit: Annotated[int, Query(ge=1, le=100)] = 50) -> MediaList:
     items = moderation.queue(principal, offset, limit)
-    return MediaList(items=[media_out(MediaView(item, private=False), urls) for item in items])
+    # The caller is a moderator: they see who uploaded what (MediaView.private), never where (location).
+    return MediaList(items=[media_out(MediaView(item, private=True), urls) for item in items])
 
 
 @router.post("/{media_id}/moderation", response_model=MediaOut, responses=ERRORS, summary="Decide an item's status",
@@ -31,7 +32,7 @@ def moderation_queue(moderation: ModerationServiceDep, urls: UrlsDep, principal:
 def moderate_media(media_id: MediaIdPath, body: ModerationRequest, moderation: ModerationServiceDep,
                    urls: UrlsDep, principal: PrincipalDep) -> MediaOut:
     item = moderation.decide(media_id, principal, body.status, body.reason)
-    return media_out(MediaView(item, private=False), urls)
+    return media_out(MediaView(item, private=True), urls)
 
 
 @router.post("/{media_id}/flag", response_model=FlagOut, responses=ERRORS, summary="Flag an item for moderation",

@@ -1,16 +1,18 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics (behind METRICS_TOKEN)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from mediahub.api.deps import ApiStateDep, RuntimeDep
-from mediahub.api.errors import problem
+from mediahub.api.deps import ApiStateDep, RuntimeDep, SettingsDep
+from mediahub.api.errors import problem, public_detail
 from mediahub.api.schemas import Health, Problem
-from mediahub.errors import MediaHubError
+from mediahub.errors import MediaHubError, NotFound, Unauthenticated
 
 router = APIRouter(tags=["ops"])
 
@@ -33,11 +35,18 @@ async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
             checks[name] = exc.code
             failures.append(exc)
     if failures:
-        return problem(503, failures[0].code, "; ".join(f.message for f in failures), checks=checks)
+        return problem(503, failures[0].code, "; ".join(public_detail(f) for f in failures), checks=checks)
     return Health(status="ready")
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-async def metrics(api: ApiStateDep) -> Response:
+            description="Needs `Authorization: Bearer <METRICS_TOKEN>`; 404 while METRICS_TOKEN is unset.",
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
+                       **{s: {"model": Problem, "content": {"application/problem+json": {}}} for s in (401, 404)}})
+async def metrics(request: Request, api: ApiStateDep, settings: SettingsDep) -> Response:
+    if settings.metrics_token is None:
+        raise NotFound("not found", code="not_found")
+    expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+    if not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
+        raise Unauthenticated("metrics need 'Authorization: Bearer <METRICS_TOKEN>'", code="invalid_token")
     return Response(generate_latest(api.metrics.registry), media_type=CONTENT_TYPE_LATEST)

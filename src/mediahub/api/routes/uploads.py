@@ -20,7 +20,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from mediahub.api.deps import ApiStateDep, MediaServiceDep, PrincipalDep, RuntimeDep, SettingsDep, UrlsDep
-from mediahub.api.errors import PROBLEM_TYPE, problem
+from mediahub.api.errors import PROBLEM_TYPE, problem, public_detail
 from mediahub.api.presenters import media_out
 from mediahub.api.ratelimit import RateLimiter
 from mediahub.api.schemas import (
@@ -280,7 +280,7 @@ async def _batch_file(index: int, received: ReceivedFile, target: Target, princi
             upload = _upload_request(target, principal, fields, received)
             item = await run_in_threadpool(runtime.ingest.ingest_spooled, received.spooled, upload)
     except MediaHubError as exc:
-        error = BatchFileError(code=exc.code, message=exc.message)
+        error = BatchFileError(code=exc.code, message=public_detail(exc))
         return BatchFileResult(index=index, filename=received.filename, ok=False, error=error)
     view = await run_in_threadpool(media.view, principal, item)
     out = await run_in_threadpool(media_out, view, urls)
