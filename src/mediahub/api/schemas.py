@@ -71,6 +71,7 @@ class BatchUploadFields(UploadFields):
     entity_type: str = Field(max_length=32)
     entity_id: str = Field(max_length=64)
     entity_field: str = Field(max_length=32)
+    parent_id: str | None = Field(None, max_length=64)  # nested kinds: the parent's id
 
 
 class VariantOut(BaseModel):
@@ -129,6 +130,7 @@ class MediaOut(BaseModel):
     uploaded_by: str | None
     created_at: datetime
     updated_at: datetime
+    parent_id: str | None = Field(None, description="nested kinds: the parent entity's id (an amenity's community)")
 
 
 class MediaPage(BaseModel):
@@ -283,6 +285,7 @@ class MemberOut(BaseModel):
     entity_id: str
     subject: str
     role: str
+    parent_id: str | None = None
 
 
 class Health(BaseModel):

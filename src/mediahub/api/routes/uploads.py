@@ -29,7 +29,7 @@ from mediahub.api.schemas import (
     UploadFields,
 )
 from mediahub.api.uploads import FORM_ALLOWANCE, FormLimits, ReceivedFile, ReceivedForm, read_multipart
-from mediahub.entities import KINDS, EntityKind, FieldSpec, Target, check_entity_id
+from mediahub.entities import KINDS, EntityKind, FieldSpec, Target
 from mediahub.errors import InvalidInput, MediaHubError
 from mediahub.services.access import Principal
 from mediahub.services.ingest import UploadRequest
@@ -41,12 +41,14 @@ ERRORS = {status: {"model": Problem, "content": {"application/problem+json": {}}
           for status in (400, 401, 403, 413, 415, 422, 429, 503)}
 
 
-def _form_schema(file_field: str, many: bool, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _form_schema(file_field: str, many: bool, extra: dict[str, Any] | None = None,
+                 optional: dict[str, Any] | None = None) -> dict[str, Any]:
     """The multipart body for the OpenAPI document (the route reads the stream itself)."""
     binary = {"type": "string", "format": "binary"}
     properties: dict[str, Any] = {
         file_field: {"type": "array", "items": binary} if many else binary,
         **(extra or {}),
+        **(optional or {}),
         "alt_text": {"type": "string", "maxLength": 500, "example": "My profile photo"},
         "caption": {"type": "string"},
         "is_primary": {"type": "boolean", "default": False},
@@ -77,8 +79,8 @@ def _counted(api: ApiStateDep) -> Iterator[None]:
     api.metrics.uploads.labels("ok").inc()
 
 
-def _upload_request(target: Target, principal: Principal, fields: UploadFields, received: ReceivedFile,
-                    parent: tuple[str, str] | None = None) -> UploadRequest:
+def _upload_request(target: Target, principal: Principal, fields: UploadFields,
+                    received: ReceivedFile) -> UploadRequest:
     return UploadRequest(
         target,
         uploaded_by=principal.sub,
@@ -88,8 +90,8 @@ def _upload_request(target: Target, principal: Principal, fields: UploadFields, 
         caption=fields.caption,
         tags=list(fields.tags),
         filename=received.filename,
-        parent=parent,
         allow_duplicate=fields.allow_duplicate,
+        principal=principal,
     )
 
 
@@ -103,9 +105,9 @@ async def _upload_one(request: Request, principal: Principal, runtime: RuntimeDe
                       media: MediaServiceDep, urls: UrlsDep, kind: EntityKind, spec: FieldSpec,
                       ids: dict[str, str]) -> MediaOut:
     with _counted(api):
-        target = Target.parse(kind.name, ids[kind.id_param], spec.name)
-        parent_id = check_entity_id(ids[kind.parent_param]) if kind.parent_param else None
-        await run_in_threadpool(media.authorise_upload, principal, target, parent_id)
+        parent_id = ids[kind.parent_param] if kind.parent_param else None
+        target = Target.parse(kind.name, ids[kind.id_param], spec.name, parent_id)
+        await run_in_threadpool(media.authorise_upload, principal, target)
         api.limiter.hit(principal.sub)
         cap = runtime.ingest.size_cap(target)
 
@@ -118,8 +120,7 @@ async def _upload_one(request: Request, principal: Principal, runtime: RuntimeDe
         try:
             fields = _parse_fields(UploadFields, form.fields)
             received = _only_file(form)
-            parent = (kind.parent, parent_id) if kind.parent and parent_id else None
-            upload = _upload_request(target, principal, fields, received, parent)
+            upload = _upload_request(target, principal, fields, received)
             item = await run_in_threadpool(runtime.ingest.ingest_spooled, received.spooled, upload)
         finally:
             form.discard()
@@ -183,6 +184,8 @@ BATCH_TARGET_FIELDS = {
     "entity_id": {"type": "string", "example": "123"},
     "entity_field": {"type": "string", "example": "gallery"},
 }
+BATCH_PARENT_FIELD = {"parent_id": {"type": "string", "example": "77",
+                                    "description": "the parent's id, for nested kinds (an amenity's community)"}}
 
 
 class _BatchTarget:
@@ -195,9 +198,10 @@ class _BatchTarget:
         self.target: Target | None = None
 
     async def authorise(self, fields: dict[str, str]) -> Target:
-        target = Target.parse(fields["entity_type"], fields["entity_id"], fields["entity_field"])
+        target = Target.parse(fields["entity_type"], fields["entity_id"], fields["entity_field"],
+                              fields.get("parent_id") or None)
         if target != self.target:
-            await run_in_threadpool(self.media.authorise_upload, self.principal, target, None)
+            await run_in_threadpool(self.media.authorise_upload, self.principal, target)
             self.target = target
         return target
 
@@ -217,7 +221,7 @@ class _BatchTarget:
     summary="Upload several files to one entity field",
     description="Repeat the `files` part. Each file succeeds or fails on its own: 201 when all were stored, "
                 "200 when any failed. More than MAX_BATCH_FILES files is 413 `too_many_files`.",
-    openapi_extra=_form_schema("files", many=True, extra=BATCH_TARGET_FIELDS),
+    openapi_extra=_form_schema("files", many=True, extra=BATCH_TARGET_FIELDS, optional=BATCH_PARENT_FIELD),
 )
 async def batch_upload(request: Request, response: Response, principal: PrincipalDep, settings: SettingsDep,
                        runtime: RuntimeDep, api: ApiStateDep, media: MediaServiceDep, urls: UrlsDep) -> BatchUploadOut:
