@@ -38,7 +38,7 @@ router = APIRouter(prefix="/v1/media", tags=["uploads"])
 Fields = TypeVar("Fields", bound=BaseModel)
 
 ERRORS = {status: {"model": Problem, "content": {"application/problem+json": {}}}
-          for status in (400, 401, 403, 413, 415, 422, 429, 503)}
+          for status in (400, 401, 403, 409, 413, 415, 422, 429, 503)}
 
 
 def _form_schema(file_field: str, many: bool, extra: dict[str, Any] | None = None,
