@@ -111,6 +111,21 @@ def test_nested_listings_need_the_parent_and_a_community_lists_its_amenities(cli
     assert_problem(client.get("/v1/media/entity/community/C1", params={"parent_id": "X"}), 422, "unexpected_parent")
 
 
+def test_a_batch_to_a_nested_entity_names_its_parent(client: TestClient, two_communities) -> None:
+    c1, c2 = two_communities
+
+    def batch(headers: dict[str, str], **fields: str) -> Any:
+        return client.post("/v1/media/batch/upload", headers=headers,
+                           data={"entity_type": "amenity", "entity_id": "AM-1", "entity_field": "photos", **fields},
+                           files=[("files", ("a.jpg", HOPPER.read_bytes(), "image/jpeg"))])
+
+    stored = batch(c1, parent_id="C1")
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["results"][0]["item"]["parent_id"] == "C1"
+    assert_problem(batch(c2, parent_id="C1"), 403, "upload_forbidden")
+    assert_problem(batch(c1), 422, "parent_required")
+
+
 def test_a_nested_target_names_its_parent() -> None:
     target = Target.parse("amenity", "AM-1", "photos", "C1")
     assert (target.parent_id, target.label) == ("C1", "community:C1/amenity:AM-1:photos")
