@@ -69,3 +69,20 @@ def test_unknown_entity_is_refused(workdir):
     result = run(workdir, "ingest", str(CORPUS_DIR / "images/good/jpeg_hopper.jpg"), "--entity", "castle:1",
                  "--field", "photos")
     assert result.returncode == 2 and "unknown_entity_type" in result.stderr
+
+
+def test_a_field_is_named_by_its_route_word_too_and_nested_entities_by_their_path(workdir):
+    run(workdir, "db", "upgrade")
+    photo = str(CORPUS_DIR / "images/good/jpeg_hopper.jpg")
+    result = run(workdir, "ingest", photo, "--entity", "property:123", "--field", "photos", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["item"]["entity_field"] == "gallery"
+
+    nested = run(workdir, "ingest", photo, "--entity", "community:C1/amenity:AM-1", "--field", "photos", "--json")
+    assert nested.returncode == 0, nested.stderr
+    assert json.loads(nested.stdout)["item"]["original_key"].startswith("amenities/photos/C1/AM-1/")
+
+    unknown = run(workdir, "ingest", photo, "--entity", "property:123", "--field", "pictures")
+    assert unknown.returncode == 2 and "unknown_field" in unknown.stderr and "gallery, photos" in unknown.stderr
+    orphan = run(workdir, "ingest", photo, "--entity", "amenity:AM-1", "--field", "photos")
+    assert orphan.returncode == 2 and "parent_required" in orphan.stderr

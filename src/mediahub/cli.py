@@ -60,20 +60,21 @@ def _progress() -> Progress:
 @app.command()
 def ingest(
     files: Annotated[list[Path], typer.Argument(help="Image or video files to ingest.")],
-    entity: Annotated[str, typer.Option(help="TYPE:ID, e.g. user:USR-123.")],
-    field: Annotated[str, typer.Option(help="Media field of the entity, e.g. avatar.")],
+    entity: Annotated[str, typer.Option(help="TYPE:ID, e.g. user:USR-123; nested: community:C1/amenity:AM-1.")],
+    field: Annotated[str, typer.Option(help="Media field of the entity (its name or route word), e.g. avatar.")],
     uploader: Annotated[str | None, typer.Option(help="Subject recorded as the uploader.")] = None,
     verified: Annotated[bool, typer.Option(help="Treat the uploader as verified (auto-approve).")] = False,
     primary: Annotated[bool, typer.Option(help="Make the (last) file the primary.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")] = False,
 ) -> None:
     """Ingest files through the full pipeline; a bad file does not stop the others."""
+    from mediahub.services.access import EntityRef
     from mediahub.services.ingest import UploadRequest
     from mediahub.services.records import item_record
 
-    entity_type, _, entity_id = entity.partition(":")
     try:
-        target = Target.parse(entity_type, entity_id, field)
+        ref = EntityRef.parse_label(entity)
+        target = Target.parse(ref.kind.name, ref.entity_id, field, ref.parent_id)
     except MediaHubError as exc:
         console.print(f"[red]{exc.code}: {exc.message}[/red]")
         raise typer.Exit(2) from None
@@ -185,7 +186,7 @@ def verify(
 
 @app.command()
 def grant(
-    entity: Annotated[str, typer.Argument(help="TYPE:ID, e.g. community:123.")],
+    entity: Annotated[str, typer.Argument(help="TYPE:ID, e.g. community:123; nested: community:123/amenity:9.")],
     sub: Annotated[str, typer.Argument(help="The subject (JWT sub) to add.")],
     role: Annotated[str, typer.Option(help="owner or editor.")] = "owner",
 ) -> None:
@@ -193,18 +194,17 @@ def grant(
     from mediahub.db.repositories import MemberRepository
     from mediahub.services.access import EntityRef
 
-    entity_type, _, entity_id = entity.partition(":")
     runtime = _runtime()
     try:
-        ref = EntityRef.parse(entity_type, entity_id)
+        ref = EntityRef.parse_label(entity)
         with runtime.database.session() as session:
-            MemberRepository(session).grant(ref.kind.name, ref.entity_id, sub, role)
+            MemberRepository(session).grant(ref.kind.name, ref.entity_id, sub, role, ref.parent_id)
     except MediaHubError as exc:
         console.print(f"[red]{exc.code}: {exc.message}[/red]")
         raise typer.Exit(2) from None
     finally:
         runtime.close()
-    console.print(f"{sub} is now {role} of {ref.kind.name}:{ref.entity_id}")
+    console.print(f"{sub} is now {role} of {ref.label}")
 
 
 @app.command()
@@ -213,7 +213,8 @@ def token(
     role: Annotated[list[str] | None, typer.Option(help="A role (repeat): user, moderator, admin.")] = None,
     verified: Annotated[bool, typer.Option(help="Mark the subject verified (uploads auto-approve).")] = False,
     ttl: Annotated[int, typer.Option(help="Seconds until the token expires.", min=1)] = 3600,
-    grant: Annotated[list[str] | None, typer.Option(help="TYPE:ID the token may upload to (repeat).")] = None,
+    grant: Annotated[list[str] | None, typer.Option(
+        help="TYPE:ID (nested: PARENT_TYPE:PARENT_ID/TYPE:ID) the token owns, like a member (repeat).")] = None,
 ) -> None:
     """Print a development JWT signed with JWT_SECRET (development mode: this install's generated secret)."""
     from mediahub.api.auth import issue_token
@@ -250,7 +251,9 @@ def worker(
 
 @app.command()
 def reprocess(
-    entity: Annotated[str | None, typer.Option(help="TYPE:ID: only this entity's items.")] = None,
+    entity: Annotated[str | None, typer.Option(
+        help="TYPE:ID: only this entity's items (nested kinds: PARENT_TYPE:PARENT_ID/TYPE:ID, "
+             "which covers that id under every parent).")] = None,
     all_items: Annotated[bool, typer.Option("--all", help="Every item.")] = False,
 ) -> None:
     """Regenerate the variants of items made with other IMAGE_SIZES; run it again to resume."""
@@ -262,9 +265,8 @@ def reprocess(
         raise typer.Exit(2)
     scope = None
     if entity is not None:
-        entity_type, _, entity_id = entity.partition(":")
         try:
-            ref = EntityRef.parse(entity_type, entity_id)
+            ref = EntityRef.parse_label(entity)
         except MediaHubError as exc:
             console.print(f"[red]{exc.code}: {exc.message}[/red]")
             raise typer.Exit(2) from None

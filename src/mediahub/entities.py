@@ -41,10 +41,18 @@ class EntityKind:
     parent_param: str | None = None
 
     def field(self, name: str) -> FieldSpec:
+        """A media field by its name (`gallery`) or by its route segment (`photos`): people use both."""
         for spec in self.fields:
-            if spec.name == name:
+            if name in (spec.name, spec.route):
                 return spec
-        raise InvalidInput(f"entity type {self.name!r} has no media field {name!r}", code="unknown_field")
+        valid = self.field_names
+        raise InvalidInput(f"entity type {self.name!r} has no media field {name!r}; valid: {', '.join(valid)}",
+                           code="unknown_field", allowed=valid)
+
+    @property
+    def field_names(self) -> list[str]:
+        """Every word `field()` accepts: each field's name and route segment."""
+        return sorted({word for spec in self.fields for word in (spec.name, spec.route)})
 
 
 _IMAGE = frozenset({"image"})
@@ -110,19 +118,34 @@ def check_entity_id(entity_id: str) -> str:
     return entity_id
 
 
+def check_parent(kind: EntityKind, parent_id: str | None) -> str | None:
+    """A nested kind is named by its parent's id and its own (amenity AM-1 of community C1 is not
+    AM-1 of C2); a top-level kind has no parent."""
+    if kind.parent is None:
+        if parent_id is not None:
+            raise InvalidInput(f"entity type {kind.name!r} has no parent entity", code="unexpected_parent")
+        return None
+    if parent_id is None:
+        raise InvalidInput(f"an {kind.name} belongs to a {kind.parent}: give the {kind.parent}'s id too",
+                           code="parent_required", parent_type=kind.parent)
+    return check_entity_id(parent_id)
+
+
 @dataclass(frozen=True)
 class Target:
-    """Where an upload goes: one media field of one entity."""
+    """Where an upload goes: one media field of one entity (of one parent, for nested kinds)."""
 
     kind: EntityKind
     entity_id: str
     field: FieldSpec
+    parent_id: str | None = None
 
     @classmethod
-    def parse(cls, entity_type: str, entity_id: str, field: str) -> Target:
+    def parse(cls, entity_type: str, entity_id: str, field: str, parent_id: str | None = None) -> Target:
         kind = get_kind(entity_type)
-        return cls(kind, check_entity_id(str(entity_id)), kind.field(field))
+        return cls(kind, check_entity_id(str(entity_id)), kind.field(field), check_parent(kind, parent_id))
 
     @property
     def label(self) -> str:
-        return f"{self.kind.name}:{self.entity_id}:{self.field.name}"
+        own = f"{self.kind.name}:{self.entity_id}:{self.field.name}"
+        return own if self.parent_id is None else f"{self.kind.parent}:{self.parent_id}/{own}"

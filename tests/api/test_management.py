@@ -208,7 +208,8 @@ def test_members_grant_upload_rights_and_can_be_removed(client: TestClient, toke
     member = "/v1/media/entities/community/55/members/USR-5"
     assert upload(client, "/v1/media/communities/55/photos", tokens.header("USR-5")).status_code == 403
     put = client.put(member, headers=tokens.admin(), json={"role": "editor"})
-    assert put.json() == {"entity_type": "community", "entity_id": "55", "subject": "USR-5", "role": "editor"}
+    assert put.json() == {"entity_type": "community", "entity_id": "55", "subject": "USR-5", "role": "editor",
+                          "parent_id": None}
     assert upload(client, "/v1/media/communities/55/photos", tokens.header("USR-5")).status_code == 201
     # Community members own the community's amenities too.
     assert upload(client, "/v1/media/communities/55/amenities/9/photos", tokens.header("USR-5")).status_code == 201

@@ -30,7 +30,8 @@ def test_similar_lists_cross_entity_duplicates_nearest_first_and_only_visible_on
         copy = upload(client, "/v1/media/properties/2/photos", verified, file=HOPPER_PNG)
         assert copy.status_code == 201, "a duplicate on another listing is stored, not refused"
         upload(client, "/v1/media/properties/3/photos", verified, file=FLOWER)
-        hidden = upload(client, "/v1/media/properties/4/photos", tokens.admin())  # pending: not public
+        hidden = upload(client, "/v1/media/properties/4/photos",  # pending: not public
+                        tokens.header("USR-4", grants=("property:4",)))
         assert hidden.status_code == 201
 
         response = client.get(f"/v1/media/{original['id']}/similar")
@@ -48,6 +49,6 @@ def test_similar_lists_cross_entity_duplicates_nearest_first_and_only_visible_on
 
 def test_similar_of_an_invisible_item_is_404(app_factory, tokens):
     with TestClient(app_factory()) as client:
-        pending = upload(client, "/v1/media/properties/9/photos", tokens.admin()).json()
+        pending = upload(client, "/v1/media/properties/9/photos", tokens.header("USR-9", grants=("property:9",))).json()
         assert_problem(client.get(f"/v1/media/{pending['id']}/similar"), 404)
         assert_problem(client.get(f"/v1/media/{pending['id']}/similar", params={"threshold": 16}), 422)

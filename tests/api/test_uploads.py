@@ -29,7 +29,8 @@ def _path_and_uploader(kind, spec, tokens: Tokens) -> tuple[str, dict[str, str]]
         path = f"/v1/media/{parent.plural}/77/{kind.plural}/123/{spec.route}"
     if kind.owner_rule == "self":
         return path, tokens.header("123")
-    return path, tokens.header("USR-1", grants=(f"{kind.name}:123",))
+    grant = f"{kind.parent}:77/{kind.name}:123" if kind.parent else f"{kind.name}:123"
+    return path, tokens.header("USR-1", grants=(grant,))
 
 
 @pytest.mark.parametrize(("kind", "spec"), ROUTES)
@@ -41,8 +42,7 @@ def test_every_generated_route_stores_an_upload(client: TestClient, tokens: Toke
     assert (item["entity_type"], item["entity_id"], item["entity_field"]) == (kind.name, "123", spec.name)
     assert (item["width"], item["height"], item["caption"], item["tags"]) == (128, 128, "a caption", ["one", "two"])
     assert item["is_primary"] is (spec.slot == "single")
-    if kind.parent:
-        assert item["metadata"]["parent"] == {"entity_type": kind.parent, "entity_id": "77"}
+    assert item["parent_id"] == ("77" if kind.parent else None)
 
 
 def test_routes_come_from_the_kind_table(app) -> None:

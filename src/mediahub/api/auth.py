@@ -15,9 +15,8 @@ import jwt
 
 from mediahub.api.schemas import has_control_characters
 from mediahub.config import InsecureSettings, Settings
-from mediahub.entities import ENTITY_ID_RE, get_kind
 from mediahub.errors import MediaHubError, Unauthenticated
-from mediahub.services.access import Principal, grant_label
+from mediahub.services.access import EntityRef, Principal
 
 SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
 LEEWAY_SECONDS = 30  # clock skew between the token issuer and this service
@@ -50,16 +49,15 @@ def _string_list(claims: dict[str, Any], name: str) -> list[str]:
 
 
 def _normalised_grants(grants: Iterable[str]) -> frozenset[str]:
-    """`type:id` grants with the kind's canonical name; unknown kinds grant nothing."""
+    """Grants as entity labels with canonical kind names (`properties:1` -> `property:1`,
+    `communities:C1/amenities:A1` -> `community:C1/amenity:A1`); malformed ones, unknown kinds
+    and nested kinds without their parent grant nothing."""
     result = set()
     for grant in grants:
-        entity_type, _, entity_id = grant.partition(":")
         try:
-            kind = get_kind(entity_type)
+            result.add(EntityRef.parse_label(grant).label)
         except MediaHubError:
             continue
-        if ENTITY_ID_RE.match(entity_id):
-            result.add(grant_label(kind.name, entity_id))
     return frozenset(result)
 
 

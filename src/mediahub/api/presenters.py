@@ -70,4 +70,5 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         uploaded_by=item.uploaded_by if view.private else None,
         created_at=item.created_at,
         updated_at=item.updated_at,
+        parent_id=item.parent_id or None,
     )

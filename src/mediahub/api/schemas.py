@@ -96,6 +96,7 @@ class BatchUploadFields(UploadFields):
     entity_type: Name = Field(max_length=32)
     entity_id: Name = Field(max_length=64)
     entity_field: Name = Field(max_length=32)
+    parent_id: Name | None = Field(None, max_length=64)  # nested kinds: the parent's id
 
 
 class VariantOut(BaseModel):
@@ -156,6 +157,7 @@ class MediaOut(BaseModel):
     uploaded_by: str | None = Field(description="null unless the caller is the uploader, an owner or a moderator")
     created_at: datetime
     updated_at: datetime
+    parent_id: str | None = Field(None, description="nested kinds: the parent entity's id (an amenity's community)")
 
 
 class MediaPage(BaseModel):
@@ -310,6 +312,7 @@ class MemberOut(BaseModel):
     entity_id: str
     subject: str
     role: str
+    parent_id: str | None = None
 
 
 class Health(BaseModel):

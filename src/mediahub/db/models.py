@@ -43,6 +43,9 @@ NAMING_CONVENTION = {
 }
 
 
+NO_PARENT = ""  # parent_id of top-level entities (and of nested rows stored before parents were recorded)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -91,6 +94,9 @@ class MediaItem(Base):
 
     entity_type: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str] = mapped_column(String(64))
+    # The parent entity's id for nested kinds (an amenity's community), NO_PARENT otherwise; part of
+    # the entity's identity. Not NULL: NULLs never collide, so uq_media_one_primary would stop holding.
+    parent_id: Mapped[str] = mapped_column(String(64), default=NO_PARENT, server_default=NO_PARENT)
     entity_field: Mapped[str] = mapped_column(String(32))
     position: Mapped[int] = mapped_column(Integer, default=0)
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -142,8 +148,10 @@ class MediaItem(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
-        UniqueConstraint("entity_type", "entity_id", "entity_field", "primary_marker", name="uq_media_one_primary"),
-        Index("ix_media_entity", "entity_type", "entity_id", "entity_field", "position"),
+        UniqueConstraint("entity_type", "parent_id", "entity_id", "entity_field", "primary_marker",
+                         name="uq_media_one_primary"),
+        # parent_id second: a parent's nested items (a community's amenities) are one range too.
+        Index("ix_media_entity", "entity_type", "parent_id", "entity_id", "entity_field", "position"),
         Index("ix_media_is_primary", "is_primary"),
         Index("ix_media_moderation_status", "moderation_status"),
         Index("ix_media_storage_type", "storage_type"),
@@ -171,12 +179,13 @@ class EntityMember(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     entity_type: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str] = mapped_column(String(64))
+    parent_id: Mapped[str] = mapped_column(String(64), default=NO_PARENT, server_default=NO_PARENT)  # as MediaItem's
     subject: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(16), default="owner")  # owner | editor
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (
-        UniqueConstraint("entity_type", "entity_id", "subject", name="uq_member"),
+        UniqueConstraint("entity_type", "parent_id", "entity_id", "subject", name="uq_member"),
         MYSQL_TABLE_OPTIONS,
     )
 

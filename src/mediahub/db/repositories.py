@@ -11,11 +11,11 @@ import builtins
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mediahub.db.models import EntityMember, MediaItem, PendingDelete
+from mediahub.db.models import NO_PARENT, EntityMember, MediaItem, PendingDelete
 from mediahub.errors import Conflict, InvalidInput
 
 MODERATION_QUEUE_STATUSES = ("pending", "flagged")
@@ -24,12 +24,24 @@ MEMBER_ROLES = frozenset({"owner", "editor"})
 LAST_ERROR_MAX = 500  # PendingDelete.last_error is String(500); PostgreSQL refuses longer
 
 
-def _in_field(entity_type: str, entity_id: str, field: str) -> tuple[ColumnElement[bool], ...]:
+def _in_entity(entity_type: str, entity_id: str, parent_id: str | None) -> tuple[ColumnElement[bool], ...]:
+    """An entity's rows; a nested kind's entity is named by its parent's id too (None: no parent)."""
     return (
         MediaItem.entity_type == entity_type,
+        MediaItem.parent_id == (parent_id or NO_PARENT),
         MediaItem.entity_id == entity_id,
-        MediaItem.entity_field == field,
     )
+
+
+def _in_field(entity_type: str, entity_id: str, field: str,
+              parent_id: str | None = None) -> tuple[ColumnElement[bool], ...]:
+    return (*_in_entity(entity_type, entity_id, parent_id), MediaItem.entity_field == field)
+
+
+def _require_room(count: int, max_items: int) -> None:
+    if count >= max_items:
+        raise Conflict(f"this gallery is full: it holds at most {max_items} items", code="gallery_full",
+                       limit=max_items)
 
 
 class MediaRepository:
@@ -38,9 +50,14 @@ class MediaRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, item: MediaItem) -> MediaItem:
-        """Insert `item` at the end of its field, taking over the primary if it claims it."""
-        siblings = self._lock_field(item.entity_type, item.entity_id, item.entity_field)
+    def add(self, item: MediaItem, max_items: int | None = None) -> MediaItem:
+        """Insert `item` at the end of its field, taking over the primary if it claims it.
+
+        With `max_items`, a field already holding that many items (any status) refuses it: 409 `gallery_full`.
+        """
+        siblings = self._lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
+        if max_items is not None:
+            _require_room(len(siblings), max_items)
         if not item.position:
             item.position = max((s.position for s in siblings), default=-1) + 1
         if item.is_primary:
@@ -49,6 +66,13 @@ class MediaRepository:
         self.session.add(item)
         self.session.flush()
         return item
+
+    def require_room(self, entity_type: str, entity_id: str, field: str, max_items: int,
+                     parent_id: str | None = None) -> None:
+        """409 `gallery_full` early, before an upload is read; `add` decides under the field's lock."""
+        count = self.session.scalar(
+            select(func.count(MediaItem.id)).where(*_in_field(entity_type, entity_id, field, parent_id)))
+        _require_room(count or 0, max_items)
 
     def get(self, media_id: int) -> MediaItem | None:
         return self.session.get(MediaItem, media_id)
@@ -68,16 +92,21 @@ class MediaRepository:
         visible_to_uploader: str | None = None,
         offset: int = 0,
         limit: int = 50,
+        parent_id: str | None = None,
+        nested_types: tuple[str, ...] = (),
     ) -> tuple[list[MediaItem], int]:
         """One page of an entity's media in display order, and the total matching.
 
         `statuses_visible` limits the page to those moderation statuses, except
         for items uploaded by `visible_to_uploader` (people see their own uploads).
+        `nested_types`: also the items of those kinds nested in this entity (a community's
+        amenities), after the entity's own, each entity's items together.
         """
-        conditions: list[ColumnElement[bool]] = [
-            MediaItem.entity_type == entity_type,
-            MediaItem.entity_id == entity_id,
-        ]
+        own = and_(*_in_entity(entity_type, entity_id, parent_id))
+        entity = own
+        if nested_types:
+            entity = or_(own, and_(MediaItem.entity_type.in_(nested_types), MediaItem.parent_id == entity_id))
+        conditions: list[ColumnElement[bool]] = [entity]
         if field is not None:
             conditions.append(MediaItem.entity_field == field)
         if moderation_status is not None:
@@ -93,7 +122,8 @@ class MediaRepository:
         page = (
             select(MediaItem)
             .where(*conditions)
-            .order_by(MediaItem.entity_field, MediaItem.position, MediaItem.id)
+            .order_by(case((own, 0), else_=1), MediaItem.entity_type, MediaItem.entity_id, MediaItem.entity_field,
+                      MediaItem.position, MediaItem.id)
             .offset(offset)
             .limit(limit)
         )
@@ -106,7 +136,7 @@ class MediaRepository:
         writer anyway), so concurrent calls run one after the other and the last
         one wins; `uq_media_one_primary` catches anything that slips past.
         """
-        self._lock_field(item.entity_type, item.entity_id, item.entity_field)
+        self._lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
         self._clear_other_primaries(item)
         item.is_primary = True
         item.primary_marker = True
@@ -117,18 +147,20 @@ class MediaRepository:
         item.primary_marker = None
         self.session.flush()
 
-    def others_in_slot(self, entity_type: str, entity_id: str, field: str, exclude_id: int) -> list[MediaItem]:
+    def others_in_slot(self, entity_type: str, entity_id: str, field: str, exclude_id: int,
+                       parent_id: str | None = None) -> list[MediaItem]:
         """The items a single-slot field (say, an avatar) holds besides `exclude_id`."""
         query = (
             select(MediaItem)
-            .where(*_in_field(entity_type, entity_id, field), MediaItem.id != exclude_id)
+            .where(*_in_field(entity_type, entity_id, field, parent_id), MediaItem.id != exclude_id)
             .order_by(MediaItem.position, MediaItem.id)
         )
         return list(self.session.scalars(query))
 
-    def reorder(self, entity_type: str, entity_id: str, field: str, ids: list[int]) -> list[MediaItem]:
+    def reorder(self, entity_type: str, entity_id: str, field: str, ids: list[int],
+                parent_id: str | None = None) -> list[MediaItem]:
         """Put the field's items in the order of `ids`, which must name each item exactly once."""
-        items = {item.id: item for item in self._lock_field(entity_type, entity_id, field)}
+        items = {item.id: item for item in self._lock_field(entity_type, entity_id, field, parent_id)}
         if sorted(ids) != sorted(items):
             raise Conflict(
                 "the new order must list every item of the field exactly once",
@@ -213,14 +245,14 @@ class MediaRepository:
         )
         return list(self.session.scalars(query))
 
-    def _lock_field(self, entity_type: str, entity_id: str, field: str) -> list[MediaItem]:
+    def _lock_field(self, entity_type: str, entity_id: str, field: str, parent_id: str | None) -> list[MediaItem]:
         """Lock and return the field's rows; SQLite ignores FOR UPDATE (one writer at a time).
 
         populate_existing: objects already in the session take the locked (latest) values.
         """
         query = (
             select(MediaItem)
-            .where(*_in_field(entity_type, entity_id, field))
+            .where(*_in_field(entity_type, entity_id, field, parent_id))
             .order_by(MediaItem.id)
             .with_for_update()
             .execution_options(populate_existing=True)
@@ -230,7 +262,7 @@ class MediaRepository:
     def _clear_other_primaries(self, item: MediaItem) -> None:
         # A bulk UPDATE decided by the database, not by rows read earlier, so it
         # also clears a primary committed by another transaction since then.
-        conditions = [*_in_field(item.entity_type, item.entity_id, item.entity_field)]
+        conditions = [*_in_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)]
         if item.id is not None:
             conditions.append(MediaItem.id != item.id)
         self.session.execute(
@@ -272,58 +304,68 @@ class PendingDeleteRepository:
 
 
 class MemberRepository:
-    """Who owns or edits an entity."""
+    """Who owns or edits an entity; a nested kind's entity is named by its `parent_id` too."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def grant(self, entity_type: str, entity_id: str, subject: str, role: str = "owner") -> EntityMember:
+    def grant(self, entity_type: str, entity_id: str, subject: str, role: str = "owner",
+              parent_id: str | None = None) -> EntityMember:
         """Add `subject` with `role`, or change the role of an existing member."""
         if role not in MEMBER_ROLES:
             raise InvalidInput(f"unknown role {role!r}", code="invalid_role", allowed=sorted(MEMBER_ROLES))
-        member = self._find(entity_type, entity_id, subject) or self._insert(entity_type, entity_id, subject, role)
+        member = (self._find(entity_type, entity_id, subject, parent_id)
+                  or self._insert(entity_type, entity_id, subject, role, parent_id))
         member.role = role
         self.session.flush()
         return member
 
-    def revoke(self, entity_type: str, entity_id: str, subject: str) -> bool:
+    def revoke(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None = None) -> bool:
         """Remove the membership; False when there was none."""
-        result: Any = self.session.execute(delete(EntityMember).where(*self._key(entity_type, entity_id, subject)))
+        result: Any = self.session.execute(
+            delete(EntityMember).where(*self._key(entity_type, entity_id, subject, parent_id)))
         return bool(result.rowcount)
 
-    def is_member(self, entity_type: str, entity_id: str, subject: str) -> bool:
-        return self._find(entity_type, entity_id, subject) is not None
+    def is_member(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None = None) -> bool:
+        return self._find(entity_type, entity_id, subject, parent_id) is not None
 
-    def _find(self, entity_type: str, entity_id: str, subject: str) -> EntityMember | None:
-        query = select(EntityMember).where(*self._key(entity_type, entity_id, subject))
+    def _find(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None) -> EntityMember | None:
+        query = select(EntityMember).where(*self._key(entity_type, entity_id, subject, parent_id))
         return self.session.scalars(query).one_or_none()
 
-    def _insert(self, entity_type: str, entity_id: str, subject: str, role: str) -> EntityMember:
+    def _insert(self, entity_type: str, entity_id: str, subject: str, role: str,
+                parent_id: str | None) -> EntityMember:
         """Insert in a savepoint; if a concurrent grant won the race, use its row."""
-        member = EntityMember(entity_type=entity_type, entity_id=entity_id, subject=subject, role=role)
+        member = EntityMember(entity_type=entity_type, entity_id=entity_id, parent_id=parent_id or NO_PARENT,
+                              subject=subject, role=role)
         try:
             with self.session.begin_nested():
                 self.session.add(member)
         except IntegrityError:
-            existing = self._find(entity_type, entity_id, subject)
+            existing = self._find(entity_type, entity_id, subject, parent_id)
             if existing is None:
                 raise
             return existing
         return member
 
     @staticmethod
-    def _key(entity_type: str, entity_id: str, subject: str) -> tuple[ColumnElement[bool], ...]:
+    def _key(entity_type: str, entity_id: str, subject: str,
+             parent_id: str | None) -> tuple[ColumnElement[bool], ...]:
+        return (*MemberRepository._of(entity_type, entity_id, parent_id), EntityMember.subject == subject)
+
+    @staticmethod
+    def _of(entity_type: str, entity_id: str, parent_id: str | None) -> tuple[ColumnElement[bool], ...]:
         return (
             EntityMember.entity_type == entity_type,
+            EntityMember.parent_id == (parent_id or NO_PARENT),
             EntityMember.entity_id == entity_id,
-            EntityMember.subject == subject,
         )
 
     # Defined last: inside the class body the name `list` is this method from here on.
-    def list(self, entity_type: str, entity_id: str) -> builtins.list[EntityMember]:
+    def list(self, entity_type: str, entity_id: str, parent_id: str | None = None) -> builtins.list[EntityMember]:
         query = (
             select(EntityMember)
-            .where(EntityMember.entity_type == entity_type, EntityMember.entity_id == entity_id)
+            .where(*self._of(entity_type, entity_id, parent_id))
             .order_by(EntityMember.id)
         )
         return builtins.list(self.session.scalars(query))

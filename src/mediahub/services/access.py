@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mediahub.db.models import MediaItem
-from mediahub.entities import EntityKind, Target, check_entity_id, get_kind
-from mediahub.errors import Forbidden, NotFound
+from mediahub.entities import EntityKind, Target, check_entity_id, check_parent, get_kind
+from mediahub.errors import Forbidden, InvalidInput, NotFound
 
 ADMIN = "admin"
 MODERATOR = "moderator"
@@ -20,7 +20,7 @@ MODERATOR = "moderator"
 
 @dataclass(frozen=True)
 class Principal:
-    """The verified caller: subject, roles, whether verified, and upload grants ("type:id")."""
+    """The verified caller: subject, roles, whether verified, and grants (entity labels, see `EntityRef.label`)."""
 
     sub: str
     roles: frozenset[str] = field(default_factory=frozenset)
@@ -39,58 +39,86 @@ class Principal:
 class Members(Protocol):
     """The one question the rules ask the member table (MemberRepository answers it)."""
 
-    def is_member(self, entity_type: str, entity_id: str, subject: str) -> bool: ...
+    def is_member(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None = None) -> bool: ...
 
 
 @dataclass(frozen=True)
 class EntityRef:
-    """An entity and, for nested kinds, the parent whose members own it too."""
+    """An entity: for nested kinds, named by its parent's id too (AM-1 of C1 is not AM-1 of C2)."""
 
     kind: EntityKind
     entity_id: str
-    parent_id: str | None = None
+    parent_id: str | None = None  # None for top-level kinds (and for nested rows stored without a parent)
 
     @classmethod
-    def parse(cls, entity_type: str, entity_id: str) -> EntityRef:
-        """From URL parts: unknown type -> NotFound, malformed id -> InvalidInput."""
-        return cls(get_kind(entity_type), check_entity_id(entity_id))
+    def parse(cls, entity_type: str, entity_id: str, parent_id: str | None = None) -> EntityRef:
+        """From URL parts: unknown type -> NotFound, malformed id or parent -> InvalidInput."""
+        kind = get_kind(entity_type)
+        return cls(kind, check_entity_id(entity_id), check_parent(kind, parent_id))
+
+    @classmethod
+    def parse_label(cls, label: str) -> EntityRef:
+        """From `type:id`, or `parent_type:parent_id/type:id` for nested kinds (grants, the CLI)."""
+        parts = [part.partition(":") for part in label.split("/")]
+        if len(parts) == 1:
+            return cls.parse(parts[0][0], parts[0][2])
+        if len(parts) == 2:
+            (parent_type, _, parent_id), (entity_type, _, entity_id) = parts
+            ref = cls.parse(entity_type, entity_id, parent_id)
+            if get_kind(parent_type).name == ref.kind.parent:
+                return ref
+        raise InvalidInput(f"expected TYPE:ID or PARENT_TYPE:PARENT_ID/TYPE:ID, not {label[:200]!r}",
+                           code="invalid_entity")
 
     @classmethod
     def of_item(cls, item: MediaItem) -> EntityRef:
-        kind = get_kind(item.entity_type)
-        parent = (item.meta or {}).get("parent") or {}
-        parent_id = parent.get("entity_id") if parent.get("entity_type") == kind.parent else None
-        return cls(kind, item.entity_id, parent_id)
+        return cls(get_kind(item.entity_type), item.entity_id, item.parent_id or None)
+
+    @classmethod
+    def of_target(cls, target: Target) -> EntityRef:
+        return cls(target.kind, target.entity_id, target.parent_id)
+
+    @property
+    def parent(self) -> EntityRef | None:
+        if self.kind.parent is None or self.parent_id is None:
+            return None
+        return EntityRef(get_kind(self.kind.parent), self.parent_id)
+
+    @property
+    def label(self) -> str:
+        """`community:C1`, `community:C1/amenity:AM-1`: how grants name an entity."""
+        own = f"{self.kind.name}:{self.entity_id}"
+        return own if self.parent is None else f"{self.parent.label}/{own}"
 
 
-def grant_label(entity_type: str, entity_id: str) -> str:
-    return f"{entity_type}:{entity_id}"
+def _holds(principal: Principal, entity: EntityRef, members: Members) -> bool:
+    """A membership of the entity (in the database) or a grant of it (in the token): the same right."""
+    return entity.label in principal.grants or members.is_member(
+        entity.kind.name, entity.entity_id, principal.sub, entity.parent_id)
 
 
 def owns(principal: Principal | None, entity: EntityRef, members: Members) -> bool:
-    """Owner-level rights over an entity's media.
+    """Owner-level rights over an entity's media: upload, manage, delete, reorder.
 
     "self" kinds (users, sales reps) belong to the subject with the same id;
-    every kind also belongs to its members, and nested kinds to their parent's
-    members. Members of a user entity exist only if an admin added them.
+    every kind also belongs to its members and grant holders, and a nested kind
+    to those of its parent. Members of a user entity exist only if an admin added them.
     """
     if principal is None:
         return False
     if entity.kind.owner_rule == "self" and principal.sub == entity.entity_id:
         return True
-    if members.is_member(entity.kind.name, entity.entity_id, principal.sub):
-        return True
-    return bool(
-        entity.kind.parent
-        and entity.parent_id
-        and members.is_member(entity.kind.parent, entity.parent_id, principal.sub)
-    )
+    parent = entity.parent
+    return _holds(principal, entity, members) or (parent is not None and _holds(principal, parent, members))
 
 
-def can_upload(principal: Principal, target: Target, parent_id: str | None, members: Members) -> bool:
-    if principal.is_admin or grant_label(target.kind.name, target.entity_id) in principal.grants:
-        return True
-    return owns(principal, EntityRef(target.kind, target.entity_id, parent_id), members)
+def manages(principal: Principal | None, entity: EntityRef, members: Members) -> bool:
+    """The one rule for uploading to an entity and managing its media: admins and its owners."""
+    return principal is not None and (principal.is_admin or owns(principal, entity, members))
+
+
+def can_upload(principal: Principal, target: Target, members: Members) -> bool:
+    return manages(principal, EntityRef.of_target(target), members)
 
 
 def is_uploader(principal: Principal | None, item: MediaItem) -> bool:
@@ -117,9 +145,7 @@ def can_view(principal: Principal | None, item: MediaItem, members: Members) -> 
 
 
 def can_edit(principal: Principal | None, item: MediaItem, members: Members) -> bool:
-    if principal is None:
-        return False
-    return principal.is_admin or sees_private_metadata(principal, item, members)
+    return is_uploader(principal, item) or manages(principal, EntityRef.of_item(item), members)
 
 
 def sees_all_of_entity(principal: Principal | None, entity: EntityRef, members: Members) -> bool:
@@ -154,11 +180,16 @@ def require_admin(principal: Principal | None) -> Principal:
     return principal
 
 
-def require_upload(principal: Principal, target: Target, parent_id: str | None, members: Members) -> None:
-    if not can_upload(principal, target, parent_id, members):
-        raise Forbidden(f"you may not upload to {target.kind.name} {target.entity_id}", code="upload_forbidden")
+def require_upload(principal: Principal, target: Target, members: Members) -> None:
+    if not can_upload(principal, target, members):
+        raise Forbidden(f"you may not upload to {EntityRef.of_target(target).label}", code="upload_forbidden")
 
 
 def require_entity_edit(principal: Principal, entity: EntityRef, members: Members) -> None:
-    if not (principal.is_admin or owns(principal, entity, members)):
-        raise Forbidden(f"you may not change the media of {entity.kind.name} {entity.entity_id}")
+    if not manages(principal, entity, members):
+        raise Forbidden(f"you may not change the media of {entity.label}")
+
+
+def starts_approved(principal: Principal | None, verified: bool, *, auto_approve_verified: bool) -> bool:
+    """Admins' and moderators' uploads need no moderator; verified uploaders' when the setting says so."""
+    return (principal is not None and principal.is_moderator) or (verified and auto_approve_verified)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from mediahub.db.models import MediaItem
+from mediahub.db.models import NO_PARENT, MediaItem
 from mediahub.errors import Conflict, NotFound
 from mediahub.pipeline.fingerprint import BANDS, Fingerprint, bands, from_bands, hamming
 
@@ -102,9 +102,11 @@ class Scope:
     entity_type: str | None = None
     entity_id: str | None = None
     uploaded_by: str | None = None
+    parent_id: str | None = None  # of a nested kind's entity
 
     @classmethod
-    def of(cls, kind: ScopeKind, *, entity_type: str, entity_id: str, uploaded_by: str | None) -> Scope:
+    def of(cls, kind: ScopeKind, *, entity_type: str, entity_id: str, uploaded_by: str | None,
+           parent_id: str | None = None) -> Scope:
         """The scope an upload to (entity_type, entity_id) by `uploaded_by` is checked in.
 
         An upload without an uploader cannot be matched by uploader: it falls back to its entity.
@@ -113,7 +115,16 @@ class Scope:
             return cls("global")
         if kind == "uploader" and uploaded_by is not None:
             return cls("uploader", uploaded_by=uploaded_by)
-        return cls("entity", entity_type, entity_id)
+        return cls.entity(entity_type, entity_id, parent_id)
+
+    @classmethod
+    def entity(cls, entity_type: str, entity_id: str, parent_id: str | None = None) -> Scope:
+        return cls("entity", entity_type, entity_id, parent_id=parent_id)
+
+    def holds(self, item: MediaItem) -> bool:
+        """Whether `item` is in this entity scope."""
+        return (self.kind == "entity" and (item.entity_type, item.entity_id) == (self.entity_type, self.entity_id)
+                and (item.parent_id or NO_PARENT) == (self.parent_id or NO_PARENT))
 
     @classmethod
     def everywhere(cls) -> Scope:
@@ -121,7 +132,8 @@ class Scope:
 
     def conditions(self) -> list[ColumnElement[bool]]:
         if self.kind == "entity":
-            return [MediaItem.entity_type == self.entity_type, MediaItem.entity_id == self.entity_id]
+            return [MediaItem.entity_type == self.entity_type, MediaItem.entity_id == self.entity_id,
+                    MediaItem.parent_id == (self.parent_id or NO_PARENT)]
         if self.kind == "uploader":
             return [MediaItem.uploaded_by == self.uploaded_by]
         return []
@@ -251,18 +263,20 @@ def find_similar(session: Session, probe: Probe | MediaItem, scope: Scope, thres
 
 
 def check_duplicate(session: Session, probe: Probe, scope: Scope, threshold: int, *,
-                    entity: tuple[str, str] | None = None, index: DedupIndex | None = None) -> Match | None:
+                    entity: Scope | None = None, index: DedupIndex | None = None,
+                    visible: Callable[[MediaItem], bool] | None = None) -> Match | None:
     """The duplicate of an upload that decides its fate, or None. Read-only; runs before any byte is stored.
 
-    The closest one in `entity` (type, id) when there is one there (only those are refused),
-    otherwise the closest one in the scope.
+    The closest one in the `entity` scope when there is one there (only those are refused),
+    otherwise the closest one in the scope that is `visible` to the uploader (None: all are):
+    a match the uploader may not see must not be named to them, not even by its existence.
     """
     found = find_similar(session, probe, scope, threshold, limit=None, index=index)
     if entity is not None:
         for match in found:
-            if (match.item.entity_type, match.item.entity_id) == entity:
+            if entity.holds(match.item):
                 return match
-    return found[0] if found else None
+    return next((match for match in found if visible is None or visible(match.item)), None)
 
 
 @dataclass(frozen=True)
@@ -272,13 +286,21 @@ class Decision:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def decide(match: Match | None, *, policy: Policy, entity_type: str, entity_id: str) -> Decision:
-    """Apply the policy. Only a duplicate in the upload's own entity is refused; one found in
-    another entity (scopes uploader/global) is stored and flagged instead."""
+def decide(match: Match | None, *, policy: Policy, entity: Scope, visible: bool) -> Decision:
+    """Apply the policy. Only a duplicate in the upload's own `entity` is refused; one found in
+    another entity (scopes uploader/global) is stored and flagged instead.
+
+    `visible`: whether the uploader may see the match. If not, the refusal names no item, and
+    nothing is recorded on the new row (its metadata is shown to whoever sees the row).
+    """
     if match is None or policy == "allow":
         return Decision()
     item = match.item
-    same_entity = item.entity_type == entity_type and item.entity_id == entity_id
+    same_entity = entity.holds(item)
+    if policy == "reject" and same_entity and not visible:
+        raise Conflict("this picture is already stored here", code="duplicate")
+    if not visible:
+        return Decision()
     if policy == "reject" and same_entity:
         raise Conflict(
             f"this {'file' if match.reason == 'sha256' else 'picture'} is already stored as {item.public_id}",

@@ -22,8 +22,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from mediahub.config import Settings
-from mediahub.db.models import MediaItem
-from mediahub.db.repositories import MediaRepository
+from mediahub.db.models import NO_PARENT, MediaItem
+from mediahub.db.repositories import MediaRepository, MemberRepository
 from mediahub.db.session import Database
 from mediahub.entities import Target
 from mediahub.errors import DatabaseUnavailable, TooLarge, UnsupportedType
@@ -37,7 +37,8 @@ from mediahub.pipeline.sniff import Sniffed, sniff
 from mediahub.pipeline.variants import CONTENT_TYPES, EXTENSIONS, EncodeOptions
 from mediahub.pipeline.transcode import strip_metadata
 from mediahub.pipeline.video import ProcessedVideo, VideoOptions, process_video
-from mediahub.services import dedup
+from mediahub.services import access, dedup
+from mediahub.services.access import Principal
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.services.dedup_index import DedupIndex
 from mediahub.services.pixels import PixelWorkers
@@ -63,10 +64,11 @@ class UploadRequest:
     caption: str | None = None
     tags: list[str] = field(default_factory=list)
     filename: str | None = None  # a hint, kept for the record; never used for the type
-    # The owning entity of a nested kind (amenity -> ("community", "123")): its members own the item too.
-    parent: tuple[str, str] | None = None
     # Skip the duplicate check (honoured unless DEDUP_ALLOW_OVERRIDE is false).
     allow_duplicate: bool = False
+    # The caller: duplicate answers name only items they may see, and admins' and moderators'
+    # uploads start approved. None: the operator (the CLI), who sees everything.
+    principal: Principal | None = None
 
 
 @dataclass(frozen=True)
@@ -186,13 +188,24 @@ class IngestService:
         """Apply DEDUP_POLICY in `scope` (default: DEDUP_SCOPE): raise Conflict(code="duplicate"),
         or flag the row's metadata."""
         settings, target = self.settings, request.target
+        entity = self._entity_scope(target)
         scope = scope or dedup.Scope.of(settings.dedup_scope, entity_type=target.kind.name,
-                                        entity_id=target.entity_id, uploaded_by=request.uploaded_by)
-        match = dedup.check_duplicate(session, probe, scope, settings.dedup_threshold,
-                                      entity=(target.kind.name, target.entity_id), index=self.dedup_index)
-        decision = dedup.decide(match, policy=settings.dedup_policy, entity_type=target.kind.name,
-                                entity_id=target.entity_id)
+                                        entity_id=target.entity_id, uploaded_by=request.uploaded_by,
+                                        parent_id=target.parent_id)
+        members, principal = MemberRepository(session), request.principal
+
+        def visible(item: MediaItem) -> bool:
+            return principal is None or access.can_view(principal, item, members)
+
+        match = dedup.check_duplicate(session, probe, scope, settings.dedup_threshold, entity=entity,
+                                      index=self.dedup_index, visible=visible)
+        decision = dedup.decide(match, policy=settings.dedup_policy, entity=entity,
+                                visible=match is not None and visible(match.item))
         processed.metadata.update(decision.metadata)
+
+    @staticmethod
+    def _entity_scope(target: Target) -> dedup.Scope:
+        return dedup.Scope.entity(target.kind.name, target.entity_id, target.parent_id)
 
     def _check_allowed(self, sniffed: Sniffed, size: int, target: Target) -> None:
         if sniffed.media_kind not in target.field.media_kinds:
@@ -283,31 +296,34 @@ class IngestService:
         """
         if self.settings.dedup_policy != "reject" or not self._checks_duplicates(request):
             return None
-        target = request.target
         probe = dedup.Probe.of_upload(spooled.sha256, processed)
-        entity = dedup.Scope.of("entity", entity_type=target.kind.name, entity_id=target.entity_id, uploaded_by=None)
+        entity = self._entity_scope(request.target)
         return lambda session: self._check_duplicate(session, probe, processed, request, entity)
 
     def _commit(self, make_row: Callable[[], MediaItem], target: Target, job_kinds: list[str],
                 recheck: Callable[[Session], None] | None = None) -> tuple[MediaItem, list[int]]:
         """Insert the row (replacing a single slot's item) and its jobs in one transaction.
 
-        With a `recheck`, the transaction holds the entity's lock and runs it first.
+        With a `recheck`, and for a gallery (whose `max_items` a concurrent insert must not
+        overshoot: locking the rows it holds misses the rows being added), the transaction
+        holds the entity's lock; a `recheck` runs first.
         Lock waits and deadlocks between concurrent uploads to one field surface as
         `DatabaseUnavailable`; a fresh attempt usually succeeds, a dead server does not.
         """
+        gallery = target.field.slot == "gallery"
+        lock = f"entity:{access.EntityRef.of_target(target).label}"
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                with (self.database.locked_session(f"entity:{target.kind.name}:{target.entity_id}") if recheck
+                with (self.database.locked_session(lock) if recheck or gallery
                       else self.database.session()) as session:
                     if recheck is not None:
                         recheck(session)
                     item = make_row()
                     repo = MediaRepository(session)
-                    repo.add(item)
+                    repo.add(item, target.field.max_items if gallery else None)
                     if target.field.slot == "single":
                         for old in repo.others_in_slot(target.kind.name, target.entity_id, target.field.name,
-                                                       item.id):
+                                                       item.id, target.parent_id):
                             repo.delete(old)
                     job_ids = [enqueue(session, kind, media_id=item.id,
                                        max_attempts=self.settings.job_max_attempts).id for kind in job_kinds]
@@ -342,13 +358,13 @@ class IngestService:
         meta = dict(processed.metadata)
         if request.filename:
             meta["filename"] = Path(request.filename.replace("\\", "/")).name[:255]
-        if request.parent:
-            meta["parent"] = {"entity_type": request.parent[0], "entity_id": request.parent[1]}
-        approved = request.verified and self.settings.auto_approve_verified
+        approved = access.starts_approved(request.principal, request.verified,
+                                          auto_approve_verified=self.settings.auto_approve_verified)
         return MediaItem(
             public_id=secrets.token_urlsafe(16),
             entity_type=target.kind.name,
             entity_id=target.entity_id,
+            parent_id=target.parent_id or NO_PARENT,
             entity_field=target.field.name,
             is_primary=request.is_primary or target.field.slot == "single",
             media_type=sniffed.media_kind,

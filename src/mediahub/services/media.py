@@ -16,7 +16,7 @@ from typing import Any
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository
 from mediahub.db.session import Database
-from mediahub.entities import Target
+from mediahub.entities import KINDS, Target, get_kind
 from mediahub.errors import Conflict, MediaHubError
 from mediahub.services import access
 from mediahub.services.access import EntityRef, Principal
@@ -71,9 +71,13 @@ class MediaService:
         with self.database.session() as session:
             yield _Tx(MediaRepository(session), MemberRepository(session))
 
-    def authorise_upload(self, principal: Principal, target: Target, parent_id: str | None) -> None:
+    def authorise_upload(self, principal: Principal, target: Target) -> None:
+        """May the caller upload here, and is there room (a full gallery is refused before the body is read)?"""
         with self._tx() as tx:
-            access.require_upload(principal, target, parent_id, tx.members)
+            access.require_upload(principal, target, tx.members)
+            if target.field.slot == "gallery":
+                tx.media.require_room(target.kind.name, target.entity_id, target.field.name, target.field.max_items,
+                                      target.parent_id)
 
     def view(self, principal: Principal | None, item: MediaItem) -> MediaView:
         """The caller's view of an item they just made (an upload)."""
@@ -101,9 +105,12 @@ class MediaService:
         is_primary: bool | None,
         offset: int,
         limit: int,
+        include_nested: bool = False,
     ) -> tuple[list[MediaView], int]:
+        """`include_nested`: also the media of the entities nested in this one (a community's amenities)."""
         if field is not None:
-            entity.kind.field(field)  # unknown field -> InvalidInput
+            field = entity.kind.field(field).name  # a route word names its field; unknown -> InvalidInput
+        nested = tuple(kind.name for kind in KINDS if kind.parent == entity.kind.name) if include_nested else ()
         with self._tx() as tx:
             sees_all = access.sees_all_of_entity(principal, entity, tx.members)
             items, total = tx.media.list_for_entity(
@@ -116,6 +123,8 @@ class MediaService:
                 visible_to_uploader=principal.sub if principal and not sees_all else None,
                 offset=offset,
                 limit=limit,
+                parent_id=entity.parent_id,
+                nested_types=nested,
             )
             return [tx.view(principal, item) for item in items], total
 
@@ -129,7 +138,7 @@ class MediaService:
         with self._tx() as tx:
             item = access.require_view(principal, tx.media.get(media_id), tx.members)
             where = dedup.Scope.of(scope, entity_type=item.entity_type, entity_id=item.entity_id,
-                                   uploaded_by=item.uploaded_by)
+                                   uploaded_by=item.uploaded_by, parent_id=item.parent_id or None)
             matches = dedup.similar_items(tx.media.session, item.id, threshold=threshold, limit=limit, scope=where,
                                           index=self.dedup_index)
             return [(tx.view(principal, match), distance) for match, distance in matches
@@ -155,7 +164,7 @@ class MediaService:
     def _set_primary(repo: MediaRepository, item: MediaItem, primary: bool) -> None:
         if primary:
             repo.set_primary(item)
-        elif Target.parse(item.entity_type, item.entity_id, item.entity_field).field.slot == "single":
+        elif get_kind(item.entity_type).field(item.entity_field).slot == "single":
             raise Conflict("the item of a single-slot field is always its primary", code="single_slot_primary")
         else:
             repo.clear_primary(item)
@@ -181,10 +190,10 @@ class MediaService:
         return results
 
     def reorder(self, entity: EntityRef, field: str, ids: list[int], principal: Principal) -> list[MediaView]:
-        entity.kind.field(field)
+        field = entity.kind.field(field).name
         with self._tx() as tx:
             access.require_entity_edit(principal, entity, tx.members)
-            items = tx.media.reorder(entity.kind.name, entity.entity_id, field, ids)
+            items = tx.media.reorder(entity.kind.name, entity.entity_id, field, ids, entity.parent_id)
             return [tx.view(principal, item) for item in items]
 
     def storage_analytics(self, principal: Principal) -> StorageAnalytics:

@@ -13,6 +13,7 @@ def item_record(item: MediaItem) -> dict[str, Any]:
         "public_id": item.public_id,
         "entity_type": item.entity_type,
         "entity_id": item.entity_id,
+        "parent_id": item.parent_id or None,
         "entity_field": item.entity_field,
         "media_type": item.media_type,
         "content_type": item.content_type,

@@ -1,8 +1,9 @@
 """Key layout and key safety.
 
 The store picks keys, never the client: `{plural}/{folder}/{entity_id}/{YYYY-MM}/
-{field}-{YYYYmmddHHMMSS}-{random6}.{ext}`, variants beside the original with a
-`_{variant}` suffix. Keys are never reused, so stored objects are immutable.
+{field}-{YYYYmmddHHMMSS}-{random6}.{ext}` (for a nested kind, `{parent_id}/{entity_id}`
+in place of `{entity_id}`), variants beside the original with a `_{variant}` suffix.
+Keys are never reused, so stored objects are immutable.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def check_key(key: str) -> str:
 def original_key(target: Target, ext: str, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     token = secrets.token_hex(3)
+    entity = target.entity_id if target.parent_id is None else f"{target.parent_id}/{target.entity_id}"
     key = (
-        f"{target.kind.plural}/{target.field.folder}/{target.entity_id}/{now:%Y-%m}/"
+        f"{target.kind.plural}/{target.field.folder}/{entity}/{now:%Y-%m}/"
         f"{target.field.name}-{now:%Y%m%d%H%M%S}-{token}.{ext}"
     )
     return check_key(key)

@@ -36,6 +36,8 @@ router = APIRouter(prefix="/v1/media", tags=["media"])
 MediaIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the item's numeric id")]
 EntityType = Annotated[Name, Path(max_length=32, description="kind name or plural", examples=["property"])]
 EntityId = Annotated[Name, Path(max_length=200, examples=["123"])]
+ParentId = Annotated[Name | None, Query(max_length=200, description="nested kinds: the parent's id (an amenity's "
+                                                                   "community)")]
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
@@ -45,7 +47,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
 @router.get("/entity/{entity_type}/{entity_id}", response_model=MediaPage, responses=_errors(401, 404, 422),
             summary="List an entity's media",
             description="In display order. Strangers see approved items (and their own uploads); owners, "
-                        "moderators and admins see every status.")
+                        "moderators and admins see every status. A nested kind (amenity) needs `parent_id`; "
+                        "`include_nested` adds the media of the entities nested in this one (its amenities).")
 def list_entity_media(
     entity_type: EntityType,
     entity_id: EntityId,
@@ -57,10 +60,13 @@ def list_entity_media(
     is_primary: bool | None = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    parent_id: ParentId = None,
+    include_nested: bool = False,
 ) -> MediaPage:
     views, total = media.list_entity(
-        EntityRef.parse(entity_type, entity_id), principal, field=field, moderation_status=moderation_status,
-        is_primary=is_primary, offset=offset, limit=limit,
+        EntityRef.parse(entity_type, entity_id, parent_id), principal, field=field,
+        moderation_status=moderation_status, is_primary=is_primary, offset=offset, limit=limit,
+        include_nested=include_nested,
     )
     return MediaPage(items=[media_out(v, urls) for v in views], total=total, offset=offset, limit=limit)
 
@@ -69,8 +75,8 @@ def list_entity_media(
             responses=_errors(401, 403, 404, 409, 422),
             summary="Reorder a gallery", description="`ids` must name every item of the field exactly once.")
 def reorder_media(entity_type: EntityType, entity_id: EntityId, body: ReorderRequest, media: MediaServiceDep,
-                  urls: UrlsDep, principal: PrincipalDep) -> MediaList:
-    views = media.reorder(EntityRef.parse(entity_type, entity_id), body.field, body.ids, principal)
+                  urls: UrlsDep, principal: PrincipalDep, parent_id: ParentId = None) -> MediaList:
+    views = media.reorder(EntityRef.parse(entity_type, entity_id, parent_id), body.field, body.ids, principal)
     return MediaList(items=[media_out(v, urls) for v in views])
 
 

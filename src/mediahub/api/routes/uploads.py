@@ -34,7 +34,7 @@ from mediahub.api.schemas import (
     UploadFields,
 )
 from mediahub.api.uploads import FORM_ALLOWANCE, FormLimits, ReceivedFile, ReceivedForm, read_multipart
-from mediahub.entities import KINDS, EntityKind, FieldSpec, Target, check_entity_id
+from mediahub.entities import KINDS, EntityKind, FieldSpec, Target
 from mediahub.errors import InvalidInput, MediaHubError
 from mediahub.services.access import Principal
 from mediahub.services.ingest import UploadRequest
@@ -43,15 +43,17 @@ router = APIRouter(prefix="/v1/media", tags=["uploads"])
 Fields = TypeVar("Fields", bound=BaseModel)
 
 ERRORS = {status: {"model": Problem, "content": {"application/problem+json": {}}}
-          for status in (400, 401, 403, 413, 415, 422, 429, 503)}
+          for status in (400, 401, 403, 409, 413, 415, 422, 429, 503)}
 
 
-def _form_schema(file_field: str, many: bool, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _form_schema(file_field: str, many: bool, extra: dict[str, Any] | None = None,
+                 optional: dict[str, Any] | None = None) -> dict[str, Any]:
     """The multipart body for the OpenAPI document (the route reads the stream itself)."""
     binary = {"type": "string", "format": "binary"}
     properties: dict[str, Any] = {
         file_field: {"type": "array", "items": binary} if many else binary,
         **(extra or {}),
+        **(optional or {}),
         "alt_text": {"type": "string", "maxLength": 500, "example": "My profile photo"},
         "caption": {"type": "string"},
         "is_primary": {"type": "boolean", "default": False},
@@ -82,8 +84,8 @@ def _counted(api: ApiStateDep) -> Iterator[None]:
     api.metrics.uploads.labels("ok").inc()
 
 
-def _upload_request(target: Target, principal: Principal, fields: UploadFields, received: ReceivedFile,
-                    parent: tuple[str, str] | None = None) -> UploadRequest:
+def _upload_request(target: Target, principal: Principal, fields: UploadFields,
+                    received: ReceivedFile) -> UploadRequest:
     return UploadRequest(
         target,
         uploaded_by=principal.sub,
@@ -93,8 +95,8 @@ def _upload_request(target: Target, principal: Principal, fields: UploadFields, 
         caption=fields.caption,
         tags=list(fields.tags),
         filename=received.filename,
-        parent=parent,
         allow_duplicate=fields.allow_duplicate,
+        principal=principal,
     )
 
 
@@ -108,9 +110,9 @@ async def _upload_one(request: Request, principal: Principal, runtime: RuntimeDe
                       media: MediaServiceDep, urls: UrlsDep, kind: EntityKind, spec: FieldSpec,
                       ids: dict[str, str]) -> MediaOut:
     with _counted(api):
-        target = Target.parse(kind.name, ids[kind.id_param], spec.name)
-        parent_id = check_entity_id(ids[kind.parent_param]) if kind.parent_param else None
-        await run_in_threadpool(media.authorise_upload, principal, target, parent_id)
+        parent_id = ids[kind.parent_param] if kind.parent_param else None
+        target = Target.parse(kind.name, ids[kind.id_param], spec.name, parent_id)
+        await run_in_threadpool(media.authorise_upload, principal, target)
         await run_in_threadpool(api.limiter.hit, principal.sub)
         cap = runtime.ingest.size_cap(target)
 
@@ -123,8 +125,7 @@ async def _upload_one(request: Request, principal: Principal, runtime: RuntimeDe
         try:
             fields = _parse_fields(UploadFields, form.fields)
             received = _only_file(form)
-            parent = (kind.parent, parent_id) if kind.parent and parent_id else None
-            upload = _upload_request(target, principal, fields, received, parent)
+            upload = _upload_request(target, principal, fields, received)
             item = await run_in_threadpool(runtime.ingest.ingest_spooled, received.spooled, upload)
         finally:
             form.discard()
@@ -188,6 +189,8 @@ BATCH_TARGET_FIELDS = {
     "entity_id": {"type": "string", "example": "123"},
     "entity_field": {"type": "string", "example": "gallery"},
 }
+BATCH_PARENT_FIELD = {"parent_id": {"type": "string", "example": "77",
+                                    "description": "the parent's id, for nested kinds (an amenity's community)"}}
 
 
 def streams_its_body(scope: Scope) -> bool:
@@ -207,9 +210,10 @@ class _BatchTarget:
         self.target: Target | None = None
 
     async def authorise(self, fields: dict[str, str]) -> Target:
-        target = Target.parse(fields["entity_type"], fields["entity_id"], fields["entity_field"])
+        target = Target.parse(fields["entity_type"], fields["entity_id"], fields["entity_field"],
+                              fields.get("parent_id") or None)
         if target != self.target:
-            await run_in_threadpool(self.media.authorise_upload, self.principal, target, None)
+            await run_in_threadpool(self.media.authorise_upload, self.principal, target)
             self.target = target
         return target
 
@@ -236,12 +240,12 @@ class _BatchTarget:
                              "(`target_fields_first`, `validation_error`, ...)"},
     },
     summary="Upload several files to one entity field",
-    description="Send `entity_type`, `entity_id` and `entity_field` first, then repeat the `files` part (a file "
+    description="Send `entity_type`, `entity_id`, `entity_field` (and `parent_id` for nested kinds) first, then repeat the `files` part (a file "
                 "before the target fields is 422 `target_fields_first`). Each file succeeds or fails on its own: "
                 "201 when all were stored, 207 when some were, 422 `batch_failed` when none was; each counts "
                 "against UPLOAD_RATE_LIMIT. More than MAX_BATCH_FILES files is 413 `too_many_files`, a body over "
                 "MAX_BATCH_BYTES 413 `too_large`, more than MAX_CONCURRENT_BATCHES at once 429 `too_many_batches`.",
-    openapi_extra=_form_schema("files", many=True, extra=BATCH_TARGET_FIELDS),
+    openapi_extra=_form_schema("files", many=True, extra=BATCH_TARGET_FIELDS, optional=BATCH_PARENT_FIELD),
 )
 async def batch_upload(request: Request, response: Response, principal: PrincipalDep, settings: SettingsDep,
                        runtime: RuntimeDep, api: ApiStateDep, media: MediaServiceDep,
