@@ -1,0 +1,177 @@
+"""Step 2b: walk the file's container before any parser or decoder sees it.
+
+Two things the header fields checked in `probe` do not bound:
+
+* Work that grows with the structure, not the pixels: libjpeg passes over the
+  whole image for every scan of a progressive JPEG (2,000 scans of a 334 KB file:
+  90 s), and Pillow walks PNG chunks and GIF blocks in Python. Scans, frames and
+  segments are counted here, in one pass over the bytes, and refused over a limit.
+* Files cut short. A decoder that runs out of data fills the rest with grey and
+  often only warns; so a container whose last part is missing (no end marker, a
+  chunk or box running past the end of the file, no image data at all) is refused.
+  JPEG entropy data cut short and closed with a forged end marker looks complete
+  here: `probe.check_jpeg_data` decodes to find it.
+
+Formats not walked (TIFF, BMP, ICO) are bounded by their decoders' own errors and
+by the pixel worker's deadline.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+from mediahub.errors import InvalidInput, LimitExceeded
+from mediahub.pipeline.probe import ImageLimits
+
+# Marker segments, PNG chunks, GIF blocks, ISO-BMFF boxes: real files have tens to a few thousand.
+MAX_SEGMENTS = 100_000
+# GIF data sub-blocks: encoders write 255-byte ones, so a 20 MB GIF has some 80,000.
+MAX_GIF_SUB_BLOCKS = 1_000_000
+
+# After a JPEG scan's entropy-coded data: fill bytes, then a marker that is neither a stuffed 0xFF00 nor a restart.
+_JPEG_SCAN_END = re.compile(rb"\xff+[^\x00\xff\xd0-\xd7]")
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
+_SOS, _EOI = 0xDA, 0xD9
+
+
+def truncated(what: str) -> InvalidInput:
+    return InvalidInput(f"the file is cut short: {what}", code="truncated_image")
+
+
+def _count_segment(count: int) -> int:
+    count += 1
+    if count > MAX_SEGMENTS:
+        raise LimitExceeded(f"the file has more than {MAX_SEGMENTS} segments", code="too_many_segments")
+    return count
+
+
+def _walk_jpeg(data: bytes, limits: ImageLimits) -> None:
+    """Up to the first EOI (an MPO's further pictures are trailing data to the first one)."""
+    pos, scans, segments = 2, 0, 0
+    while True:
+        pos = data.find(b"\xff", pos)  # libjpeg skips stray bytes between segments too (with a warning)
+        if pos < 0 or pos + 1 >= len(data):
+            raise truncated("a JPEG without its end-of-image marker")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == _EOI:
+            break
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        if pos + 4 > len(data):
+            raise truncated("a JPEG segment header runs past the end")
+        end = pos + 2 + struct.unpack_from(">H", data, pos + 2)[0]
+        if end > len(data):
+            raise truncated("a JPEG segment runs past the end")
+        segments = _count_segment(segments)
+        pos = end
+        if marker == _SOS:
+            scans += 1
+            if scans > limits.max_jpeg_scans:
+                raise LimitExceeded(f"the JPEG has more than {limits.max_jpeg_scans} scans; "
+                                    "every scan is a pass over the whole picture", code="too_many_scans")
+            found = _JPEG_SCAN_END.search(data, end)
+            if found is None:
+                raise truncated("a JPEG scan without its end")
+            if found.start() == end:
+                raise truncated("a JPEG scan without image data")
+            pos = found.start()
+    if scans == 0:
+        raise truncated("a JPEG header without image data")
+
+
+def _walk_png(data: bytes, limits: ImageLimits) -> None:
+    pos, chunks = 8, 0
+    while True:
+        if pos + 12 > len(data):
+            raise truncated("a PNG without its IEND chunk")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        pos += 12 + length
+        if pos > len(data):
+            raise truncated(f"the PNG {kind.decode('latin-1')!r} chunk runs past the end")
+        chunks = _count_segment(chunks)
+        if kind == b"IEND":
+            return
+
+
+def _skip_colour_table(data: bytes, pos: int, flags: int) -> int:
+    return pos + 3 * (2 << (flags & 7)) if flags & 0x80 else pos
+
+
+def _walk_gif(data: bytes, limits: ImageLimits) -> None:
+    """Blocks up to the trailer; the frame limit applies before Pillow walks the frames itself."""
+    if len(data) < 13:
+        raise truncated("a GIF header")
+    pos = _skip_colour_table(data, 13, data[10])
+    frames = blocks = sub_blocks = 0
+    while pos < len(data) and data[pos] != 0x3B:  # the trailer
+        blocks = _count_segment(blocks)
+        introducer = data[pos]
+        if introducer == 0x2C:  # image descriptor, colour table, LZW code size, data
+            frames += 1
+            if frames > limits.max_frames:
+                raise LimitExceeded(f"image has more than {limits.max_frames} frames; at most {limits.max_frames}",
+                                    code="too_many_frames")
+            if pos + 11 > len(data):
+                raise truncated("a GIF frame header")
+            pos = _skip_colour_table(data, pos + 10, data[pos + 9]) + 1
+        elif introducer == 0x21:  # extension: label, then data sub-blocks
+            pos += 2
+        else:  # a stray byte: Pillow skips it, so do we
+            pos += 1
+            continue
+        while True:  # data sub-blocks up to the empty one
+            if pos >= len(data):
+                raise truncated("a GIF block runs past the end")
+            size = data[pos]
+            pos += 1 + size
+            sub_blocks += 1
+            if sub_blocks > MAX_GIF_SUB_BLOCKS:
+                raise LimitExceeded(f"the GIF has more than {MAX_GIF_SUB_BLOCKS} data blocks",
+                                    code="too_many_segments")
+            if size == 0:
+                break
+    if frames == 0:
+        raise truncated("a GIF without image data")
+
+
+def _walk_riff(data: bytes, limits: ImageLimits) -> None:
+    if len(data) < 12 or struct.unpack_from("<I", data, 4)[0] + 8 > len(data):
+        raise truncated("the WebP file is shorter than its RIFF header says")
+
+
+def _walk_boxes(data: bytes, limits: ImageLimits) -> None:
+    """ISO-BMFF (HEIF, AVIF): every top-level box ends inside the file."""
+    pos, boxes = 0, 0
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise truncated("a box header runs past the end")
+        size = struct.unpack_from(">I", data, pos)[0]
+        if size == 1:
+            if pos + 16 > len(data):
+                raise truncated("a box header runs past the end")
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+        elif size == 0:  # to the end of the file
+            size = len(data) - pos
+        if size < 8:
+            raise InvalidInput(f"a box declares {size} bytes", code="corrupt_image")
+        if pos + size > len(data):
+            raise truncated("a box runs past the end")
+        boxes = _count_segment(boxes)
+        pos += size
+
+
+_WALKS = {"jpeg": _walk_jpeg, "png": _walk_png, "gif": _walk_gif, "webp": _walk_riff, "heif": _walk_boxes,
+          "avif": _walk_boxes}
+
+
+def check_structure(path: Path, fmt: str, limits: ImageLimits) -> None:
+    """Refuse a file cut short, or whose scans, frames or segments exceed the limits, from its bytes alone."""
+    walk = _WALKS.get(fmt)
+    if walk is not None:
+        walk(path.read_bytes(), limits)
