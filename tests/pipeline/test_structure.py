@@ -1,0 +1,122 @@
+"""Files whose structure costs more than their pixels, and files cut short, are refused before decoding."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mediahub.errors import MediaHubError
+from mediahub.pipeline.image import process_image
+from mediahub.pipeline.sniff import sniff
+from mediahub.pipeline.structure import MAX_SEGMENTS
+from tests.support.corpus import CORPUS_DIR
+from tests.support.hostile_images import cut, many_scan_jpeg
+
+GOOD = CORPUS_DIR / "images/good"
+EOI = b"\xff\xd9"
+
+
+def _process(tmp_path: Path, data: bytes, options, name: str = "upload"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return process_image(path, sniff(data[:4096]), options)
+
+
+def _refused(tmp_path: Path, data: bytes, options) -> MediaHubError:
+    with pytest.raises(MediaHubError) as caught:
+        _process(tmp_path, data, options)
+    return caught.value
+
+
+def test_a_progressive_jpeg_with_a_normal_number_of_scans_is_accepted(tmp_path, options):
+    result = _process(tmp_path, many_scan_jpeg(20), options)
+    assert (result.width, result.height) == (64, 48)
+
+
+def test_a_jpeg_with_too_many_scans_is_refused_before_decoding(tmp_path, options):
+    data = many_scan_jpeg(5000, (2000, 1500))  # decoded, this takes seconds of CPU
+    started = time.monotonic()
+    error = _refused(tmp_path, data, options)
+    assert error.code == "too_many_scans"
+    assert time.monotonic() - started < 5  # refused from the bytes, not after a decode
+
+
+def test_the_scan_limit_is_a_setting(tmp_path):
+    from mediahub.config import Settings
+    from mediahub.services.ingest import image_options
+
+    strict = image_options(Settings(_env_file=None, max_jpeg_scans=5))
+    assert _refused(tmp_path, many_scan_jpeg(20), strict).code == "too_many_scans"
+
+
+@pytest.mark.parametrize("name", [
+    "jpeg_flower.jpg",                 # RGB, upright: libvips shrink-on-load, bytes kept
+    "orient_landscape_6.jpg",          # rotated: re-encoded from a full Pillow decode
+    "jpeg_cmyk.jpg",                   # CMYK: Pillow only
+    "jpeg_progressive_peppers.jpg",    # progressive
+    "gps_nikon_DSCN0021.jpg",          # a camera file with EXIF
+])
+@pytest.mark.parametrize("fraction", [0.33, 0.9])
+def test_a_jpeg_cut_short_and_closed_with_an_end_marker_is_refused(tmp_path, options, name, fraction):
+    data = (GOOD / name).read_bytes()
+    assert _refused(tmp_path, cut(data, fraction, EOI), options).code == "truncated_image"
+    assert _refused(tmp_path, cut(data, fraction), options).code in ("truncated_image", "corrupt_image")
+
+
+def _sof_dimensions(data: bytes, width: int, height: int) -> bytes:
+    at = data.index(b"\xff\xc0")
+    return data[:at + 5] + struct.pack(">HH", height, width) + data[at + 9:]
+
+
+def test_a_jpeg_header_without_image_data_is_refused(tmp_path, options):
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(out, "JPEG")
+    big = _sof_dimensions(out.getvalue(), 10000, 5000)
+    sos = big.index(b"\xff\xda")
+    no_scan = big[:sos] + EOI
+    sos_length = struct.unpack(">H", big[sos + 2:sos + 4])[0]
+    empty_scan = big[:sos + 2 + sos_length] + EOI
+    for data in (no_scan, empty_scan):
+        assert _refused(tmp_path, data, options).code == "truncated_image"
+
+
+@pytest.mark.parametrize("name, trailer", [
+    ("png_hopper.png", b"\x00\x00\x00\x00IEND\xaeB`\x82"),
+    ("png_large_dims_2400x2000.png", b""),
+    ("gif_animated_chi.gif", b";"),    # later frames missing: Pillow kept the first ones
+    ("gif_hopper.gif", b""),
+    ("webp_flower.webp", b""),
+    ("webp_animated_iss634.webp", b""),
+    ("heic_iphone13_3024x4032.heic", b""),  # Pillow decoded it, missing tiles and all
+    ("avif_exif_512.avif", b""),
+])
+def test_other_formats_cut_short_are_refused_as_truncated(tmp_path, options, name, trailer):
+    data = (GOOD / name).read_bytes()
+    assert _refused(tmp_path, cut(data, 0.5, trailer), options).code == "truncated_image"
+
+
+def _png_chunk(kind: bytes, body: bytes = b"") -> bytes:
+    import zlib
+
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_a_png_with_a_flood_of_chunks_is_refused(tmp_path, options):
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "PNG")
+    data = out.getvalue()
+    iend = data.rindex(b"IEND") - 4
+    flood = data[:iend] + _png_chunk(b"prVt") * (MAX_SEGMENTS + 1) + data[iend:]
+    assert _refused(tmp_path, flood, options).code == "too_many_segments"
+
+
+def test_a_gif_with_too_many_frames_is_refused_from_its_blocks(tmp_path, options):
+    frames = [Image.new("P", (4, 4), i % 2) for i in range(options.limits.max_frames + 5)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=10, optimize=False)
+    assert _refused(tmp_path, out.getvalue(), options).code == "too_many_frames"
