@@ -46,6 +46,10 @@ class _DeadlineExceeded(Exception):
     pass
 
 
+class _NotSent(_WorkerDied):
+    """The process died before the call reached it: the call never ran."""
+
+
 def _serve(connection: Connection, preload: tuple[str, ...]) -> None:
     """A worker process: answer (function, args) calls with (ok, result or exception) until the pipe closes."""
     # Ctrl-C reaches the whole process group: the parent decides when its workers stop.
@@ -54,7 +58,10 @@ def _serve(connection: Connection, preload: tuple[str, ...]) -> None:
     os.environ["VIPS_CONCURRENCY"] = "1"
     for name in preload:
         importlib.import_module(name)
-    connection.send(os.getpid())  # ready
+    try:
+        connection.send(os.getpid())  # ready
+    except OSError:  # closed before this process was ready: the pool is shutting down
+        return
     while True:
         try:
             function, args = connection.recv()
@@ -82,7 +89,9 @@ class _Worker:
         self._ready = False
 
     def alive(self) -> bool:
-        return self.process.is_alive()
+        # The sentinel, not is_alive(): that relies on waitpid, and a process reaped by
+        # someone else's waitpid(-1) would look alive forever.
+        return not wait([self.process.sentinel], 0)
 
     def _receive(self, timeout: float | None) -> Any:
         """The next message; _DeadlineExceeded when none came in time, _WorkerDied when the process is gone."""
@@ -99,13 +108,13 @@ class _Worker:
         if not self._ready:
             try:
                 self._receive(STARTUP_SECONDS)
-            except _DeadlineExceeded:
-                raise _WorkerDied from None
+            except (_DeadlineExceeded, _WorkerDied):
+                raise _NotSent from None
             self._ready = True
         try:
             self._connection.send((function, args))
-        except (BrokenPipeError, ConnectionResetError):
-            raise _WorkerDied from None
+        except OSError:
+            raise _NotSent from None
         return self._receive(deadline)
 
     def stop(self, *, kill: bool = False) -> None:
@@ -113,7 +122,7 @@ class _Worker:
         self._connection.close()
         if not kill:
             self.process.join(STOP_SECONDS)
-        if self.process.is_alive():
+        if self.alive():
             self.process.kill()
         self.process.join(STOP_SECONDS)
 
@@ -145,24 +154,33 @@ class PixelWorkers:
     def run(self, function: Callable[..., T], *args: Any) -> T:
         if self._processes == 0:
             return function(*args)
-        worker = self._checkout()
-        healthy = False
-        try:
-            ok, value = worker.call(function, args, self._deadline)
-            healthy = True
-        except _DeadlineExceeded:
-            raise InvalidInput(f"processing took longer than {self._deadline:g} s and was stopped",
-                               code="processing_timeout") from None
-        except _WorkerDied:
-            raise Unavailable("the process working on this upload stopped; the upload was not stored, "
-                              "try again", code="pixel_worker_lost") from None
-        finally:
-            # Anything but an answer (deadline, death, the caller interrupted mid-call) leaves the
-            # process busy or gone: it is replaced, never handed to the next call.
-            self._checkin(worker, healthy)
+        for attempt in range(2):
+            worker = self._checkout()
+            healthy = False
+            try:
+                ok, value = worker.call(function, args, self._deadline)
+                healthy = True
+                break
+            except _NotSent:
+                if attempt:
+                    raise self._lost() from None
+            except _DeadlineExceeded:
+                raise InvalidInput(f"processing took longer than {self._deadline:g} s and was stopped",
+                                   code="processing_timeout") from None
+            except _WorkerDied:
+                raise self._lost() from None
+            finally:
+                # Anything but an answer (deadline, death, the caller interrupted mid-call) leaves the
+                # process busy or gone: it is replaced, never handed to the next call.
+                self._checkin(worker, healthy)
         if ok:
             return value
         raise value
+
+    @staticmethod
+    def _lost() -> Unavailable:
+        return Unavailable("the process working on this upload stopped; the upload was not stored, try again",
+                           code="pixel_worker_lost")
 
     def _checkout(self) -> _Worker:
         with self._changed:
