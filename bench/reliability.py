@@ -98,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         ("matrix cells checked / failed",
          f"{t['matrix_checked'] + collector.cells} / {t['matrix_failed'] + collector.cells_failed}",
          "bad tokens x every operation, upload routes x callers, id/key escapes, secrets in logs, tests/api matrices"),
+        ("CPU-deadline kills / uploads served after", f"{t['deadline_kills']} / {t['deadline_recovered']}",
+         "a decode over PIXEL_DEADLINE_SECONDS (a JPEG of many scans): 422 processing_timeout, "
+         "its pixel process killed and replaced"),
+        ("dead pixel workers / uploads failed / served after",
+         f"{t['worker_kills']} / {t['worker_uploads_failed']} / {t['worker_recovered']}",
+         "kill -9 of a pixel process, idle and mid-upload: only its upload fails (503 pixel_worker_lost), "
+         "/readyz reports it, later uploads succeed; RSS: pixels_*"),
         ("peak RSS (MB) of the server", f"{peak / 1024:.0f}", f"VmHWM of the server process: {by_scenario}"),
     ]
     print()
