@@ -75,7 +75,7 @@ def open_image(path: Path, fmt: str) -> Image.Image:
         raise InvalidInput(f"cannot read {fmt} header: {exc}", code="corrupt_image") from None
 
 
-def _check_size(width: int, height: int, limits: ImageLimits) -> None:
+def check_size(width: int, height: int, limits: ImageLimits) -> None:
     if width < 1 or height < 1:
         raise InvalidInput(f"image declares an empty size {width}x{height}", code="corrupt_image")
     if max(width, height) > limits.max_side:
@@ -88,14 +88,14 @@ def _walk_frames(image: Image.Image, frames: int, limits: ImageLimits) -> None:
     """Seek every frame so that frame extents beyond the canvas (GIF bombs) are caught."""
     for index in range(frames):
         image.seek(index)
-        _check_size(*image.size, limits)
+        check_size(*image.size, limits)
     image.seek(0)
 
 
 def check_limits(image: Image.Image, limits: ImageLimits) -> ImageHeader:
     """Refuse oversized images from header fields alone, before any pixel is decoded."""
     width, height = image.size
-    _check_size(width, height, limits)
+    check_size(width, height, limits)
     try:
         frames = int(getattr(image, "n_frames", 1) or 1)
         if frames > limits.max_frames:

@@ -23,7 +23,7 @@ import struct
 from pathlib import Path
 
 from mediahub.errors import InvalidInput, LimitExceeded
-from mediahub.pipeline.probe import ImageLimits
+from mediahub.pipeline.probe import ImageLimits, check_size
 
 # Marker segments, PNG chunks, GIF blocks, ISO-BMFF boxes: real files have tens to a few thousand.
 MAX_SEGMENTS = 100_000
@@ -119,6 +119,7 @@ def _walk_gif(data: bytes, limits: ImageLimits) -> None:
                                     code="too_many_frames")
             if pos + 11 > len(data):
                 raise truncated("a GIF frame header")
+            check_size(*struct.unpack_from("<HH", data, pos + 5), limits)  # frame extents beyond the canvas
             pos = _skip_colour_table(data, pos + 10, data[pos + 9]) + 1
         elif introducer == 0x21:  # extension: label, then data sub-blocks
             pos += 2
