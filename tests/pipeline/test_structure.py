@@ -120,3 +120,32 @@ def test_a_gif_with_too_many_frames_is_refused_from_its_blocks(tmp_path, options
     out = io.BytesIO()
     frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=10, optimize=False)
     assert _refused(tmp_path, out.getvalue(), options).code == "too_many_frames"
+
+
+def _tiff_with_pages(pages: int) -> bytes:
+    """A little-endian TIFF whose IFD chain has `pages` directories (each a 1x1 grey page)."""
+    header = b"II*\x00" + struct.pack("<I", 8)
+    body = []
+    ifd_size = 2 + 7 * 12 + 4
+    pixel_at = 8 + pages * ifd_size
+    for index in range(pages):
+        at = 8 + index * ifd_size
+        next_ifd = at + ifd_size if index + 1 < pages else 0
+        entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+                   (273, 4, 1, pixel_at), (278, 3, 1, 1)]
+        ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries)
+        body.append(ifd + struct.pack("<I", next_ifd))
+    return header + b"".join(body) + b"\x80"
+
+
+def test_a_tiff_with_too_many_pages_is_refused_from_its_directory_chain(tmp_path, options):
+    assert _process(tmp_path, _tiff_with_pages(1), options).width == 1
+    assert _refused(tmp_path, _tiff_with_pages(options.limits.max_frames + 1), options).code == "too_many_frames"
+    assert _refused(tmp_path, _tiff_with_pages(3)[:100], options).code == "truncated_image"
+
+
+def test_a_tiff_with_a_flood_of_pages_is_refused_before_pillow_walks_them(tmp_path, options):
+    data = _tiff_with_pages(100_000)  # 9 MB; Pillow's own page count took minutes over this chain
+    started = time.monotonic()
+    assert _refused(tmp_path, data, options).code == "too_many_frames"
+    assert time.monotonic() - started < 20

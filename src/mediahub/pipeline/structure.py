@@ -4,7 +4,7 @@ Two things the header fields checked in `probe` do not bound:
 
 * Work that grows with the structure, not the pixels: libjpeg passes over the
   whole image for every scan of a progressive JPEG (2,000 scans of a 334 KB file:
-  90 s), and Pillow walks PNG chunks and GIF blocks in Python. Scans, frames and
+  90 s), and Pillow walks PNG chunks, GIF blocks and TIFF directories in Python. Scans, frames and
   segments are counted here, in one pass over the bytes, and refused over a limit.
 * Files cut short. A decoder that runs out of data fills the rest with grey and
   often only warns; so a container whose last part is missing (no end marker, a
@@ -12,8 +12,9 @@ Two things the header fields checked in `probe` do not bound:
   JPEG entropy data cut short and closed with a forged end marker looks complete
   here: `probe.check_jpeg_data` decodes to find it.
 
-Formats not walked (TIFF, BMP, ICO) are bounded by their decoders' own errors and
-by the pixel worker's deadline.
+Formats not walked (BMP, ICO) and what a walk does not see (TIFF strips, the
+inside of HEIF items) are bounded by their decoders' own errors and by the pixel
+worker's deadline.
 """
 
 from __future__ import annotations
@@ -167,8 +168,32 @@ def _walk_boxes(data: bytes, limits: ImageLimits) -> None:
         pos += size
 
 
+def _walk_tiff(data: bytes, limits: ImageLimits) -> None:
+    """The IFD chain (one IFD per page): the frame limit applies before Pillow parses every IFD in Python."""
+    if len(data) < 16:
+        raise truncated("a TIFF header")
+    order = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack_from(order + "H", data, 2)[0] == 43  # BigTIFF: 8-byte offsets and counts
+    count_format, entry_size, offset_format = (("Q", 20, "Q") if big else ("H", 12, "I"))
+    offset = struct.unpack_from(order + offset_format, data, 8 if big else 4)[0]
+    seen: set[int] = set()
+    while offset and offset not in seen:  # a loop in the chain ends it (Pillow stops there too)
+        seen.add(offset)
+        if len(seen) > limits.max_frames:
+            raise LimitExceeded(f"image has more than {limits.max_frames} frames; at most {limits.max_frames}",
+                                code="too_many_frames")
+        counted = offset + struct.calcsize(count_format)
+        if counted > len(data):
+            raise truncated("a TIFF directory runs past the end")
+        entries = struct.unpack_from(order + count_format, data, offset)[0]
+        next_at = counted + entries * entry_size
+        if next_at + struct.calcsize(offset_format) > len(data):
+            raise truncated("a TIFF directory runs past the end")
+        offset = struct.unpack_from(order + offset_format, data, next_at)[0]
+
+
 _WALKS = {"jpeg": _walk_jpeg, "png": _walk_png, "gif": _walk_gif, "webp": _walk_riff, "heif": _walk_boxes,
-          "avif": _walk_boxes}
+          "avif": _walk_boxes, "tiff": _walk_tiff}
 
 
 def check_structure(path: Path, fmt: str, limits: ImageLimits) -> None:

@@ -73,6 +73,8 @@ def _serve(connection: Connection, preload: tuple[str, ...]) -> None:
             reply = (False, exc)
         try:
             connection.send(reply)
+        except OSError:  # the parent is gone (or killed this call): nobody waits for the answer
+            return
         except Exception as exc:  # noqa: BLE001 - an unpicklable result or error
             connection.send((False, RuntimeError(f"pixel worker could not return its result: {exc!r}")))
 
