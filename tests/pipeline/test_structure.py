@@ -156,3 +156,13 @@ def test_a_tiff_with_a_flood_of_pages_is_refused_before_pillow_walks_them(tmp_pa
     started = time.monotonic()
     assert _refused(tmp_path, data, options).code == "too_many_frames"
     assert time.monotonic() - started < 20
+
+
+def test_a_heic_whose_tiles_point_past_the_end_is_refused(tmp_path, options):
+    """Cut inside its data, with the data box's size made to fit: libheif decoded the missing tiles as grey."""
+    data = (GOOD / "heic_iphone13_3024x4032.heic").read_bytes()
+    at = data.index(b"mdat") - 4
+    assert struct.unpack(">I", data[at:at + 4])[0] == 1  # a 64-bit box size follows the type
+    length = len(data) // 2 - at
+    forged = data[:at + 8] + struct.pack(">Q", length) + data[at + 16:at + length]
+    assert _refused(tmp_path, forged, options).code == "truncated_image"

@@ -147,25 +147,74 @@ def _walk_riff(data: bytes, limits: ImageLimits) -> None:
         raise truncated("the WebP file is shorter than its RIFF header says")
 
 
+def _box(data: bytes, pos: int, end: int) -> tuple[bytes, int, int]:
+    """(type, start of its body, end) of the ISO-BMFF box at `pos`, which must end by `end`."""
+    if pos + 8 > end:
+        raise truncated("a box header runs past the end")
+    size, kind = struct.unpack_from(">I4s", data, pos)
+    body = pos + 8
+    if size == 1:
+        if pos + 16 > end:
+            raise truncated("a box header runs past the end")
+        size, body = struct.unpack_from(">Q", data, pos + 8)[0], pos + 16
+    elif size == 0:  # to the end of its container
+        size = end - pos
+    if size < body - pos:
+        raise InvalidInput(f"a box declares {size} bytes", code="corrupt_image")
+    if pos + size > end:
+        raise truncated(f"the {kind.decode('latin-1')!r} box runs past the end")
+    return kind, body, pos + size
+
+
+def _check_item_extents(data: bytes, pos: int, end: int) -> None:
+    """Every extent of the `iloc` box (the items' places in the file) lies inside the file.
+
+    libheif decodes a grid whose tiles point past the end of the file as if they were there.
+    """
+    if end - pos < 6:
+        raise InvalidInput("the iloc box is shorter than its header", code="corrupt_image")
+    version = data[pos]
+    sizes = struct.unpack_from(">H", data, pos + 4)[0]
+    offset_size, length_size, base_size = sizes >> 12, (sizes >> 8) & 15, (sizes >> 4) & 15
+    index_size = sizes & 15 if version in (1, 2) else 0
+    reader = _Reader(data, pos + 6, end)
+    for _ in range(reader.number(4 if version == 2 else 2)):
+        reader.number(4 if version == 2 else 2)  # item id
+        method = reader.number(2) & 15 if version in (1, 2) else 0
+        reader.number(2)  # data reference index
+        base = reader.number(base_size)
+        for _ in range(reader.number(2)):
+            reader.number(index_size)
+            offset, length = reader.number(offset_size), reader.number(length_size)
+            if method == 0 and base + offset + length > len(data):
+                raise truncated("an image item's data lies past the end")
+
+
+class _Reader:
+    def __init__(self, data: bytes, pos: int, end: int) -> None:
+        self.data, self.pos, self.end = data, pos, end
+
+    def number(self, size: int) -> int:
+        if self.pos + size > self.end:
+            raise InvalidInput("the iloc box is shorter than its entries", code="corrupt_image")
+        value = int.from_bytes(self.data[self.pos:self.pos + size], "big")
+        self.pos += size
+        return value
+
+
 def _walk_boxes(data: bytes, limits: ImageLimits) -> None:
-    """ISO-BMFF (HEIF, AVIF): every top-level box ends inside the file."""
+    """ISO-BMFF (HEIF, AVIF): every top-level box, and every item's data, ends inside the file."""
     pos, boxes = 0, 0
     while pos < len(data):
-        if pos + 8 > len(data):
-            raise truncated("a box header runs past the end")
-        size = struct.unpack_from(">I", data, pos)[0]
-        if size == 1:
-            if pos + 16 > len(data):
-                raise truncated("a box header runs past the end")
-            size = struct.unpack_from(">Q", data, pos + 8)[0]
-        elif size == 0:  # to the end of the file
-            size = len(data) - pos
-        if size < 8:
-            raise InvalidInput(f"a box declares {size} bytes", code="corrupt_image")
-        if pos + size > len(data):
-            raise truncated("a box runs past the end")
+        kind, body, pos = _box(data, pos, len(data))
         boxes = _count_segment(boxes)
-        pos += size
+        if kind == b"meta":  # a full box: version and flags, then boxes
+            inner = body + 4
+            while inner < pos:
+                inner_kind, inner_body, inner = _box(data, inner, pos)
+                boxes = _count_segment(boxes)
+                if inner_kind == b"iloc":
+                    _check_item_extents(data, inner_body, inner)
 
 
 def _walk_tiff(data: bytes, limits: ImageLimits) -> None:
