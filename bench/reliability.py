@@ -111,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         ("slow heads held / cut", f"{t['slow_held']} / {t['slow_closed']}",
          f"connections that never finish their heads, cut after HEADER_READ_TIMEOUT_SECONDS; meanwhile "
          f"{t['slow_served']} ordinary requests: {_latency(LATENCIES_MS.get('slow heads', []))}"),
+        ("CPU-deadline kills / uploads served after", f"{t['deadline_kills']} / {t['deadline_recovered']}",
+         "a decode over PIXEL_DEADLINE_SECONDS (a JPEG of many scans): 422 processing_timeout, "
+         "its pixel process killed and replaced"),
+        ("dead pixel workers / uploads failed / served after",
+         f"{t['worker_kills']} / {t['worker_uploads_failed']} / {t['worker_recovered']}",
+         "kill -9 of a pixel process, idle and mid-upload: only its upload fails (503 pixel_worker_lost), "
+         "/readyz reports it, later uploads succeed; RSS: pixels_*"),
         ("peak RSS (MB) of the server", f"{peak / 1024:.0f}", f"VmHWM of the server process: {by_scenario}"),
     ]
     print()

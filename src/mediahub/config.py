@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     # /metrics answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset, it answers 404.
     metrics_token: SecretStr | None = None
 
+    # Pixel work bounds (services/pixels.py): an upload's decode in a worker process (PIXEL_WORKERS > 0)
+    # that runs longer than this is killed with its process and refused (422 processing_timeout).
+    pixel_deadline_seconds: float = Field(60.0, gt=0, le=3600)
+    # Scans of a progressive JPEG (real ones have about 10): each is a decoding pass over the whole image.
+    max_jpeg_scans: int = Field(100, ge=1, le=100_000)
+
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
     @classmethod
     def _split_types(cls, value: object) -> object:

@@ -225,6 +225,6 @@ def test_readyz_reports_a_broken_storage(app_factory, tmp_path: Path) -> None:
     blocker.write_text("a file where the media root should be")
     with TestClient(app_factory(media_root=blocker)) as client:
         body = assert_problem(client.get("/readyz"), 503, "storage_unavailable")
-        assert body["checks"] == {"database": "ok", "storage": "storage_unavailable"}
+        assert body["checks"] == {"database": "ok", "storage": "storage_unavailable", "pixels": "ok"}
         assert client.get("/healthz").status_code == 200
 

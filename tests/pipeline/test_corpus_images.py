@@ -14,7 +14,7 @@ from tests.support.corpus import corpus_images
 
 STABLE_CODES = {
     "unsupported_type", "empty_file", "corrupt_image", "too_many_pixels", "too_many_frames", "trailing_data",
-    "too_large",
+    "too_large", "truncated_image", "too_many_scans", "too_many_segments",
 }
 GPS_MARKERS = (b"GPSLatitude", b"GPSLongitude", b"Exif\x00\x00")
 

@@ -18,9 +18,10 @@ from mediahub.pipeline.hashing import perceptual_hash
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import display_size, swaps_axes, upright
 from mediahub.pipeline.original import EncodedOriginal, jpeg_subsampling, reencode, reencode_animation
-from mediahub.pipeline.probe import ImageLimits, check_limits, decode, open_image, reduce_jpeg
+from mediahub.pipeline.probe import ImageLimits, check_jpeg_data, check_limits, decode, open_image, reduce_jpeg
 from mediahub.pipeline.sniff import Sniffed
 from mediahub.pipeline.strip import STRIPPERS, judge_trailing
+from mediahub.pipeline.structure import check_structure
 from mediahub.pipeline.variants import EncodeOptions, Encoded, encode_all, render_all, source_box
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
     """Every output of one image. `original_ready` gets the stripped original (on a side
     thread) as soon as it is known to be kept, long before the pixels are done, so the
     caller can store it meanwhile; a re-encoded original comes only with the result."""
+    check_structure(path, sniffed.format, options.limits)  # before any parser reads more than the header
     image = open_image(path, sniffed.format)
     try:
         header = check_limits(image, options.limits)
@@ -99,6 +101,8 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
             # from a full decode: a second, shrunk decode beats resizing from full size
             # (12 MP, orientation 6: 467 ms against 621 ms measured).
             reduced = reduce_jpeg(path, stored_box)
+        if sniffed.format == "jpeg" and reduced is None:  # Pillow's decode does not notice data cut short
+            check_jpeg_data(path)
         # The strip's verdict (and its errors, the ones users see for a broken file) before any Pillow decode.
         lossless = stripped.result() if stripped is not None else None
         keep_bytes = lossless is not None and upright_already  # exactly when original_ready was called

@@ -39,6 +39,7 @@ class ImageLimits:
     max_pixels: int
     max_frames: int
     max_total_pixels: int
+    max_jpeg_scans: int = 100  # see pipeline/structure.py
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def open_image(path: Path, fmt: str) -> Image.Image:
         raise InvalidInput(f"cannot read {fmt} header: {library_reason(exc)}", code="corrupt_image") from None
 
 
-def _check_size(width: int, height: int, limits: ImageLimits) -> None:
+def check_size(width: int, height: int, limits: ImageLimits) -> None:
     if width < 1 or height < 1:
         raise InvalidInput(f"image declares an empty size {width}x{height}", code="corrupt_image")
     if max(width, height) > limits.max_side:
@@ -87,14 +88,14 @@ def _walk_frames(image: Image.Image, frames: int, limits: ImageLimits) -> None:
     """Seek every frame so that frame extents beyond the canvas (GIF bombs) are caught."""
     for index in range(frames):
         image.seek(index)
-        _check_size(*image.size, limits)
+        check_size(*image.size, limits)
     image.seek(0)
 
 
 def check_limits(image: Image.Image, limits: ImageLimits) -> ImageHeader:
     """Refuse oversized images from header fields alone, before any pixel is decoded."""
     width, height = image.size
-    _check_size(width, height, limits)
+    check_size(width, height, limits)
     try:
         frames = int(getattr(image, "n_frames", 1) or 1)
         if frames > limits.max_frames:
@@ -131,25 +132,54 @@ def decode(image: Image.Image, reduce_to: tuple[int, int] | None = None) -> Imag
 # -- libvips fast path: JPEG decoded straight to the size the variants need ------------------------
 
 
+def _refuse_truncation(error: Exception) -> None:
+    """Raise truncated_image when libjpeg ran out of data; its other complaints are left to Pillow."""
+    # libjpeg: "premature end of data segment" (a forged end marker mid-scan), "Premature end of
+    # JPEG file"; libvips: "premature end of JPEG image". Both decoders fill the rest with grey.
+    if "premature end" in str(error).lower():
+        raise InvalidInput("the JPEG's image data is cut short", code="truncated_image") from None
+
+
+def check_jpeg_data(path: Path) -> None:
+    """Refuse a JPEG whose entropy-coded data ends early, which Pillow decodes to grey without a word.
+
+    One libvips decode at the smallest DCT scale: libjpeg still reads every scan to the
+    end, and reports running out of data as a warning, which fails the load here.
+    """
+    try:
+        vips = vips_step.module()
+        head = vips.Image.new_from_file(str(path), access="sequential")
+        shrink = 8
+        while shrink > 1 and min(head.width, head.height) < shrink:
+            shrink //= 2
+        vips.Image.new_from_file(str(path), access="sequential", fail_on="warning", shrink=shrink).avg()
+    except InvalidInput:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything but truncation is Pillow's to judge
+        _refuse_truncation(exc)
+
+
 def reduce_jpeg(path: Path, box: tuple[int, int]) -> pyvips.Image | None:
     """The JPEG's first frame at exactly `box` (stored orientation), in memory in libvips, or None.
 
     libjpeg's DCT scaling (shrink-on-load, at most 8x and never below `box`) and
     then a Lanczos-3 reduce to the exact size: no full-size decode, ever. None
-    when libvips cannot do it (odd colour space, any error): the caller falls
-    back to Pillow, whose errors are the ones users see. Its metadata is never
+    when libvips cannot do it (odd colour space, any libjpeg warning or error):
+    the caller falls back to Pillow, whose errors are the ones users see; only
+    image data cut short is refused here (truncated_image). Its metadata is never
     read again: pixels leave libvips as raw bytes, and the ICC profile is the
     caller's to apply.
     """
     try:
         vips = vips_step.module()
-        head = vips.Image.new_from_file(str(path), access="sequential", fail_on="error")
+        head = vips.Image.new_from_file(str(path), access="sequential", fail_on="warning")
         shrink = 1
         while shrink < 8 and head.width // (shrink * 2) >= box[0] and head.height // (shrink * 2) >= box[1]:
             shrink *= 2
-        loaded = vips.Image.new_from_file(str(path), access="sequential", fail_on="error", shrink=shrink)
+        loaded = vips.Image.new_from_file(str(path), access="sequential", fail_on="warning", shrink=shrink)
         if loaded.interpretation not in ("srgb", "b-w") or loaded.format != "uchar" or loaded.bands not in (1, 3):
             return None
         return vips_step.resize(loaded, box).copy_memory()
-    except Exception:  # noqa: BLE001 - any libvips failure means "use Pillow"
+    except Exception as exc:  # noqa: BLE001 - any other libvips failure means "use Pillow"
+        _refuse_truncation(exc)
         return None

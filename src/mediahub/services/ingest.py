@@ -113,7 +113,7 @@ def encode_options(settings: Settings, *, base: bool = True, extra: bool = True)
 def image_options(settings: Settings, encode: EncodeOptions | None = None) -> ImageOptions:
     return ImageOptions(
         limits=ImageLimits(settings.max_image_side, settings.max_image_pixels, settings.max_frames,
-                           settings.max_total_pixels),
+                           settings.max_total_pixels, settings.max_jpeg_scans),
         sizes=settings.image_sizes,
         encode=encode or encode_options(settings),
         original_quality=settings.original_quality,
@@ -134,7 +134,7 @@ class IngestService:
         self.dispatch = dispatch  # None: jobs wait in the table for a worker's sweeper
         self.dedup_index: DedupIndex | None = None  # the process's perceptual index (the runtime sets it)
         self._writers = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put")
-        self.pixels = PixelWorkers(settings.pixel_workers)
+        self.pixels = PixelWorkers(settings.pixel_workers, settings.pixel_deadline_seconds)
         self.image_options = image_options(settings, encode_options(settings, extra=False))
         self.video_options = video_options(settings, self.image_options)
 

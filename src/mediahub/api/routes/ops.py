@@ -22,12 +22,13 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, summary="Readiness: database and storage answer",
+@router.get("/readyz", response_model=Health, summary="Readiness: database, storage and pixel workers answer",
             responses={503: {"model": Problem, "content": {"application/problem+json": {}}}})
 async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
     checks: dict[str, str] = {}
     failures: list[MediaHubError] = []
-    for name, check in (("database", runtime.database.ping), ("storage", runtime.storage.check)):
+    for name, check in (("database", runtime.database.ping), ("storage", runtime.storage.check),
+                        ("pixels", runtime.ingest.pixels.check)):
         try:
             await run_in_threadpool(check)
             checks[name] = "ok"
