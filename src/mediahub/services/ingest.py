@@ -40,6 +40,7 @@ from mediahub.pipeline.video import ProcessedVideo, VideoOptions, process_video
 from mediahub.services import dedup
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.services.dedup_index import DedupIndex
+from mediahub.services.moderation import replace_in_slot
 from mediahub.services.pixels import PixelWorkers
 from mediahub.storage.base import Storage
 from mediahub.storage.keys import original_key, variant_key
@@ -290,7 +291,7 @@ class IngestService:
 
     def _commit(self, make_row: Callable[[], MediaItem], target: Target, job_kinds: list[str],
                 recheck: Callable[[Session], None] | None = None) -> tuple[MediaItem, list[int]]:
-        """Insert the row (replacing a single slot's item) and its jobs in one transaction.
+        """Insert the row (replacing what it replaces in a single slot) and its jobs in one transaction.
 
         With a `recheck`, the transaction holds the entity's lock and runs it first.
         Lock waits and deadlocks between concurrent uploads to one field surface as
@@ -306,9 +307,7 @@ class IngestService:
                     repo = MediaRepository(session)
                     repo.add(item)
                     if target.field.slot == "single":
-                        for old in repo.others_in_slot(target.kind.name, target.entity_id, target.field.name,
-                                                       item.id):
-                            repo.delete(old)
+                        replace_in_slot(repo, item)
                     job_ids = [enqueue(session, kind, media_id=item.id,
                                        max_attempts=self.settings.job_max_attempts).id for kind in job_kinds]
                 return item, job_ids
