@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from mediahub.db.models import EntityMember, MediaItem, MediaReport, PendingDelete, utcnow
 from mediahub.errors import Conflict, InvalidInput
@@ -384,6 +384,16 @@ class ReportRepository:
         """Distinct reporters with an open report (one open report per reporter)."""
         query = select(func.count(MediaReport.id)).where(MediaReport.media_id == media_id,
                                                          MediaReport.open_marker.is_not(None))
+        return self.session.scalar(query) or 0
+
+    def fresh_count(self, media_id: int) -> int:
+        """Open reports by reporters with no earlier, closed report on the item: a user whose report a
+        moderator has ruled on counts towards hiding the item no more."""
+        earlier = aliased(MediaReport)
+        ruled = select(earlier.id).where(earlier.media_id == MediaReport.media_id,
+                                         earlier.reporter == MediaReport.reporter, earlier.open_marker.is_(None))
+        query = select(func.count(MediaReport.id)).where(MediaReport.media_id == media_id,
+                                                         MediaReport.open_marker.is_not(None), ~ruled.exists())
         return self.session.scalar(query) or 0
 
     def made_since(self, reporter: str, since: datetime) -> tuple[int, datetime | None]:

@@ -3,7 +3,9 @@
 What the public sees changes only on a moderator's decision, or when
 FLAG_HIDE_THRESHOLD distinct users have open reports on an approved item. A
 decision (or a dismissal) closes the item's open reports, so only reports made
-after it count towards the threshold again.
+after it count towards the threshold again, and only those of users whose
+earlier report on the item was not ruled on: the same users cannot hide an item
+again and again by reporting it after each decision.
 
 An item that is not approved never replaces, demotes or hides an approved one:
 its single-slot replacement and its primary claim take effect on its approval.
@@ -125,7 +127,7 @@ class ModerationService:
                 return item
             self._check_rate(reports, principal.sub)
             reports.open(item.id, principal.sub, reason[:REASON_MAX] if reason else None)
-            count = reports.open_count(item.id)
+            count = reports.fresh_count(item.id)
             if self.hide_threshold and count >= self.hide_threshold and item.moderation_status == "approved":
                 apply_status(item, "flagged", f"hidden until a moderator decides: reported by {count} users")
             return item
