@@ -212,8 +212,8 @@ class MediaRepository:
         reported = select(MediaReport.media_id).where(MediaReport.open_marker.is_not(None))
         waiting = or_(MediaItem.moderation_status.in_(MODERATION_QUEUE_STATUSES), MediaItem.id.in_(reported))
         total = self.session.scalar(select(func.count(MediaItem.id)).where(waiting)) or 0
-        query = select(MediaItem).where(waiting).order_by(MediaItem.created_at, MediaItem.id).offset(offset).limit(limit)
-        return list(self.session.scalars(query)), total
+        page = select(MediaItem).where(waiting).order_by(MediaItem.created_at, MediaItem.id).offset(offset).limit(limit)
+        return list(self.session.scalars(page)), total
 
     def lock(self, media_id: int) -> MediaItem | None:
         """The row, locked until the transaction ends (SQLite: one writer anyway)."""
@@ -380,12 +380,6 @@ class ReportRepository:
             return existing
         return report
 
-    def open_count(self, media_id: int) -> int:
-        """Distinct reporters with an open report (one open report per reporter)."""
-        query = select(func.count(MediaReport.id)).where(MediaReport.media_id == media_id,
-                                                         MediaReport.open_marker.is_not(None))
-        return self.session.scalar(query) or 0
-
     def fresh_count(self, media_id: int) -> int:
         """Open reports by reporters with no earlier, closed report on the item: a user whose report a
         moderator has ruled on counts towards hiding the item no more."""
@@ -412,8 +406,8 @@ class ReportRepository:
         )
         return int(result.rowcount or 0)
 
-    def open_by_item(self, media_ids: builtins.list[int], per_item: int
-                     ) -> dict[int, tuple[int, builtins.list[MediaReport]]]:
+    def open_by_item(self, media_ids: list[int], per_item: int
+                     ) -> dict[int, tuple[int, list[MediaReport]]]:
         """Per item: its open report count and its `per_item` oldest open reports."""
         if not media_ids:
             return {}
@@ -425,7 +419,7 @@ class ReportRepository:
         ranked = select(MediaReport.id, rank).where(*is_open).subquery()
         first = (select(MediaReport).join(ranked, ranked.c.id == MediaReport.id).where(ranked.c.rank <= per_item)
                  .order_by(MediaReport.created_at, MediaReport.id))
-        shown: dict[int, builtins.list[MediaReport]] = {}
+        shown: dict[int, list[MediaReport]] = {}
         for report in self.session.scalars(first):
             shown.setdefault(report.media_id, []).append(report)
         return {media_id: (int(count), shown.get(media_id, [])) for media_id, count in counts}
