@@ -8,6 +8,9 @@ A user's flag is a report: it hides an item only at FLAG_HIDE_THRESHOLD distinct
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from mediahub.errors import MediaHubError
@@ -165,3 +168,27 @@ def test_a_reporter_must_see_the_item(runtime):
         moderation.report(pending.id, Principal("STRANGER"), None)
     assert caught.value.code == "media_not_found"
     assert moderation.queue(MODERATOR, 0, 10)[0][0].open_reports == 0
+
+
+def test_two_approvals_in_one_slot_at_once_leave_one_item(runtime):
+    """Two moderators approve two candidates of one slot together: one wins, the other item is gone (404)."""
+    moderation = _moderation(runtime)
+    old = _upload(runtime, "builder:B1:logo", "ALICE", verified=True)
+    candidates = [_upload(runtime, "builder:B1:logo", sub, path=path)
+                  for sub, path in (("BOB", PHOTO), ("CAROL", OTHER_PHOTO))]
+    barrier = threading.Barrier(len(candidates), timeout=30)
+
+    def approve(item) -> str:
+        barrier.wait()
+        try:
+            moderation.decide(item.id, MODERATOR, "approved", None)
+        except MediaHubError as exc:
+            return exc.code
+        return "approved"
+
+    with ThreadPoolExecutor(len(candidates)) as pool:
+        outcomes = list(pool.map(approve, candidates))
+    assert sorted(outcomes) == ["approved", "media_not_found"]
+    [winner] = [item for item, outcome in zip(candidates, outcomes) if outcome == "approved"]
+    assert _public(runtime, "builder:B1", "logo") == [(winner.id, True)]
+    assert reload(runtime, old) is None and stored_keys(runtime) == set(winner.keys())

@@ -216,16 +216,28 @@ class MediaRepository:
         return list(self.session.scalars(page)), total
 
     def lock(self, media_id: int) -> MediaItem | None:
-        """The row, locked until the transaction ends (SQLite: one writer anyway)."""
-        query = (select(MediaItem).where(MediaItem.id == media_id).with_for_update()
-                 .execution_options(populate_existing=True))
-        return self.session.scalars(query).one_or_none()
+        """The row as it is now, locked with its field's rows until the transaction ends; None when gone.
+
+        Every writer of a field locks its rows the same way (by id), so a decision, an
+        upload replacing items and a primary change wait for each other instead of
+        deadlocking or updating a row another one just deleted.
+        """
+        item = self.get(media_id)
+        if item is None:
+            return None
+        rows = self._lock_field(item.entity_type, item.entity_id, item.entity_field)
+        return next((row for row in rows if row.id == media_id), None)
 
     def _lock_field(self, entity_type: str, entity_id: str, field: str) -> list[MediaItem]:
-        """Lock and return the field's rows; SQLite ignores FOR UPDATE (one writer at a time).
+        """Lock and return the field's rows.
 
-        populate_existing: objects already in the session take the locked (latest) values.
+        SQLite ignores FOR UPDATE and reads outside a transaction until the first write:
+        a write matching no row takes its single write lock first, so the rows read are
+        the latest and stay so. populate_existing: objects already in the session take the
+        locked (latest) values.
         """
+        if self.session.get_bind().dialect.name == "sqlite":
+            self.session.execute(update(MediaItem).where(MediaItem.id.is_(None)).values(position=MediaItem.position))
         query = (
             select(MediaItem)
             .where(*_in_field(entity_type, entity_id, field))

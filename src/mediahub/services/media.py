@@ -131,7 +131,7 @@ class MediaService:
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
         """Apply the sent fields; moderation status needs a moderator, the rest an editor."""
         with self._tx() as tx:
-            item = access.require_view(principal, tx.media.get(media_id), tx.members)
+            item = access.require_view(principal, tx.media.lock(media_id), tx.members)
             if "moderation_status" in changes:
                 access.require_moderator(principal)
             if changes.keys() - {"moderation_status"}:

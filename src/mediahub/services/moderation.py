@@ -107,7 +107,7 @@ class ModerationService:
     def decide(self, media_id: int, principal: Principal, status: str, reason: str | None) -> MediaItem:
         with self.database.session() as session:
             members = MemberRepository(session)
-            item = access.require_view(principal, MediaRepository(session).get(media_id), members)
+            item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
             access.require_moderator(principal)
             decide(session, item, status, reason)
         purge_pending_deletes(self.database, self.storage)
@@ -120,9 +120,7 @@ class ModerationService:
         """
         with self.database.locked_session(f"reports:{principal.sub}") as session:
             media, reports = MediaRepository(session), ReportRepository(session)
-            access.require_view(principal, media.get(media_id), MemberRepository(session))
-            item = media.lock(media_id)
-            assert item is not None  # seen just now, and locked since
+            item = access.require_view(principal, media.lock(media_id), MemberRepository(session))
             if reports.find_open(item.id, principal.sub) is not None:
                 return item
             self._check_rate(reports, principal.sub)
@@ -136,7 +134,7 @@ class ModerationService:
         """Close an item's open reports as unfounded; an item they hid (flagged) is approved again."""
         with self.database.session() as session:
             members = MemberRepository(session)
-            item = access.require_view(principal, MediaRepository(session).get(media_id), members)
+            item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
             access.require_moderator(principal)
             ReportRepository(session).close_all(item.id, DISMISSED)
             if item.moderation_status == "flagged":
