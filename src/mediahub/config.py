@@ -170,6 +170,11 @@ class Settings(BaseSettings):
     # Scans of a progressive JPEG (real ones have about 10): each is a decoding pass over the whole image.
     max_jpeg_scans: int = Field(100, ge=1, le=100_000)
 
+    # Moderation reports (services/moderation.py).
+    # Distinct users with open reports on an approved item that hide it until a moderator decides; 0 = never.
+    flag_hide_threshold: int = Field(3, ge=0, le=1000)
+    report_rate_limit: int = Field(30, ge=0)  # reports per reporter per hour; 0 = off
+
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
     @classmethod
     def _split_types(cls, value: object) -> object:

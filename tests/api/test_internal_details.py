@@ -30,7 +30,7 @@ def test_a_broken_store_is_503_without_its_path(app_factory: AppFactory, tokens:
     with TestClient(app_factory(media_root=blocked)) as client:
         ready = client.get("/readyz")
         assert_problem(ready, 503, "storage_unavailable")
-        assert ready.json()["checks"] == {"database": "ok", "storage": "storage_unavailable"}
+        assert ready.json()["checks"] == {"database": "ok", "storage": "storage_unavailable", "pixels": "ok"}
         uploaded = upload(client, "/v1/media/users/USR-1/avatar", tokens.header("USR-1"))
         assert_problem(uploaded, 503, "storage_unavailable")
         batch = client.post("/v1/media/batch/upload", headers=tokens.admin(),

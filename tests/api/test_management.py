@@ -185,20 +185,22 @@ def test_storage_analytics_match_the_uploads(client: TestClient, tokens: Tokens,
     assert stats["storage"] == {"objects": objects, "bytes": total + variant_bytes}
 
 
-def test_moderation_queue_decisions_and_flags(client: TestClient, tokens: Tokens, owner: dict[str, str]) -> None:
+def test_moderation_queue_decisions_and_reports(client: TestClient, tokens: Tokens, owner: dict[str, str]) -> None:
     first, second = _upload_many(client, owner, 2)
-    queue = client.get("/v1/media/moderation/queue", headers=tokens.moderator()).json()["items"]
-    assert [i["id"] for i in queue] == [first["id"], second["id"]]
+    queue = client.get("/v1/media/moderation/queue", headers=tokens.moderator()).json()
+    assert [i["id"] for i in queue["items"]] == [first["id"], second["id"]]
+    assert (queue["total"], queue["offset"], queue["limit"]) == (2, 0, 50)
     decided = client.post(f"/v1/media/{first['id']}/moderation", headers=tokens.moderator(),
                           json={"status": "rejected", "reason": "blurry"}).json()
     assert (decided["moderation_status"], decided["moderation_reason"]) == ("rejected", "blurry")
     _approve(client, tokens, second["id"])
     assert client.get("/v1/media/moderation/queue", headers=tokens.moderator()).json()["items"] == []
-    flagged = client.post(f"/v1/media/{second['id']}/flag", headers=tokens.user(), json={"reason": "wrong house"})
-    assert flagged.json() == {"id": second["id"], "moderation_status": "flagged"}
-    assert [i["id"] for i in client.get("/v1/media/moderation/queue", headers=tokens.admin()).json()["items"]] == [
-        second["id"]]
-    assert_problem(client.get(f"/v1/media/public/{second['public_id']}"), 404)  # out of public view
+    reported = client.post(f"/v1/media/{second['id']}/flag", headers=tokens.user(), json={"reason": "wrong house"})
+    assert reported.json() == {"id": second["id"], "moderation_status": "approved"}  # a report hides nothing alone
+    entries = client.get("/v1/media/moderation/queue", headers=tokens.admin()).json()["items"]
+    assert [(i["id"], i["open_reports"]) for i in entries] == [(second["id"], 1)]
+    assert [(r["reporter"], r["reason"]) for r in entries[0]["reports"]] == [("USR-STRANGER", "wrong house")]
+    assert client.get(f"/v1/media/public/{second['public_id']}").status_code == 200  # still in public view
     assert_problem(client.post(f"/v1/media/{first['id']}/flag", headers=tokens.user(), json={}), 404)
     assert_problem(client.post(f"/v1/media/{first['id']}/moderation", headers=tokens.moderator(),
                                json={"status": "deleted"}), 422, "validation_error")

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import MediaItem, PendingDelete, utcnow
-from mediahub.db.repositories import MediaRepository, MemberRepository, PendingDeleteRepository
+from mediahub.db.repositories import MediaRepository, MemberRepository, PendingDeleteRepository, ReportRepository
 from mediahub.db.session import Database
 from mediahub.errors import Conflict, DatabaseUnavailable, InvalidInput
 
@@ -181,6 +181,71 @@ def test_set_primary_moves_the_primary(db: Database) -> None:
     assert primaries(db) == []
 
 
+def test_an_unapproved_item_never_demotes_an_approved_primary(db: Database) -> None:
+    approved, pending = add_items(db, make_item(is_primary=True, moderation_status="approved"),
+                                  make_item(is_primary=True, moderation_status="pending"))
+    assert primaries(db) == [approved.id] and pending.claims_primary and not pending.is_primary
+
+    other = make_item(moderation_status="rejected")
+    add_items(db, other)
+    with db.session() as session:
+        set_primary_by_id(session, other.id)  # a claim too: recorded, not taken
+        assert MediaRepository(session).get(other.id).claims_primary
+    assert primaries(db) == [approved.id]
+
+    with db.session() as session:
+        repo = MediaRepository(session)
+        item = repo.get(pending.id)
+        item.moderation_status = "approved"
+        repo.set_primary(item)  # what the approval does with the claim
+    assert primaries(db) == [pending.id]
+
+
+def test_an_unapproved_item_takes_the_primary_from_unapproved_ones(db: Database) -> None:
+    first, second = add_items(db, make_item(is_primary=True, moderation_status="pending"),
+                              make_item(is_primary=True, moderation_status="rejected"))
+    assert primaries(db) == [second.id] and not second.claims_primary
+
+
+def test_reports_one_open_per_reporter_closed_by_a_decision(db: Database) -> None:
+    [item, other] = add_items(db, make_item(moderation_status="approved"), make_item(moderation_status="approved"))
+    with db.session() as session:
+        reports = ReportRepository(session)
+        first = reports.open(item.id, "alice", "spam")
+        assert reports.open(item.id, "alice", "again").id == first.id  # the open one, not a second
+        reports.open(item.id, "bob", None)
+        reports.open(other.id, "alice", None)
+        assert reports.made_since("alice", utcnow() - timedelta(hours=1))[0] == 2
+        shown = reports.open_by_item([item.id, other.id], per_item=1)
+        assert {media_id: (count, [r.reporter for r in rows]) for media_id, (count, rows) in shown.items()} == {
+            item.id: (2, ["alice"]), other.id: (1, ["alice"])}
+        assert reports.fresh_count(item.id) == 2
+        assert reports.close_all(item.id, "approved") == 2
+        assert reports.open_by_item([item.id], 10) == {} and reports.find_open(item.id, "alice") is None
+        again = reports.open(item.id, "alice", "still spam")  # after a decision: a new report
+        reports.open(item.id, "carol", None)
+        assert again.id != first.id and reports.open_by_item([item.id], 10)[item.id][0] == 2
+        assert reports.fresh_count(item.id) == 1  # alice's earlier report was ruled on: carol's counts
+    with db.session() as session:
+        MediaRepository(session).delete(MediaRepository(session).get(item.id))
+    with db.session() as session:
+        assert list(ReportRepository(session).open_by_item([item.id, other.id], 10)) == [other.id]  # reports go
+
+
+def test_concurrent_reports_by_one_reporter_leave_one_open(db: Database) -> None:
+    [item] = add_items(db, make_item(moderation_status="approved"))
+    barrier = threading.Barrier(CONCURRENT_WRITERS, timeout=30)
+
+    def report(_: int) -> None:
+        barrier.wait()
+        run_transaction(db, lambda session: ReportRepository(session).open(item.id, "alice", "spam"))
+
+    with ThreadPoolExecutor(CONCURRENT_WRITERS) as pool:
+        list(pool.map(report, range(CONCURRENT_WRITERS)))
+    with db.session() as session:
+        assert ReportRepository(session).fresh_count(item.id) == 1
+
+
 def test_unique_constraint_refuses_two_primaries(db: Database) -> None:
     with pytest.raises(IntegrityError), db.session() as session:
         session.add_all([make_item(is_primary=True, primary_marker=True) for _ in range(2)])
@@ -329,11 +394,11 @@ def test_moderation_queue_is_oldest_first(db: Database) -> None:
 
     with db.session() as session:
         repo = MediaRepository(session)
-        queue = [item.public_id for item in repo.moderation_queue(0, 10)]
-        page = [item.public_id for item in repo.moderation_queue(1, 1)]
+        items, total = repo.moderation_queue(0, 10)
+        page, page_total = repo.moderation_queue(1, 1)
 
-    assert queue == ["oldest", "newer", "newest"]
-    assert page == ["newer"]
+    assert [item.public_id for item in items] == ["oldest", "newer", "newest"]
+    assert [item.public_id for item in page] == ["newer"] and total == page_total == 3
 
 
 def test_members(db: Database) -> None:

@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from mediahub.errors import MediaHubError
+from mediahub.services.access import Principal
+from mediahub.services.moderation import ModerationService
 from tests.services.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR, corpus_files
 
@@ -49,7 +51,10 @@ def test_on_every_backend_pair_upload_slot_replace_and_refuse(backend_runtime):
     stored = Image.open(io.BytesIO(runtime.storage.get(first.original_key)))
     assert stored.size == (1200, 1800)
     second = upload(runtime, CORPUS_DIR / "images/good/heic_iphone13_3024x4032.heic", "user:USR-1:avatar")
-    # A single slot holds one item: the first row and all its objects are gone.
+    # Unapproved, the second waits beside the approved first; approved, it replaces it and all its objects.
+    assert row_count(runtime) == 2 and set(first.keys()) <= stored_keys(runtime)
+    ModerationService(runtime.database, runtime.storage, hide_threshold=0, report_rate_limit=0).decide(
+        second.id, Principal("MOD-1", frozenset({"moderator"})), "approved", None)
     assert row_count(runtime) == 1
     assert stored_keys(runtime) == set(second.keys())
     video = upload(runtime, CORPUS_DIR / "video/webm_vp8_vorbis_720p_1s.webm", "post:9:media")

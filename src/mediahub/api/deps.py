@@ -64,7 +64,9 @@ def get_media_service(runtime: RuntimeDep) -> MediaService:
 
 
 def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
-    return ModerationService(runtime.database)
+    settings = runtime.settings
+    return ModerationService(runtime.database, runtime.storage, hide_threshold=settings.flag_hide_threshold,
+                             report_rate_limit=settings.report_rate_limit)
 
 
 def get_file_access(runtime: RuntimeDep) -> FileAccess:

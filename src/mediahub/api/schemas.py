@@ -325,3 +325,20 @@ class BatchFailedProblem(Problem):
     stored: int
     failed: int
     results: list[BatchFileResult]
+# Moderation reports and the queue.
+class ReportOut(BaseModel):
+    reporter: str
+    reason: str | None
+    created_at: datetime
+
+
+class ModerationQueueItem(MediaOut):
+    open_reports: int = Field(description="users with an open report on the item (one report each)")
+    reports: list[ReportOut] = Field(description="the oldest open reports (at most 10)")
+
+
+class ModerationQueuePage(BaseModel):
+    items: list[ModerationQueueItem]
+    total: int
+    offset: int
+    limit: int

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -103,6 +104,8 @@ class MediaItem(Base):
     # True when primary, NULL otherwise: the unique constraint below then allows
     # one primary per entity field (NULLs never collide on SQLite, PostgreSQL, MariaDB).
     primary_marker: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # Asked to be the primary while unapproved and an approved item held it: becomes it on approval.
+    claims_primary: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     media_type: Mapped[str] = mapped_column(String(8))  # image | video
     storage_type: Mapped[str] = mapped_column(String(8))  # local | s3
@@ -206,6 +209,34 @@ class PendingDelete(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+
+class MediaReport(Base):
+    """A user's report that an item should not be shown: who, why, when.
+
+    Open until a moderator decides on the item or dismisses its reports. `open_marker`
+    is True while open and NULL once closed, so the unique constraint allows one open
+    report per reporter and item (NULLs never collide), and any number of closed ones.
+    """
+
+    __tablename__ = "media_reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    media_id: Mapped[int] = mapped_column(BigInteger)
+    reporter: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    open_marker: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=True)
+    resolution: Mapped[str | None] = mapped_column(String(16))  # the decision that closed it, or "dismissed"
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    __table_args__ = (
+        # Also the index of an item's reports (media_id leads).
+        UniqueConstraint("media_id", "reporter", "open_marker", name="uq_report_one_open"),
+        # The per-reporter rate limit counts a reporter's recent reports.
+        Index("ix_reports_reporter_created", "reporter", "created_at"),
+        MYSQL_TABLE_OPTIONS,
+    )
 
 
 class Job(Base):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from mediahub.db.models import NO_PARENT, EntityMember, MediaItem, PendingDelete
+from mediahub.db.models import NO_PARENT, EntityMember, MediaItem, MediaReport, PendingDelete, utcnow
 from mediahub.errors import Conflict, InvalidInput
 
 MODERATION_QUEUE_STATUSES = ("pending", "flagged")
@@ -51,7 +52,7 @@ class MediaRepository:
         self.session = session
 
     def add(self, item: MediaItem, max_items: int | None = None) -> MediaItem:
-        """Insert `item` at the end of its field, taking over the primary if it claims it.
+        """Insert `item` at the end of its field, taking over the primary if it claims it (see set_primary).
 
         With `max_items`, a field already holding that many items (any status) refuses it: 409 `gallery_full`.
         """
@@ -61,7 +62,7 @@ class MediaRepository:
         if not item.position:
             item.position = max((s.position for s in siblings), default=-1) + 1
         if item.is_primary:
-            self._clear_other_primaries(item)
+            self._take_primary(item)
         item.primary_marker = True if item.is_primary else None
         self.session.add(item)
         self.session.flush()
@@ -130,20 +131,22 @@ class MediaRepository:
         return list(self.session.scalars(page)), total
 
     def set_primary(self, item: MediaItem) -> None:
-        """Make `item` the only primary of its entity field.
+        """Make `item` the only primary of its entity field, or record its claim.
 
+        An item that is not approved never demotes an approved primary: while one
+        holds the field, the claim is kept (`claims_primary`) for the item's approval.
         The field's rows are locked first (FOR UPDATE; SQLite has a single
         writer anyway), so concurrent calls run one after the other and the last
         one wins; `uq_media_one_primary` catches anything that slips past.
         """
         self._lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
-        self._clear_other_primaries(item)
-        item.is_primary = True
-        item.primary_marker = True
+        self._take_primary(item)
+        item.primary_marker = True if item.is_primary else None
         self.session.flush()
 
     def clear_primary(self, item: MediaItem) -> None:
         item.is_primary = False
+        item.claims_primary = False
         item.primary_marker = None
         self.session.flush()
 
@@ -173,8 +176,9 @@ class MediaRepository:
         return [items[media_id] for media_id in ids]
 
     def delete(self, item: MediaItem) -> list[str]:
-        """Remove the row and queue its stored objects for deletion, atomically."""
+        """Remove the row and its reports, and queue its stored objects for deletion, atomically."""
         keys = item.keys()
+        self.session.execute(delete(MediaReport).where(MediaReport.media_id == item.id))
         self.session.delete(item)
         self.session.add_all(PendingDelete(storage_key=key) for key in keys)
         self.session.flush()
@@ -234,22 +238,38 @@ class MediaRepository:
         # PostgreSQL sums BIGINT as NUMERIC (a Decimal): normalise to int.
         return {value: {"count": int(count), "bytes": int(size)} for value, count, size in rows}
 
-    def moderation_queue(self, offset: int = 0, limit: int = 50) -> list[MediaItem]:
-        """Items awaiting a moderator, oldest first."""
-        query = (
-            select(MediaItem)
-            .where(MediaItem.moderation_status.in_(MODERATION_QUEUE_STATUSES))
-            .order_by(MediaItem.created_at, MediaItem.id)
-            .offset(offset)
-            .limit(limit)
-        )
-        return list(self.session.scalars(query))
+    def moderation_queue(self, offset: int = 0, limit: int = 50) -> tuple[list[MediaItem], int]:
+        """One page of the items awaiting a moderator (pending, flagged, or with open reports),
+        oldest first, and the total."""
+        reported = select(MediaReport.media_id).where(MediaReport.open_marker.is_not(None))
+        waiting = or_(MediaItem.moderation_status.in_(MODERATION_QUEUE_STATUSES), MediaItem.id.in_(reported))
+        total = self.session.scalar(select(func.count(MediaItem.id)).where(waiting)) or 0
+        page = select(MediaItem).where(waiting).order_by(MediaItem.created_at, MediaItem.id).offset(offset).limit(limit)
+        return list(self.session.scalars(page)), total
+
+    def lock(self, media_id: int) -> MediaItem | None:
+        """The row as it is now, locked with its field's rows until the transaction ends; None when gone.
+
+        Every writer of a field locks its rows the same way (by id), so a decision, an
+        upload replacing items and a primary change wait for each other instead of
+        deadlocking or updating a row another one just deleted.
+        """
+        item = self.get(media_id)
+        if item is None:
+            return None
+        rows = self._lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
+        return next((row for row in rows if row.id == media_id), None)
 
     def _lock_field(self, entity_type: str, entity_id: str, field: str, parent_id: str | None) -> list[MediaItem]:
-        """Lock and return the field's rows; SQLite ignores FOR UPDATE (one writer at a time).
+        """Lock and return the field's rows.
 
-        populate_existing: objects already in the session take the locked (latest) values.
+        SQLite ignores FOR UPDATE and reads outside a transaction until the first write:
+        a write matching no row takes its single write lock first, so the rows read are
+        the latest and stay so. populate_existing: objects already in the session take the
+        locked (latest) values.
         """
+        if self.session.get_bind().dialect.name == "sqlite":
+            self.session.execute(update(MediaItem).where(MediaItem.id.is_(None)).values(position=MediaItem.position))
         query = (
             select(MediaItem)
             .where(*_in_field(entity_type, entity_id, field, parent_id))
@@ -259,12 +279,31 @@ class MediaRepository:
         )
         return list(self.session.scalars(query))
 
-    def _clear_other_primaries(self, item: MediaItem) -> None:
-        # A bulk UPDATE decided by the database, not by rows read earlier, so it
-        # also clears a primary committed by another transaction since then.
+    def _take_primary(self, item: MediaItem) -> None:
+        """The primary for `item` unless it is unapproved and an approved item holds it: then its claim."""
+        approved = item.moderation_status == "approved"
+        others = self._others_in_field(item)
+        holder = select(MediaItem.id).where(*others, MediaItem.is_primary.is_(True),
+                                            MediaItem.moderation_status == "approved")
+        if not approved and self.session.scalars(holder.limit(1)).first() is not None:
+            item.is_primary, item.claims_primary = False, True
+            return
+        self._clear_other_primaries(item, keep_approved=not approved)
+        item.is_primary, item.claims_primary = True, False
+
+    def _others_in_field(self, item: MediaItem) -> list[ColumnElement[bool]]:
         conditions = [*_in_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)]
         if item.id is not None:
             conditions.append(MediaItem.id != item.id)
+        return conditions
+
+    def _clear_other_primaries(self, item: MediaItem, keep_approved: bool) -> None:
+        # A bulk UPDATE decided by the database, not by rows read earlier, so it
+        # also clears a primary committed by another transaction since then; with
+        # `keep_approved` an approved primary committed since stays (the unique constraint refuses the race).
+        conditions = self._others_in_field(item)
+        if keep_approved:
+            conditions.append(MediaItem.moderation_status != "approved")
         self.session.execute(
             update(MediaItem)
             .where(*conditions, or_(MediaItem.is_primary.is_(True), MediaItem.primary_marker.is_not(None)))
@@ -369,3 +408,72 @@ class MemberRepository:
             .order_by(EntityMember.id)
         )
         return builtins.list(self.session.scalars(query))
+
+
+class ReportRepository:
+    """Users' reports on items: open until a moderator decides or dismisses them."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def find_open(self, media_id: int, reporter: str) -> MediaReport | None:
+        query = select(MediaReport).where(MediaReport.media_id == media_id, MediaReport.reporter == reporter,
+                                          MediaReport.open_marker.is_not(None))
+        return self.session.scalars(query).one_or_none()
+
+    def open(self, media_id: int, reporter: str, reason: str | None) -> MediaReport:
+        """A new open report, or the reporter's open one on this item (a concurrent twin included)."""
+        report = MediaReport(media_id=media_id, reporter=reporter, reason=reason, open_marker=True)
+        try:
+            with self.session.begin_nested():
+                self.session.add(report)
+        except IntegrityError:
+            existing = self.find_open(media_id, reporter)
+            if existing is None:
+                raise
+            return existing
+        return report
+
+    def fresh_count(self, media_id: int) -> int:
+        """Open reports by reporters with no earlier, closed report on the item: a user whose report a
+        moderator has ruled on counts towards hiding the item no more."""
+        earlier = aliased(MediaReport)
+        ruled = select(earlier.id).where(earlier.media_id == MediaReport.media_id,
+                                         earlier.reporter == MediaReport.reporter, earlier.open_marker.is_(None))
+        query = select(func.count(MediaReport.id)).where(MediaReport.media_id == media_id,
+                                                         MediaReport.open_marker.is_not(None), ~ruled.exists())
+        return self.session.scalar(query) or 0
+
+    def made_since(self, reporter: str, since: datetime) -> tuple[int, datetime | None]:
+        """How many reports `reporter` made after `since`, and when the oldest of them was."""
+        query = select(func.count(MediaReport.id), func.min(MediaReport.created_at)).where(
+            MediaReport.reporter == reporter, MediaReport.created_at > since)
+        count, oldest = self.session.execute(query).one()
+        return int(count or 0), oldest
+
+    def close_all(self, media_id: int, resolution: str) -> int:
+        """Close the item's open reports with `resolution`; how many were open."""
+        result: Any = self.session.execute(
+            update(MediaReport)
+            .where(MediaReport.media_id == media_id, MediaReport.open_marker.is_not(None))
+            .values(open_marker=None, resolution=resolution, closed_at=utcnow())
+        )
+        return int(result.rowcount or 0)
+
+    def open_by_item(self, media_ids: list[int], per_item: int
+                     ) -> dict[int, tuple[int, list[MediaReport]]]:
+        """Per item: its open report count and its `per_item` oldest open reports."""
+        if not media_ids:
+            return {}
+        is_open = (MediaReport.media_id.in_(media_ids), MediaReport.open_marker.is_not(None))
+        counts = self.session.execute(
+            select(MediaReport.media_id, func.count(MediaReport.id)).where(*is_open).group_by(MediaReport.media_id))
+        rank = func.row_number().over(partition_by=MediaReport.media_id,
+                                      order_by=(MediaReport.created_at, MediaReport.id)).label("rank")
+        ranked = select(MediaReport.id, rank).where(*is_open).subquery()
+        first = (select(MediaReport).join(ranked, ranked.c.id == MediaReport.id).where(ranked.c.rank <= per_item)
+                 .order_by(MediaReport.created_at, MediaReport.id))
+        shown: dict[int, list[MediaReport]] = {}
+        for report in self.session.scalars(first):
+            shown.setdefault(report.media_id, []).append(report)
+        return {media_id: (int(count), shown.get(media_id, [])) for media_id, count in counts}

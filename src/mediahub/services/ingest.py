@@ -41,6 +41,7 @@ from mediahub.services import access, dedup
 from mediahub.services.access import Principal
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.services.dedup_index import DedupIndex
+from mediahub.services.moderation import replace_in_slot
 from mediahub.services.pixels import PixelWorkers
 from mediahub.storage.base import Storage
 from mediahub.storage.keys import original_key, variant_key
@@ -302,7 +303,7 @@ class IngestService:
 
     def _commit(self, make_row: Callable[[], MediaItem], target: Target, job_kinds: list[str],
                 recheck: Callable[[Session], None] | None = None) -> tuple[MediaItem, list[int]]:
-        """Insert the row (replacing a single slot's item) and its jobs in one transaction.
+        """Insert the row (replacing what it replaces in a single slot) and its jobs in one transaction.
 
         With a `recheck`, and for a gallery (whose `max_items` a concurrent insert must not
         overshoot: locking the rows it holds misses the rows being added), the transaction
@@ -322,9 +323,7 @@ class IngestService:
                     repo = MediaRepository(session)
                     repo.add(item, target.field.max_items if gallery else None)
                     if target.field.slot == "single":
-                        for old in repo.others_in_slot(target.kind.name, target.entity_id, target.field.name,
-                                                       item.id, target.parent_id):
-                            repo.delete(old)
+                        replace_in_slot(repo, item)
                     job_ids = [enqueue(session, kind, media_id=item.id,
                                        max_attempts=self.settings.job_max_attempts).id for kind in job_kinds]
                 return item, job_ids

@@ -23,7 +23,7 @@ from mediahub.services.access import EntityRef, Principal
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.services import dedup
 from mediahub.services.dedup_index import DedupIndex
-from mediahub.services.moderation import apply_status
+from mediahub.services import moderation
 from mediahub.storage.base import Storage, Usage
 
 USAGE_GROUPS = ("storage_type", "entity_type", "media_type", "moderation_status")
@@ -147,7 +147,7 @@ class MediaService:
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
         """Apply the sent fields; moderation status needs a moderator, the rest an editor."""
         with self._tx() as tx:
-            item = access.require_view(principal, tx.media.get(media_id), tx.members)
+            item = access.require_view(principal, tx.media.lock(media_id), tx.members)
             if "moderation_status" in changes:
                 access.require_moderator(principal)
             if changes.keys() - {"moderation_status"}:
@@ -155,10 +155,14 @@ class MediaService:
             for name in EDITABLE_FIELDS & changes.keys():
                 setattr(item, name, changes[name])
             if "moderation_status" in changes:
-                apply_status(item, changes["moderation_status"], changes.get("moderation_reason"))
+                moderation.decide(tx.media.session, item, changes["moderation_status"],
+                                  changes.get("moderation_reason"))
             if "is_primary" in changes:
                 self._set_primary(tx.media, item, changes["is_primary"])
-            return tx.view(principal, item)
+            view = tx.view(principal, item)
+        if "moderation_status" in changes:  # an approval removes what the item replaces
+            purge_pending_deletes(self.database, self.storage)
+        return view
 
     @staticmethod
     def _set_primary(repo: MediaRepository, item: MediaItem, primary: bool) -> None:

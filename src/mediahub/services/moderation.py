@@ -1,47 +1,155 @@
-"""The moderation workflow: the queue, status decisions, and flags raised by users."""
+"""The moderation workflow: the queue, decisions, and users' reports.
+
+What the public sees changes only on a moderator's decision, or when
+FLAG_HIDE_THRESHOLD distinct users have open reports on an approved item. A
+decision (or a dismissal) closes the item's open reports, so only reports made
+after it count towards the threshold again, and only those of users whose
+earlier report on the item was not ruled on: the same users cannot hide an item
+again and again by reporting it after each decision.
+
+An item that is not approved never replaces, demotes or hides an approved one:
+its single-slot replacement and its primary claim take effect on its approval.
+"""
 
 from __future__ import annotations
 
-from mediahub.db.models import MediaItem
-from mediahub.db.repositories import MediaRepository, MemberRepository
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from mediahub.db.models import MediaItem, MediaReport, utcnow
+from mediahub.db.repositories import MediaRepository, MemberRepository, ReportRepository
 from mediahub.db.session import Database
+from mediahub.entities import get_kind
+from mediahub.errors import RateLimited
 from mediahub.services import access
 from mediahub.services.access import Principal
+from mediahub.services.cleanup import purge_pending_deletes
+from mediahub.storage.base import Storage
 
 STATUSES = ("pending", "approved", "rejected", "flagged")
-REASON_MAX = 500  # MediaItem.moderation_reason is String(500)
+REASON_MAX = 500  # MediaItem.moderation_reason and MediaReport.reason are String(500)
+REPORTS_SHOWN = 10  # open reports listed per queue entry (the count covers all)
+REPORT_WINDOW = timedelta(hours=1)  # REPORT_RATE_LIMIT counts a reporter's reports in this window
+DISMISSED = "dismissed"
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    item: MediaItem
+    open_reports: int
+    reports: list[MediaReport]  # the oldest REPORTS_SHOWN open ones
 
 
 def apply_status(item: MediaItem, status: str, reason: str | None) -> None:
-    """Record a decision; the reason always belongs to the latest decision, so None clears it."""
+    """Record a status; the reason always belongs to the latest decision, so None clears it."""
     if status not in STATUSES:
         raise ValueError(f"unknown moderation status {status!r}")  # the API validates before this
     item.moderation_status = status
     item.moderation_reason = reason[:REASON_MAX] if reason else None
 
 
-class ModerationService:
-    def __init__(self, database: Database) -> None:
-        self.database = database
+def decide(session: Session, item: MediaItem, status: str, reason: str | None) -> None:
+    """A moderator's decision: the status, the item's open reports closed, and on approval the
+    place the item was uploaded for. Objects of replaced items are queued in pending_deletes:
+    purge them after the commit."""
+    was_approved = item.moderation_status == "approved"
+    apply_status(item, status, reason)
+    ReportRepository(session).close_all(item.id, status)
+    if status == "approved" and not was_approved:
+        _take_effect(MediaRepository(session), item)
 
-    def queue(self, principal: Principal, offset: int, limit: int) -> list[MediaItem]:
-        """Pending and flagged items, oldest first (moderators never see GPS: not theirs)."""
+
+def is_single_slot(item: MediaItem) -> bool:
+    return get_kind(item.entity_type).field(item.entity_field).slot == "single"
+
+
+def replace_in_slot(repo: MediaRepository, item: MediaItem) -> None:
+    """Remove what `item` replaces in its single slot.
+
+    Approved, it replaces every other item there (the slot shows one). Not approved,
+    only its uploader's own unapproved items (a new attempt supersedes their last):
+    the approved item and other people's candidates stay until a moderator decides.
+    """
+    for old in repo.others_in_slot(item.entity_type, item.entity_id, item.entity_field, item.id, item.parent_id):
+        if item.moderation_status == "approved" or (
+                old.moderation_status != "approved" and old.uploaded_by == item.uploaded_by):
+            repo.delete(old)
+
+
+def _take_effect(repo: MediaRepository, item: MediaItem) -> None:
+    """An item just approved takes the primary it claimed, or its single slot (replacing the rest)."""
+    single = is_single_slot(item)
+    if single or item.claims_primary:
+        repo.set_primary(item)
+    if single:
+        replace_in_slot(repo, item)
+
+
+class ModerationService:
+    def __init__(self, database: Database, storage: Storage, *, hide_threshold: int, report_rate_limit: int) -> None:
+        self.database = database
+        self.storage = storage
+        self.hide_threshold = hide_threshold  # 0: reports never hide an item by themselves
+        self.report_rate_limit = report_rate_limit  # reports per reporter per REPORT_WINDOW; 0: no limit
+
+    def queue(self, principal: Principal, offset: int, limit: int) -> tuple[list[QueueEntry], int]:
+        """Pending and flagged items and items with open reports, oldest first, and the total
+        (moderators never see GPS: not theirs)."""
         access.require_moderator(principal)
         with self.database.session() as session:
-            return MediaRepository(session).moderation_queue(offset, limit)
+            items, total = MediaRepository(session).moderation_queue(offset, limit)
+            reports = ReportRepository(session).open_by_item([item.id for item in items], REPORTS_SHOWN)
+            return [QueueEntry(item, *reports.get(item.id, (0, []))) for item in items], total
 
     def decide(self, media_id: int, principal: Principal, status: str, reason: str | None) -> MediaItem:
         with self.database.session() as session:
             members = MemberRepository(session)
-            item = access.require_view(principal, MediaRepository(session).get(media_id), members)
+            item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
             access.require_moderator(principal)
-            apply_status(item, status, reason)
+            decide(session, item, status, reason)
+        purge_pending_deletes(self.database, self.storage)
+        return item
+
+    def report(self, media_id: int, principal: Principal, reason: str | None) -> MediaItem:
+        """Any signed-in caller who can see an item may report it, once while their report is open.
+
+        Serialised per reporter (the rate limit is a count) and per item (the threshold is one).
+        """
+        with self.database.locked_session(f"reports:{principal.sub}") as session:
+            media, reports = MediaRepository(session), ReportRepository(session)
+            item = access.require_view(principal, media.lock(media_id), MemberRepository(session))
+            if reports.find_open(item.id, principal.sub) is not None:
+                return item
+            self._check_rate(reports, principal.sub)
+            reports.open(item.id, principal.sub, reason[:REASON_MAX] if reason else None)
+            count = reports.fresh_count(item.id)
+            if self.hide_threshold and count >= self.hide_threshold and item.moderation_status == "approved":
+                apply_status(item, "flagged", f"hidden until a moderator decides: reported by {count} users")
             return item
 
-    def flag(self, media_id: int, principal: Principal, reason: str | None) -> MediaItem:
-        """Any signed-in caller who can see an item may flag it for a moderator."""
+    def dismiss(self, media_id: int, principal: Principal) -> MediaItem:
+        """Close an item's open reports as unfounded; an item they hid (flagged) is approved again."""
         with self.database.session() as session:
             members = MemberRepository(session)
-            item = access.require_view(principal, MediaRepository(session).get(media_id), members)
-            apply_status(item, "flagged", reason)
-            return item
+            item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
+            access.require_moderator(principal)
+            ReportRepository(session).close_all(item.id, DISMISSED)
+            if item.moderation_status == "flagged":
+                decide(session, item, "approved", None)
+        purge_pending_deletes(self.database, self.storage)
+        return item
+
+    def _check_rate(self, reports: ReportRepository, reporter: str) -> None:
+        if not self.report_rate_limit:
+            return
+        now = utcnow()
+        count, oldest = reports.made_since(reporter, now - REPORT_WINDOW)
+        if count >= self.report_rate_limit and oldest is not None:
+            retry_after = max(1, math.ceil((oldest + REPORT_WINDOW - now).total_seconds()))
+            raise RateLimited(
+                f"at most {self.report_rate_limit} reports per hour; retry in {retry_after} s",
+                retry_after=retry_after, limit=self.report_rate_limit,
+            )

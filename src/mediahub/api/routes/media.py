@@ -118,7 +118,8 @@ def get_media(media_id: MediaIdPath, media: MediaServiceDep, urls: UrlsDep,
 
 @router.patch("/{media_id}", response_model=MediaOut, responses=_errors(401, 403, 404, 409, 422),
               summary="Change an item",
-              description="Caption, alt text, tags and primary: uploader, owners, admins. "
+              description="Caption, alt text, tags and primary: uploader, owners, admins (an unapproved item "
+                          "takes the primary from an approved one only when it is approved). "
                           "Moderation status: moderators and admins.")
 def update_media(media_id: MediaIdPath, body: MediaUpdateRequest, media: MediaServiceDep, urls: UrlsDep,
                  principal: PrincipalDep) -> MediaOut:

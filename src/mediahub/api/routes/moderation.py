@@ -1,4 +1,4 @@
-"""Moderation: the queue and decisions (moderators, admins) and flags (any signed-in viewer)."""
+"""Moderation: the queue, decisions and dismissals (moderators, admins) and reports (any signed-in viewer)."""
 
 from __future__ import annotations
 
@@ -8,36 +8,75 @@ from fastapi import APIRouter, Path, Query
 
 from mediahub.api.deps import ModerationServiceDep, PrincipalDep, UrlsDep
 from mediahub.api.presenters import media_out
-from mediahub.api.schemas import MAX_ID, FlagOut, FlagRequest, MediaList, MediaOut, ModerationRequest, Problem
+from mediahub.api.schemas import (
+    MAX_ID,
+    FlagOut,
+    FlagRequest,
+    MediaOut,
+    ModerationQueueItem,
+    ModerationQueuePage,
+    ModerationRequest,
+    Problem,
+    ReportOut,
+)
 from mediahub.services.media import MediaView
 
 router = APIRouter(prefix="/v1/media", tags=["moderation"])
 
 MediaIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
-ERRORS = {status: {"model": Problem, "content": {"application/problem+json": {}}} for status in (401, 403, 404, 422)}
 
 
-@router.get("/moderation/queue", response_model=MediaList, responses=ERRORS, summary="Items awaiting moderation",
-            description="Pending and flagged items, oldest first. Moderators and admins only.")
+def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
+    return {status: {"model": Problem, "content": {"application/problem+json": {}}} for status in statuses}
+
+
+ERRORS = _errors(401, 403, 404, 422)
+
+
+@router.get("/moderation/queue", response_model=ModerationQueuePage, responses=ERRORS,
+            summary="Items awaiting moderation",
+            description="Pending and flagged items and items with open reports (with their count and the oldest "
+                        "reasons), oldest first. Moderators and admins only.")
 def moderation_queue(moderation: ModerationServiceDep, urls: UrlsDep, principal: PrincipalDep,
                      offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-                     limit: Annotated[int, Query(ge=1, le=100)] = 50) -> MediaList:
-    items = moderation.queue(principal, offset, limit)
-    # The caller is a moderator: they see who uploaded what (MediaView.private), never where (location).
-    return MediaList(items=[media_out(MediaView(item, private=True), urls) for item in items])
+                     limit: Annotated[int, Query(ge=1, le=100)] = 50) -> ModerationQueuePage:
+    entries, total = moderation.queue(principal, offset, limit)
+    items = [
+        ModerationQueueItem(
+            **media_out(MediaView(entry.item, private=True), urls).model_dump(),
+            open_reports=entry.open_reports,
+            reports=[ReportOut(reporter=r.reporter, reason=r.reason, created_at=r.created_at) for r in entry.reports],
+        )
+        for entry in entries
+    ]
+    return ModerationQueuePage(items=items, total=total, offset=offset, limit=limit)
 
 
 @router.post("/{media_id}/moderation", response_model=MediaOut, responses=ERRORS, summary="Decide an item's status",
-             description="Moderators and admins only. Approved items become public.")
+             description="Moderators and admins only. Approved items become public, and take the place they were "
+                         "uploaded for (a single slot, a claimed primary). Closes the item's open reports.")
 def moderate_media(media_id: MediaIdPath, body: ModerationRequest, moderation: ModerationServiceDep,
                    urls: UrlsDep, principal: PrincipalDep) -> MediaOut:
     item = moderation.decide(media_id, principal, body.status, body.reason)
     return media_out(MediaView(item, private=True), urls)
 
 
-@router.post("/{media_id}/flag", response_model=FlagOut, responses=ERRORS, summary="Flag an item for moderation",
-             description="Any signed-in caller who can see the item; it leaves public view until a moderator decides.")
+@router.post("/{media_id}/flag", response_model=FlagOut, responses=_errors(401, 404, 422, 429),
+             summary="Report an item to the moderators",
+             description="Any signed-in caller who can see the item, once while their report is open (a repeat "
+                         "changes nothing). The item stays as it is until a moderator decides, unless "
+                         "FLAG_HIDE_THRESHOLD users have open reports on it. Rate-limited per caller (429 "
+                         "`rate_limited`).")
 def flag_media(media_id: MediaIdPath, body: FlagRequest, moderation: ModerationServiceDep,
                principal: PrincipalDep) -> FlagOut:
-    item = moderation.flag(media_id, principal, body.reason)
+    item = moderation.report(media_id, principal, body.reason)
     return FlagOut(id=item.id, moderation_status=item.moderation_status)
+
+
+@router.post("/{media_id}/reports/dismiss", response_model=MediaOut, responses=ERRORS,
+             summary="Dismiss an item's reports",
+             description="Moderators and admins only. Closes the open reports as unfounded; an item they hid "
+                         "(flagged) is approved again. Only reports made afterwards count towards hiding it.")
+def dismiss_reports(media_id: MediaIdPath, moderation: ModerationServiceDep, urls: UrlsDep,
+                    principal: PrincipalDep) -> MediaOut:
+    return media_out(MediaView(moderation.dismiss(media_id, principal), private=True), urls)

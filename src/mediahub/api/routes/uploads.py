@@ -164,7 +164,8 @@ def _endpoint(kind: EntityKind, spec: FieldSpec):  # noqa: ANN202 - the signatur
 
 def _register(kind: EntityKind, spec: FieldSpec) -> None:
     kinds = " or ".join(sorted(spec.media_kinds))
-    slot = "replaces the current one" if spec.slot == "single" else f"adds to the gallery (at most {spec.max_items})"
+    slot = ("replaces the current one once approved" if spec.slot == "single"
+            else f"adds to the gallery (at most {spec.max_items})")
     router.add_api_route(
         _route_path(kind, spec),
         _endpoint(kind, spec),
@@ -174,7 +175,8 @@ def _register(kind: EntityKind, spec: FieldSpec) -> None:
         responses=ERRORS,
         summary=f"Upload {kind.name} {spec.name} ({kinds})",
         description=f"Multipart upload of one {kinds} file; {slot}. New items are `pending` unless the "
-                    "uploader is verified and auto-approval is on.",
+                    "uploader is verified and auto-approval is on; a pending item takes the primary (`is_primary`) "
+                    "from an approved one only when it is approved.",
         openapi_extra=_form_schema("file", many=False),
     )
 
