@@ -13,7 +13,8 @@ from PIL import Image
 from mediahub.errors import MediaHubError
 from tests.services.conftest import make_runtime
 from tests.services.helpers import upload
-from tests.support.corpus import corpus_videos
+from tests.support import isobmff
+from tests.support.corpus import CORPUS_DIR, corpus_videos
 
 TARGET = "post:P-1:media"
 PLACE = "+37.7749-122.4194/"
@@ -44,12 +45,17 @@ def tkhd_matrix(path: Path) -> tuple[int, int, int, int]:
     return a, b, c, d
 
 
-def make_clip(path: Path, *, rotation: int = 0, metadata: dict[str, str] | None = None, frames: int = 10) -> None:
-    """64x32 H.264 MP4 whose top-left quarter is red, with an optional display rotation and tags."""
-    options = {"movflags": "use_metadata_tags"} if metadata else {}
-    with av.open(str(path), "w", format="mp4", options=options) as out:
+def make_clip(path: Path, *, rotation: int = 0, metadata: dict[str, str] | None = None, frames: int = 10,
+              fmt: str = "mp4", stream_metadata: dict[str, str] | None = None) -> None:
+    """64x32 H.264 MP4 (VP8 WebM) whose top-left quarter is red, with an optional display rotation and tags.
+
+    The MP4 is not faststart: moov follows mdat, so boxes can be inserted into it (tests/support/isobmff.py).
+    """
+    options = {"movflags": "use_metadata_tags"} if metadata and fmt == "mp4" else {}
+    with av.open(str(path), "w", format=fmt, options=options) as out:
         out.metadata.update(metadata or {})
-        stream = out.add_stream("libx264", rate=25)
+        stream = out.add_stream("libx264" if fmt == "mp4" else "libvpx", rate=25)
+        stream.metadata.update(stream_metadata or {})
         stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
         if rotation:
             stream.set_display_rotation(rotation)
@@ -122,20 +128,96 @@ def test_the_display_matrix_turns_the_poster_as_ffmpeg_defines_it(runtime, tmp_p
         assert next(container.decode(video=0)).rotation == -90, "the rendition keeps the matrix"
 
 
-def test_a_location_in_the_container_never_reaches_what_is_served(runtime, tmp_path):
+def _fixed(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+JPEG_WITH_GPS = CORPUS_DIR / "images/good/gps_kodak_cx7530_small.jpg"
+XMP = isobmff.xmp_uuid(isobmff.gps_xmp("40,42.768N", "74,0.36W"))
+# name -> (where in the MP4 the box goes, the box, bytes that must not be served)
+MP4_CARRIERS = {
+    "udta_xyz": ((b"moov",), isobmff.box(b"udta", isobmff.quicktime_text(b"\xa9xyz", PLACE)), [PLACE.encode()]),
+    "udta_loci": ((b"moov", b"udta"), isobmff.loci(37.7749, -122.4194), [_fixed(37.7749), _fixed(-122.4194)]),
+    "mdta_iso6709": ((b"moov",), isobmff.mdta_meta({"com.apple.quicktime.location.ISO6709": PLACE}),
+                     [PLACE.encode(), b"location.ISO6709"]),
+    "mdta_gps_coordinates": ((b"moov",), isobmff.mdta_meta({"com.apple.quicktime.GPSCoordinates": PLACE}),
+                             [PLACE.encode(), b"GPSCoordinates"]),
+    "xmp_top_level": ((), XMP, [b"GPSLatitude", b"42.768N"]),
+    "xmp_in_udta": ((b"moov", b"udta"), XMP, [b"GPSLatitude", b"42.768N"]),
+    "trak_udta_xyz": ((b"moov", b"trak"), isobmff.box(b"udta", isobmff.quicktime_text(b"\xa9xyz", PLACE)),
+                      [PLACE.encode()]),
+    "trak_meta_mdta": ((b"moov", b"trak"), isobmff.mdta_meta({"com.apple.quicktime.location.ISO6709": PLACE}),
+                       [PLACE.encode()]),
+    "trak_uuid_xmp": ((b"moov", b"trak"), XMP, [b"GPSLatitude", b"42.768N"]),
+    # A cover picture is an image file inside the video: its own EXIF holds the camera's GPS.
+    "cover_art_exif": ((b"moov", b"udta"), isobmff.cover_meta(JPEG_WITH_GPS.read_bytes()),
+                       [JPEG_WITH_GPS.read_bytes()[:64], b"Exif\x00\x00"]),
+}
+# Boxes that carry nothing a player needs and may carry a place: none may be served.
+METADATA_BOXES = {"\xa9xyz", "loci", "uuid", "keys", "covr", "XMP_", "\xa9nam"}
+
+
+def assert_served_without_location(runtime, item, markers: list[bytes], tmp_path: Path, frames: int = 10) -> None:
+    """The stored original and the web MP4: no marker in the bytes, no location tag, no metadata box, all frames."""
+    for key in (item.original_key, variant(runtime, item, "web", "mp4")["key"]):
+        data = runtime.storage.get(key)
+        for marker in markers:
+            assert marker not in data, f"{marker!r} is served in {key}"
+        if key.endswith(".mp4"):
+            found = {path.rsplit("/", 1)[-1] for path in isobmff.box_paths(data)} & METADATA_BOXES
+            assert not found, f"{key} keeps {found}"
+        with av.open(str(stored_file(runtime, key, tmp_path))) as container:
+            tags = [*container.metadata, *(k for s in container.streams for k in s.metadata)]
+            assert not [k for k in tags if "location" in k.lower() or "gps" in k.lower()], tags
+            assert [s.type for s in container.streams] == ["video"], "only the clip's own track is served"
+            assert sum(1 for _ in container.decode(video=0)) == frames, "every frame is kept and decodes"
+    assert item.byte_size == runtime.storage.stat(item.original_key).size
+
+
+@pytest.mark.parametrize("carrier", MP4_CARRIERS)
+def test_no_location_carrier_of_an_mp4_reaches_what_is_served(runtime, tmp_path, carrier):
+    parent, carried, markers = MP4_CARRIERS[carrier]
     clip = tmp_path / "phone.mp4"
-    make_clip(clip, metadata={"location": PLACE, "com.apple.quicktime.location.ISO6709": PLACE})
+    make_clip(clip)
+    clip.write_bytes(isobmff.insert(clip.read_bytes(), parent, carried))
+    data = clip.read_bytes()
+    assert all(marker in data for marker in markers), "the test clip carries the location"
+    with av.open(str(clip)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 10, "the test clip is a valid video"
+    item = upload(runtime, clip, TARGET)
+    assert_served_without_location(runtime, item, markers, tmp_path)
+
+
+@pytest.mark.parametrize("tags", [{"location": PLACE}, {"RECORDING_LOCATION": PLACE}], ids=["location", "recording"])
+@pytest.mark.parametrize("level", ["container", "track"])
+def test_no_matroska_tag_of_a_webm_reaches_what_is_served(runtime, tmp_path, tags, level):
+    clip = tmp_path / "phone.webm"
+    make_clip(clip, fmt="webm", metadata=tags if level == "container" else None,
+              stream_metadata=tags if level == "track" else None)
+    assert PLACE.encode() in clip.read_bytes(), "the test clip carries the location"
+    item = upload(runtime, clip, TARGET)
+    assert_served_without_location(runtime, item, [PLACE.encode()], tmp_path)
+
+
+def test_the_container_tags_an_mp4_muxer_writes_are_stripped_too(runtime, tmp_path):
+    clip = tmp_path / "phone.mp4"
+    make_clip(clip, metadata={"location": PLACE, "com.apple.quicktime.location.ISO6709": PLACE,
+                              "com.apple.quicktime.make": "Apple"})
     with av.open(str(clip)) as container:
         assert "location" in container.metadata, "the test clip carries a location"
     item = upload(runtime, clip, TARGET)
-    assert item.meta["location_stripped"] is True
-    for key in (item.original_key, variant(runtime, item, "web", "mp4")["key"]):
-        data = runtime.storage.get(key)
-        assert PLACE.encode() not in data
-        with av.open(str(stored_file(runtime, key, tmp_path))) as container:
-            assert not [k for k in container.metadata if "location" in k.lower()]
-            assert sum(1 for _ in container.decode(video=0)) == 10, "a stream copy: every frame is kept"
-    assert item.byte_size == runtime.storage.stat(item.original_key).size
+    assert "location_stripped" not in item.meta, "every video is stripped: no flag says which"
+    assert_served_without_location(runtime, item, [PLACE.encode(), b"com.apple.quicktime"], tmp_path)
+
+
+def test_stripping_keeps_the_display_matrix_and_a_webm_alpha_channel(runtime, tmp_path):
+    portrait = tmp_path / "portrait.mp4"
+    make_clip(portrait, rotation=-90)
+    item = upload(runtime, portrait, TARGET)
+    assert tkhd_matrix(stored_file(runtime, item.original_key, tmp_path)) == (0, 0x10000, -0x10000, 0)
+    alpha = upload(runtime, CORPUS_DIR / "video/webm_vp9_alpha_200x200.webm", TARGET)
+    with av.open(str(stored_file(runtime, alpha.original_key, tmp_path))) as container:
+        assert {k.lower(): v for k, v in container.streams.video[0].metadata.items()}.get("alpha_mode") == "1"
 
 
 def test_frame_count_limit(sqlite_db, local_storage, tmp_path):
