@@ -46,8 +46,10 @@ def tkhd_matrix(path: Path) -> tuple[int, int, int, int]:
 
 
 def make_clip(path: Path, *, rotation: int = 0, metadata: dict[str, str] | None = None, frames: int = 10,
-              fmt: str = "mp4", stream_metadata: dict[str, str] | None = None) -> None:
-    """64x32 H.264 MP4 (VP8 WebM) whose top-left quarter is red, with an optional display rotation and tags.
+              fmt: str = "mp4", stream_metadata: dict[str, str] | None = None,
+              colour: tuple[int, int, int] | None = None) -> None:
+    """64x32 H.264 MP4 (VP8 WebM) whose top-left quarter is red (or all one `colour`), with an optional
+    display rotation and tags.
 
     The MP4 is not faststart: moov follows mdat, so boxes can be inserted into it (tests/support/isobmff.py).
     """
@@ -61,6 +63,8 @@ def make_clip(path: Path, *, rotation: int = 0, metadata: dict[str, str] | None 
             stream.set_display_rotation(rotation)
         picture = np.zeros((32, 64, 3), np.uint8)
         picture[:16, :32] = (255, 0, 0)
+        if colour is not None:
+            picture[:] = colour
         for _ in range(frames):
             out.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
         out.mux(stream.encode(None))
