@@ -54,9 +54,13 @@ def test_store_unreachable_gives_storage_unavailable(sqlite_db, tmp_path):
 
 def test_database_down_at_commit_removes_the_objects_just_written(any_storage, tmp_path):
     dead = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
-    runtime = make_runtime(dead, any_storage, tmp_path)
+    store = FailingPuts(any_storage, fail_on=0)  # fails no put: counts them
+    # With duplicates allowed the database is first needed at the commit, after every object is written
+    # (any other policy reads it in the duplicate check, before the first put).
+    runtime = make_runtime(dead, store, tmp_path, dedup_policy="allow")
     with pytest.raises(DatabaseUnavailable):
         upload(runtime, PHOTO)
+    assert store.puts == 5, "the original and the 4 JPEG variants were written before the commit"
     assert stored_keys(runtime) == set()
 
 
