@@ -192,6 +192,18 @@ def test_no_location_carrier_of_an_mp4_reaches_what_is_served(runtime, tmp_path,
     assert_served_without_location(runtime, item, markers, tmp_path)
 
 
+def test_a_gps_data_track_never_reaches_what_is_served(runtime, tmp_path):
+    """A camera's GPS log (GoPro GPMF, camm) is a track of its own: its samples must go, not just its tags."""
+    clip = tmp_path / "action-cam.mp4"
+    make_clip(clip)
+    fixes = [b"GPS5" + PLACE.encode() + b" fix %d" % n for n in range(10)]
+    clip.write_bytes(isobmff.append_data_track(clip.read_bytes(), fixes))
+    with av.open(str(clip)) as container:
+        assert [s.type for s in container.streams] == ["video", "data"], "the test clip has a GPS track"
+    item = upload(runtime, clip, TARGET)
+    assert_served_without_location(runtime, item, [PLACE.encode(), b"GPS5"], tmp_path)
+
+
 @pytest.mark.parametrize("tags", [{"location": PLACE}, {"RECORDING_LOCATION": PLACE}], ids=["location", "recording"])
 @pytest.mark.parametrize("level", ["container", "track"])
 def test_no_matroska_tag_of_a_webm_reaches_what_is_served(runtime, tmp_path, tags, level):

@@ -131,3 +131,31 @@ def gps_xmp(latitude: str, longitude: str) -> str:
         f"<exif:GPSLatitude>{latitude}</exif:GPSLatitude><exif:GPSLongitude>{longitude}</exif:GPSLongitude>"
         '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
     )
+
+
+def append_data_track(data: bytes, samples: list[bytes], entry: bytes = b"gpmd", track_id: int = 2) -> bytes:
+    """A timed-metadata track (GoPro GPMF's `gpmd`, a camera's GPS log) whose samples sit in a new mdat at
+    the end of the file: moov must be the file's last box."""
+    boxes = _children(data, 0, len(data))
+    assert boxes[-1][0] == b"moov", "moov must be last: the track is appended to it, its samples after it"
+    count = len(samples)
+    tkhd = full_box(b"tkhd", struct.pack(">IIIII8xhhhH", 0, 0, track_id, 0, count, 0, 0, 0, 0)
+                    + struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000) + struct.pack(">II", 0, 0),
+                    flags=3)
+    mdhd = full_box(b"mdhd", struct.pack(">IIIIHH", 0, 0, 25, count, 0x55C4, 0))
+    dinf = box(b"dinf", full_box(b"dref", struct.pack(">I", 1) + full_box(b"url ", b"", flags=1)))
+    stbl_without_stco = (
+        full_box(b"stsd", struct.pack(">I", 1) + box(entry, b"\0" * 6 + struct.pack(">H", 1)))
+        + full_box(b"stts", struct.pack(">III", 1, count, 1))
+        + full_box(b"stsc", struct.pack(">IIII", 1, 1, count, 1))
+        + full_box(b"stsz", struct.pack(">II", 0, count) + b"".join(struct.pack(">I", len(s)) for s in samples))
+    )
+
+    def trak(offset: int) -> bytes:
+        stbl = box(b"stbl", stbl_without_stco + full_box(b"stco", struct.pack(">II", 1, offset)))
+        minf = box(b"minf", full_box(b"nmhd", b"") + dinf + stbl)
+        return box(b"trak", tkhd + box(b"mdia", mdhd + _hdlr(b"meta") + minf))
+
+    size = len(trak(0))  # whatever the offset: stco holds it in 4 bytes
+    grown = insert(data, (b"moov",), trak(len(data) + size + 8))
+    return grown + box(b"mdat", b"".join(samples))
