@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -47,9 +48,9 @@ def tkhd_matrix(path: Path) -> tuple[int, int, int, int]:
 
 def make_clip(path: Path, *, rotation: int = 0, metadata: dict[str, str] | None = None, frames: int = 10,
               fmt: str = "mp4", stream_metadata: dict[str, str] | None = None,
-              colour: tuple[int, int, int] | None = None) -> None:
+              colour: tuple[int, int, int] | None = None, chapter: str | None = None) -> None:
     """64x32 H.264 MP4 (VP8 WebM) whose top-left quarter is red (or all one `colour`), with an optional
-    display rotation and tags.
+    display rotation, tags and a chapter title.
 
     The MP4 is not faststart: moov follows mdat, so boxes can be inserted into it (tests/support/isobmff.py).
     """
@@ -58,6 +59,9 @@ def make_clip(path: Path, *, rotation: int = 0, metadata: dict[str, str] | None 
         out.metadata.update(metadata or {})
         stream = out.add_stream("libvpx" if fmt == "webm" else "libx264", rate=25)
         stream.metadata.update(stream_metadata or {})
+        if chapter:
+            out.set_chapters([{"id": 1, "start": 0, "end": frames, "time_base": Fraction(1, 25),
+                               "metadata": {"title": chapter}}])
         stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
         if rotation:
             stream.set_display_rotation(rotation)
@@ -203,6 +207,17 @@ def test_a_gps_data_track_never_reaches_what_is_served(runtime, tmp_path):
         assert [s.type for s in container.streams] == ["video", "data"], "the test clip has a GPS track"
     item = upload(runtime, clip, TARGET)
     assert_served_without_location(runtime, item, [PLACE.encode(), b"GPS5"], tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mov", "webm"])
+def test_a_chapter_title_never_reaches_what_is_served(runtime, tmp_path, fmt):
+    clip = tmp_path / f"trip.{fmt}"
+    make_clip(clip, fmt=fmt, chapter=f"Home {PLACE}")
+    assert PLACE.encode() in clip.read_bytes(), "the test clip carries the location"
+    item = upload(runtime, clip, TARGET)
+    assert_served_without_location(runtime, item, [PLACE.encode()], tmp_path)
+    with av.open(str(stored_file(runtime, item.original_key, tmp_path))) as container:
+        assert not container.chapters()
 
 
 @pytest.mark.parametrize("tags", [{"location": PLACE}, {"RECORDING_LOCATION": PLACE}], ids=["location", "recording"])
