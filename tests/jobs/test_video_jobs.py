@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from mediahub.errors import MediaHubError
+from mediahub.pipeline.transcode import transcode_web
 from tests.services.conftest import make_runtime
 from tests.services.helpers import upload
 from tests.support import isobmff
@@ -165,36 +166,56 @@ MP4_CARRIERS = {
 METADATA_BOXES = {"\xa9xyz", "loci", "uuid", "keys", "covr", "XMP_", "\xa9nam"}
 
 
+def assert_without_location(path: Path, markers: list[bytes], frames: int = 10) -> None:
+    """No marker in the bytes, no location tag, no metadata box, one track, every frame decodes."""
+    data = path.read_bytes()
+    for marker in markers:
+        assert marker not in data, f"{marker!r} is in {path.name}"
+    if path.suffix in (".mp4", ".mov"):
+        found = {box_path.rsplit("/", 1)[-1] for box_path in isobmff.box_paths(data)} & METADATA_BOXES
+        assert not found, f"{path.name} keeps {found}"
+    with av.open(str(path)) as container:
+        tags = [*container.metadata, *(k for s in container.streams for k in s.metadata)]
+        assert not [k for k in tags if "location" in k.lower() or "gps" in k.lower()], tags
+        assert [s.type for s in container.streams] == ["video"], "only the clip's own track is kept"
+        assert sum(1 for _ in container.decode(video=0)) == frames, "every frame is kept and decodes"
+
+
 def assert_served_without_location(runtime, item, markers: list[bytes], tmp_path: Path, frames: int = 10) -> None:
-    """The stored original and the web MP4: no marker in the bytes, no location tag, no metadata box, all frames."""
+    """The stored original and the web MP4, as the store serves them."""
     for key in (item.original_key, variant(runtime, item, "web", "mp4")["key"]):
-        data = runtime.storage.get(key)
-        for marker in markers:
-            assert marker not in data, f"{marker!r} is served in {key}"
-        if key.endswith((".mp4", ".mov")):
-            found = {path.rsplit("/", 1)[-1] for path in isobmff.box_paths(data)} & METADATA_BOXES
-            assert not found, f"{key} keeps {found}"
-        with av.open(str(stored_file(runtime, key, tmp_path))) as container:
-            tags = [*container.metadata, *(k for s in container.streams for k in s.metadata)]
-            assert not [k for k in tags if "location" in k.lower() or "gps" in k.lower()], tags
-            assert [s.type for s in container.streams] == ["video"], "only the clip's own track is served"
-            assert sum(1 for _ in container.decode(video=0)) == frames, "every frame is kept and decodes"
+        assert_without_location(stored_file(runtime, key, tmp_path), markers, frames)
     assert item.byte_size == runtime.storage.stat(item.original_key).size
+
+
+def dirty_clip(path: Path, carrier: str) -> list[bytes]:
+    """A clip at `path` with one MP4 carrier; the bytes that must not be served."""
+    parent, carried, markers = MP4_CARRIERS[carrier]
+    make_clip(path, fmt=path.suffix[1:])
+    path.write_bytes(isobmff.insert(path.read_bytes(), parent, carried))
+    data = path.read_bytes()
+    assert all(marker in data for marker in markers), "the test clip carries the location"
+    with av.open(str(path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 10, "the test clip is a valid video"
+    return markers
 
 
 @pytest.mark.parametrize("container", ["mp4", "mov"])
 @pytest.mark.parametrize("carrier", MP4_CARRIERS)
 def test_no_location_carrier_of_an_mp4_reaches_what_is_served(runtime, tmp_path, carrier, container):
-    parent, carried, markers = MP4_CARRIERS[carrier]
     clip = tmp_path / f"phone.{container}"
-    make_clip(clip, fmt=container)
-    clip.write_bytes(isobmff.insert(clip.read_bytes(), parent, carried))
-    data = clip.read_bytes()
-    assert all(marker in data for marker in markers), "the test clip carries the location"
-    with av.open(str(clip)) as container:
-        assert sum(1 for _ in container.decode(video=0)) == 10, "the test clip is a valid video"
+    markers = dirty_clip(clip, carrier)
     item = upload(runtime, clip, TARGET)
     assert_served_without_location(runtime, item, markers, tmp_path)
+
+
+@pytest.mark.parametrize("carrier", MP4_CARRIERS)
+def test_the_web_rendition_carries_nothing_of_its_source(tmp_path, carrier):
+    """The transcode on its own, from a source that still has its carriers (not the stripped original)."""
+    clip = tmp_path / "phone.mp4"
+    markers = dirty_clip(clip, carrier)
+    transcode_web(clip, tmp_path / "web.mp4")
+    assert_without_location(tmp_path / "web.mp4", markers)
 
 
 def test_a_gps_data_track_never_reaches_what_is_served(runtime, tmp_path):
