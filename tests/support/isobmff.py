@@ -115,7 +115,8 @@ def mdta_meta(items: dict[str, str]) -> bytes:
 
 def cover_meta(jpeg: bytes) -> bytes:
     """iTunes-style metadata (udta/meta/hdlr mdir/ilst/covr) holding a JPEG cover picture."""
-    return full_box(b"meta", _hdlr(b"mdir") + box(b"ilst", box(b"covr", box(b"data", struct.pack(">II", 13, 0) + jpeg))))
+    cover = box(b"covr", box(b"data", struct.pack(">II", 13, 0) + jpeg))  # data type 13: JPEG
+    return full_box(b"meta", _hdlr(b"mdir") + box(b"ilst", cover))
 
 
 def xmp_uuid(xmp: str) -> bytes:
