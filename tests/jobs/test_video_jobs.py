@@ -209,6 +209,20 @@ def test_no_location_carrier_of_an_mp4_reaches_what_is_served(runtime, tmp_path,
     assert_served_without_location(runtime, item, markers, tmp_path)
 
 
+def test_a_cover_picture_before_the_track_is_neither_the_poster_nor_served(runtime, tmp_path):
+    """FFmpeg lists a cover read before the track as stream 0: a video stream of one JPEG frame."""
+    clip = tmp_path / "phone.mp4"
+    make_clip(clip)
+    cover = JPEG_WITH_GPS.read_bytes()
+    clip.write_bytes(isobmff.insert(clip.read_bytes(), (b"moov",), isobmff.box(b"udta", isobmff.cover_meta(cover)),
+                                    first=True))
+    with av.open(str(clip)) as container:
+        assert container.streams.video[0].disposition & av.stream.Disposition.attached_pic, "the cover comes first"
+    item = upload(runtime, clip, TARGET)
+    assert (item.width, item.height) == (64, 32) and item.meta["frames"] == 10
+    assert_served_without_location(runtime, item, [cover[:64], b"Exif\x00\x00"], tmp_path)
+
+
 @pytest.mark.parametrize("carrier", MP4_CARRIERS)
 def test_the_web_rendition_carries_nothing_of_its_source(tmp_path, carrier):
     """The transcode on its own, from a source that still has its carriers (not the stripped original)."""

@@ -61,8 +61,9 @@ def box_paths(data: bytes) -> list[str]:
     return paths
 
 
-def insert(data: bytes, parent: tuple[bytes, ...], new: bytes, nth: int = 0) -> bytes:
-    """`new` appended at the end of the box at `parent` (types from the top; () for the file's end).
+def insert(data: bytes, parent: tuple[bytes, ...], new: bytes, nth: int = 0, first: bool = False) -> bytes:
+    """`new` appended at the end of the box at `parent` (types from the top; () for the file's end),
+    or put before its first child (`first`).
 
     `nth` picks among siblings of the last type (the second trak: nth=1); missing
     containers on the way are not created.
@@ -76,8 +77,9 @@ def insert(data: bytes, parent: tuple[bytes, ...], new: bytes, nth: int = 0) -> 
         chain.append(box_at)
         start, end = _payload_start(data, kind, box_at[1]), box_at[2]
     last_mdat = max(stop for kind, _, stop in _children(data, 0, len(data)) if kind == b"mdat")
-    assert end >= last_mdat, "inserting before mdat would move the samples"
-    out = bytearray(data[:end] + new + data[end:])
+    where = start if first else end
+    assert where >= last_mdat, "inserting before mdat would move the samples"
+    out = bytearray(data[:where] + new + data[where:])
     for _, at, _stop in chain:  # every enclosing box grows by len(new)
         size = struct.unpack(">I", out[at:at + 4])[0]
         assert size != 1, "64-bit box sizes are not handled here"
