@@ -15,9 +15,9 @@ from PIL import Image
 
 from mediahub.errors import Conflict
 from mediahub.pipeline.fingerprint import Fingerprint
-from tests.jobs.test_video_jobs import make_clip
 from tests.services.conftest import make_runtime
 from tests.services.helpers import row_count, stored_keys, upload
+from tests.support.videos import make_clip
 
 
 @pytest.fixture

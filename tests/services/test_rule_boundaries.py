@@ -17,10 +17,10 @@ from mediahub.errors import Conflict, LimitExceeded, TooLarge
 from mediahub.pipeline.image import process_image
 from mediahub.pipeline.sniff import sniff
 from mediahub.services.ingest import UploadRequest
-from tests.jobs.test_video_jobs import make_clip
 from tests.services.conftest import make_runtime
 from tests.services.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
+from tests.support.videos import make_clip
 
 PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"  # 480x360
 
