@@ -15,6 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from mediahub.api.auth import TokenVerifier
+from mediahub.errors import Unauthenticated
 from mediahub.pipeline.image import process_image
 from mediahub.pipeline.sniff import sniff
 from mediahub.services.ingest import image_options
@@ -101,3 +103,16 @@ def test_a_token_is_accepted_within_the_exp_leeway_and_refused_past_it(app_facto
         assert response.status_code == 200, response.text
     else:
         assert_problem(response, 401, "invalid_token")
+
+
+@pytest.mark.parametrize(("expired_for", "accepted"), [(15, True), (45, False)])
+def test_the_verifier_applies_the_same_exp_leeway(tmp_path: Path, expired_for: int, accepted: bool) -> None:
+    """Below HTTP: TokenVerifier alone, as every route's dependency calls it."""
+    verifier = TokenVerifier(make_settings(tmp_path))
+    token = jwt.encode({"sub": "USR-1", "exp": int(time.time()) - expired_for}, JWT_SECRET, algorithm="HS256")
+    if accepted:
+        assert verifier.principal(token).sub == "USR-1"
+    else:
+        with pytest.raises(Unauthenticated) as caught:
+            verifier.principal(token)
+        assert caught.value.code == "invalid_token"
