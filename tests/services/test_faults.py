@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
 from mediahub.db.session import Database
 from mediahub.errors import DatabaseUnavailable, StorageUnavailable
@@ -54,10 +55,64 @@ def test_store_unreachable_gives_storage_unavailable(sqlite_db, tmp_path):
 
 def test_database_down_at_commit_removes_the_objects_just_written(any_storage, tmp_path):
     dead = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
-    runtime = make_runtime(dead, any_storage, tmp_path)
+    store = FailingPuts(any_storage, fail_on=0)  # fails no put: counts them
+    # With duplicates allowed the database is first needed at the commit, after every object is written
+    # (any other policy reads it in the duplicate check, before the first put).
+    runtime = make_runtime(dead, store, tmp_path, dedup_policy="allow")
     with pytest.raises(DatabaseUnavailable):
         upload(runtime, PHOTO)
+    assert store.puts == 5, "the original and the 4 JPEG variants were written before the commit"
     assert stored_keys(runtime) == set()
+
+
+class DatabaseDiesAtSecondPut:
+    """A real store; its second put ends every session of the PostgreSQL database and refuses new ones.
+
+    The first put may be an image's original, stored while its pixels are processed (before the
+    duplicate check); the variants are only stored after the check.
+    """
+
+    def __init__(self, inner, database_url: str) -> None:
+        self.inner, self.url, self.puts = inner, make_url(database_url), 0
+        self.admin = create_engine(self.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+    def _database(self, allow: bool) -> None:
+        name = self.url.database
+        with self.admin.connect() as connection:
+            connection.execute(text(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {str(allow).lower()}"))
+            if not allow:
+                connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                        "WHERE datname = :name"), {"name": name})
+
+    def put(self, key, source, content_type):
+        self.puts += 1
+        if self.puts == 2:
+            self._database(allow=False)
+        return self.inner.put(key, source, content_type)
+
+    def revive(self) -> None:
+        self._database(allow=True)
+        self.admin.dispose()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_database_lost_after_the_duplicate_check_removes_the_objects_just_written(db, database_url, local_storage,
+                                                                                 tmp_path):
+    """The default policy: the check reads a live database, which is gone by the commit."""
+    store = DatabaseDiesAtSecondPut(local_storage, database_url)
+    runtime = make_runtime(db, store, tmp_path)
+    try:
+        assert runtime.settings.dedup_policy == "reject"
+        with pytest.raises(DatabaseUnavailable):
+            upload(runtime, PHOTO)
+        assert store.puts == 5
+        assert stored_keys(runtime) == set()
+    finally:
+        store.revive()
+        runtime.jobs.close()
 
 
 def test_verify_finds_strays_and_missing_objects_and_repair_fixes_them(runtime):

@@ -2,8 +2,12 @@
 
 Neither output copies container or stream metadata (the muxer adds only its
 own technical tags), so a location, a device name or an author never reaches
-what is served. The display matrix is not metadata: it is kept, so players
-still show the picture upright.
+what is served. That holds whatever box or element carried it (QuickTime
+udta, mdta keys/ilst, XMP uuid boxes, 3GPP loci, per-track metadata, cover
+art, Matroska tags and attachments, GPS data tracks): only the video and
+audio packets are written, into a container the muxer builds afresh. The
+display matrix is not metadata: it is kept, so players still show the
+picture upright.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 import av
 
 from mediahub.errors import InvalidInput, library_reason
+from mediahub.pipeline.video import is_played
 
 WEB_MAX_SIDE = 1280
 WEB_VIDEO_OPTIONS = {"crf": "23", "preset": "veryfast", "profile": "high"}
@@ -23,6 +28,8 @@ WEB_AUDIO_RATE = 48_000
 FASTSTART = {"movflags": "+faststart"}  # moov before mdat: playback starts before the download ends
 # Muxer names by sniffed container format.
 MUXERS = {"mp4": "mp4", "mov": "mov", "webm": "webm"}
+# Stream tags a player needs (WebM's alpha flag; an audio track's language); every other tag is dropped.
+PLAYBACK_TAGS = ("alpha_mode", "language")
 
 
 @dataclass(frozen=True)
@@ -45,17 +52,21 @@ def _mux_options(muxer: str) -> dict[str, str]:
 def strip_metadata(path: Path, fmt: str) -> None:
     """Replace the file at `path` with a stream copy of its video and audio, without metadata.
 
-    Data streams (timecode, GPS tracks) are dropped with the tags.
+    Every video's stored original goes through here, whatever its container
+    appears to carry: FFmpeg reports only some location carriers as tags, so
+    what it reports cannot decide. Data streams (timecode, GPS tracks),
+    subtitles, attachments and cover pictures are dropped with the tags.
     """
     muxer = MUXERS[fmt]
     clean = path.with_name(path.name + ".clean")
     try:
         with av.open(str(path), metadata_errors="ignore") as source, \
                 av.open(str(clean), "w", format=muxer, options=_mux_options(muxer)) as target:
-            kept = [s for s in source.streams if s.type in ("video", "audio")]
+            kept = [s for s in source.streams if is_played(s)]
             copies = {s.index: target.add_stream_from_template(s) for s in kept}
-            for out in copies.values():
+            for original, out in zip(kept, copies.values(), strict=True):
                 out.metadata.clear()
+                out.metadata.update({k: v for k, v in original.metadata.items() if k.lower() in PLAYBACK_TAGS})
             for packet in source.demux(kept):
                 if packet.dts is None:  # the demuxer's end-of-stream marker
                     continue
@@ -84,7 +95,7 @@ def transcode_web(source_path: Path, target_path: Path, max_side: int = WEB_MAX_
 def _transcode(source: av.container.InputContainer, target: av.container.OutputContainer,
                max_side: int) -> tuple[int, int]:
     """Encode every frame; the displayed size of the result."""
-    video_in = source.streams.video[0]
+    video_in = next(s for s in source.streams.video if is_played(s))
     audio_in = source.streams.audio[0] if source.streams.audio else None
     width, height = even_fit(video_in.codec_context.width, video_in.codec_context.height, max_side)
     video_out = target.add_stream("libx264", rate=video_in.average_rate or Fraction(30), options=WEB_VIDEO_OPTIONS)

@@ -4,9 +4,9 @@ The poster (a keyframe about 1 s or 10 % in, upright per the display matrix)
 gets the same variants, pHash and duplicate-detection fingerprint as a photo, so
 a video matches another one (or a photo) perceptually. It gets no pixel digest:
 many clips fade in, and every black poster of one size would match exactly.
-The uploaded file itself is kept as the original, unless its container carries
-a location: then ingest stores a stream copy without metadata
-(`transcode.strip_metadata`).
+The stored original is a stream copy of the upload without metadata
+(`transcode.strip_metadata`), never the uploaded file itself: a location may
+sit in boxes FFmpeg does not report as tags.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from mediahub.pipeline.sniff import Sniffed
 from mediahub.pipeline.variants import Encoded, encode_all, render_all
 
 _CONTAINERS = {"mp4": {"mov", "mp4"}, "mov": {"mov", "mp4"}, "webm": {"webm", "matroska"}}
-# QuickTime/MP4 user data (`\xa9xyz`, read as "location" / "location-<lang>") and Apple's mdta keys.
-_LOCATION_PREFIXES = ("location", "com.apple.quicktime.location")
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,6 @@ class ProcessedVideo:
     variants: list[Encoded]
     phash: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    location_tags: list[str] = field(default_factory=list)  # must not reach what is served
     fingerprint: Fingerprint | None = None  # of the poster (services/dedup.py)
 
 
@@ -70,10 +67,9 @@ def _duration(container: av.container.InputContainer, stream: av.video.stream.Vi
     return None
 
 
-def location_tags(container: av.container.Container) -> list[str]:
-    """Container and stream metadata keys that hold a place."""
-    keys = list(container.metadata) + [k for s in container.streams for k in s.metadata]
-    return sorted({k for k in keys if k.lower().startswith(_LOCATION_PREFIXES)})
+def is_played(stream: av.stream.Stream) -> bool:
+    """A video or audio track; not a cover picture (a video stream to FFmpeg, an image file to us)."""
+    return stream.type in ("video", "audio") and not stream.disposition & av.stream.Disposition.attached_pic
 
 
 def _count_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[int, float]:
@@ -116,7 +112,7 @@ def _check_frames(frames: int, limit: int) -> None:
 def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> ProcessedVideo:
     container = _open(path, sniffed)
     try:
-        streams = container.streams.video
+        streams = [s for s in container.streams.video if is_played(s)]
         if not streams:
             raise InvalidInput("video file has no video stream", code="no_video_stream")
         stream = streams[0]
@@ -143,7 +139,6 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
         display = to_display(poster)
         renders = render_all(display, options.image.sizes)
         whole = hash_source(renders, options.image.sizes, display)
-        location = location_tags(container)
         return ProcessedVideo(
             width=display.size[0],
             height=display.size[1],
@@ -157,9 +152,7 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
                 "frame_rate": float(stream.average_rate) if stream.average_rate else None,
                 "frames": declared or packets,
                 "rotation": rotation,
-                "location_stripped": bool(location),
             },
-            location_tags=location,
             fingerprint=Fingerprint.of(whole),
         )
     finally:

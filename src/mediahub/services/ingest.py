@@ -166,9 +166,8 @@ class IngestService:
                     early.start if self.pixels.in_process else None)
             else:
                 processed = self.pixels.run(process_video, spooled.path, sniffed, self.video_options)
-                if processed.location_tags:
-                    spooled.digests.result()  # the digests are of the bytes as uploaded: hashed before the rewrite
-                    strip_metadata(spooled.path, sniffed.format)  # the stored original is served
+                spooled.digests.result()  # the digests are of the bytes as uploaded: hashed before the rewrite
+                strip_metadata(spooled.path, sniffed.format)  # the stored original is served
             if self._checks_duplicates(request):  # before the variants are stored
                 with self.database.session() as session:
                     self._check_duplicate(session, dedup.Probe.of_upload(spooled.sha256, processed), processed,
@@ -352,7 +351,7 @@ class IngestService:
              "size": len(v.data), "content_type": v.content_type}
             for v, obj in zip(processed.variants, variant_objects, strict=True)
         ]
-        # A video's spool may have been rewritten without its location since it was hashed.
+        # A video's spool has been rewritten without its metadata since it was hashed.
         size = len(original.source) if isinstance(original.source, bytes) else original.source.stat().st_size
         meta = dict(processed.metadata)
         if request.filename:
