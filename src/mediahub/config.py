@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     url_signing_secret: SecretStr | None = None
     signed_url_ttl: int = Field(900, gt=0, le=7 * 24 * 3600)
-    public_base_url: str = "http://localhost:8000"
+    # Scheme, host and port (and path prefix) of returned URLs; unset = taken from each request.
+    public_base_url: str | None = Field(None, pattern=r"^https?://[^\s?#]+$")
     max_batch_files: int = Field(20, gt=0, le=1000)
     upload_rate_limit: int = Field(120, ge=0)  # uploads per principal per minute; 0 = off
     # Longest wait for the next chunk of an upload's body; a slower (trickling) client gets 408.
@@ -141,6 +142,11 @@ class Settings(BaseSettings):
     # Each process keeps the stored pHashes in memory (services/dedup_index.py), synced before every
     # lookup; a full reload this often (in the background) drops rows deleted since.
     dedup_index_rebuild_seconds: float = Field(3600.0, gt=0)
+
+    # Delivery (api/routes/files.py, services/urls.py, services/exposure.py).
+    # How long browsers and CDNs may keep an approved object's public copy: a rejected or deleted
+    # item's bytes stop being served from caches within this bound (keys never change, status does).
+    public_cache_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)
 
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
     @classmethod

@@ -18,7 +18,8 @@ from mediahub.db.repositories import MediaRepository, MemberRepository
 from mediahub.db.session import Database
 from mediahub.entities import Target
 from mediahub.errors import Conflict, MediaHubError
-from mediahub.services import access
+from mediahub.jobs.item_status import lock_item
+from mediahub.services import access, exposure
 from mediahub.services.access import EntityRef, Principal
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.services import dedup
@@ -130,7 +131,8 @@ class MediaService:
 
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
         """Apply the sent fields; moderation status needs a moderator, the rest an editor."""
-        with self._tx() as tx:
+        with exposure.following_status(self.storage) as sync, self._tx() as tx:
+            lock_item(tx.media.session, media_id)
             item = access.require_view(principal, tx.media.get(media_id), tx.members)
             if "moderation_status" in changes:
                 access.require_moderator(principal)
@@ -140,6 +142,7 @@ class MediaService:
                 setattr(item, name, changes[name])
             if "moderation_status" in changes:
                 apply_status(item, changes["moderation_status"], changes.get("moderation_reason"))
+                sync(item)
             if "is_primary" in changes:
                 self._set_primary(tx.media, item, changes["is_primary"])
             return tx.view(principal, item)
