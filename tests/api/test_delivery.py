@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -14,6 +16,7 @@ from pydantic import ValidationError
 
 from mediahub.config import Settings
 from tests.api.conftest import HOPPER, AppFactory, LiveServer, Tokens, assert_problem, upload
+from tests.support.s3_server import anonymous_get
 
 PUBLIC = "public, max-age=3600"
 PRIVATE = "private, no-store"
@@ -202,3 +205,70 @@ def test_a_bad_bearer_on_a_file_url_is_401(client: TestClient, tokens: Tokens) -
     pending = _pending(client, tokens)
     response = client.get(urlsplit(pending["url"]).path, headers={"Authorization": "Bearer not-a-token"})
     assert response.status_code == 401
+
+
+# Item 19: on S3, approved objects are readable at their public URLs, and nothing else is.
+
+
+@pytest.fixture
+def s3_client(app_factory: AppFactory, s3_server: str, database_url: str) -> Iterator[TestClient]:
+    """The app on every database, storing in a moto bucket whose own URL is the public base."""
+    bucket = f"delivery-{uuid.uuid4().hex[:12]}"
+    app = app_factory(database_url=database_url, storage_type="s3", s3_endpoint_url=s3_server,
+                      aws_access_key_id="testing", aws_secret_access_key="testing", s3_bucket_name=bucket,
+                      s3_public_base_url=f"{s3_server}/{bucket}", make_webp=True)
+    with TestClient(app) as client:
+        client.app.state.runtime.storage.check()  # creates the bucket, as the first readiness check does
+        yield client
+
+
+def _finished(client: TestClient, item: dict, headers: dict[str, str]) -> dict:
+    """The item once its jobs ran (the WebP renditions exist)."""
+    assert client.app.state.runtime.wait_for_jobs([item["id"]], timeout=60)
+    return client.get(f"/v1/media/{item['id']}", headers=headers).json()
+
+
+def _statuses(urls: list[str]) -> set[int]:
+    return {anonymous_get(url)[0] for url in urls}
+
+
+@pytest.mark.s3
+def test_s3_public_urls_read_approved_objects_only(s3_client: TestClient, tokens: Tokens) -> None:
+    client, moderator = s3_client, tokens.moderator()
+    item = _finished(client, _approved(client, tokens), {})
+    urls = _all_urls(item)
+    assert any(url.endswith(".webp") for url in urls), "the job's renditions are covered"
+    for url in urls:
+        assert "Signature" not in url and "signature" not in url
+        status, headers, body = anonymous_get(url)
+        assert (status, headers["cache-control"]) == (200, PUBLIC), url
+        assert body
+    for status, readable in (("rejected", 403), ("approved", 200), ("flagged", 403), ("approved", 200)):
+        decided = client.post(f"/v1/media/{item['id']}/moderation", headers=moderator, json={"status": status})
+        assert decided.status_code == 200, decided.text
+        assert _statuses(urls) == {readable}, status
+    patched = client.patch(f"/v1/media/{item['id']}", headers=moderator, json={"moderation_status": "pending"})
+    assert patched.status_code == 200, patched.text
+    assert _statuses(urls) == {403}
+    client.post(f"/v1/media/{item['id']}/moderation", headers=moderator, json={"status": "approved"})
+    assert client.delete(f"/v1/media/{item['id']}", headers=tokens.header("USR-2")).status_code == 204
+    assert _statuses(urls) <= {403, 404}
+
+
+@pytest.mark.s3
+def test_s3_pending_objects_are_never_anonymously_readable(s3_client: TestClient, tokens: Tokens) -> None:
+    client = s3_client
+    pending = _finished(client, _pending(client, tokens), tokens.header("USR-1"))
+    signed = _all_urls(pending)
+    assert any(url.endswith(".webp") or ".webp?" in url for url in signed)
+    for url in signed:  # the caller's own signed URLs work, and no shared cache may keep them
+        status, headers, _ = anonymous_get(url)
+        assert (status, headers["cache-control"]) == (200, PRIVATE)
+    base = f"{client.app.state.runtime.settings.s3_public_base_url}/"
+    unsigned = [base + urlsplit(url).path.split("/", 2)[2] for url in signed]
+    assert _statuses(unsigned) == {403}
+    decided = client.post(f"/v1/media/{pending['id']}/moderation", headers=tokens.moderator(),
+                          json={"status": "approved"})
+    assert decided.status_code == 200
+    assert sorted(_all_urls(decided.json())) == sorted(unsigned)
+    assert _statuses(unsigned) == {200}
