@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     # item's bytes stop being served from caches within this bound (keys never change, status does).
     public_cache_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)
 
+    @field_validator("public_base_url", mode="before")
+    @classmethod
+    def _empty_base_url_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
     @classmethod
     def _split_types(cls, value: object) -> object:

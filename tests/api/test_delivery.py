@@ -96,6 +96,7 @@ def test_a_host_header_that_is_not_a_host_is_refused(client: TestClient, tokens:
 
 def test_public_base_url_is_optional_and_checked() -> None:
     assert Settings(_env_file=None).public_base_url is None
+    assert Settings(_env_file=None, public_base_url=" ").public_base_url is None  # PUBLIC_BASE_URL= in a .env
     for bad in ("ftp://example.com", "example.com", "https://example.com/?x=1", "https://exa mple.com"):
         with pytest.raises(ValidationError):
             Settings(_env_file=None, public_base_url=bad)

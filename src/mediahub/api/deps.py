@@ -77,13 +77,13 @@ _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{
 
 
 def request_base_url(request: Request) -> str:
-    """Scheme, host and root path the request came to.
+    """Scheme, host and root path the request came to (without a Host header: the server's address).
 
     The scheme is uvicorn's view of it: X-Forwarded-Proto counts only from the
     proxies uvicorn trusts (`--forwarded-allow-ips`, FORWARDED_ALLOW_IPS).
     """
-    host = request.headers.get("host", "")
-    if not _HOST_RE.match(host):
+    host = request.headers.get("host")
+    if host is not None and not _HOST_RE.match(host):
         raise MalformedRequest("the Host header is not a host name", code="invalid_host")
     return str(request.base_url).rstrip("/")
 
