@@ -14,7 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from mediahub.db.models import MediaItem
+from mediahub.db.repositories import MediaRepository
+from mediahub.db.session import Database
 from mediahub.errors import MediaHubError
+from mediahub.jobs.item_status import lock_item
 from mediahub.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -62,3 +65,24 @@ def publish_new(storage: Storage, item: MediaItem) -> None:
         storage.set_public(item.keys(), True)
     except MediaHubError:
         log.warning("could not make the objects of #%s public", item.id, exc_info=True)
+
+
+def sync_all(database: Database, storage: Storage) -> tuple[int, int]:
+    """Set every item's objects' readability from its status: (public items, private items).
+
+    For objects stored before readability was managed (or before a public base URL
+    was configured). One short locked transaction per item, so decisions taken
+    meanwhile are neither lost nor undone.
+    """
+    with database.session() as session:
+        ids = list(MediaRepository(session).ids())
+    counts = {True: 0, False: 0}
+    for media_id in ids:
+        with following_status(storage) as sync, database.session() as session:
+            lock_item(session, media_id)
+            item = MediaRepository(session).get(media_id)
+            if item is None:
+                continue  # deleted meanwhile
+            sync(item)
+            counts[is_public(item)] += 1
+    return counts[True], counts[False]
