@@ -76,6 +76,8 @@ MATRIX = [
     Row("file of pending, unsigned", lambda w: ("GET", _url_path(w["P"]["url"], signed=False), {}),                                                  (404, 404, 200, 200, 200)),
     Row("file of pending, signed",  lambda w: ("GET", _url_path(w["P"]["url"], signed=True), {}),                                                    (200, 200, 200, 200, 200)),
     Row("file of approved",         lambda w: ("GET", _url_path(w["A"]["url"], signed=False), {}),                                                   (200, 200, 200, 200, 200)),
+    Row("head of approved file",    lambda w: ("HEAD", _url_path(w["A"]["url"], signed=False), {}),                                                  (200, 200, 200, 200, 200)),
+    Row("head of pending, unsigned", lambda w: ("HEAD", _url_path(w["P"]["url"], signed=False), {}),                                                  (404, 404, 200, 200, 200)),
     Row("healthz",                  lambda w: ("GET", "/healthz", {}),                                                                               (200, 200, 200, 200, 200)),
     Row("readyz",                   lambda w: ("GET", "/readyz", {}),                                                                                (200, 200, 200, 200, 200)),
     Row("metrics",                  lambda w: ("GET", "/metrics", {}),                                                                               (200, 200, 200, 200, 200)),
