@@ -112,7 +112,8 @@ class S3Storage(Storage):
         check_key(key)
         with open_source(source) as stream, _translated("put", key):
             self._client.upload_fileobj(
-                stream, self.bucket, key, ExtraArgs={"ContentType": content_type, **self._put_args}, Config=self._transfer
+                stream, self.bucket, key, ExtraArgs={"ContentType": content_type, **self._put_args},
+                Config=self._transfer,
             )
         return self.stat(key)
 
