@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.corpus import CORPUS_DIR
+from tests.support.s3_server import anonymous_get, make_s3_storage
 
 MEDIAHUB = [sys.executable, "-m", "mediahub.cli"]
 
@@ -86,3 +87,35 @@ def test_a_field_is_named_by_its_route_word_too_and_nested_entities_by_their_pat
     assert unknown.returncode == 2 and "unknown_field" in unknown.stderr and "gallery, photos" in unknown.stderr
     orphan = run(workdir, "ingest", photo, "--entity", "amenity:AM-1", "--field", "photos")
     assert orphan.returncode == 2 and "parent_required" in orphan.stderr
+
+
+@pytest.mark.s3
+def test_sync_public_opens_approved_objects_stored_before_and_closes_the_rest(workdir, s3_server):
+    """Objects stored private (as before readability was managed) become readable exactly for approved items."""
+    storage = make_s3_storage(s3_server, public_bucket=True)
+    bucket = storage.bucket
+    env = {"STORAGE_TYPE": "s3", "S3_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "S3_BUCKET_NAME": bucket,
+           "S3_PUBLIC_BASE_URL": f"{s3_server}/{bucket}", "MAKE_WEBP": "false"}
+    storage.check()
+    assert run(workdir, "db", "upgrade", env=env).returncode == 0
+    image = str(CORPUS_DIR / "images/good/jpeg_hopper.jpg")
+    items = {}
+    for verified in (True, False):
+        flags = ["--verified"] if verified else []
+        result = run(workdir, "ingest", image, "--entity", f"user:USR-{int(verified)}", "--field", "avatar",
+                     "--uploader", f"USR-{int(verified)}", "--json", *flags, env=env)
+        assert result.returncode == 0, result.stderr
+        items[verified] = json.loads(result.stdout.splitlines()[0])["item"]
+    approved_keys = [items[True]["original_key"], *items[True]["variants"].values()]
+    pending_keys = [items[False]["original_key"], *items[False]["variants"].values()]
+    storage.set_public(approved_keys + pending_keys, False)  # as objects stored before this version were
+    storage.set_public(pending_keys[:1], True)  # and one a hand-made mistake
+
+    result = run(workdir, "sync-public", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "1 items public, 1 private" in result.stderr  # the console writes to stderr
+    url = f"{s3_server}/{bucket}/"
+    assert {anonymous_get(url + key)[0] for key in approved_keys} == {200}
+    assert {anonymous_get(url + key)[0] for key in pending_keys} == {403}

@@ -146,6 +146,26 @@ def db_current() -> None:
     typer.echo(current(load_settings().database_url) or "none")
 
 
+@app.command("sync-public")
+def sync_public() -> None:
+    """Make approved items' objects readable at their public URLs and every other object private.
+
+    Run once after setting S3_PUBLIC_BASE_URL or CDN_BASE_URL on a bucket that already holds objects;
+    later decisions keep the bucket in step by themselves. A no-op on local storage.
+    """
+    from mediahub.services.exposure import sync_all
+
+    runtime = _runtime()
+    try:
+        public, private = sync_all(runtime.database, runtime.storage)
+    except MediaHubError as exc:
+        console.print(f"[red]{exc.code}: {exc.message}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()
+    console.print(f"{public} items public, {private} private")
+
+
 @app.command()
 def verify(
     repair: Annotated[bool, typer.Option(help="Delete stray objects, mark rows with missing objects.")] = False,

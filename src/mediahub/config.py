@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     url_signing_secret: SecretStr | None = None
     signed_url_ttl: int = Field(900, gt=0, le=7 * 24 * 3600)
-    public_base_url: str = "http://localhost:8000"
+    # Scheme, host and port (and path prefix) of returned URLs; unset = taken from each request.
+    public_base_url: str | None = Field(None, pattern=r"^https?://[^\s?#]+$")
     max_batch_files: int = Field(20, gt=0, le=1000)
     upload_rate_limit: int = Field(120, ge=0)  # uploads per principal per minute; 0 = off
     # Longest wait for the next chunk of an upload's body; a slower (trickling) client gets 408.
@@ -174,6 +175,16 @@ class Settings(BaseSettings):
     # Distinct users with open reports on an approved item that hide it until a moderator decides; 0 = never.
     flag_hide_threshold: int = Field(3, ge=0, le=1000)
     report_rate_limit: int = Field(30, ge=0)  # reports per reporter per hour; 0 = off
+
+    # Delivery (api/routes/files.py, services/urls.py, services/exposure.py).
+    # How long browsers and CDNs may keep an approved object's public copy: a rejected or deleted
+    # item's bytes stop being served from caches within this bound (keys never change, status does).
+    public_cache_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)
+
+    @field_validator("public_base_url", mode="before")
+    @classmethod
+    def _empty_base_url_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
     @classmethod

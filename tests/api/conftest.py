@@ -34,7 +34,6 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "media_root": tmp_path / "media",
         "temp_dir": tmp_path / "spool",
         "jwt_secret": JWT_SECRET,
-        "public_base_url": "http://testserver",
         "image_sizes": "thumbnail:150x150:crop,small:400",  # fewer variants: faster tests
         # No background rendition jobs: every variant exists when the upload answers (jobs have their own tests).
         "make_webp": False,
@@ -104,9 +103,9 @@ def serving(app: FastAPI, port: int) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def live_server(app_factory: AppFactory) -> Iterator[LiveServer]:
-    """The app under a real uvicorn on a free loopback port; its URLs name that port."""
+    """The app under a real uvicorn on a free loopback port; its URLs name that port (taken from each request)."""
     port = free_port()
-    with serving(app_factory(public_base_url=f"http://127.0.0.1:{port}"), port) as server:
+    with serving(app_factory(), port) as server:
         yield server
 
 

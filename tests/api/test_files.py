@@ -14,7 +14,7 @@ from mediahub.services.files import original_key_candidates
 from mediahub.storage.signing import sign
 from tests.api.conftest import JWT_SECRET, Tokens, assert_problem, upload
 
-PUBLIC_CACHE = "public, max-age=31536000, immutable"
+PUBLIC_CACHE = "public, max-age=3600"  # PUBLIC_CACHE_SECONDS: bounded, never immutable
 
 
 def _path(url: str) -> str:

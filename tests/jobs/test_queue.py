@@ -129,7 +129,7 @@ def test_jobs_of_one_item_finishing_together_lose_no_variant_and_settle_ready(db
             start.wait()
             entry = {"name": f"{tag}{n}", "format": "webp", "key": f"k/{tag}{n}.webp", "width": 1, "height": 1,
                      "size": 1, "content_type": "image/webp"}
-            _swap_variants(runtime.database, item.id, [entry], keep=lambda v: True)
+            _swap_variants(runtime.database, runtime.storage, item.id, [entry], keep=lambda v: True)
 
     threads = [threading.Thread(target=add_variants, args=(tag,)) for tag in ("a", "b")]
     for thread in threads:

@@ -23,7 +23,7 @@ from mediahub.storage import signing
 from mediahub.storage.base import Storage
 from mediahub.storage.factory import build_storage
 from mediahub.storage.local import TEMP_PREFIX, LocalStorage
-from tests.support.s3_server import LOCAL_SIGNING_KEY, MB, free_port, make_s3_storage
+from tests.support.s3_server import LOCAL_SIGNING_KEY, MB, anonymous_get, free_port, make_s3_storage
 
 DATA = b"0123456789abcdef"
 KEY = "listings/photos/42/2024-05/photo-20240501120000-abc123.jpg"
@@ -230,6 +230,44 @@ def test_presign_refuses_out_of_range_expiry(storage: Storage, expires_in: int) 
         storage.presign(KEY, expires_in)
 
 
+# Readability without a signature
+
+
+def test_set_public_accepts_present_and_missing_keys(storage: Storage) -> None:
+    storage.put(KEY, DATA, "image/jpeg")
+
+    storage.set_public([KEY, "a/missing.jpg"], True)
+    storage.set_public([KEY, "a/missing.jpg"], False)
+
+    assert storage.get(KEY) == DATA
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def publishing_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """Each backend as the service runs it with public URLs: local through the API, S3 through its bucket URL."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "media", LOCAL_SIGNING_KEY)
+    storage = make_s3_storage(request.getfixturevalue("s3_server"), public_bucket=True)
+    storage.check()
+    return storage
+
+
+def test_public_urls_serve_exactly_the_public_objects(publishing_storage: Storage) -> None:
+    """Where a backend has its own public URLs, an anonymous GET reads an object only between set_public calls."""
+    storage = publishing_storage
+    storage.put(KEY, DATA, "image/jpeg")
+    url = storage.public_url(KEY)
+    if url is None:  # local: the API's file route decides per request from the item's status
+        assert storage.kind == "local"
+        return
+    assert anonymous_get(url)[0] == 403, "a new object is private"
+    storage.set_public([KEY], True)
+    status, _, body = anonymous_get(url)
+    assert (status, body) == (200, DATA)
+    storage.set_public([KEY], False)
+    assert anonymous_get(url)[0] == 403
+
+
 # Key safety
 
 INVALID_KEYS = {
@@ -251,6 +289,7 @@ OPERATIONS: dict[str, Callable[[Storage, str], object]] = {
     "delete_many": lambda s, k: s.delete_many(["a/fine.jpg", k]),
     "delete": lambda s, k: s.delete(k),
     "presign": lambda s, k: s.presign(k, 60),
+    "set_public": lambda s, k: s.set_public(["a/fine.jpg", k], True),
     "list": lambda s, k: s.list(k),
     "usage": lambda s, k: s.usage(k),
 }
@@ -394,6 +433,29 @@ def test_s3_public_url_uses_the_public_base(s3_server: str) -> None:
 
     assert with_base.public_url(KEY) == f"https://cdn.example.com/{KEY}"
     assert make_s3_storage(s3_server).public_url(KEY) is None
+
+
+@pytest.mark.s3
+def test_s3_objects_carry_the_public_cache_control_and_signed_urls_a_private_one(s3_server: str) -> None:
+    storage = make_s3_storage(s3_server, public_bucket=True, cache_control="public, max-age=60")
+    storage.check()
+    storage.put(KEY, DATA, "image/jpeg")
+    storage.set_public([KEY], True)
+
+    assert anonymous_get(storage.public_url(KEY))[1]["cache-control"] == "public, max-age=60"
+    assert anonymous_get(storage.presign(KEY, 60))[1]["cache-control"] == "private, no-store"
+
+
+@pytest.mark.s3
+def test_s3_without_a_public_base_never_makes_objects_public(s3_server: str) -> None:
+    """Approved items get presigned URLs there, so set_public leaves the bucket private."""
+    storage = make_s3_storage(s3_server)
+    storage.check()
+    storage.put(KEY, DATA, "image/jpeg")
+
+    storage.set_public([KEY], True)
+
+    assert anonymous_get(f"{s3_server}/{storage.bucket}/{KEY}")[0] == 403
 
 
 # Factory

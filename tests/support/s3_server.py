@@ -85,20 +85,36 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def make_s3_storage(
-    endpoint: str, *, timeout: float = 5.0, create_bucket: bool = True, public_base_url: str | None = None
+    endpoint: str, *, timeout: float = 5.0, create_bucket: bool = True, public_base_url: str | None = None,
+    public_bucket: bool = False, cache_control: str | None = None,
 ) -> S3Storage:
-    """An S3Storage on a fresh bucket name; the 5 MiB threshold (S3's minimum part) keeps multipart cheap."""
+    """An S3Storage on a fresh bucket name; the 5 MiB threshold (S3's minimum part) keeps multipart cheap.
+
+    `public_bucket`: public URLs are the bucket's own, read anonymously over HTTP.
+    """
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
     return S3Storage(
-        bucket=f"test-{uuid.uuid4().hex[:16]}",
+        bucket=bucket,
         endpoint_url=endpoint,
         region="us-east-1",
         access_key=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         secret_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        public_base_url=public_base_url,
+        public_base_url=f"{endpoint}/{bucket}" if public_bucket else public_base_url,
         timeout=timeout,
         multipart_threshold=5 * MB,
         create_bucket=create_bucket,
+        cache_control=cache_control,
     )
+
+
+def anonymous_get(url: str) -> tuple[int, dict[str, str], bytes]:
+    """A plain HTTP GET without credentials (as a browser or a CDN would make it): status, headers, body."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=10) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -14,7 +15,7 @@ from mediahub.api.auth import TokenVerifier
 from mediahub.api.metrics import Metrics
 from mediahub.api.ratelimit import ConcurrencyLimit, RateLimiter
 from mediahub.config import Settings
-from mediahub.errors import Unauthenticated
+from mediahub.errors import MalformedRequest, Unauthenticated
 from mediahub.runtime import Runtime
 from mediahub.services.access import Principal
 from mediahub.services.files import FileAccess
@@ -73,8 +74,27 @@ def get_file_access(runtime: RuntimeDep) -> FileAccess:
     return FileAccess(runtime.database, runtime.settings.signing_key)
 
 
-def get_urls(runtime: RuntimeDep) -> MediaUrls:
-    return MediaUrls(runtime.settings, runtime.storage)
+# A Host header as RFC 9110 allows it (name or IPv4, [IPv6], optional port): anything else
+# would be copied into every URL of the answer.
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?\Z")
+
+
+def request_base_url(request: Request) -> str:
+    """Scheme, host and root path the request came to (without a Host header: the server's address).
+
+    The scheme is uvicorn's view of it: X-Forwarded-Proto counts only from the
+    proxies uvicorn trusts (`--forwarded-allow-ips`, FORWARDED_ALLOW_IPS).
+    """
+    host = request.headers.get("host")
+    if host is not None and not _HOST_RE.match(host):
+        raise MalformedRequest("the Host header is not a host name", code="invalid_host")
+    return str(request.base_url).rstrip("/")
+
+
+def get_urls(request: Request, runtime: RuntimeDep) -> MediaUrls:
+    settings = runtime.settings
+    base = settings.public_base_url or request_base_url(request)
+    return MediaUrls(settings, runtime.storage, base)
 
 
 MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]

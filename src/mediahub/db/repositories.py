@@ -223,6 +223,18 @@ class MediaRepository:
                 return
             last_id = page[-1].id
 
+    def ids(self, page_size: int = 500) -> Iterator[int]:
+        """Every media id, ascending, read page by page (keyset paging, as `all_keys`)."""
+        last_id = 0
+        while True:
+            page = list(self.session.scalars(
+                select(MediaItem.id).where(MediaItem.id > last_id).order_by(MediaItem.id).limit(page_size)
+            ))
+            yield from page
+            if len(page) < page_size:
+                return
+            last_id = page[-1]
+
     def usage_by(self, column_name: str) -> dict[str, dict[str, int]]:
         """Item count and original bytes per value of one grouping column."""
         if column_name not in USAGE_COLUMNS:

@@ -29,6 +29,7 @@ from mediahub.pipeline.sniff import sniff
 from mediahub.pipeline.transcode import transcode_web
 from mediahub.pipeline.variants import EXTENSIONS, EncodeOptions, Encoded
 from mediahub.pipeline.video import ProcessedVideo, process_video
+from mediahub.services import exposure
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.services.ingest import encode_options, image_options, video_options
 from mediahub.storage.base import ObjectInfo, Storage
@@ -146,7 +147,7 @@ def _publish(runtime: Runtime, media_id: int, made: list[NewVariant], keep: Call
             info = _put_unless_present(runtime.storage, variant)
             written.append(info.key)
             entries.append({**variant.entry, "size": info.size})
-        swapped = _swap_variants(runtime.database, media_id, entries, keep)
+        swapped = _swap_variants(runtime.database, runtime.storage, media_id, entries, keep)
     except BaseException:
         _remove_unreferenced(runtime, media_id, written)
         raise
@@ -166,12 +167,14 @@ def _put_unless_present(storage: Storage, variant: NewVariant) -> ObjectInfo:
         return storage.stat(key)
 
 
-def _swap_variants(database: Database, media_id: int, entries: list[Variant],
+def _swap_variants(database: Database, storage: Storage, media_id: int, entries: list[Variant],
                    keep: Callable[[Variant], bool]) -> bool:
     """Replace the variants `keep` rejects by `entries`, queueing objects no longer used for deletion.
 
     The row is locked first, so concurrent jobs of one item (WebP and the web
-    MP4) apply one after the other instead of overwriting each other's list.
+    MP4) apply one after the other instead of overwriting each other's list, and a
+    moderation decision (which takes the same lock) sees the new objects or none:
+    they are made public here only if the item is approved at this moment.
     """
     new_keys = {e["key"] for e in entries}
     with database.session() as session:
@@ -184,6 +187,8 @@ def _swap_variants(database: Database, media_id: int, entries: list[Variant],
         dropped = [v["key"] for v in item.variants or [] if v["key"] not in kept_keys | new_keys]
         item.variants = kept + entries
         session.add_all(PendingDelete(storage_key=key) for key in dropped)
+        if exposure.is_public(item):
+            storage.set_public(new_keys, True)
     return True
 
 

@@ -1,8 +1,10 @@
 """Which stored object a file URL names, and whether this request may read it.
 
 Approved items' objects are public; any other object needs a valid HMAC
-signature with an unexpired time (`storage.signing`). The content type always
-comes from the media row, never from the key's extension.
+signature with an unexpired time (`storage.signing`), or the bearer token of a
+caller who may see the item (its uploader, the entity's owners, moderators).
+Only unsigned reads of approved items may be kept by shared caches. The content
+type always comes from the media row, never from the key's extension.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mediahub.db.models import MediaItem
+from mediahub.db.repositories import MemberRepository
 from mediahub.db.session import Database
 from mediahub.errors import Forbidden, MediaHubError, NotFound
 from mediahub.pipeline.variants import EXTENSIONS
+from mediahub.services import access
+from mediahub.services.access import Principal
 from mediahub.services.ingest import VIDEO_EXTENSIONS
 from mediahub.storage.keys import check_key
 from mediahub.storage.signing import verify
@@ -26,11 +32,13 @@ ORIGINAL_EXTENSIONS = tuple(sorted(set(EXTENSIONS.values()) | set(VIDEO_EXTENSIO
 class ServedObject:
     key: str
     content_type: str
-    public: bool  # approved: cacheable by anyone
+    public: bool  # approved and read without a signature: cacheable by anyone
 
 
 def _missing(key: str) -> NotFound:
-    return NotFound("no such file", code="file_not_found", key=key[:200])
+    """The same answer for unknown keys and hidden objects, so keys cannot be probed."""
+    return NotFound("no such file, or it needs a signed URL or the bearer token of someone who may see it",
+                    code="file_not_found", key=key[:200])
 
 
 def original_key_candidates(key: str) -> list[str]:
@@ -52,7 +60,8 @@ class FileAccess:
         self.database = database
         self.signing_key = signing_key
 
-    def resolve(self, key: str, expires: int | None, signature: str | None) -> ServedObject:
+    def resolve(self, key: str, expires: int | None, signature: str | None,
+                principal: Principal | None = None) -> ServedObject:
         """The object behind `key` if this request may read it; NotFound/Forbidden otherwise."""
         try:
             check_key(key)
@@ -62,21 +71,27 @@ class FileAccess:
         # A signature is checked before the row is looked up, so a bad one says nothing about the key.
         if signed and not (expires is not None and signature and verify(key, expires, signature, self.signing_key)):
             raise Forbidden("the link is invalid or has expired", code="invalid_signature")
-        served = self._lookup(key)
-        if served is None or not (served.public or signed):
-            raise _missing(key)
-        return served
-
-    def _lookup(self, key: str) -> ServedObject | None:
         with self.database.session() as session:
-            item = session.scalars(select(MediaItem).where(MediaItem.original_key == key)).first()
-            if item is not None:
-                return ServedObject(key, item.content_type, item.moderation_status == "approved")
-            candidates = original_key_candidates(key)
-            if not candidates:
-                return None
-            for item in session.scalars(select(MediaItem).where(MediaItem.original_key.in_(candidates))):
-                for variant in item.variants or []:
-                    if variant["key"] == key:
-                        return ServedObject(key, variant["content_type"], item.moderation_status == "approved")
+            found = self._lookup(session, key)
+            if found is None:
+                raise _missing(key)
+            item, content_type = found
+            approved = item.moderation_status == "approved"
+            if not (approved or signed or access.can_view(principal, item, MemberRepository(session))):
+                raise _missing(key)
+        return ServedObject(key, content_type, approved and not signed)
+
+    @staticmethod
+    def _lookup(session: Session, key: str) -> tuple[MediaItem, str] | None:
+        """The item that stores `key`, and the object's content type."""
+        item = session.scalars(select(MediaItem).where(MediaItem.original_key == key)).first()
+        if item is not None:
+            return item, item.content_type
+        candidates = original_key_candidates(key)
+        if not candidates:
+            return None
+        for item in session.scalars(select(MediaItem).where(MediaItem.original_key.in_(candidates))):
+            for variant in item.variants or []:
+                if variant["key"] == key:
+                    return item, variant["content_type"]
         return None

@@ -37,7 +37,7 @@ from mediahub.pipeline.sniff import Sniffed, sniff
 from mediahub.pipeline.variants import CONTENT_TYPES, EXTENSIONS, EncodeOptions
 from mediahub.pipeline.transcode import strip_metadata
 from mediahub.pipeline.video import ProcessedVideo, VideoOptions, process_video
-from mediahub.services import access, dedup
+from mediahub.services import access, dedup, exposure
 from mediahub.services.access import Principal
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.services.dedup_index import DedupIndex
@@ -257,6 +257,7 @@ class IngestService:
         except BaseException:
             self._remove(written)
             raise
+        exposure.publish_new(self.storage, item)
         self._dispatch(job_ids)
         if request.target.field.slot == "single":  # the item this one replaced left objects to remove
             purge_pending_deletes(self.database, self.storage)

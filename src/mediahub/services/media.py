@@ -18,7 +18,7 @@ from mediahub.db.repositories import MediaRepository, MemberRepository
 from mediahub.db.session import Database
 from mediahub.entities import KINDS, Target, get_kind
 from mediahub.errors import Conflict, MediaHubError
-from mediahub.services import access
+from mediahub.services import access, exposure
 from mediahub.services.access import EntityRef, Principal
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.services import dedup
@@ -146,7 +146,7 @@ class MediaService:
 
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
         """Apply the sent fields; moderation status needs a moderator, the rest an editor."""
-        with self._tx() as tx:
+        with exposure.following_status(self.storage) as sync, self._tx() as tx:
             item = access.require_view(principal, tx.media.lock(media_id), tx.members)
             if "moderation_status" in changes:
                 access.require_moderator(principal)
@@ -157,6 +157,7 @@ class MediaService:
             if "moderation_status" in changes:
                 moderation.decide(tx.media.session, item, changes["moderation_status"],
                                   changes.get("moderation_reason"))
+                sync(item)
             if "is_primary" in changes:
                 self._set_primary(tx.media, item, changes["is_primary"])
             view = tx.view(principal, item)

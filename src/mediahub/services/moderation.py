@@ -24,7 +24,7 @@ from mediahub.db.repositories import MediaRepository, MemberRepository, ReportRe
 from mediahub.db.session import Database
 from mediahub.entities import get_kind
 from mediahub.errors import RateLimited
-from mediahub.services import access
+from mediahub.services import access, exposure
 from mediahub.services.access import Principal
 from mediahub.services.cleanup import purge_pending_deletes
 from mediahub.storage.base import Storage
@@ -105,11 +105,12 @@ class ModerationService:
             return [QueueEntry(item, *reports.get(item.id, (0, []))) for item in items], total
 
     def decide(self, media_id: int, principal: Principal, status: str, reason: str | None) -> MediaItem:
-        with self.database.session() as session:
+        with exposure.following_status(self.storage) as sync, self.database.session() as session:
             members = MemberRepository(session)
             item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
             access.require_moderator(principal)
             decide(session, item, status, reason)
+            sync(item)
         purge_pending_deletes(self.database, self.storage)
         return item
 
@@ -118,7 +119,8 @@ class ModerationService:
 
         Serialised per reporter (the rate limit is a count) and per item (the threshold is one).
         """
-        with self.database.locked_session(f"reports:{principal.sub}") as session:
+        with (exposure.following_status(self.storage) as sync,
+              self.database.locked_session(f"reports:{principal.sub}") as session):
             media, reports = MediaRepository(session), ReportRepository(session)
             item = access.require_view(principal, media.lock(media_id), MemberRepository(session))
             if reports.find_open(item.id, principal.sub) is not None:
@@ -128,17 +130,19 @@ class ModerationService:
             count = reports.fresh_count(item.id)
             if self.hide_threshold and count >= self.hide_threshold and item.moderation_status == "approved":
                 apply_status(item, "flagged", f"hidden until a moderator decides: reported by {count} users")
+                sync(item)
             return item
 
     def dismiss(self, media_id: int, principal: Principal) -> MediaItem:
         """Close an item's open reports as unfounded; an item they hid (flagged) is approved again."""
-        with self.database.session() as session:
+        with exposure.following_status(self.storage) as sync, self.database.session() as session:
             members = MemberRepository(session)
             item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
             access.require_moderator(principal)
             ReportRepository(session).close_all(item.id, DISMISSED)
             if item.moderation_status == "flagged":
                 decide(session, item, "approved", None)
+                sync(item)
         purge_pending_deletes(self.database, self.storage)
         return item
 

@@ -4,6 +4,11 @@ Approved items get stable, cacheable URLs: the CDN/bucket URL on S3 when one is
 configured, the unsigned file route on local storage. Everything else (and S3
 without a public URL) gets a URL signed for `signed_url_ttl` seconds; callers
 only ever see items they are allowed to see, so signing is never a leak.
+
+URLs of the API's own file route start with `base_url`: PUBLIC_BASE_URL when set,
+else the scheme and host the request came to (the API); outside a request and
+without PUBLIC_BASE_URL they are root-relative paths, since no one knows where a
+server will answer.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ FILES_PATH = "/v1/media/files/"
 
 
 class MediaUrls:
-    def __init__(self, settings: Settings, storage: Storage) -> None:
+    def __init__(self, settings: Settings, storage: Storage, base_url: str | None = None) -> None:
         self.storage = storage
         self.ttl = settings.signed_url_ttl
-        self.files_base = settings.public_base_url.rstrip("/") + FILES_PATH
+        self.base_url = (settings.public_base_url or base_url or "").rstrip("/")
 
     def url(self, item: MediaItem, key: str) -> str:
         if item.moderation_status == "approved":
@@ -27,5 +32,9 @@ class MediaUrls:
             if public:
                 return public
             if self.storage.kind == "local":
-                return self.files_base + key
-        return self.storage.presign(key, self.ttl)
+                return self.base_url + FILES_PATH + key
+        return self._absolute(self.storage.presign(key, self.ttl))
+
+    def _absolute(self, url: str) -> str:
+        """Local storage signs root-relative file-route URLs when no public base URL is configured."""
+        return self.base_url + url if url.startswith("/") else url

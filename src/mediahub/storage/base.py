@@ -21,6 +21,13 @@ from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
 from mediahub.storage.keys import check_key
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 ceiling; local URLs share it
+# A signed URL is one caller's capability: no shared cache may keep what it returns.
+PRIVATE_CACHE_CONTROL = "private, no-store"
+
+
+def public_cache_control(seconds: int) -> str:
+    """Unsigned copies of approved objects: bounded, never `immutable`, since a later reject must take effect."""
+    return f"public, max-age={seconds}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,14 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def presign(self, key: str, expires_in: int, *, method: str = "GET", content_type: str | None = None) -> str:
         """A URL that grants `method` on the key until it expires."""
+
+    @abc.abstractmethod
+    def set_public(self, keys: Iterable[str], public: bool) -> None:
+        """Make the objects readable at `public_url` without a signature, or no longer.
+
+        Backends whose public URLs go through the API (which checks each item's status) do nothing.
+        Keys that no longer exist are skipped.
+        """
 
     @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

@@ -7,7 +7,7 @@ CLI commands that never touch bytes still start while storage is down.
 from __future__ import annotations
 
 from mediahub.config import Settings
-from mediahub.storage.base import Storage
+from mediahub.storage.base import Storage, public_cache_control
 from mediahub.storage.local import LocalStorage
 from mediahub.storage.s3 import S3Storage
 
@@ -31,4 +31,5 @@ def _s3_storage(settings: Settings) -> S3Storage:
         timeout=settings.s3_timeout_seconds,
         multipart_threshold=settings.s3_multipart_threshold,
         create_bucket=settings.s3_create_bucket,
+        cache_control=public_cache_control(settings.public_cache_seconds),
     )

@@ -64,10 +64,11 @@ class LocalStorage(Storage):
     kind = "local"
     bucket = None
 
-    def __init__(self, root: Path, signing_key: bytes, public_base_url: str) -> None:
+    def __init__(self, root: Path, signing_key: bytes, public_base_url: str | None = None) -> None:
+        """Without a public base URL, signed URLs are root-relative: the API completes them per request."""
         self.root = Path(root).resolve()
         self._signing_key = signing_key
-        self._public_base_url = public_base_url.rstrip("/")
+        self._public_base_url = (public_base_url or "").rstrip("/")
 
     # Paths
 
@@ -197,6 +198,11 @@ class LocalStorage(Storage):
         expires = int(time.time()) + check_expires_in(expires_in)
         signature = sign(key, expires, self._signing_key)
         return f"{self._public_base_url}/v1/media/files/{key}?expires={expires}&signature={signature}"
+
+    def set_public(self, keys: Iterable[str], public: bool) -> None:
+        """Nothing to change: the file route reads each item's status from the database on every request."""
+        for key in keys:
+            check_key(key)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
 from mediahub.storage.base import (
+    PRIVATE_CACHE_CONTROL,
     ObjectInfo,
     Storage,
     Usage,
@@ -79,11 +80,14 @@ class S3Storage(Storage):
         timeout: float = 10.0,
         multipart_threshold: int = 16 * MB,
         create_bucket: bool = False,
+        cache_control: str | None = None,
     ) -> None:
+        """`cache_control` is stored on every object: what the bucket (or a CDN) sends with unsigned reads."""
         self.bucket = bucket
         self.region = region
         self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
         self._create_bucket = create_bucket
+        self._put_args = {"CacheControl": cache_control} if cache_control else {}
         self._transfer = TransferConfig(multipart_threshold=multipart_threshold)
         # Own session: the default one is shared module state and not thread-safe to build.
         self._client = boto3.session.Session().client(
@@ -104,11 +108,12 @@ class S3Storage(Storage):
     # Writes
 
     def put(self, key: str, source: BinaryIO | Path | bytes, content_type: str) -> ObjectInfo:
-        """Upload (multipart above the threshold); S3 publishes only complete objects."""
+        """Upload (multipart above the threshold); S3 publishes only complete objects, private until `set_public`."""
         check_key(key)
         with open_source(source) as stream, _translated("put", key):
             self._client.upload_fileobj(
-                stream, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer
+                stream, self.bucket, key, ExtraArgs={"ContentType": content_type, **self._put_args},
+                Config=self._transfer,
             )
         return self.stat(key)
 
@@ -168,10 +173,28 @@ class S3Storage(Storage):
         params = {"Bucket": self.bucket, "Key": key}
         if operation == "put_object" and content_type:
             params["ContentType"] = content_type
+        if operation == "get_object":
+            params["ResponseCacheControl"] = PRIVATE_CACHE_CONTROL
         with _translated("presign", key):
             return self._client.generate_presigned_url(
                 operation, Params=params, ExpiresIn=check_expires_in(expires_in)
             )
+
+    def set_public(self, keys: Iterable[str], public: bool) -> None:
+        """Per-object ACLs: anonymous GETs (and a CDN without its own origin access) read only public-read objects.
+
+        Without a public base URL nothing is ever public: every URL is presigned.
+        """
+        keys = [check_key(key) for key in keys]
+        if self._public_base_url is None:
+            return
+        acl = "public-read" if public else "private"
+        for key in keys:
+            try:
+                with _translated("acl", key):
+                    self._client.put_object_acl(Bucket=self.bucket, Key=key, ACL=acl)
+            except NotFound:
+                continue  # deleted meanwhile: nothing left to expose
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
@@ -203,16 +226,30 @@ class S3Storage(Storage):
             self._make_bucket()
 
     def _make_bucket(self) -> None:
-        """us-east-1 rejects an explicit LocationConstraint; every other region needs one."""
+        """us-east-1 rejects an explicit LocationConstraint; every other region needs one.
+
+        With a public base URL the bucket must honour per-object ACLs (`set_public`): new AWS
+        buckets ignore them and block public ones unless created and configured to allow them.
+        """
         args: dict[str, Any] = {"Bucket": self.bucket}
         if self.region != "us-east-1":
             args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        if self._public_base_url:
+            args["ObjectOwnership"] = "ObjectWriter"
         try:
             with _translated("create"):
                 self._client.create_bucket(**args)
         except StorageUnavailable as exc:
             if _cause_code(exc) != "BucketAlreadyOwnedByYou":  # otherwise we lost a harmless race
                 raise
+            return
+        if self._public_base_url:
+            with _translated("create"):
+                self._client.put_public_access_block(
+                    Bucket=self.bucket,
+                    PublicAccessBlockConfiguration={"BlockPublicAcls": False, "IgnorePublicAcls": False,
+                                                    "BlockPublicPolicy": True, "RestrictPublicBuckets": True},
+                )
 
     def public_url(self, key: str) -> str | None:
         check_key(key)
