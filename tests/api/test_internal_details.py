@@ -4,7 +4,6 @@ METRICS_TOKEN."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import AppFactory, Tokens, assert_problem, free_port, serving, upload
 from tests.support.corpus import CORPUS_DIR
+from tests.support.sockets import read_head
 
 CAP = 64 * 1024
 JSON_ROUTES = [("POST", "/v1/media/batch/delete"), ("PATCH", "/v1/media/1"), ("PUT", "/v1/media/entity/property/1/order"),
@@ -62,16 +63,7 @@ def test_streamed_uploads_keep_their_own_larger_caps(capped: TestClient, tokens:
 def _exchange(port: int, request: bytes, timeout: float = 20) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
-        response = b""
-        try:
-            while b"\r\n\r\n" not in response:
-                more = sock.recv(65536)
-                if not more:
-                    break
-                response += more
-        except (TimeoutError, ConnectionError):
-            pass
-    return response
+        return read_head(sock, timeout)
 
 
 def test_a_huge_declared_body_is_refused_from_its_header_and_a_stalled_one_times_out(app_factory: AppFactory) -> None:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from mediahub.entities import KINDS
 from tests.api.conftest import HOPPER, AppFactory, LiveServer, Tokens, assert_problem, free_port, serving, upload
 from tests.support.corpus import CORPUS_DIR, CorpusFile, corpus_images, corpus_videos
+from tests.support.sockets import read_head
 
 MB = 1024 * 1024
 ROUTES = [
@@ -162,15 +163,7 @@ def test_streamed_body_is_cut_at_the_cap(app_factory: AppFactory, tokens: Tokens
                 sent += len(chunk)
             except (BlockingIOError, ConnectionError):
                 time.sleep(0.01)
-        sock.settimeout(30)
-        try:
-            while b"\r\n\r\n" not in response:
-                more = sock.recv(65536)
-                if not more:
-                    break
-                response += more
-        except ConnectionError:
-            pass
+        response = read_head(sock, 30, response)
     assert response.startswith(b"HTTP/1.1 413"), response[:300]
     assert b"connection: close" in response.lower()  # the server hangs up instead of draining the rest
     assert sent < total // 4  # stopped long before the end
@@ -376,20 +369,6 @@ def _stalled_batch(port: int, headers: dict[str, str], parts: list[tuple[str, by
     return sock
 
 
-def _answer(sock: socket.socket, timeout: float = 20) -> bytes:
-    sock.settimeout(timeout)
-    response = b""
-    try:
-        while b"\r\n\r\n" not in response:
-            more = sock.recv(65536)
-            if not more:
-                break
-            response += more
-    except (TimeoutError, ConnectionError):
-        pass
-    return response
-
-
 def test_an_unauthorised_batch_is_refused_before_its_files_are_read(live_server: LiveServer, tokens: Tokens,
                                                                      tmp_path) -> None:
     """Half a file sent, 100 MB declared: the refusal comes at the first file part, nothing is spooled."""
@@ -397,7 +376,7 @@ def test_an_unauthorised_batch_is_refused_before_its_files_are_read(live_server:
     for parts, expected in [([*BATCH_TARGET, file_head], b"upload_forbidden"),
                             ([file_head, *BATCH_TARGET], b"target_fields_first")]:
         with _stalled_batch(live_server.port, tokens.user(), parts, 100 * MB) as sock:
-            response = _answer(sock)
+            response = read_head(sock, 20)
         assert expected in response and b"connection: close" in response.lower(), response[:300]
     spool = tmp_path / "spool"
     assert not spool.exists() or not any(spool.iterdir())

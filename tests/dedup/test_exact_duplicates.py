@@ -7,7 +7,6 @@ catch their copies, so these tests upload flat pictures, on every database.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,9 @@ from PIL import Image
 
 from mediahub.errors import Conflict
 from mediahub.pipeline.fingerprint import Fingerprint
-from tests.services.conftest import make_runtime
+from tests.services.conftest import make  # noqa: F401 - the fixture: every database, not tests/dedup's SQLite one
 from tests.services.helpers import row_count, stored_keys, upload
 from tests.support.videos import make_clip
-
-
-@pytest.fixture
-def make(db, local_storage, tmp_path):
-    """make(**settings) -> a Runtime on this test's database (SQLite, PostgreSQL, MariaDB) and local store."""
-    made = []
-
-    def build(**overrides):
-        made.append(make_runtime(db, local_storage, tmp_path, **overrides))
-        return made[-1]
-
-    yield build
-    for runtime in made:
-        runtime.jobs.close()
 
 
 def near_blank() -> Image.Image:

@@ -27,6 +27,7 @@ from tests.reliability.harness import (
     server_env,
     tally,
 )
+from tests.support.sockets import read_head
 
 HEADER_TIMEOUT = 2  # HEADER_READ_TIMEOUT_SECONDS of this server
 HEADER_CAP = 32 * 1024  # MAX_HEADER_BYTES (the default)
@@ -75,15 +76,7 @@ def _stream_until_answered(port: int, head: bytes, piece: bytes, limit: int) -> 
             except ConnectionError:
                 break
         sock.setblocking(True)
-        sock.settimeout(10)
-        try:
-            while b"\r\n\r\n" not in answer:
-                more = sock.recv(65536)
-                if not more:
-                    break
-                answer += more
-        except (ConnectionError, TimeoutError):
-            pass
+        answer = read_head(sock, 10, answer)
     return sent, answer
 
 

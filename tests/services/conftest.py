@@ -17,6 +17,20 @@ def make_runtime(database, storage, tmp_path: Path, **overrides) -> Runtime:
 
 
 @pytest.fixture
+def make(db, local_storage, tmp_path):
+    """make(**settings) -> a Runtime on this test's database (SQLite, PostgreSQL, MariaDB) and local store."""
+    made = []
+
+    def build(**overrides):
+        made.append(make_runtime(db, local_storage, tmp_path, **overrides))
+        return made[-1]
+
+    yield build
+    for runtime in made:
+        runtime.jobs.close()
+
+
+@pytest.fixture
 def runtime(sqlite_db, local_storage, tmp_path):
     """The embedded default: SQLite and local disk."""
     runtime = make_runtime(sqlite_db, local_storage, tmp_path)

@@ -17,26 +17,11 @@ from mediahub.errors import Conflict, LimitExceeded, TooLarge
 from mediahub.pipeline.image import process_image
 from mediahub.pipeline.sniff import sniff
 from mediahub.services.ingest import UploadRequest
-from tests.services.conftest import make_runtime
 from tests.services.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 from tests.support.videos import make_clip
 
 PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"  # 480x360
-
-
-@pytest.fixture
-def make(db, local_storage, tmp_path):
-    """make(**settings) -> a Runtime on this test's database (SQLite, PostgreSQL, MariaDB) and local store."""
-    made = []
-
-    def build(**overrides):
-        made.append(make_runtime(db, local_storage, tmp_path, **overrides))
-        return made[-1]
-
-    yield build
-    for runtime in made:
-        runtime.jobs.close()
 
 
 def assert_nothing_kept(runtime, tmp_path: Path) -> None:
