@@ -52,3 +52,30 @@ def test_similar_of_an_invisible_item_is_404(app_factory, tokens):
         pending = upload(client, "/v1/media/properties/9/photos", tokens.header("USR-9", grants=("property:9",))).json()
         assert_problem(client.get(f"/v1/media/{pending['id']}/similar"), 404)
         assert_problem(client.get(f"/v1/media/{pending['id']}/similar", params={"threshold": 16}), 422)
+
+
+def test_a_short_page_does_not_betray_a_closer_hidden_item(app_factory, tokens):
+    """The hidden exact copy is the closest match: a page of one must still show the visible copy."""
+    with TestClient(app_factory(dedup_policy="allow")) as client:
+        admin = tokens.admin()
+        original = upload(client, "/v1/media/properties/1/photos", admin).json()
+        hidden = upload(client, "/v1/media/properties/4/photos", tokens.header("USR-4", grants=("property:4",)))
+        assert hidden.json()["moderation_status"] == "pending"
+        visible = upload(client, "/v1/media/properties/2/photos", admin, file=HOPPER_PNG).json()
+
+        page = client.get(f"/v1/media/{original['id']}/similar", params={"limit": 1}).json()["items"]
+
+        assert [entry["item"]["id"] for entry in page] == [visible["id"]]
+
+
+def test_the_uploader_scope_is_only_for_those_who_see_the_uploader(app_factory, tokens):
+    with TestClient(app_factory(dedup_policy="allow")) as client:
+        admin = tokens.admin()
+        original = upload(client, "/v1/media/properties/1/photos", admin).json()
+        upload(client, "/v1/media/properties/2/photos", admin, file=HOPPER_PNG)
+        for caller in ({}, tokens.header("USR-STRANGER")):
+            answer = client.get(f"/v1/media/{original['id']}/similar", params={"scope": "uploader"}, headers=caller)
+            assert_problem(answer, 403, "scope_forbidden")
+        as_moderator = client.get(f"/v1/media/{original['id']}/similar", params={"scope": "uploader"},
+                                  headers=tokens.header("MOD-1", roles=("moderator",)))
+        assert len(as_moderator.json()["items"]) == 1

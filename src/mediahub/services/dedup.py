@@ -312,7 +312,7 @@ def decide(match: Match | None, *, policy: Policy, entity: Scope, visible: bool)
                      "duplicate_reason": match.reason})
 
 
-def similar_items(session: Session, media_id: int | str, *, threshold: int, limit: int = 20,
+def similar_items(session: Session, media_id: int | str, *, threshold: int, limit: int | None = 20,
                   scope: Scope | None = None, index: DedupIndex | None = None) -> list[tuple[MediaItem, int]]:
     """(item, distance) pairs like media `media_id` (numeric id or public id), closest first.
 

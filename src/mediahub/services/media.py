@@ -17,7 +17,7 @@ from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository
 from mediahub.db.session import Database
 from mediahub.entities import KINDS, Target, get_kind
-from mediahub.errors import Conflict, MediaHubError
+from mediahub.errors import Conflict, Forbidden, MediaHubError
 from mediahub.services import access, exposure
 from mediahub.services.access import EntityRef, Principal
 from mediahub.services.cleanup import purge_pending_deletes
@@ -137,12 +137,19 @@ class MediaService:
         """
         with self._tx() as tx:
             item = access.require_view(principal, tx.media.get(media_id), tx.members)
+            if scope == "uploader" and not access.sees_private_details(principal, item, tx.members):
+                # The scope itself would tell a stranger which items share an uploader.
+                raise Forbidden("the uploader scope is for those who may see who uploaded the item",
+                                code="scope_forbidden")
             where = dedup.Scope.of(scope, entity_type=item.entity_type, entity_id=item.entity_id,
                                    uploaded_by=item.uploaded_by, parent_id=item.parent_id or None)
-            matches = dedup.similar_items(tx.media.session, item.id, threshold=threshold, limit=limit, scope=where,
+            # Every match is read and filtered before the page is cut: a short page must not
+            # betray that something the caller may not see is closer.
+            matches = dedup.similar_items(tx.media.session, item.id, threshold=threshold, limit=None, scope=where,
                                           index=self.dedup_index)
-            return [(tx.view(principal, match), distance) for match, distance in matches
-                    if access.can_view(principal, match, tx.members)]
+            visible = [(tx.view(principal, match), distance) for match, distance in matches
+                       if access.can_view(principal, match, tx.members)]
+            return visible[:limit]
 
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
         """Apply the sent fields; moderation status needs a moderator, the rest an editor."""

@@ -133,7 +133,7 @@ def delete_media(media_id: MediaIdPath, media: MediaServiceDep, principal: Princ
     return Response(status_code=204)
 
 
-@router.get("/{media_id}/similar", response_model=SimilarList, responses=_errors(401, 404, 422),
+@router.get("/{media_id}/similar", response_model=SimilarList, responses=_errors(401, 403, 404, 422),
             summary="Items that look like this one",
             description="Nearest items by perceptual hash (exact copies first), among those the caller may see. "
                         "`scope`: entity, uploader, or global (default: duplicates across entities show here).")
