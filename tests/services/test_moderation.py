@@ -192,3 +192,24 @@ def test_two_approvals_in_one_slot_at_once_leave_one_item(runtime):
     [winner] = [item for item, outcome in zip(candidates, outcomes) if outcome == "approved"]
     assert _public(runtime, "builder:B1", "logo") == [(winner.id, True)]
     assert reload(runtime, old) is None and stored_keys(runtime) == set(winner.keys())
+
+
+def test_an_item_hidden_by_reports_keeps_its_place_until_a_moderator_decides(runtime):
+    """Flagged is approved-and-held: a pending upload neither takes its primary nor replaces its slot."""
+    moderation = _moderation(runtime, hide_threshold=1)
+    cover = _upload(runtime, "builder:B1:portfolio", "B1", verified=True, is_primary=True)
+    logo = _upload(runtime, "builder:B1:logo", "B1", verified=True)
+    for item in (cover, logo):
+        moderation.report(item.id, Principal("R1"), "spam")
+        assert reload(runtime, item).moderation_status == "flagged"
+
+    pending_cover = _upload(runtime, "builder:B1:portfolio", "B1", is_primary=True, path=OTHER_PHOTO)
+    pending_logo = _upload(runtime, "builder:B1:logo", "B1", path=OTHER_PHOTO)
+    assert not pending_cover.is_primary and pending_cover.claims_primary
+    assert reload(runtime, logo) is not None, "the uploader's new try does not delete their held logo"
+
+    moderation.dismiss(cover.id, MODERATOR)
+    moderation.dismiss(logo.id, MODERATOR)
+    moderation.decide(pending_logo.id, MODERATOR, "rejected", None)
+    assert _public(runtime, "builder:B1", "portfolio") == [(cover.id, True)]
+    assert _public(runtime, "builder:B1", "logo") == [(logo.id, True)]

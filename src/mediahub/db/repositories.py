@@ -20,6 +20,9 @@ from mediahub.db.models import NO_PARENT, EntityMember, MediaItem, MediaReport, 
 from mediahub.errors import Conflict, InvalidInput
 
 MODERATION_QUEUE_STATUSES = ("pending", "flagged")
+# What an unapproved item may not displace: approved items, and flagged ones (approved, hidden by
+# reports until a moderator decides: a dismissal brings them back as they were).
+GUARDED_STATUSES = ("approved", "flagged")
 USAGE_COLUMNS = frozenset({"storage_type", "entity_type", "media_type", "moderation_status"})
 MEMBER_ROLES = frozenset({"owner", "editor"})
 LAST_ERROR_MAX = 500  # PendingDelete.last_error is String(500); PostgreSQL refuses longer
@@ -292,15 +295,15 @@ class MediaRepository:
         return list(self.session.scalars(query))
 
     def _take_primary(self, item: MediaItem) -> None:
-        """The primary for `item` unless it is unapproved and an approved item holds it: then its claim."""
+        """The primary for `item` unless it is unapproved and an approved (or flagged) item holds it: then its claim."""
         approved = item.moderation_status == "approved"
         others = self._others_in_field(item)
         holder = select(MediaItem.id).where(*others, MediaItem.is_primary.is_(True),
-                                            MediaItem.moderation_status == "approved")
+                                            MediaItem.moderation_status.in_(GUARDED_STATUSES))
         if not approved and self.session.scalars(holder.limit(1)).first() is not None:
             item.is_primary, item.claims_primary = False, True
             return
-        self._clear_other_primaries(item, keep_approved=not approved)
+        self._clear_other_primaries(item, keep_guarded=not approved)
         item.is_primary, item.claims_primary = True, False
 
     def _others_in_field(self, item: MediaItem) -> list[ColumnElement[bool]]:
@@ -309,13 +312,13 @@ class MediaRepository:
             conditions.append(MediaItem.id != item.id)
         return conditions
 
-    def _clear_other_primaries(self, item: MediaItem, keep_approved: bool) -> None:
+    def _clear_other_primaries(self, item: MediaItem, keep_guarded: bool) -> None:
         # A bulk UPDATE decided by the database, not by rows read earlier, so it
         # also clears a primary committed by another transaction since then; with
-        # `keep_approved` an approved primary committed since stays (the unique constraint refuses the race).
+        # `keep_guarded` an approved or flagged primary committed since stays (the unique constraint refuses the race).
         conditions = self._others_in_field(item)
-        if keep_approved:
-            conditions.append(MediaItem.moderation_status != "approved")
+        if keep_guarded:
+            conditions.append(MediaItem.moderation_status.not_in(GUARDED_STATUSES))
         self.session.execute(
             update(MediaItem)
             .where(*conditions, or_(MediaItem.is_primary.is_(True), MediaItem.primary_marker.is_not(None)))

@@ -20,7 +20,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import MediaItem, MediaReport, utcnow
-from mediahub.db.repositories import MediaRepository, MemberRepository, ReportRepository
+from mediahub.db.repositories import GUARDED_STATUSES, MediaRepository, MemberRepository, ReportRepository
 from mediahub.db.session import Database
 from mediahub.entities import get_kind
 from mediahub.errors import RateLimited
@@ -58,7 +58,9 @@ def decide(session: Session, item: MediaItem, status: str, reason: str | None) -
     was_approved = item.moderation_status == "approved"
     apply_status(item, status, reason)
     ReportRepository(session).close_all(item.id, status)
-    if status == "approved" and not was_approved:
+    # An item that still holds its place (a primary hidden by reports, now restored) takes nothing:
+    # the candidates uploaded meanwhile wait for their own decisions.
+    if status == "approved" and not was_approved and not item.is_primary:
         _take_effect(MediaRepository(session), item)
 
 
@@ -75,7 +77,7 @@ def replace_in_slot(repo: MediaRepository, item: MediaItem) -> None:
     """
     for old in repo.others_in_slot(item.entity_type, item.entity_id, item.entity_field, item.id, item.parent_id):
         if item.moderation_status == "approved" or (
-                old.moderation_status != "approved" and old.uploaded_by == item.uploaded_by):
+                old.moderation_status not in GUARDED_STATUSES and old.uploaded_by == item.uploaded_by):
             repo.delete(old)
 
 
