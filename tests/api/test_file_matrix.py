@@ -44,7 +44,9 @@ CALLERS = ("anonymous", "stranger", "owner", "moderator", "signed")
 def expected(status: str, caller: str) -> tuple[int, str | None]:
     """(HTTP status, Cache-Control) the file route must answer."""
     if caller == "signed":
-        return 200, PRIVATE  # a signed URL is one caller's capability, whatever the status
+        # A signed URL is one caller's capability, whatever the status, until a moderator rejects
+        # the item: then only the bearers who may see it still read its bytes.
+        return (404, None) if status == "rejected" else (200, PRIVATE)
     if status == "approved":
         return 200, PUBLIC
     if caller in ("owner", "moderator"):

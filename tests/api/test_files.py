@@ -147,3 +147,24 @@ def test_variant_keys_map_back_to_their_original() -> None:
     candidates = original_key_candidates("users/avatars/U_1/2024-12/avatar-20241202-abc123_thumb_2x.webp")
     assert "users/avatars/U_1/2024-12/avatar-20241202-abc123.jpg" in candidates
     assert "users/avatars/U_1/2024-12/avatar-20241202-abc123_thumb.png" in candidates
+
+
+def test_a_rejected_items_signed_links_die_with_the_decision(app_factory, tokens: Tokens) -> None:
+    """Its owner's links were capabilities that could be handed on; after a rejection only bearers read it."""
+    with TestClient(app_factory()) as client:
+        owner = tokens.header("USR-1")
+        item = upload(client, "/v1/media/users/USR-1/avatar", owner).json()
+        signed = urlsplit(item["url"])
+        signed_path = f"{signed.path}?{signed.query}"
+        assert "signature" in signed.query and client.get(signed_path).status_code == 200
+
+        decided = client.post(f"/v1/media/{item['id']}/moderation", headers=tokens.moderator(),
+                              json={"status": "rejected", "reason": "not a face"})
+        assert decided.status_code == 200, decided.text
+
+        assert_problem(client.get(signed_path), 404, "file_not_found")
+        fresh = urlsplit(client.get(f"/v1/media/{item['id']}", headers=owner).json()["url"])
+        assert "signature" not in fresh.query, "no link that would work for anyone it is passed to"
+        assert_problem(client.get(fresh.path), 404, "file_not_found")
+        as_owner = client.get(fresh.path, headers=owner)
+        assert as_owner.status_code == 200 and as_owner.headers["cache-control"] == "private, no-store"

@@ -77,7 +77,10 @@ class FileAccess:
                 raise _missing(key)
             item, content_type = found
             approved = item.moderation_status == "approved"
-            if not (approved or signed or access.can_view(principal, item, MemberRepository(session))):
+            # A rejected item's signed links die with the decision: they are capabilities that
+            # were handed out and could be handed on; its owners and moderators read it by bearer.
+            honoured = signed and item.moderation_status != "rejected"
+            if not (approved or honoured or access.can_view(principal, item, MemberRepository(session))):
                 raise _missing(key)
         return ServedObject(key, content_type, approved and not signed)
 

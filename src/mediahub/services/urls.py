@@ -31,8 +31,9 @@ class MediaUrls:
             public = self.storage.public_url(key)
             if public:
                 return public
-            if self.storage.kind == "local":
-                return self.base_url + FILES_PATH + key
+        if self.storage.kind == "local" and item.moderation_status in ("approved", "rejected"):
+            # Rejected: the file route honours no signature for it, only the bearer of someone who may see it.
+            return self.base_url + FILES_PATH + key
         return self._absolute(self.storage.presign(key, self.ttl))
 
     def _absolute(self, url: str) -> str:
