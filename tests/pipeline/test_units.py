@@ -1,8 +1,9 @@
-"""Small pure steps: geometry of variants, orientation table, EXIF reading."""
+"""Small pure steps: geometry of variants, orientation table, EXIF reading, WebP chunks."""
 
 from __future__ import annotations
 
 import io
+import struct
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,7 @@ from PIL import Image
 from mediahub.config import VariantSpec
 from mediahub.pipeline.exif import read_exif
 from mediahub.pipeline.orient import display_size, upright
+from mediahub.pipeline.strip import strip_webp
 from mediahub.pipeline.variants import crop_box, fit_size, output_size, render_all
 
 sides = st.integers(1, 12000)
@@ -64,3 +66,23 @@ def test_orientation_junk_counts_as_one(value, expected):
     image.save(out, "JPEG", exif=exif.tobytes())
     with Image.open(io.BytesIO(out.getvalue())) as reopened:
         assert read_exif(reopened).orientation == expected
+
+
+def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("<I", len(payload)) + payload + b"\0" * (len(payload) & 1)
+
+
+def test_a_webp_keeps_only_the_chunks_that_make_its_picture():
+    """A location in a chunk no decoder reads (any tool may write one) is not kept."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buffer, "WEBP", quality=80)
+    plain = buffer.getvalue()
+    extra = _riff_chunk(b"XYZW", b"GPSLatitude 48.85N secretloc") + _riff_chunk(b"EXIF", b"Exif\0\0secret-exif")
+    body = plain[8:] + extra
+    dirty = b"RIFF" + struct.pack("<I", len(body)) + body
+
+    stripped = strip_webp(dirty)
+
+    assert b"secretloc" not in stripped.data and b"secret-exif" not in stripped.data
+    assert stripped.data == plain
+    assert Image.open(io.BytesIO(stripped.data)).size == (16, 16)

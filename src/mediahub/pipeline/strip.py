@@ -136,7 +136,9 @@ def strip_png(data: bytes) -> Stripped:
 
 # --- WebP -------------------------------------------------------------------
 
-_WEBP_DROP = {b"EXIF", b"XMP "}
+# What a WebP keeps: the image itself, its animation, alpha and colour profile. Anything else (EXIF, XMP,
+# and chunks no decoder reads but any tool may write, such as a location) is dropped.
+_WEBP_KEEP = {b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF", b"ICCP"}
 _VP8X_EXIF, _VP8X_XMP = 0x08, 0x04
 
 
@@ -158,7 +160,7 @@ def strip_webp(data: bytes) -> Stripped:
         if kind == b"VP8X" and size >= 10:
             flags = chunk[8] & ~(_VP8X_EXIF | _VP8X_XMP)
             chunk = chunk[:8] + bytes((flags,)) + chunk[9:]
-        if kind not in _WEBP_DROP:
+        if kind in _WEBP_KEEP:
             chunks.append(chunk)
         pos = stop
     body = b"WEBP" + b"".join(chunks)
