@@ -394,8 +394,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
         if host not in LOOPBACK_HOSTS:
             console.print(f"[red]refusing to serve development mode on {host}: it binds to 127.0.0.1 only[/red]")
             raise typer.Exit(2)
-        console.print(f"[bold yellow]DEVELOPMENT MODE (MEDIAHUB_ENV=development): tokens are signed with the "
-                      f"secret in {DEV_SECRET_FILE}; never expose this server[/bold yellow]")
+        source = "JWT_SECRET" if load_settings().jwt_secret else f"the secret in {DEV_SECRET_FILE}"
+        console.print(f"[bold yellow]DEVELOPMENT MODE (MEDIAHUB_ENV=development): tokens are signed with "
+                      f"{source}; never expose this server[/bold yellow]")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **uvicorn_options(settings))
 
 

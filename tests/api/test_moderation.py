@@ -138,3 +138,25 @@ def test_the_queue_is_paged_with_its_total(client: TestClient, tokens: Tokens) -
     assert [i["id"] for i in body["items"]] == [items[1]["id"]]
     assert_problem(client.get("/v1/media/moderation/queue", headers=tokens.moderator(), params={"limit": 101}),
                    422, "validation_error")
+
+
+def test_new_public_text_from_an_unchecked_uploader_waits_for_a_moderator(client: TestClient, tokens: Tokens) -> None:
+    item = _stored(upload(client, AVATAR, tokens.header("USR-1"), data={"caption": "my face"}))
+    _decide(client, tokens, item, "approved")
+
+    unchanged = client.patch(f"/v1/media/{item['id']}", headers=tokens.header("USR-1"), json={"caption": "my face"})
+    assert unchanged.json()["moderation_status"] == "approved", "the same text is no edit"
+    edited = client.patch(f"/v1/media/{item['id']}", headers=tokens.header("USR-1"),
+                          json={"caption": "BUY CHEAP PILLS", "tags": ["spam"]})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["moderation_status"] == "pending"
+    assert_problem(client.get(f"/v1/media/public/{item['public_id']}"), 404)
+    queue = client.get("/v1/media/moderation/queue", headers=tokens.moderator()).json()
+    assert item["id"] in [entry["id"] for entry in queue["items"]]
+
+    _decide(client, tokens, item, "approved")
+    public = client.get(f"/v1/media/public/{item['public_id']}").json()
+    assert public["caption"] == "BUY CHEAP PILLS", "a moderator approved it"
+    for trusted in (tokens.header("USR-1", verified=True), tokens.admin()):
+        kept = client.patch(f"/v1/media/{item['id']}", headers=trusted, json={"alt_text": "a face"})
+        assert kept.json()["moderation_status"] == "approved", "edits are judged like uploads"

@@ -61,7 +61,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 def get_media_service(runtime: RuntimeDep) -> MediaService:
-    return MediaService(runtime.database, runtime.storage, runtime.dedup_index)
+    return MediaService(runtime.database, runtime.storage, runtime.dedup_index,
+                        auto_approve_verified=runtime.settings.auto_approve_verified)
 
 
 def get_moderation_service(runtime: RuntimeDep) -> ModerationService:

@@ -61,10 +61,12 @@ class _Tx:
 
 
 class MediaService:
-    def __init__(self, database: Database, storage: Storage, dedup_index: DedupIndex | None = None) -> None:
+    def __init__(self, database: Database, storage: Storage, dedup_index: DedupIndex | None = None, *,
+                 auto_approve_verified: bool = True) -> None:
         self.database = database
         self.storage = storage
         self.dedup_index = dedup_index  # None: similar() scans the rows in scope
+        self.auto_approve_verified = auto_approve_verified  # AUTO_APPROVE_VERIFIED: edits are judged like uploads
 
     @contextmanager
     def _tx(self) -> Iterator[_Tx]:
@@ -159,8 +161,15 @@ class MediaService:
                 access.require_moderator(principal)
             if changes.keys() - {"moderation_status"}:
                 access.require_edit(principal, item, tx.members)
-            for name in EDITABLE_FIELDS & changes.keys():
+            edited = [name for name in EDITABLE_FIELDS & changes.keys() if getattr(item, name) != changes[name]]
+            for name in edited:
                 setattr(item, name, changes[name])
+            if edited and item.moderation_status == "approved" and "moderation_status" not in changes and not (
+                    access.starts_approved(principal, principal.verified,
+                                           auto_approve_verified=self.auto_approve_verified)):
+                # New public text from someone whose uploads a moderator checks is checked the same way.
+                moderation.apply_status(item, "pending", "edited: awaiting moderation")
+                sync(item)
             if "moderation_status" in changes:
                 moderation.decide(tx.media.session, item, changes["moderation_status"],
                                   changes.get("moderation_reason"))
