@@ -32,8 +32,10 @@ def _settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-@pytest.mark.parametrize("secret", [None, "", "short-secret", OLD_SOURCE_DEFAULT, "a" * 64, "ab" * 40],
-                         ids=["unset", "empty", "short", "old-source-default", "one-letter", "two-letters"])
+@pytest.mark.parametrize("secret", [None, "", "short-secret", OLD_SOURCE_DEFAULT, "a" * 64, "ab" * 40,
+                                    "0123456789abcdef" * 2, "changeme-" * 4, "your-256-bit-secret-your-256-bit-secret"],
+                         ids=["unset", "empty", "short", "old-source-default", "one-letter", "two-letters",
+                              "hex-digits-twice", "phrase-repeated", "phrase-and-a-half"])
 def test_production_refuses_a_missing_or_weak_jwt_secret(secret: str | None) -> None:
     settings = _settings(jwt_secret=secret)
     with pytest.raises(InsecureSettings, match="JWT_SECRET"):

@@ -273,9 +273,15 @@ def _weakness(secret: SecretStr | None) -> str | None:
     value = secret.get_secret_value()
     if value in KNOWN_SECRETS:
         return "is a published example value"
-    if len(value.encode()) < MIN_SECRET_BYTES or len(set(value)) < MIN_SECRET_DISTINCT:
+    if len(value.encode()) < MIN_SECRET_BYTES or len(set(value)) < MIN_SECRET_DISTINCT or _repeats(value):
         return f"is weak (use at least {MIN_SECRET_BYTES} random bytes)"
     return None
+
+
+def _repeats(value: str) -> bool:
+    """A phrase said again ("changeme-changeme-", "0123456789abcdef" twice, "secret-x-secret"): long,
+    but only as strong as the phrase."""
+    return any(value[period:] == value[:-period] for period in range(1, (len(value) + 1) // 2 + 1))
 
 
 def _dev_secret(path: Path) -> str:
