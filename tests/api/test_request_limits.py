@@ -78,3 +78,20 @@ def test_a_huge_declared_body_is_refused_from_its_header_and_a_stalled_one_times
         response = _exchange(port, f"{head}Content-Length: 100\r\n\r\n".encode() + b'{"ids": [1')
         assert response.startswith(b"HTTP/1.1 408") and b"request_timeout" in response, response[:300]
         assert time.monotonic() - started < 15
+        # A byte every 0.2 s keeps every chunk on time, but the whole body is late all the same.
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            started = time.monotonic()
+            sock.sendall(f"{head}Content-Length: 1000\r\n\r\n".encode())
+            sock.settimeout(0.2)  # the pause between bytes, spent listening for the answer
+            response = b""
+            while not response and time.monotonic() - started < 10:
+                try:
+                    sock.sendall(b" ")
+                    response = sock.recv(65536) or b"(closed)"
+                except TimeoutError:
+                    continue
+                except ConnectionError:
+                    break
+            response = read_head(sock, 10, response)
+        assert response.startswith(b"HTTP/1.1 408"), response[:300]
+        assert time.monotonic() - started < 8

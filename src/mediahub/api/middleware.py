@@ -54,8 +54,8 @@ class BodyCapMiddleware:
     """Every request body but the streamed uploads: at most `max_bytes`, read before the app runs.
 
     A declared length over the cap is answered 413 before a byte of the body is read; a chunked
-    body is counted as it arrives and cut at the cap; a body whose next chunk takes longer than
-    `read_timeout` gets 408. Either way before routing, so before authentication. The routes for
+    body is counted as it arrives and cut at the cap; a body not complete within `read_timeout`
+    gets 408 (a whole one, not per chunk: a byte now and then must not hold a connection for days). Either way before routing, so before authentication. The routes for
     which `exempt(scope)` is true read their bodies themselves, under their own streaming caps.
     """
 
@@ -93,12 +93,13 @@ class BodyCapMiddleware:
     async def _read(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
         size = 0
+        deadline = anyio.current_time() + self.read_timeout
         while True:
             try:
-                with anyio.fail_after(self.read_timeout):
+                with anyio.fail_after(deadline - anyio.current_time()):
                     message = await receive()
             except TimeoutError:
-                raise RequestTimeout(f"no body data arrived for {self.read_timeout:g} s",
+                raise RequestTimeout(f"the request body did not arrive within {self.read_timeout:g} s",
                                      timeout=self.read_timeout) from None
             if message["type"] == "http.disconnect":
                 return None
