@@ -259,7 +259,7 @@ def _process_signing_key() -> bytes:
 DEV_SECRET_FILE = Path("var/dev-jwt-secret")  # relative to the working directory, like var/mediahub.db
 MIN_SECRET_BYTES = 32
 MIN_SECRET_DISTINCT = 8  # "aaaa...a" and "0101...01" are long but guessable
-# Long enough, yet public: the default earlier releases printed in this file.
+# Long enough, yet public: known to anyone who has read this project's history.
 KNOWN_SECRETS = frozenset({"dev-only-insecure-secret-set-JWT_SECRET-in-production"})
 
 
