@@ -16,7 +16,7 @@ from typing import Any
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository
 from mediahub.db.session import Database
-from mediahub.entities import KINDS, Target, get_kind
+from mediahub.entities import KINDS, Target
 from mediahub.errors import Conflict, Forbidden, MediaHubError
 from mediahub.services import access, exposure
 from mediahub.services.access import EntityRef, Principal
@@ -41,8 +41,9 @@ class MediaView:
 
     @classmethod
     def for_caller(cls, principal: Principal | None, item: MediaItem, members: access.Members) -> MediaView:
-        return cls(item, access.sees_private_details(principal, item, members),
-                   access.sees_private_metadata(principal, item, members))
+        location = access.sees_private_metadata(principal, item, members)
+        # sees_private_details, without asking the member table a second time for each item.
+        return cls(item, location or (principal is not None and principal.is_moderator), location)
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class MediaService:
     def _set_primary(repo: MediaRepository, item: MediaItem, primary: bool) -> None:
         if primary:
             repo.set_primary(item)
-        elif get_kind(item.entity_type).field(item.entity_field).slot == "single":
+        elif moderation.is_single_slot(item):
             raise Conflict("the item of a single-slot field is always its primary", code="single_slot_primary")
         else:
             repo.clear_primary(item)
