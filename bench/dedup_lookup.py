@@ -39,9 +39,9 @@ from sqlalchemy import create_engine, insert, text
 from mediahub.db import migrate
 from mediahub.db.models import MediaItem, utcnow
 from mediahub.db.session import Database
+from mediahub.dedup import policy as dedup
+from mediahub.dedup.index import UPDATE_OVERLAP_SECONDS, DedupIndex
 from mediahub.pipeline.fingerprint import Fingerprint, bands
-from mediahub.services import dedup
-from mediahub.services.dedup_index import UPDATE_OVERLAP_SECONDS, DedupIndex
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BATCH = 10_000

@@ -35,8 +35,8 @@ from PIL import Image, ImageDraw, ImageEnhance
 from mediahub.config import Settings
 from mediahub.pipeline.fingerprint import Fingerprint, flatten
 from mediahub.pipeline.image import ProcessedImage, process_image
+from mediahub.pipeline.options import image_options
 from mediahub.pipeline.sniff import sniff
-from mediahub.services.ingest import image_options
 from tests.support.corpus import CORPUS_DIR, manifest
 
 # Pairs the manifest does not group although they are one picture: Pillow's transparency.avif

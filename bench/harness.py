@@ -15,11 +15,11 @@ from pathlib import Path
 from PIL import Image
 
 from bench import naive
-
 from mediahub.config import Settings
 from mediahub.entities import Target
+from mediahub.media.ingest import IngestService, UploadRequest
+from mediahub.pipeline.options import encode_options, image_options
 from mediahub.runtime import Runtime
-from mediahub.services.ingest import IngestService, UploadRequest, encode_options, image_options
 
 CHUNK = 1024 * 1024
 JPEG_QUALITY = 85

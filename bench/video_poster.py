@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from mediahub.config import Settings
+from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.sniff import sniff
 from mediahub.pipeline.transcode import transcode_web
 from mediahub.pipeline.video import process_video
-from mediahub.services.ingest import encode_options, image_options, video_options
 
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / "video"
 

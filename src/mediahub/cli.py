@@ -68,9 +68,9 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")] = False,
 ) -> None:
     """Ingest files through the full pipeline; a bad file does not stop the others."""
-    from mediahub.services.access import EntityRef
-    from mediahub.services.ingest import UploadRequest
-    from mediahub.services.records import item_record
+    from mediahub.media.access import EntityRef
+    from mediahub.media.ingest import UploadRequest
+    from mediahub.media.records import item_record
 
     try:
         ref = EntityRef.parse_label(entity)
@@ -153,7 +153,7 @@ def sync_public() -> None:
     Run once after setting S3_PUBLIC_BASE_URL or CDN_BASE_URL on a bucket that already holds objects;
     later decisions keep the bucket in step by themselves. A no-op on local storage.
     """
-    from mediahub.services.exposure import sync_all
+    from mediahub.media.exposure import sync_all
 
     runtime = _runtime()
     try:
@@ -175,7 +175,7 @@ def verify(
     """Find stored objects without a row and rows whose objects are missing."""
     from datetime import timedelta
 
-    from mediahub.services import verify as verify_service
+    from mediahub.media import verify as verify_service
 
     runtime = _runtime()
     with _progress() as progress:
@@ -212,7 +212,7 @@ def grant(
 ) -> None:
     """Make SUB a member of an entity: they may upload to it and manage its media."""
     from mediahub.db.repositories import MemberRepository
-    from mediahub.services.access import EntityRef
+    from mediahub.media.access import EntityRef
 
     runtime = _runtime()
     try:
@@ -277,8 +277,8 @@ def reprocess(
     all_items: Annotated[bool, typer.Option("--all", help="Every item.")] = False,
 ) -> None:
     """Regenerate the variants of items made with other IMAGE_SIZES; run it again to resume."""
-    from mediahub.jobs import reprocessing
-    from mediahub.services.access import EntityRef
+    from mediahub.media import reprocessing
+    from mediahub.media.access import EntityRef
 
     if (entity is not None) == all_items:  # exactly one of the two
         console.print("[red]give either --entity TYPE:ID or --all[/red]")
@@ -308,7 +308,7 @@ def reprocess(
 
 def _follow_jobs(runtime, job_ids: list[int], progress: Progress) -> dict[str, int]:
     """Advance a bar as the in-process runner finishes the jobs; their final counts by status."""
-    from mediahub.jobs.queue import status_counts
+    from mediahub.db.repositories.job_queue import status_counts
 
     task = progress.add_task("reprocessing", total=len(job_ids))
     while True:
@@ -327,7 +327,7 @@ def dedup_scan(
     as_json: Annotated[bool, typer.Option("--json", help="The groups as one JSON document on stdout.")] = False,
 ) -> None:
     """Report duplicate groups over the whole library (exact and near duplicates, any entity)."""
-    from mediahub.services import dedup
+    from mediahub.dedup import policy as dedup
 
     runtime = _runtime()
     limit = runtime.settings.dedup_threshold if threshold is None else threshold
@@ -356,7 +356,7 @@ def dedup_backfill(
     as_json: Annotated[bool, typer.Option("--json", help="The counts as one JSON document on stdout.")] = False,
 ) -> None:
     """Compute the missing fingerprints of image rows stored before duplicate detection, from their bytes."""
-    from mediahub.services import dedup_backfill as backfill
+    from mediahub.dedup import backfill
 
     runtime = _runtime()
     try:

@@ -6,12 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mediahub.config import Settings
+from mediahub.db.repositories.job_queue import wait_for_media
 from mediahub.db.session import Database
-from mediahub.jobs.queue import wait_for_media
+from mediahub.dedup.index import DedupIndex
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
 from mediahub.jobs.sweeper import Sweeper
-from mediahub.services.dedup_index import DedupIndex
-from mediahub.services.ingest import IngestService
+from mediahub.media.ingest import IngestService
 from mediahub.storage.base import Storage
 from mediahub.storage.factory import build_storage
 

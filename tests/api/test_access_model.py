@@ -216,8 +216,8 @@ def test_own_duplicates_are_still_named(app_factory: AppFactory, tokens: Tokens)
 
 
 def test_a_refusal_over_an_unseen_item_names_nothing() -> None:
+    from mediahub.dedup import policy as dedup
     from mediahub.errors import Conflict
-    from mediahub.services import dedup
 
     item = make_item(entity_type="property", entity_id="P1", public_id="SECRET")
     match = dedup.Match(item, 0, "sha256")

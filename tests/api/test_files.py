@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from mediahub.db.models import MediaItem
-from mediahub.services.files import original_key_candidates
+from mediahub.media.files import original_key_candidates
 from mediahub.storage.signing import sign
 from tests.api.conftest import JWT_SECRET, Tokens, assert_problem, upload
 

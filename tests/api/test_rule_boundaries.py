@@ -18,8 +18,8 @@ from PIL import Image
 from mediahub.api.auth import TokenVerifier
 from mediahub.errors import Unauthenticated
 from mediahub.pipeline.image import process_image
+from mediahub.pipeline.options import image_options
 from mediahub.pipeline.sniff import sniff
-from mediahub.services.ingest import image_options
 from tests.api.conftest import JWT_SECRET, AppFactory, Tokens, assert_problem, make_settings, upload
 from tests.support.corpus import CORPUS_DIR
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.services.conftest import make_runtime
+from tests.media.conftest import make_runtime
 
 
 @pytest.fixture

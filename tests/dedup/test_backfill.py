@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from mediahub.db.models import MediaItem
-from mediahub.services import dedup, dedup_backfill
-from tests.services.helpers import reload, upload
+from mediahub.dedup import backfill as dedup_backfill
+from mediahub.dedup import policy as dedup
+from tests.media.helpers import reload, upload
 from tests.support.corpus import CORPUS_DIR
 
 GOOD = CORPUS_DIR / "images/good"

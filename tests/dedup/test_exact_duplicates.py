@@ -14,8 +14,8 @@ from PIL import Image
 
 from mediahub.errors import Conflict
 from mediahub.pipeline.fingerprint import Fingerprint
-from tests.services.conftest import make  # noqa: F401 - the fixture: every database, not tests/dedup's SQLite one
-from tests.services.helpers import row_count, stored_keys, upload
+from tests.media.conftest import make  # noqa: F401 - the fixture: every database, not tests/dedup's SQLite one
+from tests.media.helpers import row_count, stored_keys, upload
 from tests.support.videos import make_clip
 
 

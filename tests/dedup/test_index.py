@@ -17,9 +17,10 @@ from PIL import Image
 from sqlalchemy import delete, select, update
 
 from mediahub.db.models import MediaItem, utcnow
+from mediahub.dedup import index as dedup_index
+from mediahub.dedup import policy as dedup
+from mediahub.dedup.index import DedupIndex
 from mediahub.pipeline.fingerprint import Fingerprint, bands
-from mediahub.services import dedup, dedup_index
-from mediahub.services.dedup_index import DedupIndex
 
 HASH = st.integers(min_value=0, max_value=(1 << 64) - 1)
 THRESHOLDS = range(65)

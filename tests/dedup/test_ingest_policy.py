@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from mediahub.db.models import MediaItem
+from mediahub.dedup import policy as dedup
 from mediahub.errors import Conflict
-from mediahub.services import dedup
-from tests.services.helpers import row_count, stored_keys, upload
+from tests.media.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 
 GOOD = CORPUS_DIR / "images/good"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services.conftest import make_runtime, runtime  # noqa: F401  (`runtime` is shared as a fixture)
+from tests.media.conftest import make_runtime, runtime  # noqa: F401  (`runtime` is shared as a fixture)
 
 
 @pytest.fixture

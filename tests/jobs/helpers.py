@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from mediahub.db.models import Job, MediaItem
 from mediahub.entities import Target
+from mediahub.media.ingest import UploadRequest
 from mediahub.pipeline.intake import iter_file
-from mediahub.services.ingest import UploadRequest
 from tests.support.corpus import CORPUS_DIR
 
 PHOTO = CORPUS_DIR / "images/good/jpeg_hopper.jpg"

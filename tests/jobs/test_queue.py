@@ -7,11 +7,11 @@ import time
 from datetime import timedelta
 
 from mediahub.db.models import Job, MediaItem
-from mediahub.jobs import queue
+from mediahub.db.repositories import job_queue as queue
 from mediahub.jobs.sweeper import sweep
 from mediahub.jobs.tasks import _swap_variants
 from tests.jobs.helpers import ingest_only
-from tests.services.conftest import make_runtime
+from tests.media.conftest import make_runtime
 
 LEASE = timedelta(minutes=5)
 

@@ -8,15 +8,17 @@ import pytest
 from sqlalchemy import select
 
 from mediahub.db.models import Job, MediaItem
+from mediahub.db.repositories import job_queue as queue
 from mediahub.errors import DatabaseUnavailable
-from mediahub.jobs import queue, reprocessing, tasks
+from mediahub.jobs import tasks
 from mediahub.jobs.runner import execute
-from mediahub.services import ingest as ingest_module
-from mediahub.services import verify as verify_service
-from mediahub.services.cleanup import purge_pending_deletes
+from mediahub.media import ingest as ingest_module
+from mediahub.media import reprocessing
+from mediahub.media import verify as verify_service
+from mediahub.media.cleanup import purge_pending_deletes
 from tests.jobs.helpers import PHOTO, ingest_only, jobs_of
-from tests.services.conftest import make_runtime
-from tests.services.helpers import reload, row_count, stored_keys, upload
+from tests.media.conftest import make_runtime
+from tests.media.helpers import reload, row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 
 SIZES = ("thumbnail", "small", "medium", "large")
@@ -54,7 +56,7 @@ def test_no_row_no_jobs_when_the_transaction_fails(manual_runtime, monkeypatch):
         real_enqueue(session, kind, **kwargs)
         raise DatabaseUnavailable("injected: connection lost at commit")
 
-    monkeypatch.setattr("mediahub.services.ingest.enqueue", enqueue_then_lose_the_database)
+    monkeypatch.setattr("mediahub.media.ingest.enqueue", enqueue_then_lose_the_database)
     with pytest.raises(DatabaseUnavailable):
         ingest_only(runtime)
     with runtime.database.session() as session:

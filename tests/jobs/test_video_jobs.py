@@ -12,8 +12,8 @@ from PIL import Image
 
 from mediahub.errors import MediaHubError
 from mediahub.pipeline.transcode import transcode_web
-from tests.services.conftest import make_runtime
-from tests.services.helpers import upload
+from tests.media.conftest import make_runtime
+from tests.media.helpers import upload
 from tests.support import isobmff
 from tests.support.corpus import CORPUS_DIR, corpus_videos
 from tests.support.videos import make_clip

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import select
 
 from mediahub.db.models import Job, utcnow
-from mediahub.services import verify as verify_service
+from mediahub.media import verify as verify_service
 from tests.jobs.conftest import start_worker
-from tests.support.processes import stop_process
 from tests.jobs.helpers import ingest_only, jobs_of
-from tests.services.conftest import make_runtime
-from tests.services.helpers import reload
+from tests.media.conftest import make_runtime
+from tests.media.helpers import reload
 from tests.support.corpus import CORPUS_DIR
+from tests.support.processes import stop_process
 from tests.support.services import require_service
 
 BROKERS = {

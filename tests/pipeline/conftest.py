@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mediahub.config import Settings
-from mediahub.services.ingest import image_options
+from mediahub.pipeline.options import image_options
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import zlib
+
 import pytest
 from PIL import Image
 
@@ -77,7 +78,7 @@ from mediahub.config import Settings
 from mediahub.errors import MediaHubError
 from mediahub.pipeline.image import process_image
 from mediahub.pipeline.sniff import sniff
-from mediahub.services.ingest import image_options
+from mediahub.pipeline.options import image_options
 
 def peak_mb():
     for line in open("/proc/self/status"):

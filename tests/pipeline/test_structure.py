@@ -48,7 +48,7 @@ def test_a_jpeg_with_too_many_scans_is_refused_before_decoding(tmp_path, options
 
 def test_the_scan_limit_is_a_setting(tmp_path):
     from mediahub.config import Settings
-    from mediahub.services.ingest import image_options
+    from mediahub.pipeline.options import image_options
 
     strict = image_options(Settings(_env_file=None, max_jpeg_scans=5))
     assert _refused(tmp_path, many_scan_jpeg(20), strict).code == "too_many_scans"

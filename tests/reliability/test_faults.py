@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from mediahub.db.models import PendingDelete
 from mediahub.db.session import Database
-from mediahub.services import verify as verify_service
+from mediahub.media import verify as verify_service
 from mediahub.storage.s3 import S3Storage
 from tests.reliability.harness import (
     FaultProxy,

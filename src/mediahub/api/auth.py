@@ -16,7 +16,7 @@ import jwt
 from mediahub.api.schemas import has_control_characters
 from mediahub.config import InsecureSettings, Settings
 from mediahub.errors import MediaHubError, Unauthenticated
-from mediahub.services.access import EntityRef, Principal
+from mediahub.media.access import EntityRef, Principal
 
 SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
 LEEWAY_SECONDS = 30  # clock skew between the token issuer and this service

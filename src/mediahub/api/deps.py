@@ -16,12 +16,12 @@ from mediahub.api.metrics import Metrics
 from mediahub.api.ratelimit import ConcurrencyLimit, RateLimiter
 from mediahub.config import Settings
 from mediahub.errors import MalformedRequest, Unauthenticated
+from mediahub.media.access import Principal
+from mediahub.media.files import FileAccess
+from mediahub.media.manage import MediaService
+from mediahub.media.moderation import ModerationService
+from mediahub.media.urls import MediaUrls
 from mediahub.runtime import Runtime
-from mediahub.services.access import Principal
-from mediahub.services.files import FileAccess
-from mediahub.services.media import MediaService
-from mediahub.services.moderation import ModerationService
-from mediahub.services.urls import MediaUrls
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from typing import Any
 
 from mediahub.api.schemas import MediaOut, VariantOut
 from mediahub.db.models import MediaItem
-from mediahub.services.media import MediaView
-from mediahub.services.urls import MediaUrls
+from mediahub.media.manage import MediaView
+from mediahub.media.urls import MediaUrls
 
 # What anyone who may see an item sees of its metadata: how it was stored, never who, where or when.
 # A key not named here (filename, exif camera and time, anything added later) is private by default.

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from mediahub.db.models import Job, utcnow
-from mediahub.jobs import queue
+from mediahub.db.repositories import job_queue as queue
 from mediahub.jobs.tasks import TASKS
 
 if TYPE_CHECKING:

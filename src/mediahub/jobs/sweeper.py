@@ -12,19 +12,18 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from mediahub.db.models import utcnow
+from mediahub.db.repositories import job_queue as queue
 from mediahub.db.session import Database
-from mediahub.jobs import queue
+from mediahub.media.cleanup import purge_pending_deletes
+from mediahub.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[Iterable[int]], None]
 REDISPATCH_INTERVALS = 10
 
-if TYPE_CHECKING:
-    from mediahub.storage.base import Storage
 
 
 def sweep(database: Database, dispatch: Dispatch | None, stale: timedelta) -> list[int]:
@@ -60,8 +59,6 @@ class Sweeper:
             self._thread.join(timeout=10)
 
     def _purge(self) -> None:
-        from mediahub.services.cleanup import purge_pending_deletes  # services import the jobs package
-
         try:
             removed = purge_pending_deletes(self.database, self.storage)
             if removed:

@@ -19,28 +19,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mediahub.db.models import Job, MediaItem, PendingDelete
+from mediahub.db.repositories.job_queue import lock_item
 from mediahub.db.session import Database
 from mediahub.errors import InvalidInput
-from mediahub.jobs.item_status import lock_item
-from mediahub.jobs.kinds import RENDITIONS, REPROCESS, VIDEO_TRANSCODE
+from mediahub.media import exposure
+from mediahub.media.cleanup import purge_pending_deletes
+from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VIDEO_TRANSCODE, WEB
+from mediahub.media.keys import variant_key
 from mediahub.pipeline.image import ProcessedImage, process_image
 from mediahub.pipeline.intake import spool
+from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.sniff import sniff
 from mediahub.pipeline.transcode import transcode_web
-from mediahub.pipeline.variants import EXTENSIONS, EncodeOptions, Encoded
+from mediahub.pipeline.variants import EXTENSIONS, Encoded, EncodeOptions
 from mediahub.pipeline.video import ProcessedVideo, process_video
-from mediahub.services import exposure
-from mediahub.services.cleanup import purge_pending_deletes
-from mediahub.services.ingest import encode_options, image_options, video_options
 from mediahub.storage.base import ObjectInfo, Storage
-from mediahub.storage.keys import variant_key
 
 if TYPE_CHECKING:
     from mediahub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-WEB = "web"  # the transcoded video's variant name
 Variant = dict[str, Any]  # one entry of MediaItem.variants
 
 

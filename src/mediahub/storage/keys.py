@@ -1,18 +1,13 @@
-"""Key layout and key safety.
+"""Key safety: the only thing storage knows of keys.
 
-The store picks keys, never the client: `{plural}/{folder}/{entity_id}/{YYYY-MM}/
-{field}-{YYYYmmddHHMMSS}-{random6}.{ext}` (for a nested kind, `{parent_id}/{entity_id}`
-in place of `{entity_id}`), variants beside the original with a `_{variant}` suffix.
-Keys are never reused, so stored objects are immutable.
+Storage is bytes by key; which keys exist (the layout) is decided above it,
+in `mediahub.media.keys`. Every backend checks a key here before using it.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-from datetime import datetime, timezone
 
-from mediahub.entities import Target
 from mediahub.errors import InvalidInput
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*\Z")  # \Z: no trailing newline
@@ -29,19 +24,3 @@ def check_key(key: str) -> str:
     ):
         raise InvalidInput(f"invalid storage key {key[:80]!r}", code="invalid_key")
     return key
-
-
-def original_key(target: Target, ext: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    token = secrets.token_hex(3)
-    entity = target.entity_id if target.parent_id is None else f"{target.parent_id}/{target.entity_id}"
-    key = (
-        f"{target.kind.plural}/{target.field.folder}/{entity}/{now:%Y-%m}/"
-        f"{target.field.name}-{now:%Y%m%d%H%M%S}-{token}.{ext}"
-    )
-    return check_key(key)
-
-
-def variant_key(original: str, variant: str, ext: str) -> str:
-    stem = original.rsplit(".", 1)[0]
-    return check_key(f"{stem}_{variant}.{ext}")

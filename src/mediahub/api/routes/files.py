@@ -25,7 +25,7 @@ from mediahub.api.ranges import (
     range_still_valid,
 )
 from mediahub.api.schemas import Problem
-from mediahub.services.files import ServedObject
+from mediahub.media.files import ServedObject
 from mediahub.storage.base import PRIVATE_CACHE_CONTROL, ObjectInfo, public_cache_control
 
 router = APIRouter(prefix="/v1/media/files", tags=["files"])

@@ -29,7 +29,7 @@ from mediahub.api.schemas import (
     StorageUsageOut,
     UsageOut,
 )
-from mediahub.services.access import EntityRef
+from mediahub.media.access import EntityRef
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 

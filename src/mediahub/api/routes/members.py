@@ -10,7 +10,7 @@ from mediahub.api.deps import PrincipalDep, SessionDep
 from mediahub.api.schemas import MemberOut, MemberRequest, Name, Problem
 from mediahub.db.repositories import MemberRepository
 from mediahub.errors import NotFound
-from mediahub.services.access import EntityRef, require_admin
+from mediahub.media.access import EntityRef, require_admin
 
 router = APIRouter(prefix="/v1/media/entities", tags=["members"])
 

@@ -19,7 +19,7 @@ from mediahub.api.schemas import (
     Problem,
     ReportOut,
 )
-from mediahub.services.media import MediaView
+from mediahub.media.manage import MediaView
 
 router = APIRouter(prefix="/v1/media", tags=["moderation"])
 

@@ -21,6 +21,7 @@ from starlette.types import Scope
 
 from mediahub.api.deps import ApiStateDep, MediaServiceDep, PrincipalDep, RuntimeDep, SettingsDep, UrlsDep
 from mediahub.api.errors import PROBLEM_TYPE, problem, public_detail
+from mediahub.api.multipart import FORM_ALLOWANCE, FormLimits, ReceivedFile, ReceivedForm, read_multipart
 from mediahub.api.presenters import media_out
 from mediahub.api.ratelimit import RateLimiter
 from mediahub.api.schemas import (
@@ -33,11 +34,10 @@ from mediahub.api.schemas import (
     Problem,
     UploadFields,
 )
-from mediahub.api.uploads import FORM_ALLOWANCE, FormLimits, ReceivedFile, ReceivedForm, read_multipart
 from mediahub.entities import KINDS, EntityKind, FieldSpec, Target
 from mediahub.errors import InvalidInput, MediaHubError
-from mediahub.services.access import Principal
-from mediahub.services.ingest import UploadRequest
+from mediahub.media.access import Principal
+from mediahub.media.ingest import UploadRequest
 
 router = APIRouter(prefix="/v1/media", tags=["uploads"])
 Fields = TypeVar("Fields", bound=BaseModel)

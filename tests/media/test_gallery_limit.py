@@ -12,8 +12,8 @@ from mediahub.db.repositories import MediaRepository
 from mediahub.entities import get_kind
 from mediahub.errors import Conflict
 from tests.db.test_repositories import make_item
-from tests.services.conftest import make_runtime
-from tests.services.helpers import upload
+from tests.media.conftest import make_runtime
+from tests.media.helpers import upload
 from tests.support.corpus import CORPUS_DIR
 
 SMALL_PHOTOS = [CORPUS_DIR / "images/good" / name for name in (

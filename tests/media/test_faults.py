@@ -9,9 +9,9 @@ from sqlalchemy import create_engine, make_url, text
 
 from mediahub.db.session import Database
 from mediahub.errors import DatabaseUnavailable, StorageUnavailable
-from mediahub.services import verify as verify_service
-from tests.services.conftest import make_runtime
-from tests.services.helpers import row_count, stored_keys, upload
+from mediahub.media import verify as verify_service
+from tests.media.conftest import make_runtime
+from tests.media.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 from tests.support.s3_server import free_port, make_s3_storage
 

@@ -24,9 +24,9 @@ from mediahub.db.repositories import GUARDED_STATUSES, MediaRepository, MemberRe
 from mediahub.db.session import Database
 from mediahub.entities import get_kind
 from mediahub.errors import RateLimited
-from mediahub.services import access, exposure
-from mediahub.services.access import Principal
-from mediahub.services.cleanup import purge_pending_deletes
+from mediahub.media import access, exposure
+from mediahub.media.access import Principal
+from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.storage.base import Storage
 
 STATUSES = ("pending", "approved", "rejected", "flagged")

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from mediahub.db.models import MediaItem
 from mediahub.entities import Target
+from mediahub.media.ingest import UploadRequest
 from mediahub.pipeline.intake import iter_file
-from mediahub.services.ingest import UploadRequest
 
 CORPUS_GOOD = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "images" / "good"
 

@@ -1,4 +1,4 @@
-"""The jobs table as a queue: enqueue in a transaction, claim exclusively, finish or retry.
+"""The jobs table as a queue (the outbox), and the item status its jobs give: enqueue in a transaction, claim exclusively, finish or retry.
 
 A claim is a conditional UPDATE (`status = 'queued'` -> `processing`) of a row
 picked with `SELECT ... FOR UPDATE SKIP LOCKED`: on PostgreSQL and MariaDB
@@ -20,10 +20,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from mediahub.db.models import Job, utcnow
-from mediahub.db.repositories import LAST_ERROR_MAX
+from mediahub.db.models import Job, MediaItem, utcnow
+from mediahub.db.repositories.pending_deletes import LAST_ERROR_MAX
 from mediahub.db.session import Database
-from mediahub.jobs.item_status import settle_item
 
 UNFINISHED = ("queued", "processing")
 CLAIM_TRIES = 5  # SQLite: another claimer may win the picked row; try the next one
@@ -159,3 +158,44 @@ def status_counts(database: Database, job_ids: Iterable[int]) -> dict[str, int]:
     with database.session() as session:
         rows = session.execute(select(Job.status, func.count(Job.id)).where(Job.id.in_(ids)).group_by(Job.status))
         return {status: int(count) for status, count in rows}
+
+def derive_status(jobs: list[tuple[str, str]]) -> str:
+    """From (kind, status) pairs oldest first.
+
+    Unfinished work wins; otherwise the newest job of each kind decides, so a
+    later successful reprocess clears an earlier failure of the same kind.
+    """
+    statuses = {status for _, status in jobs}
+    if "processing" in statuses:
+        return "processing"
+    if "queued" in statuses:
+        return "queued"
+    newest = {kind: status for kind, status in jobs}
+    return "failed" if "failed" in newest.values() else "ready"
+
+
+def lock_item(session: Session, media_id: int) -> None:
+    """Hold the item's row until commit, on every database.
+
+    A no-op UPDATE: PostgreSQL and MariaDB lock the row, SQLite takes its write
+    lock (SELECT ... FOR UPDATE does nothing there). Reads that follow see every
+    committed change, and no one else changes the row before this commit.
+    """
+    session.execute(update(MediaItem).where(MediaItem.id == media_id).values(id=MediaItem.id))
+
+
+def settle_item(session: Session, media_id: int | None) -> None:
+    """Write the status the item's jobs give it, in the caller's transaction.
+
+    The row is locked first: two jobs of one item finishing at once must not
+    each read the other as unfinished.
+    """
+    if media_id is None:
+        return
+    lock_item(session, media_id)
+    jobs = session.execute(select(Job.kind, Job.status).where(Job.media_id == media_id).order_by(Job.id)).all()
+    session.execute(
+        update(MediaItem)
+        .where(MediaItem.id == media_id)
+        .values(processing_status=derive_status([(kind, status) for kind, status in jobs]))
+    )

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from mediahub.db.models import PendingDelete
 from mediahub.db.repositories import MediaRepository
 from mediahub.db.session import Database
-from mediahub.services.cleanup import purge_pending_deletes
+from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.storage.base import Storage
 
 Progress = Callable[[int], None]

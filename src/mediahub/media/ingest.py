@@ -24,27 +24,28 @@ from sqlalchemy.orm import Session
 from mediahub.config import Settings
 from mediahub.db.models import NO_PARENT, MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository
+from mediahub.db.repositories.job_queue import enqueue
 from mediahub.db.session import Database
+from mediahub.dedup import policy as dedup
+from mediahub.dedup.index import DedupIndex
 from mediahub.entities import Target
 from mediahub.errors import DatabaseUnavailable, TooLarge, UnsupportedType
-from mediahub.jobs.kinds import upload_jobs
-from mediahub.jobs.queue import enqueue
-from mediahub.pipeline.image import ImageOptions, ProcessedImage, process_image
-from mediahub.pipeline.original import EncodedOriginal
+from mediahub.media import access, exposure
+from mediahub.media.access import Principal
+from mediahub.media.cleanup import purge_pending_deletes
+from mediahub.media.job_kinds import upload_jobs
+from mediahub.media.keys import original_key, variant_key
+from mediahub.media.moderation import replace_in_slot
+from mediahub.media.pixels import PixelWorkers
+from mediahub.pipeline.image import ProcessedImage, process_image
 from mediahub.pipeline.intake import Spooled, spool
-from mediahub.pipeline.probe import ImageLimits
+from mediahub.pipeline.options import encode_options, image_options, video_options
+from mediahub.pipeline.original import EncodedOriginal
 from mediahub.pipeline.sniff import Sniffed, sniff
-from mediahub.pipeline.variants import CONTENT_TYPES, EXTENSIONS, EncodeOptions
 from mediahub.pipeline.transcode import strip_metadata
-from mediahub.pipeline.video import ProcessedVideo, VideoOptions, process_video
-from mediahub.services import access, dedup, exposure
-from mediahub.services.access import Principal
-from mediahub.services.cleanup import purge_pending_deletes
-from mediahub.services.dedup_index import DedupIndex
-from mediahub.services.moderation import replace_in_slot
-from mediahub.services.pixels import PixelWorkers
+from mediahub.pipeline.variants import CONTENT_TYPES, EXTENSIONS
+from mediahub.pipeline.video import ProcessedVideo, process_video
 from mediahub.storage.base import Storage
-from mediahub.storage.keys import original_key, variant_key
 
 log = logging.getLogger(__name__)
 
@@ -103,27 +104,6 @@ class _EarlyOriginal:
             written.append(self.key)
         elif raise_error:
             raise error
-
-
-def encode_options(settings: Settings, *, base: bool = True, extra: bool = True) -> EncodeOptions:
-    """JPEG/PNG (`base`) and the WebP/AVIF renditions the settings ask for (`extra`)."""
-    return EncodeOptions(settings.jpeg_quality, settings.webp_quality, webp=extra and settings.make_webp,
-                         avif=extra and settings.make_avif, avif_quality=settings.avif_quality, base=base)
-
-
-def image_options(settings: Settings, encode: EncodeOptions | None = None) -> ImageOptions:
-    return ImageOptions(
-        limits=ImageLimits(settings.max_image_side, settings.max_image_pixels, settings.max_frames,
-                           settings.max_total_pixels, settings.max_jpeg_scans),
-        sizes=settings.image_sizes,
-        encode=encode or encode_options(settings),
-        original_quality=settings.original_quality,
-        strip_gps=settings.strip_gps,
-    )
-
-
-def video_options(settings: Settings, image: ImageOptions) -> VideoOptions:
-    return VideoOptions(image, settings.max_video_duration, settings.max_video_frames)
 
 
 class IngestService:

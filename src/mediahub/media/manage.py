@@ -16,14 +16,13 @@ from typing import Any
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository
 from mediahub.db.session import Database
+from mediahub.dedup import policy as dedup
+from mediahub.dedup.index import DedupIndex
 from mediahub.entities import KINDS, Target
 from mediahub.errors import Conflict, Forbidden, MediaHubError
-from mediahub.services import access, exposure
-from mediahub.services.access import EntityRef, Principal
-from mediahub.services.cleanup import purge_pending_deletes
-from mediahub.services import dedup
-from mediahub.services.dedup_index import DedupIndex
-from mediahub.services import moderation
+from mediahub.media import access, exposure, moderation
+from mediahub.media.access import EntityRef, Principal
+from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.storage.base import Storage, Usage
 
 USAGE_GROUPS = ("storage_type", "entity_type", "media_type", "moderation_status")

@@ -14,10 +14,10 @@ from PIL import Image
 
 from mediahub.entities import Target
 from mediahub.errors import Conflict, LimitExceeded, TooLarge
+from mediahub.media.ingest import UploadRequest
 from mediahub.pipeline.image import process_image
 from mediahub.pipeline.sniff import sniff
-from mediahub.services.ingest import UploadRequest
-from tests.services.helpers import row_count, stored_keys, upload
+from tests.media.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 from tests.support.videos import make_clip
 

@@ -1,22 +1,13 @@
-"""Queries over the metadata store, one small class per table.
-
-Each repository works inside the caller's `Session` and transaction (it
-flushes, never commits), so a service can combine several calls atomically.
-Nothing here knows about HTTP or settings.
-"""
+"""Media rows: an entity's items, primaries and single slots, the moderation queue, usage."""
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from mediahub.db.models import NO_PARENT, EntityMember, MediaItem, MediaReport, PendingDelete, utcnow
+from mediahub.db.models import NO_PARENT, MediaItem, MediaReport, PendingDelete
 from mediahub.errors import Conflict, InvalidInput
 
 MODERATION_QUEUE_STATUSES = ("pending", "flagged")
@@ -24,8 +15,6 @@ MODERATION_QUEUE_STATUSES = ("pending", "flagged")
 # reports until a moderator decides: a dismissal brings them back as they were).
 GUARDED_STATUSES = ("approved", "flagged")
 USAGE_COLUMNS = frozenset({"storage_type", "entity_type", "media_type", "moderation_status"})
-MEMBER_ROLES = frozenset({"owner", "editor"})
-LAST_ERROR_MAX = 500  # PendingDelete.last_error is String(500); PostgreSQL refuses longer
 
 
 def _in_entity(entity_type: str, entity_id: str, parent_id: str | None) -> tuple[ColumnElement[bool], ...]:
@@ -46,7 +35,6 @@ def _require_room(count: int, max_items: int) -> None:
     if count >= max_items:
         raise Conflict(f"this gallery is full: it holds at most {max_items} items", code="gallery_full",
                        limit=max_items)
-
 
 class MediaRepository:
     """Media items: gallery order, the one primary per entity field, deletes."""
@@ -324,171 +312,3 @@ class MediaRepository:
             .where(*conditions, or_(MediaItem.is_primary.is_(True), MediaItem.primary_marker.is_not(None)))
             .values(is_primary=False, primary_marker=None)
         )
-
-
-class PendingDeleteRepository:
-    """The queue of stored objects still to delete."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def due(self, limit: int) -> list[PendingDelete]:
-        """The next objects to try, fewest attempts first so a stuck key cannot starve the rest.
-
-        Rows another worker holds are skipped (SKIP LOCKED on PostgreSQL and MariaDB).
-        """
-        query = (
-            select(PendingDelete)
-            .order_by(PendingDelete.attempts, PendingDelete.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return list(self.session.scalars(query))
-
-    def done(self, ids: list[int]) -> None:
-        if ids:
-            self.session.execute(delete(PendingDelete).where(PendingDelete.id.in_(ids)))
-
-    def failed(self, pending_id: int, error: str) -> None:
-        self.session.execute(
-            update(PendingDelete)
-            .where(PendingDelete.id == pending_id)
-            .values(attempts=PendingDelete.attempts + 1, last_error=error[:LAST_ERROR_MAX])
-        )
-
-
-class MemberRepository:
-    """Who owns or edits an entity; a nested kind's entity is named by its `parent_id` too."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def grant(self, entity_type: str, entity_id: str, subject: str, role: str = "owner",
-              parent_id: str | None = None) -> EntityMember:
-        """Add `subject` with `role`, or change the role of an existing member."""
-        if role not in MEMBER_ROLES:
-            raise InvalidInput(f"unknown role {role!r}", code="invalid_role", allowed=sorted(MEMBER_ROLES))
-        member = (self._find(entity_type, entity_id, subject, parent_id)
-                  or self._insert(entity_type, entity_id, subject, role, parent_id))
-        member.role = role
-        self.session.flush()
-        return member
-
-    def revoke(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None = None) -> bool:
-        """Remove the membership; False when there was none."""
-        result: Any = self.session.execute(
-            delete(EntityMember).where(*self._key(entity_type, entity_id, subject, parent_id)))
-        return bool(result.rowcount)
-
-    def is_member(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None = None) -> bool:
-        return self._find(entity_type, entity_id, subject, parent_id) is not None
-
-    def _find(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None) -> EntityMember | None:
-        query = select(EntityMember).where(*self._key(entity_type, entity_id, subject, parent_id))
-        return self.session.scalars(query).one_or_none()
-
-    def _insert(self, entity_type: str, entity_id: str, subject: str, role: str,
-                parent_id: str | None) -> EntityMember:
-        """Insert in a savepoint; if a concurrent grant won the race, use its row."""
-        member = EntityMember(entity_type=entity_type, entity_id=entity_id, parent_id=parent_id or NO_PARENT,
-                              subject=subject, role=role)
-        try:
-            with self.session.begin_nested():
-                self.session.add(member)
-        except IntegrityError:
-            existing = self._find(entity_type, entity_id, subject, parent_id)
-            if existing is None:
-                raise
-            return existing
-        return member
-
-    @staticmethod
-    def _key(entity_type: str, entity_id: str, subject: str,
-             parent_id: str | None) -> tuple[ColumnElement[bool], ...]:
-        return (*MemberRepository._of(entity_type, entity_id, parent_id), EntityMember.subject == subject)
-
-    @staticmethod
-    def _of(entity_type: str, entity_id: str, parent_id: str | None) -> tuple[ColumnElement[bool], ...]:
-        return (
-            EntityMember.entity_type == entity_type,
-            EntityMember.parent_id == (parent_id or NO_PARENT),
-            EntityMember.entity_id == entity_id,
-        )
-
-    # Defined last: inside the class body the name `list` is this method from here on.
-    def list(self, entity_type: str, entity_id: str, parent_id: str | None = None) -> builtins.list[EntityMember]:
-        query = (
-            select(EntityMember)
-            .where(*self._of(entity_type, entity_id, parent_id))
-            .order_by(EntityMember.id)
-        )
-        return builtins.list(self.session.scalars(query))
-
-
-class ReportRepository:
-    """Users' reports on items: open until a moderator decides or dismisses them."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def find_open(self, media_id: int, reporter: str) -> MediaReport | None:
-        query = select(MediaReport).where(MediaReport.media_id == media_id, MediaReport.reporter == reporter,
-                                          MediaReport.open_marker.is_not(None))
-        return self.session.scalars(query).one_or_none()
-
-    def open(self, media_id: int, reporter: str, reason: str | None) -> MediaReport:
-        """A new open report, or the reporter's open one on this item (a concurrent twin included)."""
-        report = MediaReport(media_id=media_id, reporter=reporter, reason=reason, open_marker=True)
-        try:
-            with self.session.begin_nested():
-                self.session.add(report)
-        except IntegrityError:
-            existing = self.find_open(media_id, reporter)
-            if existing is None:
-                raise
-            return existing
-        return report
-
-    def fresh_count(self, media_id: int) -> int:
-        """Open reports by reporters with no earlier, closed report on the item: a user whose report a
-        moderator has ruled on counts towards hiding the item no more."""
-        earlier = aliased(MediaReport)
-        ruled = select(earlier.id).where(earlier.media_id == MediaReport.media_id,
-                                         earlier.reporter == MediaReport.reporter, earlier.open_marker.is_(None))
-        query = select(func.count(MediaReport.id)).where(MediaReport.media_id == media_id,
-                                                         MediaReport.open_marker.is_not(None), ~ruled.exists())
-        return self.session.scalar(query) or 0
-
-    def made_since(self, reporter: str, since: datetime) -> tuple[int, datetime | None]:
-        """How many reports `reporter` made after `since`, and when the oldest of them was."""
-        query = select(func.count(MediaReport.id), func.min(MediaReport.created_at)).where(
-            MediaReport.reporter == reporter, MediaReport.created_at > since)
-        count, oldest = self.session.execute(query).one()
-        return int(count or 0), oldest
-
-    def close_all(self, media_id: int, resolution: str) -> int:
-        """Close the item's open reports with `resolution`; how many were open."""
-        result: Any = self.session.execute(
-            update(MediaReport)
-            .where(MediaReport.media_id == media_id, MediaReport.open_marker.is_not(None))
-            .values(open_marker=None, resolution=resolution, closed_at=utcnow())
-        )
-        return int(result.rowcount or 0)
-
-    def open_by_item(self, media_ids: list[int], per_item: int
-                     ) -> dict[int, tuple[int, list[MediaReport]]]:
-        """Per item: its open report count and its `per_item` oldest open reports."""
-        if not media_ids:
-            return {}
-        is_open = (MediaReport.media_id.in_(media_ids), MediaReport.open_marker.is_not(None))
-        counts = self.session.execute(
-            select(MediaReport.media_id, func.count(MediaReport.id)).where(*is_open).group_by(MediaReport.media_id))
-        rank = func.row_number().over(partition_by=MediaReport.media_id,
-                                      order_by=(MediaReport.created_at, MediaReport.id)).label("rank")
-        ranked = select(MediaReport.id, rank).where(*is_open).subquery()
-        first = (select(MediaReport).join(ranked, ranked.c.id == MediaReport.id).where(ranked.c.rank <= per_item)
-                 .order_by(MediaReport.created_at, MediaReport.id))
-        shown: dict[int, list[MediaReport]] = {}
-        for report in self.session.scalars(first):
-            shown.setdefault(report.media_id, []).append(report)
-        return {media_id: (int(count), shown.get(media_id, [])) for media_id, count in counts}

@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 from mediahub.errors import LimitExceeded, MediaHubError
-from tests.services.conftest import make_runtime
-from tests.services.helpers import row_count, upload
+from tests.media.conftest import make_runtime
+from tests.media.helpers import row_count, upload
 from tests.support.corpus import CORPUS_DIR
 
 

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from mediahub.errors import MediaHubError
-from mediahub.services.access import Principal
-from mediahub.services.moderation import ModerationService
-from tests.services.helpers import row_count, stored_keys, upload
+from mediahub.media.access import Principal
+from mediahub.media.moderation import ModerationService
+from tests.media.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR, corpus_files
 
 ALL_FILES = [f for f in corpus_files()]
@@ -86,7 +86,7 @@ def test_video_is_refused_where_the_field_takes_images_only(runtime):
 
 
 def test_size_cap_stops_the_stream(runtime, tmp_path):
-    from tests.services.conftest import make_runtime
+    from tests.media.conftest import make_runtime
 
     small = make_runtime(runtime.database, runtime.storage, tmp_path, max_image_size=50_000, max_video_size=60_000)
     consumed = []
@@ -97,7 +97,7 @@ def test_size_cap_stops_the_stream(runtime, tmp_path):
             yield b"\xff" * 10_000
 
     from mediahub.entities import Target
-    from mediahub.services.ingest import UploadRequest
+    from mediahub.media.ingest import UploadRequest
 
     with pytest.raises(MediaHubError) as caught:
         small.ingest.ingest(chunks(), UploadRequest(Target.parse("post", "1", "media")))

@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from mediahub.errors import Conflict
-from mediahub.services.ingest import IngestService
-from tests.services.conftest import make_runtime
-from tests.services.helpers import row_count, stored_keys, upload
+from mediahub.media.ingest import IngestService
+from tests.media.conftest import make_runtime
+from tests.media.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 
 PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"

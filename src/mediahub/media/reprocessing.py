@@ -14,10 +14,9 @@ from sqlalchemy import ColumnElement, func, select
 
 from mediahub.config import Settings
 from mediahub.db.models import Job, MediaItem
+from mediahub.db.repositories.job_queue import UNFINISHED, enqueue
 from mediahub.db.session import Database
-from mediahub.jobs.kinds import REPROCESS
-from mediahub.jobs.queue import UNFINISHED, enqueue
-from mediahub.jobs.tasks import WEB
+from mediahub.media.job_kinds import REPROCESS, WEB
 from mediahub.pipeline.variants import output_size
 
 BASE_FORMATS = frozenset({"jpeg", "png"})

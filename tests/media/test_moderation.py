@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mediahub.errors import MediaHubError
-from mediahub.services.access import EntityRef, Principal
-from mediahub.services.media import MediaService
-from mediahub.services.moderation import ModerationService
-from tests.services.conftest import make_runtime
-from tests.services.helpers import reload, stored_keys, upload
+from mediahub.media.access import EntityRef, Principal
+from mediahub.media.manage import MediaService
+from mediahub.media.moderation import ModerationService
+from tests.media.conftest import make_runtime
+from tests.media.helpers import reload, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 
 PHOTO = CORPUS_DIR / "images/good/jpeg_hopper.jpg"

@@ -44,7 +44,7 @@ from mediahub.errors import Conflict, NotFound
 from mediahub.pipeline.fingerprint import BANDS, Fingerprint, bands, from_bands, hamming
 
 if TYPE_CHECKING:
-    from mediahub.services.dedup_index import DedupIndex
+    from mediahub.dedup.index import DedupIndex
 
 ScopeKind = Literal["entity", "uploader", "global"]
 Policy = Literal["reject", "flag", "allow"]

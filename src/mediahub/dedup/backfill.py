@@ -21,10 +21,10 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 
 from mediahub.db.models import MediaItem, utcnow
 from mediahub.db.session import Database
+from mediahub.dedup.policy import row_columns
 from mediahub.errors import MediaHubError, UnsupportedType
 from mediahub.pipeline.image import ImageOptions, process_image
 from mediahub.pipeline.sniff import sniff
-from mediahub.services.dedup import row_columns
 from mediahub.storage.base import Storage
 
 PAGE = 50

@@ -8,6 +8,8 @@ RENDITIONS = "renditions"  # WebP (and AVIF) variants of an item's sizes
 VIDEO_TRANSCODE = "video_transcode"  # the H.264/AAC "web" MP4
 REPROCESS = "reprocess"  # every variant again from the stored original (after IMAGE_SIZES changed)
 
+WEB = "web"  # the variant name of a video's transcoded MP4
+
 
 def upload_jobs(settings: Settings, media_kind: str) -> list[str]:
     """The jobs that finish an upload after its row is committed (none: the item is ready at once)."""

@@ -18,10 +18,10 @@ from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MemberRepository
 from mediahub.db.session import Database
 from mediahub.errors import Forbidden, MediaHubError, NotFound
+from mediahub.media import access
+from mediahub.media.access import Principal
+from mediahub.media.ingest import VIDEO_EXTENSIONS
 from mediahub.pipeline.variants import EXTENSIONS
-from mediahub.services import access
-from mediahub.services.access import Principal
-from mediahub.services.ingest import VIDEO_EXTENSIONS
 from mediahub.storage.keys import check_key
 from mediahub.storage.signing import verify
 

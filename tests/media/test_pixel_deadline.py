@@ -11,9 +11,9 @@ import time
 import pytest
 
 from mediahub.errors import MediaHubError
-from mediahub.services.pixels import PixelWorkers
-from tests.services.conftest import make_runtime
-from tests.services.helpers import row_count, upload
+from mediahub.media.pixels import PixelWorkers
+from tests.media.conftest import make_runtime
+from tests.media.helpers import row_count, upload
 from tests.support.corpus import CORPUS_DIR
 from tests.support.processes import exited, pixel_worker_pids
 

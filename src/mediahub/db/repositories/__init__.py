@@ -1,0 +1,17 @@
+"""Queries over the metadata store, one small class (or module) per table.
+
+Each repository works inside the caller's `Session` and transaction (it
+flushes, never commits), so a service can combine several calls atomically.
+Nothing here knows about HTTP or settings. All SQL of the application lives
+under `mediahub.db`.
+"""
+
+from mediahub.db.repositories.media import GUARDED_STATUSES, MODERATION_QUEUE_STATUSES, USAGE_COLUMNS, MediaRepository
+from mediahub.db.repositories.members import MEMBER_ROLES, MemberRepository
+from mediahub.db.repositories.pending_deletes import LAST_ERROR_MAX, PendingDeleteRepository
+from mediahub.db.repositories.reports import ReportRepository
+
+__all__ = [
+    "GUARDED_STATUSES", "LAST_ERROR_MAX", "MEMBER_ROLES", "MODERATION_QUEUE_STATUSES", "USAGE_COLUMNS",
+    "MediaRepository", "MemberRepository", "PendingDeleteRepository", "ReportRepository",
+]

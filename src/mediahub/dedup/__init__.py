@@ -1,0 +1,1 @@
+"""Duplicate detection: the policy, the perceptual index, and the backfill of fingerprints."""
