@@ -264,7 +264,7 @@ def worker(
     source = f"queue {runtime.settings.queue_name}" if runtime.settings.queue_url else "the jobs table"
     console.print(f"worker started on {source}")
     try:
-        run_worker(runtime, threads or runtime.settings.workers, stop)
+        run_worker(runtime.tasks, runtime.jobs, threads or runtime.settings.workers, stop)
     finally:
         runtime.close()
 

@@ -1,4 +1,9 @@
-"""The service graph, built once at start-up from the settings and shared by CLI and API."""
+"""The service graph, built once at start-up from the settings and shared by CLI and API.
+
+The one place where the layers are put together: the leaves (settings, database,
+storage) first, then the job dispatcher over them, then the use cases that hand
+their committed jobs to it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from mediahub.config import Settings
 from mediahub.db.repositories.job_queue import wait_for_media
 from mediahub.db.session import Database
 from mediahub.dedup.index import DedupIndex
+from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
 from mediahub.jobs.sweeper import Sweeper
 from mediahub.media.ingest import IngestService
@@ -23,11 +29,12 @@ class Runtime:
     settings: Settings
     database: Database
     storage: Storage
-    ingest: IngestService
-    jobs: Dispatcher | None = None
-    sweeper: Sweeper | None = None
+    tasks: TaskContext
+    jobs: Dispatcher
     # Near-duplicate lookups (uploader and global scopes): this process's copy, loaded on first use.
-    dedup_index: DedupIndex | None = None
+    dedup_index: DedupIndex
+    ingest: IngestService
+    sweeper: Sweeper | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -36,40 +43,37 @@ class Runtime:
     @classmethod
     def assemble(cls, settings: Settings, database: Database, storage: Storage) -> Runtime:
         """The services over a given database and store, with the job dispatcher the settings choose."""
-        ingest = IngestService(settings, database, storage)
-        runtime = cls(settings, database, storage, ingest,
-                      dedup_index=DedupIndex(database, settings.dedup_index_rebuild_seconds))
-        ingest.dedup_index = runtime.dedup_index  # read by ingest's duplicate check
-        runtime.jobs = _dispatcher(runtime)
-        ingest.dispatch = runtime.jobs.dispatch
-        return runtime
+        tasks = TaskContext(settings, database, storage)
+        jobs = build_dispatcher(tasks)
+        dedup_index = DedupIndex(database, settings.dedup_index_rebuild_seconds)
+        ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index)
+        return cls(settings, database, storage, tasks, jobs, dedup_index, ingest)
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
-        if self.jobs is not None and self.jobs.runs_here and self.sweeper is None:
+        if self.jobs.runs_here and self.sweeper is None:
             self.sweeper = Sweeper(self.database, self.jobs.dispatch, self.settings.sweep_interval_seconds,
                                    self.storage).start()
 
     def wait_for_jobs(self, media_ids: Iterable[int], timeout: float = JOB_WAIT_SECONDS) -> bool:
         """Wait for these items' jobs when this process runs them; False when it does not, or on timeout."""
-        if self.jobs is None or not self.jobs.runs_here:
+        if not self.jobs.runs_here:
             return False
         return wait_for_media(self.database, media_ids, timeout)
 
     def close(self) -> None:
         if self.sweeper is not None:
             self.sweeper.stop()
-        if self.jobs is not None:
-            self.jobs.close()
-        if self.dedup_index is not None:
-            self.dedup_index.close()
+        self.jobs.close()
+        self.dedup_index.close()
         self.ingest.pixels.close()
         self.database.dispose()
 
 
-def _dispatcher(runtime: Runtime) -> Dispatcher:
-    if runtime.settings.queue_url:
+def build_dispatcher(tasks: TaskContext) -> Dispatcher:
+    """Dramatiq when QUEUE_URL names a broker, else this process's thread pool."""
+    if tasks.settings.queue_url:
         from mediahub.jobs.dramatiq_broker import DramatiqDispatcher  # imports the broker clients
 
-        return DramatiqDispatcher(runtime)
-    return InProcessRunner(runtime, runtime.settings.workers)
+        return DramatiqDispatcher(tasks)
+    return InProcessRunner(tasks, tasks.settings.workers)

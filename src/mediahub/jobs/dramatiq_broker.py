@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
+from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import execute, seconds_until
-
-if TYPE_CHECKING:
-    from mediahub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +36,15 @@ class DramatiqDispatcher:
 
     runs_here = False
 
-    def __init__(self, runtime: Runtime) -> None:
-        settings = runtime.settings
+    def __init__(self, context: TaskContext) -> None:
+        settings = context.settings
         if not settings.queue_url:
             raise ValueError("DramatiqDispatcher needs QUEUE_URL")
-        self.runtime = runtime
         self.broker = build_broker(settings.queue_url)
         self.queue_name = settings.queue_name
 
         def run_job(job_id: int) -> None:
-            job = execute(runtime, job_id)
+            job = execute(context, job_id)
             if job is not None and job.status == "queued":
                 self.dispatch([job.id], delay=seconds_until(job))
 

@@ -12,14 +12,12 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from mediahub.db.models import Job, utcnow
 from mediahub.db.repositories import job_queue as queue
+from mediahub.jobs.context import TaskContext
 from mediahub.jobs.tasks import TASKS
-
-if TYPE_CHECKING:
-    from mediahub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -34,31 +32,27 @@ class Dispatcher(Protocol):
     def close(self) -> None: ...
 
 
-def lease_of(runtime: Runtime) -> timedelta:
-    return timedelta(seconds=runtime.settings.job_lease_seconds)
-
-
-def execute(runtime: Runtime, job_id: int | None = None) -> Job | None:
+def execute(context: TaskContext, job_id: int | None = None) -> Job | None:
     """Claim and run that job (or the next due one); None when there was nothing to claim.
 
     The returned job says what happened: done, failed for good, or queued again
     with `run_after` set for the retry.
     """
-    job = queue.claim(runtime.database, lease_of(runtime), job_id)
+    job = queue.claim(context.database, timedelta(seconds=context.settings.job_lease_seconds), job_id)
     if job is None:
         return None
     try:
         task = TASKS.get(job.kind)
         if task is None:
             raise LookupError(f"unknown job kind {job.kind!r}")
-        task(runtime, job)
+        task(context, job)
     except Exception as exc:  # any failure of the task is recorded on the job, then retried
         log.warning("job %s (%s, media #%s) attempt %s failed: %s", job.id, job.kind, job.media_id, job.attempts,
                     exc, exc_info=True)
-        backoff = timedelta(seconds=runtime.settings.job_backoff_seconds)
-        with runtime.database.session() as session:
+        backoff = timedelta(seconds=context.settings.job_backoff_seconds)
+        with context.database.session() as session:
             return queue.fail(session, job.id, f"{type(exc).__name__}: {exc}", backoff)
-    with runtime.database.session() as session:
+    with context.database.session() as session:
         queue.complete(session, job)
     job.status = "done"
     return job
@@ -73,8 +67,8 @@ class InProcessRunner:
 
     runs_here = True
 
-    def __init__(self, runtime: Runtime, workers: int) -> None:
-        self.runtime = runtime
+    def __init__(self, context: TaskContext, workers: int) -> None:
+        self.context = context
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="mediahub-job")
         self._timers: set[threading.Timer] = set()
         self._lock = threading.Lock()
@@ -117,9 +111,10 @@ class InProcessRunner:
 
     def _run(self, job_id: int) -> None:
         try:
-            job = execute(self.runtime, job_id)
+            job = execute(self.context, job_id)
         except Exception:  # the database is down: the job stays queued for the sweeper
             log.exception("could not run job %s", job_id)
             return
         if job is not None and job.status == "queued":
             self.dispatch([job.id], delay=seconds_until(job))
+

@@ -1,4 +1,4 @@
-"""What each kind of job does, as plain functions over the runtime.
+"""What each kind of job does, as plain functions over a `TaskContext`.
 
 Every task is idempotent, so a re-run after a crash or an expired lease is
 safe: objects are written first (under keys fixed for the job, so a re-run
@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mediahub.db.models import Job, MediaItem, PendingDelete
 from mediahub.db.repositories.job_queue import lock_item
 from mediahub.db.session import Database
 from mediahub.errors import InvalidInput
+from mediahub.jobs.context import TaskContext
 from mediahub.media import exposure
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VIDEO_TRANSCODE, WEB
@@ -35,9 +36,6 @@ from mediahub.pipeline.variants import EXTENSIONS, Encoded, EncodeOptions
 from mediahub.pipeline.video import ProcessedVideo, process_video
 from mediahub.storage.base import ObjectInfo, Storage
 
-if TYPE_CHECKING:
-    from mediahub.runtime import Runtime
-
 log = logging.getLogger(__name__)
 
 Variant = dict[str, Any]  # one entry of MediaItem.variants
@@ -49,41 +47,41 @@ class NewVariant:
     source: bytes | Path
 
 
-def renditions(runtime: Runtime, job: Job) -> None:
+def renditions(context: TaskContext, job: Job) -> None:
     """WebP (and AVIF) of the item's sizes, beside the JPEG/PNG the upload made."""
-    item = _item(runtime.database, job.media_id)
+    item = _item(context.database, job.media_id)
     if item is None:  # deleted meanwhile: nothing to do
         return
-    processed = _process_original(runtime, item, encode_options(runtime.settings, base=False))
+    processed = _process_original(context, item, encode_options(context.settings, base=False))
     made = [_image_variant(item.original_key, v, v.name) for v in processed.variants]
     pairs = {(v.name, v.format) for v in processed.variants}
-    _publish(runtime, item.id, made, keep=lambda v: (v["name"], v["format"]) not in pairs)
+    _publish(context, item.id, made, keep=lambda v: (v["name"], v["format"]) not in pairs)
 
 
-def reprocess(runtime: Runtime, job: Job) -> None:
+def reprocess(context: TaskContext, job: Job) -> None:
     """Every image variant again from the stored original, under new keys (the old ones may be cached)."""
-    item = _item(runtime.database, job.media_id)
+    item = _item(context.database, job.media_id)
     if item is None:
         return
-    processed = _process_original(runtime, item, encode_options(runtime.settings))
+    processed = _process_original(context, item, encode_options(context.settings))
     # Fresh keys per job, fixed within it: a re-run of this job overwrites its own objects.
     made = [_image_variant(item.original_key, v, f"{v.name}-r{job.id}") for v in processed.variants]
-    _publish(runtime, item.id, made, keep=lambda v: v["name"] == WEB)
+    _publish(context, item.id, made, keep=lambda v: v["name"] == WEB)
 
 
-def video_transcode(runtime: Runtime, job: Job) -> None:
+def video_transcode(context: TaskContext, job: Job) -> None:
     """The web rendition: H.264/AAC MP4, longest side at most 1280, faststart, no metadata."""
-    item = _item(runtime.database, job.media_id)
+    item = _item(context.database, job.media_id)
     if item is None or item.media_type != "video":
         return
-    with _original_on_disk(runtime, item) as source, _temp_file(runtime, ".mp4") as target:
+    with _original_on_disk(context, item) as source, _temp_file(context, ".mp4") as target:
         web = transcode_web(source, target)
         entry = {"name": WEB, "format": "mp4", "key": variant_key(item.original_key, WEB, "mp4"),
                  "width": web.width, "height": web.height, "size": web.size, "content_type": "video/mp4"}
-        _publish(runtime, item.id, [NewVariant(entry, target)], keep=lambda v: v["name"] != WEB)
+        _publish(context, item.id, [NewVariant(entry, target)], keep=lambda v: v["name"] != WEB)
 
 
-TASKS: dict[str, Callable[[Runtime, Job], None]] = {
+TASKS: dict[str, Callable[[TaskContext, Job], None]] = {
     RENDITIONS: renditions,
     REPROCESS: reprocess,
     VIDEO_TRANSCODE: video_transcode,
@@ -104,24 +102,24 @@ def _image_variant(original_key: str, encoded: Encoded, key_name: str) -> NewVar
     return NewVariant(entry, encoded.data)
 
 
-def _process_original(runtime: Runtime, item: MediaItem,
+def _process_original(context: TaskContext, item: MediaItem,
                       encode: EncodeOptions) -> ProcessedImage | ProcessedVideo:
     """Run the upload pipeline again over the stored original, with today's sizes."""
-    images = image_options(runtime.settings, encode)
-    with _original_on_disk(runtime, item) as path:
+    images = image_options(context.settings, encode)
+    with _original_on_disk(context, item) as path:
         with path.open("rb") as fh:
             sniffed = sniff(fh.read(4096))
         if item.media_type == "image":
             return process_image(path, sniffed, images)
-        return process_video(path, sniffed, video_options(runtime.settings, images))
+        return process_video(path, sniffed, video_options(context.settings, images))
 
 
 @contextmanager
-def _original_on_disk(runtime: Runtime, item: MediaItem) -> Iterator[Path]:
+def _original_on_disk(context: TaskContext, item: MediaItem) -> Iterator[Path]:
     """The stored original streamed to a temp file (PyAV and the decoders want a path)."""
-    settings = runtime.settings
+    settings = context.settings
     limit = max(item.byte_size, settings.max_image_size, settings.max_video_size)
-    spooled = spool(runtime.storage.open_range(item.original_key), limit, settings.temp_dir)
+    spooled = spool(context.storage.open_range(item.original_key), limit, settings.temp_dir)
     try:
         yield spooled.path
     finally:
@@ -129,30 +127,30 @@ def _original_on_disk(runtime: Runtime, item: MediaItem) -> Iterator[Path]:
 
 
 @contextmanager
-def _temp_file(runtime: Runtime, suffix: str) -> Iterator[Path]:
-    folder = runtime.settings.temp_dir
+def _temp_file(context: TaskContext, suffix: str) -> Iterator[Path]:
+    folder = context.settings.temp_dir
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="job-", dir=folder) as name:
         yield Path(name) / f"out{suffix}"
 
 
-def _publish(runtime: Runtime, media_id: int, made: list[NewVariant], keep: Callable[[Variant], bool]) -> None:
+def _publish(context: TaskContext, media_id: int, made: list[NewVariant], keep: Callable[[Variant], bool]) -> None:
     """Write the objects, then swap them into the row; on failure remove what the row does not use."""
     written: list[str] = []
     try:
         entries = []
         for variant in made:
-            info = _put_unless_present(runtime.storage, variant)
+            info = _put_unless_present(context.storage, variant)
             written.append(info.key)
             entries.append({**variant.entry, "size": info.size})
-        swapped = _swap_variants(runtime.database, runtime.storage, media_id, entries, keep)
+        swapped = _swap_variants(context.database, context.storage, media_id, entries, keep)
     except BaseException:
-        _remove_unreferenced(runtime, media_id, written)
+        _remove_unreferenced(context, media_id, written)
         raise
     if not swapped:  # the item was deleted while the job ran
-        _remove_unreferenced(runtime, media_id, written)
-    purge_pending_deletes(runtime.database, runtime.storage)
+        _remove_unreferenced(context, media_id, written)
+    purge_pending_deletes(context.database, context.storage)
 
 
 def _put_unless_present(storage: Storage, variant: NewVariant) -> ObjectInfo:
@@ -191,12 +189,12 @@ def _swap_variants(database: Database, storage: Storage, media_id: int, entries:
     return True
 
 
-def _remove_unreferenced(runtime: Runtime, media_id: int, written: list[str]) -> None:
+def _remove_unreferenced(context: TaskContext, media_id: int, written: list[str]) -> None:
     try:
-        item = _item(runtime.database, media_id)
+        item = _item(context.database, media_id)
         used = set(item.keys()) if item is not None else set()
         stray = [key for key in written if key not in used]
-        if stray and runtime.storage.delete_many(stray):
+        if stray and context.storage.delete_many(stray):
             log.warning("could not remove objects of a failed job for #%s", media_id)
     except Exception:  # a failing store or database: verify --repair finds these later
         log.warning("could not clean up after a failed job for #%s: %s", media_id, written, exc_info=True)

@@ -9,36 +9,32 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
 
-from mediahub.jobs.runner import execute
+from mediahub.jobs.context import TaskContext
+from mediahub.jobs.runner import Dispatcher, execute
 from mediahub.jobs.sweeper import Sweeper
-
-if TYPE_CHECKING:
-    from mediahub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
 
 
-def run_worker(runtime: Runtime, threads: int, stop: threading.Event) -> None:
+def run_worker(context: TaskContext, dispatcher: Dispatcher, threads: int, stop: threading.Event) -> None:
     """Block until `stop` is set, then finish the running jobs and return."""
-    if runtime.settings.queue_url:
-        _run_dramatiq(runtime, threads, stop)
+    if context.settings.queue_url:
+        _run_dramatiq(context, dispatcher, threads, stop)
     else:
-        _run_poll_loop(runtime, threads, stop)
+        _run_poll_loop(context, threads, stop)
 
 
-def _run_dramatiq(runtime: Runtime, threads: int, stop: threading.Event) -> None:
-    from mediahub.jobs.dramatiq_broker import DramatiqDispatcher
+def _run_dramatiq(context: TaskContext, dispatcher: Dispatcher, threads: int, stop: threading.Event) -> None:
+    from mediahub.jobs.dramatiq_broker import DramatiqDispatcher  # imports the broker clients
 
-    dispatcher = runtime.jobs
     if not isinstance(dispatcher, DramatiqDispatcher):
-        raise TypeError("QUEUE_URL is set, but the runtime was built without its Dramatiq dispatcher")
+        raise TypeError("QUEUE_URL is set, but the dispatcher is not Dramatiq's")
     worker = dispatcher.worker(threads)
-    sweeper = Sweeper(runtime.database, dispatcher.dispatch, runtime.settings.sweep_interval_seconds,
-                      runtime.storage)
+    sweeper = Sweeper(context.database, dispatcher.dispatch, context.settings.sweep_interval_seconds,
+                      context.storage)
     worker.start()
     sweeper.start()
     log.info("worker: %d Dramatiq threads on queue %r", threads, dispatcher.queue_name)
@@ -49,10 +45,10 @@ def _run_dramatiq(runtime: Runtime, threads: int, stop: threading.Event) -> None
         worker.stop()
 
 
-def _run_poll_loop(runtime: Runtime, threads: int, stop: threading.Event) -> None:
+def _run_poll_loop(context: TaskContext, threads: int, stop: threading.Event) -> None:
     # Polling finds due jobs (retries included) by itself; the sweeper only reclaims expired leases.
-    sweeper = Sweeper(runtime.database, None, runtime.settings.sweep_interval_seconds, runtime.storage)
-    pollers = [threading.Thread(target=_poll, args=(runtime, stop), name=f"mediahub-poll-{n}")
+    sweeper = Sweeper(context.database, None, context.settings.sweep_interval_seconds, context.storage)
+    pollers = [threading.Thread(target=_poll, args=(context, stop), name=f"mediahub-poll-{n}")
                for n in range(threads)]
     sweeper.start()
     for poller in pollers:
@@ -66,10 +62,10 @@ def _run_poll_loop(runtime: Runtime, threads: int, stop: threading.Event) -> Non
             poller.join()
 
 
-def _poll(runtime: Runtime, stop: threading.Event) -> None:
+def _poll(context: TaskContext, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            job = execute(runtime)
+            job = execute(context)
         except Exception:  # database unavailable: back off and try again
             log.warning("could not claim a job", exc_info=True)
             job = None

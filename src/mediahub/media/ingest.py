@@ -108,12 +108,12 @@ class _EarlyOriginal:
 
 class IngestService:
     def __init__(self, settings: Settings, database: Database, storage: Storage,
-                 dispatch: Dispatch | None = None) -> None:
+                 dispatch: Dispatch | None = None, dedup_index: DedupIndex | None = None) -> None:
         self.settings = settings
         self.database = database
         self.storage = storage
         self.dispatch = dispatch  # None: jobs wait in the table for a worker's sweeper
-        self.dedup_index: DedupIndex | None = None  # the process's perceptual index (the runtime sets it)
+        self.dedup_index = dedup_index  # the process's perceptual index; None: scan the rows in scope
         self._writers = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put")
         self.pixels = PixelWorkers(settings.pixel_workers, settings.pixel_deadline_seconds)
         self.image_options = image_options(settings, encode_options(settings, extra=False))

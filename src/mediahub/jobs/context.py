@@ -1,0 +1,16 @@
+"""What a task may use: the leaves of the service graph, built before any dispatcher exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mediahub.config import Settings
+from mediahub.db.session import Database
+from mediahub.storage.base import Storage
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    settings: Settings
+    database: Database
+    storage: Storage
