@@ -139,26 +139,31 @@ def test_verify_leaves_young_objects_alone(runtime):
     assert report.stray == []
 
 
-def test_a_failure_after_the_early_original_put_removes_it(runtime, monkeypatch):
+class FailingVariantPuts(FailingPuts):
+    """A real store that takes the original and fails every variant's put."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner, fail_on=0)
+        self.attempted: list[str] = []
+
+    def put(self, key, source, content_type):
+        self.attempted.append(key)
+        if "_" in key.rsplit("/", 1)[-1]:
+            raise StorageUnavailable("injected: connection reset", code="storage_unavailable")
+        return self.inner.put(key, source, content_type)
+
+
+def test_a_failure_after_the_early_original_put_removes_it(sqlite_db, local_storage, tmp_path):
     """A kept original is stored while the pixels are processed; a later failure takes it back."""
-    import mediahub.pipeline.image as image_step
-
-    announced = []
-
-    def failing_render(*args, **kwargs):
-        raise StorageUnavailable("injected: render failed", code="storage_unavailable")
-
-    real_strip = image_step._strip
-
-    def watched_strip(path, fmt, original_ready):
-        announced.append(original_ready is not None)
-        return real_strip(path, fmt, original_ready)
-
-    monkeypatch.setattr(image_step, "_strip", watched_strip)
-    monkeypatch.setattr(image_step, "render_all", failing_render)
-    with pytest.raises(StorageUnavailable):
-        upload(runtime, PHOTO)
-    assert announced == [True]  # the early put did start
+    store = FailingVariantPuts(local_storage)
+    runtime = make_runtime(sqlite_db, store, tmp_path)
+    try:
+        with pytest.raises(StorageUnavailable):
+            upload(runtime, PHOTO)
+    finally:
+        runtime.jobs.close()
+    originals = [key for key in store.attempted if "_" not in key.rsplit("/", 1)[-1]]
+    assert len(originals) == 1 and store.attempted[0] == originals[0]  # the original went first, and landed
     assert row_count(runtime) == 0
     assert stored_keys(runtime) == set()
 

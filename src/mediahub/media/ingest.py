@@ -37,7 +37,7 @@ from mediahub.media.job_kinds import upload_jobs
 from mediahub.media.keys import original_key, variant_key
 from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
-from mediahub.pipeline.image import ProcessedImage, process_image
+from mediahub.pipeline.image import ProcessedImage, image_outputs, process_image
 from mediahub.pipeline.intake import Spooled, spool
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.original import EncodedOriginal
@@ -81,7 +81,7 @@ class _Object:
 
 
 class _EarlyOriginal:
-    """The original's put when it starts before the pixels are done (`process_image`'s `original_ready`)."""
+    """The original's put when it starts before the pixels are done (see `image_outputs`)."""
 
     def __init__(self, writers: concurrent.futures.Executor, storage: Storage, target: Target) -> None:
         self._writers = writers
@@ -91,7 +91,7 @@ class _EarlyOriginal:
         self._put: concurrent.futures.Future | None = None
 
     def start(self, original: EncodedOriginal) -> None:
-        """Called once, from a side thread, with the original as it will be stored."""
+        """Called once, with the original as it will be stored."""
         self.key = original_key(self._target, EXTENSIONS[original.format])
         self._put = self._writers.submit(self._storage.put, self.key, original.data, CONTENT_TYPES[original.format])
 
@@ -139,11 +139,7 @@ class IngestService:
         early = _EarlyOriginal(self._writers, self.storage, request.target)
         try:
             if sniffed.media_kind == "image":
-                # In this process, a kept original is stored while the pixels are processed
-                # (a 7 MB put with its fsync measured 22 ms); from worker processes, afterwards.
-                processed: ProcessedImage | ProcessedVideo = self.pixels.run(
-                    process_image, spooled.path, sniffed, self.image_options,
-                    early.start if self.pixels.in_process else None)
+                processed: ProcessedImage | ProcessedVideo = self._process_image(spooled.path, sniffed, early)
             else:
                 processed = self.pixels.run(process_video, spooled.path, sniffed, self.video_options)
                 spooled.digests.result()  # the digests are of the bytes as uploaded: hashed before the rewrite
@@ -158,6 +154,18 @@ class IngestService:
             self._remove(written)
             raise
         return self._store(spooled, sniffed, processed, request, early)
+
+    def _process_image(self, path: Path, sniffed: Sniffed, early: _EarlyOriginal) -> ProcessedImage:
+        """The image's outputs; in this process, a kept original's put starts while the pixels are processed
+        (its write and fsync then cost no time of their own). Worker processes return everything at the end."""
+        if not self.pixels.in_process:
+            return self.pixels.run(process_image, path, sniffed, self.image_options)
+        for output in image_outputs(path, sniffed, self.image_options):
+            if isinstance(output, EncodedOriginal):
+                early.start(output)
+            else:
+                return output
+        raise AssertionError("image_outputs ends with the processed image")
 
     def _checks_duplicates(self, request: UploadRequest) -> bool:
         settings = self.settings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,14 +70,16 @@ def _metadata(sniffed: Sniffed, header: Any, summary: exif_step.ExifSummary, str
     return meta
 
 
-OriginalReady = Callable[[EncodedOriginal], None]
+def process_image(path: Path, sniffed: Sniffed, options: ImageOptions) -> ProcessedImage:
+    """Every output of one image."""
+    *_, processed = image_outputs(path, sniffed, options)
+    return processed
 
 
-def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
-                  original_ready: OriginalReady | None = None) -> ProcessedImage:
-    """Every output of one image. `original_ready` gets the stripped original (on a side
-    thread) as soon as it is known to be kept, long before the pixels are done, so the
-    caller can store it meanwhile; a re-encoded original comes only with the result."""
+def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterator[EncodedOriginal | ProcessedImage]:
+    """The outputs of one image as they are known: first the stripped original, when it
+    is kept as it is (long before the pixels are done, so a caller can store it
+    meanwhile), then the `ProcessedImage` (which holds the original too)."""
     check_structure(path, sniffed.format, options.limits)  # before any parser reads more than the header
     image = open_image(path, sniffed.format)
     try:
@@ -87,7 +89,7 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
         upright_already = summary.orientation == 1 or header.animated  # so stripped bytes can be kept
         stripped = None
         if sniffed.format in STRIPPERS:
-            stripped = background.submit(_strip, path, sniffed.format, original_ready if upright_already else None)
+            stripped = background.submit(_strip, path, sniffed.format)
         icc = image.info.get("icc_profile")
         subsampling = jpeg_subsampling(image)
         lossless_webp = sniffed.format == "webp" and "lossless" in str(image.info.get("compression", ""))
@@ -105,13 +107,15 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
             check_jpeg_data(path)
         # The strip's verdict (and its errors, the ones users see for a broken file) before any Pillow decode.
         lossless = stripped.result() if stripped is not None else None
-        keep_bytes = lossless is not None and upright_already  # exactly when original_ready was called
+        keep_bytes = lossless is not None and upright_already
+        if keep_bytes:
+            original = EncodedOriginal(sniffed.format, lossless)
+            yield original
         decoded = None
         if reduced is None or not keep_bytes:
             # A re-encoded original needs every pixel; otherwise decode (JPEG: DCT-scaled) to the box.
             decoded = upright(decode(image, stored_box if keep_bytes else None), summary.orientation)
         if keep_bytes:
-            original = EncodedOriginal(sniffed.format, lossless)
             mode = "stripped"
         elif header.animated:
             original = reencode_animation(image, quality=options.original_quality)
@@ -131,7 +135,7 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
         pixel_digest = background.submit(pixel_sha256, display)  # beside the renders and encodes
         renders = render_all(display, options.sizes, full_size=(width, height))
         hash_source_image = hash_source(renders, options.sizes, display)
-        return ProcessedImage(
+        yield ProcessedImage(
             original=original,
             width=width,
             height=height,
@@ -145,15 +149,9 @@ def process_image(path: Path, sniffed: Sniffed, options: ImageOptions,
         image.close()
 
 
-def _strip(path: Path, fmt: str, original_ready: OriginalReady | None) -> bytes | None:
-    """The file without metadata, or None when it must be re-encoded (see `judge_trailing`).
-
-    Announced inside the task, so it has happened when the task's result is read.
-    """
-    lossless = judge_trailing(STRIPPERS[fmt](path.read_bytes()), fmt)
-    if lossless is not None and original_ready is not None:
-        original_ready(EncodedOriginal(fmt, lossless))
-    return lossless
+def _strip(path: Path, fmt: str) -> bytes | None:
+    """The file without metadata, or None when it must be re-encoded (see `judge_trailing`)."""
+    return judge_trailing(STRIPPERS[fmt](path.read_bytes()), fmt)
 
 
 def hash_source(renders: dict[str, pyvips.Image], sizes: tuple[VariantSpec, ...],
