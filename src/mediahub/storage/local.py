@@ -3,9 +3,9 @@
 Keys map one-to-one to relative paths. Writes go to a temp file beside the
 target and are published with a hard link, which is atomic and refuses to
 replace an existing file, so readers never see a partial object and a key is
-never overwritten (`KeyExists`). Local files have no URLs of their own: whoever
-reads them from here serves them. Temp files start with `.tmp-`, which no valid key
-can, so they never show up as objects.
+never overwritten (`KeyExists`). Temp files start with `.tmp-`, which no valid
+key can, so they never show up as objects. Local files have no URLs of their
+own: whoever reads them from here serves them.
 """
 
 from __future__ import annotations

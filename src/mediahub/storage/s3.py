@@ -6,8 +6,8 @@ leaves this module as `StorageUnavailable`, a missing object as `NotFound`.
 
 Writes are conditional (`If-None-Match: *`, on PutObject and on completing a
 multipart upload), so S3 itself refuses to replace an object, atomically, and
-`put` raises `KeyExists` as on local disk. Servers that ignore the header (S3
-before August 2024 and some older S3-compatibles) overwrite silently instead.
+`put` raises `KeyExists` as on local disk. A server that ignores the header
+(some S3-compatibles do) overwrites silently instead.
 """
 
 from __future__ import annotations
