@@ -59,7 +59,7 @@ class Usage:
 class Storage(abc.ABC):
     """A flat namespace of immutable objects addressed by validated keys."""
 
-    kind: str  # "local" or "s3": stored on each media row
+    kind: str  # "local" or "s3": callers record it beside what they store
     bucket: str | None = None
     # Whether `presign` works: the backend itself serves reads at URLs it signs. Without it,
     # objects reach clients only through whoever reads them from the store and serves them.
