@@ -178,3 +178,29 @@ def test_a_rejected_duplicate_leaves_only_the_first_items_objects(runtime):
         upload(runtime, PHOTO)
     assert stored_keys(runtime) == keys
     assert row_count(runtime) == 1
+
+
+class TakenKeys(FailingPuts):
+    """A real store in which every key this upload picks is already taken."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner, fail_on=0)
+
+    def put(self, key, source, content_type):
+        from mediahub.storage.base import KeyExists
+
+        if "_" not in key.rsplit("/", 1)[-1]:  # the original's key
+            raise KeyExists(key)
+        return self.inner.put(key, source, content_type)
+
+
+def test_a_taken_key_is_a_retryable_failure_that_stores_nothing(sqlite_db, local_storage, tmp_path):
+    runtime = make_runtime(sqlite_db, TakenKeys(local_storage), tmp_path)
+    try:
+        with pytest.raises(StorageUnavailable) as refused:
+            upload(runtime, PHOTO)
+    finally:
+        runtime.jobs.close()
+    assert refused.value.code == "key_collision"
+    assert row_count(runtime) == 0
+    assert stored_keys(runtime) == set()

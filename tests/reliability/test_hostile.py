@@ -48,7 +48,7 @@ class Hostile:
     def __init__(self, server: ServerProcess, database_url: str, media_root: Path) -> None:
         self.server = server
         self.database_url = database_url
-        self.storage = LocalStorage(media_root, b"unused", "http://unused")
+        self.storage = LocalStorage(media_root)
 
     def snapshot(self):
         return snapshot(self.database_url, self.storage)

@@ -1,8 +1,9 @@
 """One contract, both backends: local disk and S3 (moto's HTTP server).
 
 Every test in the first part runs against each backend through the `storage`
-fixture; backend-specific behaviour (local refuses overwrites and symlinks, S3
-reports an unreachable endpoint) is tested separately at the end.
+fixture, with no branch on the backend; what only one backend has (local: symlink
+refusal, temp files, no URLs of its own; S3: presigned and public URLs, multipart,
+an unreachable endpoint) is tested separately at the end.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import time
-import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +19,10 @@ import pytest
 
 from mediahub.config import Settings
 from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
-from mediahub.storage import signing
-from mediahub.storage.base import Storage
+from mediahub.storage.base import KeyExists, Storage
 from mediahub.storage.factory import build_storage
 from mediahub.storage.local import TEMP_PREFIX, LocalStorage
-from tests.support.s3_server import LOCAL_SIGNING_KEY, MB, anonymous_get, free_port, make_s3_storage
+from tests.support.s3_server import MB, anonymous_get, free_port, make_s3_storage
 
 DATA = b"0123456789abcdef"
 KEY = "listings/photos/42/2024-05/photo-20240501120000-abc123.jpg"
@@ -117,17 +116,28 @@ def test_open_range_refuses_malformed_ranges(storage: Storage, start: int, end: 
     assert caught.value.code == "invalid_range"
 
 
-def test_put_on_existing_key(storage: Storage) -> None:
+def test_put_never_replaces_an_object(storage: Storage) -> None:
     storage.put(KEY, DATA, "image/jpeg")
 
-    if storage.kind == "local":  # S3 has no cheap create-only put: a second put overwrites there
-        with pytest.raises(InvalidInput) as caught:
-            storage.put(KEY, b"other", "image/jpeg")
-        assert caught.value.code == "key_exists"
-        assert storage.get(KEY) == DATA
-    else:
-        storage.put(KEY, b"other", "image/jpeg")
-        assert storage.get(KEY) == b"other"
+    with pytest.raises(KeyExists) as caught:
+        storage.put(KEY, b"other", "image/png")
+
+    assert caught.value.key == KEY
+    assert storage.get(KEY) == DATA
+    assert storage.stat(KEY).size == len(DATA)
+
+
+def test_put_never_replaces_a_large_object(storage: Storage, tmp_path: Path) -> None:
+    """Above the multipart threshold on S3, where the check happens when the upload completes."""
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(os.urandom(6 * MB))
+    second.write_bytes(os.urandom(6 * MB))
+    storage.put("a/large.mp4", first, "video/mp4")
+
+    with pytest.raises(KeyExists):
+        storage.put("a/large.mp4", second, "video/mp4")
+
+    assert storage.get("a/large.mp4") == first.read_bytes()
 
 
 def test_large_object_round_trips(storage: Storage, tmp_path: Path) -> None:
@@ -139,8 +149,6 @@ def test_large_object_round_trips(storage: Storage, tmp_path: Path) -> None:
 
     assert info.size == 12 * MB
     assert storage.get("a/large.mp4") == source.read_bytes()
-    if storage.kind == "s3":
-        assert "-" in (info.etag or "")  # multipart ETags end in -<part count>
 
 
 # Deleting, listing, usage
@@ -184,52 +192,6 @@ def test_check_passes_on_a_working_backend(storage: Storage) -> None:
     storage.check()
 
 
-# Presigned URLs
-
-
-def test_presigned_get_grants_the_object(storage: Storage) -> None:
-    storage.put(KEY, DATA, "image/jpeg")
-
-    url = storage.presign(KEY, 60)
-
-    if storage.kind == "s3":
-        with urllib.request.urlopen(url, timeout=5) as response:
-            assert response.read() == DATA
-    else:
-        key, expires, signature = _parse_local_url(url)
-        assert key == KEY
-        assert signing.verify(key, expires, signature, LOCAL_SIGNING_KEY)
-        assert not signing.verify(key + "x", expires, signature, LOCAL_SIGNING_KEY)
-        assert not signing.verify(key, expires + 1, signature, LOCAL_SIGNING_KEY)
-        assert not signing.verify(key, expires, signature, LOCAL_SIGNING_KEY, now=expires + 1)
-
-
-def _parse_local_url(url: str) -> tuple[str, int, str]:
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qs(parts.query)
-    key = parts.path.removeprefix("/v1/media/files/")
-    return key, int(query["expires"][0]), query["signature"][0]
-
-
-def test_presigned_put_matches_the_backend(storage: Storage) -> None:
-    if storage.kind == "local":  # uploads go through the API, never straight to disk
-        with pytest.raises(InvalidInput) as caught:
-            storage.presign(KEY, 60, method="PUT")
-        assert caught.value.code == "unsupported_operation"
-        return
-    url = storage.presign(KEY, 60, method="PUT", content_type="image/png")
-    request = urllib.request.Request(url, data=DATA, method="PUT", headers={"Content-Type": "image/png"})
-    urllib.request.urlopen(request, timeout=5).close()
-    assert storage.get(KEY) == DATA
-    assert storage.stat(KEY).content_type == "image/png"
-
-
-@pytest.mark.parametrize("expires_in", [0, -5, 8 * 24 * 3600])
-def test_presign_refuses_out_of_range_expiry(storage: Storage, expires_in: int) -> None:
-    with pytest.raises(InvalidInput):
-        storage.presign(KEY, expires_in)
-
-
 # Readability without a signature
 
 
@@ -240,32 +202,6 @@ def test_set_public_accepts_present_and_missing_keys(storage: Storage) -> None:
     storage.set_public([KEY, "a/missing.jpg"], False)
 
     assert storage.get(KEY) == DATA
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def publishing_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    """Each backend as the service runs it with public URLs: local through the API, S3 through its bucket URL."""
-    if request.param == "local":
-        return LocalStorage(tmp_path / "media", LOCAL_SIGNING_KEY)
-    storage = make_s3_storage(request.getfixturevalue("s3_server"), public_bucket=True)
-    storage.check()
-    return storage
-
-
-def test_public_urls_serve_exactly_the_public_objects(publishing_storage: Storage) -> None:
-    """Where a backend has its own public URLs, an anonymous GET reads an object only between set_public calls."""
-    storage = publishing_storage
-    storage.put(KEY, DATA, "image/jpeg")
-    url = storage.public_url(KEY)
-    if url is None:  # local: the API's file route decides per request from the item's status
-        assert storage.kind == "local"
-        return
-    assert anonymous_get(url)[0] == 403, "a new object is private"
-    storage.set_public([KEY], True)
-    status, _, body = anonymous_get(url)
-    assert (status, body) == (200, DATA)
-    storage.set_public([KEY], False)
-    assert anonymous_get(url)[0] == 403
 
 
 # Key safety
@@ -288,7 +224,6 @@ OPERATIONS: dict[str, Callable[[Storage, str], object]] = {
     "exists": lambda s, k: s.exists(k),
     "delete_many": lambda s, k: s.delete_many(["a/fine.jpg", k]),
     "delete": lambda s, k: s.delete(k),
-    "presign": lambda s, k: s.presign(k, 60),
     "set_public": lambda s, k: s.set_public(["a/fine.jpg", k], True),
     "list": lambda s, k: s.list(k),
     "usage": lambda s, k: s.usage(k),
@@ -300,8 +235,9 @@ OPERATIONS: dict[str, Callable[[Storage, str], object]] = {
 def test_invalid_keys_are_refused_by_every_method(storage: Storage, operation: str, key: str) -> None:
     storage.put("a/fine.jpg", DATA, "image/jpeg")
 
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput) as caught:
         OPERATIONS[operation](storage, key)
+    assert caught.value.code == "invalid_key"
     assert storage.exists("a/fine.jpg")  # a batch with one bad key deletes nothing
 
 
@@ -378,6 +314,18 @@ def test_local_delete_prunes_emptied_folders_but_keeps_the_root(local_storage: L
     assert local_storage.root.is_dir() and not any(local_storage.root.iterdir())
 
 
+def test_local_serves_no_urls_of_its_own(local_storage: LocalStorage) -> None:
+    """Its objects reach clients only through whoever reads them from the store."""
+    local_storage.put(KEY, DATA, "image/jpeg")
+    local_storage.set_public([KEY], True)
+
+    assert not local_storage.can_presign
+    assert local_storage.public_url(KEY) is None
+    with pytest.raises(InvalidInput) as caught:
+        local_storage.presign(KEY, 60)
+    assert caught.value.code == "unsupported_operation"
+
+
 def test_local_check_creates_the_root(local_storage: LocalStorage) -> None:
     local_storage.check()
 
@@ -387,7 +335,7 @@ def test_local_check_creates_the_root(local_storage: LocalStorage) -> None:
 def test_local_check_fails_when_the_root_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_bytes(b"")
-    storage = LocalStorage(blocker / "media", LOCAL_SIGNING_KEY, "http://testserver")
+    storage = LocalStorage(blocker / "media")
 
     with pytest.raises(StorageUnavailable):
         storage.check()
@@ -417,6 +365,67 @@ def test_s3_unreachable_endpoint_is_storage_unavailable_quickly(operation: Calla
 
     assert caught.value.code == "storage_unavailable"
     assert time.monotonic() - began < 10
+
+
+@pytest.mark.s3
+def test_s3_large_objects_go_up_in_parts(s3_storage: Storage, tmp_path: Path) -> None:
+    source = tmp_path / "large.bin"
+    source.write_bytes(os.urandom(12 * MB))
+
+    info = s3_storage.put("a/large.mp4", source, "video/mp4")
+
+    assert "-" in (info.etag or "")  # multipart ETags end in -<part count>
+
+
+@pytest.mark.s3
+def test_s3_presigned_get_grants_the_object(s3_storage: Storage) -> None:
+    s3_storage.put(KEY, DATA, "image/jpeg")
+
+    assert s3_storage.can_presign
+    with urllib.request.urlopen(s3_storage.presign(KEY, 60), timeout=5) as response:
+        assert response.read() == DATA
+
+
+@pytest.mark.s3
+def test_s3_presigned_put_uploads_with_the_signed_type(s3_storage: Storage) -> None:
+    url = s3_storage.presign(KEY, 60, method="PUT", content_type="image/png")
+    request = urllib.request.Request(url, data=DATA, method="PUT", headers={"Content-Type": "image/png"})
+    urllib.request.urlopen(request, timeout=5).close()
+
+    assert s3_storage.get(KEY) == DATA
+    assert s3_storage.stat(KEY).content_type == "image/png"
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("expires_in", [0, -5, 8 * 24 * 3600])
+def test_s3_presign_refuses_out_of_range_expiry(s3_storage: Storage, expires_in: int) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        s3_storage.presign(KEY, expires_in)
+    assert caught.value.code == "invalid_expiry"
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("key", INVALID_KEYS.values(), ids=INVALID_KEYS.keys())
+def test_s3_presign_refuses_invalid_keys(s3_storage: Storage, key: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        s3_storage.presign(key, 60)
+    assert caught.value.code == "invalid_key"
+
+
+@pytest.mark.s3
+def test_s3_public_urls_serve_exactly_the_public_objects(s3_server: str) -> None:
+    """With the bucket's own public URLs, an anonymous GET reads an object only between set_public calls."""
+    storage = make_s3_storage(s3_server, public_bucket=True)
+    storage.check()
+    storage.put(KEY, DATA, "image/jpeg")
+    url = storage.public_url(KEY)
+
+    assert anonymous_get(url)[0] == 403, "a new object is private"
+    storage.set_public([KEY], True)
+    status, _, body = anonymous_get(url)
+    assert (status, body) == (200, DATA)
+    storage.set_public([KEY], False)
+    assert anonymous_get(url)[0] == 403
 
 
 @pytest.mark.s3

@@ -29,8 +29,6 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
 MB = 1024 * 1024
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-LOCAL_SIGNING_KEY = b"test-signing-key"
-LOCAL_BASE_URL = "http://testserver"
 
 
 def free_port() -> int:
@@ -126,4 +124,4 @@ def s3_storage(s3_server: str) -> S3Storage:
 
 @pytest.fixture
 def local_storage(tmp_path: Path) -> LocalStorage:
-    return LocalStorage(tmp_path / "media", LOCAL_SIGNING_KEY, LOCAL_BASE_URL)
+    return LocalStorage(tmp_path / "media")

@@ -21,7 +21,6 @@ from typing import Any
 from mediahub.db.models import Job, MediaItem, PendingDelete
 from mediahub.db.repositories.job_queue import lock_item
 from mediahub.db.session import Database
-from mediahub.errors import InvalidInput
 from mediahub.jobs.context import TaskContext
 from mediahub.media import exposure
 from mediahub.media.cleanup import purge_pending_deletes
@@ -34,7 +33,7 @@ from mediahub.pipeline.sniff import sniff
 from mediahub.pipeline.transcode import transcode_web
 from mediahub.pipeline.variants import EXTENSIONS, Encoded, EncodeOptions
 from mediahub.pipeline.video import ProcessedVideo, process_video
-from mediahub.storage.base import ObjectInfo, Storage
+from mediahub.storage.base import KeyExists, ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +157,7 @@ def _put_unless_present(storage: Storage, variant: NewVariant) -> ObjectInfo:
     key = variant.entry["key"]
     try:
         return storage.put(key, variant.source, variant.entry["content_type"])
-    except InvalidInput as exc:
-        if exc.code != "key_exists":
-            raise
+    except KeyExists:
         return storage.stat(key)
 
 

@@ -29,7 +29,7 @@ from mediahub.db.session import Database
 from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
 from mediahub.entities import Target
-from mediahub.errors import DatabaseUnavailable, TooLarge, UnsupportedType
+from mediahub.errors import DatabaseUnavailable, StorageUnavailable, TooLarge, UnsupportedType
 from mediahub.media import access, exposure
 from mediahub.media.access import Principal
 from mediahub.media.cleanup import purge_pending_deletes
@@ -45,7 +45,7 @@ from mediahub.pipeline.sniff import Sniffed, sniff
 from mediahub.pipeline.transcode import strip_metadata
 from mediahub.pipeline.variants import CONTENT_TYPES, EXTENSIONS
 from mediahub.pipeline.video import ProcessedVideo, process_video
-from mediahub.storage.base import Storage
+from mediahub.storage.base import KeyExists, Storage
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +242,9 @@ class IngestService:
                 lambda: self._row(spooled, sniffed, processed, request, objects, job_kinds), request.target, job_kinds,
                 self._recheck(spooled, processed, request),
             )
+        except KeyExists as exc:  # a generated key that is taken: nothing was replaced, the upload may be sent again
+            self._remove(written)
+            raise StorageUnavailable(f"storage key {exc.key} is taken", code="key_collision") from exc
         except BaseException:
             self._remove(written)
             raise

@@ -3,7 +3,7 @@
 Both backends (local disk, S3) implement it and pass the same contract tests
 (`tests/storage/test_contract.py`). All methods block; callers in async code run
 them in a worker thread. Backend faults are raised as `StorageUnavailable`, a
-missing key as `NotFound`.
+missing key as `NotFound`, a `put` on a key that holds an object as `KeyExists`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,25 @@ from typing import BinaryIO
 from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
 from mediahub.storage.keys import check_key
 
-MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 ceiling; local URLs share it
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 ceiling
 # A signed URL is one caller's capability: no shared cache may keep what it returns.
 PRIVATE_CACHE_CONTROL = "private, no-store"
 
 
 def public_cache_control(seconds: int) -> str:
-    """Unsigned copies of approved objects: bounded, never `immutable`, since a later reject must take effect."""
+    """Unsigned reads of public objects: bounded, never `immutable`, since making one private must take effect."""
     return f"public, max-age={seconds}"
+
+
+class KeyExists(Exception):
+    """`put` on a key that already holds an object: objects are immutable, so nothing was replaced.
+
+    Not a `MediaHubError`: no request can cause it, so it reaches no caller as a client error.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object {key} already exists")
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -48,12 +59,15 @@ class Usage:
 class Storage(abc.ABC):
     """A flat namespace of immutable objects addressed by validated keys."""
 
-    kind: str  # "local" or "s3": stored on each media row
+    kind: str  # "local" or "s3": callers record it beside what they store
     bucket: str | None = None
+    # Whether `presign` works: the backend itself serves reads at URLs it signs. Without it,
+    # objects reach clients only through whoever reads them from the store and serves them.
+    can_presign: bool = False
 
     @abc.abstractmethod
     def put(self, key: str, source: BinaryIO | Path | bytes, content_type: str) -> ObjectInfo:
-        """Store a complete object atomically (readers never see a partial one)."""
+        """Store a new object atomically (readers never see a partial one); `KeyExists` if the key holds one."""
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
@@ -78,16 +92,15 @@ class Storage(abc.ABC):
     def delete_many(self, keys: Iterable[str]) -> list[str]:
         """Delete the keys (absent ones count as deleted); return the keys that failed."""
 
-    @abc.abstractmethod
     def presign(self, key: str, expires_in: int, *, method: str = "GET", content_type: str | None = None) -> str:
-        """A URL that grants `method` on the key until it expires."""
+        """A URL the backend serves that grants `method` on the key until it expires; only where `can_presign`."""
+        raise InvalidInput(f"{self.kind} storage serves no URLs of its own", code="unsupported_operation")
 
     @abc.abstractmethod
     def set_public(self, keys: Iterable[str], public: bool) -> None:
         """Make the objects readable at `public_url` without a signature, or no longer.
 
-        Backends whose public URLs go through the API (which checks each item's status) do nothing.
-        Keys that no longer exist are skipped.
+        Backends without public URLs of their own do nothing. Keys that no longer exist are skipped.
         """
 
     @abc.abstractmethod
@@ -108,7 +121,7 @@ class Storage(abc.ABC):
             raise StorageUnavailable(f"could not delete {key}")
 
     def public_url(self, key: str) -> str | None:
-        """An unsigned URL for approved public objects, where the backend has one."""
+        """The unsigned URL the backend serves an object at once `set_public` made it public, where it has one."""
         return None
 
 

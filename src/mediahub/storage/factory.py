@@ -15,7 +15,7 @@ from mediahub.storage.s3 import S3Storage
 def build_storage(settings: Settings) -> Storage:
     if settings.storage_type == "s3":
         return _s3_storage(settings)
-    return LocalStorage(settings.media_root, settings.signing_key, settings.public_base_url)
+    return LocalStorage(settings.media_root)
 
 
 def _s3_storage(settings: Settings) -> S3Storage:

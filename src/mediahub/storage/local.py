@@ -3,8 +3,9 @@
 Keys map one-to-one to relative paths. Writes go to a temp file beside the
 target and are published with a hard link, which is atomic and refuses to
 replace an existing file, so readers never see a partial object and a key is
-never silently overwritten. Temp files start with `.tmp-`, which no valid key
-can, so they never show up as objects.
+never overwritten (`KeyExists`). Temp files start with `.tmp-`, which no valid
+key can, so they never show up as objects. Local files have no URLs of their
+own: whoever reads them from here serves them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import dataclasses
 import os
 import stat as stat_mode
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from datetime import datetime, timezone
@@ -22,17 +22,16 @@ from typing import BinaryIO
 
 from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
 from mediahub.storage.base import (
+    KeyExists,
     ObjectInfo,
     Storage,
     Usage,
-    check_expires_in,
     check_prefix,
     check_range,
     open_source,
     usage_of,
 )
 from mediahub.storage.keys import check_key
-from mediahub.storage.signing import sign
 
 WRITE_CHUNK = 1024 * 1024
 READ_CHUNK = 64 * 1024
@@ -55,7 +54,7 @@ CONTENT_TYPES = {
 
 
 def content_type_for(key: str) -> str | None:
-    """A best guess from the extension; the media row holds the authoritative type."""
+    """A best guess from the extension: local files keep no content type."""
     _, dot, ext = key.rpartition(".")
     return CONTENT_TYPES.get(ext.lower()) if dot else None
 
@@ -64,11 +63,8 @@ class LocalStorage(Storage):
     kind = "local"
     bucket = None
 
-    def __init__(self, root: Path, signing_key: bytes, public_base_url: str | None = None) -> None:
-        """Without a public base URL, signed URLs are root-relative: the API completes them per request."""
+    def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
-        self._signing_key = signing_key
-        self._public_base_url = (public_base_url or "").rstrip("/")
 
     # Paths
 
@@ -104,7 +100,7 @@ class LocalStorage(Storage):
             _write_synced(fd, source)
             os.link(tmp, path)
         except FileExistsError as exc:
-            raise InvalidInput(f"object {key} already exists", code="key_exists") from exc
+            raise KeyExists(key) from exc
         except OSError as exc:
             raise StorageUnavailable(f"cannot write {key}: {exc}") from exc
         finally:
@@ -190,17 +186,8 @@ class LocalStorage(Storage):
             etag=f'"{result.st_size:x}-{result.st_mtime_ns:x}"',
         )
 
-    def presign(self, key: str, expires_in: int, *, method: str = "GET", content_type: str | None = None) -> str:
-        """A URL for the API's file route, which checks the signature before serving."""
-        check_key(key)
-        if method.upper() != "GET":
-            raise InvalidInput("local storage only signs GET URLs", code="unsupported_operation")
-        expires = int(time.time()) + check_expires_in(expires_in)
-        signature = sign(key, expires, self._signing_key)
-        return f"{self._public_base_url}/v1/media/files/{key}?expires={expires}&signature={signature}"
-
     def set_public(self, keys: Iterable[str], public: bool) -> None:
-        """Nothing to change: the file route reads each item's status from the database on every request."""
+        """Nothing to change: no one reads local files without going through whoever serves them."""
         for key in keys:
             check_key(key)
 

@@ -3,6 +3,11 @@
 Path-style addressing works with every S3-compatible server; short timeouts and
 two attempts keep a dead endpoint from stalling requests. Every backend fault
 leaves this module as `StorageUnavailable`, a missing object as `NotFound`.
+
+Writes are conditional (`If-None-Match: *`, on PutObject and on completing a
+multipart upload), so S3 itself refuses to replace an object, atomically, and
+`put` raises `KeyExists` as on local disk. A server that ignores the header
+(some S3-compatibles do) overwrites silently instead.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
 from mediahub.storage.base import (
     PRIVATE_CACHE_CONTROL,
+    KeyExists,
     ObjectInfo,
     Storage,
     Usage,
@@ -37,6 +43,8 @@ DELETE_BATCH = 1000  # the DeleteObjects maximum
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
 PRESIGN_OPERATIONS = {"GET": "get_object", "PUT": "put_object"}
+# The operations that publish an object: a single PUT, or the completion of a multipart upload.
+WRITE_EVENTS = ("before-parameter-build.s3.PutObject", "before-parameter-build.s3.CompleteMultipartUpload")
 
 
 def _error_code(exc: ClientError) -> str:
@@ -59,6 +67,8 @@ def _translated(action: str, key: str | None = None) -> Iterator[None]:
         code = _error_code(exc)
         if key is not None and code in NOT_FOUND_CODES:
             raise NotFound(f"no object {key}", code="object_not_found") from exc
+        if code == "PreconditionFailed" and action == "put":
+            raise KeyExists(target) from exc
         if code == "InvalidRange":
             raise InvalidInput(f"range outside object {key}", code="range_not_satisfiable") from exc
         raise StorageUnavailable(f"S3 {action} {target} failed: {code}", code="storage_unavailable") from exc
@@ -66,8 +76,15 @@ def _translated(action: str, key: str | None = None) -> Iterator[None]:
         raise StorageUnavailable(f"S3 {action} {target} failed: {exc}", code="storage_unavailable") from exc
 
 
+def _create_only(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """Make an upload refuse to replace an object. A presigned PUT URL stays as its signer asked for it."""
+    if not context.get("is_presign_request"):
+        params["IfNoneMatch"] = "*"
+
+
 class S3Storage(Storage):
     kind = "s3"
+    can_presign = True
 
     def __init__(
         self,
@@ -104,11 +121,16 @@ class S3Storage(Storage):
                 retries={"max_attempts": 2, "mode": "standard"},
             ),
         )
+        for event in WRITE_EVENTS:
+            self._client.meta.events.register(event, _create_only)
 
     # Writes
 
     def put(self, key: str, source: BinaryIO | Path | bytes, content_type: str) -> ObjectInfo:
-        """Upload (multipart above the threshold); S3 publishes only complete objects, private until `set_public`."""
+        """Upload (multipart above the threshold); S3 publishes only complete objects, private until `set_public`.
+
+        The managed transfer accepts no `IfNoneMatch` argument: `_create_only` adds it to the requests.
+        """
         check_key(key)
         with open_source(source) as stream, _translated("put", key):
             self._client.upload_fileobj(

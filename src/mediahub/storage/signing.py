@@ -1,8 +1,8 @@
-"""HMAC signatures for local-storage URLs.
+"""HMAC signatures binding a key to an expiry, for stores without presigned URLs.
 
-Local files have no S3-style presigned URL, so `LocalStorage.presign` signs the
-key and an expiry with the service secret; the file route checks them with
-`verify` before streaming, so a URL cannot be re-pointed or extended.
+Local files have no S3-style presigned URL, so whoever serves them signs the key
+and an expiry with the service secret and checks both with `verify` before
+streaming, so a signed link cannot be re-pointed or extended.
 """
 
 from __future__ import annotations

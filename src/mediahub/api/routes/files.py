@@ -1,4 +1,4 @@
-"""Serving stored objects through the API (local storage's URLs point here).
+"""Serving stored objects through the API (`MediaUrls` points here when the store has no URLs of its own).
 
 Headers follow the media row: its content type (never a guess from the name),
 public caching for PUBLIC_CACHE_SECONDS for unsigned reads of approved items
@@ -26,9 +26,10 @@ from mediahub.api.ranges import (
 )
 from mediahub.api.schemas import Problem
 from mediahub.media.files import ServedObject
+from mediahub.media.urls import FILES_PATH
 from mediahub.storage.base import PRIVATE_CACHE_CONTROL, ObjectInfo, public_cache_control
 
-router = APIRouter(prefix="/v1/media/files", tags=["files"])
+router = APIRouter(prefix=FILES_PATH, tags=["files"])
 
 HeaderValue = Annotated[str | None, Header(max_length=2000)]
 
