@@ -38,18 +38,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from mediahub.db.models import utcnow
 from mediahub.db.repositories import HashFeed
+from mediahub.db.repositories.fingerprints import HashKind
 from mediahub.db.session import Database
 from mediahub.pipeline.fingerprint import BAND_BITS, BANDS, Fingerprint, bands
 
 log = logging.getLogger(__name__)
 
-HashKind = Literal["w", "c"]  # whole picture, centre window
 KINDS: tuple[HashKind, ...] = ("w", "c")
 HALVES = HashFeed.HALVES  # the hashes are read as 32-bit halves: two bands a value
 BAND_VALUES = 1 << BAND_BITS
