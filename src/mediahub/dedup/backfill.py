@@ -17,9 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, func, or_, select, update
-
-from mediahub.db.models import MediaItem, utcnow
+from mediahub.db.repositories import FingerprintRepository
 from mediahub.db.session import Database
 from mediahub.dedup.policy import row_columns
 from mediahub.errors import MediaHubError, UnsupportedType
@@ -39,16 +37,10 @@ class BackfillReport:
     failed: dict[int, str] = field(default_factory=dict)  # id -> why
 
 
-def _missing() -> list[ColumnElement[bool]]:
-    return [MediaItem.media_type == "image",
-            or_(MediaItem.pixel_sha256.is_(None), MediaItem.dedup_thumb.is_(None), MediaItem.hash_w0.is_(None),
-                MediaItem.hash_c0.is_(None))]
-
-
 def pending(database: Database) -> int:
     """Image rows that lack a fingerprint value."""
     with database.session() as session:
-        return session.scalar(select(func.count(MediaItem.id)).where(*_missing())) or 0
+        return FingerprintRepository(session).count_unfingerprinted()
 
 
 def _sources(original_key: str, variants: list[dict]) -> list[str]:
@@ -78,9 +70,7 @@ def backfill(database: Database, storage: Storage, options: ImageOptions,
     with tempfile.TemporaryDirectory(prefix="mediahub-backfill-") as folder:
         while True:
             with database.session() as session:
-                page = session.execute(select(MediaItem.id, MediaItem.original_key, MediaItem.variants)
-                                       .where(MediaItem.id > last_id, *_missing())
-                                       .order_by(MediaItem.id).limit(PAGE)).all()
+                page = FingerprintRepository(session).unfingerprinted(last_id, PAGE)
             for media_id, original_key, variants in page:
                 report.examined += 1
                 errors = []
@@ -94,8 +84,7 @@ def backfill(database: Database, storage: Storage, options: ImageOptions,
                         errors.append(f"{key}: {exc}")
                         continue
                     with database.session() as session:
-                        session.execute(update(MediaItem).where(MediaItem.id == media_id)
-                                        .values(**values, updated_at=utcnow()))
+                        FingerprintRepository(session).fill(media_id, values)
                     report.filled += 1
                     report.from_variant += n > 0
                     break

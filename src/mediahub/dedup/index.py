@@ -35,26 +35,23 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Connection, Select, bindparam, cast, func, select, union_all
-from sqlalchemy.exc import DBAPIError
 
-from mediahub.db.models import MediaItem, UtcDateTime, utcnow
+from mediahub.db.models import utcnow
+from mediahub.db.repositories import HashFeed
+from mediahub.db.repositories.fingerprints import HashKind
 from mediahub.db.session import Database
 from mediahub.pipeline.fingerprint import BAND_BITS, BANDS, Fingerprint, bands
 
 log = logging.getLogger(__name__)
 
-HashKind = Literal["w", "c"]  # whole picture, centre window
 KINDS: tuple[HashKind, ...] = ("w", "c")
-HASH_COLUMNS = tuple(getattr(MediaItem, f"hash_{kind}{band}") for kind in KINDS for band in range(BANDS))
-HALVES = len(HASH_COLUMNS) // 2  # read as 32-bit halves: two bands a value
+HALVES = HashFeed.HALVES  # the hashes are read as 32-bit halves: two bands a value
 BAND_VALUES = 1 << BAND_BITS
 SCAN_RADIUS = 4  # per-band radius (threshold 16) from which scanning every hash is cheaper
 MIN_DELTA = 4096  # rows the unsorted delta holds before it is merged (at least)
@@ -277,28 +274,6 @@ def _hashes(halves: Any) -> tuple[int, int] | None:
     return (halves[0] << 32) | halves[1], (halves[2] << 32) | halves[3]
 
 
-def _columns() -> Select[Any]:
-    """id and the hashes as four 32-bit halves (fewer values to fetch); -1 where a band is NULL
-    (a row without a fingerprint), so a page converts to an integer array."""
-    halves = [func.coalesce(cast(high, BigInteger) * BAND_VALUES + low, -1)
-              for high, low in zip(HASH_COLUMNS[::2], HASH_COLUMNS[1::2], strict=True)]
-    return select(MediaItem.id, *halves)
-
-
-@cache
-def _sync_statement(with_gaps: bool) -> Any:
-    """New ids, recently updated rows, and (`with_gaps`) ids still missing: one round trip.
-
-    Built once with bound parameters, so SQLAlchemy's compiled cache serves every sync.
-    """
-    # No `id <= watermark` beside updated_at: SQLite would walk the primary key instead of the index.
-    queries = [_columns().where(MediaItem.id > bindparam("watermark", type_=BigInteger)),
-               _columns().where(MediaItem.updated_at >= bindparam("since", type_=UtcDateTime))]
-    if with_gaps:
-        queries.append(_columns().where(MediaItem.id.in_(bindparam("gaps", expanding=True))))
-    return union_all(*queries)
-
-
 # ---------------------------------------------------------------------------- the index
 
 
@@ -310,13 +285,12 @@ class DedupIndex:
     """
 
     def __init__(self, database: Database, rebuild_seconds: float = DEFAULT_REBUILD_SECONDS) -> None:
-        self.database = database
         self.rebuild_seconds = rebuild_seconds
+        self.feed = HashFeed(database, BAND_BITS)  # the rows; its syncs use it under the lock
         self._lock = threading.Lock()
         self._state: _State | None = None
         self._rebuilding: threading.Thread | None = None
         self._closed = False
-        self._connection: Connection | None = None  # the syncs' own, in autocommit: one round trip each
 
     # -------------------------------------------------------------- lookups
 
@@ -362,7 +336,7 @@ class DedupIndex:
         if thread is not None:
             thread.join(timeout=30)
         with self._lock:
-            self._drop_connection()
+            self.feed.close()
 
     def __len__(self) -> int:
         with self._lock:
@@ -391,10 +365,7 @@ class DedupIndex:
         for media_id in [i for i, deadline in state.gaps.items() if deadline <= now]:
             del state.gaps[media_id]  # rolled back, deleted, or committing too late: the next rebuild finds it
         watermark = state.watermark
-        parameters: dict[str, Any] = {"watermark": watermark, "since": state.since}
-        if state.gaps:
-            parameters["gaps"] = sorted(state.gaps)
-        rows = self._query(_sync_statement(bool(state.gaps)), parameters)
+        rows = self.feed.changes(watermark, state.since, sorted(state.gaps))
         fresh: set[int] = set()
         for media_id, *parts in rows:
             hashes = _hashes(parts)
@@ -416,45 +387,16 @@ class DedupIndex:
         state.watermark = top
         state.since = started - timedelta(seconds=UPDATE_OVERLAP_SECONDS)
 
-    def _query(self, statement: Any, parameters: dict[str, Any]) -> Sequence[Any]:
-        """Rows of a sync, through the index's own connection (no pool check-out, no ping, no
-        BEGIN/COMMIT). When that fails it is dropped, and the query goes through a pooled session,
-        which reconnects, or reports the database unavailable."""
-        try:
-            if self._connection is None:
-                self._connection = self.database.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            return self._connection.execute(statement, parameters).all()
-        except DBAPIError:
-            self._drop_connection()
-        with self.database.session() as session:
-            return session.connection().execute(statement, parameters).all()
-
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            try:
-                self._connection.close()
-            except DBAPIError:
-                pass
-            self._connection = None
-
     def _load(self) -> _State:
         """Every row, page by page, as plain tuples: a fresh state."""
         started, now = utcnow(), time.monotonic()
         pages: list[np.ndarray] = []
         last = 0
-        with self.database.session() as session:
-            connection = session.connection()  # Core rows: no ORM processing
-            while True:
-                rows = connection.execute(_columns().where(MediaItem.id > last).order_by(MediaItem.id)
-                                          .limit(LOAD_PAGE)).all()
-                if not rows:
-                    break
-                page = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
-                                   count=len(rows) * (1 + HALVES)).reshape(len(rows), -1)
-                pages.append(page)
-                last = int(page[-1, 0])
-                if len(rows) < LOAD_PAGE:
-                    break
+        for rows in self.feed.pages(LOAD_PAGE):
+            page = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
+                               count=len(rows) * (1 + HALVES)).reshape(len(rows), -1)
+            pages.append(page)
+            last = int(page[-1, 0])
         table = np.concatenate(pages) if pages else np.empty((0, 1 + HALVES), dtype=np.int64)
         low = max(1, last - LOAD_GAP_SPAN)
         missing = np.setdiff1d(np.arange(low, last), table[table[:, 0] >= low, 0])

@@ -26,20 +26,22 @@ Exact signals are indexed columns. Perceptual candidates depend on the scope:
   Without an index at hand (`index=None`) the same candidates come from
   `scan_candidates`, which reads every row in scope.
 
-Candidates are loaded from the database with the scope's conditions, which also drops
-rows deleted since the index saw them, then confirmed with `Fingerprint.compare`.
+Candidates are loaded from the database in their scope, which also drops rows deleted
+since the index saw them, then confirmed with `Fingerprint.compare`. The queries are
+`FingerprintRepository`'s (db/repositories/fingerprints.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import NO_PARENT, MediaItem
+from mediahub.db.repositories import FingerprintRepository, MediaRepository
+from mediahub.db.repositories.fingerprints import HashKind
 from mediahub.errors import Conflict, NotFound
 from mediahub.pipeline.fingerprint import BANDS, Fingerprint, bands, from_bands, hamming
 
@@ -48,15 +50,9 @@ if TYPE_CHECKING:
 
 ScopeKind = Literal["entity", "uploader", "global"]
 Policy = Literal["reject", "flag", "allow"]
-HashKind = Literal["w", "c"]  # whole picture, centre window
 
-PAGE = 500  # rows (and ids of an IN list) at a time
+PAGE = 500  # rows at a time
 SCAN_PAGE = 5000
-
-_BAND_COLUMNS: dict[str, tuple[Any, ...]] = {
-    "w": (MediaItem.hash_w0, MediaItem.hash_w1, MediaItem.hash_w2, MediaItem.hash_w3),
-    "c": (MediaItem.hash_c0, MediaItem.hash_c1, MediaItem.hash_c2, MediaItem.hash_c3),
-}
 
 
 # ---------------------------------------------------------------------------- what is compared
@@ -96,7 +92,7 @@ def row_columns(fingerprint: Fingerprint | None, pixel_digest: str | None) -> di
 
 @dataclass(frozen=True)
 class Scope:
-    """Which rows a lookup considers."""
+    """Which rows a lookup considers: plain data, which the repositories turn into conditions."""
 
     kind: ScopeKind
     entity_type: str | None = None
@@ -130,14 +126,6 @@ class Scope:
     def everywhere(cls) -> Scope:
         return cls("global")
 
-    def conditions(self) -> list[ColumnElement[bool]]:
-        if self.kind == "entity":
-            return [MediaItem.entity_type == self.entity_type, MediaItem.entity_id == self.entity_id,
-                    MediaItem.parent_id == (self.parent_id or NO_PARENT)]
-        if self.kind == "uploader":
-            return [MediaItem.uploaded_by == self.uploaded_by]
-        return []
-
 
 @dataclass(frozen=True)
 class Match:
@@ -149,29 +137,12 @@ class Match:
 # ---------------------------------------------------------------------------- candidates
 
 
-def _band_pages(session: Session, conditions: Sequence[ColumnElement[bool]],
-                kinds: Sequence[HashKind]) -> Iterator[Sequence[Any]]:
-    """Pages of (id, the bands of each kind) of every row in scope with a hash of kinds[0]."""
-    columns = [column for kind in kinds for column in _BAND_COLUMNS[kind]]
-    last_id = 0
-    while True:
-        page = session.execute(
-            select(MediaItem.id, *columns)
-            .where(MediaItem.id > last_id, columns[0].is_not(None), *conditions)
-            .order_by(MediaItem.id)
-            .limit(SCAN_PAGE)
-        ).all()
-        yield page
-        if len(page) < SCAN_PAGE:
-            return
-        last_id = page[-1][0]
-
-
 def linear_scan(session: Session, kind: HashKind, value: int, threshold: int,
-                conditions: Sequence[ColumnElement[bool]] = ()) -> dict[int, int]:
-    """The reference: id -> distance of every row whose `kind` hash is within `threshold`, all compared."""
+                scope: Scope | None = None) -> dict[int, int]:
+    """The reference: id -> distance of every row in scope (None: every row) whose `kind` hash is
+    within `threshold`, all compared."""
     out: dict[int, int] = {}
-    for page in _band_pages(session, conditions, [kind]):
+    for page in FingerprintRepository(session).band_pages([kind], SCAN_PAGE, scope):
         for media_id, *parts in page:
             if (d := hamming(from_bands(parts), value)) <= threshold:
                 out[media_id] = d
@@ -179,12 +150,12 @@ def linear_scan(session: Session, kind: HashKind, value: int, threshold: int,
 
 
 def scan_candidates(session: Session, fingerprint: Fingerprint, threshold: int,
-                    conditions: Sequence[ColumnElement[bool]] = ()) -> set[int]:
-    """What `DedupIndex.candidates` returns, by comparing every row in scope (no index at hand)."""
+                    scope: Scope | None = None) -> set[int]:
+    """What `DedupIndex.candidates` returns, by comparing every row in scope (no index at hand; None: every row)."""
     whole, centre = fingerprint.whole.hash, fingerprint.centre.hash
     wanted = [set(column) for column in zip(*(bands(w.hash) for w in fingerprint.windows), strict=True)]
     found = set()
-    for page in _band_pages(session, conditions, ["w", "c"]):
+    for page in FingerprintRepository(session).band_pages(["w", "c"], SCAN_PAGE, scope):
         for media_id, *parts in page:
             if hamming(from_bands(parts[:BANDS]), whole) <= threshold:
                 found.add(media_id)
@@ -195,33 +166,17 @@ def scan_candidates(session: Session, fingerprint: Fingerprint, threshold: int,
     return found
 
 
-def _chunks(values: Sequence[int], size: int = PAGE) -> Iterator[Sequence[int]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
 # ---------------------------------------------------------------------------- finding duplicates
-
-
-def _load(session: Session, ids: Iterable[int],
-          conditions: Sequence[ColumnElement[bool]] = ()) -> Iterator[MediaItem]:
-    """The rows of `ids` that exist and meet `conditions` (an index may name deleted or out-of-scope rows)."""
-    ordered = sorted(set(ids))
-    for chunk in _chunks(ordered):
-        yield from session.scalars(select(MediaItem).where(MediaItem.id.in_(chunk), *conditions)
-                                   .order_by(MediaItem.id))
 
 
 def _perceptual_candidates(session: Session, fingerprint: Fingerprint, scope: Scope, threshold: int,
                            index: DedupIndex | None) -> set[int]:
-    conditions = scope.conditions()
     if scope.kind == "entity":
         # A gallery is small: compare with every fingerprinted row of the entity.
-        query = select(MediaItem.id).where(MediaItem.hash_w0.is_not(None), *conditions)
-        return set(session.scalars(query))
+        return FingerprintRepository(session).fingerprinted_ids(scope)
     if index is None:
-        return scan_candidates(session, fingerprint, threshold, conditions)
-    return index.candidates(fingerprint, threshold)  # of any scope: _load applies this one
+        return scan_candidates(session, fingerprint, threshold, scope)
+    return index.candidates(fingerprint, threshold)  # of any scope: loading them applies this one
 
 
 def find_similar(session: Session, probe: Probe | MediaItem, scope: Scope, threshold: int,
@@ -233,7 +188,7 @@ def find_similar(session: Session, probe: Probe | MediaItem, scope: Scope, thres
     """
     if isinstance(probe, MediaItem):
         probe = Probe.of_item(probe)
-    conditions = scope.conditions()
+    rows = FingerprintRepository(session)
     best: dict[int, Match] = {}
 
     def offer(item: MediaItem, distance: int, reason: Any) -> None:
@@ -243,15 +198,14 @@ def find_similar(session: Session, probe: Probe | MediaItem, scope: Scope, thres
         if current is None or distance < current.distance:
             best[item.id] = Match(item, distance, reason)
 
-    for column, digest, reason in ((MediaItem.sha256, probe.sha256, "sha256"),
-                                   (MediaItem.pixel_sha256, probe.pixel_sha256, "pixels")):
+    for reason, digest in (("sha256", probe.sha256), ("pixels", probe.pixel_sha256)):
         if digest:
-            for item in session.scalars(select(MediaItem).where(column == digest, *conditions)):
+            for item in rows.with_digest(reason, digest, scope):
                 offer(item, 0, reason)
     fingerprint = probe.fingerprint
     if fingerprint is not None and not fingerprint.flat:
         candidates = _perceptual_candidates(session, fingerprint, scope, threshold, index) - set(best)
-        for item in _load(session, candidates, conditions):
+        for item in rows.load(candidates, scope):  # an index may name deleted or out-of-scope rows
             if item.dedup_thumb is None:
                 continue
             distance = fingerprint.compare(Fingerprint(item.dedup_thumb), threshold)
@@ -319,10 +273,8 @@ def similar_items(session: Session, media_id: int | str, *, threshold: int, limi
     For `GET /v1/media/{id}/similar`: global scope unless given; the item itself is left out.
     Raises NotFound for an unknown id.
     """
-    if isinstance(media_id, int):
-        item = session.get(MediaItem, media_id)
-    else:
-        item = session.scalars(select(MediaItem).where(MediaItem.public_id == media_id)).one_or_none()
+    media = MediaRepository(session)
+    item = media.get(media_id) if isinstance(media_id, int) else media.get_by_public_id(media_id)
     if item is None:
         raise NotFound(f"no media item {media_id}", code="media_not_found")
     matches = find_similar(session, item, scope or Scope.everywhere(), threshold, limit, index=index)
@@ -350,7 +302,8 @@ def scan(session: Session, threshold: int, progress: Callable[[int, int], None] 
     Every item is looked up once (exact digests and perceptual matches); pairs are joined
     with union-find, so a group is a connected set of duplicate pairs.
     """
-    total = session.scalar(select(func.count(MediaItem.id))) or 0
+    media = MediaRepository(session)
+    total = media.count()
     parent: dict[int, int] = {}
     edge: dict[int, tuple[int, str]] = {}  # member -> (distance, reason) of the pair that joined it
 
@@ -362,8 +315,7 @@ def scan(session: Session, threshold: int, progress: Callable[[int, int], None] 
 
     done, last_id = 0, 0
     while True:
-        page = list(session.scalars(select(MediaItem).where(MediaItem.id > last_id).order_by(MediaItem.id)
-                                    .limit(PAGE)))
+        page = media.page(last_id, PAGE)
         for item in page:
             for match in find_similar(session, item, Scope.everywhere(), threshold, limit=None, index=index):
                 if match.item.id < item.id:
@@ -385,7 +337,7 @@ def scan(session: Session, threshold: int, progress: Callable[[int, int], None] 
         members.setdefault(root(node), []).append(node)
     report = ScanReport(items=done)
     for ids in sorted((sorted(m) for m in members.values() if len(m) > 1), key=lambda m: m[0]):
-        items = {i.id: i for i in _load(session, ids)}
+        items = {i.id: i for i in FingerprintRepository(session).load(ids)}
         report.groups.append([
             _record(items[i], *(edge.get(i, (0, "first")) if n else (0, "first")))
             for n, i in enumerate(ids)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import ColumnElement, func, select
-
 from mediahub.config import Settings
-from mediahub.db.models import Job, MediaItem
-from mediahub.db.repositories.job_queue import UNFINISHED, enqueue
+from mediahub.db.models import MediaItem
+from mediahub.db.repositories import MediaRepository
+from mediahub.db.repositories.job_queue import busy_media_ids, enqueue, queued_ids
 from mediahub.db.session import Database
 from mediahub.media.job_kinds import REPROCESS, WEB
 from mediahub.pipeline.variants import output_size
@@ -46,15 +45,9 @@ def is_stale(item: MediaItem, settings: Settings) -> bool:
     return {v["format"] for v in images} - BASE_FORMATS != extra
 
 
-def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
-    if scope is None:
-        return []
-    return [MediaItem.entity_type == scope[0], MediaItem.entity_id == scope[1]]
-
-
 def count_items(database: Database, scope: Scope) -> int:
     with database.session() as session:
-        return session.scalar(select(func.count(MediaItem.id)).where(*_in_scope(scope))) or 0
+        return MediaRepository(session).count(scope)
 
 
 def queue_stale(database: Database, settings: Settings, scope: Scope,
@@ -62,20 +55,14 @@ def queue_stale(database: Database, settings: Settings, scope: Scope,
     """Queue a reprocess job per stale item; the ids of every reprocess job in scope still to run."""
     for page in _pages(database, scope):
         with database.session() as session:
-            busy = set(session.scalars(
-                select(Job.media_id).where(Job.media_id.in_([i.id for i in page]), Job.status.in_(UNFINISHED))
-            ))
+            busy = busy_media_ids(session, [i.id for i in page])
             for item in page:
                 if item.id not in busy and is_stale(item, settings):
                     enqueue(session, REPROCESS, media_id=item.id, max_attempts=settings.job_max_attempts)
         if progress:
             progress(len(page))
     with database.session() as session:
-        scoped = select(MediaItem.id).where(*_in_scope(scope))
-        return list(session.scalars(
-            select(Job.id).where(Job.kind == REPROCESS, Job.status == "queued", Job.media_id.in_(scoped))
-            .order_by(Job.id)
-        ))
+        return queued_ids(session, REPROCESS, scope)
 
 
 def _pages(database: Database, scope: Scope) -> Iterator[list[MediaItem]]:
@@ -83,9 +70,7 @@ def _pages(database: Database, scope: Scope) -> Iterator[list[MediaItem]]:
     last_id = 0
     while True:
         with database.session() as session:
-            page = list(session.scalars(
-                select(MediaItem).where(MediaItem.id > last_id, *_in_scope(scope)).order_by(MediaItem.id).limit(PAGE)
-            ))
+            page = MediaRepository(session).page(last_id, PAGE, scope)
         if not page:
             return
         yield page

@@ -12,10 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
-
-from mediahub.db.models import PendingDelete
-from mediahub.db.repositories import MediaRepository
+from mediahub.db.repositories import MediaRepository, PendingDeleteRepository
 from mediahub.db.session import Database
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.storage.base import Storage
@@ -48,7 +45,7 @@ def verify(database: Database, storage: Storage, *, grace: timedelta = timedelta
         if progress:
             progress(1)
     with database.session() as session:
-        known = set(session.scalars(select(PendingDelete.storage_key)))
+        known = PendingDeleteRepository(session).keys()
         for media_id, key in MediaRepository(session).all_keys():
             report.keys_in_db += 1
             known.add(key)

@@ -6,6 +6,7 @@ Nothing here knows about HTTP or settings. All SQL of the application lives
 under `mediahub.db`.
 """
 
+from mediahub.db.repositories.fingerprints import FingerprintRepository, HashFeed
 from mediahub.db.repositories.media import GUARDED_STATUSES, MODERATION_QUEUE_STATUSES, USAGE_COLUMNS, MediaRepository
 from mediahub.db.repositories.members import MEMBER_ROLES, MemberRepository
 from mediahub.db.repositories.pending_deletes import LAST_ERROR_MAX, PendingDeleteRepository
@@ -13,5 +14,5 @@ from mediahub.db.repositories.reports import ReportRepository
 
 __all__ = [
     "GUARDED_STATUSES", "LAST_ERROR_MAX", "MEMBER_ROLES", "MODERATION_QUEUE_STATUSES", "USAGE_COLUMNS",
-    "MediaRepository", "MemberRepository", "PendingDeleteRepository", "ReportRepository",
+    "FingerprintRepository", "HashFeed", "MediaRepository", "MemberRepository", "PendingDeleteRepository", "ReportRepository",
 ]

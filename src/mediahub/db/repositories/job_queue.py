@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import Job, MediaItem, utcnow
+from mediahub.db.repositories.media import in_entity_any_parent
 from mediahub.db.repositories.pending_deletes import LAST_ERROR_MAX
 from mediahub.db.session import Database
 
@@ -135,6 +136,22 @@ def unfinished_count(session: Session, media_ids: Iterable[int]) -> int:
     return session.scalar(
         select(func.count(Job.id)).where(Job.media_id.in_(ids), Job.status.in_(UNFINISHED))
     ) or 0
+
+
+def busy_media_ids(session: Session, media_ids: Iterable[int]) -> set[int]:
+    """Which of these items have an unfinished job."""
+    return set(session.scalars(
+        select(Job.media_id).where(Job.media_id.in_(list(media_ids)), Job.status.in_(UNFINISHED))
+    ))
+
+
+def queued_ids(session: Session, kind: str, entity: tuple[str, str] | None = None) -> list[int]:
+    """Ids of the queued jobs of `kind` for existing items of entity (type, id) under any parent
+    (None: of every entity), oldest first."""
+    items = select(MediaItem.id).where(*in_entity_any_parent(entity))
+    return list(session.scalars(
+        select(Job.id).where(Job.kind == kind, Job.status == "queued", Job.media_id.in_(items)).order_by(Job.id)
+    ))
 
 
 def wait_for_media(database: Database, media_ids: Iterable[int], timeout: float, poll: float = 0.1) -> bool:

@@ -26,6 +26,13 @@ def _in_entity(entity_type: str, entity_id: str, parent_id: str | None) -> tuple
     )
 
 
+def in_entity_any_parent(entity: tuple[str, str] | None) -> list[ColumnElement[bool]]:
+    """The rows of entity (type, id) under any parent; None: every row."""
+    if entity is None:
+        return []
+    return [MediaItem.entity_type == entity[0], MediaItem.entity_id == entity[1]]
+
+
 def _in_field(entity_type: str, entity_id: str, field: str,
               parent_id: str | None = None) -> tuple[ColumnElement[bool], ...]:
     return (*_in_entity(entity_type, entity_id, parent_id), MediaItem.entity_field == field)
@@ -213,6 +220,18 @@ class MediaRepository:
             if len(page) < page_size:
                 return
             last_id = page[-1].id
+
+    def count(self, entity: tuple[str, str] | None = None) -> int:
+        """Items of entity (type, id), under any parent; None: every item."""
+        return self.session.scalar(select(func.count(MediaItem.id)).where(*in_entity_any_parent(entity))) or 0
+
+    def page(self, after_id: int, limit: int, entity: tuple[str, str] | None = None) -> list[MediaItem]:
+        """The next `limit` items after `after_id` in id order (keyset paging), of entity (type, id) under
+        any parent; None: of every entity."""
+        return list(self.session.scalars(
+            select(MediaItem).where(MediaItem.id > after_id, *in_entity_any_parent(entity))
+            .order_by(MediaItem.id).limit(limit)
+        ))
 
     def ids(self, page_size: int = 500) -> Iterator[int]:
         """Every media id, ascending, read page by page (keyset paging, as `all_keys`)."""
