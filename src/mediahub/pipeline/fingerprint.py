@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import imagehash
 import numpy as np
 from PIL import Image
 from scipy.fft import dct
@@ -56,6 +57,11 @@ def flatten(image: Image.Image) -> Image.Image:
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     return image
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """The stored 64-bit pHash (`image_hash`) as 16 hex digits; alpha is flattened so transparency does not count."""
+    return str(imagehash.phash(flatten(image)))
 
 
 def make_thumb(image: Image.Image) -> bytes:

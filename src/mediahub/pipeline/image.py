@@ -13,8 +13,7 @@ from mediahub.config import VariantSpec
 from mediahub.pipeline import background
 from mediahub.pipeline import exif as exif_step
 from mediahub.pipeline import vips as vips_step
-from mediahub.pipeline.fingerprint import Fingerprint, pixel_sha256
-from mediahub.pipeline.hashing import perceptual_hash
+from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash, pixel_sha256
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import display_size, swaps_axes, upright
 from mediahub.pipeline.original import EncodedOriginal, jpeg_subsampling, reencode, reencode_animation
@@ -22,7 +21,7 @@ from mediahub.pipeline.probe import ImageLimits, check_jpeg_data, check_limits, 
 from mediahub.pipeline.sniff import Sniffed
 from mediahub.pipeline.strip import STRIPPERS, judge_trailing
 from mediahub.pipeline.structure import check_structure
-from mediahub.pipeline.variants import EncodeOptions, Encoded, encode_all, render_all, source_box
+from mediahub.pipeline.variants import Encoded, EncodeOptions, encode_all, render_all, source_box
 
 if TYPE_CHECKING:
     import pyvips

@@ -19,8 +19,7 @@ import av
 from PIL import Image
 
 from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType, library_reason
-from mediahub.pipeline.fingerprint import Fingerprint
-from mediahub.pipeline.hashing import perceptual_hash
+from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash
 from mediahub.pipeline.image import ImageOptions, hash_source
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.sniff import Sniffed
