@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -22,13 +21,11 @@ from PIL import Image
 from mediahub.config import VariantSpec
 from mediahub.pipeline import background
 from mediahub.pipeline import vips as vips_step
+from mediahub.pipeline.formats import CONTENT_TYPES
 
 if TYPE_CHECKING:
     import pyvips
 
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
-                 "avif": "image/avif"}
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "avif": "avif"}
 
 
 @dataclass(frozen=True)
