@@ -39,7 +39,7 @@ from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
 from mediahub.pipeline.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.pipeline.image import ProcessedImage, process_image
-from mediahub.pipeline.intake import Spooled, spool
+from mediahub.pipeline.intake import Spooled, safe_filename, spool
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.original import EncodedOriginal
 from mediahub.pipeline.sniff import Sniffed, sniff
@@ -333,8 +333,8 @@ class IngestService:
         # A video's spool has been rewritten without its metadata since it was hashed.
         size = len(original.source) if isinstance(original.source, bytes) else original.source.stat().st_size
         meta = dict(processed.metadata)
-        if request.filename:
-            meta["filename"] = Path(request.filename.replace("\\", "/")).name[:255]
+        if filename := safe_filename(request.filename):
+            meta["filename"] = filename
         approved = access.starts_approved(request.principal, request.verified,
                                           auto_approve_verified=self.settings.auto_approve_verified)
         return MediaItem(
