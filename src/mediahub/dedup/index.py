@@ -52,8 +52,11 @@ from mediahub.pipeline.fingerprint import BAND_BITS, BANDS, Fingerprint, bands
 log = logging.getLogger(__name__)
 
 HashKind = Literal["w", "c"]  # whole picture, centre window
-KINDS: tuple[HashKind, ...] = ("w", "c")
-HASH_COLUMNS = tuple(getattr(MediaItem, f"hash_{kind}{band}") for kind in KINDS for band in range(BANDS))
+HASH_KINDS: tuple[HashKind, ...] = ("w", "c")
+BAND_COLUMNS: dict[HashKind, tuple[Any, ...]] = {
+    kind: tuple(getattr(MediaItem, f"hash_{kind}{band}") for band in range(BANDS)) for kind in HASH_KINDS
+}
+HASH_COLUMNS = tuple(column for kind in HASH_KINDS for column in BAND_COLUMNS[kind])
 HALVES = len(HASH_COLUMNS) // 2  # read as 32-bit halves: two bands a value
 BAND_VALUES = 1 << BAND_BITS
 SCAN_RADIUS = 4  # per-band radius (threshold 16) from which scanning every hash is cheaper
@@ -127,10 +130,10 @@ class _Sorted:
         self.live = np.ones(len(self.ids), dtype=bool)
         self.dead = 0
         count = len(self.ids)
-        self.order = np.empty((len(KINDS), BANDS, count), dtype=np.int32)
-        self.sorted = np.empty((len(KINDS), BANDS, count), dtype=np.uint64)
-        self.starts = np.zeros((len(KINDS), BANDS, BAND_VALUES + 1), dtype=np.int64)
-        for k in range(len(KINDS)):
+        self.order = np.empty((len(HASH_KINDS), BANDS, count), dtype=np.int32)
+        self.sorted = np.empty((len(HASH_KINDS), BANDS, count), dtype=np.uint64)
+        self.starts = np.zeros((len(HASH_KINDS), BANDS, BAND_VALUES + 1), dtype=np.int64)
+        for k in range(len(HASH_KINDS)):
             for b in range(BANDS):
                 values = _band(self.hashes[k], b)
                 self.order[k, b] = np.argsort(values.astype(np.uint16), kind="stable")  # a radix sort
@@ -177,7 +180,7 @@ class _Delta:
 
     def __init__(self, capacity: int = 1024) -> None:
         self.ids = np.empty(capacity, dtype=np.int64)
-        self.hashes = np.empty((len(KINDS), capacity), dtype=np.uint64)
+        self.hashes = np.empty((len(HASH_KINDS), capacity), dtype=np.uint64)
         self.live = np.zeros(capacity, dtype=bool)
         self.count = 0
         self.slots: dict[int, int] = {}
@@ -322,7 +325,7 @@ class DedupIndex:
 
     def lookup(self, kind: HashKind, value: int, threshold: int) -> dict[int, int]:
         """id -> distance of every row whose `kind` hash is within `threshold` of `value` (any threshold)."""
-        k = KINDS.index(kind)
+        k = HASH_KINDS.index(kind)
         with self._lock:
             state = self._synced()
             found = (state.main.within(k, value, threshold), state.delta.within(k, value, threshold))

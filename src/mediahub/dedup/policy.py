@@ -34,29 +34,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import NO_PARENT, MediaItem
+from mediahub.dedup.index import BAND_COLUMNS, DedupIndex, HashKind
 from mediahub.errors import Conflict, NotFound
 from mediahub.pipeline.fingerprint import BANDS, Fingerprint, bands, from_bands, hamming
 
-if TYPE_CHECKING:
-    from mediahub.dedup.index import DedupIndex
-
 ScopeKind = Literal["entity", "uploader", "global"]
 Policy = Literal["reject", "flag", "allow"]
-HashKind = Literal["w", "c"]  # whole picture, centre window
 
 PAGE = 500  # rows (and ids of an IN list) at a time
 SCAN_PAGE = 5000
-
-_BAND_COLUMNS: dict[str, tuple[Any, ...]] = {
-    "w": (MediaItem.hash_w0, MediaItem.hash_w1, MediaItem.hash_w2, MediaItem.hash_w3),
-    "c": (MediaItem.hash_c0, MediaItem.hash_c1, MediaItem.hash_c2, MediaItem.hash_c3),
-}
 
 
 # ---------------------------------------------------------------------------- what is compared
@@ -152,7 +144,7 @@ class Match:
 def _band_pages(session: Session, conditions: Sequence[ColumnElement[bool]],
                 kinds: Sequence[HashKind]) -> Iterator[Sequence[Any]]:
     """Pages of (id, the bands of each kind) of every row in scope with a hash of kinds[0]."""
-    columns = [column for kind in kinds for column in _BAND_COLUMNS[kind]]
+    columns = [column for kind in kinds for column in BAND_COLUMNS[kind]]
     last_id = 0
     while True:
         page = session.execute(

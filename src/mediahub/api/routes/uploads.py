@@ -33,7 +33,7 @@ from mediahub.api.schemas import (
     MediaOut,
     UploadFields,
 )
-from mediahub.entities import KINDS, EntityKind, FieldSpec, Target
+from mediahub.entities import KINDS, EntityKind, FieldSpec, Target, get_kind
 from mediahub.errors import InvalidInput, MediaHubError
 from mediahub.media.access import Principal
 from mediahub.media.ingest import UploadRequest
@@ -135,8 +135,7 @@ def _route_path(kind: EntityKind, spec: FieldSpec) -> str:
     own = f"/{kind.plural}/{{{kind.id_param}}}/{spec.route}"
     if kind.parent is None:
         return own
-    parent_plural = next(k.plural for k in KINDS if k.name == kind.parent)
-    return f"/{parent_plural}/{{{kind.parent_param}}}{own}"
+    return f"/{get_kind(kind.parent).plural}/{{{kind.parent_param}}}{own}"
 
 
 def _id_parameters(kind: EntityKind) -> list[inspect.Parameter]:
