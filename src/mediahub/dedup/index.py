@@ -15,7 +15,7 @@ what a linear scan returns, for every T (from 16 on, where the runs would cover
 much of the table, it is a vectorised scan of every hash instead). Rows added
 since the arrays were built sit in a small unsorted delta that is scanned
 whole, and merged in once it outgrows max(MIN_DELTA, N/16). About 125 bytes a
-row (119 MB at 10^6 rows); loading 10^6 rows takes about 5 s.
+row; the full load pages through the table once (README's Performance section has the figures).
 
 Sync (one UNION query a lookup, on the index's own autocommit connection): rows with `id > watermark`; ids below the
 watermark that were still missing (allocated by an INSERT that had not

@@ -138,7 +138,7 @@ class IngestService:
         try:
             if sniffed.media_kind == "image":
                 # In this process, a kept original is stored while the pixels are processed
-                # (a 7 MB put with its fsync measured 22 ms); from worker processes, afterwards.
+                # (its put and fsync overlap the decode); from worker processes, afterwards.
                 processed: ProcessedImage | ProcessedVideo = self.pixels.run(
                     process_image, spooled.path, sniffed, self.image_options,
                     early.start if self.pixels.in_process else None)

@@ -38,7 +38,7 @@ THUMB_SIZE = 64
 CENTRE = 0.7
 # Window scales relative to the centre window, and centre offsets (fraction of the side).
 WINDOW_SCALES = (0.70, 0.74, 0.78, 0.82, 0.86, 0.90, 0.95, 1.0)
-# Five offsets, not three: a 3 % off-centre crop fell between -0.04 and 0 (16 bits) once resampling moved.
+# Offsets half as far apart as the largest: a slightly off-centre crop must not fall between two of them.
 WINDOW_SHIFTS = (-0.04, -0.02, 0.0, 0.02, 0.04)
 SIGNATURE_SIZE = 16
 MIN_CORRELATION = 0.75  # signature NCC a hash match needs to count

@@ -43,7 +43,7 @@ class ProcessedVideo:
     variants: list[Encoded]
     phash: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    fingerprint: Fingerprint | None = None  # of the poster (services/dedup.py)
+    fingerprint: Fingerprint | None = None  # of the poster (dedup/policy.py)
 
 
 def _open(path: Path, sniffed: Sniffed) -> av.container.InputContainer:
