@@ -1,4 +1,4 @@
-"""Ingest one upload: spool -> sniff -> check -> process -> store bytes -> commit row.
+"""Ingest one upload: spool (1) -> sniff (2) -> check -> pixels (3-8) -> duplicates -> store bytes + commit row (9).
 
 Write order is bytes first, then the row in one transaction; when anything
 fails after the first write, every object this upload wrote is deleted again

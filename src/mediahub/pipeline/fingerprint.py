@@ -1,4 +1,4 @@
-"""Duplicate-detection fingerprints: exact pixel digests and a crop-tolerant perceptual match.
+"""Step 8: duplicate-detection fingerprints: the pHash, exact pixel digests and a crop-tolerant perceptual match.
 
 Everything perceptual is derived from one stored value, a 64x64 8-bit grey
 thumbnail of the upright whole picture (alpha flattened on white, aspect

@@ -1,4 +1,4 @@
-"""The image row: probe -> exif -> decode -> orient -> original -> variants -> pHash."""
+"""Steps 3-8 for an image: structure -> probe -> exif -> decode + orient -> original -> variants -> fingerprints."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 2b: walk the file's container before any parser or decoder sees it.
+"""Step 3: walk the file's container before any parser or decoder sees it.
 
 Two things the header fields checked in `probe` do not bound:
 

@@ -1,4 +1,4 @@
-"""Step 8: resized renditions, each made from the smallest larger one already made.
+"""Step 7: resized renditions, each made from the smallest larger one already made.
 
 Resizing every size from the full image costs most of a naive pipeline's time;
 here the largest size comes from the (already reduced) decode and each smaller
