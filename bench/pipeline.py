@@ -18,7 +18,7 @@ GOALS = {"jpeg-12mp": 5.0, "jpeg-24mp": 6.0}  # upload path at least this many t
 def _overhead_rows(bench: Bench, path: Path) -> dict:
     """Each step around the pixels on its own: spool+digests, sniff, EXIF, strip, pHash, storage+DB."""
     from mediahub.pipeline import exif as exif_step
-    from mediahub.pipeline.hashing import perceptual_hash
+    from mediahub.pipeline.fingerprint import perceptual_hash
     from mediahub.pipeline.image import process_image
     from mediahub.pipeline.intake import spool
     from mediahub.pipeline.probe import open_image

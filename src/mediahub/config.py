@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(1800.0, gt=0)
     sweep_interval_seconds: float = Field(30.0, gt=0)
 
-    # Duplicate detection (services/dedup.py).
+    # Duplicate detection (dedup/policy.py).
     # Largest pHash Hamming distance (of 64 bits) that can make a near duplicate; a hash match
     # is always confirmed by a signature check. 14: recall 0.99+ at <0.1 % false positives on the
     # corpus and its generated variants (bench/dedup_quality.py). Lookups are indexed at any threshold.
@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     dedup_policy: Literal["reject", "flag", "allow"] = "reject"
     # Whether an upload may pass allow_duplicate=True to skip the check.
     dedup_allow_override: bool = True
-    # Each process keeps the stored pHashes in memory (services/dedup_index.py), synced before every
+    # Each process keeps the stored pHashes in memory (dedup/index.py), synced before every
     # lookup; a full reload this often (in the background) drops rows deleted since.
     dedup_index_rebuild_seconds: float = Field(3600.0, gt=0)
 
@@ -165,18 +165,18 @@ class Settings(BaseSettings):
     # /metrics answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset, it answers 404.
     metrics_token: SecretStr | None = None
 
-    # Pixel work bounds (services/pixels.py): an upload's decode in a worker process (PIXEL_WORKERS > 0)
+    # Pixel work bounds (media/pixels.py): an upload's decode in a worker process (PIXEL_WORKERS > 0)
     # that runs longer than this is killed with its process and refused (422 processing_timeout).
     pixel_deadline_seconds: float = Field(60.0, gt=0, le=3600)
     # Scans of a progressive JPEG (real ones have about 10): each is a decoding pass over the whole image.
     max_jpeg_scans: int = Field(100, ge=1, le=100_000)
 
-    # Moderation reports (services/moderation.py).
+    # Moderation reports (media/moderation.py).
     # Distinct users with open reports on an approved item that hide it until a moderator decides; 0 = never.
     flag_hide_threshold: int = Field(3, ge=0, le=1000)
     report_rate_limit: int = Field(30, ge=0)  # reports per reporter per hour; 0 = off
 
-    # Delivery (api/routes/files.py, services/urls.py, services/exposure.py).
+    # Delivery (api/routes/files.py, media/urls.py, media/exposure.py).
     # How long browsers and CDNs may keep an approved object's public copy: a rejected or deleted
     # item's bytes stop being served from caches within this bound (keys never change, status does).
     public_cache_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)

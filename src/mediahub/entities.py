@@ -26,7 +26,7 @@ class FieldSpec:
     folder: str  # key segment, e.g. "avatars"
     route: str  # URL segment after the entity id, e.g. "avatar"
     slot: Slot
-    media_kinds: frozenset[str] = frozenset({"image"})
+    media_kinds: frozenset[MediaKind] = frozenset({"image"})
     max_items: int = 100  # gallery cap; single slots hold one current item
 
 
@@ -55,8 +55,7 @@ class EntityKind:
         return sorted({word for spec in self.fields for word in (spec.name, spec.route)})
 
 
-_IMAGE = frozenset({"image"})
-_IMAGE_VIDEO = frozenset({"image", "video"})
+_IMAGE_VIDEO: frozenset[MediaKind] = frozenset({"image", "video"})
 
 KINDS: tuple[EntityKind, ...] = (
     EntityKind(
@@ -107,6 +106,11 @@ def get_kind(name: str) -> EntityKind:
     if kind is None:
         raise NotFound(f"unknown entity type {name!r}", code="unknown_entity_type")
     return kind
+
+
+def nested_kinds(kind: EntityKind) -> tuple[EntityKind, ...]:
+    """The kinds nested in `kind` (a community's amenities)."""
+    return tuple(nested for nested in KINDS if nested.parent == kind.name)
 
 
 def check_entity_id(entity_id: str) -> str:

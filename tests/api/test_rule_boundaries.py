@@ -1,7 +1,7 @@
 """Limits at their exact boundary, over HTTP: the byte cap of a chunked body, the pixel limit,
 the dedup threshold and the JWT `exp` leeway.
 
-The service-level side of the same rules is tests/services/test_rule_boundaries.py.
+The service-level side of the same rules is tests/media/test_rule_boundaries.py.
 """
 
 from __future__ import annotations

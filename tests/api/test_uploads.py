@@ -10,7 +10,7 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
-from mediahub.entities import KINDS
+from mediahub.entities import KINDS, get_kind
 from tests.api.conftest import HOPPER, AppFactory, LiveServer, Tokens, assert_problem, free_port, serving, upload
 from tests.support.corpus import CORPUS_DIR, CorpusFile, corpus_images, corpus_videos
 from tests.support.sockets import read_head
@@ -26,7 +26,7 @@ def _path_and_uploader(kind, spec, tokens: Tokens) -> tuple[str, dict[str, str]]
     """The route for entity 123 (parent 77) and the natural uploader: the user themself or a grant."""
     path = f"/v1/media/{kind.plural}/123/{spec.route}"
     if kind.parent:
-        parent = next(k for k in KINDS if k.name == kind.parent)
+        parent = get_kind(kind.parent)
         path = f"/v1/media/{parent.plural}/77/{kind.plural}/123/{spec.route}"
     if kind.owner_rule == "self":
         return path, tokens.header("123")

@@ -104,3 +104,16 @@ def test_size_cap_stops_the_stream(runtime, tmp_path):
     assert caught.value.code == "too_large"
     assert len(consumed) <= 7, "the stream must stop at the cap, not be read to the end"
     assert not list((tmp_path / "tmp").iterdir()), "the spooled file is removed"
+
+
+def test_the_recorded_filename_is_a_label_whatever_the_caller_sends(runtime):
+    # In-process callers (the CLI) reach ingest without the multipart reader: the same cleaning applies.
+    from mediahub.entities import Target
+    from mediahub.media.ingest import UploadRequest
+    from mediahub.pipeline.intake import iter_file
+
+    sent = "C:\\photos\\..\\bad\x07name" + "a" * 300 + ".jpg"
+    request = UploadRequest(Target.parse("property", "P-1", "gallery"), filename=sent)
+    with (CORPUS_DIR / "images/good/jpeg_hopper.jpg").open("rb") as fh:
+        item = runtime.ingest.ingest(iter_file(fh), request)
+    assert item.meta["filename"] == ("badname" + "a" * 300)[:251] + ".jpg"

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from mediahub.api.app import create_app
 from mediahub.db import migrate
-from mediahub.entities import KINDS
+from mediahub.entities import KINDS, get_kind
 from tests.api.conftest import make_settings
 from tests.reliability.harness import (
     JWT_SECRET,
@@ -97,7 +97,7 @@ UPLOAD_ROUTES = [(kind, spec) for kind in KINDS for spec in kind.fields]
 def _route(kind, spec) -> str:
     path = f"/v1/media/{kind.plural}/123/{spec.route}"
     if kind.parent:
-        parent = next(k for k in KINDS if k.name == kind.parent)
+        parent = get_kind(kind.parent)
         path = f"/v1/media/{parent.plural}/77/{kind.plural}/123/{spec.route}"
     return path
 

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mediahub.api.schemas import CONTROL_CHARACTER
+from mediahub.api.schemas import CONTROL_CHARACTER, Problem
 from mediahub.errors import MediaHubError
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,11 @@ STATUS_BY_CATEGORY = {
 
 # Codes for plain HTTP errors raised by routing itself (unknown path, wrong method).
 CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 400: "malformed_request"}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI `responses` entries for its error answers: a `Problem` body for each status."""
+    return {status: {"model": Problem, "content": {PROBLEM_TYPE: {}}} for status in statuses}
 
 
 def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None,

@@ -30,14 +30,13 @@ from mediahub.errors import (
     TooLarge,
     UnsupportedType,
 )
-from mediahub.pipeline.intake import Spool, Spooled
+from mediahub.pipeline.intake import Spool, Spooled, safe_filename
 
 FIELD_MAX_BYTES = 64 * 1024  # one text field (caption, tags, ...)
 FORM_ALLOWANCE = 256 * 1024  # multipart framing and text fields, on top of the file bytes
 HEADER_LINE_MAX = 16 * 1024  # one part header line: room for a long (later truncated) filename
 EXTRA_PARTS = 10  # text fields allowed beside the file parts
 FLUSH_BYTES = 256 * 1024  # file bytes gathered in memory before a write to the spool
-FILENAME_MAX = 255
 
 FileCap = Callable[[dict[str, str]], Awaitable[int]]
 
@@ -69,16 +68,6 @@ class ReceivedForm:
         for received in self.files:
             if received.spooled is not None:
                 received.spooled.discard()
-
-
-def safe_filename(name: str) -> str | None:
-    """The client's name as a harmless label: basename only, printable, at most 255 characters."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(char for char in base if char.isprintable()).strip().lstrip(".")
-    if len(base) > FILENAME_MAX:
-        stem, dot, ext = base.rpartition(".")
-        base = f"{stem[:FILENAME_MAX - len(ext) - 1]}.{ext}" if dot and len(ext) <= 16 else base[:FILENAME_MAX]
-    return base or None
 
 
 class _PartEvents:

@@ -14,7 +14,7 @@ from mediahub.media.urls import MediaUrls
 PUBLIC_METADATA = frozenset({
     "source_format", "source_mode", "frames", "animated", "stored_width", "stored_height", "orientation",
     "original", "gps_stripped", "container", "video_codec", "audio_codecs", "frame_rate", "rotation",
-    "location_stripped", "parent",
+    "location_stripped",
 })
 LOCATION_METADATA = frozenset({"gps"})  # the uploader's and the owners' only
 

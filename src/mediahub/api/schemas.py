@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from mediahub.entities import MediaKind
+
 ALT_TEXT_MAX = 500  # MediaItem.alt_text is String(500)
 CAPTION_MAX = 5000
 TAG_MAX = 64
@@ -132,7 +134,7 @@ class MediaOut(BaseModel):
     entity_type: str
     entity_id: str
     entity_field: str
-    media_type: Literal["image", "video"]
+    media_type: MediaKind
     content_type: str
     byte_size: int
     width: int | None = Field(description="displayed width (after EXIF orientation)")

@@ -129,10 +129,10 @@ class MediaItem(Base):
     processing_status: Mapped[str] = mapped_column(String(16), default="ready")
 
     image_hash: Mapped[str | None] = mapped_column(String(16))
-    # Duplicate detection (services/dedup.py): digest of the upright display pixels, the 64x64 grey
+    # Duplicate detection (dedup/policy.py): digest of the upright display pixels, the 64x64 grey
     # thumbnail every perceptual hash is derived from, and the whole-picture and centre pHashes of that
     # thumbnail as four 16-bit bands each (all eight set, or none). Each process loads the bands into
-    # its in-memory index (services/dedup_index.py); the database needs no index on them.
+    # its in-memory index (dedup/index.py); the database needs no index on them.
     pixel_sha256: Mapped[str | None] = mapped_column(String(64))
     dedup_thumb: Mapped[bytes | None] = mapped_column(LargeBinary)
     hash_w0: Mapped[int | None] = mapped_column(Integer)

@@ -15,7 +15,7 @@ what a linear scan returns, for every T (from 16 on, where the runs would cover
 much of the table, it is a vectorised scan of every hash instead). Rows added
 since the arrays were built sit in a small unsorted delta that is scanned
 whole, and merged in once it outgrows max(MIN_DELTA, N/16). About 125 bytes a
-row (119 MB at 10^6 rows); loading 10^6 rows takes about 5 s.
+row; the full load pages through the table once (README's Performance section has the figures).
 
 Sync (one UNION query a lookup, on the index's own autocommit connection): rows with `id > watermark`; ids below the
 watermark that were still missing (allocated by an INSERT that had not
@@ -44,13 +44,12 @@ import numpy as np
 
 from mediahub.db.models import utcnow
 from mediahub.db.repositories import HashFeed
-from mediahub.db.repositories.fingerprints import HashKind
+from mediahub.db.repositories.fingerprints import HASH_KINDS, HashKind
 from mediahub.db.session import Database
 from mediahub.pipeline.fingerprint import BAND_BITS, BANDS, Fingerprint, bands
 
 log = logging.getLogger(__name__)
 
-KINDS: tuple[HashKind, ...] = ("w", "c")
 HALVES = HashFeed.HALVES  # the hashes are read as 32-bit halves: two bands a value
 BAND_VALUES = 1 << BAND_BITS
 SCAN_RADIUS = 4  # per-band radius (threshold 16) from which scanning every hash is cheaper
@@ -124,10 +123,10 @@ class _Sorted:
         self.live = np.ones(len(self.ids), dtype=bool)
         self.dead = 0
         count = len(self.ids)
-        self.order = np.empty((len(KINDS), BANDS, count), dtype=np.int32)
-        self.sorted = np.empty((len(KINDS), BANDS, count), dtype=np.uint64)
-        self.starts = np.zeros((len(KINDS), BANDS, BAND_VALUES + 1), dtype=np.int64)
-        for k in range(len(KINDS)):
+        self.order = np.empty((len(HASH_KINDS), BANDS, count), dtype=np.int32)
+        self.sorted = np.empty((len(HASH_KINDS), BANDS, count), dtype=np.uint64)
+        self.starts = np.zeros((len(HASH_KINDS), BANDS, BAND_VALUES + 1), dtype=np.int64)
+        for k in range(len(HASH_KINDS)):
             for b in range(BANDS):
                 values = _band(self.hashes[k], b)
                 self.order[k, b] = np.argsort(values.astype(np.uint16), kind="stable")  # a radix sort
@@ -174,7 +173,7 @@ class _Delta:
 
     def __init__(self, capacity: int = 1024) -> None:
         self.ids = np.empty(capacity, dtype=np.int64)
-        self.hashes = np.empty((len(KINDS), capacity), dtype=np.uint64)
+        self.hashes = np.empty((len(HASH_KINDS), capacity), dtype=np.uint64)
         self.live = np.zeros(capacity, dtype=bool)
         self.count = 0
         self.slots: dict[int, int] = {}
@@ -296,7 +295,7 @@ class DedupIndex:
 
     def lookup(self, kind: HashKind, value: int, threshold: int) -> dict[int, int]:
         """id -> distance of every row whose `kind` hash is within `threshold` of `value` (any threshold)."""
-        k = KINDS.index(kind)
+        k = HASH_KINDS.index(kind)
         with self._lock:
             state = self._synced()
             found = (state.main.within(k, value, threshold), state.delta.within(k, value, threshold))

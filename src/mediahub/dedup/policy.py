@@ -13,16 +13,13 @@ Exact signals are indexed columns. Perceptual candidates depend on the scope:
 
 * entity - a gallery holds at most a few hundred items: every fingerprinted row of
   the entity is compared in full (every crop window against every centre);
-* uploader, global - the process's `DedupIndex` (services/dedup_index.py): the whole
+* uploader, global - the process's `DedupIndex` (dedup/index.py): the whole
   and centre pHashes of every row in memory, synced from the database before each
   lookup, multi-index hashed over four 16-bit bands. It returns rows whose whole or
   centre hash is within `threshold` (exactly what `linear_scan` returns, any
   threshold) and stored centres sharing a band with one of the upload's crop windows
-  (best effort for crops). Measured at 10^6 rows (`python -m bench.dedup_lookup`,
-  its sync query included): a lookup's p50 0.4 / 1.1 ms on SQLite and 0.9 / 2.1 ms
-  on PostgreSQL at T=8 / 14 (p95 <= 3.1 ms), an upload's whole candidate query
-  (both hashes and the crop windows; measured with 72, now 200) 1.9-4.6 ms, against 7-9 s for a linear scan;
-  flat from 10^4 to 10^6 rows. The one-time load takes 5-6 s, the arrays 119 MB.
+  (best effort for crops). A lookup's cost hardly grows with the table, where a linear
+  scan's grows with every row (`python -m bench.dedup_lookup` measures both).
   Without an index at hand (`index=None`) the same candidates come from
   `scan_candidates`, which reads every row in scope.
 
@@ -35,18 +32,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import NO_PARENT, MediaItem
 from mediahub.db.repositories import FingerprintRepository, MediaRepository
 from mediahub.db.repositories.fingerprints import HashKind
+from mediahub.dedup.index import DedupIndex
 from mediahub.errors import Conflict, NotFound
 from mediahub.pipeline.fingerprint import BANDS, Fingerprint, bands, from_bands, hamming
-
-if TYPE_CHECKING:
-    from mediahub.dedup.index import DedupIndex
 
 ScopeKind = Literal["entity", "uploader", "global"]
 Policy = Literal["reject", "flag", "allow"]

@@ -26,12 +26,13 @@ from mediahub.media import exposure
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VIDEO_TRANSCODE, WEB
 from mediahub.media.keys import variant_key
+from mediahub.pipeline.formats import EXTENSIONS
 from mediahub.pipeline.image import ProcessedImage, process_image
 from mediahub.pipeline.intake import spool
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.sniff import sniff
 from mediahub.pipeline.transcode import transcode_web
-from mediahub.pipeline.variants import EXTENSIONS, Encoded, EncodeOptions
+from mediahub.pipeline.variants import Encoded, EncodeOptions
 from mediahub.pipeline.video import ProcessedVideo, process_video
 from mediahub.storage.base import KeyExists, ObjectInfo, Storage
 

@@ -20,12 +20,11 @@ from mediahub.db.session import Database
 from mediahub.errors import Forbidden, MediaHubError, NotFound
 from mediahub.media import access
 from mediahub.media.access import Principal
-from mediahub.media.ingest import VIDEO_EXTENSIONS
-from mediahub.pipeline.variants import EXTENSIONS
+from mediahub.pipeline.formats import EXTENSIONS
 from mediahub.storage.keys import check_key
 from mediahub.storage.signing import verify
 
-ORIGINAL_EXTENSIONS = tuple(sorted(set(EXTENSIONS.values()) | set(VIDEO_EXTENSIONS.values())))
+ORIGINAL_EXTENSIONS = tuple(sorted(set(EXTENSIONS.values())))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Ingest one upload: spool -> sniff -> check -> process -> store bytes -> commit row.
+"""Ingest one upload: spool (1) -> sniff (2) -> check -> pixels (3-8) -> duplicates -> store bytes + commit row (9).
 
 Write order is bytes first, then the row in one transaction; when anything
 fails after the first write, every object this upload wrote is deleted again
@@ -37,20 +37,18 @@ from mediahub.media.job_kinds import upload_jobs
 from mediahub.media.keys import original_key, variant_key
 from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
+from mediahub.pipeline.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.pipeline.image import ProcessedImage, image_outputs, process_image
-from mediahub.pipeline.intake import Spooled, spool
+from mediahub.pipeline.intake import Spooled, safe_filename, spool
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.original import EncodedOriginal
 from mediahub.pipeline.sniff import Sniffed, sniff
 from mediahub.pipeline.transcode import strip_metadata
-from mediahub.pipeline.variants import CONTENT_TYPES, EXTENSIONS
 from mediahub.pipeline.video import ProcessedVideo, process_video
 from mediahub.storage.base import KeyExists, Storage
 
 log = logging.getLogger(__name__)
 
-# Original extensions by sniffed video format (images take theirs from the encoder table).
-VIDEO_EXTENSIONS = {"mp4": "mp4", "mov": "mov", "webm": "webm"}
 COMMIT_ATTEMPTS = 3
 PARALLEL_PUTS = 4  # objects of one upload written at once
 Dispatch = Callable[[list[int]], None]  # hands committed job ids to whatever runs them
@@ -218,7 +216,7 @@ class IngestService:
             key = stored_key or original_key(target, EXTENSIONS[fmt])
             first = _Object(key, processed.original.data, CONTENT_TYPES[fmt])
         else:
-            key = original_key(target, VIDEO_EXTENSIONS[sniffed.format])
+            key = original_key(target, EXTENSIONS[sniffed.format])
             first = _Object(key, spooled.path, sniffed.mime)
         rest = [
             _Object(variant_key(key, v.name, EXTENSIONS[v.format]), v.data, v.content_type)
@@ -346,8 +344,8 @@ class IngestService:
         # A video's spool has been rewritten without its metadata since it was hashed.
         size = len(original.source) if isinstance(original.source, bytes) else original.source.stat().st_size
         meta = dict(processed.metadata)
-        if request.filename:
-            meta["filename"] = Path(request.filename.replace("\\", "/")).name[:255]
+        if filename := safe_filename(request.filename):
+            meta["filename"] = filename
         approved = access.starts_approved(request.principal, request.verified,
                                           auto_approve_verified=self.settings.auto_approve_verified)
         return MediaItem(

@@ -18,7 +18,7 @@ from mediahub.db.repositories import MediaRepository, MemberRepository
 from mediahub.db.session import Database
 from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
-from mediahub.entities import KINDS, Target
+from mediahub.entities import Target, nested_kinds
 from mediahub.errors import Conflict, Forbidden, MediaHubError
 from mediahub.media import access, exposure, moderation
 from mediahub.media.access import EntityRef, Principal
@@ -112,7 +112,7 @@ class MediaService:
         """`include_nested`: also the media of the entities nested in this one (a community's amenities)."""
         if field is not None:
             field = entity.kind.field(field).name  # a route word names its field; unknown -> InvalidInput
-        nested = tuple(kind.name for kind in KINDS if kind.parent == entity.kind.name) if include_nested else ()
+        nested = tuple(kind.name for kind in nested_kinds(entity.kind)) if include_nested else ()
         with self._tx() as tx:
             sees_all = access.sees_all_of_entity(principal, entity, tx.members)
             items, total = tx.media.list_for_entity(

@@ -1,4 +1,4 @@
-"""Step 4: read EXIF into a small JSON-safe summary, and the orientation to apply.
+"""Step 5: read EXIF into a small JSON-safe summary, and the orientation to apply.
 
 Camera files carry broken values often enough (zero denominators, wrong types,
 truncated IFDs) that every field is read defensively: a bad field is left out,

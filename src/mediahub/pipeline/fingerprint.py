@@ -1,4 +1,4 @@
-"""Duplicate-detection fingerprints: exact pixel digests and a crop-tolerant perceptual match.
+"""Step 8: duplicate-detection fingerprints: the pHash, exact pixel digests and a crop-tolerant perceptual match.
 
 Everything perceptual is derived from one stored value, a 64x64 8-bit grey
 thumbnail of the upright whole picture (alpha flattened on white, aspect
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import imagehash
 import numpy as np
 from PIL import Image
 from scipy.fft import dct
@@ -37,7 +38,7 @@ THUMB_SIZE = 64
 CENTRE = 0.7
 # Window scales relative to the centre window, and centre offsets (fraction of the side).
 WINDOW_SCALES = (0.70, 0.74, 0.78, 0.82, 0.86, 0.90, 0.95, 1.0)
-# Five offsets, not three: a 3 % off-centre crop fell between -0.04 and 0 (16 bits) once resampling moved.
+# Offsets half as far apart as the largest: a slightly off-centre crop must not fall between two of them.
 WINDOW_SHIFTS = (-0.04, -0.02, 0.0, 0.02, 0.04)
 SIGNATURE_SIZE = 16
 MIN_CORRELATION = 0.75  # signature NCC a hash match needs to count
@@ -56,6 +57,11 @@ def flatten(image: Image.Image) -> Image.Image:
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     return image
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """The stored 64-bit pHash (`image_hash`) as 16 hex digits; alpha is flattened so transparency does not count."""
+    return str(imagehash.phash(flatten(image)))
 
 
 def make_thumb(image: Image.Image) -> bytes:

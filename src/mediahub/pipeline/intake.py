@@ -15,6 +15,7 @@ from mediahub.errors import InvalidInput, TooLarge
 from mediahub.pipeline import background
 
 CHUNK = 1024 * 1024
+FILENAME_MAX = 255
 
 
 @dataclass
@@ -53,6 +54,19 @@ def file_digests(path: Path) -> tuple[str, str]:
             sha256.update(block)
             md5.update(block)
     return sha256.hexdigest(), md5.hexdigest()
+
+
+def safe_filename(name: str | None) -> str | None:
+    """The client's file name as a harmless label: basename only, printable, at most FILENAME_MAX
+    characters (the extension kept); None when nothing is left. A hint for the record, never a path."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(char for char in base if char.isprintable()).strip().lstrip(".")
+    if len(base) > FILENAME_MAX:
+        stem, dot, ext = base.rpartition(".")
+        base = f"{stem[:FILENAME_MAX - len(ext) - 1]}.{ext}" if dot and len(ext) <= 16 else base[:FILENAME_MAX]
+    return base or None
 
 
 def iter_file(fh: BinaryIO, chunk: int = CHUNK) -> Iterable[bytes]:

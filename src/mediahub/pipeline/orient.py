@@ -1,4 +1,4 @@
-"""Step 5: make pixels upright for every EXIF orientation (1-8)."""
+"""Step 6 (orient): make pixels upright for every EXIF orientation (1-8)."""
 
 from __future__ import annotations
 

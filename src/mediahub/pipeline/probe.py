@@ -1,4 +1,4 @@
-"""Step 3: open the header only and enforce pixel and frame limits before decoding.
+"""Step 4: open the header only and enforce pixel and frame limits before decoding.
 
 Pillow is allowed only the plugin that matches the sniffed type, so a file can
 never reach a decoder it was not sniffed as (no EPS/Ghostscript, no WMF).

@@ -5,28 +5,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mediahub.entities import MediaKind
 from mediahub.errors import InvalidInput, UnsupportedType
+from mediahub.pipeline.formats import FORMATS
 
 
 @dataclass(frozen=True)
 class Sniffed:
-    format: str  # jpeg png gif webp heif avif tiff bmp ico | mp4 mov webm
-    media_kind: str  # image | video
+    format: str  # a name in formats.FORMATS
+    media_kind: MediaKind
     mime: str
 
-
-_IMAGE_MIME = {
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "gif": "image/gif",
-    "webp": "image/webp",
-    "heif": "image/heif",
-    "avif": "image/avif",
-    "tiff": "image/tiff",
-    "bmp": "image/bmp",
-    "ico": "image/vnd.microsoft.icon",
-}
-_VIDEO_MIME = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"mif2"}
 _AVIF_BRANDS = {b"avif", b"avis"}
@@ -54,6 +43,11 @@ _KNOWN_REFUSED: tuple[tuple[bytes, int, str], ...] = (
 _MARKUP_RE = re.compile(rb"^\s*(<\?xml|<!doctype|<svg|<html|<head|<body|<script|<!--)", re.IGNORECASE)
 
 
+def _found(name: str) -> Sniffed:
+    fmt = FORMATS[name]
+    return Sniffed(fmt.name, fmt.media_kind, fmt.content_type)
+
+
 def _refused(kind: str) -> UnsupportedType:
     return UnsupportedType(f"{kind} files are not accepted", detected=kind)
 
@@ -66,13 +60,13 @@ def _iso_bmff(head: bytes) -> Sniffed | None:
     compatible = {head[i : i + 4] for i in range(16, min(box_size, len(head)) - 3, 4)}
     brands = {major} | compatible
     if major in _AVIF_BRANDS or (major in _HEIF_BRANDS and brands & _AVIF_BRANDS and not brands & {b"heic", b"heix"}):
-        return Sniffed("avif", "image", _IMAGE_MIME["avif"])
+        return _found("avif")
     if brands & _HEIF_BRANDS and major not in _MP4_BRANDS and major != b"qt  ":
-        return Sniffed("heif", "image", _IMAGE_MIME["heif"])
+        return _found("heif")
     if major == b"qt  ":
-        return Sniffed("mov", "video", _VIDEO_MIME["mov"])
+        return _found("mov")
     if brands & _MP4_BRANDS or major.startswith(b"3g"):
-        return Sniffed("mp4", "video", _VIDEO_MIME["mp4"])
+        return _found("mp4")
     raise _refused(f"ISO media ({major.decode('latin-1').strip()!r})")
 
 
@@ -81,24 +75,24 @@ def sniff(head: bytes) -> Sniffed:
     if not head:
         raise InvalidInput("file is empty", code="empty_file")
     if head.startswith(b"\xff\xd8\xff"):
-        return Sniffed("jpeg", "image", _IMAGE_MIME["jpeg"])
+        return _found("jpeg")
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return Sniffed("png", "image", _IMAGE_MIME["png"])
+        return _found("png")
     if head[:6] in (b"GIF87a", b"GIF89a"):
-        return Sniffed("gif", "image", _IMAGE_MIME["gif"])
+        return _found("gif")
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return Sniffed("webp", "image", _IMAGE_MIME["webp"])
+        return _found("webp")
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         raise _refused("AVI")
     if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return Sniffed("tiff", "image", _IMAGE_MIME["tiff"])
+        return _found("tiff")
     if head[:2] == b"BM" and len(head) >= 26:
-        return Sniffed("bmp", "image", _IMAGE_MIME["bmp"])
+        return _found("bmp")
     if head[:4] == b"\x00\x00\x01\x00":
-        return Sniffed("ico", "image", _IMAGE_MIME["ico"])
+        return _found("ico")
     if head[:4] == b"\x1a\x45\xdf\xa3":
         if b"webm" in head[:64]:
-            return Sniffed("webm", "video", _VIDEO_MIME["webm"])
+            return _found("webm")
         raise _refused("Matroska")
     iso = _iso_bmff(head)
     if iso is not None:
@@ -109,7 +103,3 @@ def sniff(head: bytes) -> Sniffed:
     if _MARKUP_RE.match(head.lstrip(b"\xef\xbb\xbf")):
         raise _refused("SVG/HTML/XML markup")
     raise UnsupportedType("file type not recognised", detected="unknown")
-
-
-def mime_for(fmt: str) -> str:
-    return _IMAGE_MIME.get(fmt) or _VIDEO_MIME[fmt]

@@ -1,10 +1,10 @@
-"""Step 2b: walk the file's container before any parser or decoder sees it.
+"""Step 3: walk the file's container before any parser or decoder sees it.
 
 Two things the header fields checked in `probe` do not bound:
 
 * Work that grows with the structure, not the pixels: libjpeg passes over the
-  whole image for every scan of a progressive JPEG (2,000 scans of a 334 KB file:
-  90 s), and Pillow walks PNG chunks, GIF blocks and TIFF directories in Python. Scans, frames and
+  whole image for every scan of a progressive JPEG (a small file with thousands of
+  scans takes minutes), and Pillow walks PNG chunks, GIF blocks and TIFF directories in Python. Scans, frames and
   segments are counted here, in one pass over the bytes, and refused over a limit.
 * Files cut short. A decoder that runs out of data fills the rest with grey and
   often only warns; so a container whose last part is missing (no end marker, a

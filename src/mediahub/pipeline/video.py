@@ -19,8 +19,7 @@ import av
 from PIL import Image
 
 from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType, library_reason
-from mediahub.pipeline.fingerprint import Fingerprint
-from mediahub.pipeline.hashing import perceptual_hash
+from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash
 from mediahub.pipeline.image import ImageOptions, hash_source
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.sniff import Sniffed
@@ -44,7 +43,7 @@ class ProcessedVideo:
     variants: list[Encoded]
     phash: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    fingerprint: Fingerprint | None = None  # of the poster (services/dedup.py)
+    fingerprint: Fingerprint | None = None  # of the poster (dedup/policy.py)
 
 
 def _open(path: Path, sniffed: Sniffed) -> av.container.InputContainer:

@@ -17,14 +17,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from mediahub.api.deps import FileAccessDep, OptionalPrincipalDep, RuntimeDep
-from mediahub.api.errors import problem
+from mediahub.api.errors import problem, problem_responses
 from mediahub.api.ranges import (
     RangeNotSatisfiable,
     byte_range,
     not_modified,
     range_still_valid,
 )
-from mediahub.api.schemas import Problem
 from mediahub.media.files import ServedObject
 from mediahub.media.urls import FILES_PATH
 from mediahub.storage.base import PRIVATE_CACHE_CONTROL, ObjectInfo, public_cache_control
@@ -58,7 +57,7 @@ def _headers(served: ServedObject, info: ObjectInfo, public_cache_seconds: int) 
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "the object's bytes"},
                206: {"description": "the requested byte range"}, 304: {"description": "not modified"},
-               **{s: {"model": Problem, "content": {"application/problem+json": {}}} for s in (403, 404, 416)}},
+               **problem_responses(403, 404, 416)},
     summary="Download a stored object",
     description="Approved items' objects are public; others need the `expires` and `signature` of a signed URL, "
                 "or the bearer token of a caller who may see the item. HEAD answers the same headers.",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from mediahub.api.deps import MediaServiceDep, OptionalPrincipalDep, PrincipalDep, SettingsDep, UrlsDep
-from mediahub.api.errors import public_detail
+from mediahub.api.errors import problem_responses, public_detail
 from mediahub.api.presenters import media_out
 from mediahub.api.schemas import (
     MAX_ID,
@@ -21,7 +21,6 @@ from mediahub.api.schemas import (
     MediaUpdateRequest,
     ModerationStatus,
     Name,
-    Problem,
     ReorderRequest,
     SimilarItem,
     SimilarList,
@@ -40,11 +39,7 @@ ParentId = Annotated[Name | None, Query(max_length=200, description="nested kind
                                                                    "community)")]
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
-    return {status: {"model": Problem, "content": {"application/problem+json": {}}} for status in statuses}
-
-
-@router.get("/entity/{entity_type}/{entity_id}", response_model=MediaPage, responses=_errors(401, 404, 422),
+@router.get("/entity/{entity_type}/{entity_id}", response_model=MediaPage, responses=problem_responses(401, 404, 422),
             summary="List an entity's media",
             description="In display order. Strangers see approved items (and their own uploads); owners, "
                         "moderators and admins see every status. A nested kind (amenity) needs `parent_id`; "
@@ -72,7 +67,7 @@ def list_entity_media(
 
 
 @router.put("/entity/{entity_type}/{entity_id}/order", response_model=MediaList,
-            responses=_errors(401, 403, 404, 409, 422),
+            responses=problem_responses(401, 403, 404, 409, 422),
             summary="Reorder a gallery", description="`ids` must name every item of the field exactly once.")
 def reorder_media(entity_type: EntityType, entity_id: EntityId, body: ReorderRequest, media: MediaServiceDep,
                   urls: UrlsDep, principal: PrincipalDep, parent_id: ParentId = None) -> MediaList:
@@ -80,14 +75,14 @@ def reorder_media(entity_type: EntityType, entity_id: EntityId, body: ReorderReq
     return MediaList(items=[media_out(v, urls) for v in views])
 
 
-@router.get("/public/{public_id}", response_model=MediaOut, responses=_errors(404),
+@router.get("/public/{public_id}", response_model=MediaOut, responses=problem_responses(404),
             summary="Get an approved item by its public id", description="No authentication; 404 unless approved.")
 def get_public_media(public_id: Annotated[Name, Path(max_length=64)], media: MediaServiceDep,
                      urls: UrlsDep) -> MediaOut:
     return media_out(media.get_public(public_id), urls)
 
 
-@router.get("/analytics/storage", response_model=StorageAnalyticsOut, responses=_errors(401, 403),
+@router.get("/analytics/storage", response_model=StorageAnalyticsOut, responses=problem_responses(401, 403),
             summary="Storage usage", description="Moderators and admins: counts and original bytes by group, "
                                                  "and what the byte store holds.")
 def storage_analytics(media: MediaServiceDep, principal: PrincipalDep) -> StorageAnalyticsOut:
@@ -98,7 +93,7 @@ def storage_analytics(media: MediaServiceDep, principal: PrincipalDep) -> Storag
     return StorageAnalyticsOut(**groups, storage=storage)
 
 
-@router.post("/batch/delete", response_model=BatchDeleteOut, responses=_errors(401, 422),
+@router.post("/batch/delete", response_model=BatchDeleteOut, responses=problem_responses(401, 422),
              summary="Delete several items", description="Each id succeeds or fails on its own.")
 def batch_delete(body: BatchDeleteRequest, media: MediaServiceDep, principal: PrincipalDep) -> BatchDeleteOut:
     results = [
@@ -109,14 +104,14 @@ def batch_delete(body: BatchDeleteRequest, media: MediaServiceDep, principal: Pr
     return BatchDeleteOut(results=results)
 
 
-@router.get("/{media_id}", response_model=MediaOut, responses=_errors(401, 404, 422), summary="Get an item",
+@router.get("/{media_id}", response_model=MediaOut, responses=problem_responses(401, 404, 422), summary="Get an item",
             description="404 for items the caller may not see (pending, rejected or flagged ones of others).")
 def get_media(media_id: MediaIdPath, media: MediaServiceDep, urls: UrlsDep,
               principal: OptionalPrincipalDep) -> MediaOut:
     return media_out(media.get(media_id, principal), urls)
 
 
-@router.patch("/{media_id}", response_model=MediaOut, responses=_errors(401, 403, 404, 409, 422),
+@router.patch("/{media_id}", response_model=MediaOut, responses=problem_responses(401, 403, 404, 409, 422),
               summary="Change an item",
               description="Caption, alt text, tags and primary: uploader, owners, admins (an unapproved item "
                           "takes the primary from an approved one only when it is approved). "
@@ -126,14 +121,14 @@ def update_media(media_id: MediaIdPath, body: MediaUpdateRequest, media: MediaSe
     return media_out(media.update(media_id, principal, body.changes()), urls)
 
 
-@router.delete("/{media_id}", status_code=204, response_class=Response, responses=_errors(401, 403, 404),
+@router.delete("/{media_id}", status_code=204, response_class=Response, responses=problem_responses(401, 403, 404),
                summary="Delete an item and all its stored objects")
 def delete_media(media_id: MediaIdPath, media: MediaServiceDep, principal: PrincipalDep) -> Response:
     media.delete(media_id, principal)
     return Response(status_code=204)
 
 
-@router.get("/{media_id}/similar", response_model=SimilarList, responses=_errors(401, 403, 404, 422),
+@router.get("/{media_id}/similar", response_model=SimilarList, responses=problem_responses(401, 403, 404, 422),
             summary="Items that look like this one",
             description="Nearest items by perceptual hash (exact copies first), among those the caller may see. "
                         "`scope`: entity, uploader, or global (default: duplicates across entities show here).")

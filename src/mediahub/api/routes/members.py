@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from mediahub.api.deps import PrincipalDep, SessionDep
-from mediahub.api.schemas import MemberOut, MemberRequest, Name, Problem
+from mediahub.api.errors import problem_responses
+from mediahub.api.schemas import MemberOut, MemberRequest, Name
 from mediahub.db.repositories import MemberRepository
 from mediahub.errors import NotFound
 from mediahub.media.access import EntityRef, require_admin
@@ -19,7 +20,7 @@ EntityId = Annotated[Name, Path(max_length=200, examples=["123"])]
 Subject = Annotated[Name, Path(min_length=1, max_length=128, examples=["USR-1"])]
 ParentId = Annotated[Name | None, Query(max_length=200, description="nested kinds: the parent's id (an amenity's "
                                                                    "community)")]
-ERRORS = {status: {"model": Problem, "content": {"application/problem+json": {}}} for status in (401, 403, 404, 422)}
+ERRORS = problem_responses(401, 403, 404, 422)
 
 
 @router.put("/{entity_type}/{entity_id}/members/{sub}", response_model=MemberOut, responses=ERRORS,

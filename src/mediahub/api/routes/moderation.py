@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from mediahub.api.deps import ModerationServiceDep, PrincipalDep, UrlsDep
+from mediahub.api.errors import problem_responses
 from mediahub.api.presenters import media_out
 from mediahub.api.schemas import (
     MAX_ID,
@@ -16,7 +17,6 @@ from mediahub.api.schemas import (
     ModerationQueueItem,
     ModerationQueuePage,
     ModerationRequest,
-    Problem,
     ReportOut,
 )
 from mediahub.media.manage import MediaView
@@ -26,11 +26,7 @@ router = APIRouter(prefix="/v1/media", tags=["moderation"])
 MediaIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
-    return {status: {"model": Problem, "content": {"application/problem+json": {}}} for status in statuses}
-
-
-ERRORS = _errors(401, 403, 404, 422)
+ERRORS = problem_responses(401, 403, 404, 422)
 
 
 @router.get("/moderation/queue", response_model=ModerationQueuePage, responses=ERRORS,
@@ -61,7 +57,7 @@ def moderate_media(media_id: MediaIdPath, body: ModerationRequest, moderation: M
     return media_out(MediaView(item, private=True), urls)
 
 
-@router.post("/{media_id}/flag", response_model=FlagOut, responses=_errors(401, 404, 422, 429),
+@router.post("/{media_id}/flag", response_model=FlagOut, responses=problem_responses(401, 404, 422, 429),
              summary="Report an item to the moderators",
              description="Any signed-in caller who can see the item, once while their report is open (a repeat "
                          "changes nothing). The item stays as it is until a moderator decides, unless "

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mediahub.api.deps import ApiStateDep, RuntimeDep, SettingsDep
-from mediahub.api.errors import problem, public_detail
-from mediahub.api.schemas import Health, Problem
+from mediahub.api.errors import problem, problem_responses, public_detail
+from mediahub.api.schemas import Health
 from mediahub.errors import MediaHubError, NotFound, Unauthenticated
 
 router = APIRouter(tags=["ops"])
@@ -23,7 +23,7 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, summary="Readiness: database, storage and pixel workers answer",
-            responses={503: {"model": Problem, "content": {"application/problem+json": {}}}})
+            responses=problem_responses(503))
 async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
     checks: dict[str, str] = {}
     failures: list[MediaHubError] = []
@@ -43,7 +43,7 @@ async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             description="Needs `Authorization: Bearer <METRICS_TOKEN>`; 404 while METRICS_TOKEN is unset.",
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
-                       **{s: {"model": Problem, "content": {"application/problem+json": {}}} for s in (401, 404)}})
+                       **problem_responses(401, 404)})
 async def metrics(request: Request, api: ApiStateDep, settings: SettingsDep) -> Response:
     if settings.metrics_token is None:
         raise NotFound("not found", code="not_found")

@@ -20,7 +20,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from mediahub.api.deps import ApiStateDep, MediaServiceDep, PrincipalDep, RuntimeDep, SettingsDep, UrlsDep
-from mediahub.api.errors import PROBLEM_TYPE, problem, public_detail
+from mediahub.api.errors import PROBLEM_TYPE, problem, problem_responses, public_detail
 from mediahub.api.multipart import FORM_ALLOWANCE, FormLimits, ReceivedFile, ReceivedForm, read_multipart
 from mediahub.api.presenters import media_out
 from mediahub.api.ratelimit import RateLimiter
@@ -31,10 +31,9 @@ from mediahub.api.schemas import (
     BatchUploadFields,
     BatchUploadOut,
     MediaOut,
-    Problem,
     UploadFields,
 )
-from mediahub.entities import KINDS, EntityKind, FieldSpec, Target
+from mediahub.entities import KINDS, EntityKind, FieldSpec, Target, get_kind
 from mediahub.errors import InvalidInput, MediaHubError
 from mediahub.media.access import Principal
 from mediahub.media.ingest import UploadRequest
@@ -42,8 +41,7 @@ from mediahub.media.ingest import UploadRequest
 router = APIRouter(prefix="/v1/media", tags=["uploads"])
 Fields = TypeVar("Fields", bound=BaseModel)
 
-ERRORS = {status: {"model": Problem, "content": {"application/problem+json": {}}}
-          for status in (400, 401, 403, 409, 413, 415, 422, 429, 503)}
+ERRORS = problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503)
 
 
 def _form_schema(file_field: str, many: bool, extra: dict[str, Any] | None = None,
@@ -137,8 +135,7 @@ def _route_path(kind: EntityKind, spec: FieldSpec) -> str:
     own = f"/{kind.plural}/{{{kind.id_param}}}/{spec.route}"
     if kind.parent is None:
         return own
-    parent_plural = next(k.plural for k in KINDS if k.name == kind.parent)
-    return f"/{parent_plural}/{{{kind.parent_param}}}{own}"
+    return f"/{get_kind(kind.parent).plural}/{{{kind.parent_param}}}{own}"
 
 
 def _id_parameters(kind: EntityKind) -> list[inspect.Parameter]:

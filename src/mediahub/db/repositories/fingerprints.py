@@ -32,14 +32,14 @@ from mediahub.db.models import NO_PARENT, MediaItem, UtcDateTime, utcnow
 from mediahub.db.session import Database
 
 HashKind = Literal["w", "c"]  # whole picture, centre window
+HASH_KINDS: tuple[HashKind, ...] = ("w", "c")
 Digest = Literal["sha256", "pixels"]  # the uploaded bytes, the upright display pixels
 
 IN_LIST = 500  # ids of one IN list
 BAND_COLUMNS: dict[HashKind, tuple[Any, ...]] = {
-    "w": (MediaItem.hash_w0, MediaItem.hash_w1, MediaItem.hash_w2, MediaItem.hash_w3),
-    "c": (MediaItem.hash_c0, MediaItem.hash_c1, MediaItem.hash_c2, MediaItem.hash_c3),
+    kind: tuple(getattr(MediaItem, f"hash_{kind}{band}") for band in range(4)) for kind in HASH_KINDS
 }
-HASH_COLUMNS = (*BAND_COLUMNS["w"], *BAND_COLUMNS["c"])
+HASH_COLUMNS = tuple(column for kind in HASH_KINDS for column in BAND_COLUMNS[kind])
 _DIGEST_COLUMNS = {"sha256": MediaItem.sha256, "pixels": MediaItem.pixel_sha256}
 
 

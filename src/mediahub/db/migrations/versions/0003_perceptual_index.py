@@ -5,7 +5,7 @@ Revises: 0002
 
 `hash_w0..3` / `hash_c0..3` hold the whole-picture and centre pHashes of the
 64x64 grey fingerprint thumbnail as four 16-bit bands each, one index per band
-(multi-index hashing, see services/dedup.py). Rows written before this
+(multi-index hashing, see dedup/policy.py). Rows written before this
 revision have NULLs and take part in exact (SHA-256) matching only.
 """
 

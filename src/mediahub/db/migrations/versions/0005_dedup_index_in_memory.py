@@ -4,7 +4,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-26
 
-Each process now holds the pHashes in its own index (services/dedup_index.py),
+Each process now holds the pHashes in its own index (dedup/index.py),
 loaded from the band columns (kept: they store the hashes) and synced by id and
 by `updated_at`, which gets an index. The eight band indexes of 0003 served the
 SQL band lookup, which is gone.
