@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 
 from mediahub.db import migrate
 from mediahub.db.session import Database
@@ -176,6 +177,18 @@ class _MariaDBCopier(_Copier):
                     text(f"SELECT version_num FROM {model}.alembic_version")).scalars().all()
         finally:
             self._drop(model)
+
+    def _drop(self, name: str) -> None:
+        # A session a failed test left open holds metadata locks that would block the drop.
+        with self.admin.connect() as connection:
+            sessions = connection.execute(text("SELECT id FROM information_schema.processlist WHERE db = :name"),
+                                          {"name": name}).scalars().all()
+            for session in sessions:
+                try:
+                    connection.exec_driver_sql(f"KILL CONNECTION {int(session)}")
+                except DBAPIError:  # it ended meanwhile
+                    pass
+        super()._drop(name)
 
     def _copy_migrated(self, name: str) -> None:
         with self.admin.connect() as connection:
