@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", help="comma-separated input names (default: the set for the mode)")
     args = parser.parse_args(argv)
 
-    # Run from anywhere: the project root holds `bench` and `tests.support.corpus`.
+    # Run from anywhere: the project root holds `bench`.
     root = Path(__file__).resolve().parents[1]
     os.chdir(root)
     if str(root) not in sys.path:

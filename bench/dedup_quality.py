@@ -32,12 +32,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageEnhance
 
+from bench.corpus import CORPUS_DIR, manifest
 from mediahub.config import Settings
 from mediahub.pipeline.fingerprint import Fingerprint, flatten
 from mediahub.pipeline.image import ProcessedImage, process_image
 from mediahub.pipeline.options import image_options
 from mediahub.pipeline.sniff import sniff
-from tests.support.corpus import CORPUS_DIR, manifest
 
 # Pairs the manifest does not group although they are one picture: Pillow's transparency.avif
 # is p_trns_single.png encoded as AVIF, pil123rgba.png is pil123p.png as RGBA (mean grey

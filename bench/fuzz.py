@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from mediahub.pipeline.probe import ImageLimits, check_limits, open_image
     from mediahub.pipeline.sniff import sniff
     from mediahub.pipeline.strip import STRIPPERS, judge_trailing
-    from tests.support.corpus import CORPUS_DIR
+    from bench.corpus import CORPUS_DIR
 
     seeds = {}
     for name, rel in SEED_FILES.items():

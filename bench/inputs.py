@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.support.corpus import CORPUS_DIR
+from bench.corpus import CORPUS_DIR
 
 GOOD = CORPUS_DIR / "images" / "good"
 GRAIN_SIGMA = 5.0

@@ -48,11 +48,14 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def app_factory(tmp_path: Path) -> AppFactory:
+def app_factory(tmp_path: Path, migrated_sqlite: Callable[[Path], str]) -> AppFactory:
     """Build a migrated app; keyword arguments override settings."""
+    default_database = tmp_path / "api.db"
 
     def build(**overrides: Any) -> FastAPI:
         settings = make_settings(tmp_path, **overrides)
+        if "database_url" not in overrides and not default_database.exists():
+            migrated_sqlite(default_database)  # a copy: faster than migrating
         migrate.upgrade(settings.database_url)
         return create_app(settings)
 

@@ -20,8 +20,8 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def world(app_factory: AppFactory, database_url: str, tokens: Tokens) -> Iterator[tuple[TestClient, dict]]:
-    with TestClient(app_factory(database_url=database_url)) as client:
+def world(app_factory: AppFactory, migrated_database_url: str, tokens: Tokens) -> Iterator[tuple[TestClient, dict]]:
+    with TestClient(app_factory(database_url=migrated_database_url)) as client:
         add_member(client, tokens, "property:123", "USR-OWNER")
         item = upload(client, GALLERY, tokens.owner(), data={"caption": "before", "tags": "kept"}).json()
         yield client, item

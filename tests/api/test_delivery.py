@@ -212,10 +212,10 @@ def test_a_bad_bearer_on_a_file_url_is_401(client: TestClient, tokens: Tokens) -
 
 
 @pytest.fixture
-def s3_client(app_factory: AppFactory, s3_server: str, database_url: str) -> Iterator[TestClient]:
+def s3_client(app_factory: AppFactory, s3_server: str, migrated_database_url: str) -> Iterator[TestClient]:
     """The app on every database, storing in a moto bucket whose own URL is the public base."""
     bucket = f"delivery-{uuid.uuid4().hex[:12]}"
-    app = app_factory(database_url=database_url, storage_type="s3", s3_endpoint_url=s3_server,
+    app = app_factory(database_url=migrated_database_url, storage_type="s3", s3_endpoint_url=s3_server,
                       aws_access_key_id="testing", aws_secret_access_key="testing", s3_bucket_name=bucket,
                       s3_public_base_url=f"{s3_server}/{bucket}", make_webp=True)
     with TestClient(app) as client:

@@ -22,9 +22,9 @@ OTHER_PHOTO = CORPUS_DIR / "images/good/webp_flower.webp"
 
 
 @pytest.fixture
-def client(app_factory: AppFactory, database_url: str) -> Iterator[TestClient]:
+def client(app_factory: AppFactory, migrated_database_url: str) -> Iterator[TestClient]:
     """The app on SQLite, PostgreSQL and MariaDB, hiding at 3 reporters, 5 reports per reporter per hour."""
-    app = app_factory(database_url=database_url, flag_hide_threshold=3, report_rate_limit=5)
+    app = app_factory(database_url=migrated_database_url, flag_hide_threshold=3, report_rate_limit=5)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -62,3 +62,11 @@ def test_schema_check_reports_drift(database_url: str) -> None:
 def test_percent_in_url_survives_config_interpolation() -> None:
     url = "postgresql+psycopg://user:p%40ss@db.example/media"
     assert migrate.alembic_config(url).get_main_option("sqlalchemy.url") == url
+
+
+def test_the_migrated_databases_tests_get_are_at_head_and_match_the_models(migrated_database_url: str) -> None:
+    """Tests get copies of a database migrated once per session (tests/support/databases.py): the copy
+    must be what the migrations make."""
+    assert migrate.current(migrated_database_url) == _head(migrated_database_url)
+    assert _table_names(migrated_database_url) == APP_TABLES | {"alembic_version"}
+    assert migrate.check_schema_matches_models(migrated_database_url) == []

@@ -11,8 +11,6 @@ from mediahub.entities import Target
 from mediahub.media.ingest import UploadRequest
 from mediahub.pipeline.intake import iter_file
 
-CORPUS_GOOD = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "images" / "good"
-
 
 def upload(runtime, path: Path, target: str = "property:P-1:gallery", **kwargs):
     """Ingest a file and, as the CLI does, wait for its jobs: the item as finished (WebP included)."""

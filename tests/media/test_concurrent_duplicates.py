@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 
 from mediahub.errors import Conflict
-from mediahub.media.ingest import IngestService
 from tests.media.conftest import make_runtime
 from tests.media.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
@@ -15,18 +15,34 @@ from tests.support.corpus import CORPUS_DIR
 PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"
 
 
+class CommitsMeet:
+    """A real database whose first two locked sessions (two uploads' commits) open only once both are asked for.
+
+    By then both uploads have passed the first (read-only) duplicate check and stored their objects.
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.meeting = threading.Barrier(2, timeout=30)
+        self._lock = threading.Lock()
+        self._to_meet = 2
+
+    @contextmanager
+    def locked_session(self, name):
+        with self._lock:
+            meets, self._to_meet = self._to_meet > 0, self._to_meet - 1
+        if meets:
+            self.meeting.wait()
+        with self.inner.locked_session(name) as session:
+            yield session
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 @pytest.fixture
-def racing_runtime(db, local_storage, tmp_path, monkeypatch):
-    """Both uploads pass the first (read-only) duplicate check before either stores a byte."""
-    runtime = make_runtime(db, local_storage, tmp_path, dedup_policy="reject")
-    barrier = threading.Barrier(2, timeout=30)
-    real_put_all = IngestService._put_all
-
-    def put_all_together(self, objects, written):
-        barrier.wait()
-        return real_put_all(self, objects, written)
-
-    monkeypatch.setattr(IngestService, "_put_all", put_all_together)
+def racing_runtime(db, local_storage, tmp_path):
+    runtime = make_runtime(CommitsMeet(db), local_storage, tmp_path, dedup_policy="reject")
     yield runtime
     runtime.jobs.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -98,11 +100,11 @@ class DatabaseDiesAtSecondPut:
         return getattr(self.inner, name)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_database_lost_after_the_duplicate_check_removes_the_objects_just_written(db, database_url, local_storage,
-                                                                                 tmp_path):
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+def test_database_lost_after_the_duplicate_check_removes_the_objects_just_written(db, migrated_database_url,
+                                                                                 local_storage, tmp_path):
     """The default policy: the check reads a live database, which is gone by the commit."""
-    store = DatabaseDiesAtSecondPut(local_storage, database_url)
+    store = DatabaseDiesAtSecondPut(local_storage, migrated_database_url)
     runtime = make_runtime(db, store, tmp_path)
     try:
         assert runtime.settings.dedup_policy == "reject"
@@ -166,6 +168,62 @@ def test_a_failure_after_the_early_original_put_removes_it(sqlite_db, local_stor
     assert len(originals) == 1 and store.attempted[0] == originals[0]  # the original went first, and landed
     assert row_count(runtime) == 0
     assert stored_keys(runtime) == set()
+
+
+class SessionsFailWhenArmed:
+    """A real database whose sessions fail, the way a lost connection does, once `armed` is set."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.armed, self.failed = threading.Event(), threading.Event()
+
+    @contextmanager
+    def session(self):
+        if self.armed.is_set():
+            self.failed.set()
+            raise DatabaseUnavailable("injected: connection lost")
+        with self.inner.session() as session:
+            yield session
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class FirstPutOutlastsAFailure:
+    """A real store whose first put arms the database's failure and lands only after a session has failed."""
+
+    def __init__(self, inner, database: SessionsFailWhenArmed) -> None:
+        self.inner, self.database, self.keys = inner, database, []
+        self.outlasted_a_failure = False
+
+    def put(self, key, source, content_type):
+        self.keys.append(key)
+        if len(self.keys) == 1:
+            self.database.armed.set()
+            self.outlasted_a_failure = self.database.failed.wait(timeout=30)
+        return self.inner.put(key, source, content_type)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_failure_while_the_early_original_is_written_removes_it(sqlite_db, local_storage, tmp_path):
+    """A kept original is stored while the pixels are processed; a later failure takes it back, even one
+    that comes while its put is still under way (here: the duplicate check, once it reads the database)."""
+    database = SessionsFailWhenArmed(sqlite_db)
+    store = FirstPutOutlastsAFailure(local_storage, database)
+    runtime = make_runtime(database, store, tmp_path)
+    try:
+        assert runtime.settings.dedup_policy == "reject"
+        with pytest.raises(DatabaseUnavailable):
+            upload(runtime, PHOTO)
+        assert len(store.keys) == 1, "only the original was put, before the duplicate check"
+        assert store.outlasted_a_failure
+        database.armed.clear()
+        assert row_count(runtime) == 0
+        assert stored_keys(runtime) == set()
+    finally:
+        runtime.jobs.close()
 
 
 def test_a_rejected_duplicate_leaves_only_the_first_items_objects(runtime):

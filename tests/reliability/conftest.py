@@ -7,14 +7,15 @@ from collections.abc import Iterator
 import pytest
 
 from mediahub.storage.s3 import S3Storage
-from tests.support.databases import SERVERS, _throwaway_database
+from tests.support.databases import SERVERS, empty_database
 from tests.support.s3_server import make_s3_storage
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """An empty PostgreSQL database for this test (created, then dropped)."""
-    yield from _throwaway_database(SERVERS["postgresql"])
+    with empty_database(SERVERS["postgresql"]) as url:
+        yield url
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from tests.reliability.harness import (
     wait_until,
 )
 from tests.support.corpus import CORPUS_DIR
-from tests.support.databases import SERVERS, _throwaway_database
+from tests.support.databases import SERVERS, empty_database
 from tests.support.s3_server import make_s3_storage
 
 PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"  # original + thumbnail + small: three PUTs
@@ -66,7 +66,7 @@ def rig(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ri
     bucket = make_s3_storage(s3_server)
     bucket.check()
     s3_port = int(s3_server.rsplit(":", 1)[1])
-    for database_url in _throwaway_database(SERVERS["postgresql"]):
+    with empty_database(SERVERS["postgresql"]) as database_url:
         s3, pg = FaultProxy(s3_port, http=True), FaultProxy(5432)
         proxied_db = database_url.replace(":5432/", f":{pg.port}/")
         env = server_env(proxied_db, s3_endpoint=s3.url, bucket=bucket.bucket, s3_timeout_seconds=S3_TIMEOUT,

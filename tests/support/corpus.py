@@ -1,21 +1,14 @@
-"""The shared test corpus: referenced by path, never copied into the project."""
+"""The shared test corpus, file by file (where it is: bench/corpus.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-CORPUS_DIR = Path(
-    os.environ.get("MEDIAHUB_CORPUS", Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus")
-).resolve()
+from bench.corpus import CORPUS_DIR, CorpusMissing, manifest
 
-
-class CorpusMissing(RuntimeError):
-    pass
+__all__ = ["CORPUS_DIR", "CorpusFile", "CorpusMissing", "corpus_files", "corpus_images", "corpus_videos", "manifest"]
 
 
 @dataclass(frozen=True)
@@ -34,17 +27,6 @@ class CorpusFile:
     @property
     def is_video(self) -> bool:
         return self.entry["path"].startswith("video/")
-
-
-@lru_cache(maxsize=1)
-def manifest() -> dict[str, Any]:
-    path = CORPUS_DIR / "MANIFEST.json"
-    if not path.is_file():
-        raise CorpusMissing(
-            f"test corpus not found at {CORPUS_DIR} (expected ../shared/corpus beside the project, "
-            "or set MEDIAHUB_CORPUS)"
-        )
-    return json.loads(path.read_text())
 
 
 def corpus_files() -> list[CorpusFile]:

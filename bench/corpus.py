@@ -1,0 +1,33 @@
+"""Where the shared corpus is: ../shared/corpus beside the project, or MEDIAHUB_CORPUS.
+
+Referenced by path, never copied into the project. The benches read it, and so
+do the tests (tests/support/corpus.py builds on this module).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+CORPUS_DIR = Path(
+    os.environ.get("MEDIAHUB_CORPUS", Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus")
+).resolve()
+
+
+class CorpusMissing(RuntimeError):
+    pass
+
+
+@lru_cache(maxsize=1)
+def manifest() -> dict[str, Any]:
+    """MANIFEST.json: every corpus file with what MediaHub is expected to do with it."""
+    path = CORPUS_DIR / "MANIFEST.json"
+    if not path.is_file():
+        raise CorpusMissing(
+            f"test corpus not found at {CORPUS_DIR} (expected ../shared/corpus beside the project, "
+            "or set MEDIAHUB_CORPUS)"
+        )
+    return json.loads(path.read_text())
