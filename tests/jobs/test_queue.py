@@ -137,7 +137,7 @@ def test_jobs_of_one_item_finishing_together_lose_no_variant_and_settle_ready(db
     for thread in threads:
         thread.join(timeout=60)
     with runtime.database.session() as session:
-        names = {v["name"] for v in session.get(MediaItem, item.id).variants}
+        names = {v.name for v in session.get(MediaItem, item.id).variants}
     assert {f"{t}{n}" for t in "ab" for n in range(8)} <= names, "a concurrent swap overwrote another"
 
     for _ in range(2):

@@ -25,7 +25,7 @@ SIZES = ("thumbnail", "small", "medium", "large")
 
 
 def formats(item: MediaItem) -> set[tuple[str, str]]:
-    return {(v["name"], v["format"]) for v in item.variants}
+    return {(v.name, v.format) for v in item.variants}
 
 
 def assert_clean(runtime, item: MediaItem) -> None:
@@ -72,7 +72,7 @@ def test_running_a_job_twice_gives_the_same_variants_and_no_stray_objects(manual
     first = reload(runtime, item)
     tasks.renditions(runtime, job)  # as after a crash between the swap and `complete`
     second = reload(runtime, item)
-    assert sorted(v["key"] for v in second.variants) == sorted(v["key"] for v in first.variants)
+    assert sorted(v.storage_key for v in second.variants) == sorted(v.storage_key for v in first.variants)
     assert len(second.variants) == len(SIZES) * 2
     assert_clean(runtime, second)
 
@@ -140,8 +140,8 @@ def test_reprocess_after_image_sizes_change_replaces_the_variants(db, local_stor
     for item in items:
         done = reload(after, item)
         assert done.processing_status == "ready"
-        assert {v["name"] for v in done.variants} == {"thumbnail", "small"}
-        assert {(v["width"], v["height"]) for v in done.variants if v["name"] == "thumbnail"} == {(100, 100)}
+        assert {v.name for v in done.variants} == {"thumbnail", "small"}
+        assert {(v.width, v.height) for v in done.variants if v.name == "thumbnail"} == {(100, 100)}
         assert not reprocessing.is_stale(done, after.settings)
     assert not old_keys & stored_keys(after), "the old variants are deleted"
     report = verify_service.verify(after.database, after.storage, grace=timedelta(0))
@@ -159,7 +159,7 @@ def test_reprocess_run_twice_keeps_one_set_of_objects(manual_runtime):
     once = reload(runtime, item)
     tasks.reprocess(runtime, job)
     twice = reload(runtime, item)
-    assert sorted(v["key"] for v in once.variants) == sorted(v["key"] for v in twice.variants)
-    assert all(f"-r{job.id}." in v["key"] for v in twice.variants), "new keys: caches never see stale bytes"
+    assert sorted(v.storage_key for v in once.variants) == sorted(v.storage_key for v in twice.variants)
+    assert all(f"-r{job.id}." in v.storage_key for v in twice.variants), "new keys: caches never see stale bytes"
     purge_pending_deletes(runtime.database, runtime.storage)
     assert_clean(runtime, twice)

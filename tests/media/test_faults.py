@@ -119,7 +119,7 @@ def test_verify_finds_strays_and_missing_objects_and_repair_fixes_them(runtime):
     kept = upload(runtime, PHOTO)
     damaged = upload(runtime, CORPUS_DIR / "images/good/png_hopper.png")
     runtime.storage.put("properties/photos/P-1/2020-01/gallery-20200101000000-abcdef.jpg", b"orphan", "image/jpeg")
-    lost = damaged.variants[0]["key"]
+    lost = damaged.variants[0].storage_key
     runtime.storage.delete(lost)
 
     report = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(0))

@@ -17,14 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, func, or_, select, update
-
-from mediahub.db.models import MediaItem, utcnow
+from mediahub.db.models import MediaItem
+from mediahub.db.repositories import MediaRepository
 from mediahub.db.session import Database
 from mediahub.dedup.policy import row_columns
-from mediahub.errors import MediaHubError, UnsupportedType
-from mediahub.pipeline.image import ImageOptions, process_image
-from mediahub.pipeline.sniff import sniff
+from mediahub.errors import MediaHubError
+from mediahub.media.originals import process_stored
+from mediahub.pipeline.image import ImageOptions
 from mediahub.storage.base import Storage
 
 PAGE = 50
@@ -39,34 +38,17 @@ class BackfillReport:
     failed: dict[int, str] = field(default_factory=dict)  # id -> why
 
 
-def _missing() -> list[ColumnElement[bool]]:
-    return [MediaItem.media_type == "image",
-            or_(MediaItem.pixel_sha256.is_(None), MediaItem.dedup_thumb.is_(None), MediaItem.hash_w0.is_(None),
-                MediaItem.hash_c0.is_(None))]
-
-
 def pending(database: Database) -> int:
     """Image rows that lack a fingerprint value."""
     with database.session() as session:
-        return session.scalar(select(func.count(MediaItem.id)).where(*_missing())) or 0
+        return MediaRepository(session).count_without_fingerprint()
 
 
-def _sources(original_key: str, variants: list[dict]) -> list[str]:
-    """The original, then the largest image variant."""
-    images = [v for v in variants or [] if v.get("format") in IMAGE_VARIANT_FORMATS]
-    largest = max(images, key=lambda v: (v.get("width") or 0) * (v.get("height") or 0), default=None)
-    return [original_key] + ([largest["key"]] if largest else [])
-
-
-def _fingerprint(storage: Storage, key: str, options: ImageOptions, folder: Path) -> dict:
-    data = storage.get(key)
-    sniffed = sniff(data[:4096])
-    if sniffed.media_kind != "image":
-        raise UnsupportedType(f"{key} holds a {sniffed.media_kind}, not an image")
-    path = folder / "object"
-    path.write_bytes(data)
-    processed = process_image(path, sniffed, options)
-    return row_columns(processed.fingerprint, processed.pixel_sha256)
+def _sources(item: MediaItem) -> list[tuple[str, int]]:
+    """(key, recorded size): the original, then the largest image variant stored apart from it."""
+    images = [v for v in item.variants if v.format in IMAGE_VARIANT_FORMATS and v.storage_key != item.original_key]
+    largest = max(images, key=lambda v: v.width * v.height, default=None)
+    return [(item.original_key, item.byte_size)] + ([(largest.storage_key, largest.byte_size)] if largest else [])
 
 
 def backfill(database: Database, storage: Storage, options: ImageOptions,
@@ -78,15 +60,14 @@ def backfill(database: Database, storage: Storage, options: ImageOptions,
     with tempfile.TemporaryDirectory(prefix="mediahub-backfill-") as folder:
         while True:
             with database.session() as session:
-                page = session.execute(select(MediaItem.id, MediaItem.original_key, MediaItem.variants)
-                                       .where(MediaItem.id > last_id, *_missing())
-                                       .order_by(MediaItem.id).limit(PAGE)).all()
-            for media_id, original_key, variants in page:
+                page = MediaRepository(session).without_fingerprint(last_id, PAGE)
+            for item in page:
                 report.examined += 1
                 errors = []
-                for n, key in enumerate(_sources(original_key, variants)):
+                for n, (key, size) in enumerate(_sources(item)):
                     try:
-                        values = _fingerprint(storage, key, options, Path(folder))
+                        # Objects are immutable: the recorded size is the object's.
+                        processed = process_stored(storage, key, size, Path(folder), options)
                     except MediaHubError as exc:
                         errors.append(f"{key}: {exc.code}: {exc.message}")
                         continue
@@ -94,15 +75,15 @@ def backfill(database: Database, storage: Storage, options: ImageOptions,
                         errors.append(f"{key}: {exc}")
                         continue
                     with database.session() as session:
-                        session.execute(update(MediaItem).where(MediaItem.id == media_id)
-                                        .values(**values, updated_at=utcnow()))
+                        MediaRepository(session).set_fingerprint(
+                            item.id, row_columns(processed.fingerprint, processed.pixel_sha256))
                     report.filled += 1
                     report.from_variant += n > 0
                     break
                 else:
-                    report.failed[media_id] = "; ".join(errors) or "no stored image"
+                    report.failed[item.id] = "; ".join(errors) or "no stored image"
                 if progress:
                     progress()
             if len(page) < PAGE:
                 return report
-            last_id = page[-1][0]
+            last_id = page[-1].id

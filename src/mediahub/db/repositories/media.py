@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from mediahub.db.models import NO_PARENT, MediaItem, MediaReport, PendingDelete
+from mediahub.db.models import NO_PARENT, MediaItem, MediaReport, PendingDelete, utcnow
+from mediahub.db.repositories.variants import VariantRepository
 from mediahub.errors import Conflict, InvalidInput
 
 MODERATION_QUEUE_STATUSES = ("pending", "flagged")
@@ -29,6 +31,12 @@ def _in_entity(entity_type: str, entity_id: str, parent_id: str | None) -> tuple
 def _in_field(entity_type: str, entity_id: str, field: str,
               parent_id: str | None = None) -> tuple[ColumnElement[bool], ...]:
     return (*_in_entity(entity_type, entity_id, parent_id), MediaItem.entity_field == field)
+
+
+def _unfingerprinted() -> tuple[ColumnElement[bool], ...]:
+    return (MediaItem.media_type == "image",
+            or_(MediaItem.pixel_sha256.is_(None), MediaItem.dedup_thumb.is_(None), MediaItem.hash_w0.is_(None),
+                MediaItem.hash_c0.is_(None)))
 
 
 def _require_room(count: int, max_items: int) -> None:
@@ -171,6 +179,9 @@ class MediaRepository:
         keys = item.keys()
         self.session.execute(delete(MediaReport).where(MediaReport.media_id == item.id))
         self.session.delete(item)
+        self.session.flush()
+        still_used = VariantRepository(self.session).used_keys(keys)  # an object is deleted with its last row
+        keys = [key for key in keys if key not in still_used]
         self.session.add_all(PendingDelete(storage_key=key) for key in keys)
         self.session.flush()
         return keys
@@ -194,25 +205,46 @@ class MediaRepository:
         return list(self.session.scalars(select(MediaItem).where(*conditions).order_by(MediaItem.id)))
 
     def all_keys(self, page_size: int = 500) -> Iterator[tuple[int, str]]:
-        """(media id, key) for every stored object, read page by page by id.
+        """(media id, key) for every stored object, once per item, read page by page by id.
 
         Keyset paging keeps memory flat and stays correct while rows are added.
         """
         last_id = 0
         while True:
             page = self.session.execute(
-                select(MediaItem.id, MediaItem.original_key, MediaItem.variants)
+                select(MediaItem.id, MediaItem.original_key)
                 .where(MediaItem.id > last_id)
                 .order_by(MediaItem.id)
                 .limit(page_size)
             ).all()
-            for media_id, original_key, variants in page:
+            originals = dict(page)
+            variant_keys: dict[int, list[str]] = {}
+            for media_id, key in VariantRepository(self.session).keys_of(list(originals)):
+                variant_keys.setdefault(media_id, []).append(key)
+            for media_id, original_key in page:
                 yield media_id, original_key
-                for variant in variants or []:
-                    yield media_id, variant["key"]
+                for key in variant_keys.get(media_id, []):
+                    if key != original_key:
+                        yield media_id, key
             if len(page) < page_size:
                 return
             last_id = page[-1].id
+
+    def get_by_original_key(self, key: str) -> MediaItem | None:
+        """The item whose original is stored under `key` (indexed)."""
+        return self.session.scalars(select(MediaItem).where(MediaItem.original_key == key).limit(1)).first()
+
+    def without_fingerprint(self, after_id: int, limit: int) -> list[MediaItem]:
+        """Image rows lacking a duplicate-detection value, by id after `after_id` (keyset paging)."""
+        query = select(MediaItem).where(MediaItem.id > after_id, *_unfingerprinted()).order_by(MediaItem.id)
+        return list(self.session.scalars(query.limit(limit)))
+
+    def count_without_fingerprint(self) -> int:
+        return self.session.scalar(select(func.count(MediaItem.id)).where(*_unfingerprinted())) or 0
+
+    def set_fingerprint(self, media_id: int, values: dict[str, Any]) -> None:
+        """Store duplicate-detection columns (`dedup.policy.row_columns`) without loading the row."""
+        self.session.execute(update(MediaItem).where(MediaItem.id == media_id).values(**values, updated_at=utcnow()))
 
     def ids(self, page_size: int = 500) -> Iterator[int]:
         """Every media id, ascending, read page by page (keyset paging, as `all_keys`)."""
