@@ -73,7 +73,7 @@ def _rows(hashes: list[int], start: int, prefix: str = "b") -> list[dict]:
     for offset, value in enumerate(hashes):
         row = {"public_id": f"{prefix}{start + offset:012d}", "entity_type": "property", "entity_id": f"E{(start + offset) % 5000}",
                "entity_field": "gallery", "position": 0, "is_primary": False, "media_type": "image",
-               "storage_type": "local", "original_key": "bench", "variants": [], "content_type": "image/jpeg",
+               "storage_type": "local", "original_key": "bench", "content_type": "image/jpeg",
                "byte_size": 1, "tags": [], "metadata": {}, "moderation_status": "approved",
                "processing_status": "ready", "sha256": "0" * 64, "md5": "0" * 32, "created_at": now,
                "updated_at": now}

@@ -16,6 +16,7 @@ from PIL import Image
 
 from bench import naive
 from mediahub.config import Settings
+from mediahub.db.models import MediaVariant
 from mediahub.entities import Target
 from mediahub.media.ingest import IngestService, UploadRequest
 from mediahub.pipeline.options import encode_options, image_options
@@ -90,8 +91,8 @@ class Bench:
         self.runtime.close()
 
 
-def _largest_key(variants: list[dict]) -> str:
-    return max(variants, key=lambda v: v["width"] * v["height"])["key"]
+def _largest_key(variants: list[MediaVariant]) -> str:
+    return max(variants, key=lambda v: v.width * v.height).storage_key
 
 
 def renditions_from(data: bytes, settings: Settings, full_size: tuple[int, int] | None = None) -> int:

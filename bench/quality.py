@@ -57,8 +57,8 @@ def run(cfg: Config) -> None:
             item = bench.upload(path)
             _digest, _phash, reference = naive.renders(path)
             for variant in ("medium", "large", "thumbnail"):
-                ours = next(v for v in item.variants if v["name"] == variant and v["format"] in ("jpeg", "png"))
-                mine = _decoded(bench.runtime.storage.get(ours["key"]))
+                ours = next(v for v in item.variants if v.name == variant and v.format in ("jpeg", "png"))
+                mine = _decoded(bench.runtime.storage.get(ours.storage_key))
                 theirs = _decoded(naive.process_one(reference[variant]))
                 if mine.size != theirs.size:
                     t.add_row(name, variant, "x".join(map(str, mine.size)), "x".join(map(str, theirs.size)),

@@ -17,13 +17,6 @@ from importlinter.cli import lint_imports
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "mediahub"
 
-# Modules (relative to src/mediahub) still holding SQL outside db/ while another change to them is
-# under way; each entry must still break the rule, and the list is to be emptied, not grown.
-KNOWN = {
-    "media/files.py",  # its selects move with the rewrite of that file
-}
-
-
 def _sql_imports(path: Path) -> list[str]:
     """The SQLAlchemy imports of one module that a module outside db/ may not have."""
     found = []
@@ -53,9 +46,7 @@ def test_no_sql_outside_db():
         imports = _sql_imports(path)
         if imports:
             offenders[relative] = imports
-    unexpected = {module: imports for module, imports in offenders.items() if module not in KNOWN}
-    assert not unexpected, f"SQL outside mediahub/db (move it into a repository): {unexpected}"
-    assert not KNOWN - set(offenders), f"no SQL left here any more: remove from KNOWN {sorted(KNOWN - set(offenders))}"
+    assert not offenders, f"SQL outside mediahub/db (move it into a repository): {offenders}"
 
 
 

@@ -356,7 +356,7 @@ def dedup_backfill(
     as_json: Annotated[bool, typer.Option("--json", help="The counts as one JSON document on stdout.")] = False,
 ) -> None:
     """Compute the missing fingerprints of image rows stored before duplicate detection, from their bytes."""
-    from mediahub.dedup import backfill
+    from mediahub.media import backfill
 
     runtime = _runtime()
     try:

@@ -70,7 +70,7 @@ def _item_with_all_objects(client: TestClient, tokens: Tokens, media: str) -> Me
 
 
 def _derived_formats(item: MediaItem) -> set[tuple[str, str]]:
-    return {(v["name"], v["format"]) for v in item.variants}
+    return {(v.name, v.format) for v in item.variants}
 
 
 @pytest.mark.parametrize("media", ["image", "video"])

@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from mediahub.db.models import MediaItem
-from mediahub.media.files import original_key_candidates
 from mediahub.storage.signing import sign
 from tests.api.conftest import JWT_SECRET, Tokens, assert_problem, upload
 
@@ -141,12 +140,6 @@ def test_unknown_and_hostile_keys_are_404(client: TestClient, key: str) -> None:
 def test_deleted_objects_are_gone(client: TestClient, tokens: Tokens, approved: dict) -> None:
     assert client.delete(f"/v1/media/{approved['id']}", headers=tokens.header("USR-2")).status_code == 204
     assert_problem(client.get(_path(approved["url"])), 404)
-
-
-def test_variant_keys_map_back_to_their_original() -> None:
-    candidates = original_key_candidates("users/avatars/U_1/2024-12/avatar-20241202-abc123_thumb_2x.webp")
-    assert "users/avatars/U_1/2024-12/avatar-20241202-abc123.jpg" in candidates
-    assert "users/avatars/U_1/2024-12/avatar-20241202-abc123_thumb.png" in candidates
 
 
 def test_a_rejected_items_signed_links_die_with_the_decision(app_factory, tokens: Tokens) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -128,6 +129,13 @@ def test_concurrent_primary_patches_leave_one_primary(client: TestClient, tokens
     assert client.get(LISTING, headers=owner, params={"is_primary": True}).json()["total"] == 1
 
 
+def _objects(item: dict) -> dict[str, int]:
+    """Each stored object of an item (path of its URL -> bytes): renditions may share one, or the original."""
+    found = {urlsplit(item["url"]).path: item["byte_size"]}
+    found.update((urlsplit(v["url"]).path, v["size"]) for f in item["variants"].values() for v in f.values())
+    return found
+
+
 def _stored_files(media_root: Path) -> set[str]:
     return {p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file()}
 
@@ -137,7 +145,7 @@ def test_delete_removes_row_and_every_object(client: TestClient, tokens: Tokens,
     keep, doomed = _upload_many(client, owner, 2)
     before = _stored_files(tmp_path / "media")
     doomed_files = {f for f in before if doomed["url"].split("/files/")[1].split("?")[0].rsplit(".", 1)[0] in f}
-    assert len(doomed_files) == 1 + sum(len(formats) for formats in doomed["variants"].values())
+    assert len(doomed_files) == len(_objects(doomed)), "renditions that share an object are one file"
     response = client.delete(f"/v1/media/{doomed['id']}", headers=owner)
     assert response.status_code == 204
     assert _stored_files(tmp_path / "media") == before - doomed_files
@@ -180,9 +188,8 @@ def test_storage_analytics_match_the_uploads(client: TestClient, tokens: Tokens,
     assert stats["by_entity_type"]["property"] == {"count": 2, "bytes": items[0]["byte_size"] + items[1]["byte_size"]}
     assert stats["by_moderation_status"]["approved"] == {"count": 1, "bytes": avatar["byte_size"]}
     assert stats["by_media_type"] == {"image": {"count": 3, "bytes": total}}
-    variant_bytes = sum(v["size"] for i in [*items, avatar] for f in i["variants"].values() for v in f.values())
-    objects = sum(1 + sum(len(f) for f in i["variants"].values()) for i in [*items, avatar])
-    assert stats["storage"] == {"objects": objects, "bytes": total + variant_bytes}
+    objects = {path: size for i in [*items, avatar] for path, size in _objects(i).items()}
+    assert stats["storage"] == {"objects": len(objects), "bytes": sum(objects.values())}
 
 
 def test_moderation_queue_decisions_and_reports(client: TestClient, tokens: Tokens, owner: dict[str, str]) -> None:

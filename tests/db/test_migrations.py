@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 
 from mediahub.db import migrate
-from mediahub.db.models import Base
+from mediahub.db.models import Base, MediaItem
+from mediahub.db.repositories import VariantRepository
+from mediahub.db.session import Database
 
 APP_TABLES = set(Base.metadata.tables)
+MIGRATION_0008 = importlib.import_module("mediahub.db.migrations.versions.0008_media_variants")
 
 
 def _table_names(url: str) -> set[str]:
@@ -70,3 +76,82 @@ def test_the_migrated_databases_tests_get_are_at_head_and_match_the_models(migra
     assert migrate.current(migrated_database_url) == _head(migrated_database_url)
     assert _table_names(migrated_database_url) == APP_TABLES | {"alembic_version"}
     assert migrate.check_schema_matches_models(migrated_database_url) == []
+
+
+def _insert_items_at_0007(url: str, variants: dict[str, object]) -> None:
+    """Rows as 0007 stored them: `variants` maps a public id to its JSON list."""
+    columns = ("public_id, entity_type, entity_id, entity_field, position, is_primary, media_type, storage_type, "
+               "original_key, variants, content_type, byte_size, tags, metadata, moderation_status, "
+               "processing_status, sha256, md5, created_at, updated_at")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for public_id, entries in variants.items():
+                connection.execute(text(
+                    f"INSERT INTO media_items ({columns}) VALUES (:public_id, 'property', 'P-1', 'photos', 0, "
+                    "false, 'image', 'local', :key, :variants, 'image/jpeg', 1, '[]', '{}', 'approved', 'ready', "
+                    ":sha, :md5, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"),
+                    {"public_id": public_id, "key": f"k/{public_id}.jpg", "variants": json.dumps(entries),
+                     "sha": "a" * 64, "md5": "b" * 32})
+    finally:
+        engine.dispose()
+
+
+def _json_variants(url: str) -> dict[str, object]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT public_id, variants FROM media_items ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    return {public_id: json.loads(value) if isinstance(value, str) else value for public_id, value in rows}
+
+
+def _entry(name: str, fmt: str, key: str, size: int = 10) -> dict[str, object]:
+    return {"name": name, "format": fmt, "key": key, "width": 4, "height": 3, "size": size,
+            "content_type": f"image/{fmt}"}
+
+
+def test_0008_turns_json_variants_into_rows_and_back(database_url: str) -> None:
+    migrate.upgrade(database_url, "0007")
+    before = {
+        "plain": [_entry("small", "jpeg", "k/plain_small.jpg"), _entry("small", "webp", "k/plain_small.webp")],
+        # A pair listed twice (a job appended its rendition): the later entry wins.
+        "twice": [_entry("small", "webp", "k/twice_old.webp", 1), _entry("large", "jpeg", "k/twice_large.jpg"),
+                  _entry("small", "webp", "k/twice_new.webp", 2)],
+        "broken": [{"name": "small"}, "junk", _entry("web", "mp4", "k/broken_web.mp4") | {"width": None}],
+        "none": [],
+    }
+    # Past one page of the copy, so the batches are exercised too.
+    many = {f"bulk{n:03}": [_entry("small", "jpeg", f"k/bulk{n}_small.jpg")] for n in range(MIGRATION_0008.PAGE + 5)}
+    _insert_items_at_0007(database_url, {**before, **many})
+
+    migrate.upgrade(database_url)
+    assert migrate.check_schema_matches_models(database_url) == []
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            items = {item.public_id: item for item in session.scalars(select(MediaItem))}
+            rows = {public_id: [(v.name, v.format, v.storage_key, v.width, v.height, v.byte_size, v.content_type)
+                                for v in item.variants] for public_id, item in items.items()}
+            found = VariantRepository(session).find_by_key("k/bulk503_small.jpg")
+            assert found is not None and (found[0].public_id, found[1]) == ("bulk503", "image/jpeg")
+    finally:
+        database.dispose()
+    assert rows["plain"] == [("small", "jpeg", "k/plain_small.jpg", 4, 3, 10, "image/jpeg"),
+                             ("small", "webp", "k/plain_small.webp", 4, 3, 10, "image/webp")]
+    assert rows["twice"] == [("large", "jpeg", "k/twice_large.jpg", 4, 3, 10, "image/jpeg"),
+                             ("small", "webp", "k/twice_new.webp", 4, 3, 2, "image/webp")]
+    assert rows["broken"] == [("web", "mp4", "k/broken_web.mp4", 0, 3, 10, "image/mp4")]
+    assert rows["none"] == []
+    assert len(rows) == len(before) + len(many) and all(len(rows[name]) == 1 for name in many)
+
+    migrate.downgrade(database_url, "0007")
+    after = _json_variants(database_url)
+    assert after["plain"] == before["plain"]
+    assert after["twice"] == [before["twice"][1], before["twice"][2]]
+    assert after["broken"] == [before["broken"][2] | {"width": 0}]
+    assert after["none"] == [] and after["bulk504"] == many["bulk504"]
+    assert "media_variants" not in _table_names(database_url)
+    migrate.upgrade(database_url)
+    assert migrate.check_schema_matches_models(database_url) == []

@@ -16,13 +16,25 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mediahub.db.models import MediaItem, PendingDelete, utcnow
-from mediahub.db.repositories import MediaRepository, MemberRepository, PendingDeleteRepository, ReportRepository
+from mediahub.db.models import MediaItem, MediaVariant, PendingDelete, utcnow
+from mediahub.db.repositories import (
+    MediaRepository,
+    MemberRepository,
+    PendingDeleteRepository,
+    ReportRepository,
+    VariantRepository,
+    VariantRow,
+)
 from mediahub.db.session import Database
 from mediahub.errors import Conflict, DatabaseUnavailable, InvalidInput
 
 ENTITY = ("listing", "L1")
 CONCURRENT_WRITERS = 8
+
+
+def _variant(name: str, key: str, fmt: str = "jpeg") -> MediaVariant:
+    return MediaVariant(name=name, format=fmt, storage_key=key, width=10, height=10, byte_size=100,
+                        content_type=f"image/{fmt}")
 
 
 def make_item(
@@ -38,7 +50,7 @@ def make_item(
         "media_type": "image",
         "storage_type": "local",
         "original_key": f"media/{public_id}/original.jpg",
-        "variants": [{"name": "thumbnail", "format": "jpeg", "key": f"media/{public_id}/thumbnail.jpg"}],
+        "variants": [_variant("thumbnail", f"media/{public_id}/thumbnail.jpg")],
         "content_type": "image/jpeg",
         "byte_size": 1000,
         "sha256": "a" * 64,
@@ -297,8 +309,10 @@ def test_reorder_refuses_a_mismatched_list(db: Database, order: Callable[[int, i
     assert caught.value.code == "order_mismatch"
 
 
-def test_delete_queues_every_key(db: Database) -> None:
-    variants = [{"name": name, "key": f"media/x/{name}.jpg"} for name in ("small", "large")]
+def test_delete_queues_every_key_once(db: Database) -> None:
+    # medium shares large's object and huge the original's (a small picture's sizes are one rendition).
+    variants = [_variant(name, f"media/x/{stored}.jpg")
+                for name, stored in (("small", "small"), ("large", "large"), ("medium", "large"), ("huge", "original"))]
     [item] = add_items(db, make_item(original_key="media/x/original.jpg", variants=variants))
 
     with db.session() as session:
@@ -308,6 +322,7 @@ def test_delete_queues_every_key(db: Database) -> None:
     assert keys == ["media/x/original.jpg", "media/x/small.jpg", "media/x/large.jpg"]
     with db.session() as session:
         assert MediaRepository(session).get(item.id) is None
+        assert VariantRepository(session).for_item(item.id) == [], "the rows go with their item"
         queued = PendingDeleteRepository(session).due(limit=10)
         assert [pending.storage_key for pending in queued] == keys
 
@@ -501,3 +516,58 @@ def test_locked_session_rolls_back_and_frees_the_lock_on_error(db):
         raise RuntimeError("boom")
     with db.locked_session("entity:property:err") as session:  # not still held
         assert session.scalar(select(func.count(Job.id)).where(Job.kind == "rolled-back")) == 0
+
+
+def _row(name: str, key: str, fmt: str = "webp") -> VariantRow:
+    return VariantRow(name, fmt, key, 10, 10, 100, f"image/{fmt}")
+
+
+def test_a_variant_is_found_by_its_key_with_its_content_type(db: Database) -> None:
+    a, b = add_items(db, make_item(), make_item())
+    with db.session() as session:
+        VariantRepository(session).replace(b.id, [], [_row("small", "media/b/small_x.webp")])
+
+    with db.session() as session:
+        repo = VariantRepository(session)
+        item, content_type = repo.find_by_key("media/b/small_x.webp")
+        assert (item.id, content_type) == (b.id, "image/webp")
+        assert repo.find_by_key(f"media/{a.public_id}/thumbnail.jpg")[0].id == a.id
+        assert repo.find_by_key(a.original_key) is None, "originals are the media rows' to find"
+        assert repo.find_by_key("media/b/small.webp") is None
+
+
+def test_replacing_variants_returns_only_keys_no_row_uses_any_more(db: Database) -> None:
+    [item] = add_items(db, make_item(original_key="media/x/original.jpg", variants=[]))
+    with db.session() as session:
+        VariantRepository(session).replace(item.id, [], [
+            _row("large", "media/x/large.webp"), _row("medium", "media/x/large.webp"),
+            _row("small", "media/x/small.webp"), _row("huge", "media/x/original.jpg", "jpeg"),
+        ])
+
+    with db.session() as session:
+        repo = VariantRepository(session)
+        rows = {v.name: v for v in repo.for_item(item.id)}
+        assert list(rows) == ["large", "medium", "small", "huge"]
+        # large goes, medium still names its object; huge goes, the original stays; small is replaced by itself.
+        unused = repo.replace(item.id, [rows["large"].id, rows["huge"].id, rows["small"].id],
+                              [_row("small", "media/x/small.webp")])
+        assert unused == []
+        assert [(v.name, v.storage_key) for v in repo.for_item(item.id)] == [
+            ("medium", "media/x/large.webp"), ("small", "media/x/small.webp")]
+        rows = {v.name: v for v in repo.for_item(item.id)}
+        assert repo.replace(item.id, [rows["medium"].id], []) == ["media/x/large.webp"]
+
+
+def test_one_item_has_one_variant_per_name_and_format(db: Database) -> None:
+    [item] = add_items(db, make_item(variants=[]))
+    with pytest.raises(IntegrityError), db.session() as session:
+        VariantRepository(session).replace(item.id, [], [_row("small", "k/1.webp"), _row("small", "k/2.webp")])
+
+
+def test_all_keys_names_each_object_of_an_item_once(db: Database) -> None:
+    [item] = add_items(db, make_item(original_key="media/y/original.jpg", variants=[
+        _variant("large", "media/y/original.jpg"), _variant("medium", "media/y/original.jpg"),
+        _variant("small", "media/y/small.jpg")]))
+    with db.session() as session:
+        assert list(MediaRepository(session).all_keys()) == [
+            (item.id, "media/y/original.jpg"), (item.id, "media/y/small.jpg")]

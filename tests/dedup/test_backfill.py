@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from mediahub.db.models import MediaItem
-from mediahub.dedup import backfill as dedup_backfill
 from mediahub.dedup import policy as dedup
+from mediahub.media import backfill as dedup_backfill
 from tests.media.helpers import reload, upload
 from tests.support.corpus import CORPUS_DIR
 

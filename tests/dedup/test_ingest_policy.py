@@ -121,9 +121,9 @@ def test_a_video_matches_its_re_encoded_copy_by_the_poster(make, tmp_path):
     runtime = make()
     first = upload(runtime, CORPUS_DIR / "video/mp4_h264_example_640x480.mp4", "post:P-1:media")
     assert first.hash_w0 is not None and first.dedup_thumb and first.pixel_sha256 is None
-    (web,) = [v for v in first.variants if v["name"] == "web"]
+    (web,) = [v for v in first.variants if v.name == "web"]
     copy = tmp_path / "copy.mp4"
-    copy.write_bytes(runtime.storage.get(web["key"]))  # other bytes, the same pictures
+    copy.write_bytes(runtime.storage.get(web.storage_key))  # other bytes, the same pictures
     with pytest.raises(Conflict) as caught:
         upload(runtime, copy, "post:P-1:media")
     assert caught.value.details["duplicate_of"] == first.public_id

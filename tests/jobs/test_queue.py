@@ -7,9 +7,10 @@ import time
 from datetime import timedelta
 
 from mediahub.db.models import Job, MediaItem
+from mediahub.db.repositories import VariantRow
 from mediahub.db.repositories import job_queue as queue
 from mediahub.jobs.sweeper import sweep
-from mediahub.jobs.tasks import _swap_variants
+from mediahub.media.renditions import publish
 from tests.jobs.helpers import ingest_only
 from tests.media.conftest import make_runtime
 
@@ -127,9 +128,8 @@ def test_jobs_of_one_item_finishing_together_lose_no_variant_and_settle_ready(db
     def add_variants(tag: str) -> None:
         for n in range(8):
             start.wait()
-            entry = {"name": f"{tag}{n}", "format": "webp", "key": f"k/{tag}{n}.webp", "width": 1, "height": 1,
-                     "size": 1, "content_type": "image/webp"}
-            _swap_variants(runtime.database, runtime.storage, item.id, [entry], keep=lambda v: True)
+            row = VariantRow(f"{tag}{n}", "webp", f"k/{tag}{n}.webp", 1, 1, 1, "image/webp")
+            publish(runtime.database, runtime.storage, item.id, [row], keep=lambda v: True)
 
     threads = [threading.Thread(target=add_variants, args=(tag,)) for tag in ("a", "b")]
     for thread in threads:
@@ -137,7 +137,7 @@ def test_jobs_of_one_item_finishing_together_lose_no_variant_and_settle_ready(db
     for thread in threads:
         thread.join(timeout=60)
     with runtime.database.session() as session:
-        names = {v["name"] for v in session.get(MediaItem, item.id).variants}
+        names = {v.name for v in session.get(MediaItem, item.id).variants}
     assert {f"{t}{n}" for t in "ab" for n in range(8)} <= names, "a concurrent swap overwrote another"
 
     for _ in range(2):

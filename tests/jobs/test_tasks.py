@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy import select
 
 from mediahub.db.models import Job, MediaItem
 from mediahub.db.repositories import job_queue as queue
-from mediahub.errors import DatabaseUnavailable
+from mediahub.errors import DatabaseUnavailable, StorageUnavailable
 from mediahub.jobs import tasks
 from mediahub.jobs.runner import execute
 from mediahub.media import ingest as ingest_module
@@ -22,10 +23,11 @@ from tests.media.helpers import reload, row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 
 SIZES = ("thumbnail", "small", "medium", "large")
+FLOWER = CORPUS_DIR / "images/good/jpeg_flower.jpg"  # 480x360: medium and large are one rendition
 
 
 def formats(item: MediaItem) -> set[tuple[str, str]]:
-    return {(v["name"], v["format"]) for v in item.variants}
+    return {(v.name, v.format) for v in item.variants}
 
 
 def assert_clean(runtime, item: MediaItem) -> None:
@@ -72,32 +74,87 @@ def test_running_a_job_twice_gives_the_same_variants_and_no_stray_objects(manual
     first = reload(runtime, item)
     tasks.renditions(runtime, job)  # as after a crash between the swap and `complete`
     second = reload(runtime, item)
-    assert sorted(v["key"] for v in second.variants) == sorted(v["key"] for v in first.variants)
+    assert sorted(v.storage_key for v in second.variants) == sorted(v.storage_key for v in first.variants)
     assert len(second.variants) == len(SIZES) * 2
     assert_clean(runtime, second)
 
 
-def test_a_job_that_dies_after_writing_objects_is_cleaned_up_and_retried(manual_runtime, monkeypatch):
-    runtime = manual_runtime
-    item = ingest_only(runtime)
-    real_swap = tasks._swap_variants
-    calls = []
+class FailingPut:
+    """A real store whose `fail_on`-th put (counted once `armed`) fails as a dropped connection does."""
 
-    def crash_once(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("injected: worker died after the puts")
-        return real_swap(*args, **kwargs)
+    def __init__(self, inner, fail_on: int) -> None:
+        self.inner, self.fail_on, self.puts, self.armed = inner, fail_on, 0, False
 
-    monkeypatch.setattr(tasks, "_swap_variants", crash_once)
+    def put(self, key, source, content_type):
+        if self.armed:
+            self.puts += 1
+            if self.puts == self.fail_on:
+                raise StorageUnavailable("injected: connection reset", code="storage_unavailable")
+        return self.inner.put(key, source, content_type)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class CommitLostAfterPut:
+    """A real database; the first transaction that ends after `store` wrote an object (once armed)
+    is rolled back as if the connection died at the commit."""
+
+    def __init__(self, inner, store: FailingPut) -> None:
+        self.inner, self.store, self.lost = inner, store, False
+
+    @contextmanager
+    def session(self):
+        due = self.store.armed and self.store.puts > 0 and not self.lost
+        with self.inner.session() as session:
+            yield session
+            if due:
+                self.lost = True
+                raise DatabaseUnavailable("injected: connection lost at commit", code="database_unavailable")
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _faulty_runtime(database, store: FailingPut, tmp_path):
+    runtime = make_runtime(database, store, tmp_path, job_backoff_seconds=0)
+    runtime.ingest.dispatch = None
+    return runtime
+
+
+def _assert_failed_then_completes(runtime, item: MediaItem, error: str) -> None:
     failed = execute(runtime)
-    assert failed.status == "queued" and "injected" in failed.last_error
-    assert reload(runtime, item).processing_status == "queued"
-    assert stored_keys(runtime) == set(item.keys()), "the WebP objects of the failed run are removed"
+    assert failed.status == "queued" and error in failed.last_error
+    left = reload(runtime, item)
+    assert left.processing_status == "queued" and formats(left) == formats(item), "the rows are as before"
+    assert stored_keys(runtime) == set(item.keys()), "the objects of the failed run are removed"
     assert execute(runtime).status == "done"
     done = reload(runtime, item)
     assert done.processing_status == "ready" and ("large", "webp") in formats(done)
     assert_clean(runtime, done)
+
+
+def test_a_put_failing_mid_publish_leaves_the_item_as_it_was_and_a_retry_completes(
+        sqlite_db, local_storage, tmp_path):
+    store = FailingPut(local_storage, fail_on=2)
+    runtime = _faulty_runtime(sqlite_db, store, tmp_path)
+    item = ingest_only(runtime, FLOWER)
+    store.armed = True  # the job's puts: WebP thumbnail, small, large (medium is large's object)
+    _assert_failed_then_completes(runtime, item, "injected: connection reset")
+    assert store.puts > 2, "the retry wrote its objects again"
+    runtime.jobs.close()
+
+
+def test_a_commit_lost_after_the_puts_leaves_the_item_as_it_was_and_a_retry_completes(
+        sqlite_db, local_storage, tmp_path):
+    store = FailingPut(local_storage, fail_on=0)  # fails no put: tells the database when one happened
+    database = CommitLostAfterPut(sqlite_db, store)
+    runtime = _faulty_runtime(database, store, tmp_path)
+    item = ingest_only(runtime, FLOWER)
+    store.armed = True
+    _assert_failed_then_completes(runtime, item, "injected: connection lost at commit")
+    assert database.lost
+    runtime.jobs.close()
 
 
 def test_a_job_failing_every_time_fails_the_item_with_the_error(sqlite_db, local_storage, tmp_path, monkeypatch):
@@ -140,8 +197,8 @@ def test_reprocess_after_image_sizes_change_replaces_the_variants(db, local_stor
     for item in items:
         done = reload(after, item)
         assert done.processing_status == "ready"
-        assert {v["name"] for v in done.variants} == {"thumbnail", "small"}
-        assert {(v["width"], v["height"]) for v in done.variants if v["name"] == "thumbnail"} == {(100, 100)}
+        assert {v.name for v in done.variants} == {"thumbnail", "small"}
+        assert {(v.width, v.height) for v in done.variants if v.name == "thumbnail"} == {(100, 100)}
         assert not reprocessing.is_stale(done, after.settings)
     assert not old_keys & stored_keys(after), "the old variants are deleted"
     report = verify_service.verify(after.database, after.storage, grace=timedelta(0))
@@ -159,7 +216,7 @@ def test_reprocess_run_twice_keeps_one_set_of_objects(manual_runtime):
     once = reload(runtime, item)
     tasks.reprocess(runtime, job)
     twice = reload(runtime, item)
-    assert sorted(v["key"] for v in once.variants) == sorted(v["key"] for v in twice.variants)
-    assert all(f"-r{job.id}." in v["key"] for v in twice.variants), "new keys: caches never see stale bytes"
+    assert sorted(v.storage_key for v in once.variants) == sorted(v.storage_key for v in twice.variants)
+    assert all(f"-r{job.id}." in v.storage_key for v in twice.variants), "new keys: caches never see stale bytes"
     purge_pending_deletes(runtime.database, runtime.storage)
     assert_clean(runtime, twice)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mediahub.db.models import MediaVariant
 from mediahub.errors import MediaHubError
 from mediahub.pipeline.transcode import transcode_web
 from tests.media.conftest import make_runtime
@@ -47,8 +48,8 @@ def tkhd_matrix(path: Path) -> tuple[int, int, int, int]:
     return a, b, c, d
 
 
-def variant(runtime, item, name: str, fmt: str) -> dict:
-    (found,) = [v for v in item.variants if (v["name"], v["format"]) == (name, fmt)]
+def variant(runtime, item, name: str, fmt: str) -> MediaVariant:
+    (found,) = [v for v in item.variants if (v.name, v.format) == (name, fmt)]
     return found
 
 
@@ -69,21 +70,21 @@ def test_each_corpus_video_gets_an_upright_poster_and_a_web_rendition(runtime, e
     assert item.processing_status == "ready"
     assert (item.width, item.height) == (entry.entry["width"], entry.entry["height"])
     large = variant(runtime, item, "large", "jpeg")
-    poster = Image.open(stored_file(runtime, large["key"], tmp_path))
-    assert poster.size == (large["width"], large["height"])
+    poster = Image.open(stored_file(runtime, large.storage_key, tmp_path))
+    assert poster.size == (large.width, large.height)
     assert abs(poster.size[0] / poster.size[1] - item.width / item.height) < 0.02
-    assert ("large", "webp") in {(v["name"], v["format"]) for v in item.variants}
+    assert ("large", "webp") in {(v.name, v.format) for v in item.variants}
 
     web = variant(runtime, item, "web", "mp4")
-    assert web["key"] == item.original_key.rsplit(".", 1)[0] + "_web.mp4" and web["content_type"] == "video/mp4"
-    path = stored_file(runtime, web["key"], tmp_path)
-    assert web["size"] == path.stat().st_size
+    assert web.storage_key == item.original_key.rsplit(".", 1)[0] + "_web.mp4" and web.content_type == "video/mp4"
+    path = stored_file(runtime, web.storage_key, tmp_path)
+    assert web.byte_size == path.stat().st_size
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
         width, height = stream.codec_context.width, stream.codec_context.height
         assert max(width, height) <= 1280 and width % 2 == 0 and height % 2 == 0
-        assert (width, height) == (web["width"], web["height"])
+        assert (width, height) == (web.width, web.height)
         assert all(a.codec_context.name == "aac" for a in container.streams.audio)
         assert sum(1 for _ in container.decode(stream)) > 0
     boxes = top_level_boxes(path)
@@ -98,14 +99,14 @@ def test_the_display_matrix_turns_the_poster_as_ffmpeg_defines_it(runtime, tmp_p
     assert tkhd_matrix(clip) == (0, 0x10000, -0x10000, 0)
     item = upload(runtime, clip, TARGET)
     assert (item.width, item.height) == (32, 64) and item.meta["rotation"] == 270
-    poster = Image.open(stored_file(runtime, variant(runtime, item, "large", "jpeg")["key"], tmp_path))
+    poster = Image.open(stored_file(runtime, variant(runtime, item, "large", "jpeg").storage_key, tmp_path))
     pixels = np.asarray(poster.convert("RGB")).astype(int)
     # Turned clockwise, the red top-left quarter lands top-right.
     assert pixels[8, 24][0] > 200 and pixels[8, 24][1] < 60, "top-right is red"
     assert pixels[8, 8][0] < 60 and pixels[56, 24][0] < 60, "top-left and bottom-right are dark"
     web = variant(runtime, item, "web", "mp4")
-    assert (web["width"], web["height"]) == (32, 64)
-    with av.open(str(stored_file(runtime, web["key"], tmp_path))) as container:
+    assert (web.width, web.height) == (32, 64)
+    with av.open(str(stored_file(runtime, web.storage_key, tmp_path))) as container:
         assert next(container.decode(video=0)).rotation == -90, "the rendition keeps the matrix"
 
 
@@ -155,7 +156,7 @@ def assert_without_location(path: Path, markers: list[bytes], frames: int = 10) 
 
 def assert_served_without_location(runtime, item, markers: list[bytes], tmp_path: Path, frames: int = 10) -> None:
     """The stored original and the web MP4, as the store serves them."""
-    for key in (item.original_key, variant(runtime, item, "web", "mp4")["key"]):
+    for key in (item.original_key, variant(runtime, item, "web", "mp4").storage_key):
         assert_without_location(stored_file(runtime, key, tmp_path), markers, frames)
     assert item.byte_size == runtime.storage.stat(item.original_key).size
 

@@ -54,7 +54,7 @@ def test_a_separate_dramatiq_worker_finishes_the_upload(broker, sqlite_db, local
         stop_process(worker)
         runtime.close()
     done = reload(runtime, item)
-    assert {v["format"] for v in done.variants} == {"jpeg", "webp"} and len(done.variants) == 8
+    assert {v.format for v in done.variants} == {"jpeg", "webp"} and len(done.variants) == 8
     (job,) = jobs_of(runtime, item.id)
     assert job.status == "done" and job.attempts == 1
     assert verify_service.verify(runtime.database, runtime.storage, grace=timedelta(0)).clean
@@ -91,6 +91,6 @@ def test_a_worker_killed_while_holding_a_lease_does_not_strand_the_job(sqlite_db
     finished = status()
     assert finished.attempts == 2 and finished.last_error is None
     done = reload(runtime, item)
-    assert done.processing_status == "ready" and "web" in {v["name"] for v in done.variants}
+    assert done.processing_status == "ready" and "web" in {v.name for v in done.variants}
     assert verify_service.verify(runtime.database, runtime.storage, grace=timedelta(0)).clean
     runtime.jobs.close()

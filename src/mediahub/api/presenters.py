@@ -28,13 +28,13 @@ def _metadata(view: MediaView) -> dict[str, Any]:
 
 def _variants(item: MediaItem, urls: MediaUrls) -> dict[str, dict[str, VariantOut]]:
     variants: dict[str, dict[str, VariantOut]] = {}
-    for variant in item.variants or []:
-        variants.setdefault(variant["name"], {})[variant["format"]] = VariantOut(
-            url=urls.url(item, variant["key"]),
-            width=variant["width"],
-            height=variant["height"],
-            size=variant["size"],
-            content_type=variant["content_type"],
+    for variant in item.variants:
+        variants.setdefault(variant.name, {})[variant.format] = VariantOut(
+            url=urls.url(item, variant.storage_key),
+            width=variant.width,
+            height=variant.height,
+            size=variant.byte_size,
+            content_type=variant.content_type,
         )
     return variants
 

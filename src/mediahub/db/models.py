@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -23,7 +24,7 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, so BIGINT falls back to it there.
@@ -111,8 +112,6 @@ class MediaItem(Base):
     storage_type: Mapped[str] = mapped_column(String(8))  # local | s3
     bucket_name: Mapped[str | None] = mapped_column(String(255))
     original_key: Mapped[str] = mapped_column(String(512))
-    # [{"name", "format", "key", "width", "height", "size", "content_type"}, ...]
-    variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     content_type: Mapped[str] = mapped_column(String(64))
     byte_size: Mapped[int] = mapped_column(BigInteger)
     width: Mapped[int | None] = mapped_column(Integer)
@@ -169,9 +168,47 @@ class MediaItem(Base):
         MYSQL_TABLE_OPTIONS,
     )
 
+    # Loaded with the item (one query per page of items): items leave their session for the API.
+    # Written through db/repositories/variants.py once the item exists.
+    variants: Mapped[list[MediaVariant]] = relationship(
+        lazy="selectin", order_by="MediaVariant.id", cascade="all, delete-orphan", passive_deletes=True)
+
     def keys(self) -> list[str]:
-        """Every stored object of this item: the original and each variant."""
-        return [self.original_key, *(v["key"] for v in self.variants or [])]
+        """Every stored object of this item, once each: the original and each variant's.
+
+        Variants may share an object (with each other, or with the original): see MediaVariant.
+        """
+        return list(dict.fromkeys([self.original_key, *(v.storage_key for v in self.variants)]))
+
+
+class MediaVariant(Base):
+    """One rendition of an item: a size (`name`) in one format, and the object that holds it.
+
+    A rendition whose pixels would equal a larger one's (a small picture has no distinct
+    `large`) points at that object instead of storing a copy, so one `storage_key` may be
+    named by several rows of an item, and by the item's `original_key`.
+    """
+
+    __tablename__ = "media_variants"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    media_id: Mapped[int] = mapped_column(BigId, ForeignKey("media_items.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(16))
+    storage_key: Mapped[str] = mapped_column(String(512))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    byte_size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (
+        # Also the index of an item's variants (media_id leads).
+        UniqueConstraint("media_id", "name", "format", name="uq_variant_name_format"),
+        # The file route finds the row that names a requested object key.
+        Index("ix_variants_storage_key", "storage_key"),
+        MYSQL_TABLE_OPTIONS,
+    )
 
 
 class EntityMember(Base):

@@ -1,11 +1,11 @@
-"""What each kind of job does, as plain functions over a `TaskContext`.
+"""What each kind of job does, as plain functions over the context.
 
 Every task is idempotent, so a re-run after a crash or an expired lease is
 safe: objects are written first (under keys fixed for the job, so a re-run
-finds its own objects instead of adding new ones), then the row's variant list
-is swapped in one transaction that also queues the replaced objects in
-PendingDelete. When a run fails, the objects it wrote that the row does not
-reference are removed again.
+finds its own objects instead of adding new ones), then the item's variant rows
+are replaced in one transaction that also queues the objects no row uses any
+more in PendingDelete (`renditions.publish`). When a run fails, the objects it
+wrote that the item does not reference are removed again.
 """
 
 from __future__ import annotations
@@ -14,31 +14,30 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mediahub.db.models import Job, MediaItem, PendingDelete
-from mediahub.db.repositories.job_queue import lock_item
+from mediahub.db.models import Job, MediaItem, MediaVariant
+from mediahub.db.repositories import MediaRepository, VariantRow
 from mediahub.db.session import Database
 from mediahub.jobs.context import TaskContext
-from mediahub.media import exposure
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VIDEO_TRANSCODE, WEB
 from mediahub.media.keys import variant_key
+from mediahub.media.originals import process_stored, stored_on_disk
+from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants, publish
 from mediahub.pipeline.formats import EXTENSIONS
-from mediahub.pipeline.image import ProcessedImage, process_image
-from mediahub.pipeline.intake import spool
+from mediahub.pipeline.image import ProcessedImage
 from mediahub.pipeline.options import encode_options, image_options, video_options
-from mediahub.pipeline.sniff import sniff
 from mediahub.pipeline.transcode import transcode_web
 from mediahub.pipeline.variants import Encoded, EncodeOptions
-from mediahub.pipeline.video import ProcessedVideo, process_video
+from mediahub.pipeline.video import ProcessedVideo
 from mediahub.storage.base import KeyExists, ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
 
-Variant = dict[str, Any]  # one entry of MediaItem.variants
+Variant = dict[str, Any]  # the key and content type of an object to store
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,9 @@ def renditions(context: TaskContext, job: Job) -> None:
     if item is None:  # deleted meanwhile: nothing to do
         return
     processed = _process_original(context, item, encode_options(context.settings, base=False))
-    made = [_image_variant(item.original_key, v, v.name) for v in processed.variants]
+    made = _image_variants(item, processed.variants, lambda v: v.name)
     pairs = {(v.name, v.format) for v in processed.variants}
-    _publish(context, item.id, made, keep=lambda v: (v["name"], v["format"]) not in pairs)
+    _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs)
 
 
 def reprocess(context: TaskContext, job: Job) -> None:
@@ -65,8 +64,8 @@ def reprocess(context: TaskContext, job: Job) -> None:
         return
     processed = _process_original(context, item, encode_options(context.settings))
     # Fresh keys per job, fixed within it: a re-run of this job overwrites its own objects.
-    made = [_image_variant(item.original_key, v, f"{v.name}-r{job.id}") for v in processed.variants]
-    _publish(context, item.id, made, keep=lambda v: v["name"] == WEB)
+    made = _image_variants(item, processed.variants, lambda v: f"{v.name}-r{job.id}")
+    _publish(context, item.id, made, keep=lambda v: v.name == WEB)
 
 
 def video_transcode(context: TaskContext, job: Job) -> None:
@@ -76,9 +75,9 @@ def video_transcode(context: TaskContext, job: Job) -> None:
         return
     with _original_on_disk(context, item) as source, _temp_file(context, ".mp4") as target:
         web = transcode_web(source, target)
-        entry = {"name": WEB, "format": "mp4", "key": variant_key(item.original_key, WEB, "mp4"),
-                 "width": web.width, "height": web.height, "size": web.size, "content_type": "video/mp4"}
-        _publish(context, item.id, [NewVariant(entry, target)], keep=lambda v: v["name"] != WEB)
+        row = VariantRow(WEB, "mp4", variant_key(item.original_key, WEB, "mp4"), web.width, web.height, web.size,
+                         "video/mp4")
+        _publish(context, item.id, [PlannedVariant(row, target)], keep=lambda v: v.name != WEB)
 
 
 TASKS: dict[str, Callable[[TaskContext, Job], None]] = {
@@ -92,38 +91,33 @@ def _item(database: Database, media_id: int | None) -> MediaItem | None:
     if media_id is None:
         return None
     with database.session() as session:
-        return session.get(MediaItem, media_id)
+        return MediaRepository(session).get(media_id)
 
 
-def _image_variant(original_key: str, encoded: Encoded, key_name: str) -> NewVariant:
-    key = variant_key(original_key, key_name, EXTENSIONS[encoded.format])
-    entry = {"name": encoded.name, "format": encoded.format, "key": key, "width": encoded.width,
-             "height": encoded.height, "size": len(encoded.data), "content_type": encoded.content_type}
-    return NewVariant(entry, encoded.data)
+def _image_variants(item: MediaItem, encoded: list[Encoded], key_name: Callable[[Encoded], str]) -> list[PlannedVariant]:
+    """The rows of the encoded variants; those equal to a larger one (or the original) share its object."""
+    return plan_variants(encoded, lambda v: variant_key(item.original_key, key_name(v), EXTENSIONS[v.format]),
+                         StoredOriginal.of_item(item))
+
+
+def _limit(context: TaskContext, item: MediaItem) -> int:
+    settings = context.settings
+    return max(item.byte_size, settings.max_image_size, settings.max_video_size)
 
 
 def _process_original(context: TaskContext, item: MediaItem,
                       encode: EncodeOptions) -> ProcessedImage | ProcessedVideo:
     """Run the upload pipeline again over the stored original, with today's sizes."""
     images = image_options(context.settings, encode)
-    with _original_on_disk(context, item) as path:
-        with path.open("rb") as fh:
-            sniffed = sniff(fh.read(4096))
-        if item.media_type == "image":
-            return process_image(path, sniffed, images)
-        return process_video(path, sniffed, video_options(context.settings, images))
+    return process_stored(context.storage, item.original_key, _limit(context, item), context.settings.temp_dir,
+                          images, video_options(context.settings, images))
 
 
 @contextmanager
 def _original_on_disk(context: TaskContext, item: MediaItem) -> Iterator[Path]:
-    """The stored original streamed to a temp file (PyAV and the decoders want a path)."""
-    settings = context.settings
-    limit = max(item.byte_size, settings.max_image_size, settings.max_video_size)
-    spooled = spool(context.storage.open_range(item.original_key), limit, settings.temp_dir)
-    try:
+    with stored_on_disk(context.storage, item.original_key, _limit(context, item),
+                        context.settings.temp_dir) as spooled:
         yield spooled.path
-    finally:
-        spooled.discard()
 
 
 @contextmanager
@@ -135,20 +129,25 @@ def _temp_file(context: TaskContext, suffix: str) -> Iterator[Path]:
         yield Path(name) / f"out{suffix}"
 
 
-def _publish(context: TaskContext, media_id: int, made: list[NewVariant], keep: Callable[[Variant], bool]) -> None:
-    """Write the objects, then swap them into the row; on failure remove what the row does not use."""
+def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
+             keep: Callable[[MediaVariant], bool]) -> None:
+    """Write the objects, then swap the rows in; on failure remove what the item does not use."""
     written: list[str] = []
     try:
-        entries = []
+        sizes: dict[str, int] = {}
         for variant in made:
-            info = _put_unless_present(context.storage, variant)
-            written.append(info.key)
-            entries.append({**variant.entry, "size": info.size})
-        swapped = _swap_variants(context.database, context.storage, media_id, entries, keep)
+            if variant.source is not None:
+                entry = {"key": variant.row.storage_key, "content_type": variant.row.content_type}
+                info = _put_unless_present(context.storage, NewVariant(entry, variant.source))
+                written.append(info.key)
+                sizes[info.key] = info.size
+        # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
+        rows = [replace(v.row, byte_size=sizes.get(v.row.storage_key, v.row.byte_size)) for v in made]
+        published = publish(context.database, context.storage, media_id, rows, keep)
     except BaseException:
         _remove_unreferenced(context, media_id, written)
         raise
-    if not swapped:  # the item was deleted while the job ran
+    if not published:  # the item was deleted while the job ran
         _remove_unreferenced(context, media_id, written)
     purge_pending_deletes(context.database, context.storage)
 
@@ -160,31 +159,6 @@ def _put_unless_present(storage: Storage, variant: NewVariant) -> ObjectInfo:
         return storage.put(key, variant.source, variant.entry["content_type"])
     except KeyExists:
         return storage.stat(key)
-
-
-def _swap_variants(database: Database, storage: Storage, media_id: int, entries: list[Variant],
-                   keep: Callable[[Variant], bool]) -> bool:
-    """Replace the variants `keep` rejects by `entries`, queueing objects no longer used for deletion.
-
-    The row is locked first, so concurrent jobs of one item (WebP and the web
-    MP4) apply one after the other instead of overwriting each other's list, and a
-    moderation decision (which takes the same lock) sees the new objects or none:
-    they are made public here only if the item is approved at this moment.
-    """
-    new_keys = {e["key"] for e in entries}
-    with database.session() as session:
-        lock_item(session, media_id)
-        item = session.get(MediaItem, media_id, populate_existing=True)
-        if item is None:
-            return False
-        kept = [v for v in item.variants or [] if keep(v) and v["key"] not in new_keys]
-        kept_keys = {v["key"] for v in kept}
-        dropped = [v["key"] for v in item.variants or [] if v["key"] not in kept_keys | new_keys]
-        item.variants = kept + entries
-        session.add_all(PendingDelete(storage_key=key) for key in dropped)
-        if exposure.is_public(item):
-            storage.set_public(new_keys, True)
-    return True
 
 
 def _remove_unreferenced(context: TaskContext, media_id: int, written: list[str]) -> None:

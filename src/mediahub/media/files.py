@@ -11,20 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import MediaItem
-from mediahub.db.repositories import MemberRepository
+from mediahub.db.repositories import MediaRepository, MemberRepository, VariantRepository
 from mediahub.db.session import Database
 from mediahub.errors import Forbidden, MediaHubError, NotFound
 from mediahub.media import access
 from mediahub.media.access import Principal
-from mediahub.pipeline.formats import EXTENSIONS
 from mediahub.storage.keys import check_key
 from mediahub.storage.signing import verify
-
-ORIGINAL_EXTENSIONS = tuple(sorted(set(EXTENSIONS.values())))
 
 
 @dataclass(frozen=True)
@@ -38,20 +34,6 @@ def _missing(key: str) -> NotFound:
     """The same answer for unknown keys and hidden objects, so keys cannot be probed."""
     return NotFound("no such file, or it needs a signed URL or the bearer token of someone who may see it",
                     code="file_not_found", key=key[:200])
-
-
-def original_key_candidates(key: str) -> list[str]:
-    """Original keys a variant key may belong to.
-
-    Variants are `{stem}_{variant}.{ext}` beside `{stem}.{ext0}`; variant names
-    may hold underscores themselves, so every `_` in the file name is a possible
-    cut. Exact candidates keep the lookup on the original_key index everywhere.
-    """
-    folder, _, name = key.rpartition("/")
-    stem = name.rsplit(".", 1)[0]
-    prefix = f"{folder}/" if folder else ""
-    stems = [stem[:i] for i, char in enumerate(stem) if char == "_" and i > 0]
-    return [f"{prefix}{s}.{ext}" for s in stems for ext in ORIGINAL_EXTENSIONS]
 
 
 class FileAccess:
@@ -85,15 +67,8 @@ class FileAccess:
 
     @staticmethod
     def _lookup(session: Session, key: str) -> tuple[MediaItem, str] | None:
-        """The item that stores `key`, and the object's content type."""
-        item = session.scalars(select(MediaItem).where(MediaItem.original_key == key)).first()
+        """The item that stores `key`, and the object's content type (two indexed lookups at most)."""
+        item = MediaRepository(session).get_by_original_key(key)
         if item is not None:
             return item, item.content_type
-        candidates = original_key_candidates(key)
-        if not candidates:
-            return None
-        for item in session.scalars(select(MediaItem).where(MediaItem.original_key.in_(candidates))):
-            for variant in item.variants or []:
-                if variant["key"] == key:
-                    return item, variant["content_type"]
-        return None
+        return VariantRepository(session).find_by_key(key)

@@ -37,6 +37,7 @@ from mediahub.media.job_kinds import upload_jobs
 from mediahub.media.keys import original_key, variant_key
 from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
+from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants
 from mediahub.pipeline.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.pipeline.image import ProcessedImage, image_outputs, process_image
 from mediahub.pipeline.intake import Spooled, safe_filename, spool
@@ -209,26 +210,28 @@ class IngestService:
             raise TooLarge(f"{sniffed.media_kind} is {size} bytes; at most {cap}", limit=cap)
 
     def _objects(self, spooled: Spooled, sniffed: Sniffed, processed: ProcessedImage | ProcessedVideo,
-                 target: Target, stored_key: str | None) -> list[_Object]:
-        """The original first, then the variants; `stored_key`: the original's, when already stored."""
+                 target: Target, stored_key: str | None) -> tuple[list[_Object], list[PlannedVariant]]:
+        """The objects to store, the original first; and the variant rows (`renditions.plan_variants`).
+        `stored_key`: the original's, when already stored."""
         if isinstance(processed, ProcessedImage):
             fmt = processed.original.format
             key = stored_key or original_key(target, EXTENSIONS[fmt])
             first = _Object(key, processed.original.data, CONTENT_TYPES[fmt])
+            original = StoredOriginal(key, fmt, processed.width, processed.height, len(processed.original.data))
         else:
             key = original_key(target, EXTENSIONS[sniffed.format])
             first = _Object(key, spooled.path, sniffed.mime)
-        rest = [
-            _Object(variant_key(key, v.name, EXTENSIONS[v.format]), v.data, v.content_type)
-            for v in processed.variants
-        ]
-        return [first, *rest]
+            original = None
+        variants = plan_variants(processed.variants, lambda v: variant_key(key, v.name, EXTENSIONS[v.format]),
+                                 original)
+        rest = [_Object(v.row.storage_key, v.source, v.row.content_type) for v in variants if v.source is not None]
+        return [first, *rest], variants
 
     def _store(self, spooled: Spooled, sniffed: Sniffed, processed: ProcessedImage | ProcessedVideo,
                request: UploadRequest, early: _EarlyOriginal | None = None) -> MediaItem:
         """Store the objects (all, or all but an `early` original), then commit the row and its jobs."""
         early = early or _EarlyOriginal(self._writers, self.storage, request.target)
-        objects = self._objects(spooled, sniffed, processed, request.target, early.key)
+        objects, variants = self._objects(spooled, sniffed, processed, request.target, early.key)
         job_kinds = upload_jobs(self.settings, sniffed.media_kind)
         written: list[str] = []
         try:
@@ -237,7 +240,8 @@ class IngestService:
             finally:
                 early.settle(written, raise_error=True)
             item, job_ids = self._commit(
-                lambda: self._row(spooled, sniffed, processed, request, objects, job_kinds), request.target, job_kinds,
+                lambda: self._row(spooled, sniffed, processed, request, objects[0], variants, job_kinds),
+                request.target, job_kinds,
                 self._recheck(spooled, processed, request),
             )
         except KeyExists as exc:  # a generated key that is taken: nothing was replaced, the upload may be sent again
@@ -333,14 +337,9 @@ class IngestService:
             log.warning("could not remove %d objects of a failed upload: %s", len(failed), failed)
 
     def _row(self, spooled: Spooled, sniffed: Sniffed, processed: ProcessedImage | ProcessedVideo,
-             request: UploadRequest, objects: list[_Object], job_kinds: list[str]) -> MediaItem:
+             request: UploadRequest, original: _Object, variants: list[PlannedVariant],
+             job_kinds: list[str]) -> MediaItem:
         target = request.target
-        original, variant_objects = objects[0], objects[1:]
-        variants = [
-            {"name": v.name, "format": v.format, "key": obj.key, "width": v.width, "height": v.height,
-             "size": len(v.data), "content_type": v.content_type}
-            for v, obj in zip(processed.variants, variant_objects, strict=True)
-        ]
         # A video's spool has been rewritten without its metadata since it was hashed.
         size = len(original.source) if isinstance(original.source, bytes) else original.source.stat().st_size
         meta = dict(processed.metadata)
@@ -359,7 +358,7 @@ class IngestService:
             storage_type=self.storage.kind,
             bucket_name=self.storage.bucket,
             original_key=original.key,
-            variants=variants,
+            variants=[v.row.model() for v in variants],
             content_type=original.content_type,
             byte_size=size,
             width=processed.width,

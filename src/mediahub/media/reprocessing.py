@@ -31,18 +31,18 @@ def is_stale(item: MediaItem, settings: Settings) -> bool:
     """
     if not item.width or not item.height:
         return False
-    images = [v for v in item.variants or [] if v["name"] != WEB]
+    images = [v for v in item.variants if v.name != WEB]
     want = {s.name: output_size(item.width, item.height, s) for s in settings.image_sizes}
     have: dict[str, set[tuple[int, int]]] = {}
     for v in images:
-        have.setdefault(v["name"], set()).add((v["width"], v["height"]))
+        have.setdefault(v.name, set()).add((v.width, v.height))
     if set(have) != set(want):
         return True
     if any(abs(w - want[name][0]) > 1 or abs(h - want[name][1]) > 1 for name, sizes in have.items()
            for w, h in sizes):
         return True
     extra = {fmt for fmt, wanted in (("webp", settings.make_webp), ("avif", settings.make_avif)) if wanted}
-    return {v["format"] for v in images} - BASE_FORMATS != extra
+    return {v.format for v in images} - BASE_FORMATS != extra
 
 
 def count_items(database: Database, scope: Scope) -> int:

@@ -124,11 +124,10 @@ class FingerprintRepository:
         """Image rows that lack a fingerprint value."""
         return self.session.scalar(select(func.count(MediaItem.id)).where(*_unfingerprinted())) or 0
 
-    def unfingerprinted(self, after_id: int, limit: int) -> Sequence[Row[Any]]:
-        """(id, original_key, variants) of the next image rows after `after_id` that lack a fingerprint value."""
-        return self.session.execute(select(MediaItem.id, MediaItem.original_key, MediaItem.variants)
-                                    .where(MediaItem.id > after_id, *_unfingerprinted())
-                                    .order_by(MediaItem.id).limit(limit)).all()
+    def unfingerprinted(self, after_id: int, limit: int) -> list[MediaItem]:
+        """The next image rows after `after_id` (keyset paging) that lack a fingerprint value."""
+        return list(self.session.scalars(select(MediaItem).where(MediaItem.id > after_id, *_unfingerprinted())
+                                         .order_by(MediaItem.id).limit(limit)))
 
     def fill(self, media_id: int, values: dict[str, Any]) -> None:
         """Write a row's duplicate-detection columns (`values`: column name -> value)."""

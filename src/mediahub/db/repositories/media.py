@@ -8,6 +8,7 @@ from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, upd
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import NO_PARENT, MediaItem, MediaReport, PendingDelete
+from mediahub.db.repositories.variants import VariantRepository
 from mediahub.errors import Conflict, InvalidInput
 
 MODERATION_QUEUE_STATUSES = ("pending", "flagged")
@@ -178,6 +179,9 @@ class MediaRepository:
         keys = item.keys()
         self.session.execute(delete(MediaReport).where(MediaReport.media_id == item.id))
         self.session.delete(item)
+        self.session.flush()
+        still_used = VariantRepository(self.session).used_keys(keys)  # an object is deleted with its last row
+        keys = [key for key in keys if key not in still_used]
         self.session.add_all(PendingDelete(storage_key=key) for key in keys)
         self.session.flush()
         return keys
@@ -201,22 +205,27 @@ class MediaRepository:
         return list(self.session.scalars(select(MediaItem).where(*conditions).order_by(MediaItem.id)))
 
     def all_keys(self, page_size: int = 500) -> Iterator[tuple[int, str]]:
-        """(media id, key) for every stored object, read page by page by id.
+        """(media id, key) for every stored object, once per item, read page by page by id.
 
         Keyset paging keeps memory flat and stays correct while rows are added.
         """
         last_id = 0
         while True:
             page = self.session.execute(
-                select(MediaItem.id, MediaItem.original_key, MediaItem.variants)
+                select(MediaItem.id, MediaItem.original_key)
                 .where(MediaItem.id > last_id)
                 .order_by(MediaItem.id)
                 .limit(page_size)
             ).all()
-            for media_id, original_key, variants in page:
+            originals = dict(page)
+            variant_keys: dict[int, list[str]] = {}
+            for media_id, key in VariantRepository(self.session).keys_of(list(originals)):
+                variant_keys.setdefault(media_id, []).append(key)
+            for media_id, original_key in page:
                 yield media_id, original_key
-                for variant in variants or []:
-                    yield media_id, variant["key"]
+                for key in variant_keys.get(media_id, []):
+                    if key != original_key:
+                        yield media_id, key
             if len(page) < page_size:
                 return
             last_id = page[-1].id
@@ -232,6 +241,10 @@ class MediaRepository:
             select(MediaItem).where(MediaItem.id > after_id, *in_entity_any_parent(entity))
             .order_by(MediaItem.id).limit(limit)
         ))
+
+    def get_by_original_key(self, key: str) -> MediaItem | None:
+        """The item whose original is stored under `key` (indexed)."""
+        return self.session.scalars(select(MediaItem).where(MediaItem.original_key == key).limit(1)).first()
 
     def ids(self, page_size: int = 500) -> Iterator[int]:
         """Every media id, ascending, read page by page (keyset paging, as `all_keys`)."""

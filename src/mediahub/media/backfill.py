@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mediahub.db.models import MediaItem
 from mediahub.db.repositories import FingerprintRepository
 from mediahub.db.session import Database
 from mediahub.dedup.policy import row_columns
-from mediahub.errors import MediaHubError, UnsupportedType
-from mediahub.pipeline.image import ImageOptions, process_image
-from mediahub.pipeline.sniff import sniff
+from mediahub.errors import MediaHubError
+from mediahub.media.originals import process_stored
+from mediahub.pipeline.image import ImageOptions
 from mediahub.storage.base import Storage
 
 PAGE = 50
@@ -43,22 +44,11 @@ def pending(database: Database) -> int:
         return FingerprintRepository(session).count_unfingerprinted()
 
 
-def _sources(original_key: str, variants: list[dict]) -> list[str]:
-    """The original, then the largest image variant."""
-    images = [v for v in variants or [] if v.get("format") in IMAGE_VARIANT_FORMATS]
-    largest = max(images, key=lambda v: (v.get("width") or 0) * (v.get("height") or 0), default=None)
-    return [original_key] + ([largest["key"]] if largest else [])
-
-
-def _fingerprint(storage: Storage, key: str, options: ImageOptions, folder: Path) -> dict:
-    data = storage.get(key)
-    sniffed = sniff(data[:4096])
-    if sniffed.media_kind != "image":
-        raise UnsupportedType(f"{key} holds a {sniffed.media_kind}, not an image")
-    path = folder / "object"
-    path.write_bytes(data)
-    processed = process_image(path, sniffed, options)
-    return row_columns(processed.fingerprint, processed.pixel_sha256)
+def _sources(item: MediaItem) -> list[tuple[str, int]]:
+    """(key, recorded size): the original, then the largest image variant stored apart from it."""
+    images = [v for v in item.variants if v.format in IMAGE_VARIANT_FORMATS and v.storage_key != item.original_key]
+    largest = max(images, key=lambda v: v.width * v.height, default=None)
+    return [(item.original_key, item.byte_size)] + ([(largest.storage_key, largest.byte_size)] if largest else [])
 
 
 def backfill(database: Database, storage: Storage, options: ImageOptions,
@@ -71,12 +61,13 @@ def backfill(database: Database, storage: Storage, options: ImageOptions,
         while True:
             with database.session() as session:
                 page = FingerprintRepository(session).unfingerprinted(last_id, PAGE)
-            for media_id, original_key, variants in page:
+            for item in page:
                 report.examined += 1
                 errors = []
-                for n, key in enumerate(_sources(original_key, variants)):
+                for n, (key, size) in enumerate(_sources(item)):
                     try:
-                        values = _fingerprint(storage, key, options, Path(folder))
+                        # Objects are immutable: the recorded size is the object's.
+                        processed = process_stored(storage, key, size, Path(folder), options)
                     except MediaHubError as exc:
                         errors.append(f"{key}: {exc.code}: {exc.message}")
                         continue
@@ -84,14 +75,15 @@ def backfill(database: Database, storage: Storage, options: ImageOptions,
                         errors.append(f"{key}: {exc}")
                         continue
                     with database.session() as session:
-                        FingerprintRepository(session).fill(media_id, values)
+                        FingerprintRepository(session).fill(
+                            item.id, row_columns(processed.fingerprint, processed.pixel_sha256))
                     report.filled += 1
                     report.from_variant += n > 0
                     break
                 else:
-                    report.failed[media_id] = "; ".join(errors) or "no stored image"
+                    report.failed[item.id] = "; ".join(errors) or "no stored image"
                 if progress:
                     progress()
             if len(page) < PAGE:
                 return report
-            last_id = page[-1][0]
+            last_id = page[-1].id

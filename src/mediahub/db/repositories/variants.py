@@ -1,0 +1,98 @@
+"""An item's variants: one row per rendition (size and format) and the object key that holds it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import delete, insert, select, union
+from sqlalchemy.orm import Session
+
+from mediahub.db.models import MediaItem, MediaVariant, utcnow
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """The values of a variant to insert."""
+
+    name: str
+    format: str
+    storage_key: str
+    width: int
+    height: int
+    byte_size: int
+    content_type: str
+
+    def model(self) -> MediaVariant:
+        """As a model, for an item inserted with its variants (ingest)."""
+        return MediaVariant(name=self.name, format=self.format, storage_key=self.storage_key, width=self.width,
+                            height=self.height, byte_size=self.byte_size, content_type=self.content_type)
+
+
+class VariantRepository:
+    """Variant rows; several rows of an item may name one object (see MediaVariant)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def find_by_key(self, storage_key: str) -> tuple[MediaItem, str] | None:
+        """The item a variant object belongs to, and the object's content type (one indexed lookup)."""
+        found = self.session.execute(
+            select(MediaItem, MediaVariant.content_type)
+            .join(MediaVariant, MediaVariant.media_id == MediaItem.id)
+            .where(MediaVariant.storage_key == storage_key)
+            .limit(1)
+        ).first()
+        return None if found is None else (found[0], found[1])
+
+    def for_item(self, media_id: int) -> list[MediaVariant]:
+        """The item's variants as stored now, in insertion order."""
+        return list(self.session.scalars(
+            select(MediaVariant).where(MediaVariant.media_id == media_id).order_by(MediaVariant.id)
+            .execution_options(populate_existing=True)
+        ))
+
+    def replace(self, media_id: int, remove_ids: Iterable[int], rows: list[VariantRow]) -> list[str]:
+        """Delete the rows `remove_ids` of the item, insert `rows`, and return the keys of the deleted
+        rows that no row (of any item) and no original names any more: the objects to delete.
+
+        The caller holds the item's lock (`job_queue.lock_item`), so concurrent writers of one item
+        apply one after the other.
+        """
+        remove_ids = list(remove_ids)
+        removed_keys: set[str] = set()
+        if remove_ids:
+            removed_keys = set(self.session.scalars(
+                select(MediaVariant.storage_key).where(MediaVariant.media_id == media_id,
+                                                       MediaVariant.id.in_(remove_ids))))
+            self.session.execute(delete(MediaVariant).where(MediaVariant.media_id == media_id,
+                                                            MediaVariant.id.in_(remove_ids)))
+        if rows:
+            now = utcnow()
+            self.session.execute(insert(MediaVariant), [
+                {"media_id": media_id, "name": r.name, "format": r.format, "storage_key": r.storage_key,
+                 "width": r.width, "height": r.height, "byte_size": r.byte_size, "content_type": r.content_type,
+                 "created_at": now}
+                for r in rows
+            ])
+        return sorted(removed_keys - self.used_keys(removed_keys))
+
+    def used_keys(self, keys: Iterable[str]) -> set[str]:
+        """Those of `keys` a variant row or an item's original still names."""
+        keys = sorted(set(keys))
+        if not keys:
+            return set()
+        return set(self.session.scalars(union(
+            select(MediaVariant.storage_key).where(MediaVariant.storage_key.in_(keys)),
+            select(MediaItem.original_key).where(MediaItem.original_key.in_(keys)),
+        )))
+
+    def keys_of(self, media_ids: list[int]) -> Iterator[tuple[int, str]]:
+        """(media id, key) of each distinct variant object of the items, by item then row order."""
+        seen: set[tuple[int, str]] = set()
+        query = (select(MediaVariant.media_id, MediaVariant.storage_key)
+                 .where(MediaVariant.media_id.in_(media_ids)).order_by(MediaVariant.media_id, MediaVariant.id))
+        for media_id, key in self.session.execute(query):
+            if (media_id, key) not in seen:
+                seen.add((media_id, key))
+                yield media_id, key
