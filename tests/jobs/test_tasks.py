@@ -6,14 +6,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from mediahub.db.models import Job, MediaItem
 from mediahub.db.repositories import job_queue as queue
-from mediahub.errors import DatabaseUnavailable, StorageUnavailable
+from mediahub.errors import DatabaseUnavailable
 from mediahub.jobs import tasks
 from mediahub.jobs.runner import execute
-from mediahub.media import ingest as ingest_module
 from mediahub.media import reprocessing
 from mediahub.media import verify as verify_service
 from mediahub.media.cleanup import purge_pending_deletes
@@ -21,6 +20,7 @@ from tests.jobs.helpers import PHOTO, ingest_only, jobs_of
 from tests.media.conftest import make_runtime
 from tests.media.helpers import reload, row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
+from tests.support.faults import FailingPuts, Passthrough
 
 SIZES = ("thumbnail", "small", "medium", "large")
 FLOWER = CORPUS_DIR / "images/good/jpeg_flower.jpg"  # 480x360: medium and large are one rendition
@@ -43,24 +43,26 @@ def test_upload_commits_its_jobs_with_the_row_and_webp_arrives_by_job(manual_run
     assert formats(item) == {(name, "jpeg") for name in SIZES}, "the request makes JPEG only"
     (job,) = jobs_of(runtime, item.id)
     assert (job.kind, job.status) == ("renditions", "queued")
-    assert execute(runtime).status == "done"
+    assert execute(runtime.tasks).status == "done"
     done = reload(runtime, item)
     assert done.processing_status == "ready"
     assert formats(done) == {(name, fmt) for name in SIZES for fmt in ("jpeg", "webp")}
     assert_clean(runtime, done)
 
 
-def test_no_row_no_jobs_when_the_transaction_fails(manual_runtime, monkeypatch):
+def test_no_row_no_jobs_when_the_transaction_fails(manual_runtime):
     runtime = manual_runtime
-    real_enqueue = ingest_module.enqueue
 
-    def enqueue_then_lose_the_database(session, kind, **kwargs):
-        real_enqueue(session, kind, **kwargs)
-        raise DatabaseUnavailable("injected: connection lost at commit")
+    def lose_the_connection_once_jobs_are_written(session, flush_context):
+        if any(isinstance(row, Job) for row in session.new):
+            raise DatabaseUnavailable("injected: connection lost after writing the jobs")
 
-    monkeypatch.setattr("mediahub.media.ingest.enqueue", enqueue_then_lose_the_database)
-    with pytest.raises(DatabaseUnavailable):
-        ingest_only(runtime)
+    event.listen(runtime.database.sessionmaker, "after_flush", lose_the_connection_once_jobs_are_written)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            ingest_only(runtime)
+    finally:
+        event.remove(runtime.database.sessionmaker, "after_flush", lose_the_connection_once_jobs_are_written)
     with runtime.database.session() as session:
         assert session.scalars(select(Job)).all() == []
     assert row_count(runtime) == 0 and stored_keys(runtime) == set()
@@ -70,37 +72,20 @@ def test_running_a_job_twice_gives_the_same_variants_and_no_stray_objects(manual
     runtime = manual_runtime
     item = ingest_only(runtime)
     (job,) = jobs_of(runtime, item.id)
-    tasks.renditions(runtime, job)
+    tasks.renditions(runtime.tasks, job)
     first = reload(runtime, item)
-    tasks.renditions(runtime, job)  # as after a crash between the swap and `complete`
+    tasks.renditions(runtime.tasks, job)  # as after a crash between the swap and `complete`
     second = reload(runtime, item)
     assert sorted(v.storage_key for v in second.variants) == sorted(v.storage_key for v in first.variants)
     assert len(second.variants) == len(SIZES) * 2
     assert_clean(runtime, second)
 
 
-class FailingPut:
-    """A real store whose `fail_on`-th put (counted once `armed`) fails as a dropped connection does."""
-
-    def __init__(self, inner, fail_on: int) -> None:
-        self.inner, self.fail_on, self.puts, self.armed = inner, fail_on, 0, False
-
-    def put(self, key, source, content_type):
-        if self.armed:
-            self.puts += 1
-            if self.puts == self.fail_on:
-                raise StorageUnavailable("injected: connection reset", code="storage_unavailable")
-        return self.inner.put(key, source, content_type)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
-class CommitLostAfterPut:
+class CommitLostAfterPut(Passthrough):
     """A real database; the first transaction that ends after `store` wrote an object (once armed)
     is rolled back as if the connection died at the commit."""
 
-    def __init__(self, inner, store: FailingPut) -> None:
+    def __init__(self, inner, store: FailingPuts) -> None:
         self.inner, self.store, self.lost = inner, store, False
 
     @contextmanager
@@ -112,23 +97,20 @@ class CommitLostAfterPut:
                 self.lost = True
                 raise DatabaseUnavailable("injected: connection lost at commit", code="database_unavailable")
 
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
-
-def _faulty_runtime(database, store: FailingPut, tmp_path):
+def _faulty_runtime(database, store: FailingPuts, tmp_path):
     runtime = make_runtime(database, store, tmp_path, job_backoff_seconds=0)
     runtime.ingest.dispatch = None
     return runtime
 
 
 def _assert_failed_then_completes(runtime, item: MediaItem, error: str) -> None:
-    failed = execute(runtime)
+    failed = execute(runtime.tasks)
     assert failed.status == "queued" and error in failed.last_error
     left = reload(runtime, item)
     assert left.processing_status == "queued" and formats(left) == formats(item), "the rows are as before"
     assert stored_keys(runtime) == set(item.keys()), "the objects of the failed run are removed"
-    assert execute(runtime).status == "done"
+    assert execute(runtime.tasks).status == "done"
     done = reload(runtime, item)
     assert done.processing_status == "ready" and ("large", "webp") in formats(done)
     assert_clean(runtime, done)
@@ -136,7 +118,7 @@ def _assert_failed_then_completes(runtime, item: MediaItem, error: str) -> None:
 
 def test_a_put_failing_mid_publish_leaves_the_item_as_it_was_and_a_retry_completes(
         sqlite_db, local_storage, tmp_path):
-    store = FailingPut(local_storage, fail_on=2)
+    store = FailingPuts(local_storage, fail_on=2, armed=False)
     runtime = _faulty_runtime(sqlite_db, store, tmp_path)
     item = ingest_only(runtime, FLOWER)
     store.armed = True  # the job's puts: WebP thumbnail, small, large (medium is large's object)
@@ -147,7 +129,7 @@ def test_a_put_failing_mid_publish_leaves_the_item_as_it_was_and_a_retry_complet
 
 def test_a_commit_lost_after_the_puts_leaves_the_item_as_it_was_and_a_retry_completes(
         sqlite_db, local_storage, tmp_path):
-    store = FailingPut(local_storage, fail_on=0)  # fails no put: tells the database when one happened
+    store = FailingPuts(local_storage, fail_on=0, armed=False)  # fails no put: tells the database when one happened
     database = CommitLostAfterPut(sqlite_db, store)
     runtime = _faulty_runtime(database, store, tmp_path)
     item = ingest_only(runtime, FLOWER)
@@ -162,15 +144,15 @@ def test_a_job_failing_every_time_fails_the_item_with_the_error(sqlite_db, local
     runtime.ingest.dispatch = None
     item = ingest_only(runtime)
 
-    def broken(runtime, job):
+    def broken(context, job):
         raise ValueError("encoder exploded")
 
     monkeypatch.setitem(tasks.TASKS, "renditions", broken)
-    assert execute(runtime).status == "queued"
-    last = execute(runtime)
+    assert execute(runtime.tasks).status == "queued"
+    last = execute(runtime.tasks)
     assert last.status == "failed" and last.last_error == "ValueError: encoder exploded"
     assert reload(runtime, item).processing_status == "failed"
-    assert execute(runtime) is None
+    assert execute(runtime.tasks) is None
     runtime.jobs.close()
 
 
@@ -188,10 +170,10 @@ def test_reprocess_after_image_sizes_change_replaces_the_variants(db, local_stor
     job_ids = reprocessing.queue_stale(after.database, after.settings, ("property", "P-1"))
     assert len(job_ids) == 2
     assert reprocessing.queue_stale(after.database, after.settings, None) == job_ids, "queued jobs are not doubled"
-    assert execute(after).status == "done"
+    assert execute(after.tasks).status == "done"
     # Interrupted here: a second run queues nothing new and hands back the job still to do.
     assert reprocessing.queue_stale(after.database, after.settings, None) == job_ids[1:]
-    assert execute(after).status == "done"
+    assert execute(after.tasks).status == "done"
     assert reprocessing.queue_stale(after.database, after.settings, None) == []
 
     for item in items:
@@ -209,12 +191,12 @@ def test_reprocess_after_image_sizes_change_replaces_the_variants(db, local_stor
 def test_reprocess_run_twice_keeps_one_set_of_objects(manual_runtime):
     runtime = manual_runtime
     item = ingest_only(runtime)
-    execute(runtime)
+    execute(runtime.tasks)
     with runtime.database.session() as session:
         job = queue.enqueue(session, "reprocess", media_id=item.id)
-    tasks.reprocess(runtime, job)
+    tasks.reprocess(runtime.tasks, job)
     once = reload(runtime, item)
-    tasks.reprocess(runtime, job)
+    tasks.reprocess(runtime.tasks, job)
     twice = reload(runtime, item)
     assert sorted(v.storage_key for v in once.variants) == sorted(v.storage_key for v in twice.variants)
     assert all(f"-r{job.id}." in v.storage_key for v in twice.variants), "new keys: caches never see stale bytes"

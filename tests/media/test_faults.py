@@ -15,25 +15,10 @@ from mediahub.media import verify as verify_service
 from tests.media.conftest import make_runtime
 from tests.media.helpers import row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
+from tests.support.faults import FailingPuts, Passthrough
 from tests.support.s3_server import free_port, make_s3_storage
 
 PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"
-
-
-class FailingPuts:
-    """A real store whose Nth put fails the way a dropped connection does."""
-
-    def __init__(self, inner, fail_on: int) -> None:
-        self.inner, self.fail_on, self.puts = inner, fail_on, 0
-
-    def put(self, key, source, content_type):
-        self.puts += 1
-        if self.puts == self.fail_on:
-            raise StorageUnavailable("injected: connection reset", code="storage_unavailable")
-        return self.inner.put(key, source, content_type)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 # 1 original + the thumbnail and small JPEGs (480x360: large and medium are the original itself);
@@ -68,7 +53,7 @@ def test_database_down_at_commit_removes_the_objects_just_written(any_storage, t
     assert stored_keys(runtime) == set()
 
 
-class DatabaseDiesAtSecondPut:
+class DatabaseDiesAtSecondPut(Passthrough):
     """A real store; its second put ends every session of the PostgreSQL database and refuses new ones.
 
     The first put may be an image's original, stored while its pixels are processed (before the
@@ -96,9 +81,6 @@ class DatabaseDiesAtSecondPut:
     def revive(self) -> None:
         self._database(allow=True)
         self.admin.dispose()
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 @pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
@@ -142,11 +124,11 @@ def test_verify_leaves_young_objects_alone(runtime):
     assert report.stray == []
 
 
-class FailingVariantPuts(FailingPuts):
+class FailingVariantPuts(Passthrough):
     """A real store that takes the original and fails every variant's put."""
 
     def __init__(self, inner) -> None:
-        super().__init__(inner, fail_on=0)
+        super().__init__(inner)
         self.attempted: list[str] = []
 
     def put(self, key, source, content_type):
@@ -171,7 +153,7 @@ def test_a_failure_after_the_early_original_put_removes_it(sqlite_db, local_stor
     assert stored_keys(runtime) == set()
 
 
-class SessionsFailWhenArmed:
+class SessionsFailWhenArmed(Passthrough):
     """A real database whose sessions fail, the way a lost connection does, once `armed` is set."""
 
     def __init__(self, inner) -> None:
@@ -186,11 +168,8 @@ class SessionsFailWhenArmed:
         with self.inner.session() as session:
             yield session
 
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
-
-class FirstPutOutlastsAFailure:
+class FirstPutOutlastsAFailure(Passthrough):
     """A real store whose first put arms the database's failure and lands only after a session has failed."""
 
     def __init__(self, inner, database: SessionsFailWhenArmed) -> None:
@@ -203,9 +182,6 @@ class FirstPutOutlastsAFailure:
             self.database.armed.set()
             self.outlasted_a_failure = self.database.failed.wait(timeout=30)
         return self.inner.put(key, source, content_type)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 def test_a_failure_while_the_early_original_is_written_removes_it(sqlite_db, local_storage, tmp_path):
@@ -239,11 +215,8 @@ def test_a_rejected_duplicate_leaves_only_the_first_items_objects(runtime):
     assert row_count(runtime) == 1
 
 
-class TakenKeys(FailingPuts):
-    """A real store in which every key this upload picks is already taken."""
-
-    def __init__(self, inner) -> None:
-        super().__init__(inner, fail_on=0)
+class TakenKeys(Passthrough):
+    """A real store in which every key this upload picks for an original is already taken."""
 
     def put(self, key, source, content_type):
         from mediahub.storage.base import KeyExists

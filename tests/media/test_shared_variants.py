@@ -59,7 +59,7 @@ def test_replacing_shared_renditions_keeps_the_original_and_deleting_removes_eac
     old_webp = set(_keys(item, "webp").values())
     with runtime.database.session() as session:
         job = enqueue(session, REPROCESS, media_id=item.id)
-    tasks.reprocess(runtime, job)  # every rendition again, under new keys
+    tasks.reprocess(runtime.tasks, job)  # every rendition again, under new keys
     redone = reload(runtime, item)
     assert not reprocessing.is_stale(redone, runtime.settings)
     jpeg = _keys(redone, "jpeg")

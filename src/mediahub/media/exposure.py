@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MediaRepository
-from mediahub.db.repositories.job_queue import lock_item
+from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
 from mediahub.errors import MediaHubError
 from mediahub.storage.base import Storage

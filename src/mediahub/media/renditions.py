@@ -16,13 +16,14 @@ from pathlib import Path
 
 from mediahub.db.models import MediaItem, MediaVariant, PendingDelete
 from mediahub.db.repositories import MediaRepository, VariantRepository, VariantRow
-from mediahub.db.repositories.job_queue import lock_item
+from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
 from mediahub.media import exposure
-from mediahub.pipeline.variants import CONTENT_TYPES, Encoded
+from mediahub.pipeline.formats import CONTENT_TYPES
+from mediahub.pipeline.variants import Encoded
 from mediahub.storage.base import Storage
 
-FORMATS = {content_type: fmt for fmt, content_type in CONTENT_TYPES.items()}
+FORMAT_OF_CONTENT_TYPE = {content_type: fmt for fmt, content_type in CONTENT_TYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class StoredOriginal:
 
     @classmethod
     def of_item(cls, item: MediaItem) -> StoredOriginal:
-        fmt = FORMATS.get(item.content_type) if item.media_type == "image" else None
+        fmt = FORMAT_OF_CONTENT_TYPE.get(item.content_type) if item.media_type == "image" else None
         return cls(item.original_key, fmt, item.width, item.height, item.byte_size)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import Job, MediaItem, utcnow
-from mediahub.db.repositories.media import in_entity_any_parent
+from mediahub.db.repositories.media import in_entity_any_parent, lock_item
 from mediahub.db.repositories.pending_deletes import LAST_ERROR_MAX
 from mediahub.db.session import Database
 
@@ -187,16 +187,6 @@ def derive_status(jobs: list[tuple[str, str]]) -> str:
         return "queued"
     newest = {kind: status for kind, status in jobs}
     return "failed" if "failed" in newest.values() else "ready"
-
-
-def lock_item(session: Session, media_id: int) -> None:
-    """Hold the item's row until commit, on every database.
-
-    A no-op UPDATE: PostgreSQL and MariaDB lock the row, SQLite takes its write
-    lock (SELECT ... FOR UPDATE does nothing there). Reads that follow see every
-    committed change, and no one else changes the row before this commit.
-    """
-    session.execute(update(MediaItem).where(MediaItem.id == media_id).values(id=MediaItem.id))
 
 
 def settle_item(session: Session, media_id: int | None) -> None:

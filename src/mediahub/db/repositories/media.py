@@ -39,6 +39,16 @@ def _in_field(entity_type: str, entity_id: str, field: str,
     return (*_in_entity(entity_type, entity_id, parent_id), MediaItem.entity_field == field)
 
 
+def lock_item(session: Session, media_id: int) -> None:
+    """Hold the item's row until commit, on every database.
+
+    A no-op UPDATE: PostgreSQL and MariaDB lock the row, SQLite takes its write
+    lock (SELECT ... FOR UPDATE does nothing there). Reads that follow see every
+    committed change, and no one else changes the row before this commit.
+    """
+    session.execute(update(MediaItem).where(MediaItem.id == media_id).values(id=MediaItem.id))
+
+
 def _require_room(count: int, max_items: int) -> None:
     if count >= max_items:
         raise Conflict(f"this gallery is full: it holds at most {max_items} items", code="gallery_full",

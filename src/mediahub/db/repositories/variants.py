@@ -56,7 +56,7 @@ class VariantRepository:
         """Delete the rows `remove_ids` of the item, insert `rows`, and return the keys of the deleted
         rows that no row (of any item) and no original names any more: the objects to delete.
 
-        The caller holds the item's lock (`job_queue.lock_item`), so concurrent writers of one item
+        The caller holds the item's lock (`media.lock_item`), so concurrent writers of one item
         apply one after the other.
         """
         remove_ids = list(remove_ids)
