@@ -1,1 +1,1 @@
-"""The HTTP API: thin routes over the services."""
+"""The HTTP API: thin routes over the use cases in mediahub.media."""

@@ -1,4 +1,4 @@
-"""What each kind of job does, as plain functions over the context.
+"""What each kind of job does, as plain functions over a `TaskContext`.
 
 Every task is idempotent, so a re-run after a crash or an expired lease is
 safe: objects are written first (under keys fixed for the job, so a re-run
@@ -14,9 +14,8 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from mediahub.db.models import Job, MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository, VariantRow
@@ -36,15 +35,6 @@ from mediahub.pipeline.video import ProcessedVideo
 from mediahub.storage.base import KeyExists, ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
-
-Variant = dict[str, Any]  # the key and content type of an object to store
-
-
-@dataclass(frozen=True)
-class NewVariant:
-    entry: Variant
-    source: bytes | Path
-
 
 def renditions(context: TaskContext, job: Job) -> None:
     """WebP (and AVIF) of the item's sizes, beside the JPEG/PNG the upload made."""
@@ -137,8 +127,8 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
         sizes: dict[str, int] = {}
         for variant in made:
             if variant.source is not None:
-                entry = {"key": variant.row.storage_key, "content_type": variant.row.content_type}
-                info = _put_unless_present(context.storage, NewVariant(entry, variant.source))
+                info = _put_unless_present(context.storage, variant.row.storage_key, variant.source,
+                                           variant.row.content_type)
                 written.append(info.key)
                 sizes[info.key] = info.size
         # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
@@ -152,11 +142,10 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
     purge_pending_deletes(context.database, context.storage)
 
 
-def _put_unless_present(storage: Storage, variant: NewVariant) -> ObjectInfo:
+def _put_unless_present(storage: Storage, key: str, source: bytes | Path, content_type: str) -> ObjectInfo:
     """Store the object; an earlier run of this job may have published the key already, and keys are immutable."""
-    key = variant.entry["key"]
     try:
-        return storage.put(key, variant.source, variant.entry["content_type"])
+        return storage.put(key, source, content_type)
     except KeyExists:
         return storage.stat(key)
 
