@@ -105,7 +105,7 @@ def renditions_from(data: bytes, settings: Settings, full_size: tuple[int, int] 
         base = to_display(opened)
     renders = render_all(base, settings.image_sizes, full_size=full_size)  # sizes of the full picture
     options = EncodeOptions(settings.jpeg_quality, settings.webp_quality, True, avif=True, base=False)
-    return sum(len(v.data) for v in encode_all(renders, options))
+    return sum(len(v.data) for v in encode_all(renders, settings.image_sizes, options))
 
 
 # -- the pure resize-and-encode floor (no sniff, hashes, EXIF, storage or DB) ---------------------

@@ -1,17 +1,18 @@
 """Which variant objects to store, and swapping a job's variants into an item.
 
 A small picture gives several sizes the same pixels (a 480x360 photo has no distinct
-`medium` and `large`): such a variant is not stored again, its row names the object of
-the next larger variant of its format, or the original itself when that is stored in
-the same format at the same size and is not larger than the re-encode. Objects are
-therefore shared between rows of one item; one is deleted only with the last row (or
-original) that names it (`VariantRepository.replace`, `MediaRepository.delete`).
+`medium` and `large`), and a re-encode of a small, well-compressed original may be no
+smaller than it: such a variant is not stored, its row names the object of the next
+larger variant of its format, or the original itself when that is stored in the same
+format (`plan_variants` has the rule). Objects are therefore shared between rows of one
+item; one is deleted only with the last row (or original) that names it
+(`VariantRepository.replace`, `MediaRepository.delete`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mediahub.db.models import MediaItem, MediaVariant, PendingDelete
@@ -55,34 +56,53 @@ class PlannedVariant:
 @dataclass(frozen=True)
 class _Object:
     key: str
-    size: tuple[int | None, int | None]
+    width: int
+    height: int
     byte_size: int
-    original: bool = False  # shared only when not larger than the re-encode
+    original: bool = False
 
 
 def plan_variants(encoded: list[Encoded], key_for: Callable[[Encoded], str],
                   original: StoredOriginal | None) -> list[PlannedVariant]:
-    """The variant rows of `encoded` (in its order) and the objects to store for them."""
-    larger: dict[str, _Object] = {}  # per format: the object of the next larger variant (or the original)
-    if original is not None and original.format is not None:
-        larger[original.format] = _Object(original.key, (original.width, original.height), original.byte_size,
+    """The variant rows of `encoded` (in its order) and the objects to store for them.
+
+    Largest first, each variant is compared with the object of the next larger one of its
+    format (at first the original, when stored in that format). A whole-picture variant names
+    that object instead of being stored when it is not smaller in bytes, or when it has the same
+    size and the object is a re-encode (the original at the same size only when not larger). A
+    crop shows other pixels than a larger whole picture: it names an object only of its own size,
+    and never becomes the object a smaller variant is compared with. A row carries the size and
+    bytes of the object it names.
+    """
+    larger: dict[str, _Object] = {}  # per format: the whole-picture object of the next larger variant
+    if original is not None and original.format is not None and original.width and original.height:
+        larger[original.format] = _Object(original.key, original.width, original.height, original.byte_size,
                                           original=True)
     planned: dict[int, PlannedVariant] = {}
     by_area = sorted(range(len(encoded)), key=lambda i: encoded[i].width * encoded[i].height, reverse=True)
     for index in by_area:
         variant = encoded[index]
-        size = (variant.width, variant.height)
         existing = larger.get(variant.format)
-        if existing is not None and existing.size == size and not (
-                existing.original and existing.byte_size > len(variant.data)):
-            key, byte_size, source = existing.key, existing.byte_size, None
+        if existing is not None and _shares(variant, existing):
+            target, source = existing, None
         else:
-            key, byte_size, source = key_for(variant), len(variant.data), variant.data
-        larger[variant.format] = _Object(key, size, byte_size)
-        row = VariantRow(variant.name, variant.format, key, variant.width, variant.height, byte_size,
+            target = _Object(key_for(variant), variant.width, variant.height, len(variant.data))
+            source = variant.data
+        if not variant.crop:  # a variant's object now, even the original's: equal sizes share it
+            larger[variant.format] = replace(target, original=False)
+        row = VariantRow(variant.name, variant.format, target.key, target.width, target.height, target.byte_size,
                          variant.content_type)
         planned[index] = PlannedVariant(row, source)
     return [planned[index] for index in range(len(encoded))]
+
+
+def _shares(variant: Encoded, existing: _Object) -> bool:
+    """Whether `variant` names `existing` (the next larger whole-picture object of its format)."""
+    same_size = (existing.width, existing.height) == (variant.width, variant.height)
+    if variant.crop and not same_size:
+        return False
+    not_smaller = existing.byte_size <= len(variant.data)
+    return not_smaller or (same_size and not existing.original)
 
 
 def publish(database: Database, storage: Storage, media_id: int, rows: list[VariantRow],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from mediahub.config import Settings
-from mediahub.db.models import MediaItem
+from mediahub.db.models import MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository
 from mediahub.db.repositories.job_queue import busy_media_ids, enqueue, queued_ids
 from mediahub.db.session import Database
@@ -27,19 +27,28 @@ def is_stale(item: MediaItem, settings: Settings) -> bool:
     """Whether the item's variants differ from what the settings make now.
 
     Sizes compare within a pixel: a reduced (draft) decode may round one pixel
-    differently from the full size the row records.
+    differently from the full size the row records. A row larger than its size names
+    the object of a larger variant or the original (a re-encode was not smaller,
+    `renditions.plan_variants`), which a reprocess would decide again: not a change.
     """
     if not item.width or not item.height:
         return False
     images = [v for v in item.variants if v.name != WEB]
     want = {s.name: output_size(item.width, item.height, s) for s in settings.image_sizes}
-    have: dict[str, set[tuple[int, int]]] = {}
-    for v in images:
-        have.setdefault(v.name, set()).add((v.width, v.height))
-    if set(have) != set(want):
+    if {v.name for v in images} != set(want):
         return True
-    if any(abs(w - want[name][0]) > 1 or abs(h - want[name][1]) > 1 for name, sizes in have.items()
-           for w, h in sizes):
+    names_of_key: dict[str, set[str]] = {}
+    for v in images:
+        names_of_key.setdefault(v.storage_key, set()).add(v.name)
+
+    def matches(v: MediaVariant) -> bool:
+        want_w, want_h = want[v.name]
+        if abs(v.width - want_w) <= 1 and abs(v.height - want_h) <= 1:
+            return True
+        shared = v.storage_key == item.original_key or len(names_of_key[v.storage_key]) > 1
+        return shared and v.width >= want_w and v.height >= want_h
+
+    if not all(matches(v) for v in images):
         return True
     extra = {fmt for fmt, wanted in (("webp", settings.make_webp), ("avif", settings.make_avif)) if wanted}
     return {v.format for v in images} - BASE_FORMATS != extra

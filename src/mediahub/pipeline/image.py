@@ -137,7 +137,7 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
             original=original,
             width=width,
             height=height,
-            variants=encode_all(renders, options.encode),
+            variants=encode_all(renders, options.sizes, options.encode),
             phash=perceptual_hash(hash_source_image),
             metadata=_metadata(sniffed, header, summary, options.strip_gps, mode),
             pixel_sha256=pixel_digest.result(),

@@ -34,6 +34,7 @@ class Encoded:
     width: int
     height: int
     data: bytes
+    crop: bool = False  # a centre crop: not the whole picture at a smaller size
 
     @property
     def content_type(self) -> str:
@@ -169,12 +170,14 @@ def _encode_render(image: pyvips.Image, formats: list[str], options: EncodeOptio
     return [encode(image, fmt, options, pillow) for fmt in formats]
 
 
-def encode_all(renders: dict[str, pyvips.Image], options: EncodeOptions) -> list[Encoded]:
-    """JPEG (PNG where there is alpha) for every render, plus WebP and AVIF when enabled.
+def encode_all(renders: dict[str, pyvips.Image], specs: tuple[VariantSpec, ...],
+               options: EncodeOptions) -> list[Encoded]:
+    """JPEG (PNG where there is alpha) for every render (of `specs`), plus WebP and AVIF when enabled.
 
     The renders are encoded side by side (libvips and Pillow release the GIL).
     """
     pending = [(name, image, formats, background.submit(_encode_render, image, formats, options))
                for name, image in renders.items() if (formats := options.formats(image))]
-    return [Encoded(name, fmt, image.width, image.height, data)
+    cropped = {spec.name for spec in specs if spec.crop}
+    return [Encoded(name, fmt, image.width, image.height, data, name in cropped)
             for name, image, formats, future in pending for fmt, data in zip(formats, future.result(), strict=True)]
