@@ -29,7 +29,8 @@ def _keys(item, fmt: str) -> dict[str, str]:
     return {v.name: v.storage_key for v in item.variants if v.format == fmt}
 
 
-def test_equal_renditions_are_stored_once_and_served_by_every_row(runtime):
+def test_equal_renditions_are_stored_once_and_served_by_every_row(make):
+    runtime = make()
     item = upload(runtime, FLOWER)
     jpeg, webp = _keys(item, "jpeg"), _keys(item, "webp")
     assert set(jpeg) == set(webp) == {"thumbnail", "small", "medium", "large"}
@@ -135,7 +136,8 @@ def test_a_crop_names_an_object_only_of_its_own_size():
     assert [(p.row.storage_key, p.stored) for p in planned] == [("thumbnail.jpeg", True)]
 
 
-def test_a_row_naming_a_larger_shared_object_is_not_stale_and_a_changed_size_is(runtime):
+def test_a_row_naming_a_larger_shared_object_is_not_stale_and_a_changed_size_is(make):
+    runtime = make()
     item = upload(runtime, FLOWER)
     assert not reprocessing.is_stale(item, runtime.settings), (
         "small names the original (480x360, not 400x300): a reprocess would decide the same")
