@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import Tokens, add_member, assert_problem, upload
+from tests.support.concurrency import run_together
 from tests.support.corpus import CORPUS_DIR
 
 GALLERY = "/v1/media/properties/123/photos"
@@ -120,11 +121,7 @@ def test_concurrent_primary_patches_leave_one_primary(client: TestClient, tokens
         barrier.wait()
         statuses.append(client.patch(f"/v1/media/{media_id}", headers=owner, json={"is_primary": True}).status_code)
 
-    threads = [threading.Thread(target=make_primary, args=(item["id"],)) for item in items]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together([lambda media_id=item["id"]: make_primary(media_id) for item in items])
     assert statuses == [200] * len(items)
     assert client.get(LISTING, headers=owner, params={"is_primary": True}).json()["total"] == 1
 

@@ -27,6 +27,7 @@ from mediahub.db.repositories import (
 )
 from mediahub.db.session import Database
 from mediahub.errors import Conflict, DatabaseUnavailable, InvalidInput
+from tests.support.concurrency import run_together
 
 ENTITY = ("listing", "L1")
 CONCURRENT_WRITERS = 8
@@ -497,11 +498,7 @@ def test_locked_session_serialises_check_then_insert_across_connections(db):
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together([writer] * 4)
     assert errors == []
     with db.session() as session:
         assert session.scalar(select(func.count(Job.id)).where(Job.kind == "race-probe")) == 1

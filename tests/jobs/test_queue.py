@@ -13,6 +13,7 @@ from mediahub.jobs.sweeper import sweep
 from mediahub.media.renditions import publish
 from tests.jobs.helpers import ingest_only
 from tests.media.conftest import make_runtime
+from tests.support.concurrency import run_together
 
 LEASE = timedelta(minutes=5)
 
@@ -42,11 +43,7 @@ def _claim_in_threads(db, threads: int, job_id: int | None = None) -> list[list[
         while (job := queue.claim(db, LEASE, job_id)) is not None:
             claimed[slot].append(job.id)
 
-    workers = [threading.Thread(target=claimer, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
+    run_together([lambda n=n: claimer(n) for n in range(threads)])
     return claimed
 
 
@@ -131,11 +128,7 @@ def test_jobs_of_one_item_finishing_together_lose_no_variant_and_settle_ready(db
             row = VariantRow(f"{tag}{n}", "webp", f"k/{tag}{n}.webp", 1, 1, 1, "image/webp")
             publish(runtime.database, runtime.storage, item.id, [row], keep=lambda v: True)
 
-    threads = [threading.Thread(target=add_variants, args=(tag,)) for tag in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_together([lambda tag=tag: add_variants(tag) for tag in ("a", "b")])
     with runtime.database.session() as session:
         names = {v.name for v in session.get(MediaItem, item.id).variants}
     assert {f"{t}{n}" for t in "ab" for n in range(8)} <= names, "a concurrent swap overwrote another"
@@ -151,11 +144,7 @@ def test_jobs_of_one_item_finishing_together_lose_no_variant_and_settle_ready(db
         with db.session() as session:
             queue.complete(session, job)
 
-    threads = [threading.Thread(target=complete, args=(job,)) for job in claimed]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_together([lambda job=job: complete(job) for job in claimed])
     with db.session() as session:
         assert session.get(MediaItem, item.id).processing_status == "ready"
     runtime.jobs.close()

@@ -10,6 +10,7 @@ import pytest
 from mediahub.errors import Conflict
 from tests.media.conftest import make_runtime
 from tests.media.helpers import row_count, stored_keys, upload
+from tests.support.concurrency import run_together
 from tests.support.corpus import CORPUS_DIR
 
 PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"
@@ -56,11 +57,7 @@ def test_the_second_of_two_racing_identical_uploads_is_refused(racing_runtime):
         except Conflict as exc:
             outcomes.append(exc)
 
-    threads = [threading.Thread(target=attempt) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together([attempt, attempt])
     conflicts = [o for o in outcomes if isinstance(o, Conflict)]
     stored = [o for o in outcomes if not isinstance(o, Conflict)]
     assert len(conflicts) == 1 and len(stored) == 1, outcomes
