@@ -17,12 +17,14 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mediahub.formats import KNOWN_TYPES
+
 MB = 1024 * 1024
 
 DEFAULT_IMAGE_TYPES = ("jpeg", "png", "webp", "gif", "heif", "avif", "tiff", "bmp", "ico")
 DEFAULT_VIDEO_TYPES = ("mp4", "mov", "webm")
-KNOWN_IMAGE_TYPES = frozenset(DEFAULT_IMAGE_TYPES)
-KNOWN_VIDEO_TYPES = frozenset(DEFAULT_VIDEO_TYPES)
+KNOWN_IMAGE_TYPES = KNOWN_TYPES["image"]
+KNOWN_VIDEO_TYPES = KNOWN_TYPES["video"]
 
 _SIZE_RE = re.compile(r"^(?P<name>[a-z][a-z0-9_]{0,31}):(?P<w>\d{1,5})(?:x(?P<h>\d{1,5}))?(?P<crop>:crop)?$")
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mediahub.errors import InvalidInput, NotFound
+from mediahub.formats import MediaKind
 
-MediaKind = Literal["image", "video"]
 Slot = Literal["single", "gallery"]
 OwnerRule = Literal["self", "members"]
 

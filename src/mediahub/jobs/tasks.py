@@ -26,7 +26,7 @@ from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VIDEO_TRANSCODE, WEB
 from mediahub.media.keys import variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants, publish
-from mediahub.pipeline.formats import EXTENSIONS
+from mediahub.formats import EXTENSIONS
 from mediahub.pipeline.image import ProcessedImage
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.transcode import transcode_web

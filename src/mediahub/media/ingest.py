@@ -38,7 +38,7 @@ from mediahub.media.keys import original_key, variant_key
 from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
 from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants
-from mediahub.pipeline.formats import CONTENT_TYPES, EXTENSIONS
+from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.pipeline.image import ProcessedImage, image_outputs, process_image
 from mediahub.pipeline.intake import Spooled, safe_filename, spool
 from mediahub.pipeline.options import encode_options, image_options, video_options

@@ -20,7 +20,7 @@ from mediahub.db.repositories import MediaRepository, VariantRepository, Variant
 from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
 from mediahub.media import exposure
-from mediahub.pipeline.formats import CONTENT_TYPES
+from mediahub.formats import CONTENT_TYPES
 from mediahub.pipeline.variants import Encoded
 from mediahub.storage.base import Storage
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mediahub.entities import MediaKind
 from mediahub.errors import InvalidInput, UnsupportedType
-from mediahub.pipeline.formats import FORMATS
+from mediahub.formats import FORMATS
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from PIL import Image
 from mediahub.config import VariantSpec
 from mediahub.pipeline import background
 from mediahub.pipeline import vips as vips_step
-from mediahub.pipeline.formats import CONTENT_TYPES
+from mediahub.formats import CONTENT_TYPES
 
 if TYPE_CHECKING:
     import pyvips

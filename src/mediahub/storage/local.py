@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
+from mediahub.formats import FORMATS
 from mediahub.storage.base import (
     KeyExists,
     ObjectInfo,
@@ -39,24 +40,14 @@ TEMP_PREFIX = ".tmp-"
 FILE_MODE = 0o644  # mkstemp creates 0600; a front web server may serve these files
 TEMP_ATTEMPTS = 3
 
-CONTENT_TYPES = {
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "gif": "image/gif",
-    "avif": "image/avif",
-    "heic": "image/heic",
-    "mp4": "video/mp4",
-    "webm": "video/webm",
-    "mov": "video/quicktime",
-}
+# Local files keep no content type: it is guessed from the key's extension, as the store names objects.
+CONTENT_TYPE_OF_EXTENSION = {fmt.extension: fmt.content_type for fmt in FORMATS.values() if fmt.extension}
 
 
 def content_type_for(key: str) -> str | None:
     """A best guess from the extension: local files keep no content type."""
     _, dot, ext = key.rpartition(".")
-    return CONTENT_TYPES.get(ext.lower()) if dot else None
+    return CONTENT_TYPE_OF_EXTENSION.get(ext.lower()) if dot else None
 
 
 class LocalStorage(Storage):

@@ -7,8 +7,9 @@ videos) take their extension and content type from this table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from mediahub.entities import MediaKind
+MediaKind = Literal["image", "video"]
 
 
 @dataclass(frozen=True)
@@ -38,3 +39,6 @@ FORMATS: dict[str, Format] = {
 }
 CONTENT_TYPES = {name: fmt.content_type for name, fmt in FORMATS.items()}
 EXTENSIONS = {name: fmt.extension for name, fmt in FORMATS.items() if fmt.extension}  # formats stored as such
+KNOWN_TYPES: dict[MediaKind, frozenset[str]] = {
+    kind: frozenset(name for name, fmt in FORMATS.items() if fmt.media_kind == kind) for kind in ("image", "video")
+}
