@@ -2,7 +2,7 @@
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-08
+Create Date: 2026-12-05
 
 Each entry {name, format, key, width, height, size, content_type} of `media_items.variants`
 becomes a row; the file route then finds a variant by its key through an index. Entries
