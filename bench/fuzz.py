@@ -49,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
+    from bench.corpus import CORPUS_DIR
     from mediahub.errors import MediaHubError
     from mediahub.pipeline.exif import read_exif
     from mediahub.pipeline.probe import ImageLimits, check_limits, open_image
     from mediahub.pipeline.sniff import sniff
     from mediahub.pipeline.strip import STRIPPERS, judge_trailing
-    from bench.corpus import CORPUS_DIR
 
     seeds = {}
     for name, rel in SEED_FILES.items():

@@ -20,13 +20,13 @@ from pathlib import Path
 from mediahub.db.models import Job, MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository, VariantRow
 from mediahub.db.session import Database
+from mediahub.formats import EXTENSIONS
 from mediahub.jobs.context import TaskContext
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VIDEO_TRANSCODE, WEB
 from mediahub.media.keys import variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants, publish
-from mediahub.formats import EXTENSIONS
 from mediahub.pipeline.image import ProcessedImage
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.transcode import transcode_web
@@ -126,7 +126,7 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
     try:
         sizes: dict[str, int] = {}
         for variant in made:
-            if variant.source is not None:
+            if variant.stored:
                 info = _put_unless_present(context.storage, variant.row.storage_key, variant.source,
                                            variant.row.content_type)
                 written.append(info.key)

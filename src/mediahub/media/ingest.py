@@ -30,6 +30,7 @@ from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
 from mediahub.entities import Target
 from mediahub.errors import DatabaseUnavailable, StorageUnavailable, TooLarge, UnsupportedType
+from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.media import access, exposure
 from mediahub.media.access import Principal
 from mediahub.media.cleanup import purge_pending_deletes
@@ -38,7 +39,6 @@ from mediahub.media.keys import original_key, variant_key
 from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
 from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants
-from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.pipeline.image import ProcessedImage, image_outputs, process_image
 from mediahub.pipeline.intake import Spooled, safe_filename, spool
 from mediahub.pipeline.options import encode_options, image_options, video_options
@@ -224,7 +224,7 @@ class IngestService:
             original = None
         variants = plan_variants(processed.variants, lambda v: variant_key(key, v.name, EXTENSIONS[v.format]),
                                  original)
-        rest = [_Object(v.row.storage_key, v.source, v.row.content_type) for v in variants if v.source is not None]
+        rest = [_Object(v.row.storage_key, v.source, v.row.content_type) for v in variants if v.stored]
         return [first, *rest], variants
 
     def _store(self, spooled: Spooled, sniffed: Sniffed, processed: ProcessedImage | ProcessedVideo,

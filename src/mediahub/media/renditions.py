@@ -19,8 +19,8 @@ from mediahub.db.models import MediaItem, MediaVariant, PendingDelete
 from mediahub.db.repositories import MediaRepository, VariantRepository, VariantRow
 from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
-from mediahub.media import exposure
 from mediahub.formats import CONTENT_TYPES
+from mediahub.media import exposure
 from mediahub.pipeline.variants import Encoded
 from mediahub.storage.base import Storage
 

@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from mediahub.config import VariantSpec
+from mediahub.formats import CONTENT_TYPES
 from mediahub.pipeline import background
 from mediahub.pipeline import vips as vips_step
-from mediahub.formats import CONTENT_TYPES
 
 if TYPE_CHECKING:
     import pyvips
-
 
 
 @dataclass(frozen=True)
