@@ -86,3 +86,35 @@ def test_a_webp_keeps_only_the_chunks_that_make_its_picture():
     assert b"secretloc" not in stripped.data and b"secret-exif" not in stripped.data
     assert stripped.data == plain
     assert Image.open(io.BytesIO(stripped.data)).size == (16, 16)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    import zlib
+
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+@pytest.mark.parametrize("where", ["before_pixels", "after_pixels"])
+def test_png_exif_is_read_wherever_the_chunk_is_without_decoding_the_pixels(tmp_path, where):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "PngCam"
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 31.0, 12.5), 3: "E", 4: (13.0, 24.0, 36.0)})
+    plain = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(plain, "PNG")
+    data = plain.getvalue()
+    iend = data.rindex(b"IEND") - 4
+    chunk = _png_chunk(b"eXIf", exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes())
+    if where == "after_pixels":
+        data = data[:iend] + chunk + data[iend:]
+    else:
+        first_idat = data.index(b"IDAT") - 4
+        data = data[:first_idat] + chunk + data[first_idat:]
+    path = tmp_path / "exif.png"
+    path.write_bytes(data)
+    with Image.open(path) as image:
+        summary = read_exif(image)
+        assert image.tile, "the pixels were decoded to find the EXIF"
+    assert summary.orientation == 6
+    assert summary.camera["make"] == "PngCam"
+    assert summary.has_gps_tags and summary.gps["latitude"] == pytest.approx(52.52, abs=0.01)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,10 +108,36 @@ def _orientation(image: Image.Image, exif: Image.Exif) -> int:
     return value if 1 <= value <= 8 else 1
 
 
+def _png_exif_chunk(path: str) -> bytes | None:
+    """The payload of a PNG's eXIf chunk, found by seeking over the chunks (pixel data is never read)."""
+    with open(path, "rb") as file:
+        file.seek(8)
+        while header := file.read(8):
+            if len(header) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"eXIf":
+                return file.read(length)
+            if kind == b"IEND":
+                return None
+            file.seek(length + 4, 1)
+    return None
+
+
+def _exif_of(image: Image.Image) -> Image.Exif:
+    # Pillow decodes a whole PNG to look for an eXIf chunk after the pixel data; seek for it instead.
+    if image.format == "PNG" and "exif" not in image.info and getattr(image, "filename", None):
+        exif = Image.Exif()
+        if (chunk := _png_exif_chunk(image.filename)) is not None:
+            exif.load(chunk)
+        return exif
+    return image.getexif()
+
+
 def read_exif(image: Image.Image) -> ExifSummary:
     """Summarise EXIF of an opened (not yet decoded) image."""
     try:
-        exif = image.getexif()
+        exif = _exif_of(image)
     except Exception:  # corrupt EXIF must not sink a decodable image
         return ExifSummary()
     camera: dict[str, Any] = {}
