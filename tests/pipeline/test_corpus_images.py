@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mediahub.errors import MediaHubError
 from mediahub.pipeline.image import process_image
@@ -16,7 +16,9 @@ STABLE_CODES = {
     "unsupported_type", "empty_file", "corrupt_image", "too_many_pixels", "too_many_frames", "trailing_data",
     "too_large", "truncated_image", "too_many_scans", "too_many_segments",
 }
-GPS_MARKERS = (b"GPSLatitude", b"GPSLongitude", b"Exif\x00\x00")
+GPS_MARKERS = (b"GPSLatitude", b"GPSLongitude")
+EXIF = b"Exif\x00\x00"
+ORIENTATION_ONLY_SEGMENT = 36  # APP1 length field: "Exif\0\0", a TIFF header, one IFD entry
 
 
 def _run(entry, options):
@@ -26,9 +28,15 @@ def _run(entry, options):
 def _assert_no_metadata(data: bytes) -> None:
     for marker in GPS_MARKERS:
         assert marker not in data, f"{marker!r} survived in served bytes"
+    if EXIF in data:  # only a kept JPEG's orientation: one segment that holds nothing else
+        assert data.count(EXIF) == 1
+        start = data.index(EXIF)
+        assert data[start - 4:start - 2] == b"\xff\xe1"
+        assert int.from_bytes(data[start - 2:start], "big") <= ORIENTATION_ONLY_SEGMENT
     with Image.open(io.BytesIO(data)) as image:
         exif = image.getexif()
         assert not exif.get_ifd(0x8825), "GPS IFD survived"
+        assert set(exif) <= {0x0112}, f"EXIF other than the orientation survived: {sorted(exif)}"
         assert "xmp" not in image.info and "comment" not in image.info
 
 
@@ -38,8 +46,10 @@ def test_accepted_image_is_upright_clean_and_hashed(entry, options):
     expected = (entry.entry["expected_display_width"], entry.entry["expected_display_height"])
     assert (result.width, result.height) == expected
     with Image.open(io.BytesIO(result.original.data)) as stored:
-        assert stored.size == expected, "the stored original must be upright"
-        stored.load()
+        shown = ImageOps.exif_transpose(stored)
+        assert shown.size == expected, "the stored original must be shown upright"
+        turned = stored.getexif().get(0x0112, 1) != 1
+        assert turned == (result.metadata["original"] == "oriented"), "only a kept JPEG may carry its orientation"
     _assert_no_metadata(result.original.data)
     assert len(result.phash) == 16 and int(result.phash, 16) >= 0
     if entry.entry["has_gps"]:
@@ -94,7 +104,7 @@ def test_orientation_is_applied_to_pixels_not_just_size(options):
     for turned in ("3", "6", "8", "5"):
         result = _run(reference[f"images/good/orient_landscape_{turned}.jpg"], options)
         with Image.open(io.BytesIO(result.original.data)) as image:
-            pixels = image.convert("L").resize((60, 40))
+            pixels = ImageOps.exif_transpose(image).convert("L").resize((60, 40))
         diff = sum(abs(a - b) for a, b in zip(base_pixels.tobytes(), pixels.tobytes(), strict=True)) / (60 * 40)
         assert diff < 12, f"orientation {turned} not applied (mean difference {diff:.1f})"
 

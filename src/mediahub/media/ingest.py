@@ -217,7 +217,8 @@ class IngestService:
             fmt = processed.original.format
             key = stored_key or original_key(target, EXTENSIONS[fmt])
             first = _Object(key, processed.original.data, CONTENT_TYPES[fmt])
-            original = StoredOriginal(key, fmt, processed.width, processed.height, len(processed.original.data))
+            original = StoredOriginal.of(key, fmt, processed.width, processed.height, len(processed.original.data),
+                                         processed.metadata)
         else:
             key = original_key(target, EXTENSIONS[sniffed.format])
             first = _Object(key, spooled.path, sniffed.mime)

@@ -21,6 +21,7 @@ from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
 from mediahub.formats import CONTENT_TYPES
 from mediahub.media import exposure
+from mediahub.pipeline.image import ORIENTED
 from mediahub.pipeline.variants import Encoded
 from mediahub.storage.base import Storage
 
@@ -40,7 +41,14 @@ class StoredOriginal:
     @classmethod
     def of_item(cls, item: MediaItem) -> StoredOriginal:
         fmt = FORMAT_OF_CONTENT_TYPE.get(item.content_type) if item.media_type == "image" else None
-        return cls(item.original_key, fmt, item.width, item.height, item.byte_size)
+        return cls.of(item.original_key, fmt, item.width, item.height, item.byte_size, item.meta or {})
+
+    @classmethod
+    def of(cls, key: str, fmt: str | None, width: int | None, height: int | None, byte_size: int,
+           metadata: dict) -> StoredOriginal:
+        # An original kept with its orientation tag stores its pixels turned: no variant may name it.
+        comparable = None if metadata.get("original") == ORIENTED else fmt
+        return cls(key, comparable, width, height, byte_size)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,15 @@ from mediahub.pipeline.orient import display_size, swaps_axes, upright
 from mediahub.pipeline.original import EncodedOriginal, jpeg_subsampling, reencode, reencode_animation
 from mediahub.pipeline.probe import ImageLimits, check_jpeg_data, check_limits, decode, open_image, reduce_jpeg
 from mediahub.pipeline.sniff import Sniffed
-from mediahub.pipeline.strip import STRIPPERS, judge_trailing
+from mediahub.pipeline.strip import STRIPPERS, judge_trailing, with_orientation
 from mediahub.pipeline.structure import check_structure
 from mediahub.pipeline.variants import Encoded, EncodeOptions, encode_all, render_all, source_box
 
 if TYPE_CHECKING:
     import pyvips
+
+
+ORIENTED = "oriented"  # metadata "original": the bytes as uploaded, stripped, with their orientation tag
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,10 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
         header = check_limits(image, options.limits)
         summary = exif_step.read_exif(image)
         # Structure and trailing-data checks run for every such file, rotated or not; beside the decode.
-        upright_already = summary.orientation == 1 or header.animated  # so stripped bytes can be kept
+        # A turned JPEG keeps its bytes too, with the orientation tag as its only metadata: viewers apply
+        # it, and the pixels are neither decoded in full nor re-encoded (no generation loss either).
+        tagged = sniffed.format == "jpeg" and summary.orientation != 1 and not header.animated
+        upright_already = summary.orientation == 1 or header.animated or tagged  # so stripped bytes can be kept
         stripped = None
         if sniffed.format in STRIPPERS:
             stripped = background.submit(_strip, path, sniffed.format)
@@ -106,6 +112,8 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
         # The strip's verdict (and its errors, the ones users see for a broken file) before any Pillow decode.
         lossless = stripped.result() if stripped is not None else None
         keep_bytes = lossless is not None and upright_already
+        if keep_bytes and tagged:
+            lossless = with_orientation(lossless, summary.orientation)
         if keep_bytes:
             original = EncodedOriginal(sniffed.format, lossless)
             yield original
@@ -114,7 +122,7 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
             # A re-encoded original needs every pixel; otherwise decode (JPEG: DCT-scaled) to the box.
             decoded = upright(decode(image, stored_box if keep_bytes else None), summary.orientation)
         if keep_bytes:
-            mode = "stripped"
+            mode = ORIENTED if tagged else "stripped"
         elif header.animated:
             original = reencode_animation(image, quality=options.original_quality)
             mode = "reencoded"

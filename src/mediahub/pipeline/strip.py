@@ -105,6 +105,20 @@ def strip_jpeg(data: bytes) -> Stripped:
     raise _corrupt("JPEG", "no end marker")
 
 
+def with_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A stripped JPEG with one EXIF field back: its orientation, so viewers turn the stored pixels upright.
+
+    The segment goes after a leading JFIF APP0 (which must come first), else right after the start marker.
+    """
+    tiff = b"II*\x00\x08\x00\x00\x00" + struct.pack("<HHHIHH", 1, 0x0112, 3, 1, orientation, 0) + b"\x00" * 4
+    payload = b"Exif\x00\x00" + tiff
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    pos = 2
+    if jpeg[2:4] == b"\xff\xe0":
+        pos = 4 + struct.unpack_from(">H", jpeg, 4)[0]
+    return jpeg[:pos] + segment + jpeg[pos:]
+
+
 # --- PNG --------------------------------------------------------------------
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
