@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     original_quality: int = Field(95, ge=50, le=100)
     strip_gps: bool = True
     pixel_workers: int = Field(0, ge=0, le=64)  # processes for decode/resize; 0 = in the request's thread
+    # Sources that must be decoded in full (HEIC, PNG, WebP...; not JPEG, which shrinks on load) get their
+    # variants from a job: the upload answers after the decode and the duplicate check, status "queued".
+    defer_slow_variants: bool = True
     temp_dir: Path | None = None
 
     # Moderation, auth, URLs.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+
 class MediaHubError(Exception):
     """Base error: a stable machine-readable `code` and a one-line message."""
 

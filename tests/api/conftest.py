@@ -37,6 +37,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "image_sizes": "thumbnail:150x150:crop,small:400",  # fewer variants: faster tests
         # No background rendition jobs: every variant exists when the upload answers (jobs have their own tests).
         "make_webp": False,
+        "defer_slow_variants": False,
         "video_transcode": False,
         "upload_rate_limit": 0,
         # The default upload is one file sent again and again: duplicates are allowed here

@@ -7,12 +7,11 @@ and an approved item A. Callers: anonymous, a signed-in stranger, the owner
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
-
-import re
 
 import pytest
 from fastapi.testclient import TestClient

@@ -11,6 +11,8 @@ from mediahub.runtime import Runtime
 
 
 def make_runtime(database, storage, tmp_path: Path, **overrides) -> Runtime:
+    """Variants are made in the upload unless a test asks for them to be deferred (test_deferred_variants.py)."""
+    overrides.setdefault("defer_slow_variants", False)
     settings = Settings(_env_file=None, database_url=str(database.url), media_root=tmp_path / "media",
                         temp_dir=tmp_path / "tmp", **overrides)
     return Runtime.assemble(settings, database, storage)

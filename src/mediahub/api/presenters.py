@@ -6,6 +6,7 @@ from typing import Any
 
 from mediahub.api.schemas import MediaOut, VariantOut
 from mediahub.db.models import MediaItem
+from mediahub.db.repositories.job_queue import PENDING
 from mediahub.media.manage import MediaView
 from mediahub.media.urls import MediaUrls
 
@@ -22,8 +23,8 @@ LOCATION_METADATA = frozenset({"gps"})  # the uploader's and the owners' only
 def _metadata(view: MediaView) -> dict[str, Any]:
     meta = dict(view.item.meta or {})
     return {name: value for name, value in meta.items()
-            if name in PUBLIC_METADATA
-            or (view.location if name in LOCATION_METADATA else view.private)}
+            if name != PENDING and name in PUBLIC_METADATA
+            or name != PENDING and (view.location if name in LOCATION_METADATA else view.private)}
 
 
 def _variants(item: MediaItem, urls: MediaUrls) -> dict[str, dict[str, VariantOut]]:
@@ -67,6 +68,7 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         moderation_status=item.moderation_status,
         moderation_reason=item.moderation_reason,
         processing_status=item.processing_status,
+        pending=list((item.meta or {}).get(PENDING, [])),
         uploaded_by=item.uploaded_by if view.private else None,
         created_at=item.created_at,
         updated_at=item.updated_at,

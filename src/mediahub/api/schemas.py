@@ -156,6 +156,11 @@ class MediaOut(BaseModel):
     moderation_status: ModerationStatus
     moderation_reason: str | None
     processing_status: str
+    pending: list[str] = Field(default_factory=list,
+                               description="work still to come for this item, by job kind: `variants` (the upload's "
+                                           "variants, made by a job for sources decoded in full: HEIC, PNG, WebP...), "
+                                           "`renditions` (WebP/AVIF), `video_transcode`, `reprocess`; empty when "
+                                           "processing_status is ready")
     uploaded_by: str | None = Field(description="null unless the caller is the uploader, an owner or a moderator")
     created_at: datetime
     updated_at: datetime

@@ -23,7 +23,7 @@ from mediahub.db.session import Database
 from mediahub.formats import EXTENSIONS
 from mediahub.jobs.context import TaskContext
 from mediahub.media.cleanup import purge_pending_deletes
-from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VIDEO_TRANSCODE, WEB
+from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VARIANTS, VIDEO_TRANSCODE, WEB
 from mediahub.media.keys import variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants, publish
@@ -38,10 +38,19 @@ log = logging.getLogger(__name__)
 
 def renditions(context: TaskContext, job: Job) -> None:
     """WebP (and AVIF) of the item's sizes, beside the JPEG/PNG the upload made."""
+    _make_variants(context, job, encode_options(context.settings, base=False))
+
+
+def variants(context: TaskContext, job: Job) -> None:
+    """Every variant of an image whose upload left them to a job: JPEG/PNG, and WebP/AVIF when enabled."""
+    _make_variants(context, job, encode_options(context.settings))
+
+
+def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> None:
     item = _item(context.database, job.media_id)
     if item is None:  # deleted meanwhile: nothing to do
         return
-    processed = _process_original(context, item, encode_options(context.settings, base=False))
+    processed = _process_original(context, item, encode)
     made = _image_variants(item, processed.variants, lambda v: v.name)
     pairs = {(v.name, v.format) for v in processed.variants}
     _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs)
@@ -72,6 +81,7 @@ def video_transcode(context: TaskContext, job: Job) -> None:
 
 TASKS: dict[str, Callable[[TaskContext, Job], None]] = {
     RENDITIONS: renditions,
+    VARIANTS: variants,
     REPROCESS: reprocess,
     VIDEO_TRANSCODE: video_transcode,
 }

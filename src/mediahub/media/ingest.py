@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from mediahub.config import Settings
 from mediahub.db.models import NO_PARENT, MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository
-from mediahub.db.repositories.job_queue import enqueue
+from mediahub.db.repositories.job_queue import PENDING, enqueue
 from mediahub.db.session import Database
 from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
@@ -115,7 +115,7 @@ class IngestService:
         self.dedup_index = dedup_index  # the process's perceptual index; None: scan the rows in scope
         self._writers = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put")
         self.pixels = PixelWorkers(settings.pixel_workers, settings.pixel_deadline_seconds)
-        self.image_options = image_options(settings, encode_options(settings, extra=False))
+        self.image_options = image_options(settings, encode_options(settings, extra=False), upload=True)
         self.video_options = video_options(settings, self.image_options)
 
     def _cap(self, media_kind: str) -> int:
@@ -233,7 +233,7 @@ class IngestService:
         """Store the objects (all, or all but an `early` original), then commit the row and its jobs."""
         early = early or _EarlyOriginal(self._writers, self.storage, request.target)
         objects, variants = self._objects(spooled, sniffed, processed, request.target, early.key)
-        job_kinds = upload_jobs(self.settings, sniffed.media_kind)
+        job_kinds = upload_jobs(self.settings, sniffed.media_kind, getattr(processed, "variants_deferred", False))
         written: list[str] = []
         try:
             try:
@@ -343,7 +343,7 @@ class IngestService:
         target = request.target
         # A video's spool has been rewritten without its metadata since it was hashed.
         size = len(original.source) if isinstance(original.source, bytes) else original.source.stat().st_size
-        meta = dict(processed.metadata)
+        meta = {**processed.metadata, PENDING: job_kinds}
         if filename := safe_filename(request.filename):
             meta["filename"] = filename
         approved = access.starts_approved(request.principal, request.verified,

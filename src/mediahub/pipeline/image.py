@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from mediahub.pipeline.probe import ImageLimits, check_jpeg_data, check_limits, 
 from mediahub.pipeline.sniff import Sniffed
 from mediahub.pipeline.strip import STRIPPERS, judge_trailing, with_orientation
 from mediahub.pipeline.structure import check_structure
-from mediahub.pipeline.variants import Encoded, EncodeOptions, encode_all, render_all, source_box
+from mediahub.pipeline.variants import Encoded, EncodeOptions, encode_all, output_size, render_all, source_box
 
 if TYPE_CHECKING:
     import pyvips
@@ -37,6 +37,9 @@ class ImageOptions:
     encode: EncodeOptions
     original_quality: int
     strip_gps: bool
+    # Variants of a source that must be decoded in full (not a JPEG shrunk on load) are left to a job:
+    # the caller waits only for the decode and the fingerprints.
+    defer_variants: bool = False
 
 
 @dataclass
@@ -44,12 +47,13 @@ class ProcessedImage:
     original: EncodedOriginal
     width: int  # as displayed
     height: int
-    variants: list[Encoded]
+    variants: list[Encoded]  # empty when deferred
     phash: str
     metadata: dict[str, Any] = field(default_factory=dict)
     # Duplicate detection: digest of the upright display pixels, and the perceptual fingerprint.
     pixel_sha256: str | None = None
     fingerprint: Fingerprint | None = None
+    variants_deferred: bool = False
 
 
 def _metadata(sniffed: Sniffed, header: Any, summary: exif_step.ExifSummary, strip_gps: bool,
@@ -139,8 +143,13 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
         else:  # already 8-bit grey/RGB: stays in libvips, in memory (every render reads it)
             display = upright(reduced, summary.orientation).copy_memory()
         pixel_digest = background.submit(pixel_sha256, display)  # beside the renders and encodes
-        renders = render_all(display, options.sizes, full_size=(width, height))
-        hash_source_image = hash_source(renders, options.sizes, display)
+        deferred = options.defer_variants and reduced is None and not header.animated
+        if deferred:
+            renders = {}
+            hash_source_image = hash_render(display, options.sizes)
+        else:
+            renders = render_all(display, options.sizes, full_size=(width, height))
+            hash_source_image = hash_source(renders, options.sizes, display)
         yield ProcessedImage(
             original=original,
             width=width,
@@ -150,6 +159,7 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
             metadata=_metadata(sniffed, header, summary, options.strip_gps, mode),
             pixel_sha256=pixel_digest.result(),
             fingerprint=Fingerprint.of(hash_source_image),
+            variants_deferred=deferred,
         )
     finally:
         image.close()
@@ -170,9 +180,27 @@ def hash_source(renders: dict[str, pyvips.Image], sizes: tuple[VariantSpec, ...]
     whole = [renders[s.name] for s in sizes if not s.crop]
     if not whole:
         return vips_step.to_pillow(display) if vips_step.is_vips(display) else display
-    suitable = [img for img in whole if max(img.width, img.height) >= 256]
-    return vips_step.to_pillow(min(suitable, key=_area) if suitable else max(whole, key=_area))
+    return vips_step.to_pillow(_hash_sized(whole, lambda img: (img.width, img.height)))
 
 
-def _area(image: pyvips.Image) -> int:
-    return image.width * image.height
+def hash_render(display: Image.Image, sizes: tuple[VariantSpec, ...]) -> Image.Image:
+    """What `hash_source` picks, rendered alone from a full Pillow decode (when the variants are deferred).
+
+    Pillow reduces by whole factors first (`reducing_gap`): a few times cheaper than a
+    libvips copy of the full decode, and the pHash it gives differs by a bit or two at most.
+    """
+    whole = [output_size(display.width, display.height, s) for s in sizes if not s.crop]
+    if not whole:
+        return display
+    size = _hash_sized(whole, lambda wh: wh)
+    return display.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _hash_sized(candidates: list, size_of: Callable[[Any], tuple[int, int]]):
+    """The smallest candidate reaching 256 px, else the largest."""
+    def area(candidate) -> int:
+        width, height = size_of(candidate)
+        return width * height
+
+    suitable = [c for c in candidates if max(size_of(c)) >= 256]
+    return min(suitable, key=area) if suitable else max(candidates, key=area)

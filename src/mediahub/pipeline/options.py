@@ -15,7 +15,8 @@ def encode_options(settings: Settings, *, base: bool = True, extra: bool = True)
                          avif=extra and settings.make_avif, avif_quality=settings.avif_quality, base=base)
 
 
-def image_options(settings: Settings, encode: EncodeOptions | None = None) -> ImageOptions:
+def image_options(settings: Settings, encode: EncodeOptions | None = None, *, upload: bool = False) -> ImageOptions:
+    """`upload`: the options of the upload path, which may leave variants to a job (a job never does)."""
     return ImageOptions(
         limits=ImageLimits(settings.max_image_side, settings.max_image_pixels, settings.max_frames,
                            settings.max_total_pixels, settings.max_jpeg_scans),
@@ -23,6 +24,7 @@ def image_options(settings: Settings, encode: EncodeOptions | None = None) -> Im
         encode=encode or encode_options(settings),
         original_quality=settings.original_quality,
         strip_gps=settings.strip_gps,
+        defer_variants=upload and settings.defer_slow_variants,
     )
 
 

@@ -199,8 +199,16 @@ def settle_item(session: Session, media_id: int | None) -> None:
         return
     lock_item(session, media_id)
     jobs = session.execute(select(Job.kind, Job.status).where(Job.media_id == media_id).order_by(Job.id)).all()
-    session.execute(
-        update(MediaItem)
-        .where(MediaItem.id == media_id)
-        .values(processing_status=derive_status([(kind, status) for kind, status in jobs]))
-    )
+    item = session.get(MediaItem, media_id, populate_existing=True)
+    if item is None:
+        return
+    item.processing_status = derive_status([(kind, status) for kind, status in jobs])
+    item.meta = {**(item.meta or {}), PENDING: unfinished([(kind, status) for kind, status in jobs])}
+
+
+PENDING = "pending"  # the item's metadata key: kinds of its unfinished jobs
+
+
+def unfinished(jobs: list[tuple[str, str]]) -> list[str]:
+    """The kinds of the jobs still to run or running, in the order they were queued."""
+    return list(dict.fromkeys(kind for kind, status in jobs if status in ("queued", "processing")))
