@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mediahub.errors import MediaHubError
 from mediahub.media.access import Principal
@@ -49,7 +49,7 @@ def test_on_every_backend_pair_upload_slot_replace_and_refuse(backend_runtime):
     assert first.is_primary and first.moderation_status == "approved"
     assert (first.width, first.height) == (1200, 1800)
     stored = Image.open(io.BytesIO(runtime.storage.get(first.original_key)))
-    assert stored.size == (1200, 1800)
+    assert ImageOps.exif_transpose(stored).size == (1200, 1800), "kept with its orientation tag, shown upright"
     second = upload(runtime, CORPUS_DIR / "images/good/heic_iphone13_3024x4032.heic", "user:USR-1:avatar")
     # Unapproved, the second waits beside the approved first; approved, it replaces it and all its objects.
     assert row_count(runtime) == 2 and set(first.keys()) <= stored_keys(runtime)
