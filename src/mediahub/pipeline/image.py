@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,23 +126,27 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
         if reduced is None or not keep_bytes:
             # A re-encoded original needs every pixel; otherwise decode (JPEG: DCT-scaled) to the box.
             decoded = upright(decode(image, stored_box if keep_bytes else None), summary.orientation)
+        encoding = None
         if keep_bytes:
             mode = ORIENTED if tagged else "stripped"
         elif header.animated:
             original = reencode_animation(image, quality=options.original_quality)
             mode = "reencoded"
         else:
-            original = reencode(decoded, sniffed.format, quality=options.original_quality, icc=icc,
-                                subsampling=subsampling, lossless_webp=lossless_webp)
             mode = "reencoded"
         if reduced is None:
-            display = to_display(decoded)
+            display = to_display(decoded)  # first: the re-encode clears the image's info (its ICC profile)
         elif icc:  # Pillow's colour management converts to sRGB, on the small image
             display = vips_step.to_pillow(upright(reduced, summary.orientation))
             display.info["icc_profile"] = icc
             display = to_display(display)
         else:  # already 8-bit grey/RGB: stays in libvips, in memory (every render reads it)
             display = upright(reduced, summary.orientation).copy_memory()
+        if mode == "reencoded" and not header.animated:
+            # Beside the fingerprints and renders, which only read the same pixels (Pillow's encoder drops the GIL).
+            encoding = background.submit(functools.partial(
+                reencode, decoded, sniffed.format, quality=options.original_quality, icc=icc,
+                subsampling=subsampling, lossless_webp=lossless_webp))
         pixel_digest = background.submit(pixel_sha256, display)  # beside the renders and encodes
         deferred = options.defer_variants and reduced is None and not header.animated
         if deferred:
@@ -151,7 +156,7 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
             renders = render_all(display, options.sizes, full_size=(width, height))
             hash_source_image = hash_source(renders, options.sizes, display)
         yield ProcessedImage(
-            original=original,
+            original=encoding.result() if encoding is not None else original,
             width=width,
             height=height,
             variants=encode_all(renders, options.sizes, options.encode),
