@@ -108,29 +108,39 @@ def _orientation(image: Image.Image, exif: Image.Exif) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _png_exif_chunk(path: str) -> bytes | None:
-    """The payload of a PNG's eXIf chunk, found by seeking over the chunks (pixel data is never read)."""
+_PNG_TEXT = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def _png_exif_chunk(path: str) -> tuple[bytes | None, bool]:
+    """A PNG's eXIf payload, and whether text chunks follow the pixel data, found by seeking over the chunks."""
+    after_pixels = False
     with open(path, "rb") as file:
         file.seek(8)
-        while header := file.read(8):
-            if len(header) < 8:
-                return None
+        while len(header := file.read(8)) == 8:
             length, kind = struct.unpack(">I4s", header)
             if kind == b"eXIf":
-                return file.read(length)
+                return file.read(length), False
             if kind == b"IEND":
-                return None
+                break
+            if kind == b"IDAT":
+                after_pixels = True
+            elif after_pixels and kind in _PNG_TEXT:
+                return None, True
             file.seek(length + 4, 1)
-    return None
+    return None, False
 
 
 def _exif_of(image: Image.Image) -> Image.Exif:
-    # Pillow decodes a whole PNG to look for an eXIf chunk after the pixel data; seek for it instead.
+    # Pillow decodes a whole PNG to look for EXIF after the pixel data; seek for it instead, and decode only
+    # when text chunks (ImageMagick's "Raw profile type exif", XMP) come after the pixels.
     if image.format == "PNG" and "exif" not in image.info and getattr(image, "filename", None):
-        exif = Image.Exif()
-        if (chunk := _png_exif_chunk(image.filename)) is not None:
+        chunk, text_after_pixels = _png_exif_chunk(image.filename)
+        if chunk is not None:
+            exif = Image.Exif()
             exif.load(chunk)
-        return exif
+            return exif
+        if not text_after_pixels:
+            return Image.Image.getexif(image)  # the text chunks before the pixels, already read
     return image.getexif()
 
 
