@@ -230,6 +230,31 @@ class EntityMember(Base):
     )
 
 
+class MediaUsage(Base):
+    """Running totals of the media rows for each value of each grouping column (storage analytics).
+
+    db/usage_tracking.py keeps them in step in the transaction of every change to media_items and
+    media_variants; `UsageRepository.recount` rebuilds them from the rows. A group's totals are the
+    sum of its shards: each transaction adds to one shard picked at random, so concurrent writers of
+    one group (every upload is `storage_type=local`) seldom wait for each other's row lock.
+    """
+
+    __tablename__ = "media_usage"
+
+    group_name: Mapped[str] = mapped_column(String(32), primary_key=True)  # a column of USAGE_COLUMNS
+    group_value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    items: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)  # of the originals
+    # The distinct stored objects of those items, originals and variants (an object several rows of an
+    # item name counts once), and their bytes. Every item has exactly one storage_type, so the
+    # storage_type rows add up to the whole library.
+    objects: Mapped[int] = mapped_column(BigInteger)
+    object_bytes: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+
 class PendingDelete(Base):
     """Objects to remove from storage, retried until the store confirms.
 
