@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,23 @@ def test_all_good_files_exit_zero(workdir):
                  "--field", "avatar")
     assert result.returncode == 0, result.stderr
     assert "stored" in result.stderr
+
+
+def test_analytics_recount_finds_the_totals_in_step_after_ingest_and_corrects_drift(workdir):
+    run(workdir, "db", "upgrade")
+    files = [str(CORPUS_DIR / "images/good" / name) for name in ("jpeg_hopper.jpg", "jpeg_flower.jpg")]
+    assert run(workdir, "ingest", *files, "--entity", "property:1", "--field", "gallery").returncode == 0
+
+    clean = run(workdir, "analytics", "recount", "--json")
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["corrected"] == {}, "ingest and its WebP jobs kept the totals in step"
+
+    with sqlite3.connect(workdir / "var" / "mediahub.db") as connection:
+        connection.execute("UPDATE media_usage SET items = items + 2 WHERE group_name = 'entity_type'")
+    corrected = json.loads(run(workdir, "analytics", "recount", "--json").stdout)["corrected"]
+    assert corrected["entity_type=property"]["kept"]["items"] == corrected["entity_type=property"]["counted"]["items"] + 2
+    assert corrected["entity_type=property"]["counted"]["items"] == 2
+    assert json.loads(run(workdir, "analytics", "recount", "--json").stdout)["corrected"] == {}
 
 
 def test_a_bad_setting_stops_the_command_naming_it(workdir):

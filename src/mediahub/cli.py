@@ -1,4 +1,4 @@
-"""The `mediahub` command: ingest, db, verify, grant, token, serve, worker, reprocess, dedup."""
+"""The `mediahub` command: ingest, db, verify, grant, token, serve, worker, reprocess, dedup, analytics."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 dedup_app = typer.Typer(help="Duplicate detection.", no_args_is_help=True)
 app.add_typer(dedup_app, name="dedup")
+analytics_app = typer.Typer(help="Storage analytics.", no_args_is_help=True)
+app.add_typer(analytics_app, name="analytics")
 console = Console(stderr=True)
 
 
@@ -170,38 +172,62 @@ def sync_public() -> None:
 def verify(
     repair: Annotated[bool, typer.Option(help="Delete stray objects, mark rows with missing objects.")] = False,
     grace_minutes: Annotated[float, typer.Option(help="Ignore objects younger than this (uploads in flight).")] = 15,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue this store's last unfinished pass from its checkpoint (else a new pass starts).")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per line on stdout: each finding as found, then the summary.")] = False,
 ) -> None:
-    """Find stored objects without a row and rows whose objects are missing."""
+    """Find stored objects without a row and rows whose objects are missing, streaming, in bounded memory."""
     from datetime import timedelta
 
     from mediahub.media import verify as verify_service
 
     runtime = _runtime()
     with _progress() as progress:
-        task = progress.add_task("listing objects", total=None)
-        report = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(minutes=grace_minutes),
-                                       progress=lambda n: progress.advance(task, n))
-    if repair:
-        verify_service.repair(runtime.database, runtime.storage, report)
-    summary = {
-        "objects": report.objects, "keys_in_db": report.keys_in_db, "stray": report.stray,
-        "missing": {str(k): v for k, v in report.missing.items()}, "removed": report.removed,
-        "marked_failed": report.marked,
-    }
+        task = progress.add_task("verifying", total=None)
+        started = time.perf_counter()
+
+        def advance(objects: int) -> None:
+            progress.advance(task, objects)
+            done = progress.tasks[task].completed
+            progress.update(task, description=f"verifying, {done / (time.perf_counter() - started):.0f} objects/s")
+
+        def found(finding: verify_service.Finding) -> None:
+            if as_json:
+                _report_line({"finding": finding.kind, "key": finding.key, "media_ids": list(finding.media_ids)})
+            else:
+                owners = f" (#{', #'.join(map(str, finding.media_ids))})" if finding.media_ids else ""
+                progress.console.print(f"  {finding.kind}: {finding.key}{owners}")
+
+        try:
+            report = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(minutes=grace_minutes),
+                                           repair=repair, resume=resume, on_finding=found, progress=advance)
+        except MediaHubError as exc:
+            console.print(f"[red]{exc.code}: {exc.message}[/red] (--resume continues from the last checkpoint)")
+            raise typer.Exit(1) from None
+        finally:
+            runtime.close()
     if as_json:
-        typer.echo(json.dumps(summary))
+        _report_line({
+            "objects": report.objects, "keys_in_db": report.keys_in_db,
+            "stray_count": report.stray_count, "missing_count": report.missing_count,
+            "stray": report.stray, "missing": {str(k): v for k, v in report.missing.items()},  # samples
+            "removed": report.removed, "marked_failed": report.marked, "resumed_after": report.resumed_after,
+            "seconds": round(report.seconds, 3), "objects_per_second": round(report.rate, 1),
+        })
     else:
+        resumed = f" (resumed after {report.resumed_after})" if report.resumed_after else ""
         console.print(f"{report.objects} objects, {report.keys_in_db} keys in the database, "
-                      f"{len(report.stray)} stray, {len(report.missing)} rows with missing objects")
-        for key in report.stray:
-            console.print(f"  stray: {key}")
-        for media_id, keys in report.missing.items():
-            console.print(f"  missing for #{media_id}: {', '.join(keys)}")
+                      f"{report.stray_count} stray, {report.missing_count} missing{resumed}; "
+                      f"{report.objects_this_run} objects in {report.seconds:.1f} s ({report.rate:.0f} objects/s)")
         if repair:
             console.print(f"removed {report.removed} stray objects, marked {report.marked} rows failed")
-    runtime.close()
     raise typer.Exit(0 if report.clean or repair else 1)
+
+
+def _report_line(record: dict) -> None:
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
 
 
 @app.command()
@@ -376,6 +402,39 @@ def dedup_backfill(
         for media_id, why in report.failed.items():
             typer.echo(f"  #{media_id}: {why}")
     raise typer.Exit(1 if report.failed else 0)
+
+
+@analytics_app.command("recount")
+def analytics_recount(
+    as_json: Annotated[bool, typer.Option("--json", help="The groups that differed as one JSON document.")] = False,
+) -> None:
+    """Rebuild the storage analytics totals from the media rows, in one transaction.
+
+    Every write through the application keeps them in step; this is for rows written around it
+    (a bulk import over a bare connection) and prints the groups whose totals it corrected.
+    """
+    from mediahub.db.repositories import Amounts, UsageRepository
+    from mediahub.db.session import Database
+
+    database = Database(load_settings().database_url)
+    try:
+        with database.session() as session:
+            kept, counted = UsageRepository(session).recount()
+    except MediaHubError as exc:
+        console.print(f"[red]{exc.code}: {exc.message}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        database.dispose()
+    changed = {f"{column}={value}": {"kept": kept.get((column, value), Amounts()).as_values(),
+                                     "counted": counted.get((column, value), Amounts()).as_values()}
+               for column, value in sorted(kept.keys() | counted.keys())
+               if kept.get((column, value)) != counted.get((column, value))}
+    if as_json:
+        typer.echo(json.dumps({"groups": len(counted), "corrected": changed}))
+        return
+    typer.echo(f"{len(counted)} groups recounted, {len(changed)} corrected")
+    for group, amounts in changed.items():
+        typer.echo(f"  {group}: {amounts['kept']} -> {amounts['counted']}")
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

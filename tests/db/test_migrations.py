@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, inspect, select, text
 
 from mediahub.db import migrate
 from mediahub.db.models import Base, MediaItem
-from mediahub.db.repositories import VariantRepository
+from mediahub.db.repositories import Amounts, UsageRepository, VariantRepository
 from mediahub.db.session import Database
 
 APP_TABLES = set(Base.metadata.tables)
@@ -155,3 +155,58 @@ def test_0008_turns_json_variants_into_rows_and_back(database_url: str) -> None:
     assert "media_variants" not in _table_names(database_url)
     migrate.upgrade(database_url)
     assert migrate.check_schema_matches_models(database_url) == []
+
+
+def _insert_items_at_0008(url: str, items: list[tuple[str, str, int, list[tuple[str, int]]]]) -> None:
+    """Rows as 0008 stores them: (public id, moderation status, original bytes, [(variant key, bytes)])."""
+    columns = ("public_id, entity_type, entity_id, entity_field, position, is_primary, media_type, storage_type, "
+               "original_key, content_type, byte_size, tags, metadata, moderation_status, processing_status, "
+               "sha256, md5, created_at, updated_at")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for public_id, status, size, variant_rows in items:
+                connection.execute(text(
+                    f"INSERT INTO media_items ({columns}) VALUES (:public_id, 'property', 'P-1', 'gallery', 0, "
+                    "false, 'image', 'local', :key, 'image/jpeg', :size, '[]', '{}', :status, 'ready', "
+                    ":sha, :md5, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"),
+                    {"public_id": public_id, "key": f"k/{public_id}.jpg", "size": size, "status": status,
+                     "sha": "a" * 64, "md5": "b" * 32})
+                media_id = connection.scalar(text("SELECT id FROM media_items WHERE public_id = :p"), {"p": public_id})
+                for n, (key, variant_size) in enumerate(variant_rows):
+                    connection.execute(text(
+                        "INSERT INTO media_variants (media_id, name, format, storage_key, width, height, byte_size, "
+                        "content_type, created_at) VALUES (:media_id, :name, 'jpeg', :key, 1, 1, :size, "
+                        "'image/jpeg', '2026-01-01 00:00:00')"),
+                        {"media_id": media_id, "name": f"v{n}", "key": key, "size": variant_size})
+    finally:
+        engine.dispose()
+
+
+def test_0010_fills_the_usage_totals_from_the_rows(database_url: str) -> None:
+    migrate.upgrade(database_url, "0008")
+    _insert_items_at_0008(database_url, [
+        # A variant naming the original, two naming one object: 3 objects.
+        ("shared", "approved", 1000, [("k/shared.jpg", 1000), ("k/shared_m.jpg", 300), ("k/shared_m.jpg", 300),
+                                      ("k/shared_t.jpg", 100)]),
+        ("plain", "pending", 50, [("k/plain_t.jpg", 5)]),
+        ("bare", "pending", 7, []),
+    ])
+
+    migrate.upgrade(database_url)
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            usage = UsageRepository(session)
+            kept, counted = usage.current(), usage.counted()
+            totals = usage.totals()
+    finally:
+        database.dispose()
+    assert kept == counted
+    assert totals.groups["moderation_status"] == {"approved": Amounts(1, 1000, 3, 1400),
+                                                  "pending": Amounts(2, 57, 3, 62)}
+    assert totals.groups["storage_type"] == {"local": Amounts(3, 1057, 6, 1462)}
+    assert (totals.objects, totals.object_bytes) == (6, 1462)
+
+    migrate.downgrade(database_url, "0008")
+    assert "media_usage" not in _table_names(database_url)

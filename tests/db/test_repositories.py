@@ -381,21 +381,6 @@ def test_all_keys_streams_every_key(db: Database) -> None:
     assert keys == [(item.id, key) for item in items for key in item.keys()]
 
 
-def test_usage_by(db: Database) -> None:
-    add_items(
-        db,
-        make_item(byte_size=100),
-        make_item(byte_size=250, storage_type="s3"),
-        make_item(byte_size=5_000_000_000, storage_type="s3"),
-    )
-
-    with db.session() as session:
-        repo = MediaRepository(session)
-        usage = repo.usage_by("storage_type")
-        with pytest.raises(InvalidInput):
-            repo.usage_by("public_id")
-
-    assert usage == {"local": {"count": 1, "bytes": 100}, "s3": {"count": 2, "bytes": 5_000_000_250}}
 
 
 def test_moderation_queue_is_oldest_first(db: Database) -> None:

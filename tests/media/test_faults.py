@@ -13,7 +13,7 @@ from mediahub.db.session import Database
 from mediahub.errors import DatabaseUnavailable, StorageUnavailable
 from mediahub.media import verify as verify_service
 from tests.media.conftest import make_runtime
-from tests.media.helpers import row_count, stored_keys, upload
+from tests.media.helpers import reload, row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 from tests.support.faults import FailingPuts, Passthrough
 from tests.support.s3_server import free_port, make_s3_storage
@@ -112,8 +112,10 @@ def test_verify_finds_strays_and_missing_objects_and_repair_fixes_them(runtime):
     assert report.missing == {damaged.id: [lost]}
     assert not report.clean
 
-    verify_service.repair(runtime.database, runtime.storage, report)
-    assert report.removed == 1 and report.marked == 1
+    repaired = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(0), repair=True)
+    assert repaired.removed == 1 and repaired.marked == 1
+    assert reload(runtime, damaged).processing_status == "failed"
+    assert reload(runtime, damaged).meta["missing_keys"] == [lost]
     after = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(0))
     assert after.stray == [] and set(kept.keys()) <= stored_keys(runtime)
 

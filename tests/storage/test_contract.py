@@ -179,6 +179,32 @@ def test_list_is_sorted_and_limited_to_the_prefix(storage: Storage) -> None:
     assert all(info.size == len(DATA) for info in storage.list())
 
 
+# Names with `-` and `.`, which sort below `/`: listing folder by folder, each folder's names sorted, would
+# give `a/b/c.jpg` (folder `a/b`) before `a/b-c/d.jpg`; byte order of the whole keys puts it last of the four.
+ORDERED_KEYS = ["A.jpg", "Z/x.jpg", "a-b.jpg", "a.b.jpg", "a.b/c.jpg", "a/b-c/d.jpg", "a/b.c/d.jpg", "a/b.jpg",
+                "a/b/c.jpg", "a/b/c/d.jpg", "a/b0.jpg", "a0.jpg", "a_b.jpg", "ab.jpg"]
+
+
+def test_list_is_in_byte_order_of_the_whole_keys(storage: Storage) -> None:
+    assert ORDERED_KEYS == sorted(ORDERED_KEYS, key=str.encode)
+    for key in reversed(ORDERED_KEYS):
+        storage.put(key, DATA, "image/jpeg")
+
+    assert [info.key for info in storage.list()] == ORDERED_KEYS
+    assert [info.key for info in storage.list("a/b")] == [k for k in ORDERED_KEYS if k.startswith("a/b")]
+
+
+@pytest.mark.parametrize("after", ["A", "a", "a-b.jpg", "a.b", "a/b", "a/b-c/d.jpg", "a/b.jpg", "a/b/c.jpg",
+                                   "a/b/c/d.jpg", "a/zzz", "a0", "zzz"])
+def test_list_resumes_after_a_key_in_the_same_order(storage: Storage, after: str) -> None:
+    for key in ORDERED_KEYS:
+        storage.put(key, DATA, "image/jpeg")
+
+    assert [info.key for info in storage.list(after=after)] == [k for k in ORDERED_KEYS if k > after]
+    assert [info.key for info in storage.list("a/", after=after)] == [k for k in ORDERED_KEYS
+                                                                      if k.startswith("a/") and k > after]
+
+
 def test_usage_counts_objects_and_bytes(storage: Storage) -> None:
     storage.put("users/1.jpg", DATA, "image/jpeg")
     storage.put("users/2.jpg", DATA * 2, "image/jpeg")
@@ -226,6 +252,7 @@ OPERATIONS: dict[str, Callable[[Storage, str], object]] = {
     "delete": lambda s, k: s.delete(k),
     "set_public": lambda s, k: s.set_public(["a/fine.jpg", k], True),
     "list": lambda s, k: s.list(k),
+    "list after": lambda s, k: s.list(after=k),
     "usage": lambda s, k: s.usage(k),
 }
 
@@ -298,6 +325,15 @@ def test_local_failed_put_leaves_no_temp_file_and_no_object(local_storage: Local
 def test_local_list_skips_temp_files(local_storage: LocalStorage) -> None:
     local_storage.put("a/one.jpg", DATA, "image/jpeg")
     (local_storage.root / "a" / f"{TEMP_PREFIX}leftover").write_bytes(b"partial")
+
+    assert [info.key for info in local_storage.list()] == ["a/one.jpg"]
+
+
+def test_local_list_skips_what_no_key_can_name(local_storage: LocalStorage) -> None:
+    local_storage.put("a/one.jpg", DATA, "image/jpeg")
+    (local_storage.root / "a" / "two words.jpg").write_bytes(b"not an object")
+    (local_storage.root / ".hidden").mkdir()
+    (local_storage.root / ".hidden" / "x.jpg").write_bytes(b"not an object")
 
     assert [info.key for info in local_storage.list()] == ["a/one.jpg"]
 

@@ -305,7 +305,8 @@ class StorageAnalyticsOut(BaseModel):
     by_entity_type: dict[str, UsageOut]
     by_media_type: dict[str, UsageOut]
     by_moderation_status: dict[str, UsageOut]
-    storage: StorageUsageOut = Field(description="what the byte store holds: originals and every variant")
+    storage: StorageUsageOut = Field(
+        description="the objects the items are stored as, originals and every variant, each counted once")
 
 
 class MemberRequest(BaseModel):

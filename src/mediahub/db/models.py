@@ -30,6 +30,11 @@ from sqlalchemy.types import TypeEngine
 # SQLite only auto-increments INTEGER PRIMARY KEY, so BIGINT falls back to it there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+# Storage keys compare and sort as bytes on every backend, as S3 lists them: `mediahub verify` merges
+# the keys the rows name, read in key order, with the store's listing. SQLite (BINARY) and MariaDB
+# (utf8mb4_bin, below) do so by themselves; PostgreSQL needs the C collation, whatever the database's.
+ObjectKey = String(512).with_variant(String(512, collation="C"), "postgresql")
+
 # Binary collation on MariaDB so text compares case-sensitively, as on SQLite and
 # PostgreSQL: public ids (base64url) and entity ids differing only in case stay distinct.
 MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
@@ -111,7 +116,7 @@ class MediaItem(Base):
     media_type: Mapped[str] = mapped_column(String(8))  # image | video
     storage_type: Mapped[str] = mapped_column(String(8))  # local | s3
     bucket_name: Mapped[str | None] = mapped_column(String(255))
-    original_key: Mapped[str] = mapped_column(String(512))
+    original_key: Mapped[str] = mapped_column(ObjectKey)
     content_type: Mapped[str] = mapped_column(String(64))
     byte_size: Mapped[int] = mapped_column(BigInteger)
     width: Mapped[int | None] = mapped_column(Integer)
@@ -195,7 +200,7 @@ class MediaVariant(Base):
     media_id: Mapped[int] = mapped_column(BigId, ForeignKey("media_items.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
     format: Mapped[str] = mapped_column(String(16))
-    storage_key: Mapped[str] = mapped_column(String(512))
+    storage_key: Mapped[str] = mapped_column(ObjectKey)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     byte_size: Mapped[int] = mapped_column(BigInteger)
@@ -230,6 +235,31 @@ class EntityMember(Base):
     )
 
 
+class MediaUsage(Base):
+    """Running totals of the media rows for each value of each grouping column (storage analytics).
+
+    db/usage_tracking.py keeps them in step in the transaction of every change to media_items and
+    media_variants; `UsageRepository.recount` rebuilds them from the rows. A group's totals are the
+    sum of its shards: each transaction adds to one shard picked at random, so concurrent writers of
+    one group (every upload is `storage_type=local`) seldom wait for each other's row lock.
+    """
+
+    __tablename__ = "media_usage"
+
+    group_name: Mapped[str] = mapped_column(String(32), primary_key=True)  # a column of USAGE_COLUMNS
+    group_value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    items: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)  # of the originals
+    # The distinct stored objects of those items, originals and variants (an object several rows of an
+    # item name counts once), and their bytes. Every item has exactly one storage_type, so the
+    # storage_type rows add up to the whole library.
+    objects: Mapped[int] = mapped_column(BigInteger)
+    object_bytes: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+
 class PendingDelete(Base):
     """Objects to remove from storage, retried until the store confirms.
 
@@ -240,10 +270,38 @@ class PendingDelete(Base):
     __tablename__ = "pending_deletes"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    storage_key: Mapped[str] = mapped_column(String(512))
+    storage_key: Mapped[str] = mapped_column(ObjectKey)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (
+        # `mediahub verify` reads the queued keys in key order beside the rows' keys.
+        Index("ix_pending_deletes_storage_key", "storage_key"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+
+class VerifyCheckpoint(Base):
+    """How far the last unfinished `mediahub verify` of one store got, for `--resume`.
+
+    Every key up to `after_key` (in byte order) was compared, its findings reported and, with
+    `--repair`, repaired; the counts are those of the whole pass so far. Removed when a pass ends.
+    """
+
+    __tablename__ = "verify_checkpoints"
+
+    store: Mapped[str] = mapped_column(String(512), primary_key=True)  # Storage.location
+    after_key: Mapped[str] = mapped_column(ObjectKey)
+    objects: Mapped[int] = mapped_column(BigInteger)
+    keys_in_db: Mapped[int] = mapped_column(BigInteger)
+    stray: Mapped[int] = mapped_column(BigInteger)
+    missing: Mapped[int] = mapped_column(BigInteger)
+    removed: Mapped[int] = mapped_column(BigInteger)
+    marked: Mapped[int] = mapped_column(BigInteger)
+    seconds: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (MYSQL_TABLE_OPTIONS,)
 

@@ -1,77 +1,248 @@
-"""Consistency between rows and stored objects, and its repair.
+"""Consistency between rows and stored objects, and its repair, over a library of any size.
 
-A crash between writing bytes and committing the row leaves stray objects; a
-lost object leaves a row that points at nothing. `verify` lists both;
-`repair` deletes strays (older than a grace period, so uploads in flight are
-never touched) and marks broken rows `failed` with the keys they miss.
+A crash between writing bytes and committing the row leaves stray objects; a lost object leaves a
+row that points at nothing. `verify` walks the store's listing and the keys the database knows side
+by side, both in byte order of the keys (`Storage.list`, `ObjectKeyRepository.page`), holding a page
+of each whatever the number of objects. A key only the store has is stray, unless younger than the
+grace period (an upload in flight); a key only rows name is missing. Each candidate is checked again
+before it counts, since the rows or the store may have changed after their page was read; then it
+is reported (`on_finding`) and, with `repair`, fixed in batches: strays deleted, rows with missing
+objects marked `failed` with the keys they miss. Counts are exact; the report keeps a sample.
+
+Every CHECKPOINT_OBJECTS objects, once the findings up to there are settled, the position and the
+counts are saved in the database (`verify_checkpoints`, one row per store): a pass that was stopped
+continues from there with `resume`. The database rather than a file: it is where any process that
+can verify can also read it, whichever machine or container ran the pass before, without a path to
+agree on, and the row is keyed by the store, so it never resumes a pass over another store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
-from mediahub.db.repositories import MediaRepository, PendingDeleteRepository
+from mediahub.db.repositories import MediaRepository
+from mediahub.db.repositories.object_keys import KnownKey, ObjectKeyRepository
 from mediahub.db.session import Database
+from mediahub.errors import MediaHubError
 from mediahub.media.cleanup import purge_pending_deletes
-from mediahub.storage.base import Storage
+from mediahub.storage.base import ObjectInfo, Storage
+
+SAMPLE = 100  # findings of each kind kept in the report (all of them go to `on_finding`)
+BATCH = 500  # candidates checked again, and repaired, together
+PAGE = 1000  # known keys read per query
+CHECKPOINT_OBJECTS = 10_000
+PROGRESS_STEP = 1000
 
 Progress = Callable[[int], None]
+Listed = TypeVar("Listed", ObjectInfo, KnownKey)
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # "stray" | "missing"
+    key: str
+    media_ids: tuple[int, ...] = ()  # missing: the items that name the key
 
 
 @dataclass
 class VerifyReport:
-    objects: int = 0
-    keys_in_db: int = 0
-    stray: list[str] = field(default_factory=list)
-    missing: dict[int, list[str]] = field(default_factory=dict)  # media id -> keys
-    removed: int = 0
-    marked: int = 0
+    objects: int = 0  # listed in the store, over the whole pass
+    keys_in_db: int = 0  # distinct keys the rows name
+    stray_count: int = 0
+    missing_count: int = 0  # keys
+    removed: int = 0  # stray objects deleted (repair)
+    marked: int = 0  # rows marked failed (repair)
+    stray: list[str] = field(default_factory=list)  # the first SAMPLE stray keys
+    missing: dict[int, list[str]] = field(default_factory=dict)  # the first SAMPLE items -> keys they miss
+    resumed_after: str | None = None
+    objects_this_run: int = 0
+    seconds: float = 0.0  # this run's
 
     @property
     def clean(self) -> bool:
-        return not self.stray and not self.missing
+        return not self.stray_count and not self.missing_count
+
+    @property
+    def rate(self) -> float:
+        """Objects per second in this run."""
+        return self.objects_this_run / self.seconds if self.seconds else 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {"objects": self.objects, "keys_in_db": self.keys_in_db, "stray": self.stray_count,
+                "missing": self.missing_count, "removed": self.removed, "marked": self.marked}
 
 
-def verify(database: Database, storage: Storage, *, grace: timedelta = timedelta(minutes=15),
-           progress: Progress | None = None) -> VerifyReport:
-    report = VerifyReport()
-    cutoff = datetime.now(timezone.utc) - grace
-    stored: dict[str, datetime | None] = {}
-    for info in storage.list():
-        stored[info.key] = info.last_modified
-        report.objects += 1
-        if progress:
-            progress(1)
-    with database.session() as session:
-        known = PendingDeleteRepository(session).keys()
-        for media_id, key in MediaRepository(session).all_keys():
-            report.keys_in_db += 1
-            known.add(key)
-            if key not in stored:
-                report.missing.setdefault(media_id, []).append(key)
-    for key, modified in stored.items():
-        if key not in known and (modified is None or modified < cutoff):
-            report.stray.append(key)
-    report.stray.sort()
-    return report
+class KeyOrderError(MediaHubError):
+    """A listing came out of byte order: comparing it with the other would report false findings."""
+
+    default_code = "key_order"
 
 
-def repair(database: Database, storage: Storage, report: VerifyReport) -> VerifyReport:
-    """Delete the stray objects and mark rows with missing objects as failed."""
-    if report.stray:
-        failed = storage.delete_many(report.stray)
-        report.removed = len(report.stray) - len(failed)
-    with database.session() as session:
-        repo = MediaRepository(session)
-        for media_id, keys in report.missing.items():
-            item = repo.get(media_id)
-            if item is None:
-                continue
-            item.processing_status = "failed"
-            item.meta = {**(item.meta or {}), "missing_keys": keys}
-            report.marked += 1
-    purge_pending_deletes(database, storage)
-    return report
+def verify(database: Database, storage: Storage, *, grace: timedelta = timedelta(minutes=15), repair: bool = False,
+           resume: bool = False, on_finding: Callable[[Finding], None] | None = None,
+           progress: Progress | None = None, checkpoint_every: int = CHECKPOINT_OBJECTS) -> VerifyReport:
+    """One pass over the store and the rows (from the store's checkpoint with `resume`)."""
+    return _Pass(database, storage, grace, repair, on_finding, progress, checkpoint_every).run(resume)
 
+
+class _Pass:
+    def __init__(self, database: Database, storage: Storage, grace: timedelta, repair: bool,
+                 on_finding: Callable[[Finding], None] | None, progress: Progress | None, checkpoint_every: int) -> None:
+        self.database, self.storage, self.repair = database, storage, repair
+        self.on_finding, self.progress, self.checkpoint_every = on_finding, progress, checkpoint_every
+        self.cutoff = datetime.now(timezone.utc) - grace
+        self.report = VerifyReport()
+        self.strays: list[str] = []  # candidates, checked again in batches
+        self.missing: list[KnownKey] = []
+        self.marked_last: set[int] = set()  # rows marked by the last batch: an item's keys may straddle two
+        self.started = time.monotonic()
+        self.started_at = datetime.now(timezone.utc)
+        self.seconds_before = 0.0  # of the runs this one resumes
+
+    def run(self, resume: bool) -> VerifyReport:
+        after = self._start(resume)
+        position, checkpointed, shown = after, 0, 0
+        for key, info, known in _merged(self.storage.list(after=after), self._known_keys(after)):
+            if info is not None:
+                self.report.objects += 1
+                self.report.objects_this_run += 1
+                if known is None and (info.last_modified is None or info.last_modified < self.cutoff):
+                    self.strays.append(key)
+            if known is not None and known.media_ids:
+                self.report.keys_in_db += 1
+                if info is None:
+                    self.missing.append(known)
+            position = key
+            if len(self.strays) >= BATCH or len(self.missing) >= BATCH:
+                self._settle()
+            if self.report.objects_this_run - checkpointed >= self.checkpoint_every:
+                self._checkpoint(position)
+                checkpointed = self.report.objects_this_run
+            if self.progress and self.report.objects_this_run - shown >= PROGRESS_STEP:
+                self.progress(self.report.objects_this_run - shown)
+                shown = self.report.objects_this_run
+        self._settle()
+        if self.progress and self.report.objects_this_run > shown:
+            self.progress(self.report.objects_this_run - shown)
+        with self.database.session() as session:
+            ObjectKeyRepository(session).clear_checkpoint(self.storage.location)
+        if self.repair:
+            purge_pending_deletes(self.database, self.storage)
+        self.report.seconds = time.monotonic() - self.started
+        return self.report
+
+    def _start(self, resume: bool) -> str | None:
+        """Where this run begins: after the store's checkpoint with `resume`, else at the first key (a new pass)."""
+        with self.database.session() as session:
+            keys = ObjectKeyRepository(session)
+            saved = keys.checkpoint(self.storage.location)
+            if saved is None or not resume:
+                keys.clear_checkpoint(self.storage.location)
+                return None
+            report = self.report
+            report.objects, report.keys_in_db, report.stray_count = saved.objects, saved.keys_in_db, saved.stray
+            report.missing_count, report.removed, report.marked = saved.missing, saved.removed, saved.marked
+            report.resumed_after = saved.after_key
+            self.seconds_before, self.started_at = saved.seconds, saved.started_at
+            return saved.after_key
+
+    def _known_keys(self, after: str | None) -> Iterator[KnownKey]:
+        """Every key the database knows after `after`, in key order; one short transaction per page."""
+        while True:
+            with self.database.session() as session:
+                page = ObjectKeyRepository(session).page(after, PAGE)
+            if not page:
+                return
+            yield from page
+            after = page[-1].key
+
+    def _checkpoint(self, position: str | None) -> None:
+        self._settle()
+        if position is None:
+            return
+        seconds = self.seconds_before + time.monotonic() - self.started
+        with self.database.session() as session:
+            ObjectKeyRepository(session).save_checkpoint(self.storage.location, position, self.report.counts(),
+                                                         seconds, self.started_at)
+
+    def _settle(self) -> None:
+        """Check the candidates again, report those that hold, and repair them with `repair`."""
+        if self.strays:
+            with self.database.session() as session:
+                known = ObjectKeyRepository(session).known(self.strays)  # rows committed since their page
+            stray = [key for key in self.strays if key not in known]
+            self.strays = []
+            for key in stray:
+                self.report.stray_count += 1
+                if len(self.report.stray) < SAMPLE:
+                    self.report.stray.append(key)
+                self._found(Finding("stray", key))
+            if self.repair and stray:
+                self.report.removed += len(stray) - len(self.storage.delete_many(stray))
+        if self.missing:
+            with self.database.session() as session:
+                named = ObjectKeyRepository(session).named(known.key for known in self.missing)
+            # Rows deleted since their page was read are gone; an object stored since the listing passed is not.
+            missing = [KnownKey(known.key, named[known.key]) for known in self.missing
+                       if known.key in named and not self.storage.exists(known.key)]
+            self.missing = []
+            for known in missing:
+                self.report.missing_count += 1
+                for media_id in known.media_ids:
+                    if media_id in self.report.missing or len(self.report.missing) < SAMPLE:
+                        self.report.missing.setdefault(media_id, []).append(known.key)
+                self._found(Finding("missing", known.key, known.media_ids))
+            if self.repair and missing:
+                self._mark(missing)
+
+    def _mark(self, missing: list[KnownKey]) -> None:
+        """Mark the items that miss objects `failed`, with the keys they miss."""
+        keys_of: dict[int, list[str]] = {}
+        for known in missing:
+            for media_id in known.media_ids:
+                keys_of.setdefault(media_id, []).append(known.key)
+        with self.database.session() as session:
+            repo = MediaRepository(session)
+            for media_id, keys in keys_of.items():
+                item = repo.get(media_id)
+                if item is None:
+                    continue
+                meta = item.meta or {}
+                item.processing_status = "failed"
+                item.meta = {**meta, "missing_keys": sorted({*meta.get("missing_keys", []), *keys})}
+                self.report.marked += media_id not in self.marked_last
+        self.marked_last = set(keys_of)
+
+    def _found(self, finding: Finding) -> None:
+        if self.on_finding:
+            self.on_finding(finding)
+
+
+def _merged(stored: Iterator[ObjectInfo], known: Iterator[KnownKey],
+            ) -> Iterator[tuple[str, ObjectInfo | None, KnownKey | None]]:
+    """Each key of either listing once, ascending, with what each listing has for it."""
+    stored_head = _next_in_order(stored, None, "the store")
+    known_head = _next_in_order(known, None, "the database")
+    while stored_head is not None or known_head is not None:
+        if known_head is None or (stored_head is not None and stored_head.key < known_head.key):
+            yield stored_head.key, stored_head, None
+            stored_head = _next_in_order(stored, stored_head.key, "the store")
+        elif stored_head is None or known_head.key < stored_head.key:
+            yield known_head.key, None, known_head
+            known_head = _next_in_order(known, known_head.key, "the database")
+        else:
+            yield stored_head.key, stored_head, known_head
+            stored_head = _next_in_order(stored, stored_head.key, "the store")
+            known_head = _next_in_order(known, known_head.key, "the database")
+
+
+def _next_in_order(listing: Iterator[Listed], previous: str | None, source: str) -> Listed | None:
+    item = next(listing, None)
+    if item is not None and previous is not None and not item.key > previous:
+        raise KeyOrderError(f"{source} listed {item.key!r} after {previous!r}: keys must come in byte order "
+                            f"(run `mediahub db upgrade`: the key columns compare bytes from revision 0011)")
+    return item

@@ -61,6 +61,7 @@ class Storage(abc.ABC):
 
     kind: str  # "local" or "s3": callers record it beside what they store
     bucket: str | None = None
+    location: str  # which store this is (a local root, an S3 endpoint and bucket): tells two stores apart
     # Whether `presign` works: the backend itself serves reads at URLs it signs. Without it,
     # objects reach clients only through whoever reads them from the store and serves them.
     can_presign: bool = False
@@ -104,8 +105,9 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with prefix."""
+    def list(self, prefix: str = "", after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with prefix (and sorts after `after`), lazily, in ascending order of
+        the keys' UTF-8 bytes: S3's ListObjectsV2 order, which a merge with other key-ordered streams needs."""
 
     @abc.abstractmethod
     def usage(self, prefix: str = "") -> Usage:
@@ -145,6 +147,11 @@ def check_prefix(prefix: str) -> str:
     if prefix:
         check_key(prefix.removesuffix("/"))
     return prefix
+
+
+def check_after(after: str | None) -> str | None:
+    """Where a listing resumes: a key (not necessarily one that exists)."""
+    return None if after is None else check_key(after)
 
 
 def check_range(start: int, end: int | None) -> None:

@@ -27,12 +27,13 @@ from mediahub.storage.base import (
     ObjectInfo,
     Storage,
     Usage,
+    check_after,
     check_prefix,
     check_range,
     open_source,
     usage_of,
 )
-from mediahub.storage.keys import check_key
+from mediahub.storage.keys import KEY_RE, check_key
 
 WRITE_CHUNK = 1024 * 1024
 READ_CHUNK = 64 * 1024
@@ -56,6 +57,7 @@ class LocalStorage(Storage):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
+        self.location = f"local:{self.root}"
 
     # Paths
 
@@ -168,40 +170,62 @@ class LocalStorage(Storage):
             raise StorageUnavailable(f"cannot read {key}: {exc}") from exc
 
     def stat(self, key: str) -> ObjectInfo:
-        result = self._file_stat(key)
-        return ObjectInfo(
-            key=key,
-            size=result.st_size,
-            content_type=content_type_for(key),
-            last_modified=datetime.fromtimestamp(result.st_mtime_ns / 1e9, tz=timezone.utc),
-            etag=f'"{result.st_size:x}-{result.st_mtime_ns:x}"',
-        )
+        return _object_info(key, self._file_stat(key))
 
     def set_public(self, keys: Iterable[str], public: bool) -> None:
         """Nothing to change: no one reads local files without going through whoever serves them."""
         for key in keys:
             check_key(key)
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", after: str | None = None) -> Iterator[ObjectInfo]:
         check_prefix(prefix)
-        return self._list(prefix)
+        return self._list(prefix, check_after(after))
 
-    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
-        for key in sorted(self._keys_under(prefix)):
-            with suppress(NotFound):  # deleted since the walk
-                yield self.stat(key)
+    def _list(self, prefix: str, after: str | None) -> Iterator[ObjectInfo]:
+        """Walk only the deepest folder the prefix names, in key order, holding one folder's names at a time."""
+        folder = prefix.rpartition("/")[0]
+        path = (self.root / folder).resolve()
+        if path.is_relative_to(self.root):
+            yield from self._walk(path, f"{folder}/" if folder else "", prefix, after)
 
-    def _keys_under(self, prefix: str) -> Iterator[str]:
-        """Walk only the deepest folder the prefix names; symlinks are never followed."""
-        folder = (self.root / prefix.rpartition("/")[0]).resolve()
-        if not folder.is_relative_to(self.root):
+    def _walk(self, folder: Path, start: str, prefix: str, after: str | None) -> Iterator[ObjectInfo]:
+        """The objects under `folder`, whose keys all begin with `start`, in byte order of the whole keys.
+
+        A subfolder's keys all begin with its name and `/`, so sorting a folder's entries with
+        that `/` after each subfolder's name puts every subtree where its keys fall among its
+        siblings: `a-b` and `a.b` (below `/`) come before the keys under `a/`, `a0` after them.
+        Symlinks are never followed; temp files, and anything else named as no key can be, are not objects.
+        """
+        try:
+            with os.scandir(folder) as entries:
+                names = sorted(entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
+                               for entry in entries)
+        except (FileNotFoundError, NotADirectoryError):  # removed since its parent was read
             return
-        for dirpath, _, filenames in os.walk(folder):
-            for name in filenames:
-                path = Path(dirpath, name)
-                key = path.relative_to(self.root).as_posix()
-                if not name.startswith(TEMP_PREFIX) and key.startswith(prefix) and _is_plain_file(path):
-                    yield key
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot list {folder}: {exc}") from exc
+        for name in names:
+            key = start + name
+            if not _is_key_part(name.removesuffix("/")):
+                continue
+            if name.endswith("/"):
+                if _may_hold(key, prefix, after):
+                    yield from self._walk(folder / name[:-1], key, prefix, after)
+            elif key.startswith(prefix) and (after is None or key > after):
+                info = self._info(folder / name, key)
+                if info is not None:
+                    yield info
+
+    @staticmethod
+    def _info(path: Path, key: str) -> ObjectInfo | None:
+        """A regular file's object info; None for anything else, or a file deleted since the walk."""
+        try:
+            result = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot stat {key}: {exc}") from exc
+        return _object_info(key, result) if stat_mode.S_ISREG(result.st_mode) else None
 
     def usage(self, prefix: str = "") -> Usage:
         return usage_of(self.list(prefix))
@@ -217,8 +241,29 @@ class LocalStorage(Storage):
             raise StorageUnavailable(f"media root {self.root} is not writable: {exc}") from exc
 
 
-def _is_plain_file(path: Path) -> bool:
-    return not path.is_symlink() and path.is_file()
+def _object_info(key: str, result: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(
+        key=key,
+        size=result.st_size,
+        content_type=content_type_for(key),
+        last_modified=datetime.fromtimestamp(result.st_mtime_ns / 1e9, tz=timezone.utc),
+        etag=f'"{result.st_size:x}-{result.st_mtime_ns:x}"',
+    )
+
+
+def _may_hold(folder: str, prefix: str, after: str | None) -> bool:
+    """Whether keys beginning with `folder` (which ends in `/`) can start with `prefix` and sort after `after`.
+
+    When `after` does not begin with `folder`, the two differ within `folder`'s length, so every
+    key under it sorts on the same side of `after` as `folder` itself.
+    """
+    matches_prefix = folder.startswith(prefix) or prefix.startswith(folder)
+    return matches_prefix and (after is None or folder > after or after.startswith(folder))
+
+
+def _is_key_part(name: str) -> bool:
+    """A folder or file name a key can have (temp files start with `.`, which none can)."""
+    return KEY_RE.match(name) is not None
 
 
 def _write_synced(fd: int, source: BinaryIO | Path | bytes) -> None:

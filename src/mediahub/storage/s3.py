@@ -29,6 +29,7 @@ from mediahub.storage.base import (
     ObjectInfo,
     Storage,
     Usage,
+    check_after,
     check_expires_in,
     check_prefix,
     check_range,
@@ -101,6 +102,7 @@ class S3Storage(Storage):
     ) -> None:
         """`cache_control` is stored on every object: what the bucket (or a CDN) sends with unsigned reads."""
         self.bucket = bucket
+        self.location = f"s3:{endpoint_url or 'aws'}/{bucket}"
         self.region = region
         self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
         self._create_bucket = create_bucket
@@ -218,12 +220,14 @@ class S3Storage(Storage):
             except NotFound:
                 continue  # deleted meanwhile: nothing left to expose
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", after: str | None = None) -> Iterator[ObjectInfo]:
         check_prefix(prefix)
-        return self._list(prefix)
+        return self._list(prefix, check_after(after))
 
-    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
-        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+    def _list(self, prefix: str, after: str | None) -> Iterator[ObjectInfo]:
+        """ListObjectsV2 returns keys in UTF-8 binary order, a page of 1000 at a time."""
+        start = {"StartAfter": after} if after is not None else {}
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, **start)
         with _translated("list"):
             for page in pages:
                 for item in page.get("Contents", []):

@@ -84,7 +84,7 @@ def get_public_media(public_id: Annotated[Name, Path(max_length=64)], media: Med
 
 @router.get("/analytics/storage", response_model=StorageAnalyticsOut, responses=problem_responses(401, 403),
             summary="Storage usage", description="Moderators and admins: counts and original bytes by group, "
-                                                 "and what the byte store holds.")
+                                                 "and the stored objects (originals and variants) of every item.")
 def storage_analytics(media: MediaServiceDep, principal: PrincipalDep) -> StorageAnalyticsOut:
     analytics = media.storage_analytics(principal)
     groups = {f"by_{name}": {value: UsageOut(**usage) for value, usage in rows.items()}

@@ -7,14 +7,15 @@ under `mediahub.db`.
 """
 
 from mediahub.db.repositories.fingerprints import FingerprintRepository, HashFeed
-from mediahub.db.repositories.media import GUARDED_STATUSES, MODERATION_QUEUE_STATUSES, USAGE_COLUMNS, MediaRepository
+from mediahub.db.repositories.media import GUARDED_STATUSES, MODERATION_QUEUE_STATUSES, MediaRepository
 from mediahub.db.repositories.members import MEMBER_ROLES, MemberRepository
 from mediahub.db.repositories.pending_deletes import LAST_ERROR_MAX, PendingDeleteRepository
 from mediahub.db.repositories.reports import ReportRepository
+from mediahub.db.repositories.usage import USAGE_COLUMNS, Amounts, UsageRepository, UsageTotals
 from mediahub.db.repositories.variants import VariantRepository, VariantRow
 
 __all__ = [
     "GUARDED_STATUSES", "LAST_ERROR_MAX", "MEMBER_ROLES", "MODERATION_QUEUE_STATUSES", "USAGE_COLUMNS",
     "FingerprintRepository", "HashFeed", "MediaRepository", "MemberRepository", "PendingDeleteRepository",
-    "ReportRepository", "VariantRepository", "VariantRow",
+    "Amounts", "ReportRepository", "UsageRepository", "UsageTotals", "VariantRepository", "VariantRow",
 ]

@@ -1,4 +1,4 @@
-"""Media rows: an entity's items, primaries and single slots, the moderation queue, usage."""
+"""Media rows: an entity's items, primaries and single slots, the moderation queue."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from sqlalchemy.orm import Session
 
 from mediahub.db.models import NO_PARENT, MediaItem, MediaReport, PendingDelete
 from mediahub.db.repositories.variants import VariantRepository
-from mediahub.errors import Conflict, InvalidInput
+from mediahub.errors import Conflict
 
 MODERATION_QUEUE_STATUSES = ("pending", "flagged")
 # What an unapproved item may not displace: approved items, and flagged ones (approved, hidden by
 # reports until a moderator decides: a dismissal brings them back as they were).
 GUARDED_STATUSES = ("approved", "flagged")
-USAGE_COLUMNS = frozenset({"storage_type", "entity_type", "media_type", "moderation_status"})
 
 
 def _in_entity(entity_type: str, entity_id: str, parent_id: str | None) -> tuple[ColumnElement[bool], ...]:
@@ -267,21 +266,6 @@ class MediaRepository:
             if len(page) < page_size:
                 return
             last_id = page[-1]
-
-    def usage_by(self, column_name: str) -> dict[str, dict[str, int]]:
-        """Item count and original bytes per value of one grouping column."""
-        if column_name not in USAGE_COLUMNS:
-            raise InvalidInput(
-                f"cannot group usage by {column_name!r}", code="invalid_group", allowed=sorted(USAGE_COLUMNS)
-            )
-        column = getattr(MediaItem, column_name)
-        rows = self.session.execute(
-            select(column, func.count(MediaItem.id), func.coalesce(func.sum(MediaItem.byte_size), 0)).group_by(
-                column
-            )
-        )
-        # PostgreSQL sums BIGINT as NUMERIC (a Decimal): normalise to int.
-        return {value: {"count": int(count), "bytes": int(size)} for value, count, size in rows}
 
     def moderation_queue(self, offset: int = 0, limit: int = 50) -> tuple[list[MediaItem], int]:
         """One page of the items awaiting a moderator (pending, flagged, or with open reports),

@@ -16,10 +16,6 @@ class PendingDeleteRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def keys(self) -> set[str]:
-        """Every storage key still queued for deletion."""
-        return set(self.session.scalars(select(PendingDelete.storage_key)))
-
     def due(self, limit: int) -> list[PendingDelete]:
         """The next objects to try, fewest attempts first so a stuck key cannot starve the rest.
 
