@@ -64,6 +64,7 @@ FROM = re.compile(r"\bFROM\b")
 
 @dataclass
 class Endpoint:
+    key: str  # short name in the EXPLAIN tables
     name: str
     goal_ms: float | None  # p99 at GOAL_SIZE
     calls: list[tuple[str, dict[str, str]]]  # (path, headers), used in turn
@@ -112,23 +113,23 @@ def targets(library: Library) -> Targets:
     big_path = f"/v1/media/entity/{big.entity_type}/{big.entity_id}?limit={PAGE}"
     anonymous: dict[str, str] = {}
     return Targets([
-        Endpoint("list: biggest entity, first page, anonymous", LIST_GOAL_MS,
+        Endpoint("list big", "list: biggest entity, first page, anonymous", LIST_GOAL_MS,
                  [(big_path, anonymous)]),
-        Endpoint("list: biggest entity, first page, its owner (every status)", LIST_GOAL_MS,
+        Endpoint("list big, owner", "list: biggest entity, first page, its owner (every status)", LIST_GOAL_MS,
                  [(big_path, bearer(big.owner))]),
-        Endpoint("list: biggest entity, last page (by offset), anonymous", LIST_GOAL_MS,
+        Endpoint("list big, last page", "list: biggest entity, last page (by offset), anonymous", LIST_GOAL_MS,
                  [(f"{big_path}&offset={deep}", anonymous)]),
-        Endpoint("list: a typical gallery (5-20 items), anonymous", LIST_GOAL_MS,
+        Endpoint("list typical", "list: a typical gallery (5-20 items), anonymous", LIST_GOAL_MS,
                  [(f"/v1/media/entity/{e.entity_type}/{e.entity_id}", anonymous) for e in library.typical(100)]),
-        Endpoint("get one item (its uploader)", LIST_GOAL_MS,
+        Endpoint("get", "get one item (its uploader)", LIST_GOAL_MS,
                  [(f"/v1/media/{media_id}", bearer(uploader)) for media_id, _, uploader in items]),
-        Endpoint("public get (anonymous)", LIST_GOAL_MS,
+        Endpoint("public get", "public get (anonymous)", LIST_GOAL_MS,
                  [(f"/v1/media/public/{public_id}", anonymous) for _, public_id, _ in items]),
-        Endpoint("moderation queue, first page (moderator)", LIST_GOAL_MS,
+        Endpoint("queue", "moderation queue, first page (moderator)", LIST_GOAL_MS,
                  [("/v1/media/moderation/queue", bearer("MOD-1", "user", "moderator"))]),
-        Endpoint("storage analytics (admin)", ANALYTICS_GOAL_MS,
+        Endpoint("analytics", "storage analytics (admin)", ANALYTICS_GOAL_MS,
                  [("/v1/media/analytics/storage", bearer("ADM-1", "user", "admin"))]),
-        Endpoint("/similar of an item (anonymous, global scope)", None,
+        Endpoint("similar", "/similar of an item (anonymous, global scope)", None,
                  [(f"/v1/media/{media_id}/similar", anonymous) for media_id, _, _ in items]),
     ], big.size, deep)
 
@@ -224,7 +225,7 @@ def capture(url: str, eps: list[Endpoint], work: Path) -> dict[str, dict[str, An
             for e in eps:
                 _get(client, *e.calls[0])
             for e in eps:
-                recorder.label = e.name
+                recorder.label = e.key
                 _get(client, *e.calls[0])
                 recorder.label = None
     finally:
@@ -278,9 +279,12 @@ def explain(engine: Engine, statement: str, parameters: Any) -> tuple[list[str],
     return list(dict.fromkeys(indexes)), flags
 
 
-def short_sql(statement: str, width: int = 110) -> str:
+def short_sql(statement: str, width: int = 96) -> str:
+    """The statement on one line, without its column list, table prefixes and parameter names."""
     flat = re.sub(r"\s+", " ", statement).strip()
-    flat = re.sub(r"SELECT (?!count)(.{40,}?) FROM", "SELECT … FROM", flat, count=1)
+    flat = re.sub(r"%\((\w+)\)s(::\w+)?", "?", flat)
+    flat = re.sub(r"\b(media_items|media_variants|media_reports|entity_members)\.", "", flat)
+    flat = re.sub(r"SELECT (?!count)(.{30,}?) FROM", "SELECT … FROM", flat, count=1)
     return flat if len(flat) <= width else flat[:width - 1] + "…"
 
 

@@ -155,3 +155,30 @@ def test_0008_turns_json_variants_into_rows_and_back(database_url: str) -> None:
     assert "media_variants" not in _table_names(database_url)
     migrate.upgrade(database_url)
     assert migrate.check_schema_matches_models(database_url) == []
+
+
+def _indexes(url: str, table: str) -> dict[str, list[str]]:
+    engine = create_engine(url)
+    try:
+        return {index["name"]: index["column_names"] for index in inspect(engine).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_0009_orders_the_entity_index_by_id_and_indexes_the_moderation_queue(database_url: str) -> None:
+    migrate.upgrade(database_url, "0008")
+    assert _indexes(database_url, "media_items")["ix_media_moderation_status"] == ["moderation_status"]
+
+    migrate.upgrade(database_url, "0009")
+    items, reports = _indexes(database_url, "media_items"), _indexes(database_url, "media_reports")
+    assert items["ix_media_entity"] == ["entity_type", "parent_id", "entity_id", "entity_field", "position", "id"]
+    assert items["ix_media_moderation_queue"] == ["moderation_status", "created_at", "id"]
+    assert "ix_media_moderation_status" not in items
+    assert reports["ix_reports_open"] == ["open_marker", "media_id"]
+    assert migrate.check_schema_matches_models(database_url) == []
+
+    migrate.downgrade(database_url, "0008")
+    items = _indexes(database_url, "media_items")
+    assert items["ix_media_entity"] == ["entity_type", "parent_id", "entity_id", "entity_field", "position"]
+    assert items["ix_media_moderation_status"] == ["moderation_status"] and "ix_media_moderation_queue" not in items
+    assert "ix_reports_open" not in _indexes(database_url, "media_reports")
