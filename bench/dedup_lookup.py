@@ -121,14 +121,15 @@ def measure(db: Database, index: DedupIndex, queries: list[int], threshold: int,
     return times
 
 
-def pictures(count: int, seed: int) -> list[Fingerprint]:
-    """Fingerprints of smooth random pictures, their windows computed ahead (not timed)."""
+def pictures(count: int, seed: int, windows: bool = True) -> list[Fingerprint]:
+    """Fingerprints of smooth random pictures, their windows computed ahead (not timed) unless not `windows`."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
         noise = Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L")
         fingerprint = Fingerprint.of(noise.resize((256, 256), Image.Resampling.BICUBIC))
-        _ = fingerprint.windows, fingerprint.whole, fingerprint.centre
+        if windows:
+            _ = fingerprint.windows, fingerprint.whole, fingerprint.centre
         out.append(fingerprint)
     return out
 

@@ -21,13 +21,11 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
-from PIL import Image
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.schema import Column, MetaData, Table
 from sqlalchemy.types import Integer, LargeBinary, String
 
-from mediahub.pipeline.fingerprint import make_thumb
+from bench.dedup_lookup import pictures
 
 SEED = 14
 THUMB_POOL = 256
@@ -98,16 +96,6 @@ def plan(count: int, batch: int, rng: random.Random) -> list[PlannedEntity]:
             out.append(PlannedEntity(entry.entity_type, entry.entity_id, entry.parent_id, entry.entity_field, size,
                                      entry.owner))
             left -= size
-    return out
-
-
-def thumbs(count: int, seed: int) -> list[bytes]:
-    """Fingerprint thumbnails of smooth random pictures (what photos' 64x64 greys look like to a compressor)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        noise = Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L")
-        out.append(make_thumb(noise.resize((256, 256), Image.Resampling.BICUBIC)))
     return out
 
 
@@ -231,7 +219,8 @@ class Library:
         self.entities: list[PlannedEntity] = []
         _meta.create_all(engine)
         with engine.begin() as connection:
-            connection.execute(insert(THUMBS), [{"k": k, "thumb": t} for k, t in enumerate(thumbs(THUMB_POOL, SEED))])
+            connection.execute(insert(THUMBS), [{"k": k, "thumb": picture.thumb}
+                                                for k, picture in enumerate(pictures(THUMB_POOL, SEED, windows=False))])
             connection.execute(insert(VARIANT_NAMES), [
                 {"name": n, "format": f, "width": w, "height": h, "divisor": div} for n, f, w, h, div in VARIANTS])
 
