@@ -1,4 +1,4 @@
-"""`python -m bench [pipeline|memory|throughput|http|quality ...] [--smoke]`."""
+"""`python -m bench [pipeline|memory|throughput|http|quality|scale ...] [--smoke]`."""
 
 from __future__ import annotations
 
@@ -12,15 +12,21 @@ import time
 from pathlib import Path
 
 SECTIONS = {"pipeline": "bench.pipeline", "memory": "bench.memory", "throughput": "bench.throughput",
-            "http": "bench.httpload", "quality": "bench.quality"}
+            "http": "bench.httpload", "quality": "bench.quality", "scale": "bench.scale"}
+# Run only when named: `scale` fills databases with 10^6 rows (half an hour; `make bench` runs it on its own).
+ON_REQUEST = ("scale",)
+# Sections that read no generated input files.
+NO_INPUTS = ("scale",)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], metavar="SECTION",
-                        help=f"any of {', '.join(SECTIONS)} (default: all, in that order)")
+                        help=f"any of {', '.join(SECTIONS)} (default: all but {', '.join(ON_REQUEST)}, in that order)")
     parser.add_argument("--smoke", action="store_true", help="tiny inputs and repeat counts (about 20 s)")
     parser.add_argument("--inputs", help="comma-separated input names (default: the set for the mode)")
+    parser.add_argument("--scale-rows", help="comma-separated media row counts for `scale` (default 100000,1000000; "
+                                             "--smoke 10000), e.g. 100000,1000000,10000000")
     args = parser.parse_args(argv)
 
     # Run from anywhere: the project root holds `bench`.
@@ -32,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     from bench.common import Config, console
     from bench.inputs import FULL, SMOKE, SPECS, make_inputs
 
-    sections = args.sections or list(SECTIONS)
+    sections = args.sections or [name for name in SECTIONS if name not in ON_REQUEST]
+    try:
+        scale_rows = tuple(int(float(n)) for n in args.scale_rows.split(",")) if args.scale_rows else ()
+    except ValueError:
+        parser.error(f"--scale-rows takes comma-separated row counts, not {args.scale_rows!r}")
     names = tuple(args.inputs.split(",")) if args.inputs else (SMOKE if args.smoke else FULL)
     unknown = [n for n in names if n not in SPECS]
     if unknown:
@@ -40,12 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mediahub-bench-") as tmp:
         work = Path(tmp)
-        cfg = Config(smoke=args.smoke, work=work)
+        cfg = Config(smoke=args.smoke, work=work, scale_rows=scale_rows)
         console.print(f"MediaHub bench ({'smoke' if args.smoke else 'full'}): python {platform.python_version()}, "
                       f"{os.cpu_count()} cores, sections {', '.join(sections)}")
-        cfg.inputs = make_inputs(names, work / "inputs")
-        console.print("inputs: " + ", ".join(f"{n} {SPECS[n].width}x{SPECS[n].height} {p.stat().st_size // 1024} KiB"
-                                             for n, p in cfg.inputs.items()))
+        if any(section not in NO_INPUTS for section in sections):
+            cfg.inputs = make_inputs(names, work / "inputs")
+            console.print("inputs: " + ", ".join(f"{n} {SPECS[n].width}x{SPECS[n].height} "
+                                                 f"{p.stat().st_size // 1024} KiB" for n, p in cfg.inputs.items()))
         failed = []
         for section in sections:
             began = time.perf_counter()

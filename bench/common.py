@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import gc
+import secrets
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import create_engine, text
 
 console = Console(width=200, highlight=False, soft_wrap=False)
+
+# The machine's database servers: (URL up to the database name, database to connect to for CREATE, DROP statement).
+SERVERS = {
+    "postgresql": ("postgresql+psycopg://postgres@127.0.0.1:5432", "test", "DROP DATABASE IF EXISTS {} WITH (FORCE)"),
+    "mariadb": ("mysql+pymysql://root@127.0.0.1:3306", "test", "DROP DATABASE IF EXISTS {}"),
+}
 
 
 @dataclass
@@ -22,11 +31,30 @@ class Config:
     inputs: dict[str, Path] = field(default_factory=dict)  # name -> generated file
     work: Path = Path(".")  # temporary folder of this run
     results: dict = field(default_factory=dict)  # what one section hands another (throughput -> http)
+    scale_rows: tuple[int, ...] = ()  # media rows of the `scale` section's sizes (empty: the mode's default)
 
     def repeats(self, megapixels: float) -> int:
         if self.smoke:
             return 1
         return 7 if megapixels < 5 else 5  # medians of more runs: the machine is shared and noisy
+
+
+@contextmanager
+def scratch_database(kind: str, prefix: str) -> Iterator[str]:
+    """A new, empty database of its own on the machine's PostgreSQL or MariaDB (its URL), dropped after."""
+    server, admin_database, drop = SERVERS[kind]
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = create_engine(f"{server}/{admin_database}", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        try:
+            yield f"{server}/{name}"
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(drop.format(name)))
+    finally:
+        admin.dispose()
 
 
 def timed(fn: Callable[[], object]) -> float:

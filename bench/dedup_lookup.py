@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import secrets
 import statistics
 import tempfile
 import time
@@ -34,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert, text
 
+from bench.common import scratch_database
 from mediahub.db import migrate
 from mediahub.db.models import MediaItem, utcnow
 from mediahub.db.session import Database
@@ -43,7 +43,6 @@ from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import UPDATE_OVERLAP_SECONDS, DedupIndex
 from mediahub.pipeline.fingerprint import Fingerprint, bands
 
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BATCH = 10_000
 
 
@@ -54,17 +53,8 @@ def database(kind: str) -> Iterator[Database]:
                 migrate.migrated(f"sqlite:///{Path(folder) / 'bench.db'}") as db:
             yield db
         return
-    name = f"mh_bench_{secrets.token_hex(4)}"
-    admin = create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        with migrate.migrated(f"{PG_SERVER}/{name}") as db:
-            yield db
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    with scratch_database(kind, "mh_bench") as url, migrate.migrated(url) as db:
+        yield db
 
 
 def _rows(hashes: list[int], start: int, prefix: str = "b") -> list[dict]:
@@ -131,14 +121,15 @@ def measure(db: Database, index: DedupIndex, queries: list[int], threshold: int,
     return times
 
 
-def pictures(count: int, seed: int) -> list[Fingerprint]:
-    """Fingerprints of smooth random pictures, their windows computed ahead (not timed)."""
+def pictures(count: int, seed: int, windows: bool = True) -> list[Fingerprint]:
+    """Fingerprints of smooth random pictures, their windows computed ahead (not timed) unless not `windows`."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
         noise = Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L")
         fingerprint = Fingerprint.of(noise.resize((256, 256), Image.Resampling.BICUBIC))
-        _ = fingerprint.windows, fingerprint.whole, fingerprint.centre
+        if windows:
+            _ = fingerprint.windows, fingerprint.whole, fingerprint.centre
         out.append(fingerprint)
     return out
 

@@ -36,9 +36,9 @@ def chunks(path: Path) -> Iterator[bytes]:
 def settings_for(root: Path, **overrides) -> Settings:
     """A throwaway embedded deployment. The bench uploads the same files again and again,
     so duplicates are allowed and the rate limit is off."""
-    base = {"dedup_policy": "allow", "upload_rate_limit": 0} | overrides
-    return Settings(_env_file=None, database_url=f"sqlite:///{root / 'mediahub.db'}", media_root=root / "media",
-                    temp_dir=root / "tmp", jwt_secret="bench-secret-0123456789abcdef0123456789abcdef", **base)
+    base = {"database_url": f"sqlite:///{root / 'mediahub.db'}", "dedup_policy": "allow", "upload_rate_limit": 0}
+    return Settings(_env_file=None, media_root=root / "media", temp_dir=root / "tmp",
+                    jwt_secret="bench-secret-0123456789abcdef0123456789abcdef", **(base | overrides))
 
 
 def migrate(settings: Settings) -> None:

@@ -40,8 +40,11 @@ def token() -> str:
 
 
 class Server:
-    def __init__(self, root: Path, workers: int) -> None:
-        settings = settings_for(root, make_webp=False)
+    """uvicorn serving `bench.server:create`; `extra_env` and `settings_overrides` replace the bench's defaults."""
+
+    def __init__(self, root: Path, workers: int, extra_env: dict[str, str] | None = None,
+                 **settings_overrides) -> None:
+        settings = settings_for(root, make_webp=False, **settings_overrides)
         migrate(settings)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -52,6 +55,7 @@ class Server:
                    PIXEL_WORKERS=os.environ.get("PIXEL_WORKERS", str(max(1, (os.cpu_count() or 1) // workers))),
                    VIPS_CONCURRENCY=throughput.vips_concurrency(workers),
                    PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+        env.update(extra_env or {})
         self.log = (root / "uvicorn.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.server:create", "--factory", "--http", "bench.server:HttpProtocol",

@@ -402,6 +402,32 @@ def test_moderation_queue_is_oldest_first(db: Database) -> None:
     assert [item.public_id for item in page] == ["newer"] and total == page_total == 3
 
 
+def test_moderation_queue_merges_statuses_and_reports_in_age_order_page_by_page(db: Database) -> None:
+    now = utcnow()
+    ages = {"pending-old": ("pending", 9), "reported-approved": ("approved", 8), "flagged": ("flagged", 7),
+            "reported-pending": ("pending", 6), "closed-report": ("approved", 5), "rejected": ("rejected", 4),
+            "twice-reported": ("approved", 3), "pending-new": ("pending", 2)}
+    items = dict(zip(ages, add_items(db, *(make_item(public_id=name, moderation_status=status,
+                                                     created_at=now - timedelta(hours=hours))
+                                           for name, (status, hours) in ages.items())), strict=True))
+    with db.session() as session:
+        reports = ReportRepository(session)
+        for name, reporter in (("reported-approved", "alice"), ("reported-pending", "alice"),
+                               ("closed-report", "alice"), ("twice-reported", "alice"), ("twice-reported", "bob")):
+            reports.open(items[name].id, reporter, None)
+        reports.close_all(items["closed-report"].id, "approved")
+    expected = ["pending-old", "reported-approved", "flagged", "reported-pending", "twice-reported", "pending-new"]
+
+    with db.session() as session:
+        repo = MediaRepository(session)
+        pages = [repo.moderation_queue(offset, 2) for offset in range(0, 8, 2)]
+        whole, total = repo.moderation_queue(0, 50)
+
+    assert [item.public_id for item in whole] == expected and total == len(expected)
+    assert [item.public_id for page, _ in pages for item in page] == expected
+    assert {page_total for _, page_total in pages} == {len(expected)}
+
+
 def test_members(db: Database) -> None:
     with db.session() as session:
         members = MemberRepository(session)

@@ -157,10 +157,12 @@ class MediaItem(Base):
     __table_args__ = (
         UniqueConstraint("entity_type", "parent_id", "entity_id", "entity_field", "primary_marker",
                          name="uq_media_one_primary"),
-        # parent_id second: a parent's nested items (a community's amenities) are one range too.
-        Index("ix_media_entity", "entity_type", "parent_id", "entity_id", "entity_field", "position"),
+        # parent_id second: a parent's nested items (a community's amenities) are one range too. In gallery
+        # order to the last column (id breaks ties), so a page of an entity is read in order, never sorted.
+        Index("ix_media_entity", "entity_type", "parent_id", "entity_id", "entity_field", "position", "id"),
         Index("ix_media_is_primary", "is_primary"),
-        Index("ix_media_moderation_status", "moderation_status"),
+        # The moderation queue reads each status oldest first, a page at a time.
+        Index("ix_media_moderation_queue", "moderation_status", "created_at", "id"),
         Index("ix_media_storage_type", "storage_type"),
         Index("ix_media_sha256", "sha256"),
         Index("ix_media_image_hash", "image_hash"),
@@ -330,6 +332,8 @@ class MediaReport(Base):
         UniqueConstraint("media_id", "reporter", "open_marker", name="uq_report_one_open"),
         # The per-reporter rate limit counts a reporter's recent reports.
         Index("ix_reports_reporter_created", "reporter", "created_at"),
+        # The moderation queue's reported items: the open reports, without reading the closed ones.
+        Index("ix_reports_open", "open_marker", "media_id"),
         MYSQL_TABLE_OPTIONS,
     )
 

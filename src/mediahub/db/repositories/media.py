@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import NO_PARENT, MediaItem, MediaReport, PendingDelete
@@ -128,14 +128,13 @@ class MediaRepository:
                 visible = or_(visible, MediaItem.uploaded_by == visible_to_uploader)
             conditions.append(visible)
         total = self.session.scalar(select(func.count(MediaItem.id)).where(*conditions)) or 0
-        page = (
-            select(MediaItem)
-            .where(*conditions)
-            .order_by(case((own, 0), else_=1), MediaItem.entity_type, MediaItem.entity_id, MediaItem.entity_field,
-                      MediaItem.position, MediaItem.id)
-            .offset(offset)
-            .limit(limit)
-        )
+        gallery_order = (MediaItem.entity_field, MediaItem.position, MediaItem.id)
+        if nested_types:
+            order = (case((own, 0), else_=1), MediaItem.entity_type, MediaItem.entity_id, *gallery_order)
+        else:
+            # One entity: ix_media_entity's own order, so a page is read from the index, never sorted.
+            order = gallery_order
+        page = select(MediaItem).where(*conditions).order_by(*order).offset(offset).limit(limit)
         return list(self.session.scalars(page)), total
 
     def set_primary(self, item: MediaItem) -> None:
@@ -269,11 +268,22 @@ class MediaRepository:
 
     def moderation_queue(self, offset: int = 0, limit: int = 50) -> tuple[list[MediaItem], int]:
         """One page of the items awaiting a moderator (pending, flagged, or with open reports),
-        oldest first, and the total."""
+        oldest first, and the total.
+
+        Each source of the queue (a status; the reported items of the other statuses) is read in
+        ix_media_moderation_queue's order up to the page's end, and the page is cut from their merge:
+        one condition joining them with OR could only be answered by reading the whole table.
+        """
         reported = select(MediaReport.media_id).where(MediaReport.open_marker.is_not(None))
-        waiting = or_(MediaItem.moderation_status.in_(MODERATION_QUEUE_STATUSES), MediaItem.id.in_(reported))
-        total = self.session.scalar(select(func.count(MediaItem.id)).where(waiting)) or 0
-        page = select(MediaItem).where(waiting).order_by(MediaItem.created_at, MediaItem.id).offset(offset).limit(limit)
+        sources = [(MediaItem.moderation_status == status,) for status in MODERATION_QUEUE_STATUSES]
+        sources.append((MediaItem.id.in_(reported), MediaItem.moderation_status.not_in(MODERATION_QUEUE_STATUSES)))
+        counted = union_all(*(select(MediaItem.id).where(*source) for source in sources)).subquery()
+        total = self.session.scalar(select(func.count()).select_from(counted)) or 0
+        heads = [select(MediaItem.id, MediaItem.created_at).where(*source)
+                 .order_by(MediaItem.created_at, MediaItem.id).limit(offset + limit).subquery() for source in sources]
+        waiting = union_all(*(select(head.c.id, head.c.created_at) for head in heads)).subquery()
+        page = (select(MediaItem).join(waiting, waiting.c.id == MediaItem.id)
+                .order_by(waiting.c.created_at, waiting.c.id).offset(offset).limit(limit))
         return list(self.session.scalars(page)), total
 
     def lock(self, media_id: int) -> MediaItem | None:

@@ -24,7 +24,7 @@ from mediahub.db.migration_types import MYSQL_TABLE_OPTIONS
 from mediahub.db.repositories.usage import count_rows, usage_rows
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
