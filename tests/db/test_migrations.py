@@ -157,7 +157,6 @@ def test_0008_turns_json_variants_into_rows_and_back(database_url: str) -> None:
     assert migrate.check_schema_matches_models(database_url) == []
 
 
-<<<<<<< HEAD
 def _insert_items_at_0008(url: str, items: list[tuple[str, str, int, list[tuple[str, int]]]]) -> None:
     """Rows as 0008 stores them: (public id, moderation status, original bytes, [(variant key, bytes)])."""
     columns = ("public_id, entity_type, entity_id, entity_field, position, is_primary, media_type, storage_type, "
@@ -180,17 +179,14 @@ def _insert_items_at_0008(url: str, items: list[tuple[str, str, int, list[tuple[
                         "content_type, created_at) VALUES (:media_id, :name, 'jpeg', :key, 1, 1, :size, "
                         "'image/jpeg', '2026-01-01 00:00:00')"),
                         {"media_id": media_id, "name": f"v{n}", "key": key, "size": variant_size})
-=======
 def _indexes(url: str, table: str) -> dict[str, list[str]]:
     engine = create_engine(url)
     try:
         return {index["name"]: index["column_names"] for index in inspect(engine).get_indexes(table)}
->>>>>>> h/scale
     finally:
         engine.dispose()
 
 
-<<<<<<< HEAD
 def test_0010_fills_the_usage_totals_from_the_rows(database_url: str) -> None:
     migrate.upgrade(database_url, "0008")
     _insert_items_at_0008(database_url, [
@@ -218,7 +214,6 @@ def test_0010_fills_the_usage_totals_from_the_rows(database_url: str) -> None:
 
     migrate.downgrade(database_url, "0008")
     assert "media_usage" not in _table_names(database_url)
-=======
 def test_0009_orders_the_entity_index_by_id_and_indexes_the_moderation_queue(database_url: str) -> None:
     migrate.upgrade(database_url, "0008")
     assert _indexes(database_url, "media_items")["ix_media_moderation_status"] == ["moderation_status"]
@@ -236,4 +231,3 @@ def test_0009_orders_the_entity_index_by_id_and_indexes_the_moderation_queue(dat
     assert items["ix_media_entity"] == ["entity_type", "parent_id", "entity_id", "entity_field", "position"]
     assert items["ix_media_moderation_status"] == ["moderation_status"] and "ix_media_moderation_queue" not in items
     assert "ix_reports_open" not in _indexes(database_url, "media_reports")
->>>>>>> h/scale
