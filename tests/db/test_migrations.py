@@ -179,6 +179,10 @@ def _insert_items_at_0008(url: str, items: list[tuple[str, str, int, list[tuple[
                         "content_type, created_at) VALUES (:media_id, :name, 'jpeg', :key, 1, 1, :size, "
                         "'image/jpeg', '2026-01-01 00:00:00')"),
                         {"media_id": media_id, "name": f"v{n}", "key": key, "size": variant_size})
+    finally:
+        engine.dispose()
+
+
 def _indexes(url: str, table: str) -> dict[str, list[str]]:
     engine = create_engine(url)
     try:
@@ -214,6 +218,8 @@ def test_0010_fills_the_usage_totals_from_the_rows(database_url: str) -> None:
 
     migrate.downgrade(database_url, "0008")
     assert "media_usage" not in _table_names(database_url)
+
+
 def test_0009_orders_the_entity_index_by_id_and_indexes_the_moderation_queue(database_url: str) -> None:
     migrate.upgrade(database_url, "0008")
     assert _indexes(database_url, "media_items")["ix_media_moderation_status"] == ["moderation_status"]
