@@ -34,3 +34,21 @@ def test_a_png_upload_answers_pending_then_becomes_ready(app_factory: AppFactory
         assert {fmt for formats in item["variants"].values() for fmt in formats} == {"png", "webp"}
         small = client.get(item["variants"]["small"]["png"]["url"], headers=owner)
         assert small.status_code == 200 and small.content.startswith(b"\x89PNG")
+
+
+def test_a_heic_has_no_original_url_until_its_re_encode_is_stored(app_factory: AppFactory, tokens: Tokens) -> None:
+    app = app_factory(defer_slow_variants=True)
+    owner = tokens.header("USR-1", verified=True)
+    with TestClient(app) as client:
+        reply = upload(client, "/v1/media/users/USR-1/avatar", owner,
+                       file=CORPUS_DIR / "images/good/heic_iphone13_3024x4032.heic")
+        assert reply.status_code == 201, reply.text
+        body = reply.json()
+        assert body["url"] is None and body["metadata"]["original"] == "raw" and body["pending"] == ["variants"]
+        deadline = time.monotonic() + 120
+        while (item := client.get(f"/v1/media/{body['id']}", headers=owner).json())["processing_status"] != "ready":
+            assert time.monotonic() < deadline, item
+            time.sleep(0.1)
+        assert item["url"] and item["content_type"] == "image/jpeg" and item["metadata"]["original"] == "reencoded"
+        original = client.get(item["url"], headers=owner)
+        assert original.status_code == 200 and original.content[:2] == b"\xff\xd8"

@@ -3,6 +3,7 @@ answers, what may be served meanwhile, and what the job leaves."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,11 +11,14 @@ import pytest
 from mediahub.errors import NotFound
 from mediahub.jobs.runner import execute
 from mediahub.media import verify as verify_service
+from mediahub.media.access import Principal
+from mediahub.media.files import FileAccess
 from mediahub.media.job_kinds import VARIANTS
 from mediahub.pipeline.fingerprint import hamming
 from mediahub.pipeline.image import process_image
 from mediahub.pipeline.options import image_options
 from mediahub.pipeline.sniff import sniff
+from mediahub.storage.signing import sign
 from tests.jobs.helpers import ingest_only, jobs_of
 from tests.media.conftest import make_runtime
 from tests.media.helpers import reload, stored_keys
@@ -106,3 +110,28 @@ def test_the_deferred_fingerprint_matches_the_inline_one(path, tmp_path):
     assert deferred.variants_deferred and not inline.variants_deferred and deferred.variants == []
     assert deferred.pixel_sha256 == inline.pixel_sha256
     assert hamming(int(deferred.phash, 16), int(inline.phash, 16)) <= 4
+
+
+def test_a_heic_is_kept_as_sent_privately_until_its_re_encode_takes_its_place(deferring):
+    runtime = deferring
+    item = ingest_only(runtime, HEIC)
+    raw_key = item.original_key
+    assert item.meta["original"] == "raw" and raw_key.endswith(".upload")
+    assert runtime.storage.get(raw_key) == HEIC.read_bytes(), "the upload as sent, metadata and all"
+    files = FileAccess(runtime.database, runtime.settings.signing_key)
+    admin = Principal("ADM-1", roles=frozenset({"admin"}))
+    with pytest.raises(NotFound):  # nobody reads it, not even an admin
+        files.resolve(raw_key, None, None, principal=admin)
+    expires = int(time.time()) + 60
+    with pytest.raises(NotFound):  # nor a signed link
+        files.resolve(raw_key, expires, sign(raw_key, expires, runtime.settings.signing_key), principal=None)
+    assert execute(runtime.tasks).status == "done"
+    done = reload(runtime, item)
+    assert done.meta["original"] == "reencoded" and done.content_type == "image/jpeg"
+    assert done.original_key == raw_key.removesuffix(".upload") + ".jpg"
+    assert files.resolve(done.original_key, None, None, principal=admin).content_type == "image/jpeg"
+    stored = runtime.storage.get(done.original_key)
+    assert done.byte_size == len(stored) and b"GPS" not in stored
+    assert not runtime.storage.exists(raw_key), "the raw upload is deleted once replaced"
+    report = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(0))
+    assert report.clean, (report.stray, report.missing)

@@ -7,6 +7,7 @@ from typing import Any
 from mediahub.api.schemas import MediaOut, VariantOut
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories.job_queue import PENDING
+from mediahub.media.exposure import original_is_raw
 from mediahub.media.manage import MediaView
 from mediahub.media.urls import MediaUrls
 
@@ -54,7 +55,7 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         width=item.width,
         height=item.height,
         duration=item.duration,
-        url=urls.url(item, item.original_key),
+        url=None if original_is_raw(item) else urls.url(item, item.original_key),
         variants=_variants(item, urls),
         image_hash=item.image_hash,
         storage_type=item.storage_type,

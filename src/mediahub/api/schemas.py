@@ -140,7 +140,8 @@ class MediaOut(BaseModel):
     width: int | None = Field(description="displayed width (after EXIF orientation)")
     height: int | None = Field(description="displayed height (after EXIF orientation)")
     duration: float | None
-    url: str
+    url: str | None = Field(description="the original; null while `pending` holds `variants` and the upload, "
+                                        "kept as sent until then, is being re-encoded (HEIC, TIFF...)")
     variants: dict[str, dict[str, VariantOut]] = Field(description="variant name -> format -> rendition")
     image_hash: str | None
     storage_type: str

@@ -20,13 +20,14 @@ from pathlib import Path
 from mediahub.db.models import Job, MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository, VariantRow
 from mediahub.db.session import Database
-from mediahub.formats import EXTENSIONS
+from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.jobs.context import TaskContext
 from mediahub.media.cleanup import purge_pending_deletes
+from mediahub.media.exposure import original_is_raw
 from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VARIANTS, VIDEO_TRANSCODE, WEB
-from mediahub.media.keys import variant_key
+from mediahub.media.keys import replacement_key, variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
-from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants, publish
+from mediahub.media.renditions import PlannedVariant, ReplacementOriginal, StoredOriginal, plan_variants, publish
 from mediahub.pipeline.image import ProcessedImage
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.transcode import transcode_web
@@ -51,9 +52,19 @@ def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> Non
     if item is None:  # deleted meanwhile: nothing to do
         return
     processed = _process_original(context, item, encode)
-    made = _image_variants(item, processed.variants, lambda v: v.name)
+    replacement = None
+    if original_is_raw(item):  # the upload as sent: its re-encode takes its place, beside it
+        fresh = processed.original
+        key = replacement_key(item.original_key, EXTENSIONS[fresh.format])
+        replacement = (ReplacementOriginal(key, CONTENT_TYPES[fresh.format], len(fresh.data),
+                                           processed.metadata["original"]), fresh.data)
+        compared = StoredOriginal.of(key, fresh.format, processed.width, processed.height, len(fresh.data),
+                                     processed.metadata)
+    else:
+        compared = StoredOriginal.of_item(item)
+    made = _image_variants(item, processed.variants, lambda v: v.name, compared)
     pairs = {(v.name, v.format) for v in processed.variants}
-    _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs)
+    _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement)
 
 
 def reprocess(context: TaskContext, job: Job) -> None:
@@ -94,10 +105,11 @@ def _item(database: Database, media_id: int | None) -> MediaItem | None:
         return MediaRepository(session).get(media_id)
 
 
-def _image_variants(item: MediaItem, encoded: list[Encoded], key_name: Callable[[Encoded], str]) -> list[PlannedVariant]:
+def _image_variants(item: MediaItem, encoded: list[Encoded], key_name: Callable[[Encoded], str],
+                    original: StoredOriginal | None = None) -> list[PlannedVariant]:
     """The rows of the encoded variants; those equal to a larger one (or the original) share its object."""
     return plan_variants(encoded, lambda v: variant_key(item.original_key, key_name(v), EXTENSIONS[v.format]),
-                         StoredOriginal.of_item(item))
+                         original or StoredOriginal.of_item(item))
 
 
 def _limit(context: TaskContext, item: MediaItem) -> int:
@@ -130,11 +142,16 @@ def _temp_file(context: TaskContext, suffix: str) -> Iterator[Path]:
 
 
 def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
-             keep: Callable[[MediaVariant], bool]) -> None:
-    """Write the objects, then swap the rows in; on failure remove what the item does not use."""
+             keep: Callable[[MediaVariant], bool], original: tuple[ReplacementOriginal, bytes] | None = None) -> None:
+    """Write the objects, then swap the rows (and a raw original) in; on failure remove what the item does not use."""
     written: list[str] = []
     try:
         sizes: dict[str, int] = {}
+        if original is not None:
+            replacement, data = original
+            info = _put_unless_present(context.storage, replacement.key, data, replacement.content_type)
+            written.append(info.key)
+            original = (replace(replacement, byte_size=info.size), data)
         for variant in made:
             if variant.stored:
                 info = _put_unless_present(context.storage, variant.row.storage_key, variant.source,
@@ -143,7 +160,8 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
                 sizes[info.key] = info.size
         # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
         rows = [replace(v.row, byte_size=sizes.get(v.row.storage_key, v.row.byte_size)) for v in made]
-        published = publish(context.database, context.storage, media_id, rows, keep)
+        published = publish(context.database, context.storage, media_id, rows, keep,
+                            original[0] if original is not None else None)
     except BaseException:
         _remove_unreferenced(context, media_id, written)
         raise

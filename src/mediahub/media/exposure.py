@@ -18,6 +18,7 @@ from mediahub.db.repositories import MediaRepository
 from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
 from mediahub.errors import MediaHubError
+from mediahub.pipeline.image import RAW
 from mediahub.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,17 @@ log = logging.getLogger(__name__)
 
 def is_public(item: MediaItem) -> bool:
     return item.moderation_status == "approved"
+
+
+def original_is_raw(item: MediaItem) -> bool:
+    """The upload as sent (metadata and all), waiting for its re-encode: no one reads it, not even the owner."""
+    return (item.meta or {}).get("original") == RAW
+
+
+def readable_keys(item: MediaItem) -> list[str]:
+    """The item's objects that its URLs may name: all but a raw original."""
+    keys = item.keys()
+    return [key for key in keys if key != item.original_key] if original_is_raw(item) else keys
 
 
 @contextmanager
@@ -37,8 +49,10 @@ def following_status(storage: Storage) -> Iterator[Callable[[MediaItem], None]]:
     widened: list[str] = []
 
     def sync(item: MediaItem) -> None:
-        keys = item.keys()
+        keys = readable_keys(item)
         storage.set_public(keys, is_public(item))
+        if original_is_raw(item):
+            storage.set_public([item.original_key], False)
         if is_public(item):
             widened.extend(keys)
 
@@ -62,7 +76,7 @@ def publish_new(storage: Storage, item: MediaItem) -> None:
     if not is_public(item):
         return
     try:
-        storage.set_public(item.keys(), True)
+        storage.set_public(readable_keys(item), True)
     except MediaHubError:
         log.warning("could not make the objects of #%s public", item.id, exc_info=True)
 

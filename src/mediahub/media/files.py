@@ -19,6 +19,7 @@ from mediahub.db.session import Database
 from mediahub.errors import Forbidden, MediaHubError, NotFound
 from mediahub.media import access
 from mediahub.media.access import Principal
+from mediahub.media.exposure import original_is_raw
 from mediahub.storage.keys import check_key
 from mediahub.storage.signing import verify
 
@@ -70,5 +71,5 @@ class FileAccess:
         """The item that stores `key`, and the object's content type (two indexed lookups at most)."""
         item = MediaRepository(session).get_by_original_key(key)
         if item is not None:
-            return item, item.content_type
+            return None if original_is_raw(item) else (item, item.content_type)
         return VariantRepository(session).find_by_key(key)

@@ -35,7 +35,7 @@ from mediahub.media import access, exposure
 from mediahub.media.access import Principal
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.job_kinds import upload_jobs
-from mediahub.media.keys import original_key, variant_key
+from mediahub.media.keys import original_key, stored_original_key, variant_key
 from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
 from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants
@@ -91,7 +91,7 @@ class _EarlyOriginal:
 
     def start(self, original: EncodedOriginal) -> None:
         """Called once, with the original as it will be stored."""
-        self.key = original_key(self._target, EXTENSIONS[original.format])
+        self.key = stored_original_key(self._target, original)
         self._put = self._writers.submit(self._storage.put, self.key, original.data, CONTENT_TYPES[original.format])
 
     def settle(self, written: list[str], *, raise_error: bool) -> None:
@@ -215,7 +215,7 @@ class IngestService:
         `stored_key`: the original's, when already stored."""
         if isinstance(processed, ProcessedImage):
             fmt = processed.original.format
-            key = stored_key or original_key(target, EXTENSIONS[fmt])
+            key = stored_key or stored_original_key(target, processed.original)
             first = _Object(key, processed.original.data, CONTENT_TYPES[fmt])
             original = StoredOriginal.of(key, fmt, processed.width, processed.height, len(processed.original.data),
                                          processed.metadata)

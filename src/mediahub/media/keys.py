@@ -12,6 +12,8 @@ import secrets
 from datetime import datetime, timezone
 
 from mediahub.entities import Target
+from mediahub.formats import EXTENSIONS
+from mediahub.pipeline.original import EncodedOriginal
 from mediahub.storage.keys import check_key
 
 
@@ -24,6 +26,18 @@ def original_key(target: Target, ext: str, now: datetime | None = None) -> str:
         f"{target.field.name}-{now:%Y%m%d%H%M%S}-{token}.{ext}"
     )
     return check_key(key)
+
+
+RAW_EXTENSION = "upload"  # an upload kept as sent until its re-encode replaces it (never served)
+
+
+def stored_original_key(target: Target, original: EncodedOriginal) -> str:
+    return original_key(target, RAW_EXTENSION if original.raw else EXTENSIONS[original.format])
+
+
+def replacement_key(raw: str, ext: str) -> str:
+    """Where the re-encode of a raw original goes: beside it, fixed by its key (a re-run finds its own object)."""
+    return check_key(f"{raw.rsplit('.', 1)[0]}.{ext}")
 
 
 def variant_key(original: str, variant: str, ext: str) -> str:

@@ -21,7 +21,7 @@ from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
 from mediahub.formats import CONTENT_TYPES
 from mediahub.media import exposure
-from mediahub.pipeline.image import ORIENTED
+from mediahub.pipeline.image import ORIENTED, RAW
 from mediahub.pipeline.variants import Encoded
 from mediahub.storage.base import Storage
 
@@ -46,8 +46,9 @@ class StoredOriginal:
     @classmethod
     def of(cls, key: str, fmt: str | None, width: int | None, height: int | None, byte_size: int,
            metadata: dict) -> StoredOriginal:
-        # An original kept with its orientation tag stores its pixels turned: no variant may name it.
-        comparable = None if metadata.get("original") == ORIENTED else fmt
+        # An original kept with its orientation tag stores its pixels turned, a raw one is never served:
+    # no variant may name either.
+        comparable = None if metadata.get("original") in (ORIENTED, RAW) else fmt
         return cls(key, comparable, width, height, byte_size)
 
 
@@ -113,15 +114,26 @@ def _shares(variant: Encoded, existing: _Object) -> bool:
     return not_smaller or (same_size and not existing.original)
 
 
+@dataclass(frozen=True)
+class ReplacementOriginal:
+    """The re-encode of a raw original, stored already, to take its place."""
+
+    key: str
+    content_type: str
+    byte_size: int
+    mode: str  # the metadata's "original"
+
+
 def publish(database: Database, storage: Storage, media_id: int, rows: list[VariantRow],
-            keep: Callable[[MediaVariant], bool]) -> bool:
+            keep: Callable[[MediaVariant], bool], original: ReplacementOriginal | None = None) -> bool:
     """Put `rows` in place of the item's variants `keep` rejects (and of those of the same name and
     format), queueing objects no row uses any more for deletion. False: the item is gone.
 
     The objects must be stored already. The item is locked first, so concurrent jobs of one
     item (WebP and the web MP4) apply one after the other, and a moderation decision (which
     takes the same lock) sees the new objects or none: they are made public here only if the
-    item is approved at this moment.
+    item is approved at this moment. `original` takes the place of a raw original in the same
+    transaction (the raw object is queued for deletion), so the item never names a missing one.
     """
     pairs = {(row.name, row.format) for row in rows}
     with database.session() as session:
@@ -133,6 +145,12 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
         replaced = [v.id for v in variants.for_item(media_id) if not keep(v) or (v.name, v.format) in pairs]
         unused = variants.replace(media_id, replaced, rows)
         session.add_all(PendingDelete(storage_key=key) for key in unused)
+        readable = [row.storage_key for row in rows]
+        if original is not None and exposure.original_is_raw(item):
+            session.add(PendingDelete(storage_key=item.original_key))
+            item.original_key, item.content_type, item.byte_size = original.key, original.content_type, original.byte_size
+            item.meta = {**(item.meta or {}), "original": original.mode}
+            readable.append(original.key)
         if exposure.is_public(item):
-            storage.set_public(list(dict.fromkeys(row.storage_key for row in rows)), True)
+            storage.set_public(list(dict.fromkeys(readable)), True)
     return True

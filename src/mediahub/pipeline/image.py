@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 
 ORIENTED = "oriented"  # metadata "original": the bytes as uploaded, stripped, with their orientation tag
+RAW = "raw"  # metadata "original": the upload as sent, never served; the variants job re-encodes it
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,16 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
         # The strip's verdict (and its errors, the ones users see for a broken file) before any Pillow decode.
         lossless = stripped.result() if stripped is not None else None
         keep_bytes = lossless is not None and upright_already
+        # A full decode's variants, and its re-encoded original, are left to a job: the upload is stored as sent.
+        deferred = options.defer_variants and reduced is None and not header.animated
+        raw = deferred and not keep_bytes
         if keep_bytes and tagged:
             lossless = with_orientation(lossless, summary.orientation)
         if keep_bytes:
             original = EncodedOriginal(sniffed.format, lossless)
+            yield original
+        elif raw:
+            original = EncodedOriginal(sniffed.format, path.read_bytes(), raw=True)
             yield original
         decoded = None
         if reduced is None or not keep_bytes:
@@ -129,6 +136,8 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
         encoding = None
         if keep_bytes:
             mode = ORIENTED if tagged else "stripped"
+        elif raw:
+            mode = RAW
         elif header.animated:
             original = reencode_animation(image, quality=options.original_quality)
             mode = "reencoded"
@@ -148,7 +157,6 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
                 reencode, decoded, sniffed.format, quality=options.original_quality, icc=icc,
                 subsampling=subsampling, lossless_webp=lossless_webp))
         pixel_digest = background.submit(pixel_sha256, display)  # beside the renders and encodes
-        deferred = options.defer_variants and reduced is None and not header.animated
         if deferred:
             renders = {}
             hash_source_image = hash_render(display, options.sizes)

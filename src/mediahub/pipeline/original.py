@@ -20,8 +20,10 @@ _LOSSLESS_SOURCES = {"png", "gif", "tiff", "bmp", "ico"}
 
 @dataclass(frozen=True)
 class EncodedOriginal:
-    format: str  # jpeg png webp gif
+    format: str  # jpeg png webp gif; when raw, the upload's own format
     data: bytes
+    # The upload's own bytes, metadata and all: stored privately until a job stores the re-encode in its place.
+    raw: bool = False
 
 
 def jpeg_subsampling(image: Image.Image) -> int:
