@@ -118,3 +118,25 @@ def test_png_exif_is_read_wherever_the_chunk_is_without_decoding_the_pixels(tmp_
     assert summary.orientation == 6
     assert summary.camera["make"] == "PngCam"
     assert summary.has_gps_tags and summary.gps["latitude"] == pytest.approx(52.52, abs=0.01)
+
+
+def test_libvips_png_decode_gives_pillows_pixels_or_steps_aside():
+    from pathlib import Path
+
+    from mediahub.pipeline.probe import load_png
+    from tests.support.corpus import CORPUS_DIR
+
+    decoded = 0
+    for path in sorted(Path(CORPUS_DIR / "images/good").glob("*.png")):
+        with Image.open(path) as by_vips, Image.open(path) as by_pillow:
+            pixels = load_png(path, by_vips)
+            by_pillow.load()
+            if pixels is None:
+                assert by_pillow.mode not in ("L", "RGB", "RGBA") or "transparency" in by_pillow.info \
+                    or getattr(by_pillow, "n_frames", 1) > 1, f"{path.name} should decode through libvips"
+                continue
+            decoded += 1
+            assert (pixels.mode, pixels.size) == (by_pillow.mode, by_pillow.size)
+            assert pixels.tobytes() == by_pillow.tobytes(), path.name
+            assert pixels.info.get("icc_profile") == by_pillow.info.get("icc_profile")
+    assert decoded >= 8

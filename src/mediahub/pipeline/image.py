@@ -18,7 +18,15 @@ from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash, pixel_sh
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import display_size, swaps_axes, upright
 from mediahub.pipeline.original import EncodedOriginal, jpeg_subsampling, reencode, reencode_animation
-from mediahub.pipeline.probe import ImageLimits, check_jpeg_data, check_limits, decode, open_image, reduce_jpeg
+from mediahub.pipeline.probe import (
+    ImageLimits,
+    check_jpeg_data,
+    check_limits,
+    decode,
+    load_png,
+    open_image,
+    reduce_jpeg,
+)
 from mediahub.pipeline.sniff import Sniffed
 from mediahub.pipeline.strip import STRIPPERS, judge_trailing, with_orientation
 from mediahub.pipeline.structure import check_structure
@@ -132,7 +140,8 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
         decoded = None
         if reduced is None or not keep_bytes:
             # A re-encoded original needs every pixel; otherwise decode (JPEG: DCT-scaled) to the box.
-            decoded = upright(decode(image, stored_box if keep_bytes else None), summary.orientation)
+            pixels = load_png(path, image) if sniffed.format == "png" else None
+            decoded = upright(pixels or decode(image, stored_box if keep_bytes else None), summary.orientation)
         encoding = None
         if keep_bytes:
             mode = ORIENTED if tagged else "stripped"
