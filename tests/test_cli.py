@@ -61,6 +61,29 @@ def test_all_good_files_exit_zero(workdir):
     assert "stored" in result.stderr
 
 
+def test_verify_streams_findings_as_json_lines_then_the_summary_and_repair_removes_them(workdir):
+    run(workdir, "db", "upgrade")
+    assert run(workdir, "ingest", str(CORPUS_DIR / "images/good/jpeg_hopper.jpg"), "--entity", "property:1",
+               "--field", "gallery").returncode == 0
+    strays = ["properties/photos/1/2020-01/a-stray.jpg", "properties/photos/1/2020-01/b.stray.jpg"]
+    for key in strays:
+        (workdir / "var" / "media" / key).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / "var" / "media" / key).write_bytes(b"orphan")
+
+    found = run(workdir, "verify", "--json", "--grace-minutes", "0")
+    *findings, summary = [json.loads(line) for line in found.stdout.splitlines()]
+    assert found.returncode == 1
+    assert findings == [{"finding": "stray", "key": key, "media_ids": []} for key in strays]
+    assert (summary["stray_count"], summary["missing_count"], summary["stray"]) == (2, 0, strays)
+    assert summary["objects"] == summary["keys_in_db"] + 2 and summary["resumed_after"] is None
+    assert isinstance(summary["objects_per_second"], float)
+
+    repaired = run(workdir, "verify", "--json", "--grace-minutes", "0", "--repair")
+    assert repaired.returncode == 0 and json.loads(repaired.stdout.splitlines()[-1])["removed"] == 2
+    clean = run(workdir, "verify", "--grace-minutes", "0", "--resume")
+    assert clean.returncode == 0 and "0 stray, 0 missing" in clean.stderr and "objects/s" in clean.stderr
+
+
 def test_analytics_recount_finds_the_totals_in_step_after_ingest_and_corrects_drift(workdir):
     run(workdir, "db", "upgrade")
     files = [str(CORPUS_DIR / "images/good" / name) for name in ("jpeg_hopper.jpg", "jpeg_flower.jpg")]

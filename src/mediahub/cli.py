@@ -180,9 +180,12 @@ def verify(
     """Find stored objects without a row and rows whose objects are missing, streaming, in bounded memory."""
     from datetime import timedelta
 
+    from mediahub.db.session import Database
     from mediahub.media import verify as verify_service
+    from mediahub.storage.factory import build_storage
 
-    runtime = _runtime()
+    settings = load_settings()  # the database and the store only: no pipeline, pixel workers or jobs
+    database, storage = Database(settings.database_url), build_storage(settings)
     with _progress() as progress:
         task = progress.add_task("verifying", total=None)
         started = time.perf_counter()
@@ -200,13 +203,13 @@ def verify(
                 progress.console.print(f"  {finding.kind}: {finding.key}{owners}")
 
         try:
-            report = verify_service.verify(runtime.database, runtime.storage, grace=timedelta(minutes=grace_minutes),
-                                           repair=repair, resume=resume, on_finding=found, progress=advance)
+            report = verify_service.verify(database, storage, grace=timedelta(minutes=grace_minutes), repair=repair,
+                                           resume=resume, on_finding=found, progress=advance)
         except MediaHubError as exc:
             console.print(f"[red]{exc.code}: {exc.message}[/red] (--resume continues from the last checkpoint)")
             raise typer.Exit(1) from None
         finally:
-            runtime.close()
+            database.dispose()
     if as_json:
         _report_line({
             "objects": report.objects, "keys_in_db": report.keys_in_db,

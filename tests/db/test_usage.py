@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from mediahub.db.models import MediaItem, MediaUsage, MediaVariant
 from mediahub.db.repositories import MediaRepository, UsageRepository, VariantRepository, VariantRow
+from mediahub.db.repositories.media import lock_item
 from mediahub.db.repositories.usage import USAGE_SHARDS, Amounts
 from mediahub.db.session import Database
 from mediahub.db.usage_tracking import UntrackedWrite
@@ -257,6 +258,51 @@ def test_concurrent_writers_and_a_recount_keep_the_totals_exact(db: Database) ->
     assert_in_step(db)
     assert kept(db)[("entity_type", "property")].items == sum(
         a.items for (column, _), a in counted(db).items() if column == "entity_type")
+
+
+# A delete that loaded its item before a job swapped the variants deletes the rows it loaded; the
+# database's cascade removes the rest, and SQLAlchemy says so.
+@pytest.mark.filterwarnings("ignore:DELETE statement on table 'media_variants' expected")
+def test_writers_of_the_same_items_at_once_keep_the_totals_exact(db: Database) -> None:
+    """Decisions, variant swaps (as a job publishes them) and deletes racing on a dozen items: each reads
+    the rows it changes with locks, so none counts from a state another one has just changed."""
+    with db.session() as session:
+        ids = [MediaRepository(session).add(shared_item(entity_id="SAME")).id for _ in range(12)]
+    failures: list[BaseException] = []
+
+    def writer(number: int) -> Callable[[], None]:
+        rng = random.Random(100 + number)
+
+        def step(session: Session) -> None:
+            repo, media_id = MediaRepository(session), rng.choice(ids)
+            action = rng.choice(["decide", "decide", "swap", "swap", "delete"])
+            if action == "delete":  # as MediaService.delete: no lock of its own
+                item = repo.get(media_id)
+                if item is not None:
+                    repo.delete(item)
+            elif action == "decide" and (item := repo.lock(media_id)) is not None:
+                moderation.decide(session, item, rng.choice(STATUSES), None)
+            elif action == "swap":  # as renditions.publish
+                lock_item(session, media_id)
+                if repo.get(media_id) is None:
+                    return
+                variants = VariantRepository(session)
+                replaced = [v.id for v in variants.for_item(media_id) if v.name == "thumbnail"]
+                variants.replace(media_id, replaced, [VariantRow("thumbnail", "jpeg", f"t/{media_id}/{rng.random()}",
+                                                                 1, 1, rng.randrange(1, 99), "image/jpeg")])
+
+        def run() -> None:
+            try:
+                for _ in range(10):
+                    retrying(db, step)
+            except BaseException as exc:  # reported below: a thread's exception would be lost
+                failures.append(exc)
+        return run
+
+    run_together([writer(n) for n in range(6)])
+
+    assert not failures, failures
+    assert_in_step(db)
 
 
 def test_totals_are_spread_over_shards(db: Database) -> None:

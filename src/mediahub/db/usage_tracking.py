@@ -3,9 +3,11 @@
 Installed on every SQLAlchemy `Session` (db/session.py), so no write through a session escapes it,
 whichever service, job or command makes it:
 
-- a flush: the items it inserts, deletes or changes (a USAGE_COLUMNS value, the original's key or
-  bytes, their variant rows) are read as the transaction sees them before and after it, and the
-  difference is kept (`UsageRepository.of_items` applies the one counting rule);
+- a flush: the items it deletes or changes (a USAGE_COLUMNS value, the original's key or bytes, their
+  variant rows) are read with locks before it (`UsageRepository.of_items`: the rows as committed now,
+  and no one else changes them until this transaction ends), and after it those whose objects may
+  have changed, and the items it inserts (an item deleted counts for nothing, one that only changes
+  groups moves its amounts); the difference is kept;
 - a bulk statement run through the session (`session.execute(update(MediaItem)...)`, a DELETE of
   items or variants, an INSERT of variant rows): the same, around the statement, for the rows it
   touches. An UPDATE that sets none of the columns the totals depend on passes untouched; a bulk
@@ -30,8 +32,9 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTran
 from mediahub.db.models import MediaItem, MediaVariant
 from mediahub.db.repositories.usage import USAGE_COLUMNS, Amounts, Deltas, ItemUsage, UsageRepository
 
+OBJECT_ATTRIBUTES = frozenset({"byte_size", "original_key", "variants"})  # what an item's amounts depend on
+GROUP_COLUMNS = frozenset(USAGE_COLUMNS)
 ITEM_COLUMNS = frozenset({*USAGE_COLUMNS, "byte_size", "original_key"})
-ITEM_ATTRIBUTES = ITEM_COLUMNS | {"variants"}
 VARIANT_COLUMNS = frozenset({"media_id", "storage_key", "byte_size"})
 STATE_KEY = "mediahub.usage_tracking"
 
@@ -42,9 +45,10 @@ class UntrackedWrite(TypeError):
 
 @dataclass
 class _Flush:
-    ids: set[int]  # items that existed before the flush
+    before: dict[int, ItemUsage]  # the existing items it changes, as they were
+    requery: set[int]  # of those, the items whose amounts may change: read again after it
+    regroup: dict[int, MediaItem]  # those whose groups alone change: their amounts move to the new values
     new: list[Any]  # items and variant rows it inserts
-    before: dict[int, ItemUsage]
 
 
 @dataclass
@@ -97,21 +101,28 @@ def _media_ids(variant: MediaVariant) -> set[int]:
 
 
 def _before_flush(session: Session, _context: UOWTransaction, _instances: Any) -> None:
-    ids: set[int] = set()
+    requery: set[int] = set()
+    regroup: dict[int, MediaItem] = {}
+    gone: set[int] = set()
     new = [obj for obj in session.new if isinstance(obj, MediaItem | MediaVariant)]
-    ids.update(obj.media_id for obj in new if isinstance(obj, MediaVariant) and obj.media_id is not None)
+    requery.update(obj.media_id for obj in new if isinstance(obj, MediaVariant) and obj.media_id is not None)
     for obj in session.deleted:
         if isinstance(obj, MediaItem):
-            ids.add(obj.id)
+            gone.add(obj.id)
         elif isinstance(obj, MediaVariant):
-            ids.update(_media_ids(obj))
+            requery.update(_media_ids(obj))
     for obj in session.dirty:
-        if isinstance(obj, MediaItem) and _changed(obj, ITEM_ATTRIBUTES):
-            ids.add(obj.id)
+        if isinstance(obj, MediaItem):
+            if _changed(obj, OBJECT_ATTRIBUTES):
+                requery.add(obj.id)
+            elif _changed(obj, GROUP_COLUMNS):
+                regroup[obj.id] = obj
         elif isinstance(obj, MediaVariant) and _changed(obj, VARIANT_COLUMNS):
-            ids.update(_media_ids(obj))
-    if ids or new:
-        _state(session).flush = _Flush(ids, new, UsageRepository(session).of_items(ids))
+            requery.update(_media_ids(obj))
+    if requery or regroup or gone or new:
+        before = UsageRepository(session).of_items(requery | gone | regroup.keys(), lock=True)
+        _state(session).flush = _Flush(before, requery - gone,
+                                       {k: v for k, v in regroup.items() if k not in requery | gone}, new)
 
 
 def _after_flush(session: Session, _context: UOWTransaction) -> None:
@@ -120,10 +131,17 @@ def _after_flush(session: Session, _context: UOWTransaction) -> None:
     if flush is None:
         return
     added = {obj.id for obj in flush.new if isinstance(obj, MediaItem)}
-    touched = {obj.media_id for obj in flush.new if isinstance(obj, MediaVariant)} - added - flush.ids
+    touched = {obj.media_id for obj in flush.new if isinstance(obj, MediaVariant)} - added - flush.requery
     if touched:  # a row added to an item through neither the item nor its id: its "before" is unknown
         raise UntrackedWrite(f"variant rows added to items {sorted(touched)} outside their collection")
-    after = UsageRepository(session).of_items(flush.ids | added)
+    repo = UsageRepository(session)
+    # New items are this transaction's alone: read without locks (on MariaDB a locking read of the newest
+    # item's variants would lock the gap every other upload inserts its variants into).
+    after = {**repo.of_items(flush.requery, lock=True), **repo.of_items(added)}
+    for media_id, item in flush.regroup.items():
+        if media_id in flush.before:
+            after[media_id] = ItemUsage(tuple(getattr(item, column) for column in USAGE_COLUMNS),
+                                        flush.before[media_id].amounts)
     state.record(_innermost(session), _difference(flush.before, after))
 
 
@@ -188,9 +206,9 @@ def _do_orm_execute(orm_execute: ORMExecuteState) -> Any:
     session.flush()
     repo = UsageRepository(session)
     ids = _touched_items(orm_execute, model, repo)
-    before = repo.of_items(ids)
+    before = repo.of_items(ids, lock=True)
     result = orm_execute.invoke_statement()
-    _state(session).record(_innermost(session), _difference(before, repo.of_items(ids)))
+    _state(session).record(_innermost(session), _difference(before, repo.of_items(ids, lock=True)))
     return result
 
 

@@ -186,9 +186,9 @@ class LocalStorage(Storage):
         folder = prefix.rpartition("/")[0]
         path = (self.root / folder).resolve()
         if path.is_relative_to(self.root):
-            yield from self._walk(path, f"{folder}/" if folder else "", prefix, after)
+            yield from self._walk(str(path), f"{folder}/" if folder else "", prefix, after)
 
-    def _walk(self, folder: Path, start: str, prefix: str, after: str | None) -> Iterator[ObjectInfo]:
+    def _walk(self, folder: str, start: str, prefix: str, after: str | None) -> Iterator[ObjectInfo]:
         """The objects under `folder`, whose keys all begin with `start`, in byte order of the whole keys.
 
         A subfolder's keys all begin with its name and `/`, so sorting a folder's entries with
@@ -210,14 +210,14 @@ class LocalStorage(Storage):
                 continue
             if name.endswith("/"):
                 if _may_hold(key, prefix, after):
-                    yield from self._walk(folder / name[:-1], key, prefix, after)
+                    yield from self._walk(os.path.join(folder, name[:-1]), key, prefix, after)
             elif key.startswith(prefix) and (after is None or key > after):
-                info = self._info(folder / name, key)
+                info = self._info(os.path.join(folder, name), key)
                 if info is not None:
                     yield info
 
     @staticmethod
-    def _info(path: Path, key: str) -> ObjectInfo | None:
+    def _info(path: str, key: str) -> ObjectInfo | None:
         """A regular file's object info; None for anything else, or a file deleted since the walk."""
         try:
             result = os.stat(path, follow_symlinks=False)

@@ -1,10 +1,11 @@
 """Storage analytics: the totals of `media_usage`, what the media rows add up to, and the rule between them.
 
-One rule says what an item counts for (`item_usage_query`): one item and its original's bytes
-under each of its USAGE_COLUMNS values, and the distinct objects it names (its original and each
-variant object; several rows naming one object count it once) with their bytes. The tracker
-(db/usage_tracking.py) applies it to the items a transaction changes, `recount` and migration
-0010 to every row.
+One rule says what an item counts for: one item and its original's bytes under each of its
+USAGE_COLUMNS values, and the distinct objects it names (its original and each variant object;
+several rows naming one object count it once) with their bytes. `item_usage_query` states it in
+SQL for `recount` and migration 0010, over every row in one scan; `usage_of` in Python for the
+tracker (db/usage_tracking.py), over the rows of the items a transaction changes, read with
+locks. Every test of the tracker compares the two.
 """
 
 from __future__ import annotations
@@ -86,37 +87,39 @@ class Executor(Protocol):
     def execute(self, statement: Any, /) -> Any: ...
 
 
-def item_usage_query(items: FromClause, variants: FromClause, ids: list[int] | None = None) -> Select[Any]:
-    """One row per item (of `ids`, or all): id, its USAGE_COLUMNS values, original bytes, objects, object bytes.
+def item_usage_query(items: FromClause, variants: FromClause) -> Select[Any]:
+    """One row per item: id, its USAGE_COLUMNS values, original bytes, objects, object bytes (`usage_of`'s rule).
 
     Takes the tables as arguments so that migration 0010 fills the table with its own frozen
-    definitions of them. A variant row naming the original is the original; rows naming one
-    other object carry its size (renditions.plan_variants), the largest is taken all the same.
+    definitions of them.
     """
-    objects = select(variants.c.media_id, variants.c.storage_key, func.max(variants.c.byte_size).label("size"))
-    if ids is not None:
-        objects = objects.where(variants.c.media_id.in_(ids))
-    objects_sq = objects.group_by(variants.c.media_id, variants.c.storage_key).subquery()
+    objects = (select(variants.c.media_id, variants.c.storage_key, func.max(variants.c.byte_size).label("size"))
+               .group_by(variants.c.media_id, variants.c.storage_key).subquery())
     extra = (
-        select(objects_sq.c.media_id, func.count().label("objects"), func.sum(objects_sq.c.size).label("size"))
-        .join_from(objects_sq, items, items.c.id == objects_sq.c.media_id)
-        .where(objects_sq.c.storage_key != items.c.original_key)
-        .group_by(objects_sq.c.media_id)
+        select(objects.c.media_id, func.count().label("objects"), func.sum(objects.c.size).label("size"))
+        .join_from(objects, items, items.c.id == objects.c.media_id)
+        .where(objects.c.storage_key != items.c.original_key)
+        .group_by(objects.c.media_id)
         .subquery()
     )
-    query = select(
+    return select(
         items.c.id, *(items.c[column] for column in USAGE_COLUMNS), items.c.byte_size,
         (1 + func.coalesce(extra.c.objects, 0)).label("objects"),
         (items.c.byte_size + func.coalesce(extra.c.size, 0)).label("object_bytes"),
     ).outerjoin_from(items, extra, extra.c.media_id == items.c.id)
-    return query if ids is None else query.where(items.c.id.in_(ids))
 
 
-def _usage_of_row(row: Any) -> ItemUsage:
-    values = tuple(row[1:1 + len(USAGE_COLUMNS)])
-    size, objects, object_bytes = row[1 + len(USAGE_COLUMNS):]
-    # PostgreSQL sums BIGINT as NUMERIC (a Decimal): normalise to int.
-    return ItemUsage(values, Amounts(1, int(size), int(objects), int(object_bytes)))
+def usage_of(values: tuple[str, ...], byte_size: int, original_key: str,
+             variants: Iterable[tuple[str, int]]) -> ItemUsage:
+    """What one item counts for, from its row and its variant rows' (key, bytes): the rule
+    `item_usage_query` states in SQL, for rows already read. A variant naming the original is the
+    original; rows naming one other object carry its size (renditions.plan_variants), the largest
+    is taken all the same."""
+    sizes: dict[str, int] = {}
+    for key, size in variants:
+        if key != original_key:
+            sizes[key] = max(size, sizes.get(key, size))
+    return ItemUsage(values, Amounts(1, byte_size, 1 + len(sizes), byte_size + sum(sizes.values())))
 
 
 def count_rows(executor: Executor, items: FromClause, variants: FromClause) -> Deltas:
@@ -142,13 +145,31 @@ class UsageRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def of_items(self, ids: Iterable[int]) -> dict[int, ItemUsage]:
-        """What each of these items counts for now (as this transaction sees them); absent ids are left out."""
+    def of_items(self, ids: Iterable[int], *, lock: bool = False) -> dict[int, ItemUsage]:
+        """What each of these items counts for now; absent ids are left out.
+
+        `lock`: a locking read of the rows (items FOR UPDATE, in id order; their variants FOR SHARE), so
+        that no one else changes them until this transaction ends, and so that MariaDB reads them as
+        committed now rather than as in the snapshot its REPEATABLE READ transaction began with.
+        """
         ids = sorted(set(ids))
         found: dict[int, ItemUsage] = {}
         for start in range(0, len(ids), ID_BATCH):
-            query = item_usage_query(MediaItem.__table__, MediaVariant.__table__, ids[start:start + ID_BATCH])
-            found.update((row[0], _usage_of_row(row)) for row in self.session.execute(query))
+            batch = ids[start:start + ID_BATCH]
+            items = select(MediaItem.id, *(getattr(MediaItem, column) for column in USAGE_COLUMNS),
+                           MediaItem.byte_size, MediaItem.original_key).where(MediaItem.id.in_(batch))
+            variants = select(MediaVariant.media_id, MediaVariant.storage_key, MediaVariant.byte_size).where(
+                MediaVariant.media_id.in_(batch))
+            if lock:
+                items, variants = items.with_for_update(), variants.with_for_update(read=True)
+            # Items first: every writer of an item's variants holds its row, so once this statement has
+            # the rows, the variants read by the next one (PostgreSQL: a new snapshot) are final.
+            rows = self.session.execute(items.order_by(MediaItem.id)).all()
+            variants_of: dict[int, list[tuple[str, int]]] = {}
+            for media_id, key, size in self.session.execute(variants):
+                variants_of.setdefault(media_id, []).append((key, size))
+            for media_id, *values, size, original_key in rows:
+                found[media_id] = usage_of(tuple(values), size, original_key, variants_of.get(media_id, ()))
         return found
 
     def items_where(self, model: type[MediaItem] | type[MediaVariant], whereclause: Any) -> set[int]:
