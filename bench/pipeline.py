@@ -29,8 +29,9 @@ def _overhead_rows(bench: Bench, path: Path) -> dict:
     temp = bench.runtime.settings.temp_dir
     keep = spool(chunks(path), 1 << 30, temp)
     sniffed = sniff(keep.head())
-    processed = process_image(keep.path, sniffed, service.image_options)
-    small = Image.open(io.BytesIO(next(v.data for v in processed.variants if v.name == "small")))
+    processed = process_image(keep.path, sniffed, service.image_options)  # what the upload stores
+    every_variant = process_image(keep.path, sniffed, bench.inline.image_options)
+    small = Image.open(io.BytesIO(next(v.data for v in every_variant.variants if v.name == "small")))
     small.load()
 
     def spool_and_hash():

@@ -54,7 +54,7 @@ def run(cfg: Config) -> None:
               ["input", "variant", "MediaHub size", "naive size", "SSIM", "goal"])
     try:
         for name, path in cfg.inputs.items():
-            item = bench.upload(path)
+            item = bench.total(path)  # deferred variants included
             _digest, _phash, reference = naive.renders(path)
             for variant in ("medium", "large", "thumbnail"):
                 ours = next(v for v in item.variants if v.name == variant and v.format in ("jpeg", "png"))
