@@ -253,6 +253,7 @@ def server_env(database_url: str, *, s3_endpoint: str | None = None, bucket: str
         "IMAGE_SIZES": "thumbnail:150x150:crop,small:400",
         "MAKE_WEBP": "false",
         "VIDEO_TRANSCODE": "false",
+        "DEFER_SLOW_VARIANTS": "false",
         "UPLOAD_RATE_LIMIT": "0",
         "DEDUP_POLICY": "allow",  # the same corpus file goes up many times on purpose
         "SWEEP_INTERVAL_SECONDS": "1",
