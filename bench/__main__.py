@@ -1,4 +1,4 @@
-"""`python -m bench [pipeline|memory|throughput|http|quality ...] [--smoke]`."""
+"""`python -m bench [pipeline|memory|throughput|http|phone|quality ...] [--smoke]`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 SECTIONS = {"pipeline": "bench.pipeline", "memory": "bench.memory", "throughput": "bench.throughput",
-            "http": "bench.httpload", "quality": "bench.quality"}
+            "http": "bench.httpload", "phone": "bench.phone", "quality": "bench.quality"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,15 +104,21 @@ class _Worker:
         except (EOFError, OSError):
             raise _WorkerDied from None
 
-    def call(self, function: Callable[..., Any], args: tuple[Any, ...],
-             deadline: float | None) -> tuple[bool, Any]:
-        """(True, result) or (False, the exception the function raised)."""
+    def wait_ready(self) -> bool:
+        """Whether the process has imported the pipeline and waits for calls (waiting for it, up to a limit)."""
         if not self._ready:
             try:
                 self._receive(STARTUP_SECONDS)
             except (_DeadlineExceeded, _WorkerDied):
-                raise _NotSent from None
+                return False
             self._ready = True
+        return True
+
+    def call(self, function: Callable[..., Any], args: tuple[Any, ...],
+             deadline: float | None) -> tuple[bool, Any]:
+        """(True, result) or (False, the exception the function raised)."""
+        if not self.wait_ready():
+            raise _NotSent
         try:
             self._connection.send((function, args))
         except OSError:
@@ -132,7 +138,7 @@ class _Worker:
 class PixelWorkers:
     """Runs pipeline calls in the calling thread (`processes == 0`) or in `processes` worker processes.
 
-    Processes start on first use; a call waits for a free one. A call in a process
+    Processes start on first use, or all at once with `start`; a call waits for a free one. A call in a process
     that takes longer than `deadline_seconds` ends with 422 `processing_timeout`;
     one whose process died ends with 503 `pixel_worker_lost`. The slot gets a new
     process at once in both cases.
@@ -183,6 +189,27 @@ class PixelWorkers:
     def _lost() -> Unavailable:
         return Unavailable("the process working on this upload stopped; the upload was not stored, try again",
                            code="pixel_worker_lost")
+
+    def start(self) -> None:
+        """Start every process now and wait until each is ready, so no call pays for a start. A process that
+        cannot start, or dies meanwhile, is left to the next call (or `check`) to replace."""
+        with self._changed:
+            if self._closed:
+                return
+            starting = [self._replace(w) if w is None or not w.alive() else w for w in self._idle]
+            self._idle = []  # out of reach of calls until ready (they wait, as for a busy pool)
+        try:
+            for worker in starting:
+                if worker is not None:
+                    worker.wait_ready()
+        finally:
+            with self._changed:
+                for worker in starting:
+                    if self._closed and worker is not None:
+                        worker.stop(kill=True)
+                    elif not self._closed:
+                        self._idle.append(worker)
+                self._changed.notify_all()
 
     def _checkout(self) -> _Worker:
         with self._changed:
