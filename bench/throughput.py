@@ -8,10 +8,10 @@ all images over the wall time from the barrier to the last finish.
 from __future__ import annotations
 
 import multiprocessing as mp
-from queue import Empty
 import os
 import time
 from pathlib import Path
+from queue import Empty
 
 from bench.common import Config, console, table
 from bench.harness import Bench

@@ -17,6 +17,7 @@ HEADERS = (
     "Memory: peak RSS",
     "Throughput: images/s",
     "HTTP: uploads/s",
+    "Phone photos through HTTP",
     "Quality: SSIM",
     "bench done in",
 )
