@@ -25,7 +25,9 @@ HEADERS = (
 
 @pytest.mark.slow
 def test_bench_smoke_prints_every_table():
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
+    # The project root for `bench`, before whatever PYTHONPATH names the package's source (a worktree's own).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               COLUMNS="200")
     done = subprocess.run([sys.executable, "-m", "bench", "--smoke"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
