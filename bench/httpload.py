@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -108,7 +109,7 @@ class Server:
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the server and every process it started
                 self.proc.wait()
         self.log.close()
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench import naive
-from bench.common import Config, console, ms, ratio, table, verdict
+from bench.common import Config, console, ms, ratio, table, timed, verdict
 from bench.harness import Bench
 from bench.httpload import Server, make_run_environment, p, token
 from bench.inputs import SPECS
@@ -36,7 +36,7 @@ HEVC_FLOOR = "hevc decode"
 IN_PROCESS = "in process"  # the same upload through IngestService in this process: what HTTP adds is the rest
 POLL_SECONDS = 0.01
 READY_TIMEOUT = 300.0
-# Both servers: the bench uploads the same files again and again; the total counts AVIF too.
+# Both servers: one client uploads faster than the per-caller rate limit allows; the total counts AVIF too.
 COMMON_SETTINGS = {"UPLOAD_RATE_LIMIT": "0", "MAKE_AVIF": "true"}
 
 
@@ -95,13 +95,12 @@ class Client:
         self.http.close()
 
 
-def hevc_decode(path: Path) -> int:
+def hevc_decode(path: Path) -> None:
     """The HEVC decode alone, as the pipeline opens a HEIF (its plugin, its decode threads)."""
     from mediahub.pipeline.probe import open_image
 
     with open_image(path, "heif") as image:
         image.load()
-        return image.width
 
 
 def decode_threads() -> int:
@@ -110,23 +109,18 @@ def decode_threads() -> int:
     return pillow_heif.options.DECODE_THREADS
 
 
-def _timed_ms(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1000
-
-
 def run(cfg: Config) -> None:
     names = [n for n in (INPUTS_SMOKE if cfg.smoke else INPUTS_FULL) if n in cfg.inputs]
     if not names:
         console.print("phone: none of its inputs were made in this run")
         return
     configurations = server_configurations()
-    servers = {label: Server(cfg.work / f"phone-{index}", COMMON_SETTINGS | settings)
-               for index, (label, settings) in enumerate(configurations.items())}
+    servers: dict[str, Server] = {}
     clients: dict[str, Client] = {}
     in_process = Bench.create(cfg.work / "phone-in-process")
     try:
+        for index, (label, settings) in enumerate(configurations.items()):
+            servers[label] = Server(cfg.work / f"phone-{index}", COMMON_SETTINGS | settings)
         for server in servers.values():
             server.wait_ready()
         clients = {label: Client(server) for label, server in servers.items()}
@@ -148,18 +142,18 @@ def _measure(cfg: Config, names: list[str], clients: dict[str, Client], in_proce
     rows: dict[tuple[str, str], object] = {}
     for name in names:
         path = cfg.inputs[name]
-        rows[(name, "naive")] = lambda path=path: (_timed_ms(lambda: naive.process(path)),) * 2
+        rows[(name, "naive")] = lambda path=path: (timed(lambda: naive.process(path)),) * 2
         for label, client in clients.items():
             rows[(name, label)] = lambda client=client, name=name, path=path: client.upload(path.name, bodies[name])
-        rows[(name, IN_PROCESS)] = lambda path=path: (_timed_ms(lambda: in_process.upload(path)),) * 2
+        rows[(name, IN_PROCESS)] = lambda path=path: (timed(lambda: in_process.upload(path)),) * 2
         if GOALS.get(name, Goal(0)).reference == HEVC_FLOOR:
-            rows[(name, HEVC_FLOOR)] = lambda path=path: (_timed_ms(lambda: hevc_decode(path)),) * 2
+            rows[(name, HEVC_FLOOR)] = lambda path=path: (timed(lambda: hevc_decode(path)),) * 2
     for row in rows.values():  # warm-up: imports, pixel processes, first-call set-up
         row()
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in rows}
-    repeats = max(cfg.repeats(SPECS[name].megapixels) for name in names)
-    for rep in range(repeats):
-        for name in names:
+    repeats = {name: cfg.repeats(SPECS[name].megapixels) for name in names}
+    for rep in range(max(repeats.values())):
+        for name in [n for n in names if rep < repeats[n]]:
             keys = [key for key in rows if key[0] == name]
             for key in keys[rep % len(keys):] + keys[:rep % len(keys)]:
                 samples[key].append(rows[key]())
