@@ -3,8 +3,9 @@
 In a server, decoding and resizing in threads competes with the event loop for
 the GIL, so `/healthz` and small requests wait behind big photos. With
 `PIXEL_WORKERS` > 0 the pipeline steps run in that many worker processes
-instead; their inputs (a spooled file's path, options) and results (encoded
-bytes, sizes, hashes) are plain picklable values.
+instead, at a lower scheduling priority than the server; their inputs (a
+spooled file's path, options) and results (encoded bytes, sizes, hashes) are
+plain picklable values.
 
 Each worker process runs one call at a time, so a call that overruns its
 deadline (`PIXEL_DEADLINE_SECONDS`: a decoder stuck in a hostile file) is ended
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 # Imported by each worker before it takes a call, so no call's deadline pays for the imports.
 PRELOAD = ("mediahub.pipeline.image", "mediahub.pipeline.video")
 STARTUP_SECONDS = 120.0  # a worker that is not ready by then is treated as dead
+# Added to each worker's scheduling niceness: when the cores are busy with photos, the server's own
+# process (its event loop, small requests, the upload's storing and commit) is run first.
+NICENESS = 5
 STOP_SECONDS = 5.0
 
 
@@ -56,6 +60,7 @@ def _serve(connection: Connection, preload: tuple[str, ...]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One libvips thread per worker process: the processes already use every core.
     os.environ["VIPS_CONCURRENCY"] = "1"
+    os.nice(NICENESS)
     for name in preload:
         importlib.import_module(name)
     try:
