@@ -14,14 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The server decodes and resizes in worker processes, so requests never wait behind pixels.
-# Development mode: loopback only, JWT secret generated once into var/dev-jwt-secret
+# `mediahub serve` decodes and resizes in a worker process per core (PIXEL_WORKERS), so requests never
+# wait behind pixels. Development mode: loopback only, JWT secret generated once into var/dev-jwt-secret
 # (`MEDIAHUB_ENV=development mediahub token ...` mints tokens with it).
 run: install
 	mkdir -p var
 	$(BIN)/mediahub db upgrade
-	MEDIAHUB_ENV=$${MEDIAHUB_ENV:-development} PIXEL_WORKERS=$${PIXEL_WORKERS:-2} \
-		$(BIN)/mediahub serve --host 127.0.0.1 --port 8000
+	MEDIAHUB_ENV=$${MEDIAHUB_ENV:-development} $(BIN)/mediahub serve --host 127.0.0.1 --port 8000
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

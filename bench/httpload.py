@@ -1,14 +1,20 @@
-"""Section `http`: uploads/s through uvicorn on loopback vs the pipeline's own
-throughput on the same files, and `GET /healthz` latency while uploads run.
+"""Section `http`: uploads/s through `mediahub serve` with 1 and 2 server processes on loopback vs the
+pipeline's own throughput in as many processes, on the same mixed phone photos, and `GET /healthz`
+latency while the uploads run.
 
-The bench starts uvicorn on a free 127.0.0.1 port over SQLite + local storage
-in a temp dir (migrations applied first), runs a bounded number of concurrent
-clients for a bounded time, and stops the server it started.
+Each server is started through the command line as a deployment starts it (no PIXEL_WORKERS: the
+default `serve` picks), over SQLite + local storage in a temp dir, and warmed up; then rounds alternate
+a burst of concurrent uploads through HTTP with the pipeline doing the same number of images in as many
+processes (`throughput.measure`), so both meet the same noise. Jobs are off on both sides (MAKE_WEBP
+false): the figures compare the work a client waits for.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -21,10 +27,13 @@ import httpx
 import jwt
 
 from bench import throughput
-from bench.common import Config, console, table
-from bench.harness import migrate, settings_for
+from bench.common import Config, console, table, verdict
 
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+SETTINGS = {"UPLOAD_RATE_LIMIT": "0", "MAKE_WEBP": "false", "DEDUP_POLICY": "allow"}  # as the pipeline's runs
+GOAL_RATIO = 0.8  # HTTP with 2 server processes / the 2-process pipeline, at least
+GOAL_HEALTHZ_P99_MS = 50.0
+_bursts = itertools.count()
 
 
 def free_port() -> int:
@@ -39,50 +48,68 @@ def token() -> str:
                       SECRET, algorithm="HS256")
 
 
-class Server:
-    """uvicorn serving `bench.server:create`; `extra_env` and `settings_overrides` replace the bench's defaults."""
+def make_run_environment(makefile: Path = Path("Makefile")) -> dict[str, str]:
+    """The settings `make run` puts in the environment (`NAME=$${NAME:-default}` in its recipe)."""
+    recipe = re.search(r"^run:.*?\n((?:\t.*\n?)+)", makefile.read_text(), re.M)
+    found = dict(re.findall(r"\b([A-Z][A-Z0-9_]*)=\$\$\{\1:-([^}]*)\}", recipe.group(1) if recipe else ""))
+    if not found:
+        raise RuntimeError(f"no NAME=$${{NAME:-default}} settings found in the run target of {makefile}")
+    return found
 
-    def __init__(self, root: Path, workers: int, extra_env: dict[str, str] | None = None,
-                 **settings_overrides) -> None:
-        settings = settings_for(root, make_webp=False, **settings_overrides)
-        migrate(settings)
+
+def _clean_environment() -> dict[str, str]:
+    """This process's environment without any MediaHub or libvips setting: a server gets only what it is given."""
+    from mediahub.config import Settings
+
+    names = {name.upper() for name in Settings.model_fields} | {"VIPS_CONCURRENCY", "AWS_REGION"}
+    return {key: value for key, value in os.environ.items() if key.upper() not in names}
+
+
+class Server:
+    """`mediahub serve` (through `python -m mediahub.cli`, as the console script runs it) on a free loopback port,
+    over SQLite + local storage in `root`, migrated first by `mediahub db upgrade`; `settings` are its
+    environment beside the database, store and JWT secret. Ready once `/healthz` answers: after its
+    lifespan started the pixel processes."""
+
+    def __init__(self, root: Path, settings: dict[str, str], workers: int = 1) -> None:
+        import mediahub
+
+        root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, DATABASE_URL=settings.database_url, MEDIA_ROOT=str(settings.media_root),
-                   TEMP_DIR=str(settings.temp_dir), JWT_SECRET=SECRET, STORAGE_TYPE="local", MAKE_WEBP="false",
-                   UPLOAD_RATE_LIMIT="0", DEDUP_POLICY="allow", PUBLIC_BASE_URL=self.base,
-                   # Pixel processes across all server workers = cores (more only queue behind each other).
-                   PIXEL_WORKERS=os.environ.get("PIXEL_WORKERS", str(max(1, (os.cpu_count() or 1) // workers))),
-                   VIPS_CONCURRENCY=throughput.vips_concurrency(workers),
-                   PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
-        env.update(extra_env or {})
-        self.log = (root / "uvicorn.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.server:create", "--factory", "--http", "bench.server:HttpProtocol",
-             "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        source = str(Path(mediahub.__file__).resolve().parents[1])  # the code this bench imports
+        env = _clean_environment() | {
+            "DATABASE_URL": f"sqlite:///{root / 'mediahub.db'}", "MEDIA_ROOT": str(root / "media"),
+            "JWT_SECRET": SECRET, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])),
+        } | settings
+        command = [sys.executable, "-m", "mediahub.cli"]
+        subprocess.run([*command, "db", "upgrade"], env=env, cwd=root, check=True, capture_output=True)
+        self.log = (root / "server.log").open("w")
+        self.proc = subprocess.Popen([*command, "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--workers", str(workers)],
+                                     env=env, cwd=root, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.proc.returncode}; see {self.log.name}")
+                raise RuntimeError(f"the server exited with {self.proc.returncode}; see {self.log.name}")
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("uvicorn did not become ready")
+        raise RuntimeError("the server did not become ready")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()  # our own child (and its workers, by uvicorn's own shutdown)
+            self.proc.terminate()  # our own child (its workers and pixel processes stop with it)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the server and every process it started
                 self.proc.wait()
         self.log.close()
 
@@ -90,6 +117,7 @@ class Server:
 def _uploads(base: str, files: list[Path], clients: int, limit: int, seconds: float) -> tuple[int, float, list]:
     """`clients` threads post files until `limit` uploads are done or `seconds` pass."""
     headers = {"Authorization": f"Bearer {token()}"}
+    burst = next(_bursts)  # fresh properties every burst
     lock, counter, errors, done = threading.Lock(), [0], [], [0]
     bodies = [(f.name, f.read_bytes()) for f in files]
     deadline = time.monotonic() + seconds
@@ -103,7 +131,7 @@ def _uploads(base: str, files: list[Path], clients: int, limit: int, seconds: fl
                     number = counter[0]
                     counter[0] += 1
                 name, body = bodies[number % len(bodies)]
-                reply = http.post(f"/v1/media/properties/h{index}n{number}/photos",
+                reply = http.post(f"/v1/media/properties/h{burst}c{index}n{number}/photos",
                                   files={"file": (name, body, "application/octet-stream")})
                 with lock:
                     if reply.status_code == 201:
@@ -120,13 +148,27 @@ def _uploads(base: str, files: list[Path], clients: int, limit: int, seconds: fl
     return done[0], time.perf_counter() - start, errors
 
 
-def _health(base: str, stop: threading.Event, latencies: list[float], interval: float = 0.02) -> None:
-    with httpx.Client(base_url=base, timeout=30.0) as http:
-        while not stop.is_set():
-            start = time.perf_counter()
-            http.get("/healthz")
-            latencies.append((time.perf_counter() - start) * 1000)
-            time.sleep(interval)
+def _health_while(base: str, work, interval: float = 0.02) -> list[float]:
+    """Milliseconds of each GET /healthz sent every `interval` s on one connection while `work()` runs."""
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=base, timeout=30.0) as http:
+            while not stop.is_set():
+                start = time.perf_counter()
+                http.get("/healthz").raise_for_status()
+                latencies.append((time.perf_counter() - start) * 1000)
+                time.sleep(interval)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        work()
+    finally:
+        stop.set()
+        thread.join()
+    return latencies
 
 
 def p(values: list[float], q: float) -> float:
@@ -134,45 +176,54 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
+def pixel_processes(server_processes: int) -> int:
+    """PIXEL_WORKERS as a `mediahub serve` with none set picks it, per server process."""
+    from mediahub.api.serving import serving_settings
+    from mediahub.config import Settings
+
+    return serving_settings(Settings.model_construct(), server_processes).pixel_workers
+
+
 def run(cfg: Config) -> None:
     files = throughput.files_for(cfg)
     counts = (1,) if cfg.smoke else (1, 2)
-    limit, seconds = (2, 30.0) if cfg.smoke else (18, 90.0)
-    known = cfg.results.get("throughput", {}).get("rates", {})
+    rounds = 1 if cfg.smoke else 3
+    per_process = 1 if cfg.smoke else 2 * len(files)  # images per process and round, on both sides
     rows = []
     for workers in counts:
-        root = cfg.work / f"http-{workers}"
-        server = Server(root, workers)
+        server = Server(cfg.work / f"http-{workers}", SETTINGS, workers)
+        clients, limit = 2 * workers, per_process * workers
+        rates, pipeline, idle, busy = [], [], [], []
         try:
             server.wait_ready()
-            idle: list[float] = []
-            stop = threading.Event()
-            idle_thread = threading.Thread(target=_health, args=(server.base, stop, idle))
-            idle_thread.start()
-            time.sleep(0.3 if cfg.smoke else 2.0)
-            stop.set()
-            idle_thread.join()
-            busy: list[float] = []
-            stop = threading.Event()
-            health_thread = threading.Thread(target=_health, args=(server.base, stop, busy))
-            health_thread.start()
-            clients = 2 * workers
-            done, wall, errors = _uploads(server.base, files, clients, limit, seconds)
-            stop.set()
-            health_thread.join()
+            errors = _uploads(server.base, files, clients, clients, 120.0)[2]  # warm-up: first calls, connections
+            idle = _health_while(server.base, lambda: time.sleep(0.3 if cfg.smoke else 2.0))
+            for _ in range(rounds):
+                outcome: list = []
+                busy += _health_while(server.base, lambda: outcome.extend(
+                    _uploads(server.base, files, clients, limit, 300.0)))
+                done, wall, failed = outcome
+                errors += failed
+                rates.append(done / wall)
+                pipeline.append(throughput.measure(cfg, "upload", workers, files, per_process))
         finally:
             server.stop()
         if errors:
             raise RuntimeError(f"{len(errors)} uploads failed, first: {errors[0]}")
-        pipeline = known.get(("upload", workers)) or throughput.measure(cfg, "upload", workers, files,
-                                                                         max(1, limit // workers))
-        rows.append((workers, clients, done, done / wall, pipeline, idle, busy))
-    t = table(f"HTTP: uploads/s through uvicorn on loopback ({', '.join(f.name for f in files)}), and GET /healthz "
-              "latency (ms) idle and while uploads run",
-              ["uvicorn workers", "clients", "uploads", "uploads/s", "pipeline images/s", "http/pipeline",
-               "healthz p50 idle", "healthz p99 idle", "healthz p50 busy", "healthz p99 busy", "healthz n"])
-    for workers, clients, done, rate, pipeline, idle, busy in rows:
-        t.add_row(str(workers), str(clients), str(done), f"{rate:.2f}", f"{pipeline:.2f}", f"{rate / pipeline:.2f}x",
-                  f"{statistics.median(idle):.1f}", f"{p(idle, 0.99):.1f}", f"{statistics.median(busy):.1f}",
-                  f"{p(busy, 0.99):.1f}", str(len(busy)))
+        rows.append((workers, clients, limit * rounds, statistics.median(rates), statistics.median(pipeline),
+                     idle, busy))
+    t = table(f"HTTP: uploads/s through `mediahub serve --workers N` on loopback ({', '.join(f.name for f in files)}; "
+              "PIXEL_WORKERS unset) vs the pipeline in N processes, medians of "
+              f"{rounds} alternating rounds; GET /healthz latency (ms) idle and while uploads run",
+              ["server x pixel processes", "clients", "uploads", "uploads/s", "pipeline images/s", "http/pipeline",
+               "goal", "healthz p50/p99 idle", "healthz p50/p99 busy (n)", "p99 goal", "verdict"])
+    for workers, clients, done, rate, pipeline_rate, idle, busy in rows:
+        share = rate / pipeline_rate
+        goal = workers == 2
+        t.add_row(f"{workers} x {pixel_processes(workers)}", str(clients), str(done), f"{rate:.2f}",
+                  f"{pipeline_rate:.2f}", f"{share:.2f}x", f">= {GOAL_RATIO:g}x" if goal else "",
+                  f"{statistics.median(idle):.1f} / {p(idle, 0.99):.1f}",
+                  f"{statistics.median(busy):.1f} / {p(busy, 0.99):.1f} ({len(busy)})",
+                  f"< {GOAL_HEALTHZ_P99_MS:g}" if goal else "",
+                  verdict(share >= GOAL_RATIO and p(busy, 0.99) < GOAL_HEALTHZ_P99_MS if goal else None))
     console.print(t)

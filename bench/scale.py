@@ -180,7 +180,8 @@ def measure(cfg: Config, url: str, library: Library, fill_s: float) -> SizeResul
     chosen = targets(library)
     eps = chosen.endpoints
     root = Path(tempfile.mkdtemp(prefix=f"mh-scale-{library.rows}-", dir=cfg.work))
-    server = Server(root, 1, extra_env={"PIXEL_WORKERS": "0", "DEDUP_POLICY": "reject"}, database_url=url)
+    server = Server(root, {"DATABASE_URL": url, "PIXEL_WORKERS": "0", "DEDUP_POLICY": "reject", "MAKE_WEBP": "false",
+                           "UPLOAD_RATE_LIMIT": "0"})
     try:
         server.wait_ready()
         times, first_similar = time_endpoints(server.base, eps, cfg.smoke)

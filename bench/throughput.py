@@ -16,7 +16,7 @@ from queue import Empty
 from bench.common import Config, console, table
 from bench.harness import Bench
 
-FILES_FULL = ("jpeg-12mp", "jpeg-2mp", "jpeg-12mp-rot6")
+FILES_FULL = ("jpeg-12mp", "jpeg-12mp-rot6", "heic-12mp", "png-alpha-1.3mp")  # what phones send
 FILES_SMOKE = ("jpeg-1mp-rot6",)
 
 

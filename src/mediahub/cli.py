@@ -444,14 +444,20 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the HTTP API with uvicorn."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes sharing the port.", min=1, max=64)] = 1,
+) -> None:
+    """Serve the HTTP API with uvicorn (PIXEL_WORKERS unset: the cores shared among the server processes)."""
+    import os
+
     import uvicorn
 
     from mediahub.api.app import create_app
-    from mediahub.api.serving import uvicorn_options
+    from mediahub.api.serving import serving_settings, uvicorn_options
 
-    settings = load_secured_settings()
+    settings = serving_settings(load_secured_settings(), workers)
     if settings.mediahub_env == "development":
         if host not in LOOPBACK_HOSTS:
             console.print(f"[red]refusing to serve development mode on {host}: it binds to 127.0.0.1 only[/red]")
@@ -459,7 +465,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
         source = "JWT_SECRET" if load_settings().jwt_secret else f"the secret in {DEV_SECRET_FILE}"
         console.print(f"[bold yellow]DEVELOPMENT MODE (MEDIAHUB_ENV=development): tokens are signed with "
                       f"{source}; never expose this server[/bold yellow]")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **uvicorn_options(settings))
+    options = {"host": host, "port": port, "log_level": "info", **uvicorn_options(settings)}
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Each worker process builds its own app from the environment: hand it the pixel processes chosen here.
+    os.environ["PIXEL_WORKERS"] = str(settings.pixel_workers)
+    uvicorn.run("mediahub.api.app:create_app_from_environment", factory=True, workers=workers, **options)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import pytest
 
 from mediahub.errors import LimitExceeded, MediaHubError
+from mediahub.media.pixels import NICENESS, PixelWorkers
 from tests.media.conftest import make_runtime
 from tests.media.helpers import row_count, upload
 from tests.support.corpus import CORPUS_DIR
@@ -31,3 +33,17 @@ def test_uploads_through_pixel_worker_processes(sqlite_db, local_storage, tmp_pa
         assert row_count(runtime) == 2
     finally:
         runtime.ingest.pixels.close()
+
+
+def test_start_readies_every_process_before_the_first_call():
+    pixels = PixelWorkers(2)
+    try:
+        pixels.start()
+        started = pixels.pids()
+        assert len(started) == 2 and os.getpid() not in started
+        assert {pixels.run(os.getpid) for _ in range(3)} <= set(started)
+        assert sorted(pixels.pids()) == sorted(started)  # the calls found them ready; none was started for one
+        assert pixels.run(os.nice, 0) == min(19, os.nice(0) + NICENESS)  # the server's process comes first
+    finally:
+        pixels.close()
+    assert PixelWorkers(0).start() is None  # in-thread: nothing to start

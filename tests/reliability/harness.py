@@ -169,6 +169,7 @@ def status_kib(pid: int, field_name: str) -> int:
 class ServerProcess:
     env: dict[str, str]
     workdir: Path
+    args: tuple[str, ...] = ()  # more `mediahub serve` options
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
@@ -194,7 +195,7 @@ class ServerProcess:
         env.pop("CI", None)  # nothing in the server reads it; keep its environment minimal and explicit
         with self.log_path.open("ab") as log:  # a file, not a pipe: a full pipe would block the server
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mediahub.cli", "serve", "--host", HOST, "--port", str(self.port)],
+                [sys.executable, "-m", "mediahub.cli", "serve", "--host", HOST, "--port", str(self.port), *self.args],
                 cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
@@ -268,10 +269,10 @@ def server_env(database_url: str, *, s3_endpoint: str | None = None, bucket: str
 
 
 @contextmanager
-def running(env: dict[str, str], workdir: Path) -> Iterator[ServerProcess]:
+def running(env: dict[str, str], workdir: Path, args: tuple[str, ...] = ()) -> Iterator[ServerProcess]:
     workdir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(env["DATABASE_URL"])
-    server = ServerProcess(env, workdir).start()
+    server = ServerProcess(env, workdir, args).start()
     try:
         yield server
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from mediahub.api.auth import TokenVerifier
@@ -31,6 +32,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = Runtime.build(settings)
         app.state.runtime.start_sweeper()  # in-process jobs: recover what a restart left queued
+        # Before the first connection: no upload waits for a pixel process to start and import the pipeline.
+        await anyio.to_thread.run_sync(app.state.runtime.ingest.pixels.start)
         try:
             yield
         finally:
@@ -53,3 +56,9 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (ops, uploads, files, members, moderation, media):
         app.include_router(module.router)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The application over the settings in the environment: what each process of `mediahub serve --workers N`
+    builds."""
+    return create_app(Settings())

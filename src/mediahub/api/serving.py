@@ -9,13 +9,21 @@ HEADER_READ_TIMEOUT_SECONDS of its first byte (or of the connection, for the
 first request) gets 408, a connection that sent nothing is closed. After a
 refusal the connection lingers briefly, discarding input, so the client can
 read the answer instead of meeting a reset.
+
+What a server runs with (`serving_settings`): PIXEL_WORKERS, when it is not
+set, is the cores this process may use shared among the server processes (at
+least one each). Decoding in the request's thread (PIXEL_WORKERS=0) holds the
+server process's GIL for Python parts of the work: under upload load `/healthz`
+waits behind photos, and a hostile file's decode has no deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -45,12 +53,11 @@ def _refusal(status: int, code: str, detail: str, **extra: Any) -> bytes:
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol with the head of each request bounded; `limits` is set by `protocol_class`."""
+    """HttpToolsProtocol with the head of each request bounded by `limits` (given by `protocol_class`)."""
 
-    limits: ClassVar[HeadLimits]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: HeadLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.limits = limits
         self._in_head = True  # the next bytes belong to a request head
         self._head_bytes = 0  # bytes of the current head received so far (the parser holds them)
         self._head_size = 0  # request target plus header names and values, as parsed
@@ -168,11 +175,24 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
-def protocol_class(settings: Settings) -> type[BoundedHeadProtocol]:
-    """The protocol uvicorn builds per connection, with this server's head limits."""
-    return type("BoundedHeadProtocol", (BoundedHeadProtocol,), {"limits": HeadLimits.from_settings(settings)})
+def protocol_class(settings: Settings) -> functools.partial[BoundedHeadProtocol]:
+    """The protocol uvicorn builds per connection, with this server's head limits; it pickles (uvicorn hands
+    its configuration to each worker process)."""
+    return functools.partial(BoundedHeadProtocol, limits=HeadLimits.from_settings(settings))
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """What `uvicorn.run` / `uvicorn.Config` need, beside the app, host and port, to serve MediaHub."""
     return {"http": protocol_class(settings), "timeout_keep_alive": 5}
+
+
+def server_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container may narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def serving_settings(settings: Settings, server_processes: int) -> Settings:
+    """The settings a server runs with: PIXEL_WORKERS, when not set, from the cores (see the module's doc)."""
+    if "pixel_workers" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"pixel_workers": max(1, server_cores() // server_processes)})

@@ -3,8 +3,9 @@
 In a server, decoding and resizing in threads competes with the event loop for
 the GIL, so `/healthz` and small requests wait behind big photos. With
 `PIXEL_WORKERS` > 0 the pipeline steps run in that many worker processes
-instead; their inputs (a spooled file's path, options) and results (encoded
-bytes, sizes, hashes) are plain picklable values.
+instead, at a lower scheduling priority than the server; their inputs (a
+spooled file's path, options) and results (encoded bytes, sizes, hashes) are
+plain picklable values.
 
 Each worker process runs one call at a time, so a call that overruns its
 deadline (`PIXEL_DEADLINE_SECONDS`: a decoder stuck in a hostile file) is ended
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 # Imported by each worker before it takes a call, so no call's deadline pays for the imports.
 PRELOAD = ("mediahub.pipeline.image", "mediahub.pipeline.video")
 STARTUP_SECONDS = 120.0  # a worker that is not ready by then is treated as dead
+# Added to each worker's scheduling niceness: when the cores are busy with photos, the server's own
+# process (its event loop, small requests, the upload's storing and commit) is run first.
+NICENESS = 5
 STOP_SECONDS = 5.0
 
 
@@ -56,6 +60,7 @@ def _serve(connection: Connection, preload: tuple[str, ...]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One libvips thread per worker process: the processes already use every core.
     os.environ["VIPS_CONCURRENCY"] = "1"
+    os.nice(NICENESS)
     for name in preload:
         importlib.import_module(name)
     try:
@@ -104,15 +109,21 @@ class _Worker:
         except (EOFError, OSError):
             raise _WorkerDied from None
 
-    def call(self, function: Callable[..., Any], args: tuple[Any, ...],
-             deadline: float | None) -> tuple[bool, Any]:
-        """(True, result) or (False, the exception the function raised)."""
+    def wait_ready(self) -> bool:
+        """Whether the process has imported the pipeline and waits for calls (waiting for it, up to a limit)."""
         if not self._ready:
             try:
                 self._receive(STARTUP_SECONDS)
             except (_DeadlineExceeded, _WorkerDied):
-                raise _NotSent from None
+                return False
             self._ready = True
+        return True
+
+    def call(self, function: Callable[..., Any], args: tuple[Any, ...],
+             deadline: float | None) -> tuple[bool, Any]:
+        """(True, result) or (False, the exception the function raised)."""
+        if not self.wait_ready():
+            raise _NotSent
         try:
             self._connection.send((function, args))
         except OSError:
@@ -132,7 +143,7 @@ class _Worker:
 class PixelWorkers:
     """Runs pipeline calls in the calling thread (`processes == 0`) or in `processes` worker processes.
 
-    Processes start on first use; a call waits for a free one. A call in a process
+    Processes start on first use, or all at once with `start`; a call waits for a free one. A call in a process
     that takes longer than `deadline_seconds` ends with 422 `processing_timeout`;
     one whose process died ends with 503 `pixel_worker_lost`. The slot gets a new
     process at once in both cases.
@@ -183,6 +194,27 @@ class PixelWorkers:
     def _lost() -> Unavailable:
         return Unavailable("the process working on this upload stopped; the upload was not stored, try again",
                            code="pixel_worker_lost")
+
+    def start(self) -> None:
+        """Start every process now and wait until each is ready, so no call pays for a start. A process that
+        cannot start, or dies meanwhile, is left to the next call (or `check`) to replace."""
+        with self._changed:
+            if self._closed:
+                return
+            starting = [self._replace(w) if w is None or not w.alive() else w for w in self._idle]
+            self._idle = []  # out of reach of calls until ready (they wait, as for a busy pool)
+        try:
+            for worker in starting:
+                if worker is not None:
+                    worker.wait_ready()
+        finally:
+            with self._changed:
+                for worker in starting:
+                    if self._closed and worker is not None:
+                        worker.stop(kill=True)
+                    elif not self._closed:
+                        self._idle.append(worker)
+                self._changed.notify_all()
 
     def _checkout(self) -> _Worker:
         with self._changed:
