@@ -147,12 +147,12 @@ def time_endpoints(base: str, eps: list[Endpoint], smoke: bool) -> tuple[dict[st
     budget, least, most = (1.0, 3, 10) if smoke else (20.0, 3, 300)
     samples: dict[str, list[float]] = {e.name: [] for e in eps}
     with httpx.Client(base_url=base, timeout=600.0) as http:
-        similar = eps[-1].calls[0]
+        similar = next(e for e in eps if e.key == "similar")
         started = time.perf_counter()
-        _get(http, *similar)
+        _get(http, *similar.calls[0])
         first_similar = (time.perf_counter() - started) * 1000
-        for e in eps[:-1]:  # warm-up: connections, compiled statements, the first rows read (/similar had its own)
-            for call in e.calls[:2]:
+        for e in eps:  # warm-up: connections, compiled statements, the first rows read (/similar had its own)
+            for call in e.calls[:2] if e is not similar else ():
                 _get(http, *call)
         for n in range(most):
             active = [e for e in eps if len(samples[e.name]) < least or sum(samples[e.name]) < budget * 1000]
@@ -318,7 +318,10 @@ def run(cfg: Config) -> None:
             for rows in sizes:
                 fill_s = _grow(library, rows)
                 console.print(f"scale: {size_label(rows)} rows filled in {fill_s:.0f} s", markup=False)
+                started = time.perf_counter()
                 results.append(measure(cfg, url, library, fill_s))
+                console.print(f"scale: {size_label(rows)} measured in {time.perf_counter() - started:.0f} s",
+                              markup=False)
             pg_plans = plans(url, results[-1].targets.endpoints, cfg.work)
         finally:
             engine.dispose()
@@ -396,9 +399,9 @@ def print_lookup(results: list[SizeResult]) -> None:
          None if at_goal is None else p(at_goal.lookup["global_ms"], 0.99) < LOOKUP_GOAL_MS),
         ("duplicate lookup, entity scope (the default), a typical gallery, ms p50 / p99 (N)",
          lambda r: _p50_p99(r.lookup["entity_ms"]), "-", None),
-        ("first lookup in a fresh worker (loads the index), ms", lambda r: f"{r.lookup['first_ms']:,.0f}",
+        ("a fresh worker's index load (its first lookup pays it), ms", lambda r: f"{r.lookup['load_ms']:,.0f}",
          f"< {LOAD_GOAL_MS / 1000:.0f} s (not multi-second)",
-         None if at_goal is None else at_goal.lookup["first_ms"] < LOAD_GOAL_MS),
+         None if at_goal is None else at_goal.lookup["load_ms"] < LOAD_GOAL_MS),
         ("first /similar after the server starts, ms", lambda r: f"{r.first_similar_ms:,.0f}",
          f"< {LOAD_GOAL_MS / 1000:.0f} s (not multi-second)",
          None if at_goal is None else at_goal.first_similar_ms < LOAD_GOAL_MS),

@@ -11,8 +11,8 @@ flagged, the rest rejected), media type, store, byte size, pixel size, uploader 
 upload most), creation time over six years, SHA-256, pixel digest, and the pHash bands
 (uniformly random: few near neighbours, as in a library of distinct photos). The stored
 64x64 fingerprint thumbnails come from a pool of smooth random pictures. Each item gets five
-variant rows, approved items one open report in a thousand (every flagged item one), and
-each entity an owner.
+variant rows, approved items one open report in a thousand (every flagged item one), one item
+in a hundred a closed report, and each entity an owner.
 """
 
 from __future__ import annotations
@@ -190,11 +190,17 @@ FROM media_items m CROSS JOIN scale_variant_names v WHERE m.id > :after
 
 
 def _reports_insert(d: Dialect) -> str:
-    open_ = d.true()
+    """Open reports (every flagged item, one approved item in a thousand) and the closed ones that pile up
+    (one item in a hundred had a report a moderator dismissed)."""
     return f"""
-INSERT INTO media_reports (media_id, reporter, reason, open_marker, created_at)
-SELECT id, CONCAT('USR-R', MOD(id, 977)), 'not this listing', {open_}, created_at FROM media_items
-WHERE id > :after AND (moderation_status = 'flagged' OR (moderation_status = 'approved' AND MOD(id, 1000) = 7))
+INSERT INTO media_reports (media_id, reporter, reason, open_marker, resolution, created_at, closed_at)
+SELECT id, CONCAT('USR-R', MOD(id, 977)), 'not this listing',
+       CASE WHEN MOD(id, 100) = 3 THEN NULL ELSE {d.true()} END,
+       CASE WHEN MOD(id, 100) = 3 THEN 'dismissed' END, created_at,
+       CASE WHEN MOD(id, 100) = 3 THEN created_at END
+FROM media_items
+WHERE id > :after AND (moderation_status = 'flagged' OR (moderation_status = 'approved' AND MOD(id, 1000) = 7)
+                       OR MOD(id, 100) = 3)
 """
 
 

@@ -220,13 +220,14 @@ def test_0010_fills_the_usage_totals_from_the_rows(database_url: str) -> None:
     assert "media_usage" not in _table_names(database_url)
 
 
-def test_0009_orders_the_entity_index_by_id_and_indexes_the_moderation_queue(database_url: str) -> None:
+def test_0009_extends_the_entity_index_and_indexes_the_moderation_queue(database_url: str) -> None:
     migrate.upgrade(database_url, "0008")
     assert _indexes(database_url, "media_items")["ix_media_moderation_status"] == ["moderation_status"]
 
     migrate.upgrade(database_url, "0009")
     items, reports = _indexes(database_url, "media_items"), _indexes(database_url, "media_reports")
-    assert items["ix_media_entity"] == ["entity_type", "parent_id", "entity_id", "entity_field", "position", "id"]
+    assert items["ix_media_entity"] == ["entity_type", "parent_id", "entity_id", "entity_field", "position", "id",
+                                        "moderation_status"]
     assert items["ix_media_moderation_queue"] == ["moderation_status", "created_at", "id"]
     assert "ix_media_moderation_status" not in items
     assert reports["ix_reports_open"] == ["open_marker", "media_id"]

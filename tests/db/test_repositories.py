@@ -151,17 +151,20 @@ def test_add_appends_to_each_field(db: Database) -> None:
         ({"field": "gallery"}, ["gal0", "gal1", "gal2"]),
         ({"moderation_status": "approved"}, ["floor0", "gal0"]),
         ({"statuses_visible": {"approved", "flagged"}}, ["floor0", "gal0", "gal2"]),
+        # Strangers see the approved items and their own uploads, whatever their status (alice's one counted once).
+        ({"statuses_visible": {"approved"}, "visible_to_uploader": "alice"}, ["floor0", "gal0", "gal1"]),
+        ({"statuses_visible": {"approved"}, "visible_to_uploader": "bob"}, ["floor0", "gal0"]),
         ({"is_primary": True}, ["gal1"]),
         ({"is_primary": False, "field": "gallery"}, ["gal0", "gal2"]),
         ({"offset": 1, "limit": 2}, ["gal0", "gal1"]),
     ],
-    ids=["all", "field", "status", "visible", "primary", "not-primary", "page"],
+    ids=["all", "field", "status", "visible", "own-uploads", "stranger", "primary", "not-primary", "page"],
 )
 def test_list_for_entity(db: Database, filters: dict[str, Any], expected: list[str]) -> None:
     add_items(
         db,
-        make_item(public_id="gal0", moderation_status="approved"),
-        make_item(public_id="gal1", is_primary=True),
+        make_item(public_id="gal0", moderation_status="approved", uploaded_by="alice"),
+        make_item(public_id="gal1", is_primary=True, uploaded_by="alice"),
         make_item(public_id="floor0", entity_field="floorplan", moderation_status="approved"),
         make_item(public_id="gal2", moderation_status="flagged"),
         make_item(public_id="other", entity_id="L2", moderation_status="approved"),

@@ -158,8 +158,10 @@ class MediaItem(Base):
         UniqueConstraint("entity_type", "parent_id", "entity_id", "entity_field", "primary_marker",
                          name="uq_media_one_primary"),
         # parent_id second: a parent's nested items (a community's amenities) are one range too. In gallery
-        # order to the last column (id breaks ties), so a page of an entity is read in order, never sorted.
-        Index("ix_media_entity", "entity_type", "parent_id", "entity_id", "entity_field", "position", "id"),
+        # order (id breaks ties), so a page of an entity is read in order, never sorted; moderation_status
+        # last, so what a stranger may see of an entity is counted from the index without reading its rows.
+        Index("ix_media_entity", "entity_type", "parent_id", "entity_id", "entity_field", "position", "id",
+              "moderation_status"),
         Index("ix_media_is_primary", "is_primary"),
         # The moderation queue reads each status oldest first, a page at a time.
         Index("ix_media_moderation_queue", "moderation_status", "created_at", "id"),

@@ -122,12 +122,16 @@ class MediaRepository:
             conditions.append(MediaItem.moderation_status == moderation_status)
         if is_primary is not None:
             conditions.append(MediaItem.is_primary.is_(is_primary))
+        # What the caller sees, as disjoint parts: the visible statuses, and their own uploads of the others.
+        parts: list[tuple[ColumnElement[bool], ...]] = [()]
         if statuses_visible is not None:
-            visible = MediaItem.moderation_status.in_(sorted(statuses_visible))
+            shown = sorted(statuses_visible)
+            parts = [(MediaItem.moderation_status.in_(shown),)]
             if visible_to_uploader is not None:
-                visible = or_(visible, MediaItem.uploaded_by == visible_to_uploader)
-            conditions.append(visible)
-        total = self.session.scalar(select(func.count(MediaItem.id)).where(*conditions)) or 0
+                parts.append((MediaItem.uploaded_by == visible_to_uploader, MediaItem.moderation_status.not_in(shown)))
+        total = self._count_parts(conditions, parts)
+        if statuses_visible is not None:
+            conditions.append(or_(*(and_(*part) for part in parts)))
         gallery_order = (MediaItem.entity_field, MediaItem.position, MediaItem.id)
         if nested_types:
             order = (case((own, 0), else_=1), MediaItem.entity_type, MediaItem.entity_id, *gallery_order)
@@ -136,6 +140,16 @@ class MediaRepository:
             order = gallery_order
         page = select(MediaItem).where(*conditions).order_by(*order).offset(offset).limit(limit)
         return list(self.session.scalars(page)), total
+
+    def _count_parts(self, conditions: list[ColumnElement[bool]],
+                     parts: list[tuple[ColumnElement[bool], ...]]) -> int:
+        """Rows matching `conditions` and one of the disjoint `parts`, each part counted through its own
+        index (an entity's statuses from ix_media_entity alone, a caller's own uploads through
+        ix_media_uploaded_by, a status of the queue from ix_media_moderation_queue), where one OR of
+        them would read every row of the entity, or of the table."""
+        selects = [select(MediaItem.id).where(*conditions, *part) for part in parts]
+        counted = (selects[0] if len(selects) == 1 else union_all(*selects)).subquery()
+        return self.session.scalar(select(func.count()).select_from(counted)) or 0
 
     def set_primary(self, item: MediaItem) -> None:
         """Make `item` the only primary of its entity field, or record its claim.
@@ -277,8 +291,7 @@ class MediaRepository:
         reported = select(MediaReport.media_id).where(MediaReport.open_marker.is_not(None))
         sources = [(MediaItem.moderation_status == status,) for status in MODERATION_QUEUE_STATUSES]
         sources.append((MediaItem.id.in_(reported), MediaItem.moderation_status.not_in(MODERATION_QUEUE_STATUSES)))
-        counted = union_all(*(select(MediaItem.id).where(*source) for source in sources)).subquery()
-        total = self.session.scalar(select(func.count()).select_from(counted)) or 0
+        total = self._count_parts([], sources)
         heads = [select(MediaItem.id, MediaItem.created_at).where(*source)
                  .order_by(MediaItem.created_at, MediaItem.id).limit(offset + limit).subquery() for source in sources]
         waiting = union_all(*(select(head.c.id, head.c.created_at) for head in heads)).subquery()
