@@ -10,11 +10,14 @@ row a centre (bits biased like real pHashes) with ~5 bits flipped, queried near 
 centres (long runs, many matches). Then fresh processes (what a server or worker is
 after a restart) each open the index and time it:
 
-* `first` - an empty DEDUP_INDEX_DIR: it reads every row and writes the file;
-* `restart` - two processes at once on the file `first` left: open time (no table read),
-  lookup p50/p99 (`lookup` at T=14 and T=8, and `candidates` at T=14 for a picture: an
-  upload's question), and each one's RSS / PSS / USS (private) after the lookups;
-* `old` (`--baseline-src`: a checkout's src/ of the in-memory index) - the same in one process.
+* `first` - an empty DEDUP_INDEX_DIR: it reads every row and writes the file, then keeps it mapped;
+* `restart` - a process opening the file `first` left (no table read), while `first` still maps it.
+
+Each reports its open time (its first sync), lookup p50/p99 (`lookup` at T=14 and T=8, and
+`candidates` at T=14 for a picture: an upload's question), and its memory after the lookups:
+RSS, PSS, anonymous (its own heap: `+anon` is what opening and using the index added) and
+mapped file pages (page cache, one copy for the host). `old` (`--baseline-src`: a checkout's
+src/ of the in-memory index) runs the same alone.
 
 `--db-side` adds option (b): a band lookup in SQL (the four whole-hash bands indexed),
 its candidate rows and time at T=14. A few lookups are checked against a linear scan in
@@ -173,7 +176,9 @@ def pictures(count: int, seed: int) -> list[Fingerprint]:
 
 
 def memory() -> dict[str, float]:
-    """This process's RSS, PSS and USS (private pages), and its peak RSS, in MiB."""
+    """This process's memory in MiB: RSS; its anonymous part (heap: this process's alone, whoever else
+    runs) and its mapped-file part (page cache, one copy for every process mapping the file); PSS
+    (each shared page divided among the processes mapping it); peak RSS."""
     values = {}
     with open("/proc/self/smaps_rollup") as fh:
         for line in fh:
@@ -181,9 +186,9 @@ def memory() -> dict[str, float]:
             if len(parts) == 3 and parts[2] == "kB":
                 values[parts[0].rstrip(":")] = int(parts[1]) / 1024
     with open("/proc/self/status") as fh:
-        peak = next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:"))
-    return {"rss": values["Rss"], "pss": values["Pss"], "uss": values["Private_Clean"] + values["Private_Dirty"],
-            "peak": peak}
+        status = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in fh if line.endswith("kB\n")}
+    return {"rss": values["Rss"], "pss": values["Pss"], "anon": status["RssAnon"], "file": status["RssFile"],
+            "peak": status["VmHWM"]}
 
 
 def _percentiles(times: list[float]) -> tuple[float, float]:
@@ -225,24 +230,48 @@ def child(spec: dict) -> dict:
     out["candidates14"] = _percentiles(times)
     out["candidate_ids"] = statistics.median(sizes)
     out["check"] = {str(q): sorted(index.lookup("w", q, 14)) for q in queries[:3]}
-    time.sleep(spec.get("linger", 0.0))  # the other process of a pair maps the file too while memory is read
     out["memory"] = memory()
-    out["memory"]["index_uss"] = out["memory"]["uss"] - before["uss"]  # what opening and using the index added
+    out["memory"]["index_anon"] = out["memory"]["anon"] - before["anon"]  # what opening and using the index added
     out["private_arrays_mb"] = index.nbytes / 2**20
     out["file_mb"] = getattr(index, "file_bytes", 0) / 2**20
+    if spec.get("hold"):  # keep the file mapped until told: the next process's PSS shows the sharing
+        print(json.dumps(out), flush=True)
+        deadline = time.monotonic() + 3600
+        while not Path(spec["hold"]).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
     index.close()
     db.engine.dispose()
     return out
 
 
-def run_children(specs: list[dict], src: Path) -> list[dict]:
+def start_child(spec: dict, src: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{ROOT}")
-    processes = [subprocess.Popen([sys.executable, "-m", "bench.dedup_lookup", "--child", json.dumps(spec)],
-                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for spec in specs]
-    outs = [p.communicate()[0] for p in processes]
-    if any(p.returncode for p in processes):
+    return subprocess.Popen([sys.executable, "-m", "bench.dedup_lookup", "--child", json.dumps(spec)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def run_child(spec: dict, src: Path) -> dict:
+    process = start_child(spec, src)
+    out = process.communicate()[0]
+    if process.returncode:
         raise RuntimeError("a bench child failed")
-    return [json.loads(out.strip().splitlines()[-1]) for out in outs]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def processes_in_turn(spec: dict, src: Path, directory: str) -> list[tuple[str, dict]]:
+    """`first` writes the file and keeps it mapped while `restart` opens it and runs (alone on the CPU)."""
+    release = Path(directory) / "release"
+    holder = start_child(spec | {"hold": str(release)}, src)
+    assert holder.stdout is not None
+    first = json.loads(holder.stdout.readline())
+    try:
+        restart = run_child(spec, src)
+    finally:
+        release.touch()
+        holder.communicate()
+    if holder.returncode:
+        raise RuntimeError("a bench child failed")
+    return [("first", first), ("restart", restart)]
 
 
 # ---------------------------------------------------------------------------- SQL: reference and option (b)
@@ -316,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Dedup lookup: {kind}, {os.cpu_count()} cores; goals: p99 < {GOAL_MS:.0f} ms, "
           f"per-process private memory <= {GOAL_MB:.0f} MB at 10^7; times in ms, memory in MiB")
     print(f"{'dist':9s} {'rows':>9s} {'process':8s} {'open s':>7s} {'T14 p50':>8s} {'T14 p99':>8s} {'T8 p99':>7s} "
-          f"{'upload p50':>10s} {'upload p99':>10s} {'cand':>6s} {'RSS':>7s} {'PSS':>7s} {'USS':>7s} {'+USS':>7s} "
+          f"{'upload p50':>10s} {'upload p99':>10s} {'cand':>6s} {'RSS':>7s} {'PSS':>7s} {'anon':>7s} {'+anon':>7s} {'mapped':>7s} "
           f"{'peak':>7s} {'file':>7s}")
     for distribution in args.distributions.split(","):
         rng = np.random.default_rng(6)
@@ -335,16 +364,15 @@ def main(argv: list[str] | None = None) -> None:
                 with tempfile.TemporaryDirectory(prefix="mh-dedup-index-") as directory:
                     spec = {"url": db.url.render_as_string(hide_password=False), "directory": directory,
                             "queries": [str(q) for q in queries]}
-                    rows = [("first", run_children([spec], src)[0])]
-                    rows += [("restart", out) for out in run_children([spec | {"linger": 2.0}] * 2, src)]
+                    rows = processes_in_turn(spec, src, directory)
                     if args.baseline_src:
-                        rows.append(("old", run_children([spec], args.baseline_src)[0]))
+                        rows.append(("old", run_child(spec, args.baseline_src)))
                 for name, out in rows:
                     m = out["memory"]
                     print(f"{distribution:9s} {size:9d} {name:8s} {out['open_s']:7.2f} {out['lookup14'][0]:8.2f} "
                           f"{out['lookup14'][1]:8.2f} {out['lookup8'][1]:7.2f} {out['candidates14'][0]:10.2f} "
                           f"{out['candidates14'][1]:10.2f} {out['candidate_ids']:6.0f} {_mb(m['rss'])} "
-                          f"{_mb(m['pss'])} {_mb(m['uss'])} {_mb(m['index_uss'])} {_mb(m['peak'])} {_mb(out['file_mb'])}", flush=True)
+                          f"{_mb(m['pss'])} {_mb(m['anon'])} {_mb(m['index_anon'])} {_mb(m['file'])} {_mb(m['peak'])} {_mb(out['file_mb'])}", flush=True)
                 if any(out["check"] != rows[0][1]["check"] for _, out in rows):
                     raise AssertionError("processes disagree")
                 if kind == "postgresql":

@@ -113,15 +113,19 @@ class _Delta:
         n = self.count
         return np.flatnonzero(self.live[:n] & (np.bitwise_count(self.hashes[k, :n] ^ np.uint64(value)) <= threshold))
 
-    def band_equal(self, k: int, wanted: list[np.ndarray]) -> np.ndarray:
+    def crop_matches(self, k: int, windows: np.ndarray, threshold: int) -> np.ndarray:
         n = self.count
         hit = np.zeros(n, dtype=bool)
         member = np.zeros(BAND_VALUES, dtype=bool)
-        for b, values in enumerate(wanted):
+        for b in range(BANDS):
+            wanted = _band(windows, b)
             member[:] = False
-            member[values] = True
-            hit |= member[_band(self.hashes[k, :n], b)]
-        return np.flatnonzero(hit & self.live[:n])
+            member[wanted] = True
+            values = _band(self.hashes[k, :n], b)
+            rows = np.flatnonzero(member[values] & self.live[:n])  # few: rows sharing band b with a window
+            near = np.bitwise_count(self.hashes[k, rows, None] ^ windows[None, :]) <= threshold
+            hit[rows[(near & (values[rows, None] == wanted[None, :])).any(axis=1)]] = True
+        return np.flatnonzero(hit)
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """The live rows' ids (ascending) and hashes [kind, row]."""
@@ -288,18 +292,17 @@ class DedupIndex:
         return dict(zip(ids.tolist(), distances.tolist(), strict=True))
 
     def candidates(self, fingerprint: Fingerprint, threshold: int) -> set[int]:
-        """Ids worth a full comparison with `fingerprint`: whole or centre hash within `threshold`,
-        or a stored centre with a band equal to that band of one of its crop windows."""
+        """Ids worth a full comparison with `fingerprint`: whole or centre hash within `threshold`, or a
+        stored centre within `threshold` of one of its crop windows with which it shares a band."""
         windows = np.array([w.hash for w in fingerprint.windows], dtype=np.uint64)
-        wanted = [np.unique(_band(windows, b)) for b in range(BANDS)]
+        hashes = (fingerprint.whole.hash, fingerprint.centre.hash)
         with self._lock:
             state = self._synced()
-            ids = [state.file.ids[state.live(state.file.within(k, value, threshold))]
-                   for k, value in enumerate((fingerprint.whole.hash, fingerprint.centre.hash))]
-            ids += [state.delta.ids[state.delta.within(k, value, threshold)]
-                    for k, value in enumerate((fingerprint.whole.hash, fingerprint.centre.hash))]
-            ids += [state.file.ids[state.live(state.file.band_equal(1, wanted))],
-                    state.delta.ids[state.delta.band_equal(1, wanted)]]
+            file, delta = state.file, state.delta
+            ids = [file.ids[state.live(file.within(k, value, threshold))] for k, value in enumerate(hashes)]
+            ids += [delta.ids[delta.within(k, value, threshold)] for k, value in enumerate(hashes)]
+            ids += [file.ids[state.live(file.crop_matches(1, windows, threshold))],
+                    delta.ids[delta.crop_matches(1, windows, threshold)]]
         return set(np.concatenate(ids).tolist())
 
     # -------------------------------------------------------------- upkeep
@@ -336,6 +339,12 @@ class DedupIndex:
         """Bytes of this process's own arrays (the changes beside the file; 0 before the first lookup)."""
         with self._lock:
             return 0 if self._state is None else self._state.nbytes
+
+    @property
+    def generation(self) -> int:
+        """Which file this index answers from (each one written gets the next number; 0 before the first lookup)."""
+        with self._lock:
+            return 0 if self._state is None else self._state.file.generation
 
     @property
     def file_bytes(self) -> int:

@@ -4,7 +4,8 @@ One file per database, written whole by one process (a temporary file beside it,
 atomic rename, under an fcntl lock on `<file>.lock`), then opened read-only with numpy
 memmap by every process of the host: the page cache holds one copy of it however many
 processes map it, and opening it reads nothing from the database. What changed since it
-was written is each process's own (dedup/index.py).
+was written is each process's own (dedup/index.py). A file is never changed in place:
+truncating a mapped file would kill the processes reading it (SIGBUS).
 
 Layout: HEADER_BYTES of header (MAGIC, the length and CRC-32 of a JSON document: format,
 database identity, where the rows stand - watermark, re-read time, the ids still missing -
@@ -22,7 +23,7 @@ the runs would hold much of the table, it scans every hash instead). The keys ar
 log2(rows) bits wide, where the runs are shortest for the values enumerated: the four
 16-bit bands below WIDE_FROM rows, three keys of 21, 21 and 22 bits from there on (each a
 band and some bits of the last one). Every band is also the leading field of some table
-of the centre hash, for the crop windows' band-equality lookups (`band_equal`).
+of the centre hash, for the crop windows' lookups (`crop_matches`).
 """
 
 from __future__ import annotations
@@ -305,13 +306,18 @@ class IndexFile:
                 found.append(self._order[t][at[np.bitwise_count(self._sorted[t][at] ^ target) <= threshold]])
         return np.unique(np.concatenate(found))
 
-    def band_equal(self, k: int, wanted: list[np.ndarray]) -> np.ndarray:
-        """Positions of the rows with band b of their kind-k hash in wanted[b], for some b."""
+    def crop_matches(self, k: int, windows: np.ndarray, threshold: int) -> np.ndarray:
+        """Positions of the rows whose kind-k hash has a band equal to that band of one of `windows`
+        (uint64 hashes) and is within `threshold` of that window."""
         found = []
-        for band, values in zip(BAND_KEYS, wanted, strict=True):
+        for b, band in enumerate(BAND_KEYS):
             t = next(t for t, (kind, key) in enumerate(self.tables) if kind == k and key[0] == band[0])
             rest = width(self.tables[t][1]) - BAND_BITS
-            found.append(self._order[t][runs(self._starts[t][values << rest], self._starts[t][(values + 1) << rest])])
+            values = key_values(windows, band)
+            lo, hi = self._starts[t][values << rest], self._starts[t][(values + 1) << rest]
+            at = runs(lo, hi)
+            targets = np.repeat(windows, hi - lo)
+            found.append(self._order[t][at[np.bitwise_count(self._sorted[t][at] ^ targets) <= threshold]])
         return np.unique(np.concatenate(found))
 
 
