@@ -121,8 +121,8 @@ def _columns(hashes: np.ndarray, start: int, prefix: str) -> list[dict]:
     return rows
 
 
-def fill(db: Database, hashes: np.ndarray, start: int, prefix: str) -> None:
-    """Insert rows with these whole hashes (centre: the whole one with a fixed XOR)."""
+def insert_rows(db: Database, hashes: np.ndarray, start: int, prefix: str) -> None:
+    """Insert rows with these whole hashes (centre: the whole one with a fixed XOR), in one transaction."""
     if db.engine.dialect.name != "postgresql":
         with db.engine.begin() as connection:
             for at in range(0, len(hashes), 10_000):
@@ -138,19 +138,25 @@ def fill(db: Database, hashes: np.ndarray, start: int, prefix: str) -> None:
     raw = db.engine.raw_connection()
     try:
         with raw.cursor() as cursor:
-            for at in range(0, len(hashes), BATCH):
-                chunk = hashes[at:at + BATCH]
-                parts = [(chunk >> np.uint64(48 - 16 * i)) & np.uint64(0xFFFF) for i in range(4)]
-                lines = []
-                for offset, (a, b, c, d) in enumerate(zip(*(p.tolist() for p in parts), strict=True)):
-                    n = start + at + offset
-                    lines.append(f"{prefix}{n:012d}\t{fixed.format(f'E{n % 5000}')}\t{a}\t{b}\t{c}\t{d}\t"
-                                 f"{a ^ 0x5A5A}\t{b ^ 0x5A5A}\t{c ^ 0x5A5A}\t{d ^ 0x5A5A}\n")
-                with cursor.copy(f"COPY media_items ({', '.join(names)}) FROM STDIN") as copy:
-                    copy.write("".join(lines))
+            parts = [(hashes >> np.uint64(48 - 16 * i)) & np.uint64(0xFFFF) for i in range(4)]
+            lines = []
+            for offset, (a, b, c, d) in enumerate(zip(*(p.tolist() for p in parts), strict=True)):
+                n = start + offset
+                lines.append(f"{prefix}{n:012d}\t{fixed.format(f'E{n % 5000}')}\t{a}\t{b}\t{c}\t{d}\t"
+                             f"{a ^ 0x5A5A}\t{b ^ 0x5A5A}\t{c ^ 0x5A5A}\t{d ^ 0x5A5A}\n")
+            with cursor.copy(f"COPY media_items ({', '.join(names)}) FROM STDIN") as copy:
+                copy.write("".join(lines))
         raw.commit()
     finally:
         raw.close()
+
+
+def fill(db: Database, rng: np.random.Generator, count: int, start: int, distribution: str, centres: np.ndarray,
+         queries: np.ndarray) -> None:
+    """Insert `count` synthetic rows after the `start` there are, BATCH rows a transaction."""
+    for at in range(0, count, BATCH):
+        size = min(BATCH, count - at)
+        insert_rows(db, synthetic(rng, size, distribution, centres, queries), start + at, distribution[0])
 
 
 def settle(db: Database) -> None:
@@ -358,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
                 stored = session.query(MediaItem).count()
             for size in sizes:
                 if stored < size:
-                    fill(db, synthetic(rng, size - stored, distribution, centres, queries), stored, distribution[0])
+                    fill(db, rng, size - stored, stored, distribution, centres, queries)
                     stored = size
                     settle(db)
                 with tempfile.TemporaryDirectory(prefix="mh-dedup-index-") as directory:

@@ -67,11 +67,14 @@ def test_file_lookups_equal_a_linear_scan_with_either_key_layout(files, pick, fl
         assert file.rows.watermark == 3 * ROWS and file.rows.gaps.tolist() == [7, 8]
         for threshold in thresholds:
             assert file.within(kind, query, threshold).tolist() == np.flatnonzero(distances <= threshold).tolist()
-            expected = [p for p in range(ROWS) if any(  # crop windows are matched against stored centres
-                (int(hashes[1, p]) ^ int(w)).bit_count() <= threshold
-                and any((int(hashes[1, p]) >> s) & 0xFFFF == (int(w) >> s) & 0xFFFF for s in (0, 16, 32, 48))
-                for w in windows)]
-            assert file.crop_matches(1, windows, threshold).tolist() == expected
+            # Crop windows are matched against stored centres: every (centre, window) pair compared.
+            near = np.bitwise_count(hashes[1, :, None] ^ windows[None, :]) <= threshold
+            same_band = np.zeros_like(near)
+            for shift in (0, 16, 32, 48):
+                band = lambda h: (h >> np.uint64(shift)) & np.uint64(0xFFFF)  # noqa: E731
+                same_band |= band(hashes[1, :, None]) == band(windows[None, :])
+            expected = np.flatnonzero((near & same_band).any(axis=1))
+            assert file.crop_matches(1, windows, threshold).tolist() == expected.tolist()
 
 
 # ---------------------------------------------------------------------------- indexes over one database
