@@ -31,6 +31,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import json
+import math
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -100,6 +101,10 @@ def ball(radius: int, bits: int) -> np.ndarray:
         for positions in itertools.combinations(range(bits), flips):
             masks.append(sum(1 << p for p in positions))
     return np.array(masks, dtype=np.intp)
+
+
+def ball_size(radius: int, bits: int) -> int:
+    return sum(math.comb(bits, flips) for flips in range(radius + 1))
 
 
 def key_values(hashes: np.ndarray, key: Key) -> np.ndarray:
@@ -293,7 +298,7 @@ class IndexFile:
         radii = key_radii(threshold, len(tables))
         if max(radii) < 0:  # a negative threshold
             return np.empty(0, dtype=np.int64)
-        reads = sum(len(ball(r, width(self.tables[t][1]))) * (1 + (self.count >> width(self.tables[t][1])))
+        reads = sum(ball_size(r, width(self.tables[t][1])) * (1 + (self.count >> width(self.tables[t][1])))
                     for t, r in zip(tables, radii, strict=True) if r >= 0)
         if reads * SCAN_SHARE > self.count:
             return np.flatnonzero(np.bitwise_count(self.hashes[k] ^ target) <= threshold)
