@@ -502,7 +502,6 @@ class DedupIndex:
             since = started - timedelta(seconds=UPDATE_OVERLAP_SECONDS)
             write(self.path, self.identity, count, fill, Rows(last, _iso(since), gaps, started_at, started_at),
                   generation)
-            del table
         finally:
             scratch.unlink(missing_ok=True)
 
