@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -46,3 +48,10 @@ def test_a_bad_setting_fails_naming_it(monkeypatch, name, value):
 def test_sizes_need_unique_names():
     with pytest.raises(ValueError):
         parse_image_sizes("a:10,a:20")
+
+
+def test_the_dedup_index_lives_in_its_own_setting_else_temp_dir_else_var(tmp_path):
+    assert Settings(_env_file=None).dedup_index_directory == Path("var") / "dedup-index"
+    assert Settings(_env_file=None, temp_dir=tmp_path).dedup_index_directory == tmp_path / "dedup-index"
+    chosen = tmp_path / "shared"
+    assert Settings(_env_file=None, temp_dir=tmp_path, dedup_index_dir=chosen).dedup_index_directory == chosen

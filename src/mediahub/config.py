@@ -147,9 +147,12 @@ class Settings(BaseSettings):
     dedup_policy: Literal["reject", "flag", "allow"] = "reject"
     # Whether an upload may pass allow_duplicate=True to skip the check.
     dedup_allow_override: bool = True
-    # Each process keeps the stored pHashes in memory (dedup/index.py), synced before every
-    # lookup; a full reload this often (in the background) drops rows deleted since.
+    # The stored pHashes live in one file per database (dedup/indexfile.py), mapped by every process
+    # of the host and synced from the database before every lookup; every row is read again into a
+    # new file this often (in the background, by one process) to drop rows deleted since.
     dedup_index_rebuild_seconds: float = Field(3600.0, gt=0)
+    # Where that file is kept (`dedup_index_directory`): a directory every process of the host can write.
+    dedup_index_dir: Path | None = None
 
     # HTTP limits before authentication, and upload abuse (api/serving.py, api/middleware.py, api/ratelimit.py).
     max_json_body_bytes: int = Field(1 * MB, ge=1024, le=64 * MB)  # every body but the streamed multipart uploads
@@ -250,6 +253,15 @@ class Settings(BaseSettings):
         if self.queue_url and self.queue_url.startswith(("redis://", "rediss://")):
             return self.queue_url
         return None
+
+    @property
+    def dedup_index_directory(self) -> Path:
+        """DEDUP_INDEX_DIR; unset: `dedup-index` in TEMP_DIR when that is set (the service's own scratch
+        disk), else in var/ beside the default database and media, where it outlives a reboot. The file
+        is a cache of the database: losing it costs one full read of the hashes."""
+        if self.dedup_index_dir is not None:
+            return self.dedup_index_dir
+        return (self.temp_dir or Path("var")) / "dedup-index"
 
     @property
     def is_sqlite(self) -> bool:

@@ -31,7 +31,7 @@ class Runtime:
     storage: Storage
     tasks: TaskContext
     jobs: Dispatcher
-    # Near-duplicate lookups (uploader and global scopes): this process's copy, loaded on first use.
+    # Near-duplicate lookups (uploader and global scopes): the host's shared index file, opened on first use.
     dedup_index: DedupIndex
     ingest: IngestService
     sweeper: Sweeper | None = None
@@ -45,7 +45,7 @@ class Runtime:
         """The services over a given database and store, with the job dispatcher the settings choose."""
         tasks = TaskContext(settings, database, storage)
         jobs = build_dispatcher(tasks)
-        dedup_index = DedupIndex(database, settings.dedup_index_rebuild_seconds)
+        dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)
         ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index)
         return cls(settings, database, storage, tasks, jobs, dedup_index, ingest)
 

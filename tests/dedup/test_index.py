@@ -1,11 +1,12 @@
-"""The in-memory index returns exactly what a linear scan of the database returns, at every threshold,
-as rows are inserted (in and out of id order), updated, deleted and merged into its sorted part."""
+"""The index returns exactly what a linear scan of the database returns, at every threshold, as rows are
+inserted (in and out of id order), updated, deleted and merged into a new file; processes share the file."""
 
 from __future__ import annotations
 
 import random
 import secrets
 import time
+from contextlib import closing
 from datetime import datetime, timedelta
 from math import comb
 
@@ -18,8 +19,10 @@ from sqlalchemy import delete, select, update
 
 from mediahub.db.models import MediaItem, utcnow
 from mediahub.dedup import index as dedup_index
+from mediahub.dedup import indexfile
 from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
+from mediahub.dedup.indexfile import ball
 from mediahub.pipeline.fingerprint import Fingerprint, bands
 
 HASH = st.integers(min_value=0, max_value=(1 << 64) - 1)
@@ -84,9 +87,23 @@ def _assert_exact(database, index: DedupIndex, query: int, lingering: set[int] =
 
 
 @pytest.fixture
+def make_index(tmp_path):
+    """make_index(database, **options) -> a DedupIndex whose file is in this test's directory (or `directory`),
+    closed after the test."""
+    made = []
+
+    def build(database, directory=None, **options):
+        made.append(DedupIndex(database, directory or tmp_path / "index", **options))
+        return made[-1]
+
+    yield build
+    for index in made:
+        index.close()
+
+@pytest.fixture
 def small_merges(monkeypatch):
-    """Merge the delta into the sorted arrays after a handful of rows, so small tests exercise merges."""
-    monkeypatch.setattr(dedup_index, "MIN_DELTA", 4)
+    """Write a new file after a handful of changed rows, so small tests exercise merges."""
+    monkeypatch.setattr(dedup_index, "MAX_CHANGES", 4)
 
 
 @pytest.fixture
@@ -102,35 +119,36 @@ def no_overlap(monkeypatch):
                                                                                    st.integers(0, 40)), max_size=8),
        deletions=st.lists(st.integers(0, 10**6), max_size=6), seed=st.integers(0, 2**32))
 def test_index_equals_linear_scan_through_inserts_updates_deletes_and_merges(
-        sqlite_db, small_merges, no_overlap, query, flips, noise, later, changes, deletions, seed):
+        sqlite_db, tmp_path, small_merges, no_overlap, query, flips, noise, later, changes, deletions, seed):
     rng = random.Random(seed)
     with sqlite_db.session() as session:
         session.execute(delete(MediaItem))
     ids = _add(sqlite_db, [_row(_flip(query, f, rng)) for f in flips] + [_row(h) for h in noise] + [_row(None)])
-    index = DedupIndex(sqlite_db)
-    _assert_exact(sqlite_db, index, query)  # the first lookup loads everything
+    # A file of its own (rows and ids start again), closed with each example (the pool has few connections).
+    with closing(DedupIndex(sqlite_db, tmp_path / secrets.token_hex(4))) as index:
+        _assert_exact(sqlite_db, index, query)  # the first lookup reads everything
 
-    ids += _add(sqlite_db, [_row(_flip(query, f, rng)) for f in later])  # through the delta
-    for pick, distance in changes:  # hashes changed (or set, on the row without one) by a later update
-        _set_hash(sqlite_db, ids[pick % len(ids)], _flip(query, distance, rng))
-    gone = {ids[pick % len(ids)] for pick in deletions}
-    with sqlite_db.session() as session:
-        session.execute(delete(MediaItem).where(MediaItem.id.in_(gone)))
-    _assert_exact(sqlite_db, index, query, lingering=gone)
+        ids += _add(sqlite_db, [_row(_flip(query, f, rng)) for f in later])  # through the delta
+        for pick, distance in changes:  # hashes changed (or set, on the row without one) by a later update
+            _set_hash(sqlite_db, ids[pick % len(ids)], _flip(query, distance, rng))
+        gone = {ids[pick % len(ids)] for pick in deletions}
+        with sqlite_db.session() as session:
+            session.execute(delete(MediaItem).where(MediaItem.id.in_(gone)))
+        _assert_exact(sqlite_db, index, query, lingering=gone)
 
-    index.rebuild()  # what the timer does: deleted rows are gone
-    _assert_exact(sqlite_db, index, query)
-    assert len(index) == len(_existing(sqlite_db) & set(index.lookup("w", query, 64)))
+        index.rebuild()  # what the timer does: deleted rows are gone
+        _assert_exact(sqlite_db, index, query)
+        assert len(index) == len(_existing(sqlite_db) & set(index.lookup("w", query, 64)))
 
 
-def test_rows_committed_out_of_id_order_are_found_on_every_database(db, monkeypatch):
+def test_rows_committed_out_of_id_order_are_found_on_every_database(db, make_index, monkeypatch):
     """An id allocated by an INSERT that commits after a later id: the sync asks for it again,
     however old the row's updated_at (written at INSERT, long before the commit, say)."""
     rng = random.Random(5)
     query = rng.getrandbits(64)
     long_ago = utcnow() - timedelta(hours=1)
     _add(db, [_row(_flip(query, 3, rng), media_id=10), _row(rng.getrandbits(64), media_id=30)])
-    index = DedupIndex(db)
+    index = make_index(db)
     assert set(index.lookup("w", query, 8)) == {10}
     _add(db, [_row(_flip(query, 5, rng), media_id=41)])  # 31..40 are missing at this sync
     assert set(index.lookup("w", query, 8)) == {10, 41}
@@ -148,14 +166,14 @@ def test_rows_committed_out_of_id_order_are_found_on_every_database(db, monkeypa
     assert 50 in index.lookup("w", query, 8)
 
 
-def test_a_concurrent_insert_that_commits_late_is_found(db):
+def test_a_concurrent_insert_that_commits_late_is_found(db, make_index):
     """PostgreSQL and MariaDB hand out the id at INSERT: a later id can commit first."""
     if db.engine.dialect.name == "sqlite":
         pytest.skip("SQLite has one writer at a time: ids commit in order")
     database = db
     rng = random.Random(9)
     query = rng.getrandbits(64)
-    index = DedupIndex(database)
+    index = make_index(database)
     assert index.lookup("w", query, 14) == {}
     with database.session() as slow:
         early = _row(_flip(query, 6, rng))
@@ -168,11 +186,11 @@ def test_a_concurrent_insert_that_commits_late_is_found(db):
     _assert_exact(database, index, query)
 
 
-def test_every_database_tracks_updates_deletes_and_merges(db, small_merges):
+def test_every_database_tracks_updates_deletes_and_merges(db, make_index, small_merges):
     rng = random.Random(3)
     query = rng.getrandbits(64)
     ids = _add(db, [_row(_flip(query, rng.randint(0, 30), rng)) for _ in range(60)] + [_row(None) for _ in range(5)])
-    index = DedupIndex(db)
+    index = make_index(db)
     _assert_exact(db, index, query)
     ids += _add(db, [_row(_flip(query, rng.randint(0, 30), rng)) for _ in range(40)])
     for media_id in rng.sample(ids, 10):
@@ -192,7 +210,7 @@ def _picture(seed: int) -> Image.Image:
     return Image.fromarray(pixels, "L").resize((256, 256), Image.Resampling.BICUBIC)
 
 
-def test_find_similar_uses_the_index_drops_deleted_rows_and_keeps_to_the_scope(db):
+def test_find_similar_uses_the_index_drops_deleted_rows_and_keeps_to_the_scope(db, make_index):
     fingerprint = Fingerprint.of(_picture(1))
     other = Fingerprint.of(_picture(2))
     columns = dedup.row_columns(fingerprint, None)
@@ -203,7 +221,7 @@ def test_find_similar_uses_the_index_drops_deleted_rows_and_keeps_to_the_scope(d
     for name, value in dedup.row_columns(other, None).items():
         setattr(rows[3], name, value)
     same_alice, same_bob, gone = _add(db, rows)[:3]
-    index = DedupIndex(db)
+    index = make_index(db)
     index.sync()  # loaded before the delete
     probe = dedup.Probe(fingerprint=fingerprint)
     with db.session() as session:
@@ -222,25 +240,31 @@ def test_find_similar_uses_the_index_drops_deleted_rows_and_keeps_to_the_scope(d
     assert gone in index.candidates(fingerprint, 14), "deleted rows linger in memory until a rebuild"
 
 
-def test_crop_windows_are_found_by_band_equality_like_the_scan(sqlite_db):
+@pytest.mark.parametrize("wide", [False, True])
+def test_crop_windows_find_near_centres_sharing_a_band_like_the_scan(sqlite_db, make_index, monkeypatch, wide):
+    """A stored centre sharing a band with a crop window is a candidate when it is within the threshold of
+    that window, in the file and in the changes beside it, with either layout of lookup keys."""
+    monkeypatch.setattr(indexfile, "WIDE_FROM", 0 if wide else 1 << 22)
     fingerprint = Fingerprint.of(_picture(7))
     rng = random.Random(2)
     window = fingerprint.windows[10].hash
-    # Stored centres sharing one band with a crop window, and unrelated ones.
     masks = [0xFFFF << (16 * b) for b in range(4)]
-    centres = [(window & mask) | (rng.getrandbits(64) & ~mask) for mask in masks]
-    centres += [rng.getrandbits(64) for _ in range(20)]
-    _add(sqlite_db, [_row(rng.getrandbits(64), centre) for centre in centres])
-    index = DedupIndex(sqlite_db)
+    near = [window ^ (_flip(0, 8, rng) & ~mask) for mask in masks]  # one band kept, 8 bits off elsewhere
+    far = [(window & mask) | (rng.getrandbits(64) & ~mask) for mask in masks]  # one band kept, the rest random
+    noise = [rng.getrandbits(64) for _ in range(20)]
+    near_ids = _add(sqlite_db, [_row(rng.getrandbits(64), centre) for centre in near[:2] + far[:2] + noise])[:2]
+    index = make_index(sqlite_db)
+    index.sync()  # the file holds those; the rest come through the changes
+    near_ids += _add(sqlite_db, [_row(rng.getrandbits(64), centre) for centre in near[2:] + far[2:]])[:2]
     with sqlite_db.session() as session:
         expected = dedup.scan_candidates(session, fingerprint, 10)
     assert index.candidates(fingerprint, 10) == expected
-    assert len(expected) >= 4
+    assert expected == set(near_ids), "the centres sharing a band by chance alone are not candidates"
 
 
-def test_a_rebuild_on_the_timer_drops_deleted_rows(sqlite_db):
+def test_a_rebuild_on_the_timer_drops_deleted_rows(sqlite_db, make_index):
     ids = _add(sqlite_db, [_row(5), _row(7)])
-    index = DedupIndex(sqlite_db, rebuild_seconds=0.05)
+    index = make_index(sqlite_db, rebuild_seconds=0.05)
     assert set(index.lookup("w", 5, 1)) == set(ids)
     with sqlite_db.session() as session:
         session.execute(delete(MediaItem).where(MediaItem.id == ids[0]))
@@ -249,29 +273,28 @@ def test_a_rebuild_on_the_timer_drops_deleted_rows(sqlite_db):
         assert time.monotonic() < deadline, "the background rebuild never dropped the deleted row"
         time.sleep(0.05)
     assert set(index.lookup("w", 5, 1)) == {ids[1]}
-    index.close()
 
 
-def test_the_index_is_lazy_and_reports_its_size(sqlite_db):
+def test_the_index_is_lazy_and_reports_its_size(sqlite_db, make_index):
     _add(sqlite_db, [_row(1), _row(2), _row(None)])
-    index = DedupIndex(sqlite_db)
+    index = make_index(sqlite_db)
     assert index.nbytes == 0 and len(index) == 0
     index.sync()
-    assert len(index) == 2 and index.nbytes > 0
+    assert len(index) == 2 and index.nbytes > 0 and index.file_bytes == index.path.stat().st_size
 
 
-def test_band_neighbours_enumerates_the_ball():
-    for radius in range(5):
-        values = dedup_index.band_neighbours(0xBEEF, radius)
-        assert len(values) == len(set(values)) == sum(comb(16, r) for r in range(radius + 1))
-        assert all((v ^ 0xBEEF).bit_count() <= radius for v in values)
+def test_the_ball_holds_every_mask_within_the_radius_once():
+    for bits, radius in ((16, 0), (16, 3), (21, 4), (22, 2)):
+        masks = ball(radius, bits).tolist()
+        assert len(masks) == len(set(masks)) == sum(comb(bits, r) for r in range(radius + 1))
+        assert all(mask < 1 << bits and mask.bit_count() <= radius for mask in masks)
 
 
-def test_a_lost_connection_costs_one_lookup_nothing(db):
+def test_a_lost_connection_costs_one_lookup_nothing(db, make_index):
     """The syncs' own connection dies (server restart, idle timeout): the lookup goes through
     the pool instead, and the next sync opens a new connection."""
     ids = _add(db, [_row(5)])
-    index = DedupIndex(db)
+    index = make_index(db)
     assert set(index.lookup("w", 5, 0)) == set(ids)
     lost = index.feed._connection
     lost.connection.dbapi_connection.close()  # behind SQLAlchemy's back
@@ -281,4 +304,3 @@ def test_a_lost_connection_costs_one_lookup_nothing(db):
     ids += _add(db, [_row(5)])
     assert set(index.lookup("w", 5, 0)) == set(ids)
     assert index.feed._connection is not None and index.feed._connection is not lost
-    index.close()

@@ -135,8 +135,8 @@ class MediaItem(Base):
     image_hash: Mapped[str | None] = mapped_column(String(16))
     # Duplicate detection (dedup/policy.py): digest of the upright display pixels, the 64x64 grey
     # thumbnail every perceptual hash is derived from, and the whole-picture and centre pHashes of that
-    # thumbnail as four 16-bit bands each (all eight set, or none). Each process loads the bands into
-    # its in-memory index (dedup/index.py); the database needs no index on them.
+    # thumbnail as four 16-bit bands each (all eight set, or none). The perceptual index (dedup/index.py,
+    # a file the host's processes share) is built from the bands; the database needs no index on them.
     pixel_sha256: Mapped[str | None] = mapped_column(String(64))
     dedup_thumb: Mapped[bytes | None] = mapped_column(LargeBinary)
     hash_w0: Mapped[int | None] = mapped_column(Integer)
@@ -171,7 +171,7 @@ class MediaItem(Base):
         Index("ix_media_uploaded_by", "uploaded_by"),
         # The file route finds the row that owns a requested object key.
         Index("ix_media_original_key", "original_key"),
-        # Duplicate detection: exact pixel matches; the in-memory index re-reads recently updated rows (0005).
+        # Duplicate detection: exact pixel matches; the perceptual index re-reads recently updated rows (0005).
         Index("ix_media_pixel_sha256", "pixel_sha256"),
         Index("ix_media_updated_at", "updated_at"),
         MYSQL_TABLE_OPTIONS,

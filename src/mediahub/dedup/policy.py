@@ -14,12 +14,14 @@ Exact signals are indexed columns. Perceptual candidates depend on the scope:
 * entity - a gallery holds at most a few hundred items: every fingerprinted row of
   the entity is compared in full (every crop window against every centre);
 * uploader, global - the process's `DedupIndex` (dedup/index.py): the whole
-  and centre pHashes of every row in memory, synced from the database before each
-  lookup, multi-index hashed over four 16-bit bands. It returns rows whose whole or
-  centre hash is within `threshold` (exactly what `linear_scan` returns, any
-  threshold) and stored centres sharing a band with one of the upload's crop windows
-  (best effort for crops). A lookup's cost hardly grows with the table, where a linear
-  scan's grows with every row (`python -m bench.dedup_lookup` measures both).
+  and centre pHashes of every row in a file shared by the host's processes, synced
+  from the database before each lookup, multi-index hashed. It returns rows whose
+  whole or centre hash is within `threshold` (exactly what `linear_scan` returns, any
+  threshold) and stored centres within `threshold` of one of the upload's crop windows
+  with which they share a 16-bit band (best effort for crops: a band shared by chance
+  alone would make thousands of candidates in a large library, each loaded and
+  compared). A lookup's cost hardly grows with the table, where a linear scan's grows
+  with every row (`python -m bench.dedup_lookup` measures the index).
   Without an index at hand (`index=None`) the same candidates come from
   `scan_candidates`, which reads every row in scope.
 
@@ -148,16 +150,21 @@ def scan_candidates(session: Session, fingerprint: Fingerprint, threshold: int,
                     scope: Scope | None = None) -> set[int]:
     """What `DedupIndex.candidates` returns, by comparing every row in scope (no index at hand; None: every row)."""
     whole, centre = fingerprint.whole.hash, fingerprint.centre.hash
-    wanted = [set(column) for column in zip(*(bands(w.hash) for w in fingerprint.windows), strict=True)]
+    by_band: list[dict[int, list[int]]] = [{} for _ in range(BANDS)]  # band b's value -> the windows with it
+    for window in fingerprint.windows:
+        for b, part in enumerate(bands(window.hash)):
+            by_band[b].setdefault(part, []).append(window.hash)
     found = set()
     for page in FingerprintRepository(session).band_pages(["w", "c"], SCAN_PAGE, scope):
         for media_id, *parts in page:
             if hamming(from_bands(parts[:BANDS]), whole) <= threshold:
                 found.add(media_id)
-            elif parts[BANDS] is not None and (
-                    hamming(from_bands(parts[BANDS:]), centre) <= threshold
-                    or any(part in values for part, values in zip(parts[BANDS:], wanted, strict=True))):
-                found.add(media_id)
+            elif parts[BANDS] is not None:
+                stored = from_bands(parts[BANDS:])
+                if hamming(stored, centre) <= threshold or any(
+                        hamming(stored, window) <= threshold
+                        for b, part in enumerate(parts[BANDS:]) for window in by_band[b].get(part, ())):
+                    found.add(media_id)
     return found
 
 

@@ -134,7 +134,7 @@ class FingerprintRepository:
         self.session.execute(update(MediaItem).where(MediaItem.id == media_id).values(**values, updated_at=utcnow()))
 
 
-# ---------------------------------------------------------------------------- the in-memory index's feed
+# ---------------------------------------------------------------------------- the perceptual index's feed
 
 
 def _halves(band_values: int) -> Select[Any]:
@@ -161,7 +161,7 @@ def _changes_statement(band_values: int, with_gaps: bool) -> Any:
 
 class HashFeed:
     """Every row's whole and centre pHash, as (id, four 32-bit halves: whole high, whole low, centre
-    high, centre low; -1 without a fingerprint) for the process's in-memory index: all of them page
+    high, centre low; -1 without a fingerprint) for the perceptual index (dedup/index.py): all of them page
     by page, and the changes since a sync.
 
     `band_bits`: the width of one stored band (the halves are two bands each). Not thread-safe:
