@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, insert, text
+from sqlalchemy.orm import Session
 from sqlalchemy.schema import Column, MetaData, Table
 from sqlalchemy.types import Integer, LargeBinary, String
 
 from bench.dedup_lookup import pictures
+from mediahub.db.repositories.usage import UsageRepository
 
 SEED = 14
 THUMB_POOL = 256
@@ -245,6 +247,9 @@ class Library:
             connection.execute(text(_variants_insert()), {"after": after})
             connection.execute(text(_reports_insert(self.dialect)), {"after": after})
             connection.execute(text(_members_insert()), {"batch": self.batch})
+        # Rows inserted on a bare connection: the storage analytics totals are rebuilt from them.
+        with Session(self.engine) as session, session.begin():
+            UsageRepository(session).recount()
         self.entities.extend(planned)
         self.rows = count
         self.analyze()
