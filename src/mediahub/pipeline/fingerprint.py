@@ -99,11 +99,17 @@ def _digest(mode: str, size: tuple[int, int], data: bytes) -> str:
 
 def phash_bits(image: Image.Image) -> int:
     """64-bit pHash (same construction as imagehash.phash) as an int, first bit most significant."""
-    pixels = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
-    coefficients = dct(dct(pixels, axis=0), axis=1)
-    low = coefficients[:8, :8]
-    bits = (low > np.median(low)).flatten()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+    return phash_bits_of([image])[0]
+
+
+def phash_bits_of(images: list[Image.Image]) -> list[int]:
+    """`phash_bits` of each image, the DCTs of all of them in one call (a picture's windows: 200 at once)."""
+    pixels = np.stack([np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+                       for image in images])
+    coefficients = dct(dct(pixels, axis=1), axis=2)
+    low = coefficients[:, :8, :8].reshape(len(images), 64)
+    bits = low > np.median(low, axis=1, keepdims=True)
+    return [int.from_bytes(np.packbits(row).tobytes(), "big") for row in bits]
 
 
 def hamming(a: int, b: int) -> int:
@@ -180,13 +186,9 @@ class Fingerprint:
 
     @cached_property
     def windows(self) -> list[Window]:
-        out = []
-        for scale in WINDOW_SCALES:
-            for dx in WINDOW_SHIFTS:
-                for dy in WINDOW_SHIFTS:
-                    window = _window(self.image, CENTRE * scale, dx, dy)
-                    out.append(Window(phash_bits(window), _signature(window)))
-        return out
+        crops = [_window(self.image, CENTRE * scale, dx, dy)
+                 for scale in WINDOW_SCALES for dx in WINDOW_SHIFTS for dy in WINDOW_SHIFTS]
+        return [Window(bits, _signature(crop)) for bits, crop in zip(phash_bits_of(crops), crops, strict=True)]
 
     def compare(self, other: Fingerprint, threshold: int) -> int | None:
         """The smallest confirmed hash distance <= threshold between the two pictures, or None.
