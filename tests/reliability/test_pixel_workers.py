@@ -31,7 +31,7 @@ from tests.support.hostile_images import cut, many_scan_jpeg
 from tests.support.processes import cpu_ticks, exited, pixel_worker_pids
 
 DEADLINE = 2  # PIXEL_DEADLINE_SECONDS of this server
-MAX_SCANS = 1000  # MAX_JPEG_SCANS of this server: raised, so that a slow file reaches the decoder
+MAX_SCANS = 3000  # MAX_JPEG_SCANS of this server: raised, so that a slow file (seconds) reaches the decoder
 HOPPER = CORPUS_DIR / "images/good/jpeg_hopper.jpg"
 GALLERY = "/v1/media/properties/{entity}/photos"
 
