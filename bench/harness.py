@@ -57,9 +57,9 @@ class Bench:
     inline: IngestService  # every variant and WebP made in the request, nothing deferred
 
     @classmethod
-    def create(cls, root: Path | None = None) -> Bench:
+    def create(cls, root: Path | None = None, **overrides) -> Bench:
         root = Path(root or tempfile.mkdtemp(prefix="mediahub-bench-"))
-        settings = settings_for(root, make_webp=True, make_avif=True)
+        settings = settings_for(root, **({"make_webp": True, "make_avif": True} | overrides))
         migrate(settings)
         runtime = Runtime.build(settings)
         runtime.ingest.dispatch = None  # jobs are run by `finish`, in this thread, timed with the upload or not
