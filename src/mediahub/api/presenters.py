@@ -24,8 +24,8 @@ LOCATION_METADATA = frozenset({"gps"})  # the uploader's and the owners' only
 def _metadata(view: MediaView) -> dict[str, Any]:
     meta = dict(view.item.meta or {})
     return {name: value for name, value in meta.items()
-            if name != PENDING and name in PUBLIC_METADATA
-            or name != PENDING and (view.location if name in LOCATION_METADATA else view.private)}
+            if name != PENDING  # shown as `pending` of its own
+            and (name in PUBLIC_METADATA or (view.location if name in LOCATION_METADATA else view.private))}
 
 
 def _variants(item: MediaItem, urls: MediaUrls) -> dict[str, dict[str, VariantOut]]:

@@ -147,11 +147,12 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
     written: list[str] = []
     try:
         sizes: dict[str, int] = {}
+        replacement = None
         if original is not None:
-            replacement, data = original
-            info = _put_unless_present(context.storage, replacement.key, data, replacement.content_type)
+            planned, data = original
+            info = _put_unless_present(context.storage, planned.key, data, planned.content_type)
             written.append(info.key)
-            original = (replace(replacement, byte_size=info.size), data)
+            replacement = replace(planned, byte_size=info.size)  # as stored, like the variants below
         for variant in made:
             if variant.stored:
                 info = _put_unless_present(context.storage, variant.row.storage_key, variant.source,
@@ -160,8 +161,7 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
                 sizes[info.key] = info.size
         # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
         rows = [replace(v.row, byte_size=sizes.get(v.row.storage_key, v.row.byte_size)) for v in made]
-        published = publish(context.database, context.storage, media_id, rows, keep,
-                            original[0] if original is not None else None)
+        published = publish(context.database, context.storage, media_id, rows, keep, replacement)
     except BaseException:
         _remove_unreferenced(context, media_id, written)
         raise

@@ -198,12 +198,13 @@ def settle_item(session: Session, media_id: int | None) -> None:
     if media_id is None:
         return
     lock_item(session, media_id)
-    jobs = session.execute(select(Job.kind, Job.status).where(Job.media_id == media_id).order_by(Job.id)).all()
+    rows = session.execute(select(Job.kind, Job.status).where(Job.media_id == media_id).order_by(Job.id)).all()
+    jobs = [(kind, status) for kind, status in rows]
     item = session.get(MediaItem, media_id, populate_existing=True)
     if item is None:
         return
-    item.processing_status = derive_status([(kind, status) for kind, status in jobs])
-    item.meta = {**(item.meta or {}), PENDING: unfinished([(kind, status) for kind, status in jobs])}
+    item.processing_status = derive_status(jobs)
+    item.meta = {**(item.meta or {}), PENDING: unfinished(jobs)}
 
 
 PENDING = "pending"  # the item's metadata key: kinds of its unfinished jobs
