@@ -30,7 +30,7 @@ def _metadata(view: MediaView) -> dict[str, Any]:
 
 def _variants(item: MediaItem, urls: MediaUrls) -> dict[str, dict[str, VariantOut]]:
     variants: dict[str, dict[str, VariantOut]] = {}
-    for variant in item.variants:
+    for variant in item.presets:
         variants.setdefault(variant.name, {})[variant.format] = VariantOut(
             url=urls.url(item, variant.storage_key),
             width=variant.width,

@@ -189,6 +189,15 @@ class MediaItem(Base):
         """
         return list(dict.fromkeys([self.original_key, *(v.storage_key for v in self.variants)]))
 
+    @property
+    def presets(self) -> list[MediaVariant]:
+        """The configured renditions (sizes and formats), without stored transform results."""
+        return [v for v in self.variants if v.kind == PRESET]
+
+
+PRESET = "preset"  # a configured size in one format, listed in the item's JSON
+TRANSFORM = "transform"  # a signed transform's stored result, named by its options' digest, never listed
+
 
 class MediaVariant(Base):
     """One rendition of an item: a size (`name`) in one format, and the object that holds it.
@@ -210,6 +219,8 @@ class MediaVariant(Base):
     byte_size: Mapped[int] = mapped_column(BigInteger)
     content_type: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16), default=PRESET, server_default=PRESET)
+    content_hash: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of the bytes: the strong ETag
 
     __table_args__ = (
         # Also the index of an item's variants (media_id leads).
@@ -260,6 +271,23 @@ class MediaUsage(Base):
     # storage_type rows add up to the whole library.
     objects: Mapped[int] = mapped_column(BigInteger)
     object_bytes: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+
+class RenderClaim(Base):
+    """A rendition being made on request: concurrent misses for it wait for the claimant (media/delivery.py).
+
+    A claim older than the render deadline is abandoned (its process died) and may be taken over.
+    """
+
+    __tablename__ = "render_claims"
+
+    media_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    format: Mapped[str] = mapped_column(String(16), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (MYSQL_TABLE_OPTIONS,)
 

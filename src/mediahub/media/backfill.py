@@ -46,7 +46,7 @@ def pending(database: Database) -> int:
 
 def _sources(item: MediaItem) -> list[tuple[str, int]]:
     """(key, recorded size): the original, then the largest image variant stored apart from it."""
-    images = [v for v in item.variants if v.format in IMAGE_VARIANT_FORMATS and v.storage_key != item.original_key]
+    images = [v for v in item.presets if v.format in IMAGE_VARIANT_FORMATS and v.storage_key != item.original_key]
     largest = max(images, key=lambda v: v.width * v.height, default=None)
     return [(item.original_key, item.byte_size)] + ([(largest.storage_key, largest.byte_size)] if largest else [])
 

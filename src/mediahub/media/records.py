@@ -22,7 +22,7 @@ def item_record(item: MediaItem) -> dict[str, Any]:
         "height": item.height,
         "duration": item.duration,
         "original_key": item.original_key,
-        "variants": {f"{v.name}.{v.format}": v.storage_key for v in item.variants},
+        "variants": {f"{v.name}.{v.format}": v.storage_key for v in item.presets},
         "sha256": item.sha256,
         "md5": item.md5,
         "image_hash": item.image_hash,

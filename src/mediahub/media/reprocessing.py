@@ -33,7 +33,7 @@ def is_stale(item: MediaItem, settings: Settings) -> bool:
     """
     if not item.width or not item.height:
         return False
-    images = [v for v in item.variants if v.name != WEB]
+    images = [v for v in item.presets if v.name != WEB]
     want = {s.name: output_size(item.width, item.height, s) for s in settings.image_sizes}
     if {v.name for v in images} != set(want):
         return True

@@ -24,6 +24,7 @@ from mediahub.storage.base import Storage
 from mediahub.storage.signing import sign
 
 FILES_PATH = "/v1/media/files"  # the API's file route, which serves objects read from the store
+IMAGES_PATH = "/v1/images"  # delivery: presets by name (negotiated or per format) and signed transforms
 
 
 class MediaUrls:
@@ -44,6 +45,12 @@ class MediaUrls:
             return self._file_url(key)
         expires = int(time.time()) + self.ttl
         return f"{self._file_url(key)}?expires={expires}&signature={sign(key, expires, self.signing_key)}"
+
+    def preset_url(self, item: MediaItem, preset: str, extension: str | None = None) -> str:
+        """The delivery URL of a preset of an image (`original` or a configured size): the best format
+        the client accepts, or the one `extension` (jpg, png, webp, avif) names."""
+        suffix = f".{extension}" if extension else ""
+        return f"{self.base_url}{IMAGES_PATH}/{item.public_id}/{preset}{suffix}"
 
     def _file_url(self, key: str) -> str:
         return f"{self.base_url}{FILES_PATH}/{key}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select, union
 from sqlalchemy.orm import Session
 
-from mediahub.db.models import MediaItem, MediaVariant, utcnow
+from mediahub.db.models import PRESET, MediaItem, MediaVariant, utcnow
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,14 @@ class VariantRow:
     height: int
     byte_size: int
     content_type: str
+    kind: str = PRESET
+    content_hash: str | None = None  # SHA-256 of the bytes, when the writer had them
 
     def model(self) -> MediaVariant:
         """As a model, for an item inserted with its variants (ingest)."""
         return MediaVariant(name=self.name, format=self.format, storage_key=self.storage_key, width=self.width,
-                            height=self.height, byte_size=self.byte_size, content_type=self.content_type)
+                            height=self.height, byte_size=self.byte_size, content_type=self.content_type,
+                            kind=self.kind, content_hash=self.content_hash)
 
 
 class VariantRepository:
@@ -72,7 +75,7 @@ class VariantRepository:
             self.session.execute(insert(MediaVariant), [
                 {"media_id": media_id, "name": r.name, "format": r.format, "storage_key": r.storage_key,
                  "width": r.width, "height": r.height, "byte_size": r.byte_size, "content_type": r.content_type,
-                 "created_at": now}
+                 "kind": r.kind, "content_hash": r.content_hash, "created_at": now}
                 for r in rows
             ])
         return sorted(removed_keys - self.used_keys(removed_keys))
