@@ -188,11 +188,34 @@ class Settings(BaseSettings):
     # How long browsers and CDNs may keep an approved object's public copy: a rejected or deleted
     # item's bytes stop being served from caches within this bound (keys never change, status does).
     public_cache_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)
+    # Signed transforms (media/delivery.py, media/transform_urls.py). The first key signs new URLs, every
+    # key verifies: add a new key first, sign with it, drop the old one once its URLs have expired.
+    # Unset: the URL signing key.
+    transform_signing_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Unsigned transform URLs (`/t/_/...`) for approved items; off: presets-only for anyone without a signature.
+    unsigned_transforms: bool = False
+    max_transform_side: int = Field(4096, ge=16, le=16384)  # a result's longer side
+    max_transform_pixels: int = Field(16_000_000, ge=256)  # a result's pixels
+    # Largest source a transform reads (stored pictures over it have only their presets).
+    max_transform_source_pixels: int = Field(50_000_000, gt=0)
+    # Renders on request running at once in one server process (0: its cores); beyond them a request
+    # waits in a queue of RENDER_QUEUE, and beyond that it is answered 503 with Retry-After.
+    max_concurrent_renders: int = Field(0, ge=0, le=64)
+    render_queue: int = Field(16, ge=0, le=10_000)
+    render_deadline_seconds: float = Field(20.0, gt=0, le=600)
+    transform_webp_effort: int = Field(4, ge=0, le=6)  # libvips WebP effort of results made on request
 
     @field_validator("public_base_url", mode="before")
     @classmethod
     def _empty_base_url_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("transform_signing_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("allowed_image_types", "allowed_video_types", mode="before")
     @classmethod
@@ -244,6 +267,13 @@ class Settings(BaseSettings):
         """
         secret = self.url_signing_secret or self.jwt_secret
         return secret.get_secret_value().encode() if secret else _process_signing_key()
+
+    @property
+    def transform_keys(self) -> tuple[bytes, ...]:
+        """The keys of signed transform URLs: the first signs, all verify."""
+        if self.transform_signing_keys:
+            return tuple(key.get_secret_value().encode() for key in self.transform_signing_keys)
+        return (self.signing_key,)
 
     @property
     def rate_limit_redis(self) -> str | None:
@@ -341,6 +371,9 @@ def secured(settings: Settings) -> Settings:
     if settings.url_signing_secret is not None or not settings.jwt_algorithm.startswith("HS"):
         if weakness := _weakness(settings.url_signing_secret or settings.jwt_secret):
             raise InsecureSettings(f"URL_SIGNING_SECRET {weakness}: {hint}")
+    for number, key in enumerate(settings.transform_signing_keys, 1):
+        if weakness := _weakness(key):
+            raise InsecureSettings(f"TRANSFORM_SIGNING_KEYS (key {number}) {weakness}: {hint}")
     return settings
 
 

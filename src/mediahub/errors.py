@@ -100,6 +100,16 @@ class Unavailable(MediaHubError):
     default_code = "unavailable"
 
 
+class Busy(MediaHubError):
+    """The service is at a limit it sets itself (renders in flight, an item still being made): try later.
+
+    Unlike Unavailable, the message is the caller's to read, and `retry_after` says when.
+    """
+
+    category = "busy"
+    default_code = "busy"
+
+
 class StorageUnavailable(Unavailable):
     default_code = "storage_unavailable"
 

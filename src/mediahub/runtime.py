@@ -17,6 +17,7 @@ from mediahub.dedup.index import DedupIndex
 from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
 from mediahub.jobs.sweeper import Sweeper
+from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
 from mediahub.storage.base import Storage
 from mediahub.storage.factory import build_storage
@@ -34,6 +35,7 @@ class Runtime:
     # Near-duplicate lookups (uploader and global scopes): the host's shared index file, opened on first use.
     dedup_index: DedupIndex
     ingest: IngestService
+    delivery: Delivery  # holds this process's render gate: one per process
     sweeper: Sweeper | None = None
 
     @classmethod
@@ -47,7 +49,7 @@ class Runtime:
         jobs = build_dispatcher(tasks)
         dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)
         ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index)
-        return cls(settings, database, storage, tasks, jobs, dedup_index, ingest)
+        return cls(settings, database, storage, tasks, jobs, dedup_index, ingest, Delivery(settings, database, storage))
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""

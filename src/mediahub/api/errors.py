@@ -38,6 +38,7 @@ STATUS_BY_CATEGORY = {
     "invalid": 422,
     "rate_limited": 429,
     "unavailable": 503,
+    "busy": 503,
 }
 
 # Codes for plain HTTP errors raised by routing itself (unknown path, wrong method).
@@ -90,7 +91,7 @@ def _headers_for(exc: MediaHubError, status: int) -> dict[str, str]:
     if status == 401:
         # RFC 6750: say which scheme, and that the token (if one came) was the problem.
         return {"WWW-Authenticate": 'Bearer error="invalid_token"' if exc.code != "missing_token" else "Bearer"}
-    if status == 429:
+    if status == 429 or exc.category == "busy":
         return {"Retry-After": str(exc.details.get("retry_after", 60))}
     return {}
 
@@ -98,7 +99,7 @@ def _headers_for(exc: MediaHubError, status: int) -> dict[str, str]:
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MediaHubError)
     status = status_of(exc)
-    if status == 503:
+    if status == 503 and exc.category == "unavailable":
         log.warning("%s %s: %s", request.method, request.url.path, exc.message)
         return problem(status, exc.code, _unavailable_detail(exc), _headers_for(exc, status))
     return problem(status, exc.code, exc.message, _headers_for(exc, status), **exc.details)

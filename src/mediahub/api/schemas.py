@@ -351,3 +351,31 @@ class ModerationQueuePage(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class TransformUrlRequest(BaseModel):
+    """What a signed transform URL makes of the item; at least a width or a height."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"width": 800, "height": 600, "fit": "cover", "gravity": "focal", "format": "auto"},
+        {"width": 400, "format": "webp", "quality": 75, "dpr": 2, "expires_in": 86400},
+    ]})
+
+    width: int | None = Field(None, ge=1, le=16384)
+    height: int | None = Field(None, ge=1, le=16384)
+    fit: Literal["cover", "contain", "inside", "fill"] = "cover"
+    gravity: Literal["focal", "smart", "center", "face"] = "focal"
+    format: Literal["auto", "jpeg", "webp", "avif", "png"] = Field(
+        "auto", description="auto: AVIF or WebP when the client's Accept names it, else JPEG (PNG with alpha)")
+    quality: int | None = Field(None, ge=1, le=100, description="unset: the format's default")
+    dpr: float = Field(1.0, ge=1.0, le=4.0, multiple_of=0.01, description="device pixel ratio: multiplies the size")
+    expires_in: int | None = Field(None, ge=1, le=366 * 24 * 3600, description="seconds; unset: never expires")
+
+
+class TransformUrlOut(BaseModel):
+    url: str = Field(description="the transform in the requested format (negotiated for auto, with Vary: Accept)")
+    urls: dict[str, str] = Field(description="one URL per format, for CDNs that ignore Vary")
+    width: int = Field(description="the result's width (never larger than the picture)")
+    height: int
+    format: str | None = Field(description="null: negotiated")
+    expires_at: datetime | None

@@ -52,5 +52,11 @@ class MediaUrls:
         suffix = f".{extension}" if extension else ""
         return f"{self.base_url}{IMAGES_PATH}/{item.public_id}/{preset}{suffix}"
 
+    def transform_url(self, item: MediaItem, signature: str, options: str, extension: str,
+                      expires: int | None) -> str:
+        """The URL of a signed transform (media/transform_urls.py signs it)."""
+        query = f"?expires={expires}" if expires is not None else ""
+        return f"{self.base_url}{IMAGES_PATH}/{item.public_id}/t/{signature}/{options}.{extension}{query}"
+
     def _file_url(self, key: str) -> str:
         return f"{self.base_url}{FILES_PATH}/{key}"

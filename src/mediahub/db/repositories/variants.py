@@ -48,6 +48,11 @@ class VariantRepository:
         ).first()
         return None if found is None else (found[0], found[1])
 
+    def get(self, media_id: int, name: str, fmt: str) -> MediaVariant | None:
+        """The item's rendition `name` in `fmt`, of any kind (one indexed lookup)."""
+        return self.session.scalars(select(MediaVariant).where(
+            MediaVariant.media_id == media_id, MediaVariant.name == name, MediaVariant.format == fmt)).first()
+
     def for_item(self, media_id: int) -> list[MediaVariant]:
         """The item's variants as stored now, in insertion order."""
         return list(self.session.scalars(

@@ -1,0 +1,409 @@
+"""Delivery: the object behind a preset URL or a signed transform URL, made once and then stored.
+
+A preset URL (`/v1/images/{public_id}/{preset}`, `original` or a configured size) answers the
+best format the client names in `Accept` (AVIF, then WebP, then the preset's JPEG or PNG), or the
+one its extension names. A transform URL answers its signed options. Either is gated like the
+item: approved items for anyone, others for those who may see them (a signature is never enough
+to see a pending or rejected item).
+
+A rendition that does not exist yet is rendered from the stored original and kept as a variant
+row (kind `transform`, named by the preset or the options' digest, never by the signature), so
+every later request is a lookup. Concurrent misses for one rendition render it once: threads of a
+process wait on the first, processes on a claim row in the database. Renders run `max_concurrent`
+at a time per process; up to `queue` more wait, the rest are answered 503 with Retry-After. Each
+render has a deadline inside libvips. Write order: bytes, then the row's commit; a failed commit
+deletes the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from mediahub.config import Settings, VariantSpec
+from mediahub.db.models import TRANSFORM, MediaItem
+from mediahub.db.repositories import MediaRepository, MemberRepository, VariantRepository, VariantRow
+from mediahub.db.repositories.media import lock_item
+from mediahub.db.repositories.render_claims import RenderClaimRepository
+from mediahub.db.session import Database
+from mediahub.errors import Busy, Forbidden, InvalidInput, LimitExceeded, MediaHubError, NotFound
+from mediahub.formats import CONTENT_TYPES, EXTENSIONS
+from mediahub.media import access, exposure
+from mediahub.media.access import Principal
+from mediahub.media.keys import variant_key
+from mediahub.media.transform_urls import EXTENSION_FORMATS, FORMAT_EXTENSIONS, UNSIGNED, sign, verify
+from mediahub.media.urls import MediaUrls
+from mediahub.pipeline.transform import (
+    Encoding,
+    InvalidTransform,
+    Rendered,
+    RenderFailed,
+    RenderTimeout,
+    Transform,
+    render,
+)
+from mediahub.pipeline.variants import output_size
+from mediahub.storage.base import Storage
+
+ORIGINAL = "original"  # the preset that names the stored original itself
+NEGOTIATED = ("avif", "webp")  # preferred, in this order, over the base format when the client names them
+CLAIM_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What to send: a stored object, its type and strong ETag, and how it may be cached."""
+
+    key: str
+    content_type: str
+    etag: str
+    public: bool  # approved: shared caches may keep it
+    negotiated: bool  # chosen by Accept: the answer varies with it
+    expires: int | None = None  # a signed URL's expiry: no cache keeps it longer
+
+
+@dataclass(frozen=True)
+class SignedTransform:
+    url: str
+    urls: dict[str, str]  # one URL per format, for caches that ignore Vary
+    width: int
+    height: int
+    format: str | None  # None: negotiated
+    expires_at: int | None
+
+
+def accepted_types(accept: str | None) -> set[str]:
+    """The media types `accept` names with a quality above zero (wildcards as given)."""
+    named: set[str] = set()
+    for part in (accept or "").split(","):
+        media_type, _, parameters = part.strip().partition(";")
+        quality = 1.0
+        for parameter in parameters.split(";"):
+            name, _, value = parameter.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and media_type:
+            named.add(media_type.strip().lower())
+    return named
+
+
+def negotiate(accept: str | None, base: str) -> str:
+    """AVIF or WebP when the client names it (a wildcard is not enough: old clients send */*), else `base`."""
+    named = accepted_types(accept)
+    return next((fmt for fmt in NEGOTIATED if CONTENT_TYPES[fmt] in named), base)
+
+
+class RenderGate:
+    """At most `concurrent` renders at once in this process, `queue` more waiting; the rest are Busy."""
+
+    def __init__(self, concurrent: int, queue: int, wait_seconds: float) -> None:
+        self._slots = threading.BoundedSemaphore(concurrent)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self.queue = queue
+        self.wait_seconds = wait_seconds
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                if self._waiting >= self.queue:
+                    raise _busy("renders")
+                self._waiting += 1
+            try:
+                acquired = self._slots.acquire(timeout=self.wait_seconds)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+            if not acquired:
+                raise _busy("renders")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+def _busy(what: str, retry_after: int = 1) -> Busy:
+    return Busy(f"too many {what} in progress; try again shortly", code="render_busy", retry_after=retry_after)
+
+
+def _not_found(public_id: str) -> NotFound:
+    """One answer for unknown ids and hidden items, so ids cannot be probed."""
+    return NotFound("no such image, or it needs the bearer token of someone who may see it",
+                    code="image_not_found", public_id=public_id[:64])
+
+
+def _etag(content_hash: str | None, key: str) -> str:
+    """Strong: the rendition's content hash, else a hash of its key (keys are never reused for other bytes)."""
+    return f'"{(content_hash or hashlib.sha256(key.encode()).hexdigest())[:32]}"'
+
+
+def _transform_base(item: MediaItem) -> str:
+    """A transform's format for clients that name neither AVIF nor WebP: PNG where the presets keep alpha."""
+    return "png" if any(v.format == "png" for v in item.presets) else "jpeg"
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Delivery:
+    def __init__(self, settings: Settings, database: Database, storage: Storage) -> None:
+        self.settings = settings
+        self.database = database
+        self.storage = storage
+        self.presets: dict[str, VariantSpec] = {spec.name: spec for spec in settings.image_sizes}
+        self.deadline = settings.render_deadline_seconds
+        # The longest a claimant may take: a wait for a render slot, the render, and the store's writes.
+        self.longest_render = 2 * self.deadline + 10
+        self.gate = RenderGate(settings.max_concurrent_renders or _cores(), settings.render_queue, self.deadline)
+        self.encoding = Encoding(webp_effort=settings.transform_webp_effort)
+        self._owner = f"{socket.gethostname()[:40]}:{os.getpid()}"
+        self._inflight: dict[tuple[int, str, str], threading.Event] = {}
+        self._inflight_lock = threading.Lock()
+
+    # Reading
+    def preset(self, public_id: str, name: str, extension: str | None, accept: str | None,
+               principal: Principal | None) -> Delivered:
+        item = self._visible(public_id, principal)
+        wanted = EXTENSION_FORMATS.get(extension) if extension else None
+        if item.media_type != "image" or (item.meta or {}).get("animated"):
+            return self._stored(item, name, wanted, negotiated=False)  # as stored: no format makes a video
+        if name != ORIGINAL and name not in self.presets:
+            raise NotFound(f"no preset {name!r}", code="no_such_preset", presets=[ORIGINAL, *self.presets])
+        if extension and wanted is None:
+            raise NotFound("a preset URL ends in .jpg, .png, .webp or .avif, or has no extension",
+                           code="no_such_format")
+        base = self._base_format(item, name)
+        negotiated = extension is None
+        fmt = wanted or negotiate(accept, base)
+        if name == ORIGINAL and fmt == base:
+            return self._stored(item, name, None, negotiated)
+        if name == ORIGINAL and (item.width or 0) * (item.height or 0) > self.settings.max_transform_pixels:
+            if negotiated:
+                return self._stored(item, name, None, negotiated)
+            raise LimitExceeded("the original is too large to convert", code="transform_too_large",
+                                limit=self.settings.max_transform_pixels)
+        existing = next((v for v in item.variants if v.name == name and v.format == fmt), None)
+        if existing is not None:
+            return Delivered(existing.storage_key, existing.content_type,
+                             _etag(existing.content_hash, existing.storage_key), exposure.is_public(item), negotiated)
+        return self._made(item, name, fmt, self._preset_transform(item, name, fmt), negotiated)
+
+    def transform(self, public_id: str, signature: str, text: str, extension: str, expires: int | None,
+                  accept: str | None, principal: Principal | None) -> Delivered:
+        if extension not in EXTENSION_FORMATS:
+            raise NotFound("a transform URL ends in .auto, .jpg, .png, .webp or .avif", code="no_such_format")
+        if signature == UNSIGNED:
+            if not self.settings.unsigned_transforms:
+                raise Forbidden("unsigned transforms are off: ask POST /v1/media/{id}/transform-url for a URL",
+                                code="unsigned_transform")
+        elif not verify(self.settings.transform_keys, signature, public_id, text, extension, expires):
+            raise Forbidden("the link is invalid or has expired", code="invalid_signature")
+        try:
+            options = Transform.parse(text)
+        except InvalidTransform as exc:
+            raise InvalidInput(str(exc), code="invalid_transform") from None
+        item = self._visible(public_id, principal)
+        if signature == UNSIGNED and not exposure.is_public(item):
+            raise _not_found(public_id)
+        self._check_limits(item, options)
+        fmt = EXTENSION_FORMATS[extension] or negotiate(accept, _transform_base(item))
+        delivered = self._made(item, options.digest(fmt), fmt, options, EXTENSION_FORMATS[extension] is None)
+        return Delivered(delivered.key, delivered.content_type, delivered.etag, delivered.public,
+                         delivered.negotiated, expires)
+
+    # Signing
+    def transform_url(self, media_id: int, options: Transform, fmt: str | None, expires_in: int | None,
+                      principal: Principal | None, urls: MediaUrls) -> SignedTransform:
+        with self.database.session() as session:
+            item = access.require_view(principal, MediaRepository(session).get(media_id), MemberRepository(session))
+        self._check_limits(item, options)
+        expires = int(time.time()) + expires_in if expires_in else None
+        key = self.settings.transform_keys[0]
+
+        def url(extension: str) -> str:
+            signature = sign(key, item.public_id, options.text, extension, expires)
+            return urls.transform_url(item, signature, options.text, extension, expires)
+
+        width, height = options.output_size(item.width or 1, item.height or 1)
+        return SignedTransform(
+            url=url(FORMAT_EXTENSIONS[fmt] if fmt else "auto"),
+            urls={name: url(FORMAT_EXTENSIONS[name]) for name in (_transform_base(item), *NEGOTIATED)},
+            width=width, height=height, format=fmt, expires_at=expires)
+
+    # Parts
+    def _visible(self, public_id: str, principal: Principal | None) -> MediaItem:
+        with self.database.session() as session:
+            item = MediaRepository(session).get_by_public_id(public_id)
+            if item is None or not (exposure.is_public(item)
+                                    or access.can_view(principal, item, MemberRepository(session))):
+                raise _not_found(public_id)
+        return item
+
+    @staticmethod
+    def _base_format(item: MediaItem, name: str) -> str:
+        """The format every client shows: the original's own, or the preset's stored JPEG/PNG."""
+        if name == ORIGINAL:
+            return next((fmt for fmt, content_type in CONTENT_TYPES.items() if content_type == item.content_type),
+                        "jpeg")
+        return "png" if any(v.name == name and v.format == "png" for v in item.presets) else "jpeg"
+
+    def _stored(self, item: MediaItem, name: str, fmt: str | None, negotiated: bool) -> Delivered:
+        """An object the item stores already: the original, or a preset row (a video's poster sizes)."""
+        public = exposure.is_public(item)
+        if name == ORIGINAL:
+            if exposure.original_is_raw(item):
+                raise Busy("the image is still being processed", code="not_ready", retry_after=5)
+            if fmt is not None and CONTENT_TYPES.get(fmt) != item.content_type:
+                raise NotFound(f"the original is not stored as {fmt}", code="no_such_format")
+            return Delivered(item.original_key, item.content_type, _etag(None, item.original_key), public, negotiated)
+        rows = [v for v in item.presets if v.name == name and (fmt is None or v.format == fmt)]
+        if not rows:
+            raise NotFound(f"no {name} rendition in that format", code="no_such_format")
+        return Delivered(rows[0].storage_key, rows[0].content_type, _etag(rows[0].content_hash, rows[0].storage_key),
+                         public, negotiated)
+
+    def _preset_transform(self, item: MediaItem, name: str, fmt: str) -> Transform:
+        quality = {"jpeg": self.settings.jpeg_quality, "webp": self.settings.webp_quality,
+                   "avif": self.settings.avif_quality}.get(fmt, 0)
+        width, height = item.width or 1, item.height or 1
+        if name == ORIGINAL:
+            return Transform(width, height, "fill", "center", quality)
+        spec = self.presets[name]
+        out_w, out_h = output_size(width, height, spec)
+        return Transform(out_w, out_h, "cover" if spec.crop else "fill", "focal", quality)
+
+    def _check_limits(self, item: MediaItem, options: Transform) -> None:
+        if item.media_type != "image" or not item.width or not item.height:
+            raise InvalidInput("only images are transformed", code="not_an_image")
+        if item.width * item.height > self.settings.max_transform_source_pixels:
+            raise LimitExceeded("the image is too large to transform; use its presets", code="source_too_large",
+                                limit=self.settings.max_transform_source_pixels)
+        width, height = options.output_size(item.width, item.height)
+        if max(width, height) > self.settings.max_transform_side or width * height > self.settings.max_transform_pixels:
+            raise LimitExceeded("the result would be too large", code="transform_too_large",
+                                max_side=self.settings.max_transform_side, max_pixels=self.settings.max_transform_pixels)
+
+    @staticmethod
+    def _focal(item: MediaItem, gravity: str) -> tuple[float, float] | None:
+        """The point a crop keeps in frame; None: find one by attention."""
+        point = (item.meta or {}).get("focal_point")
+        if gravity == "center":
+            return 0.5, 0.5
+        if gravity == "smart" or (gravity == "face" and not (point and point.get("source") == "faces")):
+            return None
+        return (float(point["x"]), float(point["y"])) if point else (0.5, 0.5)
+
+    def _made(self, item: MediaItem, name: str, fmt: str, options: Transform, negotiated: bool) -> Delivered:
+        row = self._obtain(item, name, fmt, lambda: self._render(item, options, fmt))
+        return Delivered(row.storage_key, row.content_type, _etag(row.content_hash, row.storage_key),
+                         exposure.is_public(item), negotiated)
+
+    def _render(self, item: MediaItem, options: Transform, fmt: str) -> Rendered:
+        if exposure.original_is_raw(item):
+            raise Busy("the image is still being processed", code="not_ready", retry_after=5)
+        source = self.storage.get(item.original_key)
+        try:
+            return render(source, (item.width or 1, item.height or 1), options, fmt,
+                          focal=self._focal(item, options.gravity), seconds=self.deadline, encoding=self.encoding)
+        except RenderTimeout as exc:
+            raise Busy(str(exc), code="render_timeout", retry_after=5) from None
+        except RenderFailed as exc:
+            raise InvalidInput(f"the stored image could not be rendered: {exc}", code="render_failed") from None
+
+    # Single flight
+    def _find(self, media_id: int, name: str, fmt: str) -> VariantRow | None:
+        with self.database.session() as session:
+            row = VariantRepository(session).get(media_id, name, fmt)
+            if row is None:
+                return None
+            return VariantRow(row.name, row.format, row.storage_key, row.width, row.height, row.byte_size,
+                              row.content_type, row.kind, row.content_hash)
+
+    def _obtain(self, item: MediaItem, name: str, fmt: str, make: Callable[[], Rendered]) -> VariantRow:
+        """The stored rendition (name, fmt) of the item, made by `make` if no one has made it yet."""
+        found = self._find(item.id, name, fmt)
+        if found is not None:
+            return found
+        ident = (item.id, name, fmt)
+        with self._inflight_lock:
+            event = self._inflight.get(ident)
+            leading = event is None
+            if event is None:
+                event = self._inflight[ident] = threading.Event()
+        if not leading:
+            event.wait(self.longest_render)
+            found = self._find(item.id, name, fmt)
+            if found is None:
+                raise _busy("renders of this image")
+            return found
+        try:
+            return self._render_once(item, name, fmt, make)
+        finally:
+            with self._inflight_lock:
+                del self._inflight[ident]
+            event.set()
+
+    def _render_once(self, item: MediaItem, name: str, fmt: str, make: Callable[[], Rendered]) -> VariantRow:
+        owner = f"{self._owner}:{uuid.uuid4().hex[:12]}"
+        stale = timedelta(seconds=self.longest_render)
+        give_up = time.monotonic() + self.longest_render
+        while True:
+            with self.database.session() as session:
+                if RenderClaimRepository(session).claim(item.id, name, fmt, owner, stale):
+                    break
+            time.sleep(CLAIM_POLL_SECONDS)
+            found = self._find(item.id, name, fmt)
+            if found is not None:
+                return found
+            if time.monotonic() > give_up:
+                raise _busy("renders of this image")
+        try:
+            found = self._find(item.id, name, fmt)  # made elsewhere between our miss and our claim
+            if found is not None:
+                return found
+            with self.gate.slot():
+                rendered = make()
+            return self._store(item, name, fmt, rendered)
+        finally:
+            with self.database.session() as session:
+                RenderClaimRepository(session).release(item.id, name, fmt, owner)
+
+    def _store(self, item: MediaItem, name: str, fmt: str, rendered: Rendered) -> VariantRow:
+        """Bytes first, then the row; the bytes are deleted if the row is not committed."""
+        key = variant_key(item.original_key, f"{name}-{secrets.token_hex(4)}", EXTENSIONS[fmt])
+        row = VariantRow(name, fmt, key, rendered.width, rendered.height, len(rendered.data), rendered.content_type,
+                         TRANSFORM, rendered.content_hash)
+        self.storage.put(key, rendered.data, rendered.content_type)
+        try:
+            with self.database.session() as session:
+                lock_item(session, item.id)
+                current = MediaRepository(session).get(item.id)
+                if current is None:
+                    raise _not_found(item.public_id)
+                if (current.original_key, (current.meta or {}).get("focal_point")) != (
+                        item.original_key, (item.meta or {}).get("focal_point")):
+                    raise _busy("changes to this image")  # rendered from what the item no longer is
+                VariantRepository(session).replace(item.id, [], [row])
+                if exposure.is_public(current):
+                    self.storage.set_public([key], True)
+        except BaseException:
+            try:
+                self.storage.delete(key)
+            except MediaHubError:
+                pass  # a stray object: `mediahub verify --repair` removes it
+            raise
+        return row
