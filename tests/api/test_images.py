@@ -127,6 +127,8 @@ def test_etags_are_strong_and_from_the_content(images: TestClient, tokens: Token
     not_modified = images.get(f"/v1/images/{item['public_id']}/small",
                               headers={"Accept": "image/webp", "If-None-Match": etag})
     assert not_modified.status_code == 304 and not_modified.headers["vary"] == "Accept"
+    uploaded = images.get(f"/v1/images/{item['public_id']}/small.jpg")  # made by the upload, not on request
+    assert uploaded.headers["etag"] == f'"{hashlib.sha256(uploaded.content).hexdigest()[:32]}"'
 
 
 def test_head_and_ranges(images: TestClient, tokens: Tokens) -> None:
@@ -377,3 +379,22 @@ def test_rejected_items_stop_being_delivered(images: TestClient, tokens: Tokens)
     assert decision.status_code == 200, decision.text
     assert_problem(images.get(url), 404, "image_not_found")
     assert_problem(images.get(f"/v1/images/{item['public_id']}/small"), 404, "image_not_found")
+
+
+def test_a_videos_presets_are_its_stored_objects_with_ranges(images: TestClient, tokens: Tokens) -> None:
+    video = CORPUS_DIR / "video/mp4_h264_example_640x480.mp4"
+    response = upload(images, "/v1/media/posts/1/media", tokens.admin(), file=video)
+    assert response.status_code == 201, response.text
+    item = response.json()
+    original = f"/v1/images/{item['public_id']}/original"
+    whole = images.get(original, headers={**tokens.admin(), "Accept": "image/avif,image/webp,*/*"})
+    assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
+    assert whole.content == video.read_bytes() or len(whole.content) == item["byte_size"]
+    assert "vary" not in whole.headers
+    part = images.get(original, headers={**tokens.admin(), "Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == whole.content[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(whole.content)}"
+    poster = images.get(f"/v1/images/{item['public_id']}/small", headers=tokens.admin())
+    assert poster.status_code == 200 and poster.headers["content-type"] == "image/jpeg"
+    assert_problem(images.post(f"/v1/media/{item['id']}/transform-url", json={"width": 100},
+                               headers=tokens.admin()), 422, "not_an_image")

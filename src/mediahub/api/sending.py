@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from email.utils import format_datetime
 from typing import Annotated
 
@@ -11,23 +12,28 @@ from fastapi.responses import Response, StreamingResponse
 
 from mediahub.api.errors import problem
 from mediahub.api.ranges import RangeNotSatisfiable, byte_range, not_modified, range_still_valid
-from mediahub.storage.base import Storage
+from mediahub.storage.base import ObjectInfo, Storage
 
 HeaderValue = Annotated[str | None, Header(max_length=2000)]
 RangeHeader = Annotated[str | None, Header(alias="range", max_length=200)]
 SENT_CODES = {200: "the object's bytes", 206: "the requested byte range", 304: "not modified"}
+WHOLE_READ_BYTES = 1024 * 1024  # objects up to this size are read in one call and sent in one piece
 
 
 async def send_stored(request: Request, storage: Storage, key: str, content_type: str, headers: dict[str, str], *,
-                      etag: str | None = None, if_none_match: str | None = None,
+                      known: ObjectInfo | None = None, if_none_match: str | None = None,
                       if_modified_since: str | None = None, if_range: str | None = None,
                       range_header: str | None = None) -> Response:
     """The object `key` (or the part of it asked for, or 304), with `headers` and its validators.
 
-    `etag`: the object's strong ETag when the caller knows it (from its content); else the store's.
+    `known`: what the caller's rows record of the object. With its time (and size), the store is not asked
+    before the bytes are read, and not at all for a 304; its ETag (from the content) wins over the store's.
     """
-    info = await run_in_threadpool(storage.stat, key)
-    etag = etag or info.etag
+    info = known
+    if info is None or info.last_modified is None:
+        stat = await run_in_threadpool(storage.stat, key)
+        info = replace(stat, etag=known.etag if known is not None and known.etag else stat.etag)
+    etag = info.etag
     if etag:
         headers["ETag"] = etag
     if info.last_modified:
@@ -51,5 +57,8 @@ async def send_stored(request: Request, storage: Storage, key: str, content_type
         headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=content_type)
+    if wanted is None and info.size <= WHOLE_READ_BYTES:
+        return Response(await run_in_threadpool(storage.get, key), status_code=status, headers=headers,
+                        media_type=content_type)
     body = await run_in_threadpool(storage.open_range, key, first, last)
     return StreamingResponse(body, status_code=status, headers=headers, media_type=content_type)

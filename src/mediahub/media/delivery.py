@@ -18,6 +18,7 @@ deletes the bytes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import socket
@@ -26,11 +27,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from mediahub.config import Settings, VariantSpec
-from mediahub.db.models import TRANSFORM, MediaItem
+from mediahub.db.models import TRANSFORM, MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository, MemberRepository, VariantRepository, VariantRow
 from mediahub.db.repositories.media import lock_item
 from mediahub.db.repositories.render_claims import RenderClaimRepository
@@ -52,23 +53,28 @@ from mediahub.pipeline.transform import (
     render,
 )
 from mediahub.pipeline.variants import output_size
-from mediahub.storage.base import Storage
+from mediahub.storage.base import ObjectInfo, Storage
 
 ORIGINAL = "original"  # the preset that names the stored original itself
 NEGOTIATED = ("avif", "webp")  # preferred, in this order, over the base format when the client names them
 CLAIM_POLL_SECONDS = 0.05
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Delivered:
-    """What to send: a stored object, its type and strong ETag, and how it may be cached."""
+    """What to send: a stored object, its type, what the rows know of it, and how it may be cached."""
 
-    key: str
+    info: ObjectInfo  # key, and the size, strong ETag and time when a row records them (else the store's)
     content_type: str
-    etag: str
     public: bool  # approved: shared caches may keep it
     negotiated: bool  # chosen by Accept: the answer varies with it
     expires: int | None = None  # a signed URL's expiry: no cache keeps it longer
+
+    @property
+    def key(self) -> str:
+        return self.info.key
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,12 @@ def _etag(content_hash: str | None, key: str) -> str:
     return f'"{(content_hash or hashlib.sha256(key.encode()).hexdigest())[:32]}"'
 
 
+def _delivered(row: MediaVariant, public: bool, negotiated: bool) -> Delivered:
+    info = ObjectInfo(row.storage_key, row.byte_size, last_modified=row.created_at,
+                      etag=_etag(row.content_hash, row.storage_key))
+    return Delivered(info, row.content_type, public, negotiated)
+
+
 def _transform_base(item: MediaItem) -> str:
     """A transform's format for clients that name neither AVIF nor WebP: PNG where the presets keep alpha."""
     return "png" if any(v.format == "png" for v in item.presets) else "jpeg"
@@ -196,11 +208,7 @@ class Delivery:
                 return self._stored(item, name, None, negotiated)
             raise LimitExceeded("the original is too large to convert", code="transform_too_large",
                                 limit=self.settings.max_transform_pixels)
-        existing = next((v for v in item.variants if v.name == name and v.format == fmt), None)
-        if existing is not None:
-            return Delivered(existing.storage_key, existing.content_type,
-                             _etag(existing.content_hash, existing.storage_key), exposure.is_public(item), negotiated)
-        return self._made(item, name, fmt, self._preset_transform(item, name, fmt), negotiated)
+        return self._made(item, name, fmt, lambda: self._preset_transform(item, name, fmt), negotiated)
 
     def transform(self, public_id: str, signature: str, text: str, extension: str, expires: int | None,
                   accept: str | None, principal: Principal | None) -> Delivered:
@@ -221,9 +229,8 @@ class Delivery:
             raise _not_found(public_id)
         self._check_limits(item, options)
         fmt = EXTENSION_FORMATS[extension] or negotiate(accept, _transform_base(item))
-        delivered = self._made(item, options.digest(fmt), fmt, options, EXTENSION_FORMATS[extension] is None)
-        return Delivered(delivered.key, delivered.content_type, delivered.etag, delivered.public,
-                         delivered.negotiated, expires)
+        return replace(self._made(item, options.digest(fmt), fmt, lambda: options, EXTENSION_FORMATS[extension] is None),
+                       expires=expires)
 
     # Signing
     def transform_url(self, media_id: int, options: Transform, fmt: str | None, expires_in: int | None,
@@ -269,12 +276,13 @@ class Delivery:
                 raise Busy("the image is still being processed", code="not_ready", retry_after=5)
             if fmt is not None and CONTENT_TYPES.get(fmt) != item.content_type:
                 raise NotFound(f"the original is not stored as {fmt}", code="no_such_format")
-            return Delivered(item.original_key, item.content_type, _etag(None, item.original_key), public, negotiated)
+            # The store knows the original's size and time; its ETag is from the key (never reused for other bytes).
+            return Delivered(ObjectInfo(item.original_key, 0, etag=_etag(None, item.original_key)), item.content_type,
+                             public, negotiated)
         rows = [v for v in item.presets if v.name == name and (fmt is None or v.format == fmt)]
         if not rows:
             raise NotFound(f"no {name} rendition in that format", code="no_such_format")
-        return Delivered(rows[0].storage_key, rows[0].content_type, _etag(rows[0].content_hash, rows[0].storage_key),
-                         public, negotiated)
+        return _delivered(rows[0], public, negotiated)
 
     def _preset_transform(self, item: MediaItem, name: str, fmt: str) -> Transform:
         quality = {"jpeg": self.settings.jpeg_quality, "webp": self.settings.webp_quality,
@@ -307,10 +315,13 @@ class Delivery:
             return None
         return (float(point["x"]), float(point["y"])) if point else (0.5, 0.5)
 
-    def _made(self, item: MediaItem, name: str, fmt: str, options: Transform, negotiated: bool) -> Delivered:
-        row = self._obtain(item, name, fmt, lambda: self._render(item, options, fmt))
-        return Delivered(row.storage_key, row.content_type, _etag(row.content_hash, row.storage_key),
-                         exposure.is_public(item), negotiated)
+    def _made(self, item: MediaItem, name: str, fmt: str, options: Callable[[], Transform],
+              negotiated: bool) -> Delivered:
+        """The stored rendition (name, fmt): from the item's rows as loaded, else found or made by `_obtain`."""
+        row = next((v for v in item.variants if v.name == name and v.format == fmt), None)
+        if row is None:
+            row = self._obtain(item, name, fmt, lambda: self._render(item, options(), fmt))
+        return _delivered(row, exposure.is_public(item), negotiated)
 
     def _render(self, item: MediaItem, options: Transform, fmt: str) -> Rendered:
         if exposure.original_is_raw(item):
@@ -325,15 +336,11 @@ class Delivery:
             raise InvalidInput(f"the stored image could not be rendered: {exc}", code="render_failed") from None
 
     # Single flight
-    def _find(self, media_id: int, name: str, fmt: str) -> VariantRow | None:
+    def _find(self, media_id: int, name: str, fmt: str) -> MediaVariant | None:
         with self.database.session() as session:
-            row = VariantRepository(session).get(media_id, name, fmt)
-            if row is None:
-                return None
-            return VariantRow(row.name, row.format, row.storage_key, row.width, row.height, row.byte_size,
-                              row.content_type, row.kind, row.content_hash)
+            return VariantRepository(session).get(media_id, name, fmt)
 
-    def _obtain(self, item: MediaItem, name: str, fmt: str, make: Callable[[], Rendered]) -> VariantRow:
+    def _obtain(self, item: MediaItem, name: str, fmt: str, make: Callable[[], Rendered]) -> MediaVariant:
         """The stored rendition (name, fmt) of the item, made by `make` if no one has made it yet."""
         found = self._find(item.id, name, fmt)
         if found is not None:
@@ -357,7 +364,7 @@ class Delivery:
                 del self._inflight[ident]
             event.set()
 
-    def _render_once(self, item: MediaItem, name: str, fmt: str, make: Callable[[], Rendered]) -> VariantRow:
+    def _render_once(self, item: MediaItem, name: str, fmt: str, make: Callable[[], Rendered]) -> MediaVariant:
         owner = f"{self._owner}:{uuid.uuid4().hex[:12]}"
         stale = timedelta(seconds=self.longest_render)
         give_up = time.monotonic() + self.longest_render
@@ -382,8 +389,9 @@ class Delivery:
             with self.database.session() as session:
                 RenderClaimRepository(session).release(item.id, name, fmt, owner)
 
-    def _store(self, item: MediaItem, name: str, fmt: str, rendered: Rendered) -> VariantRow:
-        """Bytes first, then the row; the bytes are deleted if the row is not committed."""
+    def _store(self, item: MediaItem, name: str, fmt: str, rendered: Rendered) -> MediaVariant:
+        """Bytes first, then the row; the bytes are deleted if the row is not committed, or if another process
+        committed its own rendition first (then that one is answered)."""
         key = variant_key(item.original_key, f"{name}-{secrets.token_hex(4)}", EXTENSIONS[fmt])
         row = VariantRow(name, fmt, key, rendered.width, rendered.height, len(rendered.data), rendered.content_type,
                          TRANSFORM, rendered.content_hash)
@@ -397,13 +405,21 @@ class Delivery:
                 if (current.original_key, (current.meta or {}).get("focal_point")) != (
                         item.original_key, (item.meta or {}).get("focal_point")):
                     raise _busy("changes to this image")  # rendered from what the item no longer is
-                VariantRepository(session).replace(item.id, [], [row])
-                if exposure.is_public(current):
+                stored = VariantRepository(session).add_once(item.id, row)
+                if stored is not None and exposure.is_public(current):
                     self.storage.set_public([key], True)
         except BaseException:
-            try:
-                self.storage.delete(key)
-            except MediaHubError:
-                pass  # a stray object: `mediahub verify --repair` removes it
+            self._discard(key)
             raise
-        return row
+        if stored is None:
+            self._discard(key)
+            stored = self._find(item.id, name, fmt)
+            if stored is None:
+                raise _busy("renders of this image")
+        return stored
+
+    def _discard(self, key: str) -> None:
+        try:
+            self.storage.delete(key)
+        except MediaHubError:
+            log.warning("could not delete %s, an unused rendition: `mediahub verify --repair` removes it", key)

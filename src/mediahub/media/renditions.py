@@ -11,6 +11,8 @@ item; one is deleted only with the last row (or original) that names it
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,6 +71,7 @@ class _Object:
     height: int
     byte_size: int
     original: bool = False
+    content_hash: str | None = None  # of a variant's new object (the original's is not computed here)
 
 
 def plan_variants(encoded: list[Encoded], key_for: Callable[[Encoded], str],
@@ -95,12 +98,13 @@ def plan_variants(encoded: list[Encoded], key_for: Callable[[Encoded], str],
         if existing is not None and _shares(variant, existing):
             target, source = existing, None
         else:
-            target = _Object(key_for(variant), variant.width, variant.height, len(variant.data))
+            target = _Object(key_for(variant), variant.width, variant.height, len(variant.data),
+                             content_hash=hashlib.sha256(variant.data).hexdigest())
             source = variant.data
         if not variant.crop:  # a variant's object now, even the original's: equal sizes share it
             larger[variant.format] = replace(target, original=False)
         row = VariantRow(variant.name, variant.format, target.key, target.width, target.height, target.byte_size,
-                         variant.content_type)
+                         variant.content_type, content_hash=target.content_hash)
         planned[index] = PlannedVariant(row, source)
     return [planned[index] for index in range(len(encoded))]
 

@@ -47,7 +47,7 @@ def _headers(delivered: Delivered, public_cache_seconds: int) -> dict[str, str]:
 async def _send(request: Request, runtime: RuntimeDep, delivered: Delivered, if_none_match: str | None,
                 if_modified_since: str | None, if_range: str | None, range_header: str | None) -> Response:
     return await send_stored(request, runtime.storage, delivered.key, delivered.content_type,
-                             _headers(delivered, runtime.settings.public_cache_seconds), etag=delivered.etag,
+                             _headers(delivered, runtime.settings.public_cache_seconds), known=delivered.info,
                              if_none_match=if_none_match, if_modified_since=if_modified_since, if_range=if_range,
                              range_header=range_header)
 

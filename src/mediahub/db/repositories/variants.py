@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, union
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import PRESET, MediaItem, MediaVariant, utcnow
@@ -84,6 +85,18 @@ class VariantRepository:
                 for r in rows
             ])
         return sorted(removed_keys - self.used_keys(removed_keys))
+
+    def add_once(self, media_id: int, row: VariantRow) -> MediaVariant | None:
+        """Insert `row` unless the item has a rendition of its name and format already (inserted by someone
+        else meanwhile): the new row, or None."""
+        variant = row.model()
+        variant.media_id = media_id
+        try:
+            with self.session.begin_nested():
+                self.session.add(variant)
+        except IntegrityError:
+            return None
+        return variant
 
     def used_keys(self, keys: Iterable[str]) -> set[str]:
         """Those of `keys` a variant row or an item's original still names."""
