@@ -1,4 +1,5 @@
-"""The `mediahub` command: ingest, db, verify, grant, token, serve, worker, reprocess, dedup, analytics."""
+"""The `mediahub` command: ingest, db, verify, grant, token, serve, worker, reprocess, dedup, placeholders,
+analytics."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ dedup_app = typer.Typer(help="Duplicate detection.", no_args_is_help=True)
 app.add_typer(dedup_app, name="dedup")
 analytics_app = typer.Typer(help="Storage analytics.", no_args_is_help=True)
 app.add_typer(analytics_app, name="analytics")
+placeholders_app = typer.Typer(help="Placeholders (BlurHash, ThumbHash) shown while images load.",
+                               no_args_is_help=True)
+app.add_typer(placeholders_app, name="placeholders")
 console = Console(stderr=True)
 
 
@@ -402,6 +406,32 @@ def dedup_backfill(
     else:
         typer.echo(f"{report.examined} image rows without fingerprints: {report.filled} filled "
                    f"({report.from_variant} from a variant), {len(report.failed)} failed")
+        for media_id, why in report.failed.items():
+            typer.echo(f"  #{media_id}: {why}")
+    raise typer.Exit(1 if report.failed else 0)
+
+
+@placeholders_app.command("backfill")
+def placeholders_backfill(
+    as_json: Annotated[bool, typer.Option("--json", help="The counts as one JSON document on stdout.")] = False,
+) -> None:
+    """Compute the placeholders of rows stored without them, from their smallest whole-picture rendition."""
+    from mediahub.media import placeholders
+
+    runtime = _runtime()
+    try:
+        with _progress() as progress:
+            task = progress.add_task("placeholders", total=placeholders.pending(runtime.database))
+            report = placeholders.backfill(runtime.database, runtime.storage, progress=lambda: progress.advance(task))
+    finally:
+        runtime.close()
+    if as_json:
+        typer.echo(json.dumps({"examined": report.examined, "filled": report.filled,
+                               "without_rendition": report.without_rendition,
+                               "failed": {str(k): v for k, v in report.failed.items()}}))
+    else:
+        typer.echo(f"{report.examined} rows without placeholders: {report.filled} filled, "
+                   f"{report.without_rendition} without a rendition yet, {len(report.failed)} failed")
         for media_id, why in report.failed.items():
             typer.echo(f"  #{media_id}: {why}")
     raise typer.Exit(1 if report.failed else 0)

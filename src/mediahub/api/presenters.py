@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mediahub.api.schemas import MediaOut, VariantOut
+from mediahub.api.schemas import MediaOut, PlaceholdersOut, VariantOut
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories.job_queue import PENDING
 from mediahub.media.exposure import original_is_raw
 from mediahub.media.manage import MediaView
+from mediahub.media.responsive import responsive
 from mediahub.media.urls import MediaUrls
+from mediahub.pipeline.placeholders import PLACEHOLDERS
 
 # What anyone who may see an item sees of its metadata: how it was stored, never who, where or when.
 # A key not named here (filename, exif camera and time, anything added later) is private by default.
@@ -24,7 +26,7 @@ LOCATION_METADATA = frozenset({"gps"})  # the uploader's and the owners' only
 def _metadata(view: MediaView) -> dict[str, Any]:
     meta = dict(view.item.meta or {})
     return {name: value for name, value in meta.items()
-            if name != PENDING  # shown as `pending` of its own
+            if name not in (PENDING, PLACEHOLDERS)  # shown as fields of their own
             and (name in PUBLIC_METADATA or (view.location if name in LOCATION_METADATA else view.private))}
 
 
@@ -43,6 +45,8 @@ def _variants(item: MediaItem, urls: MediaUrls) -> dict[str, dict[str, VariantOu
 
 def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
     item = view.item
+    placeholders = (item.meta or {}).get(PLACEHOLDERS)
+    images = responsive(item, urls)
     return MediaOut(
         id=item.id,
         public_id=item.public_id,
@@ -58,6 +62,9 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         url=None if original_is_raw(item) else urls.url(item, item.original_key),
         variants=_variants(item, urls),
         image_hash=item.image_hash,
+        placeholders=PlaceholdersOut(**placeholders) if placeholders else None,
+        srcset=images.srcset if images else None,
+        widths=images.widths if images else None,
         storage_type=item.storage_type,
         bucket_name=item.bucket_name,
         is_primary=item.is_primary,

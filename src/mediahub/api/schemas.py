@@ -109,6 +109,11 @@ class VariantOut(BaseModel):
     content_type: str
 
 
+class PlaceholdersOut(BaseModel):
+    blurhash: str = Field(description="BlurHash (base83), 4 components along the longer side")
+    thumbhash: str = Field(description="ThumbHash bytes in standard base64")
+
+
 MEDIA_EXAMPLE: dict[str, Any] = {
     "id": 42, "public_id": "q3vV0c1b2A9xYzT4kLmN8w", "entity_type": "community", "entity_id": "123",
     "entity_field": "photos", "media_type": "image", "content_type": "image/jpeg", "byte_size": 48213,
@@ -118,7 +123,13 @@ MEDIA_EXAMPLE: dict[str, Any] = {
         "url": "http://localhost:8000/v1/media/files/communities/photos/123/2024-12/"
                "photos-20241202101500-a1b2c3_thumbnail.jpg",
         "width": 150, "height": 150, "size": 5120, "content_type": "image/jpeg"}}},
-    "image_hash": "c3c3e1e1f0f0b4b4", "storage_type": "local", "bucket_name": None, "is_primary": True,
+    "image_hash": "c3c3e1e1f0f0b4b4",
+    "placeholders": {"blurhash": "LpC*Chbcj=f+byjXbdjsThj]jZju", "thumbhash": "IbYJNYiIeHh5eYiPh1dneZaWYHkJ"},
+    "srcset": {"jpeg": "http://localhost:8000/v1/media/files/communities/photos/123/2024-12/"
+                       "photos-20241202101500-a1b2c3_small.jpg 400w",
+               "auto": "http://localhost:8000/v1/images/q3vV0c1b2A9xYzT4kLmN8w/small 400w"},
+    "widths": [400],
+    "storage_type": "local", "bucket_name": None, "is_primary": True,
     "position": 0, "tags": ["pool", "summer"], "metadata": {"source_format": "jpeg", "gps_stripped": True},
     "caption": "The pool at dusk", "alt_text": "An outdoor pool lit at dusk", "moderation_status": "approved",
     "moderation_reason": None, "processing_status": "ready", "uploaded_by": "USR-1",
@@ -144,6 +155,13 @@ class MediaOut(BaseModel):
                                         "kept as sent until then, is being re-encoded (HEIC, TIFF...)")
     variants: dict[str, dict[str, VariantOut]] = Field(description="variant name -> format -> rendition")
     image_hash: str | None
+    placeholders: PlaceholdersOut | None = Field(
+        None, description="shown while the image loads (a video: of its poster); null for rows not yet backfilled")
+    srcset: dict[str, str] | None = Field(
+        None, description="an image's whole-picture sizes as `srcset` values, per format (the URLs of `variants`), "
+                          "and `auto` (approved items): the preset URLs, each answered in the best format the "
+                          "client accepts; null for videos")
+    widths: list[int] | None = Field(None, description="the widths the srcsets offer, ascending; null for videos")
     storage_type: str
     bucket_name: str | None
     is_primary: bool

@@ -17,6 +17,7 @@ from mediahub.pipeline import vips as vips_step
 from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash, pixel_sha256
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import display_size, swaps_axes, upright
+from mediahub.pipeline.placeholders import PLACEHOLDERS, placeholders
 from mediahub.pipeline.original import EncodedOriginal, jpeg_subsampling, reencode, reencode_animation
 from mediahub.pipeline.probe import (
     ImageLimits,
@@ -178,7 +179,8 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
             height=height,
             variants=encode_all(renders, options.sizes, options.encode),
             phash=perceptual_hash(hash_source_image),
-            metadata=_metadata(sniffed, header, summary, options.strip_gps, mode),
+            metadata={**_metadata(sniffed, header, summary, options.strip_gps, mode),
+                      PLACEHOLDERS: placeholders(hash_source_image)},
             pixel_sha256=pixel_digest.result(),
             fingerprint=Fingerprint.of(hash_source_image),
             variants_deferred=deferred,

@@ -22,6 +22,7 @@ from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType, librar
 from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash
 from mediahub.pipeline.image import ImageOptions, hash_source
 from mediahub.pipeline.normalise import to_display
+from mediahub.pipeline.placeholders import PLACEHOLDERS, placeholders
 from mediahub.pipeline.sniff import Sniffed
 from mediahub.pipeline.variants import Encoded, encode_all, render_all
 
@@ -151,6 +152,7 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
                 "frame_rate": float(stream.average_rate) if stream.average_rate else None,
                 "frames": declared or packets,
                 "rotation": rotation,
+                PLACEHOLDERS: placeholders(whole),  # of the poster
             },
             fingerprint=Fingerprint.of(whole),
         )
