@@ -3,11 +3,13 @@ analytics."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -18,6 +20,12 @@ from mediahub.config import DEV_SECRET_FILE, InsecureSettings, Settings, describ
 from mediahub.entities import Target
 from mediahub.errors import MediaHubError
 from mediahub.pipeline.intake import iter_file
+
+if TYPE_CHECKING:
+    from mediahub.db.session import Database
+    from mediahub.runtime import Runtime
+
+T = TypeVar("T")
 
 app = typer.Typer(help="MediaHub: the media service.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
@@ -391,24 +399,10 @@ def dedup_backfill(
     """Compute the missing fingerprints of image rows stored before duplicate detection, from their bytes."""
     from mediahub.media import backfill
 
-    runtime = _runtime()
-    try:
-        with _progress() as progress:
-            task = progress.add_task("fingerprinting", total=backfill.pending(runtime.database))
-            report = backfill.backfill(runtime.database, runtime.storage, runtime.ingest.image_options,
-                                       progress=lambda: progress.advance(task))
-    finally:
-        runtime.close()
-    if as_json:
-        typer.echo(json.dumps({"examined": report.examined, "filled": report.filled,
-                               "from_variant": report.from_variant,
-                               "failed": {str(k): v for k, v in report.failed.items()}}))
-    else:
-        typer.echo(f"{report.examined} image rows without fingerprints: {report.filled} filled "
-                   f"({report.from_variant} from a variant), {len(report.failed)} failed")
-        for media_id, why in report.failed.items():
-            typer.echo(f"  #{media_id}: {why}")
-    raise typer.Exit(1 if report.failed else 0)
+    report = _backfill("fingerprinting", backfill.pending, lambda runtime, advance: backfill.backfill(
+        runtime.database, runtime.storage, runtime.ingest.image_options, progress=advance))
+    _backfill_report(as_json, report, f"{report.examined} image rows without fingerprints: {report.filled} filled "
+                                      f"({report.from_variant} from a variant), {len(report.failed)} failed")
 
 
 @placeholders_app.command("backfill")
@@ -418,20 +412,31 @@ def placeholders_backfill(
     """Compute the placeholders of rows stored without them, from their smallest whole-picture rendition."""
     from mediahub.media import placeholders
 
+    report = _backfill("placeholders", placeholders.pending,
+                       lambda runtime, advance: placeholders.backfill(runtime.database, runtime.storage, advance))
+    _backfill_report(as_json, report, f"{report.examined} rows without placeholders: {report.filled} filled, "
+                                      f"{report.without_rendition} without a rendition yet, "
+                                      f"{len(report.failed)} failed")
+
+
+def _backfill(label: str, pending: Callable[[Database], int], fill: Callable[[Runtime, Callable[[], None]], T]) -> T:
+    """Run a backfill over this install's rows with a progress bar (`pending` rows to go)."""
     runtime = _runtime()
     try:
         with _progress() as progress:
-            task = progress.add_task("placeholders", total=placeholders.pending(runtime.database))
-            report = placeholders.backfill(runtime.database, runtime.storage, progress=lambda: progress.advance(task))
+            task = progress.add_task(label, total=pending(runtime.database))
+            return fill(runtime, lambda: progress.advance(task))
     finally:
         runtime.close()
+
+
+def _backfill_report(as_json: bool, report: Any, summary: str) -> NoReturn:
+    """Print a backfill's report (a dataclass of counts and `failed`: id -> why) as JSON, or the summary and a
+    line per failed row; exit 1 if a row failed."""
     if as_json:
-        typer.echo(json.dumps({"examined": report.examined, "filled": report.filled,
-                               "without_rendition": report.without_rendition,
-                               "failed": {str(k): v for k, v in report.failed.items()}}))
+        typer.echo(json.dumps(dataclasses.asdict(report)))  # the ids in `failed` become strings
     else:
-        typer.echo(f"{report.examined} rows without placeholders: {report.filled} filled, "
-                   f"{report.without_rendition} without a rendition yet, {len(report.failed)} failed")
+        typer.echo(summary)
         for media_id, why in report.failed.items():
             typer.echo(f"  #{media_id}: {why}")
     raise typer.Exit(1 if report.failed else 0)
