@@ -111,7 +111,7 @@ def test_every_format_gets_its_own_srcset(tmp_path, local_storage):
         for fmt in ("jpeg", "webp", "avif")
     ])
     urls = MediaUrls(make_settings(tmp_path, public_base_url="https://media.example"), local_storage)
-    images = responsive(item, urls)
+    images = responsive(item, urls, lambda key: urls.url(item, key))
     assert images.widths == [400, 800, 1600]
     for fmt in ("jpeg", "webp", "avif"):
         assert images.srcset[fmt] == ", ".join(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from mediahub.api.schemas import MediaOut, PlaceholdersOut, VariantOut
@@ -30,11 +32,11 @@ def _metadata(view: MediaView) -> dict[str, Any]:
             and (name in PUBLIC_METADATA or (view.location if name in LOCATION_METADATA else view.private))}
 
 
-def _variants(item: MediaItem, urls: MediaUrls) -> dict[str, dict[str, VariantOut]]:
+def _variants(item: MediaItem, url_of: Callable[[str], str]) -> dict[str, dict[str, VariantOut]]:
     variants: dict[str, dict[str, VariantOut]] = {}
     for variant in item.presets:
         variants.setdefault(variant.name, {})[variant.format] = VariantOut(
-            url=urls.url(item, variant.storage_key),
+            url=url_of(variant.storage_key),
             width=variant.width,
             height=variant.height,
             size=variant.byte_size,
@@ -45,8 +47,9 @@ def _variants(item: MediaItem, urls: MediaUrls) -> dict[str, dict[str, VariantOu
 
 def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
     item = view.item
+    url_of = functools.cache(functools.partial(urls.url, item))  # an object's URL once: a signed one expires
     placeholders = (item.meta or {}).get(PLACEHOLDERS)
-    images = responsive(item, urls)
+    images = responsive(item, urls, url_of)
     return MediaOut(
         id=item.id,
         public_id=item.public_id,
@@ -59,8 +62,8 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         width=item.width,
         height=item.height,
         duration=item.duration,
-        url=None if original_is_raw(item) else urls.url(item, item.original_key),
-        variants=_variants(item, urls),
+        url=None if original_is_raw(item) else url_of(item.original_key),
+        variants=_variants(item, url_of),
         image_hash=item.image_hash,
         placeholders=PlaceholdersOut(**placeholders) if placeholders else None,
         srcset=images.srcset if images else None,

@@ -1,8 +1,8 @@
 """Placeholders for rows stored before uploads made them (`mediahub placeholders backfill`).
 
 Each row without them gets them from its smallest whole-picture preset rendition
-(a video: of its poster), never from the original: a few hundred pixels decode in
-a millisecond or two. Rows that have them are never read, so a second run only
+(a video: of its poster), never from the original: a few hundred pixels, not
+millions, are decoded. Rows that have them are never read, so a second run only
 retries what failed and what had no rendition yet (an upload whose variants job has
 not run: its placeholders come from that upload, or from a later run).
 """

@@ -10,6 +10,7 @@ picture's own aspect removes nothing and counts as whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mediahub.db.models import MediaItem, MediaVariant
@@ -39,17 +40,17 @@ class Responsive:
     widths: list[int]  # ascending
 
 
-def responsive(item: MediaItem, urls: MediaUrls) -> Responsive | None:
-    """The srcsets of an image (None for a video): per format, one candidate per width, the URLs those
-    of the item's `variants`; `auto` (approved items only: a pending item's preset URL needs a bearer
-    token, which an <img> cannot send) the negotiated preset URL per width."""
+def responsive(item: MediaItem, urls: MediaUrls, url_of: Callable[[str], str]) -> Responsive | None:
+    """The srcsets of an image (None for a video): per format, one candidate per width, its URL the
+    object's (`url_of`: the one the item's `variants` show); `auto` (approved items only: a pending
+    item's preset URL needs a bearer token, which an <img> cannot send) the negotiated preset URL per width."""
     if item.media_type != "image":
         return None
     by_format: dict[str, dict[int, str]] = {}
     preset_of_width: dict[int, str] = {}
     for variant in whole_presets(item):
         # Sizes that share one object (a small picture has no distinct `large`) have one width: listed once.
-        by_format.setdefault(variant.format, {}).setdefault(variant.width, urls.url(item, variant.storage_key))
+        by_format.setdefault(variant.format, {}).setdefault(variant.width, url_of(variant.storage_key))
         preset_of_width.setdefault(variant.width, variant.name)
     srcset = {fmt: _candidates(candidates) for fmt, candidates in by_format.items()}
     if item.moderation_status == "approved" and preset_of_width:

@@ -17,8 +17,8 @@ from mediahub.pipeline import vips as vips_step
 from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash, pixel_sha256
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import display_size, swaps_axes, upright
-from mediahub.pipeline.placeholders import PLACEHOLDERS, placeholders
 from mediahub.pipeline.original import EncodedOriginal, jpeg_subsampling, reencode, reencode_animation
+from mediahub.pipeline.placeholders import PLACEHOLDERS, placeholders
 from mediahub.pipeline.probe import (
     ImageLimits,
     check_jpeg_data,
