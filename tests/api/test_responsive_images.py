@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 
 import pytest
 import thumbhash
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from mediahub.db.models import PRESET, MediaItem, MediaVariant
 from mediahub.media.responsive import is_whole_picture, responsive
@@ -57,6 +59,10 @@ def test_an_approved_image_has_a_srcset_per_format_and_one_of_preset_urls(client
     base = f"http://testserver/v1/images/{item['public_id']}"
     assert _candidates(item["srcset"]["auto"]) == [(f"{base}/{name}", width) for name, width in
                                                    zip(("small", "medium", "large"), item["widths"], strict=True)]
+    for url, width in _candidates(item["srcset"]["auto"]):  # each served, anonymously, at the width it claims
+        served = client.get(url, headers={"Accept": "image/jpeg"})
+        assert served.status_code == 200, served.text
+        assert Image.open(io.BytesIO(served.content)).width == width
     again = client.get(f"/v1/media/{item['id']}", headers=tokens.admin()).json()
     assert (again["srcset"], again["widths"]) == (item["srcset"], item["widths"])
 
