@@ -398,3 +398,11 @@ def test_a_videos_presets_are_its_stored_objects_with_ranges(images: TestClient,
     assert poster.status_code == 200 and poster.headers["content-type"] == "image/jpeg"
     assert_problem(images.post(f"/v1/media/{item['id']}/transform-url", json={"width": 100},
                                headers=tokens.admin()), 422, "not_an_image")
+
+
+def test_every_format_of_a_preset_has_the_stored_presets_size(images: TestClient, tokens: Tokens) -> None:
+    item = _approved(images, tokens)
+    for name, formats in item["variants"].items():
+        stored = formats["jpeg"]
+        made = _picture(images.get(f"/v1/images/{item['public_id']}/{name}.webp"))
+        assert made.size == (stored["width"], stored["height"]), name

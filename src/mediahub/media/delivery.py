@@ -291,7 +291,10 @@ class Delivery:
         if name == ORIGINAL:
             return Transform(width, height, "fill", "center", quality)
         spec = self.presets[name]
-        out_w, out_h = output_size(width, height, spec)
+        # The size of the preset's stored JPEG/PNG, which may be the original's (a re-encode was not smaller):
+        # every format of a preset has one size, the one srcset lists.
+        stored = next((v for v in item.presets if v.name == name and v.format in ("jpeg", "png")), None)
+        out_w, out_h = (stored.width, stored.height) if stored is not None else output_size(width, height, spec)
         return Transform(out_w, out_h, "cover" if spec.crop else "fill", "focal", quality)
 
     def _check_limits(self, item: MediaItem, options: Transform) -> None:
