@@ -20,6 +20,7 @@ from mediahub.config import DEV_SECRET_FILE, InsecureSettings, Settings, describ
 from mediahub.entities import Target
 from mediahub.errors import MediaHubError
 from mediahub.pipeline.intake import iter_file
+from mediahub.pipeline.watermark import UnknownWatermarkField, check_fields
 
 if TYPE_CHECKING:
     from mediahub.db.session import Database
@@ -43,10 +44,12 @@ console = Console(stderr=True)
 def load_settings() -> Settings:
     """Build the one settings object, or stop with a message naming the bad setting."""
     try:
-        return Settings()
-    except ValidationError as exc:
+        settings = Settings()
+        check_fields(settings.watermarks)
+    except (ValidationError, UnknownWatermarkField) as exc:
         console.print(f"[red]{describe_settings_error(exc)}[/red]")
         raise typer.Exit(2) from None
+    return settings
 
 
 def load_secured_settings() -> Settings:

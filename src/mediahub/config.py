@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mediahub.formats import KNOWN_TYPES
@@ -58,6 +58,40 @@ def parse_image_sizes(text: str) -> tuple[VariantSpec, ...]:
     if len(set(names)) != len(names) or not specs:
         raise ValueError("sizes need unique names and at least one entry")
     return tuple(specs)
+
+
+WatermarkPosition = Literal["top-left", "top", "top-right", "left", "center", "right",
+                            "bottom-left", "bottom", "bottom-right"]
+
+
+class Watermark(BaseModel):
+    """The mark of one entity field: an image with alpha over the renders of some presets
+    (and of transforms), never over the original. Sizes are fractions of the output's width."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image: FilePath  # a PNG (or any image libvips reads) with an alpha channel
+    position: WatermarkPosition = "bottom-right"
+    opacity: float = Field(0.5, gt=0, le=1)  # multiplies the mark's own alpha
+    scale: float = Field(0.2, gt=0, le=1)  # the mark's width over the output's
+    margin: float = Field(0.02, ge=0, lt=0.5)  # from the edges it is anchored to, over the output's width
+    min_width: int = Field(0, ge=0)  # narrower outputs stay unmarked (a mark there would be illegible)
+    presets: tuple[str, ...] = Field(("large",), min_length=1)  # the IMAGE_SIZES it marks
+
+    @field_validator("image")
+    @classmethod
+    def _has_alpha(cls, value: Path) -> Path:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(value) as mark:
+                mark.load()
+                alpha = mark.has_transparency_data
+        except (OSError, UnidentifiedImageError) as exc:
+            raise ValueError(f"cannot read the mark image {str(value)!r}: {exc}") from None
+        if not alpha:
+            raise ValueError(f"the mark image {str(value)!r} has no alpha channel")
+        return value
 
 
 class Settings(BaseSettings):
@@ -204,6 +238,9 @@ class Settings(BaseSettings):
     render_queue: int = Field(16, ge=0, le=10_000)
     render_deadline_seconds: float = Field(20.0, gt=0, le=600)
     transform_webp_effort: int = Field(4, ge=0, le=6)  # libvips WebP effort of results made on request
+    # Per entity field (`entity_type.field` as stored: `builder.portfolio`), the watermark of its larger renders,
+    # as JSON (pipeline/watermark.py; its keys are checked against the kind table there, above the settings).
+    watermarks: dict[str, Watermark] = Field(default_factory=dict)
 
     @field_validator("public_base_url", mode="before")
     @classmethod
@@ -244,6 +281,17 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_sizes(cls, value: object) -> object:
         return parse_image_sizes(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _watermarked_presets_exist(self) -> Settings:
+        sizes = {spec.name: spec for spec in self.image_sizes}
+        for field, mark in self.watermarks.items():
+            for name in mark.presets:
+                if name not in sizes:
+                    raise ValueError(f"WATERMARKS {field}: preset {name!r} is not in IMAGE_SIZES ({', '.join(sizes)})")
+                if sizes[name].crop:  # thumbnails and avatars
+                    raise ValueError(f"WATERMARKS {field}: preset {name!r} is a crop; crops are never watermarked")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -19,6 +19,7 @@ from mediahub.jobs.runner import Dispatcher, InProcessRunner
 from mediahub.jobs.sweeper import Sweeper
 from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
+from mediahub.pipeline.watermark import check_fields
 from mediahub.storage.base import Storage
 from mediahub.storage.factory import build_storage
 
@@ -45,6 +46,7 @@ class Runtime:
     @classmethod
     def assemble(cls, settings: Settings, database: Database, storage: Storage) -> Runtime:
         """The services over a given database and store, with the job dispatcher the settings choose."""
+        check_fields(settings.watermarks)
         tasks = TaskContext(settings, database, storage)
         jobs = build_dispatcher(tasks)
         dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)

@@ -33,6 +33,7 @@ from mediahub.pipeline.options import encode_options, image_options, video_optio
 from mediahub.pipeline.transcode import transcode_web
 from mediahub.pipeline.variants import Encoded, EncodeOptions
 from mediahub.pipeline.video import ProcessedVideo
+from mediahub.pipeline.watermark import for_field
 from mediahub.storage.base import KeyExists, ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,9 @@ def _limit(context: TaskContext, item: MediaItem) -> int:
 
 def _process_original(context: TaskContext, item: MediaItem,
                       encode: EncodeOptions) -> ProcessedImage | ProcessedVideo:
-    """Run the upload pipeline again over the stored original, with today's sizes."""
-    images = image_options(context.settings, encode)
+    """Run the upload pipeline again over the stored original, with today's sizes and its field's watermark."""
+    images = image_options(context.settings, encode,
+                           watermark=for_field(context.settings, item.entity_type, item.entity_field))
     return process_stored(context.storage, item.original_key, _limit(context, item), context.settings.temp_dir,
                           images, video_options(context.settings, images))
 

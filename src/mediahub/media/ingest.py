@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -39,13 +39,14 @@ from mediahub.media.keys import original_key, stored_original_key, variant_key
 from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
 from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants
-from mediahub.pipeline.image import ProcessedImage, image_outputs, process_image
+from mediahub.pipeline.image import ImageOptions, ProcessedImage, image_outputs, process_image
 from mediahub.pipeline.intake import Spooled, safe_filename, spool
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.original import EncodedOriginal
 from mediahub.pipeline.sniff import Sniffed, sniff
 from mediahub.pipeline.transcode import strip_metadata
 from mediahub.pipeline.video import ProcessedVideo, process_video
+from mediahub.pipeline.watermark import for_field
 from mediahub.storage.base import KeyExists, Storage
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,6 @@ class IngestService:
         self._writers = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put")
         self.pixels = PixelWorkers(settings.pixel_workers, settings.pixel_deadline_seconds)
         self.image_options = image_options(settings, encode_options(settings, extra=False), upload=True)
-        self.video_options = video_options(settings, self.image_options)
 
     def _cap(self, media_kind: str) -> int:
         return self.settings.max_image_size if media_kind == "image" else self.settings.max_video_size
@@ -136,11 +136,13 @@ class IngestService:
         sniffed = sniff(spooled.head())
         self._check_allowed(sniffed, spooled.size, request.target)
         early = _EarlyOriginal(self._writers, self.storage, request.target)
+        target = request.target
+        images = replace(self.image_options, watermark=for_field(self.settings, target.kind.name, target.field.name))
         try:
             if sniffed.media_kind == "image":
-                processed: ProcessedImage | ProcessedVideo = self._process_image(spooled.path, sniffed, early)
+                processed: ProcessedImage | ProcessedVideo = self._process_image(spooled.path, sniffed, early, images)
             else:
-                processed = self.pixels.run(process_video, spooled.path, sniffed, self.video_options)
+                processed = self.pixels.run(process_video, spooled.path, sniffed, video_options(self.settings, images))
                 spooled.digests.result()  # the digests are of the bytes as uploaded: hashed before the rewrite
                 strip_metadata(spooled.path, sniffed.format)  # the stored original is served
             if self._checks_duplicates(request):  # before the variants are stored
@@ -154,12 +156,13 @@ class IngestService:
             raise
         return self._store(spooled, sniffed, processed, request, early)
 
-    def _process_image(self, path: Path, sniffed: Sniffed, early: _EarlyOriginal) -> ProcessedImage:
+    def _process_image(self, path: Path, sniffed: Sniffed, early: _EarlyOriginal,
+                       images: ImageOptions) -> ProcessedImage:
         """The image's outputs; in this process, a kept original's put starts while the pixels are processed
         (its write and fsync then cost no time of their own). Worker processes return everything at the end."""
         if not self.pixels.in_process:
-            return self.pixels.run(process_image, path, sniffed, self.image_options)
-        for output in image_outputs(path, sniffed, self.image_options):
+            return self.pixels.run(process_image, path, sniffed, images)
+        for output in image_outputs(path, sniffed, images):
             if isinstance(output, EncodedOriginal):
                 early.start(output)
             else:

@@ -79,22 +79,24 @@ def plan_variants(encoded: list[Encoded], key_for: Callable[[Encoded], str],
     """The variant rows of `encoded` (in its order) and the objects to store for them.
 
     Largest first, each variant is compared with the object of the next larger one of its
-    format (at first the original, when stored in that format). A whole-picture variant names
+    format and watermark (at first the original, when stored in that format, for unmarked ones). A whole-picture variant names
     that object instead of being stored when it is not smaller in bytes, or when it has the same
     size and the object is a re-encode (the original at the same size only when not larger). A
     crop shows other pixels than a larger whole picture: it names an object only of its own size,
     and never becomes the object a smaller variant is compared with. A row carries the size and
     bytes of the object it names.
     """
-    larger: dict[str, _Object] = {}  # per format: the whole-picture object of the next larger variant
+    # Per format and watermark: the whole-picture object of the next larger variant. A watermarked variant
+    # shows other pixels than an unmarked one (and the original, which is never marked) of any size.
+    larger: dict[tuple[str, bool], _Object] = {}
     if original is not None and original.format is not None and original.width and original.height:
-        larger[original.format] = _Object(original.key, original.width, original.height, original.byte_size,
-                                          original=True)
+        larger[original.format, False] = _Object(original.key, original.width, original.height,
+                                                 original.byte_size, original=True)
     planned: dict[int, PlannedVariant] = {}
     by_area = sorted(range(len(encoded)), key=lambda i: encoded[i].width * encoded[i].height, reverse=True)
     for index in by_area:
         variant = encoded[index]
-        existing = larger.get(variant.format)
+        existing = larger.get((variant.format, variant.watermarked))
         if existing is not None and _shares(variant, existing):
             target, source = existing, None
         else:
@@ -102,7 +104,7 @@ def plan_variants(encoded: list[Encoded], key_for: Callable[[Encoded], str],
                              content_hash=hashlib.sha256(variant.data).hexdigest())
             source = variant.data
         if not variant.crop:  # a variant's object now, even the original's: equal sizes share it
-            larger[variant.format] = replace(target, original=False)
+            larger[variant.format, variant.watermarked] = replace(target, original=False)
         row = VariantRow(variant.name, variant.format, target.key, target.width, target.height, target.byte_size,
                          variant.content_type, content_hash=target.content_hash)
         planned[index] = PlannedVariant(row, source)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from mediahub.config import VariantSpec
+from mediahub.config import VariantSpec, Watermark
 from mediahub.pipeline import background
 from mediahub.pipeline import exif as exif_step
 from mediahub.pipeline import vips as vips_step
@@ -51,6 +51,7 @@ class ImageOptions:
     # Variants of a source that must be decoded in full (not a JPEG shrunk on load) are left to a job:
     # the caller waits only for the decode and the fingerprints.
     defer_variants: bool = False
+    watermark: Watermark | None = None  # the entity field's mark, over the renders it applies to
 
 
 @dataclass
@@ -177,7 +178,7 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
             original=encoding.result() if encoding is not None else original,
             width=width,
             height=height,
-            variants=encode_all(renders, options.sizes, options.encode),
+            variants=encode_all(renders, options.sizes, options.encode, options.watermark),
             phash=perceptual_hash(hash_source_image),
             metadata={**_metadata(sniffed, header, summary, options.strip_gps, mode),
                       PLACEHOLDERS: placeholders(hash_source_image)},

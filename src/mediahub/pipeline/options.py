@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mediahub.config import Settings
+from mediahub.config import Settings, Watermark
 from mediahub.pipeline.image import ImageOptions
 from mediahub.pipeline.probe import ImageLimits
 from mediahub.pipeline.variants import EncodeOptions
@@ -15,8 +15,10 @@ def encode_options(settings: Settings, *, base: bool = True, extra: bool = True)
                          avif=extra and settings.make_avif, avif_quality=settings.avif_quality, base=base)
 
 
-def image_options(settings: Settings, encode: EncodeOptions | None = None, *, upload: bool = False) -> ImageOptions:
-    """`upload`: the options of the upload path, which may leave variants to a job (a job never does)."""
+def image_options(settings: Settings, encode: EncodeOptions | None = None, *, upload: bool = False,
+                  watermark: Watermark | None = None) -> ImageOptions:
+    """`upload`: the options of the upload path, which may leave variants to a job (a job never does);
+    `watermark`: the mark of the item's field (`watermark.for_field`)."""
     return ImageOptions(
         limits=ImageLimits(settings.max_image_side, settings.max_image_pixels, settings.max_frames,
                            settings.max_total_pixels, settings.max_jpeg_scans),
@@ -25,6 +27,7 @@ def image_options(settings: Settings, encode: EncodeOptions | None = None, *, up
         original_quality=settings.original_quality,
         strip_gps=settings.strip_gps,
         defer_variants=upload and settings.defer_slow_variants,
+        watermark=watermark,
     )
 
 

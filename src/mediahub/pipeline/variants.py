@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from mediahub.config import VariantSpec
+from mediahub.config import VariantSpec, Watermark
 from mediahub.formats import CONTENT_TYPES
 from mediahub.pipeline import background
 from mediahub.pipeline import vips as vips_step
+from mediahub.pipeline import watermark as watermark_step
 
 if TYPE_CHECKING:
     import pyvips
@@ -34,6 +35,7 @@ class Encoded:
     height: int
     data: bytes
     crop: bool = False  # a centre crop: not the whole picture at a smaller size
+    watermarked: bool = False  # other pixels than the unmarked sizes and the original: shares no object with them
 
     @property
     def content_type(self) -> str:
@@ -166,19 +168,25 @@ def encode(image: pyvips.Image, fmt: str, options: EncodeOptions, pillow: Image.
     return out.getvalue()
 
 
-def _encode_render(image: pyvips.Image, formats: list[str], options: EncodeOptions) -> list[bytes]:
+def _encode_render(image: pyvips.Image, formats: list[str], options: EncodeOptions,
+                   watermark: Watermark | None) -> list[bytes]:
+    if watermark is not None:  # composed here, on the encoded copy, so it reaches no other render
+        image = watermark_step.apply(image, watermark).copy_memory()  # read once per format
     pillow = vips_step.to_pillow(image) if any(fmt not in ("jpeg", "png") for fmt in formats) else None
     return [encode(image, fmt, options, pillow) for fmt in formats]
 
 
 def encode_all(renders: dict[str, pyvips.Image], specs: tuple[VariantSpec, ...],
-               options: EncodeOptions) -> list[Encoded]:
+               options: EncodeOptions, watermark: Watermark | None = None) -> list[Encoded]:
     """JPEG (PNG where there is alpha) for every render (of `specs`), plus WebP and AVIF when enabled.
 
-    The renders are encoded side by side (libvips and Pillow release the GIL).
+    The renders `watermark` applies to are encoded marked, every format of them; the renders
+    themselves stay unmarked. The renders are encoded side by side (libvips and Pillow release the GIL).
     """
-    pending = [(name, image, formats, background.submit(_encode_render, image, formats, options))
+    marked = {name for name, image in renders.items() if watermark_step.applies(watermark, image.width, name)}
+    pending = [(name, image, formats, background.submit(_encode_render, image, formats, options,
+                                                        watermark if name in marked else None))
                for name, image in renders.items() if (formats := options.formats(image))]
     cropped = {spec.name for spec in specs if spec.crop}
-    return [Encoded(name, fmt, image.width, image.height, data, name in cropped)
+    return [Encoded(name, fmt, image.width, image.height, data, name in cropped, name in marked)
             for name, image, formats, future in pending for fmt, data in zip(formats, future.result(), strict=True)]

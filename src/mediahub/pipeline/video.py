@@ -143,7 +143,7 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
             width=display.size[0],
             height=display.size[1],
             duration=duration or (last_pts or None),
-            variants=encode_all(renders, options.image.sizes, options.image.encode),
+            variants=encode_all(renders, options.image.sizes, options.image.encode, options.image.watermark),
             phash=perceptual_hash(whole),
             metadata={
                 "container": container.format.name,
