@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.corpus import CORPUS_DIR
 from tests.support.s3_server import anonymous_get, make_s3_storage
+from tests.support.watermarks import mark_file
 
 MEDIAHUB = [sys.executable, "-m", "mediahub.cli"]
 
@@ -105,6 +106,13 @@ def test_a_bad_setting_stops_the_command_naming_it(workdir):
     result = run(workdir, "db", "upgrade", env={"MAX_IMAGE_SIZE": "huge"})
     assert result.returncode == 2
     assert "MAX_IMAGE_SIZE" in result.stderr
+
+
+def test_a_watermark_for_no_entity_field_stops_the_command_naming_the_setting(workdir):
+    mark = mark_file(workdir)
+    result = run(workdir, "db", "upgrade", env={"WATERMARKS": json.dumps({"builder.photos": {"image": str(mark)}})})
+    assert result.returncode == 2
+    assert "WATERMARKS: no such entity field 'builder.photos'" in result.stderr
 
 
 def test_unknown_entity_is_refused(workdir):

@@ -39,8 +39,8 @@ def check_fields(marks: Mapping[str, Watermark]) -> None:
     valid = [f"{kind.name}.{spec.name}" for kind in KINDS for spec in kind.fields]
     unknown = sorted(set(marks) - set(valid))
     if unknown:
-        raise UnknownWatermarkField(f"invalid setting WATERMARKS: {', '.join(map(repr, unknown))} name no entity "
-                                    f"field; valid keys: {', '.join(valid)}")
+        raise UnknownWatermarkField(f"invalid setting WATERMARKS: no such entity field {', '.join(map(repr, unknown))}"
+                                    f"; valid keys: {', '.join(valid)}")
 
 
 def for_field(marks: Settings | Mapping[str, Watermark], entity_type: str, field: str) -> Watermark | None:
