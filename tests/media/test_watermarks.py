@@ -13,7 +13,9 @@ from PIL import Image
 
 from mediahub.db.repositories.job_queue import enqueue
 from mediahub.jobs import tasks
+from mediahub.media import reprocessing
 from mediahub.media.job_kinds import REPROCESS
+from mediahub.pipeline import watermark
 from tests.media.conftest import make_runtime
 from tests.media.helpers import reload, upload
 from tests.support.corpus import CORPUS_DIR
@@ -89,6 +91,9 @@ def test_large_of_a_watermarked_field_carries_the_mark_in_every_format_and_nothi
     runtime = make(**_settings(tmp_path))
     marked, plain = upload(runtime, PHOTO, MARKED), upload(runtime, PHOTO, PLAIN)
     assert {v.format for v in marked.variants} == {"jpeg", "webp"}, "JPEG at upload, WebP by the renditions job"
+    mark = watermark.for_field(runtime.settings, "builder", "portfolio")
+    assert marked.meta[watermark.METADATA_KEY] == watermark.fingerprint(mark)
+    assert watermark.METADATA_KEY not in plain.meta
     _assert_only_large_differs(runtime, marked, plain)
     objects, plain_objects = _objects(runtime, marked), _objects(runtime, plain)
     for fmt in ("jpeg", "webp"):
@@ -113,16 +118,23 @@ def test_the_deferred_variants_job_marks_large_exactly(make, tmp_path):
     _assert_marked(objects["large", "png"], plain_objects["large", "png"], "png")
 
 
-def test_reprocessing_marks_large_of_items_stored_before_the_mark_was_configured(db, local_storage, tmp_path):
+def _reprocess(runtime, item):
+    with runtime.database.session() as session:
+        job = enqueue(session, REPROCESS, media_id=item.id)
+    tasks.reprocess(runtime.tasks, job)
+    return reload(runtime, item)
+
+
+def test_reprocessing_finds_and_marks_items_stored_before_the_mark_and_unmarks_them_after(db, local_storage, tmp_path):
     before = make_runtime(db, local_storage, tmp_path, image_sizes=SIZES)
     item = upload(before, PHOTO, MARKED)
     before.jobs.close()
     unmarked = _objects(before, item)
     after = make_runtime(db, local_storage, tmp_path, **_settings(tmp_path))
-    with after.database.session() as session:
-        job = enqueue(session, REPROCESS, media_id=item.id)
-    tasks.reprocess(after.tasks, job)
-    redone = reload(after, item)
+    assert not reprocessing.is_stale(item, before.settings)
+    assert reprocessing.is_stale(item, after.settings), "made without the mark the settings now give its field"
+    redone = _reprocess(after, item)
+    assert not reprocessing.is_stale(redone, after.settings)
     objects = _objects(after, redone)
     for key, data in objects.items():
         assert (data == unmarked[key]) == (key[0] != "large"), key
@@ -130,6 +142,14 @@ def test_reprocessing_marks_large_of_items_stored_before_the_mark_was_configured
         _assert_marked(objects["large", fmt], unmarked["large", fmt], fmt)
     assert redone.original_key == item.original_key
     after.jobs.close()
+
+    # The mark taken off again: the item is stale, and its large made plain.
+    assert reprocessing.is_stale(redone, before.settings)
+    before = make_runtime(db, local_storage, tmp_path, image_sizes=SIZES)
+    plain = _reprocess(before, redone)
+    assert _objects(before, plain) == unmarked and watermark.METADATA_KEY not in plain.meta
+    assert not reprocessing.is_stale(plain, before.settings)
+    before.jobs.close()
 
 
 def test_a_small_pictures_marked_large_shares_neither_the_original_nor_an_unmarked_size(make, tmp_path):

@@ -12,7 +12,14 @@ from mediahub.config import Settings, Watermark, parse_image_sizes
 from mediahub.media.renditions import StoredOriginal, plan_variants
 from mediahub.pipeline import vips as vips_step
 from mediahub.pipeline.variants import EncodeOptions, Encoded, encode_all, render_all
-from mediahub.pipeline.watermark import UnknownWatermarkField, applies, apply, check_fields, for_field
+from mediahub.pipeline.watermark import (
+    UnknownWatermarkField,
+    applies,
+    apply,
+    check_fields,
+    fingerprint,
+    for_field,
+)
 from tests.support.watermarks import mark_file
 
 COLOUR = (250, 20, 120)
@@ -104,6 +111,15 @@ def test_marks_apply_to_the_listed_presets_and_transforms_at_least_min_width_wid
     assert not applies(None, 1600, "large") and not applies(None, 1600)
 
 
+def test_the_fingerprint_changes_with_the_marks_pixels_or_settings(tmp_path):
+    red, green = mark_file(tmp_path, (255, 0, 0), name="red.png"), mark_file(tmp_path, (0, 255, 0), name="green.png")
+    prints = {fingerprint(Watermark(image=red)), fingerprint(Watermark(image=green)),
+              fingerprint(Watermark(image=red, opacity=0.4)), fingerprint(Watermark(image=red, presets=("medium",)))}
+    assert len(prints) == 4 and None not in prints
+    assert fingerprint(Watermark(image=red)) == fingerprint(Watermark(image=red, opacity=0.5))
+    assert fingerprint(None) is None
+
+
 def test_a_field_finds_its_mark_in_the_settings_or_a_table(tmp_path):
     mark = Watermark(image=mark_file(tmp_path))
     settings = Settings(_env_file=None, watermarks={"builder.portfolio": mark})
@@ -116,7 +132,8 @@ def test_a_field_finds_its_mark_in_the_settings_or_a_table(tmp_path):
 def test_a_key_naming_no_entity_field_is_refused_naming_the_setting(tmp_path, key):
     mark = Watermark(image=mark_file(tmp_path))
     check_fields({"builder.portfolio": mark, "property.gallery": mark})
-    with pytest.raises(UnknownWatermarkField, match=f"WATERMARKS: no such entity field '{key}'; valid keys: .*builder.portfolio"):
+    with pytest.raises(UnknownWatermarkField,
+                       match=f"WATERMARKS: no such entity field '{key}'; valid keys: .*builder.portfolio"):
         check_fields({key: mark})
 
 

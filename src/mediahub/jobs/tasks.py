@@ -28,12 +28,12 @@ from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VARIANTS, VIDEO_TRAN
 from mediahub.media.keys import replacement_key, variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, ReplacementOriginal, StoredOriginal, plan_variants, publish
+from mediahub.pipeline import watermark
 from mediahub.pipeline.image import ProcessedImage
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.transcode import transcode_web
 from mediahub.pipeline.variants import Encoded, EncodeOptions
 from mediahub.pipeline.video import ProcessedVideo
-from mediahub.pipeline.watermark import for_field
 from mediahub.storage.base import KeyExists, ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> Non
         compared = StoredOriginal.of_item(item)
     made = _image_variants(item, processed.variants, lambda v: v.name, compared)
     pairs = {(v.name, v.format) for v in processed.variants}
-    _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement)
+    _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement,
+             metadata=_marked_with(processed))
 
 
 def reprocess(context: TaskContext, job: Job) -> None:
@@ -76,7 +77,7 @@ def reprocess(context: TaskContext, job: Job) -> None:
     processed = _process_original(context, item, encode_options(context.settings))
     # Fresh keys per job, fixed within it: a re-run of this job overwrites its own objects.
     made = _image_variants(item, processed.variants, lambda v: f"{v.name}-r{job.id}")
-    _publish(context, item.id, made, keep=lambda v: v.name == WEB)
+    _publish(context, item.id, made, keep=lambda v: v.name == WEB, metadata=_marked_with(processed))
 
 
 def video_transcode(context: TaskContext, job: Job) -> None:
@@ -122,7 +123,7 @@ def _process_original(context: TaskContext, item: MediaItem,
                       encode: EncodeOptions) -> ProcessedImage | ProcessedVideo:
     """Run the upload pipeline again over the stored original, with today's sizes and its field's watermark."""
     images = image_options(context.settings, encode,
-                           watermark=for_field(context.settings, item.entity_type, item.entity_field))
+                           watermark=watermark.for_field(context.settings, item.entity_type, item.entity_field))
     return process_stored(context.storage, item.original_key, _limit(context, item), context.settings.temp_dir,
                           images, video_options(context.settings, images))
 
@@ -143,8 +144,14 @@ def _temp_file(context: TaskContext, suffix: str) -> Iterator[Path]:
         yield Path(name) / f"out{suffix}"
 
 
+def _marked_with(processed: ProcessedImage | ProcessedVideo) -> dict[str, str | None]:
+    """The item's metadata of the new variants' watermark, or its removal when they have none."""
+    return {watermark.METADATA_KEY: processed.metadata.get(watermark.METADATA_KEY)}
+
+
 def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
-             keep: Callable[[MediaVariant], bool], original: tuple[ReplacementOriginal, bytes] | None = None) -> None:
+             keep: Callable[[MediaVariant], bool], original: tuple[ReplacementOriginal, bytes] | None = None,
+             metadata: dict[str, str | None] | None = None) -> None:
     """Write the objects, then swap the rows (and a raw original) in; on failure remove what the item does not use."""
     written: list[str] = []
     try:
@@ -163,7 +170,7 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
                 sizes[info.key] = info.size
         # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
         rows = [replace(v.row, byte_size=sizes.get(v.row.storage_key, v.row.byte_size)) for v in made]
-        published = publish(context.database, context.storage, media_id, rows, keep, replacement)
+        published = publish(context.database, context.storage, media_id, rows, keep, replacement, metadata)
     except BaseException:
         _remove_unreferenced(context, media_id, written)
         raise

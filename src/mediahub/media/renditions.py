@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from mediahub.db.models import MediaItem, MediaVariant, PendingDelete
 from mediahub.db.repositories import MediaRepository, VariantRepository, VariantRow
@@ -79,12 +80,12 @@ def plan_variants(encoded: list[Encoded], key_for: Callable[[Encoded], str],
     """The variant rows of `encoded` (in its order) and the objects to store for them.
 
     Largest first, each variant is compared with the object of the next larger one of its
-    format and watermark (at first the original, when stored in that format, for unmarked ones). A whole-picture variant names
-    that object instead of being stored when it is not smaller in bytes, or when it has the same
-    size and the object is a re-encode (the original at the same size only when not larger). A
-    crop shows other pixels than a larger whole picture: it names an object only of its own size,
-    and never becomes the object a smaller variant is compared with. A row carries the size and
-    bytes of the object it names.
+    format and watermark (at first the original, when stored in that format: unmarked variants
+    only). A whole-picture variant names that object instead of being stored when it is not
+    smaller in bytes, or when it has the same size and the object is a re-encode (the original
+    at the same size only when not larger). A crop shows other pixels than a larger whole
+    picture: it names an object only of its own size, and never becomes the object a smaller
+    variant is compared with. A row carries the size and bytes of the object it names.
     """
     # Per format and watermark: the whole-picture object of the next larger variant. A watermarked variant
     # shows other pixels than an unmarked one (and the original, which is never marked) of any size.
@@ -131,7 +132,8 @@ class ReplacementOriginal:
 
 
 def publish(database: Database, storage: Storage, media_id: int, rows: list[VariantRow],
-            keep: Callable[[MediaVariant], bool], original: ReplacementOriginal | None = None) -> bool:
+            keep: Callable[[MediaVariant], bool], original: ReplacementOriginal | None = None,
+            metadata: dict[str, Any] | None = None) -> bool:
     """Put `rows` in place of the item's variants `keep` rejects (and of those of the same name and
     format), queueing objects no row uses any more for deletion. False: the item is gone.
 
@@ -140,6 +142,7 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
     takes the same lock) sees the new objects or none: they are made public here only if the
     item is approved at this moment. `original` takes the place of a raw original in the same
     transaction (the raw object is queued for deletion), so the item never names a missing one.
+    `metadata` is set in the item's (a None value removes its key) in the same transaction.
     """
     pairs = {(row.name, row.format) for row in rows}
     with database.session() as session:
@@ -157,6 +160,9 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
             item.original_key, item.content_type, item.byte_size = original.key, original.content_type, original.byte_size
             item.meta = {**(item.meta or {}), "original": original.mode}
             readable.append(original.key)
+        if metadata:
+            merged = {**(item.meta or {}), **metadata}
+            item.meta = {key: value for key, value in merged.items() if value is not None or key not in metadata}
         if exposure.is_public(item):
             storage.set_public(list(dict.fromkeys(readable)), True)
     return True

@@ -16,6 +16,7 @@ from mediahub.db.repositories import MediaRepository
 from mediahub.db.repositories.job_queue import busy_media_ids, enqueue, queued_ids
 from mediahub.db.session import Database
 from mediahub.media.job_kinds import REPROCESS, WEB
+from mediahub.pipeline import watermark
 from mediahub.pipeline.variants import output_size
 
 BASE_FORMATS = frozenset({"jpeg", "png"})
@@ -24,7 +25,7 @@ Scope = tuple[str, str] | None  # (entity type, entity id), or None for every it
 
 
 def is_stale(item: MediaItem, settings: Settings) -> bool:
-    """Whether the item's variants differ from what the settings make now.
+    """Whether the item's variants differ from what the settings make now (sizes, formats, watermark).
 
     Sizes compare within a pixel: a reduced (draft) decode may round one pixel
     differently from the full size the row records. A row larger than its size names
@@ -50,6 +51,9 @@ def is_stale(item: MediaItem, settings: Settings) -> bool:
 
     if not all(matches(v) for v in images):
         return True
+    mark = watermark.for_field(settings, item.entity_type, item.entity_field)
+    if (item.meta or {}).get(watermark.METADATA_KEY) != watermark.fingerprint(mark):
+        return True  # made with another mark, or none
     extra = {fmt for fmt, wanted in (("webp", settings.make_webp), ("avif", settings.make_avif)) if wanted}
     return {v.format for v in images} - BASE_FORMATS != extra
 

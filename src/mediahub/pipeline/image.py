@@ -14,6 +14,7 @@ from mediahub.config import VariantSpec, Watermark
 from mediahub.pipeline import background
 from mediahub.pipeline import exif as exif_step
 from mediahub.pipeline import vips as vips_step
+from mediahub.pipeline import watermark as watermark_step
 from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash, pixel_sha256
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import display_size, swaps_axes, upright
@@ -181,7 +182,7 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
             variants=encode_all(renders, options.sizes, options.encode, options.watermark),
             phash=perceptual_hash(hash_source_image),
             metadata={**_metadata(sniffed, header, summary, options.strip_gps, mode),
-                      PLACEHOLDERS: placeholders(hash_source_image)},
+                      PLACEHOLDERS: placeholders(hash_source_image), **watermark_step.metadata(options.watermark)},
             pixel_sha256=pixel_digest.result(),
             fingerprint=Fingerprint.of(hash_source_image),
             variants_deferred=deferred,

@@ -19,6 +19,7 @@ import av
 from PIL import Image
 
 from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType, library_reason
+from mediahub.pipeline import watermark as watermark_step
 from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash
 from mediahub.pipeline.image import ImageOptions, hash_source
 from mediahub.pipeline.normalise import to_display
@@ -153,6 +154,7 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
                 "frames": declared or packets,
                 "rotation": rotation,
                 PLACEHOLDERS: placeholders(whole),  # of the poster
+                **watermark_step.metadata(options.image.watermark),  # of the poster's variants
             },
             fingerprint=Fingerprint.of(whole),
         )

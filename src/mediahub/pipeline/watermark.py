@@ -9,6 +9,7 @@ lists, and transforms, at least `min_width` wide.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,11 @@ from mediahub.pipeline import vips as vips_step
 if TYPE_CHECKING:
     import pyvips
 
-__all__ = ["UnknownWatermarkField", "Watermark", "applies", "apply", "check_fields", "for_field"]
+__all__ = ["METADATA_KEY", "UnknownWatermarkField", "Watermark", "applies", "apply", "check_fields", "fingerprint",
+           "for_field", "metadata"]
+
+# The item's metadata key: the fingerprint of the mark its variants were made with (absent: none).
+METADATA_KEY = "watermark"
 
 # Where an anchor puts the mark: its share of the free room (the output less the mark and both margins), x and y.
 ANCHORS: dict[WatermarkPosition, tuple[float, float]] = {
@@ -52,6 +57,24 @@ def for_field(marks: Settings | Mapping[str, Watermark], entity_type: str, field
 def applies(mark: Watermark | None, width: int, preset: str | None = None) -> bool:
     """Whether a render `width` px wide gets `mark`: of a preset it lists (`preset`), or a transform (None)."""
     return mark is not None and width >= mark.min_width and (preset is None or preset in mark.presets)
+
+
+def fingerprint(mark: Watermark | None) -> str | None:
+    """What changes with the mark's pixels or settings; None for no mark. Recorded with the variants
+    (`metadata`), so that items made with another mark, or none, can be found and made again."""
+    return None if mark is None else _fingerprint(mark)
+
+
+def metadata(mark: Watermark | None) -> dict[str, str]:
+    """The metadata of variants made with `mark`."""
+    return {} if mark is None else {METADATA_KEY: _fingerprint(mark)}
+
+
+@functools.lru_cache(maxsize=32)
+def _fingerprint(mark: Watermark) -> str:
+    digest = hashlib.sha256(mark.image.read_bytes())
+    digest.update(mark.model_dump_json(exclude={"image"}).encode())
+    return digest.hexdigest()[:16]
 
 
 def apply(image: pyvips.Image, mark: Watermark) -> pyvips.Image:
