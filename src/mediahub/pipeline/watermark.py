@@ -99,8 +99,10 @@ def apply(image: pyvips.Image, mark: Watermark) -> pyvips.Image:
     fx, fy = ANCHORS[mark.position]
     x = margin + round(fx * (room_w - size[0]))
     y = margin + round(fy * (room_h - size[1]))
-    marked = image.composite2(overlay, "over", x=x, y=y)
-    return marked.extract_band(0, n=image.bands).cast("uchar").copy(interpretation=image.interpretation)
+    # Composed over the mark's box only, then put back: compositing works in float, over every pixel it is given.
+    box = image.crop(x, y, *size)
+    marked = box.composite2(overlay, "over").extract_band(0, n=image.bands).cast("uchar")
+    return image.insert(marked.copy(interpretation=image.interpretation), x, y)
 
 
 @functools.lru_cache(maxsize=32)
