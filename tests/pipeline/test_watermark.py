@@ -70,6 +70,18 @@ def test_a_half_opaque_mark_at_bottom_right_blends_into_exactly_its_box(tmp_path
     assert (after[outside] == before[outside]).all()
 
 
+def test_grey_with_alpha_keeps_its_two_bands(tmp_path):
+    mark = Watermark(image=mark_file(tmp_path, (200, 200, 200)), opacity=0.5, scale=0.25, margin=0.02)
+    pixels = np.stack([np.asarray(_photo("L")), np.full((300, 400), 255, np.uint8)], axis=2)
+    photo = vips_step.module().Image.new_from_memory(pixels.tobytes(), 400, 300, 2, "uchar").copy(
+        interpretation="b-w")
+    marked = apply(photo, mark)
+    assert (marked.bands, marked.interpretation) == (2, "b-w")
+    before, after = np.asarray(pixels, dtype=np.int16), np.ndarray((300, 400, 2), np.uint8, marked.write_to_memory())
+    assert _changed_box(before, after) == (292, 242, 392, 292)
+    assert np.abs(after[242:292, 292:392, 0] - (before[242:292, 292:392, 0] + 200) / 2).max() <= 1
+
+
 @pytest.mark.parametrize("position, left, top", [
     ("top-left", 8, 8), ("top", 150, 8), ("top-right", 292, 8),
     ("left", 8, 125), ("center", 150, 125), ("right", 292, 125),

@@ -43,6 +43,7 @@ from mediahub.media.access import Principal
 from mediahub.media.keys import variant_key
 from mediahub.media.transform_urls import EXTENSION_FORMATS, FORMAT_EXTENSIONS, UNSIGNED, sign, verify
 from mediahub.media.urls import MediaUrls
+from mediahub.pipeline import watermark
 from mediahub.pipeline.transform import (
     Encoding,
     InvalidTransform,
@@ -323,16 +324,21 @@ class Delivery:
         """The stored rendition (name, fmt): from the item's rows as loaded, else found or made by `_obtain`."""
         row = next((v for v in item.variants if v.name == name and v.format == fmt), None)
         if row is None:
-            row = self._obtain(item, name, fmt, lambda: self._render(item, options(), fmt))
+            row = self._obtain(item, name, fmt, lambda: self._render(item, options(), fmt, name))
         return _delivered(row, exposure.is_public(item), negotiated)
 
-    def _render(self, item: MediaItem, options: Transform, fmt: str) -> Rendered:
+    def _render(self, item: MediaItem, options: Transform, fmt: str, name: str) -> Rendered:
+        """`name`: a preset's, or a transform's digest."""
         if exposure.original_is_raw(item):
             raise Busy("the image is still being processed", code="not_ready", retry_after=5)
         source = self.storage.get(item.original_key)
+        mark = watermark.for_field(self.settings, item.entity_type, item.entity_field)
+        preset = name if name == ORIGINAL or name in self.presets else None
+        marked = watermark.applies(mark, options.output_size(item.width or 1, item.height or 1)[0], preset)
         try:
             return render(source, (item.width or 1, item.height or 1), options, fmt,
-                          focal=self._focal(item, options.gravity), seconds=self.deadline, encoding=self.encoding)
+                          focal=self._focal(item, options.gravity), seconds=self.deadline, encoding=self.encoding,
+                          finish=(lambda image: watermark.apply(image, mark)) if marked else None)
         except RenderTimeout as exc:
             raise Busy(str(exc), code="render_timeout", retry_after=5) from None
         except RenderFailed as exc:

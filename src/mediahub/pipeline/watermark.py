@@ -78,7 +78,7 @@ def _fingerprint(mark: Watermark) -> str:
 
 
 def apply(image: pyvips.Image, mark: Watermark) -> pyvips.Image:
-    """`image` (8-bit grey, RGB or RGBA) with `mark` composed over it, with the same bands.
+    """`image` (8-bit grey or sRGB, with or without alpha) with `mark` composed over it, with the same bands.
 
     The mark is scaled to `scale` of the output's width (kept inside the margins), its
     alpha multiplied by `opacity`, and placed at its anchor. A mark that would be
