@@ -82,3 +82,22 @@ def test_renders_made_on_request_carry_the_mark_where_it_applies(app_factory: Ap
                             for data in (marked_bytes, plain_bytes))
         assert np.abs(pixels[box]).mean() < 4 < np.abs(unmarked[box]).mean() - 20, "the opaque black mark"
         assert np.abs(pixels[:300] - unmarked[:300]).mean() < 1, "the rest of the picture as it was"
+
+
+def test_a_changed_mark_makes_new_transform_results(app_factory: AppFactory, tokens: Tokens, tmp_path):
+    owner = tokens.header("USR-OWNER", verified=True)
+    sizes = "thumbnail:150x150:crop,small:400"
+    black = {"image": str(mark_file(tmp_path, (0, 0, 0), name="black.png")), "opacity": 1.0, "scale": 0.25,
+             "presets": []}
+    white = {**black, "image": str(mark_file(tmp_path, (255, 255, 255), name="white.png"))}
+    box = (slice(425, 509), slice(592, 776))  # where the mark of an 800x533 result goes (as above)
+    results = []
+    for mark in (black, white):
+        with TestClient(app_factory(image_sizes=sizes, watermarks={"builder.portfolio": mark})) as client:
+            if not results:
+                add_member(client, tokens, "builder:B-1", "USR-OWNER")
+                item = upload(client, "/v1/media/builders/B-1/portfolio", owner, PHOTO).json()
+                url = client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 800, "format": "jpeg"},
+                                  headers=owner).json()["url"]
+            results.append(np.asarray(Image.open(io.BytesIO(_get(client, url, owner))).convert("L"), dtype=np.int16))
+    assert results[0][box].mean() < 10 and results[1][box].mean() > 245

@@ -230,8 +230,9 @@ class Delivery:
             raise _not_found(public_id)
         self._check_limits(item, options)
         fmt = EXTENSION_FORMATS[extension] or negotiate(accept, _transform_base(item))
-        return replace(self._made(item, options.digest(fmt), fmt, lambda: options, EXTENSION_FORMATS[extension] is None),
-                       expires=expires)
+        mark = watermark.fingerprint(watermark.for_field(self.settings, item.entity_type, item.entity_field))
+        made = self._made(item, options.digest(fmt, mark or ""), fmt, lambda: options, EXTENSION_FORMATS[extension] is None)
+        return replace(made, expires=expires)
 
     # Signing
     def transform_url(self, media_id: int, options: Transform, fmt: str | None, expires_in: int | None,

@@ -92,9 +92,10 @@ class Transform:
             raise InvalidTransform("not in canonical form")
         return parsed
 
-    def digest(self, fmt: str) -> str:
-        """A short stable name for the result in `fmt` (fits the variant table's name column)."""
-        return "t-" + hashlib.sha256(f"{self.text}.{fmt}".encode()).hexdigest()[:40]
+    def digest(self, fmt: str, basis: str = "") -> str:
+        """A short stable name for the result in `fmt` (fits the variant table's name column); `basis`: what
+        else the result depends on (a watermark's fingerprint), so a change makes a new result."""
+        return "t-" + hashlib.sha256(f"{self.text}.{fmt}/{basis}".encode()).hexdigest()[:40]
 
     def quality_for(self, fmt: str) -> int:
         return self.quality or DEFAULT_QUALITY[fmt]
