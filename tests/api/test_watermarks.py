@@ -86,9 +86,8 @@ def test_renders_made_on_request_carry_the_mark_where_it_applies(app_factory: Ap
 
 def test_a_changed_mark_makes_new_transform_results(app_factory: AppFactory, tokens: Tokens, tmp_path):
     owner = tokens.header("USR-OWNER", verified=True)
-    sizes = "thumbnail:150x150:crop,small:400"
-    black = {"image": str(mark_file(tmp_path, (0, 0, 0), name="black.png")), "opacity": 1.0, "scale": 0.25,
-             "presets": []}
+    sizes = "thumbnail:150x150:crop,small:400,large:1200"
+    black = {"image": str(mark_file(tmp_path, (0, 0, 0), name="black.png")), "opacity": 1.0, "scale": 0.25}
     white = {**black, "image": str(mark_file(tmp_path, (255, 255, 255), name="white.png"))}
     box = (slice(425, 509), slice(592, 776))  # where the mark of an 800x533 result goes (as above)
     results = []
