@@ -78,6 +78,15 @@ MATRIX = [
     Row("file of approved",         lambda w: ("GET", _url_path(w["A"]["url"], signed=False), {}),                                                   (200, 200, 200, 200, 200)),
     Row("head of approved file",    lambda w: ("HEAD", _url_path(w["A"]["url"], signed=False), {}),                                                  (200, 200, 200, 200, 200)),
     Row("head of pending, unsigned", lambda w: ("HEAD", _url_path(w["P"]["url"], signed=False), {}),                                                  (404, 404, 200, 200, 200)),
+    Row("preset of pending",        lambda w: ("GET", f"/v1/images/{w['P']['public_id']}/small", {}),                                          (404, 404, 200, 200, 200)),
+    Row("preset of approved",       lambda w: ("GET", f"/v1/images/{w['A']['public_id']}/small", {}),                                          (200, 200, 200, 200, 200)),
+    Row("head preset of pending",   lambda w: ("HEAD", f"/v1/images/{w['P']['public_id']}/small.jpg", {}),                                     (404, 404, 200, 200, 200)),
+    Row("head preset of approved",  lambda w: ("HEAD", f"/v1/images/{w['A']['public_id']}/small.jpg", {}),                                     (200, 200, 200, 200, 200)),
+    Row("transform of pending",     lambda w: ("GET", _url_path(w["TP"], signed=True), {}),                                                    (404, 404, 200, 200, 200)),
+    Row("transform of approved",    lambda w: ("GET", _url_path(w["TA"], signed=True), {}),                                                    (200, 200, 200, 200, 200)),
+    Row("head transform of pending", lambda w: ("HEAD", _url_path(w["TP"], signed=True), {}),                                                  (404, 404, 200, 200, 200)),
+    Row("transform-url of pending", lambda w: ("POST", f"/v1/media/{w['P']['id']}/transform-url", {"json": {"width": 64}}),                    (404, 404, 200, 200, 200)),
+    Row("transform-url of approved", lambda w: ("POST", f"/v1/media/{w['A']['id']}/transform-url", {"json": {"width": 64}}),                   (200, 200, 200, 200, 200)),
     Row("healthz",                  lambda w: ("GET", "/healthz", {}),                                                                               (200, 200, 200, 200, 200)),
     Row("readyz",                   lambda w: ("GET", "/readyz", {}),                                                                                (200, 200, 200, 200, 200)),
     Row("metrics (no METRICS_TOKEN)", lambda w: ("GET", "/metrics", {}),                                                                             (404, 404, 404, 404, 404)),
@@ -91,7 +100,10 @@ def world(client: TestClient, tokens: Tokens) -> dict[str, Any]:
     pending = upload(client, "/v1/media/properties/123/photos", tokens.owner()).json()
     approved = upload(client, "/v1/media/properties/123/photos", tokens.header("USR-OWNER", verified=True)).json()
     assert (pending["moderation_status"], approved["moderation_status"]) == ("pending", "approved")
-    return {"P": pending, "A": approved}
+    transforms = {name: client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 64},
+                                    headers=tokens.owner()).json()["url"]
+                  for name, item in (("TP", pending), ("TA", approved))}
+    return {"P": pending, "A": approved, **transforms}
 
 
 def _headers(tokens: Tokens, role: str) -> dict[str, str]:
