@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mediahub.db.models import Job, MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository, VariantRow
@@ -28,6 +29,7 @@ from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VARIANTS, VIDEO_TRAN
 from mediahub.media.keys import replacement_key, variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, ReplacementOriginal, StoredOriginal, plan_variants, publish
+from mediahub.pipeline.focal import FocalPoint, focus_metadata
 from mediahub.pipeline.image import ProcessedImage
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.transcode import transcode_web
@@ -64,7 +66,8 @@ def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> Non
         compared = StoredOriginal.of_item(item)
     made = _image_variants(item, processed.variants, lambda v: v.name, compared)
     pairs = {(v.name, v.format) for v in processed.variants}
-    _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement)
+    _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement,
+             found=focus_metadata(processed.metadata))
 
 
 def reprocess(context: TaskContext, job: Job) -> None:
@@ -75,7 +78,7 @@ def reprocess(context: TaskContext, job: Job) -> None:
     processed = _process_original(context, item, encode_options(context.settings))
     # Fresh keys per job, fixed within it: a re-run of this job overwrites its own objects.
     made = _image_variants(item, processed.variants, lambda v: f"{v.name}-r{job.id}")
-    _publish(context, item.id, made, keep=lambda v: v.name == WEB)
+    _publish(context, item.id, made, keep=lambda v: v.name == WEB, found=focus_metadata(processed.metadata))
 
 
 def video_transcode(context: TaskContext, job: Job) -> None:
@@ -119,8 +122,9 @@ def _limit(context: TaskContext, item: MediaItem) -> int:
 
 def _process_original(context: TaskContext, item: MediaItem,
                       encode: EncodeOptions) -> ProcessedImage | ProcessedVideo:
-    """Run the upload pipeline again over the stored original, with today's sizes."""
-    images = image_options(context.settings, encode)
+    """Run the upload pipeline again over the stored original, with today's sizes, the crops around the item's
+    focal point (found again only for an item that has none)."""
+    images = replace(image_options(context.settings, encode), focal=FocalPoint.of_metadata(item.meta))
     return process_stored(context.storage, item.original_key, _limit(context, item), context.settings.temp_dir,
                           images, video_options(context.settings, images))
 
@@ -142,7 +146,8 @@ def _temp_file(context: TaskContext, suffix: str) -> Iterator[Path]:
 
 
 def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
-             keep: Callable[[MediaVariant], bool], original: tuple[ReplacementOriginal, bytes] | None = None) -> None:
+             keep: Callable[[MediaVariant], bool], original: tuple[ReplacementOriginal, bytes] | None = None,
+             found: dict[str, Any] | None = None) -> None:
     """Write the objects, then swap the rows (and a raw original) in; on failure remove what the item does not use."""
     written: list[str] = []
     try:
@@ -161,7 +166,7 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
                 sizes[info.key] = info.size
         # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
         rows = [replace(v.row, byte_size=sizes.get(v.row.storage_key, v.row.byte_size)) for v in made]
-        published = publish(context.database, context.storage, media_id, rows, keep, replacement)
+        published = publish(context.database, context.storage, media_id, rows, keep, replacement, found)
     except BaseException:
         _remove_unreferenced(context, media_id, written)
         raise

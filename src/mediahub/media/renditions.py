@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from mediahub.db.models import MediaItem, MediaVariant, PendingDelete
 from mediahub.db.repositories import MediaRepository, VariantRepository, VariantRow
@@ -129,7 +130,8 @@ class ReplacementOriginal:
 
 
 def publish(database: Database, storage: Storage, media_id: int, rows: list[VariantRow],
-            keep: Callable[[MediaVariant], bool], original: ReplacementOriginal | None = None) -> bool:
+            keep: Callable[[MediaVariant], bool], original: ReplacementOriginal | None = None,
+            found: dict[str, Any] | None = None) -> bool:
     """Put `rows` in place of the item's variants `keep` rejects (and of those of the same name and
     format), queueing objects no row uses any more for deletion. False: the item is gone.
 
@@ -138,6 +140,8 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
     takes the same lock) sees the new objects or none: they are made public here only if the
     item is approved at this moment. `original` takes the place of a raw original in the same
     transaction (the raw object is queued for deletion), so the item never names a missing one.
+    `found`: metadata the job found (the focal point of an item that had none), recorded where the
+    item has no value of its own by now.
     """
     pairs = {(row.name, row.format) for row in rows}
     with database.session() as session:
@@ -155,6 +159,8 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
             item.original_key, item.content_type, item.byte_size = original.key, original.content_type, original.byte_size
             item.meta = {**(item.meta or {}), "original": original.mode}
             readable.append(original.key)
+        if found and found.keys() - (item.meta or {}).keys():
+            item.meta = {**found, **(item.meta or {})}
         if exposure.is_public(item):
             storage.set_public(list(dict.fromkeys(readable)), True)
     return True
