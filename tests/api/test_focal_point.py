@@ -18,17 +18,20 @@ from mediahub.media.keys import variant_key
 from tests.api.conftest import AppFactory, Tokens, add_member, assert_problem, upload
 from tests.support.scenes import (
     DISC_IN_SQUARE,
+    PORTRAIT,
     THIRDS,
     colour_distance,
-    hopper_square,
+    PORTRAIT,
     portrait_at_right,
     red_disc,
     red_share,
+    right_square,
     save_jpeg,
     thirds,
 )
 
 GALLERY = "/v1/media/properties/123/photos"
+ON_PORTRAIT = 1 - PORTRAIT / 3  # where the portrait begins, of the width
 
 
 @pytest.fixture
@@ -67,11 +70,12 @@ def _patch(client: TestClient, media_id: int, headers: dict[str, str], body: Any
 
 def test_an_upload_answers_its_focal_point_and_only_owners_and_moderators_see_the_faces(
         client: TestClient, tokens: Tokens, owner: dict[str, str], tmp_path: Path) -> None:
-    item = _upload(client, owner, save_jpeg(portrait_at_right(), tmp_path / "agent.jpg"))
+    scene = portrait_at_right()
+    item = _upload(client, owner, save_jpeg(scene, tmp_path / "agent.jpg"))
     point = item["focal_point"]
-    assert point["source"] == "faces" and 2 / 3 < point["x"] < 1 and 0 < point["y"] < 1
+    assert point["source"] == "faces" and ON_PORTRAIT < point["x"] < 1 and 1 - PORTRAIT < point["y"] < 1
     assert "focal_point" not in item["metadata"], "returned once, at the top"
-    assert np.abs(np.asarray(_thumbnail(client, item, owner)).astype(int) - hopper_square(150)).mean() < 12
+    assert np.abs(np.asarray(_thumbnail(client, item, owner)).astype(int) - right_square(scene, 150)).mean() < 6
     _approve(client, tokens, item["id"])
 
     def seen_by(headers: dict[str, str]) -> dict[str, Any]:
@@ -81,7 +85,7 @@ def test_an_upload_answers_its_focal_point_and_only_owners_and_moderators_see_th
 
     for headers in (owner, tokens.moderator()):
         faces = seen_by(headers)["metadata"]["faces"]
-        assert len(faces) == 1 and faces[0][0] >= 2 / 3
+        assert len(faces) == 1 and faces[0][0] >= ON_PORTRAIT
     public_answers = [seen_by(tokens.user()), seen_by({}), client.get(f"/v1/media/public/{item['public_id']}").json()]
     for answer in public_answers:
         assert "faces" not in answer["metadata"] and answer["focal_point"] == point
@@ -195,3 +199,11 @@ def test_the_same_focal_point_again_changes_nothing(client: TestClient, owner: d
     settled = _settled(client, item["id"], owner)
     again = _patch(client, item["id"], owner, body).json()
     assert again["pending"] == [] and again["variants"] == settled["variants"]
+
+
+def test_an_avatar_is_cropped_around_the_face(client: TestClient, tokens: Tokens, tmp_path: Path) -> None:
+    user = tokens.header("USR-1", verified=True)
+    scene = portrait_at_right()
+    item = _upload(client, user, save_jpeg(scene, tmp_path / "me.jpg"), path="/v1/media/users/USR-1/avatar")
+    assert item["entity_field"] == "avatar" and item["focal_point"]["source"] == "faces"
+    assert np.abs(np.asarray(_thumbnail(client, item, user)).astype(int) - right_square(scene, 150)).mean() < 6

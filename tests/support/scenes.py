@@ -39,11 +39,23 @@ def thirds(height: int = 400) -> Image.Image:
     return picture
 
 
+PORTRAIT = 0.8  # the portrait's side in `portrait_at_right`, of the picture's height
+
+
 def portrait_at_right(height: int = 300) -> Image.Image:
-    """`HOPPER` filling the right third of a 3:1 grey picture."""
+    """`HOPPER` in the bottom-right corner of a 3:1 grey picture, `PORTRAIT` of its height: a square crop
+    centred on the face is stopped by the right edge, so it is exactly the picture's rightmost square."""
     canvas = grey_noise((3 * height, height))
-    canvas.paste(Image.open(HOPPER).convert("RGB").resize((height, height), Image.Resampling.LANCZOS), (2 * height, 0))
+    side = round(height * PORTRAIT)
+    portrait = Image.open(HOPPER).convert("RGB").resize((side, side), Image.Resampling.LANCZOS)
+    canvas.paste(portrait, (3 * height - side, height - side))
     return canvas
+
+
+def right_square(image: Image.Image, side: int) -> np.ndarray:
+    """The picture's rightmost square, at `side` pixels."""
+    square = image.crop((image.width - image.height, 0, image.width, image.height))
+    return np.asarray(square.resize((side, side), Image.Resampling.LANCZOS)).astype(int)
 
 
 def save_jpeg(image: Image.Image, path: Path, orientation: int = 1) -> Path:
@@ -64,7 +76,3 @@ def colour_distance(image: Image.Image, colour: tuple[int, int, int]) -> float:
     """Mean over the pixels of the largest channel difference from `colour`."""
     pixels = np.asarray(image.convert("RGB")).astype(int)
     return float(np.abs(pixels - np.array(colour)).max(axis=2).mean())
-
-
-def hopper_square(side: int) -> np.ndarray:
-    return np.asarray(Image.open(HOPPER).convert("RGB").resize((side, side), Image.Resampling.LANCZOS)).astype(int)

@@ -13,7 +13,7 @@ Dispatch = Callable[[list[int]], None]  # hands committed job ids to whatever ru
 RENDITIONS = "renditions"  # WebP (and AVIF) variants of an item's sizes
 VARIANTS = "variants"  # every variant of an image whose upload left them to a job (WebP and AVIF too)
 VIDEO_TRANSCODE = "video_transcode"  # the H.264/AAC "web" MP4
-REPROCESS = "reprocess"  # every variant again from the stored original (after IMAGE_SIZES changed)
+REPROCESS = "reprocess"  # every variant again from the stored original (IMAGE_SIZES or the focal point changed)
 
 WEB = "web"  # the variant name of a video's transcoded MP4
 

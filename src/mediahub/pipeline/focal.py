@@ -32,9 +32,10 @@ FACES_SOURCE, ATTENTION_SOURCE, MANUAL_SOURCE = "faces", "attention", "manual"
 CENTRE = (0.5, 0.5)
 
 WORK_SIDE = 480  # longest side the search runs at
-MIN_FACE = 0.08  # of the shorter side: smaller faces are not the subject (and cost most to search for)
+MIN_FACE = 0.1  # of the shorter side: smaller faces are not the subject (and cost most to search for)
 MIN_FACE_PIXELS = 24  # the cascade's own window
 SCALE_STEP = 1.2
+EYE_SCALE_STEP = 1.1  # finer: the eye search runs on one small region, and coarse steps miss eyes
 MIN_NEIGHBOURS = 5
 SKIN_SHARE = 0.4  # of the face box's centre that must be skin-coloured (YCbCr box below)
 SKIN_CR = (135, 180)
@@ -109,7 +110,7 @@ def _eyes(grey: np.ndarray, box: tuple[int, int, int, int], eye_cascade: Any) ->
     upper = grey[y:y + h * 5 // 8, x:x + w]
     scale = max(1.0, EYE_ROI_WIDTH / w)
     upper = cv2.resize(upper, (round(upper.shape[1] * scale), round(upper.shape[0] * scale)))
-    return len(eye_cascade.detectMultiScale(upper, scaleFactor=SCALE_STEP, minNeighbors=3))
+    return len(eye_cascade.detectMultiScale(upper, scaleFactor=EYE_SCALE_STEP, minNeighbors=3))
 
 
 def find_faces(image: Image.Image) -> list[Box]:
