@@ -16,22 +16,10 @@ from mediahub.db.models import TRANSFORM
 from mediahub.db.repositories import MediaRepository, VariantRepository, VariantRow
 from mediahub.media.keys import variant_key
 from tests.api.conftest import AppFactory, Tokens, add_member, assert_problem, upload
-from tests.support.scenes import (
-    DISC_IN_SQUARE,
-    PORTRAIT,
-    THIRDS,
-    colour_distance,
-    PORTRAIT,
-    portrait_at_right,
-    red_disc,
-    red_share,
-    right_square,
-    save_jpeg,
-    thirds,
-)
+from tests.support import scenes
 
 GALLERY = "/v1/media/properties/123/photos"
-ON_PORTRAIT = 1 - PORTRAIT / 3  # where the portrait begins, of the width
+ON_PORTRAIT = 1 - scenes.PORTRAIT / 3  # where the portrait begins, of the width
 
 
 @pytest.fixture
@@ -64,18 +52,22 @@ def _thumbnail(client: TestClient, item: dict[str, Any], headers: dict[str, str]
     return Image.open(io.BytesIO(response.content)).convert("RGB")
 
 
+def _distance_from(image: Image.Image, expected: np.ndarray) -> float:
+    return float(np.abs(np.asarray(image).astype(int) - expected).mean())
+
+
 def _patch(client: TestClient, media_id: int, headers: dict[str, str], body: Any) -> Any:
     return client.patch(f"/v1/media/{media_id}", headers=headers, json=body)
 
 
 def test_an_upload_answers_its_focal_point_and_only_owners_and_moderators_see_the_faces(
         client: TestClient, tokens: Tokens, owner: dict[str, str], tmp_path: Path) -> None:
-    scene = portrait_at_right()
-    item = _upload(client, owner, save_jpeg(scene, tmp_path / "agent.jpg"))
+    scene = scenes.portrait_at_right()
+    item = _upload(client, owner, scenes.save_jpeg(scene, tmp_path / "agent.jpg"))
     point = item["focal_point"]
-    assert point["source"] == "faces" and ON_PORTRAIT < point["x"] < 1 and 1 - PORTRAIT < point["y"] < 1
+    assert point["source"] == "faces" and ON_PORTRAIT < point["x"] < 1 and 1 - scenes.PORTRAIT < point["y"] < 1
     assert "focal_point" not in item["metadata"], "returned once, at the top"
-    assert np.abs(np.asarray(_thumbnail(client, item, owner)).astype(int) - right_square(scene, 150)).mean() < 6
+    assert _distance_from(_thumbnail(client, item, owner), scenes.right_square(scene, 150)) < 6
     _approve(client, tokens, item["id"])
 
     def seen_by(headers: dict[str, str]) -> dict[str, Any]:
@@ -93,9 +85,9 @@ def test_an_upload_answers_its_focal_point_and_only_owners_and_moderators_see_th
 
 def test_a_manual_focal_point_moves_the_thumbnail_crop_to_it(
         client: TestClient, owner: dict[str, str], tmp_path: Path) -> None:
-    item = _upload(client, owner, save_jpeg(thirds(), tmp_path / "thirds.jpg"))
+    item = _upload(client, owner, scenes.save_jpeg(scenes.thirds(), tmp_path / "thirds.jpg"))
     old_thumbnail_url = item["variants"]["thumbnail"]["jpeg"]["url"]
-    for point, colour in (({"x": 0.0, "y": 1.0}, THIRDS[0]), ({"x": 0.97, "y": 0.2}, THIRDS[2])):
+    for point, colour in (({"x": 0.0, "y": 1.0}, scenes.THIRDS[0]), ({"x": 0.97, "y": 0.2}, scenes.THIRDS[2])):
         response = _patch(client, item["id"], owner, {"focal_point": point})
         assert response.status_code == 200, response.text
         answer = response.json()
@@ -105,14 +97,14 @@ def test_a_manual_focal_point_moves_the_thumbnail_crop_to_it(
 
         assert settled["focal_point"] == {**point, "source": "manual"}
         assert settled["variants"]["thumbnail"]["jpeg"]["url"] != old_thumbnail_url, "a new object, a new URL"
-        assert colour_distance(_thumbnail(client, settled, owner), colour) < 12, point
+        assert scenes.colour_distance(_thumbnail(client, settled, owner), colour) < 12, point
         old_thumbnail_url = settled["variants"]["thumbnail"]["jpeg"]["url"]
 
 
 def test_the_deferred_variants_job_crops_around_the_focal_point_found_at_upload(
         app_factory: AppFactory, tokens: Tokens, tmp_path: Path) -> None:
     png = tmp_path / "disc.png"
-    red_disc((1200, 600), (0.1, 0.6)).save(png)  # a PNG is decoded in full: its variants are left to a job
+    scenes.red_disc((1200, 600), (0.1, 0.6)).save(png)  # a PNG is decoded in full: its variants are left to a job
     with TestClient(app_factory(defer_slow_variants=True, make_webp=True)) as client:
         add_member(client, tokens, "property:123", "USR-OWNER")
         item = _upload(client, tokens.owner(), png)
@@ -123,7 +115,8 @@ def test_the_deferred_variants_job_crops_around_the_focal_point_found_at_upload(
 
         assert settled["focal_point"] == item["focal_point"]
         for fmt in ("jpeg", "webp"):  # no alpha: JPEG variants
-            assert red_share(_thumbnail(client, settled, tokens.owner(), fmt)) > 0.9 * DISC_IN_SQUARE, fmt
+            thumbnail = _thumbnail(client, settled, tokens.owner(), fmt)
+            assert scenes.red_share(thumbnail) > 0.9 * scenes.DISC_IN_SQUARE, fmt
 
 
 @pytest.mark.parametrize("body", [
@@ -203,7 +196,7 @@ def test_the_same_focal_point_again_changes_nothing(client: TestClient, owner: d
 
 def test_an_avatar_is_cropped_around_the_face(client: TestClient, tokens: Tokens, tmp_path: Path) -> None:
     user = tokens.header("USR-1", verified=True)
-    scene = portrait_at_right()
-    item = _upload(client, user, save_jpeg(scene, tmp_path / "me.jpg"), path="/v1/media/users/USR-1/avatar")
+    scene = scenes.portrait_at_right()
+    item = _upload(client, user, scenes.save_jpeg(scene, tmp_path / "me.jpg"), path="/v1/media/users/USR-1/avatar")
     assert item["entity_field"] == "avatar" and item["focal_point"]["source"] == "faces"
-    assert np.abs(np.asarray(_thumbnail(client, item, user)).astype(int) - right_square(scene, 150)).mean() < 6
+    assert _distance_from(_thumbnail(client, item, user), scenes.right_square(scene, 150)) < 6

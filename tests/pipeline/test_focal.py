@@ -16,13 +16,13 @@ from mediahub.pipeline.focal import FocalPoint, faces_centre, locate
 from mediahub.pipeline.image import ImageOptions, ProcessedImage, process_image
 from mediahub.pipeline.sniff import sniff
 from mediahub.pipeline.variants import crop_box
+from mediahub.pipeline.video import VideoOptions, process_video
 from tests.support.corpus import CORPUS_DIR
 from tests.support.scenes import (
     DISC_IN_SQUARE,
     PORTRAIT,
     THIRDS,
     colour_distance,
-    PORTRAIT,
     portrait_at_right,
     red_disc,
     red_share,
@@ -30,6 +30,7 @@ from tests.support.scenes import (
     save_jpeg,
     thirds,
 )
+from tests.support.videos import make_clip
 
 
 ON_PORTRAIT = 1 - PORTRAIT / 3  # where the portrait begins, of the width
@@ -128,3 +129,17 @@ def test_a_group_keeps_every_face_of_similar_size_and_ignores_much_smaller_ones(
     assert faces_centre(two_people) == pytest.approx((0.45, 0.4))
     background = (0.9, 0.9, 0.05, 0.05)  # under a quarter of the largest face's area
     assert faces_centre([*two_people, background]) == pytest.approx((0.45, 0.4))
+
+
+def test_a_videos_poster_gives_its_focal_point_and_its_thumbnail_crop(tmp_path, options):
+    path = tmp_path / "clip.mp4"
+    make_clip(path)  # 64x32, the top-left quarter red: a centred square would show half of the red
+
+    processed = process_video(path, sniff(path.read_bytes()[:4096]), VideoOptions(_fast(options), max_duration=60))
+
+    point = processed.metadata["focal_point"]
+    assert point["source"] == "attention" and point["x"] < 0.5 and point["y"] < 0.5
+    thumbnail = next(v for v in processed.variants if v.name == "thumbnail" and v.format == "jpeg")
+    assert (thumbnail.width, thumbnail.height) == (32, 32)
+    # The whole red quarter is half the square (less its blurred edges); a centred square holds a quarter.
+    assert red_share(Image.open(io.BytesIO(thumbnail.data))) > 0.33

@@ -28,7 +28,8 @@ def set_focal_point(session: Session, item: MediaItem, x: float, y: float, *, ma
     if FocalPoint.of_metadata(item.meta) == point:
         return []
     item.meta = {**(item.meta or {}), FOCAL_POINT: point.as_dict()}
-    session.add_all(PendingDelete(storage_key=key) for key in VariantRepository(session).remove_kind(item.id, TRANSFORM))
+    unused = VariantRepository(session).remove_kind(item.id, TRANSFORM)
+    session.add_all(PendingDelete(storage_key=key) for key in unused)
     job = enqueue(session, REPROCESS, media_id=item.id, max_attempts=max_attempts)
     settle_item(session, item.id)  # `pending` and the processing status show the re-render
     return [job.id]
