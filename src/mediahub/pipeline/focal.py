@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -87,25 +88,24 @@ _local = threading.local()  # a CascadeClassifier is not safe to share between t
 
 def _cascades() -> tuple[Any, Any]:
     if not hasattr(_local, "face"):
-        import cv2
-
         folder = cv2.data.haarcascades
         _local.face = cv2.CascadeClassifier(folder + "haarcascade_frontalface_default.xml")
         _local.eye = cv2.CascadeClassifier(folder + "haarcascade_eye.xml")
     return _local.face, _local.eye
 
 
-def _skin_share(ycbcr: np.ndarray, box: tuple[int, int, int, int]) -> float:
+def _skin(ycbcr: np.ndarray) -> np.ndarray:
+    cb, cr = ycbcr[..., 1], ycbcr[..., 2]
+    return (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
+
+
+def _skin_share(skin: np.ndarray, box: tuple[int, int, int, int]) -> float:
     x, y, w, h = box
-    centre = ycbcr[y + h // 5:y + h * 4 // 5, x + w // 5:x + w * 4 // 5]
-    cb, cr = centre[..., 1], centre[..., 2]
-    skin = (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
-    return float(skin.mean()) if skin.size else 0.0
+    centre = skin[y + h // 5:y + h * 4 // 5, x + w // 5:x + w * 4 // 5]
+    return float(centre.mean()) if centre.size else 0.0
 
 
 def _eyes(grey: np.ndarray, box: tuple[int, int, int, int], eye_cascade: Any) -> int:
-    import cv2
-
     x, y, w, h = box
     upper = grey[y:y + h * 5 // 8, x:x + w]
     scale = max(1.0, EYE_ROI_WIDTH / w)
@@ -120,12 +120,15 @@ def find_faces(image: Image.Image) -> list[Box]:
     grey = np.asarray(rgb.convert("L"))
     ycbcr = np.asarray(rgb.convert("YCbCr"))
     colour = image.mode not in ("L", "LA") and bool(np.ptp(ycbcr[..., 1:]) > 0)
+    skin = _skin(ycbcr) if colour else None
     side = max(MIN_FACE_PIXELS, round(min(grey.shape) * MIN_FACE))
+    if skin is not None and skin.sum() < SKIN_SHARE * (0.6 * side - 1) ** 2:
+        return []  # too little skin colour for even the smallest face's centre: no search (the costly part)
     found = face_cascade.detectMultiScale(grey, scaleFactor=SCALE_STEP, minNeighbors=MIN_NEIGHBOURS,
                                           minSize=(side, side))
     kept = []
     for box in (tuple(int(v) for v in b) for b in found):
-        if colour and _skin_share(ycbcr, box) < SKIN_SHARE:
+        if skin is not None and _skin_share(skin, box) < SKIN_SHARE:
             continue
         if _eyes(grey, box, eye_cascade) < (1 if colour else 2):
             continue
