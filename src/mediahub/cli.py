@@ -320,7 +320,8 @@ def reprocess(
              "which covers that id under every parent).")] = None,
     all_items: Annotated[bool, typer.Option("--all", help="Every item.")] = False,
 ) -> None:
-    """Regenerate the variants of items made with other IMAGE_SIZES; run it again to resume."""
+    """Regenerate the variants of items made with other IMAGE_SIZES or stored without a focal point (found and
+    recorded by the job, the crops made around it); run it again to resume."""
     from mediahub.media import reprocessing
     from mediahub.media.access import EntityRef
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from PIL import Image
 from sqlalchemy import event, select
 
 from mediahub.db.models import Job, MediaItem
@@ -16,11 +18,13 @@ from mediahub.jobs.runner import execute
 from mediahub.media import reprocessing
 from mediahub.media import verify as verify_service
 from mediahub.media.cleanup import purge_pending_deletes
+from mediahub.pipeline.focal import FACES, FOCAL_POINT
 from tests.jobs.helpers import PHOTO, ingest_only, jobs_of
 from tests.media.conftest import make_runtime
 from tests.media.helpers import reload, row_count, stored_keys, upload
 from tests.support.corpus import CORPUS_DIR
 from tests.support.faults import FailingPuts, Passthrough
+from tests.support.scenes import DISC_IN_SQUARE, red_disc, red_share, save_jpeg
 
 SIZES = ("thumbnail", "small", "medium", "large")
 FLOWER = CORPUS_DIR / "images/good/jpeg_flower.jpg"  # 480x360: medium and large are one rendition
@@ -202,3 +206,24 @@ def test_reprocess_run_twice_keeps_one_set_of_objects(manual_runtime):
     assert all(f"-r{job.id}." in v.storage_key for v in twice.variants), "new keys: caches never see stale bytes"
     purge_pending_deletes(runtime.database, runtime.storage)
     assert_clean(runtime, twice)
+
+
+def test_reprocess_gives_an_item_stored_without_a_focal_point_one_and_crops_around_it(manual_runtime, tmp_path):
+    runtime = manual_runtime
+    item = ingest_only(runtime, save_jpeg(red_disc((1200, 600), (0.9, 0.5)), tmp_path / "disc.jpg"))
+    execute(runtime.tasks)
+    found = reload(runtime, item).meta[FOCAL_POINT]
+    with runtime.database.session() as session:  # as a row stored before focal points were found
+        row = session.get(MediaItem, item.id)
+        row.meta = {key: value for key, value in row.meta.items() if key not in (FOCAL_POINT, FACES)}
+    old = reload(runtime, item)
+    assert reprocessing.is_stale(old, runtime.settings)
+
+    assert reprocessing.queue_stale(runtime.database, runtime.settings, None) != []
+    assert execute(runtime.tasks).status == "done"
+
+    done = reload(runtime, item)
+    assert done.meta[FOCAL_POINT] == found and done.meta[FACES] == []
+    assert not reprocessing.is_stale(done, runtime.settings)
+    thumbnail = next(v for v in done.variants if v.name == "thumbnail" and v.format == "jpeg")
+    assert red_share(Image.open(io.BytesIO(runtime.storage.get(thumbnail.storage_key)))) > 0.9 * DISC_IN_SQUARE

@@ -62,7 +62,8 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 def get_media_service(runtime: RuntimeDep) -> MediaService:
     return MediaService(runtime.database, runtime.storage, runtime.dedup_index,
-                        auto_approve_verified=runtime.settings.auto_approve_verified)
+                        auto_approve_verified=runtime.settings.auto_approve_verified,
+                        dispatch=runtime.jobs.dispatch, job_max_attempts=runtime.settings.job_max_attempts)
 
 
 def get_moderation_service(runtime: RuntimeDep) -> ModerationService:

@@ -13,10 +13,11 @@ from mediahub.media.exposure import original_is_raw
 from mediahub.media.manage import MediaView
 from mediahub.media.responsive import responsive
 from mediahub.media.urls import MediaUrls
+from mediahub.pipeline.focal import FOCAL_POINT
 from mediahub.pipeline.placeholders import PLACEHOLDERS
 
 # What anyone who may see an item sees of its metadata: how it was stored, never who, where or when.
-# A key not named here (filename, exif camera and time, anything added later) is private by default.
+# A key not named here (filename, exif camera and time, face boxes, anything added later) is private by default.
 PUBLIC_METADATA = frozenset({
     "source_format", "source_mode", "frames", "animated", "stored_width", "stored_height", "orientation",
     "original", "gps_stripped", "container", "video_codec", "audio_codecs", "frame_rate", "rotation",
@@ -28,7 +29,7 @@ LOCATION_METADATA = frozenset({"gps"})  # the uploader's and the owners' only
 def _metadata(view: MediaView) -> dict[str, Any]:
     meta = dict(view.item.meta or {})
     return {name: value for name, value in meta.items()
-            if name not in (PENDING, PLACEHOLDERS)  # shown as fields of their own
+            if name not in (PENDING, PLACEHOLDERS, FOCAL_POINT)  # shown as fields of their own
             and (name in PUBLIC_METADATA or (view.location if name in LOCATION_METADATA else view.private))}
 
 
@@ -84,4 +85,5 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         created_at=item.created_at,
         updated_at=item.updated_at,
         parent_id=item.parent_id or None,
+        focal_point=(item.meta or {}).get(FOCAL_POINT),
     )

@@ -137,6 +137,21 @@ MEDIA_EXAMPLE: dict[str, Any] = {
 }
 
 
+class FocalPointIn(BaseModel):
+    """A point of the upright picture, as fractions of its width and height."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x: float = Field(ge=0, le=1, allow_inf_nan=False, description="0 = left edge, 1 = right edge")
+    y: float = Field(ge=0, le=1, allow_inf_nan=False, description="0 = top edge, 1 = bottom edge")
+
+
+class FocalPointOut(FocalPointIn):
+    source: Literal["faces", "attention", "manual"] = Field(
+        description="faces: the centre of the faces found; attention: libvips' most interesting region; "
+                    "manual: set by PATCH")
+
+
 class MediaOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [MEDIA_EXAMPLE]})
 
@@ -184,6 +199,8 @@ class MediaOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     parent_id: str | None = Field(None, description="nested kinds: the parent entity's id (an amenity's community)")
+    focal_point: FocalPointOut | None = Field(None, description="where crops (the square thumbnail, fit=cover "
+                                                                "transforms) are centred; null when unknown")
 
 
 class MediaPage(BaseModel):
@@ -247,6 +264,8 @@ class MediaUpdateRequest(BaseModel):
     moderation_status: ModerationStatus | None = Field(None, description="moderators and admins only")
     caption: Text | None = Field(None, max_length=CAPTION_MAX)
     alt_text: Text | None = Field(None, max_length=ALT_TEXT_MAX)
+    focal_point: FocalPointIn | None = Field(None, description="where crops are centred: re-renders the thumbnail "
+                                                               "and drops derived transforms")
 
     def changes(self) -> dict[str, Any]:
         sent = self.model_dump(exclude_unset=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mediahub.db.models import Job, MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository, VariantRow
@@ -29,6 +30,7 @@ from mediahub.media.keys import replacement_key, variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, ReplacementOriginal, StoredOriginal, plan_variants, publish
 from mediahub.pipeline import watermark
+from mediahub.pipeline.focal import FocalPoint, focus_metadata
 from mediahub.pipeline.image import ProcessedImage
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.transcode import transcode_web
@@ -66,7 +68,7 @@ def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> Non
     made = _image_variants(item, processed.variants, lambda v: v.name, compared)
     pairs = {(v.name, v.format) for v in processed.variants}
     _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement,
-             metadata=_marked_with(processed))
+             metadata=_marked_with(processed), found=focus_metadata(processed.metadata))
 
 
 def reprocess(context: TaskContext, job: Job) -> None:
@@ -77,7 +79,8 @@ def reprocess(context: TaskContext, job: Job) -> None:
     processed = _process_original(context, item, encode_options(context.settings))
     # Fresh keys per job, fixed within it: a re-run of this job overwrites its own objects.
     made = _image_variants(item, processed.variants, lambda v: f"{v.name}-r{job.id}")
-    _publish(context, item.id, made, keep=lambda v: v.name == WEB, metadata=_marked_with(processed))
+    _publish(context, item.id, made, keep=lambda v: v.name == WEB, metadata=_marked_with(processed),
+             found=focus_metadata(processed.metadata))
 
 
 def video_transcode(context: TaskContext, job: Job) -> None:
@@ -121,9 +124,12 @@ def _limit(context: TaskContext, item: MediaItem) -> int:
 
 def _process_original(context: TaskContext, item: MediaItem,
                       encode: EncodeOptions) -> ProcessedImage | ProcessedVideo:
-    """Run the upload pipeline again over the stored original, with today's sizes and its field's watermark."""
-    images = image_options(context.settings, encode,
-                           watermark=watermark.for_field(context.settings, item.entity_type, item.entity_field))
+    """Run the upload pipeline again over the stored original, with today's sizes, its field's watermark and
+    the crops around the item's focal point (found again only for an item that has none)."""
+    images = replace(image_options(context.settings, encode,
+                                   watermark=watermark.for_field(context.settings, item.entity_type,
+                                                                 item.entity_field)),
+                     focal=FocalPoint.of_metadata(item.meta))
     return process_stored(context.storage, item.original_key, _limit(context, item), context.settings.temp_dir,
                           images, video_options(context.settings, images))
 
@@ -151,7 +157,7 @@ def _marked_with(processed: ProcessedImage | ProcessedVideo) -> dict[str, str | 
 
 def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
              keep: Callable[[MediaVariant], bool], original: tuple[ReplacementOriginal, bytes] | None = None,
-             metadata: dict[str, str | None] | None = None) -> None:
+             metadata: dict[str, str | None] | None = None, found: dict[str, Any] | None = None) -> None:
     """Write the objects, then swap the rows (and a raw original) in; on failure remove what the item does not use."""
     written: list[str] = []
     try:
@@ -170,7 +176,7 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
                 sizes[info.key] = info.size
         # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
         rows = [replace(v.row, byte_size=sizes.get(v.row.storage_key, v.row.byte_size)) for v in made]
-        published = publish(context.database, context.storage, media_id, rows, keep, replacement, metadata)
+        published = publish(context.database, context.storage, media_id, rows, keep, replacement, metadata, found)
     except BaseException:
         _remove_unreferenced(context, media_id, written)
         raise

@@ -34,7 +34,7 @@ from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.media import access, exposure
 from mediahub.media.access import Principal
 from mediahub.media.cleanup import purge_pending_deletes
-from mediahub.media.job_kinds import upload_jobs
+from mediahub.media.job_kinds import Dispatch, dispatch_committed, upload_jobs
 from mediahub.media.keys import original_key, stored_original_key, variant_key
 from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 COMMIT_ATTEMPTS = 3
 PARALLEL_PUTS = 4  # objects of one upload written at once
-Dispatch = Callable[[list[int]], None]  # hands committed job ids to whatever runs them
 
 
 @dataclass(frozen=True)
@@ -255,7 +254,7 @@ class IngestService:
             self._remove(written)
             raise
         exposure.publish_new(self.storage, item)
-        self._dispatch(job_ids)
+        dispatch_committed(self.dispatch, job_ids)
         if request.target.field.slot == "single":  # the item this one replaced left objects to remove
             purge_pending_deletes(self.database, self.storage)
         return item
@@ -276,14 +275,6 @@ class IngestService:
                 first_error = error
         if first_error is not None:
             raise first_error
-
-    def _dispatch(self, job_ids: list[int]) -> None:
-        if not job_ids or self.dispatch is None:
-            return
-        try:
-            self.dispatch(job_ids)
-        except Exception:  # the upload is committed; the sweeper re-sends what never arrived
-            log.warning("could not dispatch jobs %s; the sweeper will", job_ids, exc_info=True)
 
     def _recheck(self, spooled: Spooled, processed: ProcessedImage | ProcessedVideo,
                  request: UploadRequest) -> Callable[[Session], None] | None:

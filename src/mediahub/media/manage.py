@@ -23,6 +23,8 @@ from mediahub.errors import Conflict, Forbidden, MediaHubError
 from mediahub.media import access, exposure, moderation
 from mediahub.media.access import EntityRef, Principal
 from mediahub.media.cleanup import purge_pending_deletes
+from mediahub.media.focal import set_focal_point
+from mediahub.media.job_kinds import Dispatch, dispatch_committed
 from mediahub.storage.base import Storage, Usage
 
 EDITABLE_FIELDS = frozenset({"caption", "alt_text", "tags"})
@@ -61,11 +63,14 @@ class _Tx:
 
 class MediaService:
     def __init__(self, database: Database, storage: Storage, dedup_index: DedupIndex | None = None, *,
-                 auto_approve_verified: bool = True) -> None:
+                 auto_approve_verified: bool = True, dispatch: Dispatch | None = None,
+                 job_max_attempts: int = 5) -> None:
         self.database = database
         self.storage = storage
         self.dedup_index = dedup_index  # None: similar() scans the rows in scope
         self.auto_approve_verified = auto_approve_verified  # AUTO_APPROVE_VERIFIED: edits are judged like uploads
+        self.dispatch = dispatch  # hands committed job ids to the runner; None: the sweeper finds them
+        self.job_max_attempts = job_max_attempts
 
     @contextmanager
     def _tx(self) -> Iterator[_Tx]:
@@ -154,6 +159,7 @@ class MediaService:
 
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
         """Apply the sent fields; moderation status needs a moderator, the rest an editor."""
+        job_ids: list[int] = []
         with exposure.following_status(self.storage) as sync, self._tx() as tx:
             item = access.require_view(principal, tx.media.lock(media_id), tx.members)
             if "moderation_status" in changes:
@@ -175,9 +181,15 @@ class MediaService:
                 sync(item)
             if "is_primary" in changes:
                 self._set_primary(tx.media, item, changes["is_primary"])
+            if "focal_point" in changes:
+                point = changes["focal_point"]
+                job_ids = set_focal_point(tx.media.session, item, point["x"], point["y"],
+                                          max_attempts=self.job_max_attempts)
             view = tx.view(principal, item)
-        if "moderation_status" in changes:  # an approval removes what the item replaces
+        # An approval removes what the item replaces; a new focal point, the item's transform results.
+        if "moderation_status" in changes or job_ids:
             purge_pending_deletes(self.database, self.storage)
+        dispatch_committed(self.dispatch, job_ids)
         return view
 
     @staticmethod

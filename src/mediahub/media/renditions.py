@@ -133,7 +133,7 @@ class ReplacementOriginal:
 
 def publish(database: Database, storage: Storage, media_id: int, rows: list[VariantRow],
             keep: Callable[[MediaVariant], bool], original: ReplacementOriginal | None = None,
-            metadata: dict[str, Any] | None = None) -> bool:
+            metadata: dict[str, Any] | None = None, found: dict[str, Any] | None = None) -> bool:
     """Put `rows` in place of the item's variants `keep` rejects (and of those of the same name and
     format), queueing objects no row uses any more for deletion. False: the item is gone.
 
@@ -142,7 +142,9 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
     takes the same lock) sees the new objects or none: they are made public here only if the
     item is approved at this moment. `original` takes the place of a raw original in the same
     transaction (the raw object is queued for deletion), so the item never names a missing one.
-    `metadata` is set in the item's (a None value removes its key) in the same transaction.
+    `metadata` is set in the item's (a None value removes its key) in the same transaction; `found`:
+    metadata the job found (the focal point of an item that had none), recorded where the item has no
+    value of its own by now.
     """
     pairs = {(row.name, row.format) for row in rows}
     with database.session() as session:
@@ -163,6 +165,8 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
         if metadata:
             merged = {**(item.meta or {}), **metadata}
             item.meta = {key: value for key, value in merged.items() if value is not None or key not in metadata}
+        if found and found.keys() - (item.meta or {}).keys():
+            item.meta = {**found, **(item.meta or {})}
         if exposure.is_public(item):
             storage.set_public(list(dict.fromkeys(readable)), True)
     return True

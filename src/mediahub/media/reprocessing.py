@@ -1,4 +1,5 @@
-"""Finding items whose variants no longer match the settings, and queueing their reprocess jobs.
+"""Finding items whose variants no longer match the settings (or that have no focal point), and queueing their
+reprocess jobs.
 
 Resumable by construction: an item is queued only when its variants differ
 from IMAGE_SIZES (and the WebP/AVIF settings) and it has no unfinished job,
@@ -17,6 +18,7 @@ from mediahub.db.repositories.job_queue import busy_media_ids, enqueue, queued_i
 from mediahub.db.session import Database
 from mediahub.media.job_kinds import REPROCESS, WEB
 from mediahub.pipeline import watermark
+from mediahub.pipeline.focal import FOCAL_POINT
 from mediahub.pipeline.variants import output_size
 
 BASE_FORMATS = frozenset({"jpeg", "png"})
@@ -25,7 +27,8 @@ Scope = tuple[str, str] | None  # (entity type, entity id), or None for every it
 
 
 def is_stale(item: MediaItem, settings: Settings) -> bool:
-    """Whether the item's variants differ from what the settings make now (sizes, formats, watermark).
+    """Whether the item's variants differ from what the settings make now (sizes, formats, watermark), or it
+    has no focal point yet (the job finds and records one, and crops around it).
 
     Sizes compare within a pixel: a reduced (draft) decode may round one pixel
     differently from the full size the row records. A row larger than its size names
@@ -34,6 +37,8 @@ def is_stale(item: MediaItem, settings: Settings) -> bool:
     """
     if not item.width or not item.height:
         return False
+    if FOCAL_POINT not in (item.meta or {}):  # stored before focal points: its crops are centred, not focused
+        return True
     images = [v for v in item.presets if v.name != WEB]
     want = {s.name: output_size(item.width, item.height, s) for s in settings.image_sizes}
     if {v.name for v in images} != set(want):

@@ -1,4 +1,5 @@
-"""Steps 3-8 for an image: structure -> probe -> exif -> decode + orient -> original -> variants -> fingerprints."""
+"""Steps 3-8 for an image: structure -> probe -> exif -> decode + orient -> original -> variants (crops around the
+focal point) -> fingerprints."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mediahub.pipeline import exif as exif_step
 from mediahub.pipeline import vips as vips_step
 from mediahub.pipeline import watermark as watermark_step
 from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash, pixel_sha256
+from mediahub.pipeline.focal import FocalPoint, Focus, locate
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import display_size, swaps_axes, upright
 from mediahub.pipeline.original import EncodedOriginal, jpeg_subsampling, reencode, reencode_animation
@@ -53,6 +55,8 @@ class ImageOptions:
     # the caller waits only for the decode and the fingerprints.
     defer_variants: bool = False
     watermark: Watermark | None = None  # the entity field's mark, over the renders it applies to
+    # Where crops are centred (a job re-rendering a stored item); None: found in the picture (`focal.locate`).
+    focal: FocalPoint | None = None
 
 
 @dataclass
@@ -172,17 +176,21 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
         if deferred:
             renders = {}
             hash_source_image = hash_render(display, options.sizes)
+            focus = None if options.focal else locate(hash_source_image)
         else:
-            renders = render_all(display, options.sizes, full_size=(width, height))
-            hash_source_image = hash_source(renders, options.sizes, display)
+            renders, hash_source_image, focus = render_focused(display, options.sizes, options.focal,
+                                                               full_size=(width, height))
+        metadata = {**_metadata(sniffed, header, summary, options.strip_gps, mode),
+                    PLACEHOLDERS: placeholders(hash_source_image), **watermark_step.metadata(options.watermark)}
+        if focus is not None:
+            metadata.update(focus.metadata())
         yield ProcessedImage(
             original=encoding.result() if encoding is not None else original,
             width=width,
             height=height,
             variants=encode_all(renders, options.sizes, options.encode, options.watermark),
             phash=perceptual_hash(hash_source_image),
-            metadata={**_metadata(sniffed, header, summary, options.strip_gps, mode),
-                      PLACEHOLDERS: placeholders(hash_source_image), **watermark_step.metadata(options.watermark)},
+            metadata=metadata,
             pixel_sha256=pixel_digest.result(),
             fingerprint=Fingerprint.of(hash_source_image),
             variants_deferred=deferred,
@@ -194,6 +202,20 @@ def image_outputs(path: Path, sniffed: Sniffed, options: ImageOptions) -> Iterat
 def _strip(path: Path, fmt: str) -> bytes | None:
     """The file without metadata, or None when it must be re-encoded (see `judge_trailing`)."""
     return judge_trailing(STRIPPERS[fmt](path.read_bytes()), fmt)
+
+
+def render_focused(display: Image.Image | pyvips.Image, sizes: tuple[VariantSpec, ...], focal: FocalPoint | None,
+                   full_size: tuple[int, int] | None = None
+                   ) -> tuple[dict[str, pyvips.Image], Image.Image, Focus | None]:
+    """Every size rendered, the crops around `focal` or, without one, around the focal point found in the
+    whole-picture render `hash_source` picks; that render; and what was found (None: `focal` was given)."""
+    source = display if vips_step.is_vips(display) else vips_step.from_pillow(display)  # once, for both calls
+    whole = render_all(source, tuple(s for s in sizes if not s.crop), full_size)
+    hash_image = hash_source(whole, sizes, display)
+    focus = None if focal else locate(hash_image)
+    point = focal or focus.point
+    crops = render_all(source, tuple(s for s in sizes if s.crop), full_size, point.xy, earlier=whole.values())
+    return {**whole, **crops}, hash_image, focus
 
 
 def hash_source(renders: dict[str, pyvips.Image], sizes: tuple[VariantSpec, ...],

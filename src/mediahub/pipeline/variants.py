@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,7 @@ class Encoded:
     width: int
     height: int
     data: bytes
-    crop: bool = False  # a centre crop: not the whole picture at a smaller size
+    crop: bool = False  # a crop around the focal point: not the whole picture at a smaller size
     watermarked: bool = False  # other pixels than the unmarked sizes and the original: shares no object with them
 
     @property
@@ -62,14 +63,16 @@ def fit_size(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def crop_box(width: int, height: int, aspect: float) -> tuple[float, float, float, float]:
-    """The centred region of the given aspect (w/h)."""
+def crop_box(width: int, height: int, aspect: float,
+             focal: tuple[float, float] = (0.5, 0.5)) -> tuple[float, float, float, float]:
+    """The largest region of the given aspect (w/h), centred on `focal` (x, y as fractions of the
+    picture) as far as the edges allow: (left, top, right, bottom)."""
     if width / height > aspect:
         crop_w = height * aspect
-        left = (width - crop_w) / 2
+        left = min(max(0.0, focal[0] * width - crop_w / 2), width - crop_w)
         return (left, 0.0, left + crop_w, float(height))
     crop_h = width / aspect
-    top = (height - crop_h) / 2
+    top = min(max(0.0, focal[1] * height - crop_h / 2), height - crop_h)
     return (0.0, top, float(width), top + crop_h)
 
 
@@ -81,10 +84,11 @@ def output_size(width: int, height: int, spec: VariantSpec) -> tuple[int, int]:
     return fit_size(max(1, round(right - left)), max(1, round(bottom - top)), spec.width, spec.height)
 
 
-def _render(source: pyvips.Image, size: tuple[int, int], spec: VariantSpec) -> pyvips.Image:
+def _render(source: pyvips.Image, size: tuple[int, int], spec: VariantSpec,
+            focal: tuple[float, float]) -> pyvips.Image:
     box = None
     if spec.crop:
-        left, top, right, bottom = crop_box(source.width, source.height, spec.width / spec.height)
+        left, top, right, bottom = crop_box(source.width, source.height, spec.width / spec.height, focal)
         x, y = min(source.width - 1, round(left)), min(source.height - 1, round(top))
         box = (x, y, max(1, min(source.width - x, round(right - left))),
                max(1, min(source.height - y, round(bottom - top))))
@@ -125,21 +129,24 @@ def _crop_fits(box: tuple[int, int], size: tuple[int, int], spec: VariantSpec) -
 
 
 def render_all(base: Image.Image | pyvips.Image, specs: tuple[VariantSpec, ...],
-               full_size: tuple[int, int] | None = None) -> dict[str, pyvips.Image]:
+               full_size: tuple[int, int] | None = None, focal: tuple[float, float] = (0.5, 0.5),
+               earlier: Iterable[pyvips.Image] = ()) -> dict[str, pyvips.Image]:
     """Every spec rendered, largest first, each from the smallest adequate earlier render.
 
     `base` is an 8-bit L/RGB/RGBA display image, Pillow or libvips. `full_size` is
     the picture's real (upright) size when `base` is a reduced decode of it: output
     sizes are always those of the full picture (`output_size`), never of the reduction.
+    Crops are centred on `focal` (`crop_box`). `earlier`: whole-picture renders of `base`
+    made already, which may serve as sources too.
     """
     source = base if vips_step.is_vips(base) else vips_step.from_pillow(base)
     made: dict[str, pyvips.Image] = {}
-    sources: list[pyvips.Image] = []  # whole-picture renders only: a crop cannot feed another size
+    sources = list(earlier)  # whole-picture renders only: a crop cannot feed another size
     for spec in sorted(specs, key=lambda s: s.width * s.height, reverse=True):
         size = output_size(*(full_size or (source.width, source.height)), spec)
         candidates = [img for img in sources if _adequate(img, size, spec)]
         chosen = min(candidates, key=lambda img: img.width * img.height, default=source)
-        made[spec.name] = _render(chosen, size, spec)
+        made[spec.name] = _render(chosen, size, spec, focal)
         if not spec.crop:
             sources.append(made[spec.name])
     return made

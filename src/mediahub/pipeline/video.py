@@ -1,7 +1,7 @@
 """The video row: probe with PyAV, prove the stream decodes to its end, take a poster.
 
 The poster (a keyframe about 1 s or 10 % in, upright per the display matrix)
-gets the same variants, pHash and duplicate-detection fingerprint as a photo, so
+gets the same variants, focal point, pHash and duplicate-detection fingerprint as a photo, so
 a video matches another one (or a photo) perceptually. It gets no pixel digest:
 many clips fade in, and every black poster of one size would match exactly.
 The stored original is a stream copy of the upload without metadata
@@ -21,11 +21,11 @@ from PIL import Image
 from mediahub.errors import InvalidInput, LimitExceeded, UnsupportedType, library_reason
 from mediahub.pipeline import watermark as watermark_step
 from mediahub.pipeline.fingerprint import Fingerprint, perceptual_hash
-from mediahub.pipeline.image import ImageOptions, hash_source
+from mediahub.pipeline.image import ImageOptions, render_focused
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.placeholders import PLACEHOLDERS, placeholders
 from mediahub.pipeline.sniff import Sniffed
-from mediahub.pipeline.variants import Encoded, encode_all, render_all
+from mediahub.pipeline.variants import Encoded, encode_all
 
 _CONTAINERS = {"mp4": {"mov", "mp4"}, "mov": {"mov", "mp4"}, "webm": {"webm", "matroska"}}
 
@@ -138,8 +138,7 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
         if rotation:
             poster = poster.rotate(rotation, expand=True)
         display = to_display(poster)
-        renders = render_all(display, options.image.sizes)
-        whole = hash_source(renders, options.image.sizes, display)
+        renders, whole, focus = render_focused(display, options.image.sizes, options.image.focal)
         return ProcessedVideo(
             width=display.size[0],
             height=display.size[1],
@@ -155,6 +154,7 @@ def process_video(path: Path, sniffed: Sniffed, options: VideoOptions) -> Proces
                 "rotation": rotation,
                 PLACEHOLDERS: placeholders(whole),  # of the poster
                 **watermark_step.metadata(options.image.watermark),  # of the poster's variants
+                **(focus.metadata() if focus is not None else {}),
             },
             fingerprint=Fingerprint.of(whole),
         )

@@ -98,6 +98,13 @@ class VariantRepository:
             return None
         return variant
 
+    def remove_kind(self, media_id: int, kind: str) -> list[str]:
+        """Delete the item's rows of `kind` (say, its stored transform results); the keys of those rows that
+        nothing names any more, as `replace` returns them. The caller holds the item's lock."""
+        ids = self.session.scalars(select(MediaVariant.id).where(MediaVariant.media_id == media_id,
+                                                                 MediaVariant.kind == kind))
+        return self.replace(media_id, list(ids), [])
+
     def used_keys(self, keys: Iterable[str]) -> set[str]:
         """Those of `keys` a variant row or an item's original still names."""
         keys = sorted(set(keys))
