@@ -158,7 +158,7 @@ class Peer:
     a transform."""
 
     name: str
-    in_cached_row = True  # the bare reference has no result cache: nothing to learn from hitting it
+    in_cached_row = True
 
     def close(self) -> None:
         """Let go of what `prepare` and `path` opened."""
@@ -221,7 +221,7 @@ class Ipx(Peer):
 
 class BarePyvips(Peer):
     name = "bare pyvips"
-    in_cached_row = False
+    in_cached_row = False  # no result cache: nothing to learn from hitting it again
 
     def __init__(self, files: Path) -> None:
         self.files = files
@@ -234,7 +234,8 @@ class BarePyvips(Peer):
                        PEERS.parents[1], work / f"{self.name.replace(' ', '-')}-{int(single)}.log", env)
 
     def path(self, server: Server, transform: Transform) -> str:
-        return f"/{transform.file}.jpg?w={transform.width}&h={transform.height}&format={transform.fmt}&q={transform.quality}"
+        return (f"/{transform.file}.jpg?w={transform.width}&h={transform.height}&format={transform.fmt}"
+                f"&q={transform.quality}")
 
 
 class MediaHub(Peer):
@@ -248,7 +249,7 @@ class MediaHub(Peer):
         self.root: Path | None = None
         self.clients: dict[str, httpx.Client] = {}  # server base URL -> an admin's client
 
-    def start(self, work: Path, single: bool) -> Server:
+    def start(self, work: Path, single: bool) -> Server:  # one server process either way: `serve`'s default
         self.root = self.root or work / "mediahub"
         return Server(self.root, MEDIAHUB_SETTINGS)
 
@@ -283,9 +284,9 @@ class MediaHub(Peer):
                 time.sleep(0.1)
 
     def path(self, server: Server, transform: Transform) -> str:
-        reply = self._http(server).post(f"/v1/media/{self.items[transform.file]}/transform-url",
-                               json={"width": transform.width, "height": transform.height, "fit": "cover",
-                                     "gravity": "focal", "format": transform.fmt, "quality": transform.quality})
+        options = {"width": transform.width, "height": transform.height, "fit": "cover", "gravity": "focal",
+                   "format": transform.fmt, "quality": transform.quality}
+        reply = self._http(server).post(f"/v1/media/{self.items[transform.file]}/transform-url", json=options)
         if reply.status_code != 200:
             raise RuntimeError(f"MediaHub transform-url: {reply.status_code} {reply.text[:300]}")
         url = urlsplit(reply.json()["url"])
@@ -645,7 +646,8 @@ def _print(peers: list[Peer], figures: dict[str, Figures], respecting: Peer | No
 
     thumbor_hits = figures["thumbor"].hits if "thumbor" in figures else None
     share = mine.hits / thumbor_hits if mine.hits and thumbor_hits else None
-    rows.append(("cached hits/s, 1 core", ["-" if figures[n].hits is None else f"{figures[n].hits:,.1f}" for n in names],
+    hits = ["-" if figures[n].hits is None else f"{figures[n].hits:,.1f}" for n in names]
+    rows.append(("cached hits/s, 1 core", hits,
                  "" if share is None else f"{share:.2f}x thumbor", ">= 1x thumbor",
                  None if share is None else share >= 1))
 
@@ -681,9 +683,11 @@ def _print(peers: list[Peer], figures: dict[str, Figures], respecting: Peer | No
 
     title = (f"Delivery: {WIDTH}x{HEIGHT} cover crops of {files} JPEG(s), WebP q80 and JPEG q85, every server on this "
              f"machine in one run{' (smoke: thumbor and ipx skipped)' if smoke else ''}\n"
-             "  thumbor 7.8: signed URLs, file result storage, --processes 0 (1 for cached); RO: RESPECT_ORIENTATION on\n"
+             "  thumbor 7.8: signed URLs, file result storage, --processes 0 (1 for cached); "
+             "RO: RESPECT_ORIENTATION on\n"
              "  ipx 3.1: sharp's defaults; bare pyvips: thumbnail_buffer + crop under uvicorn\n"
-             "  MediaHub: `mediahub serve`, PIXEL_WORKERS unset, focal gravity; every hit checks signature and moderation\n"
+             "  MediaHub: `mediahub serve`, PIXEL_WORKERS unset, focal gravity; "
+             "every hit checks signature and moderation\n"
              "  cold: a transform never asked before; cached: the server on CPU 0 in one process, the client on CPU 1\n"
              "  SSIM: bench.quality.ssim (numpy/scipy, luma) against the source resized to cover, at the best crop\n"
              "    offset, upright (as stored for a result that came out sideways)\n"
