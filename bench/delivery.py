@@ -667,7 +667,7 @@ def _print(peers: list[Peer], figures: dict[str, Figures], respecting: Peer | No
             size = mean_bytes(mine, fmt) / mean_bytes(figures[smallest], fmt)
             gap = mean_ssim(mine, fmt) - mean_ssim(figures[smallest], fmt)
             ok = size <= 1 and gap >= -SSIM_EQUAL
-            versus = f"{size:.2f}x bytes, SSIM {gap:+.4f} vs {smallest}"
+            versus = f"{size:.3f}x bytes, SSIM {gap:+.4f} vs {smallest}"
         rows.append((f"{fmt} q{QUALITY[fmt]}: mean KiB @ SSIM",
                      [f"{mean_bytes(figures[n], fmt):,.1f} @ {mean_ssim(figures[n], fmt):.4f}"
                       if figures[n].quality[fmt] else "-" for n in names],
