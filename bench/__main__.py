@@ -1,4 +1,4 @@
-"""`python -m bench [pipeline|memory|throughput|http|phone|quality|scale ...] [--smoke]`."""
+"""`python -m bench [pipeline|memory|throughput|http|phone|quality|delivery|scale ...] [--smoke]`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 SECTIONS = {"pipeline": "bench.pipeline", "memory": "bench.memory", "throughput": "bench.throughput",
-            "http": "bench.httpload", "phone": "bench.phone", "quality": "bench.quality", "scale": "bench.scale"}
+            "http": "bench.httpload", "phone": "bench.phone", "quality": "bench.quality",
+            "delivery": "bench.delivery", "scale": "bench.scale"}
 # Run only when named: `scale` fills databases with 10^6 rows (half an hour; `make bench` runs it on its own).
 ON_REQUEST = ("scale",)
 # Sections that read no generated input files.

@@ -97,12 +97,15 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited with {self.proc.returncode}; see {self.log.name}")
             try:
-                if httpx.get(f"{self.base}/healthz", timeout=1.0).status_code == 200:
+                if self.ready():
                     return
-            except httpx.HTTPError:
+            except (OSError, httpx.HTTPError):
                 pass
             time.sleep(0.2)
-        raise RuntimeError("the server did not become ready")
+        raise RuntimeError(f"the server did not become ready; see {self.log.name}")
+
+    def ready(self) -> bool:
+        return httpx.get(f"{self.base}/healthz", timeout=1.0).status_code == 200
 
     def stop(self) -> None:
         if self.proc.poll() is None:

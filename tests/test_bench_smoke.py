@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ HEADERS = (
     "HTTP: uploads/s",
     "Phone photos through HTTP",
     "Quality: SSIM",
+    "Delivery:",
     "bench done in",
 )
 SCALE_HEADERS = (
@@ -67,3 +69,30 @@ def test_bench_scale_smoke_prints_every_table():
     explained = out[out.index("Scale: EXPLAIN"):]
     for endpoint in ("list big", "list typical", "get", "queue", "analytics", "similar"):
         assert f"\n {endpoint} " in explained, f"no EXPLAIN rows for {endpoint!r}:\n{explained}"
+
+
+# The delivery section's rows in --smoke (MediaHub and bare pyvips only): each label, and the shape of the
+# two servers' cells (bare pyvips, MediaHub); "-" where a row does not apply (no result cache).
+NUMBERS = r"[\d,.]+ / [\d,.]+"
+DELIVERY_ROWS = {
+    "cold p50 ms, WebP / JPEG": (NUMBERS, NUMBERS),
+    "cold transforms/s, 8 in flight, WebP / JPEG": (NUMBERS, NUMBERS),
+    "cached hits/s, 1 core": ("-", r"[\d,.]+"),
+    "EXIF 6 photo upright (jpeg-1mp-rot6)": ("yes", "yes"),
+    "webp q80: mean KiB @ SSIM": (r"[\d,.]+ @ 0\.\d{4}",) * 2,
+    "jpeg q85: mean KiB @ SSIM": (r"[\d,.]+ @ 0\.\d{4}",) * 2,
+    "peak PSS MiB, 8 / 16 in flight": (NUMBERS, NUMBERS),
+}
+
+
+@pytest.mark.slow
+def test_bench_delivery_smoke_prints_every_row():
+    out = _bench("delivery", "--smoke")
+    header = next((line for line in out.splitlines() if line.lstrip().startswith("row ")), None)
+    assert header is not None and re.split(r"\s{2,}", header.strip())[1:3] == ["bare pyvips", "MediaHub"], out
+    for label, shapes in DELIVERY_ROWS.items():
+        line = next((line for line in out.splitlines() if line.lstrip().startswith(label)), None)
+        assert line is not None, f"missing row {label!r}:\n{out}"
+        cells = re.split(r"\s{2,}", line.strip())[1:3]
+        for cell, shape in zip(cells, shapes, strict=True):
+            assert re.fullmatch(shape, cell), f"{label!r}: {cell!r} is not {shape!r}:\n{line}"
