@@ -406,3 +406,18 @@ def test_every_format_of_a_preset_has_the_stored_presets_size(images: TestClient
         stored = formats["jpeg"]
         made = _picture(images.get(f"/v1/images/{item['public_id']}/{name}.webp"))
         assert made.size == (stored["width"], stored["height"]), name
+
+
+@pytest.mark.parametrize("name", ["jpeg_progressive_big_icc.jpg", "jpeg_cmyk.jpg", "png_bigbuckbunny_diff_icc.png"])
+def test_transforms_convert_embedded_profiles_as_the_upload_does(images: TestClient, tokens: Tokens,
+                                                                 name: str) -> None:
+    """A transform's colours match the presets made at upload (converted to sRGB by the pipeline)."""
+    item = _approved(images, tokens, file=CORPUS_DIR / "images/good" / name)
+    small = item["variants"]["small"]
+    stored = _picture(images.get(_path(small["jpeg"]["url"] if "jpeg" in small else small["png"]["url"])))
+    signed = _sign(images, item, width=stored.size[0], height=stored.size[1], fit="fill", format="png")
+    made = _picture(images.get(_path(signed["url"])))
+    assert made.size == stored.size
+    difference = [abs(a - b) for a, b in zip(made.convert("RGB").resize((8, 8)).tobytes(),
+                                             stored.convert("RGB").resize((8, 8)).tobytes(), strict=True)]
+    assert sum(difference) / len(difference) < 6, difference

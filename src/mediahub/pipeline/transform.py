@@ -172,28 +172,54 @@ def _flatten(image: pyvips.Image, fmt: str) -> pyvips.Image:
     return image
 
 
+def _thumbnailer(source: bytes, source_size: tuple[int, int]) -> Callable[..., pyvips.Image]:
+    """`thumbnail(width, height=..., **options)` over `source`: libvips' shrink-on-load thumbnail, in sRGB.
+
+    Only a picture with a profile of its own is converted with it: libvips would otherwise convert sRGB to
+    sRGB through a colour transform that costs as much as the shrinking decode. A CMYK picture without one
+    is converted as the upload pipeline converts it (Pillow's formula), so that transforms show the colours
+    its presets show, from a JPEG decoded at the largest 1/2^n scale that still covers the output.
+    """
+    vips = vips_step.module()
+    header = vips.Image.new_from_buffer(source, "")
+    if header.get_typeof("icc-profile-data"):
+        return lambda width, **options: vips.Image.thumbnail_buffer(source, width, output_profile="srgb", **options)
+    if header.interpretation != "cmyk":
+        return lambda width, **options: vips.Image.thumbnail_buffer(source, width, **options)
+
+    def cmyk(width: int, height: int, **options: object) -> pyvips.Image:
+        shrink = 1
+        while shrink < 8 and min(source_size[0] / (2 * shrink) / width, source_size[1] / (2 * shrink) / height) >= 1:
+            shrink *= 2
+        loaded = vips.Image.new_from_buffer(source, "", **({"shrink": shrink} if header.get("vips-loader").startswith(
+            "jpegload") else {})).autorot()
+        ink = loaded.extract_band(0, n=3).cast("float")
+        key = 255 - loaded.extract_band(3).cast("float")
+        rgb = ((255 - ink) * key / 255).cast("uchar").copy(interpretation="srgb")
+        return rgb.thumbnail_image(width, height=height, **options)
+
+    return cmyk
+
+
 def _resize(source: bytes, size: tuple[int, int], options: Transform, source_size: tuple[int, int],
             focal: tuple[float, float] | None) -> pyvips.Image:
-    vips = vips_step.module()
     out_w, out_h = size
     src_w, src_h = source_size
-    common = {"output_profile": "srgb"}
+    thumbnail = _thumbnailer(source, source_size)
     if options.fit in ("fill", "inside") or options.width is None or options.height is None:
-        image = vips.Image.thumbnail_buffer(source, out_w, height=out_h, size="force", **common)
+        image = thumbnail(out_w, height=out_h, size="force")
     elif options.fit == "contain":
         scale = min(out_w / src_w, out_h / src_h)
         inner = (max(1, min(out_w, round(src_w * scale))), max(1, min(out_h, round(src_h * scale))))
-        image = vips.Image.thumbnail_buffer(source, inner[0], height=inner[1], size="force", **common)
-        background = [255] * (image.bands - 1) + ([0] if image.hasalpha() else [])
-        if not image.hasalpha():
-            background = [255] * image.bands
+        image = thumbnail(inner[0], height=inner[1], size="force")
+        background = [255] * image.bands if not image.hasalpha() else [255] * (image.bands - 1) + [0]
         image = image.gravity("centre", out_w, out_h, extend="background", background=background)
     elif options.gravity == "smart" or (options.gravity == "face" and focal is None):
-        image = vips.Image.thumbnail_buffer(source, out_w, height=out_h, crop="attention", **common)
+        image = thumbnail(out_w, height=out_h, crop="attention")
     else:
         scale = max(out_w / src_w, out_h / src_h)
         resized = (max(out_w, math.ceil(src_w * scale - 1e-9)), max(out_h, math.ceil(src_h * scale - 1e-9)))
-        image = vips.Image.thumbnail_buffer(source, resized[0], height=resized[1], size="force", **common)
+        image = thumbnail(resized[0], height=resized[1], size="force")
         point = (0.5, 0.5) if options.gravity == "center" or focal is None else focal
         image = image.crop(*_window(image.width, image.height, out_w, out_h, point), out_w, out_h)
     if image.interpretation not in ("srgb", "b-w"):
