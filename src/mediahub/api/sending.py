@@ -20,14 +20,25 @@ SENT_CODES = {200: "the object's bytes", 206: "the requested byte range", 304: "
 WHOLE_READ_BYTES = 1024 * 1024  # objects up to this size are read in one call and sent in one piece
 
 
+def whole_body(storage: Storage, known: ObjectInfo, method: str, if_none_match: str | None,
+               if_modified_since: str | None, range_header: str | None) -> bytes | None:
+    """The bytes `send_stored` will send whole, read now (in the caller's worker thread, saving a hop), or None
+    when it will send a 304, a head, a range or a stream, or does not know the object from rows."""
+    if (method == "HEAD" or range_header or known.last_modified is None or known.size > WHOLE_READ_BYTES
+            or not_modified(if_none_match, if_modified_since, known.etag, known.last_modified)):
+        return None
+    return storage.get(known.key)
+
+
 async def send_stored(request: Request, storage: Storage, key: str, content_type: str, headers: dict[str, str], *,
                       known: ObjectInfo | None = None, if_none_match: str | None = None,
                       if_modified_since: str | None = None, if_range: str | None = None,
-                      range_header: str | None = None) -> Response:
+                      range_header: str | None = None, body: bytes | None = None) -> Response:
     """The object `key` (or the part of it asked for, or 304), with `headers` and its validators.
 
     `known`: what the caller's rows record of the object. With its time (and size), the store is not asked
     before the bytes are read, and not at all for a 304; its ETag (from the content) wins over the store's.
+    `body`: the whole object, read already (`whole_body`).
     """
     info = known
     if info is None or info.last_modified is None:
@@ -58,7 +69,7 @@ async def send_stored(request: Request, storage: Storage, key: str, content_type
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=content_type)
     if wanted is None and info.size <= WHOLE_READ_BYTES:
-        return Response(await run_in_threadpool(storage.get, key), status_code=status, headers=headers,
-                        media_type=content_type)
+        data = body if body is not None else await run_in_threadpool(storage.get, key)
+        return Response(data, status_code=status, headers=headers, media_type=content_type)
     body = await run_in_threadpool(storage.open_range, key, first, last)
     return StreamingResponse(body, status_code=status, headers=headers, media_type=content_type)

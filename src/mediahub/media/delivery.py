@@ -25,14 +25,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from mediahub.config import Settings, VariantSpec
-from mediahub.db.models import TRANSFORM, MediaItem, MediaVariant
+from mediahub.db.models import PRESET, TRANSFORM, MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository, MemberRepository, VariantRepository, VariantRow
+from mediahub.db.repositories.variants import DeliveryItem, Rendition
 from mediahub.db.repositories.media import lock_item
 from mediahub.db.repositories.render_claims import RenderClaimRepository
 from mediahub.db.session import Database
@@ -46,6 +47,7 @@ from mediahub.media.urls import MediaUrls
 from mediahub.pipeline import watermark
 from mediahub.pipeline.transform import (
     Encoding,
+    OUTPUT_FORMATS,
     InvalidTransform,
     Rendered,
     RenderFailed,
@@ -157,7 +159,7 @@ def _etag(content_hash: str | None, key: str) -> str:
     return f'"{(content_hash or hashlib.sha256(key.encode()).hexdigest())[:32]}"'
 
 
-def _delivered(row: MediaVariant, public: bool, negotiated: bool) -> Delivered:
+def _delivered(row: Rendition | MediaVariant, public: bool, negotiated: bool) -> Delivered:
     info = ObjectInfo(row.storage_key, row.byte_size, last_modified=row.created_at,
                       etag=_etag(row.content_hash, row.storage_key))
     return Delivered(info, row.content_type, public, negotiated)
@@ -186,13 +188,14 @@ class Delivery:
         self._owner = f"{socket.gethostname()[:40]}:{os.getpid()}"
         self._inflight: dict[tuple[int, str, str], threading.Event] = {}
         self._inflight_lock = threading.Lock()
+        self._mark_bases = {""} | {watermark.fingerprint(mark) or "" for mark in settings.watermarks.values()}
 
     # Reading
     def preset(self, public_id: str, name: str, extension: str | None, accept: str | None,
                principal: Principal | None) -> Delivered:
-        item = self._visible(public_id, principal)
+        item = self._visible(public_id, principal, [name])
         wanted = EXTENSION_FORMATS.get(extension) if extension else None
-        if item.media_type != "image" or (item.meta or {}).get("animated"):
+        if item.media_type != "image" or item.meta.get("animated"):
             return self._stored(item, name, wanted, negotiated=False)  # as stored: no format makes a video
         if name != ORIGINAL and name not in self.presets:
             raise NotFound(f"no preset {name!r}", code="no_such_preset", presets=[ORIGINAL, *self.presets])
@@ -225,11 +228,14 @@ class Delivery:
             options = Transform.parse(text)
         except InvalidTransform as exc:
             raise InvalidInput(str(exc), code="invalid_transform") from None
-        item = self._visible(public_id, principal)
+        formats = [EXTENSION_FORMATS[extension]] if EXTENSION_FORMATS[extension] else list(OUTPUT_FORMATS)
+        # The result's name depends on the field's watermark, known once the item is: every configured one's.
+        names = {options.digest(fmt, basis) for fmt in formats for basis in self._mark_bases}
+        item = self._visible(public_id, principal, names)
         if signature == UNSIGNED and not exposure.is_public(item):
             raise _not_found(public_id)
         self._check_limits(item, options)
-        fmt = EXTENSION_FORMATS[extension] or negotiate(accept, _transform_base(item))
+        fmt = EXTENSION_FORMATS[extension] or negotiate(accept, "png" if item.has_png_presets else "jpeg")
         mark = watermark.fingerprint(watermark.for_field(self.settings, item.entity_type, item.entity_field))
         made = self._made(item, options.digest(fmt, mark or ""), fmt, lambda: options, EXTENSION_FORMATS[extension] is None)
         return replace(made, expires=expires)
@@ -254,23 +260,27 @@ class Delivery:
             width=width, height=height, format=fmt, expires_at=expires)
 
     # Parts
-    def _visible(self, public_id: str, principal: Principal | None) -> MediaItem:
+    def _visible(self, public_id: str, principal: Principal | None, names: Iterable[str]) -> DeliveryItem:
+        """The item with its renditions of `names`, if this caller may see it (one query for an approved item)."""
         with self.database.session() as session:
-            item = MediaRepository(session).get_by_public_id(public_id)
-            if item is None or not (exposure.is_public(item)
-                                    or access.can_view(principal, item, MemberRepository(session))):
+            item = VariantRepository(session).for_delivery(public_id, names)
+            if item is None:
+                raise _not_found(public_id)
+            if not exposure.is_public(item) and not access.can_view(
+                    principal, MediaRepository(session).get(item.id), MemberRepository(session)):
                 raise _not_found(public_id)
         return item
 
     @staticmethod
-    def _base_format(item: MediaItem, name: str) -> str:
+    def _base_format(item: DeliveryItem, name: str) -> str:
         """The format every client shows: the original's own, or the preset's stored JPEG/PNG."""
         if name == ORIGINAL:
             return next((fmt for fmt, content_type in CONTENT_TYPES.items() if content_type == item.content_type),
                         "jpeg")
-        return "png" if any(v.name == name and v.format == "png" for v in item.presets) else "jpeg"
+        return "png" if any(r.name == name and r.format == "png" and r.kind == PRESET for r in item.renditions) else (
+            "jpeg")
 
-    def _stored(self, item: MediaItem, name: str, fmt: str | None, negotiated: bool) -> Delivered:
+    def _stored(self, item: DeliveryItem, name: str, fmt: str | None, negotiated: bool) -> Delivered:
         """An object the item stores already: the original, or a preset row (a video's poster sizes)."""
         public = exposure.is_public(item)
         if name == ORIGINAL:
@@ -281,12 +291,12 @@ class Delivery:
             # The store knows the original's size and time; its ETag is from the key (never reused for other bytes).
             return Delivered(ObjectInfo(item.original_key, 0, etag=_etag(None, item.original_key)), item.content_type,
                              public, negotiated)
-        rows = [v for v in item.presets if v.name == name and (fmt is None or v.format == fmt)]
+        rows = [r for r in item.renditions if r.kind == PRESET and r.name == name and (fmt is None or r.format == fmt)]
         if not rows:
             raise NotFound(f"no {name} rendition in that format", code="no_such_format")
         return _delivered(rows[0], public, negotiated)
 
-    def _preset_transform(self, item: MediaItem, name: str, fmt: str) -> Transform:
+    def _preset_transform(self, item: DeliveryItem, name: str, fmt: str) -> Transform:
         quality = {"jpeg": self.settings.jpeg_quality, "webp": self.settings.webp_quality,
                    "avif": self.settings.avif_quality}.get(fmt, 0)
         width, height = item.width or 1, item.height or 1
@@ -295,11 +305,12 @@ class Delivery:
         spec = self.presets[name]
         # The size of the preset's stored JPEG/PNG, which may be the original's (a re-encode was not smaller):
         # every format of a preset has one size, the one srcset lists.
-        stored = next((v for v in item.presets if v.name == name and v.format in ("jpeg", "png")), None)
+        stored = next((r for r in item.renditions if r.kind == PRESET and r.name == name
+                       and r.format in ("jpeg", "png")), None)
         out_w, out_h = (stored.width, stored.height) if stored is not None else output_size(width, height, spec)
         return Transform(out_w, out_h, "cover" if spec.crop else "fill", "focal", quality)
 
-    def _check_limits(self, item: MediaItem, options: Transform) -> None:
+    def _check_limits(self, item: MediaItem | DeliveryItem, options: Transform) -> None:
         if item.media_type != "image" or not item.width or not item.height:
             raise InvalidInput("only images are transformed", code="not_an_image")
         if item.width * item.height > self.settings.max_transform_source_pixels:
@@ -311,24 +322,25 @@ class Delivery:
                                 max_side=self.settings.max_transform_side, max_pixels=self.settings.max_transform_pixels)
 
     @staticmethod
-    def _focal(item: MediaItem, gravity: str) -> tuple[float, float] | None:
+    def _focal(item: DeliveryItem, gravity: str) -> tuple[float, float] | None:
         """The point a crop keeps in frame; None: find one by attention."""
-        point = (item.meta or {}).get("focal_point")
+        point = item.meta.get("focal_point")
         if gravity == "center":
             return 0.5, 0.5
         if gravity == "smart" or (gravity == "face" and not (point and point.get("source") == "faces")):
             return None
         return (float(point["x"]), float(point["y"])) if point else (0.5, 0.5)
 
-    def _made(self, item: MediaItem, name: str, fmt: str, options: Callable[[], Transform],
+    def _made(self, item: DeliveryItem, name: str, fmt: str, options: Callable[[], Transform],
               negotiated: bool) -> Delivered:
         """The stored rendition (name, fmt): from the item's rows as loaded, else found or made by `_obtain`."""
-        row = next((v for v in item.variants if v.name == name and v.format == fmt), None)
+        row: Rendition | MediaVariant | None = next(
+            (r for r in item.renditions if r.name == name and r.format == fmt), None)
         if row is None:
             row = self._obtain(item, name, fmt, lambda: self._render(item, options(), fmt, name))
         return _delivered(row, exposure.is_public(item), negotiated)
 
-    def _render(self, item: MediaItem, options: Transform, fmt: str, name: str) -> Rendered:
+    def _render(self, item: DeliveryItem, options: Transform, fmt: str, name: str) -> Rendered:
         """`name`: a preset's, or a transform's digest."""
         if exposure.original_is_raw(item):
             raise Busy("the image is still being processed", code="not_ready", retry_after=5)
@@ -350,7 +362,7 @@ class Delivery:
         with self.database.session() as session:
             return VariantRepository(session).get(media_id, name, fmt)
 
-    def _obtain(self, item: MediaItem, name: str, fmt: str, make: Callable[[], Rendered]) -> MediaVariant:
+    def _obtain(self, item: DeliveryItem, name: str, fmt: str, make: Callable[[], Rendered]) -> MediaVariant:
         """The stored rendition (name, fmt) of the item, made by `make` if no one has made it yet."""
         found = self._find(item.id, name, fmt)
         if found is not None:
@@ -374,7 +386,7 @@ class Delivery:
                 del self._inflight[ident]
             event.set()
 
-    def _render_once(self, item: MediaItem, name: str, fmt: str, make: Callable[[], Rendered]) -> MediaVariant:
+    def _render_once(self, item: DeliveryItem, name: str, fmt: str, make: Callable[[], Rendered]) -> MediaVariant:
         owner = f"{self._owner}:{uuid.uuid4().hex[:12]}"
         stale = timedelta(seconds=self.longest_render)
         give_up = time.monotonic() + self.longest_render
@@ -399,7 +411,7 @@ class Delivery:
             with self.database.session() as session:
                 RenderClaimRepository(session).release(item.id, name, fmt, owner)
 
-    def _store(self, item: MediaItem, name: str, fmt: str, rendered: Rendered) -> MediaVariant:
+    def _store(self, item: DeliveryItem, name: str, fmt: str, rendered: Rendered) -> MediaVariant:
         """Bytes first, then the row; the bytes are deleted if the row is not committed, or if another process
         committed its own rendition first (then that one is answered)."""
         key = variant_key(item.original_key, f"{name}-{secrets.token_hex(4)}", EXTENSIONS[fmt])
@@ -413,7 +425,7 @@ class Delivery:
                 if current is None:
                     raise _not_found(item.public_id)
                 if (current.original_key, (current.meta or {}).get("focal_point")) != (
-                        item.original_key, (item.meta or {}).get("focal_point")):
+                        item.original_key, item.meta.get("focal_point")):
                     raise _busy("changes to this image")  # rendered from what the item no longer is
                 stored = VariantRepository(session).add_once(item.id, row)
                 if stored is not None and exposure.is_public(current):

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MediaRepository
+from mediahub.db.repositories.variants import DeliveryItem
 from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
 from mediahub.errors import MediaHubError
@@ -24,11 +25,11 @@ from mediahub.storage.base import Storage
 log = logging.getLogger(__name__)
 
 
-def is_public(item: MediaItem) -> bool:
+def is_public(item: MediaItem | DeliveryItem) -> bool:
     return item.moderation_status == "approved"
 
 
-def original_is_raw(item: MediaItem) -> bool:
+def original_is_raw(item: MediaItem | DeliveryItem) -> bool:
     """The upload as sent (metadata and all), waiting for its re-encode: no one reads it, not even the owner."""
     return (item.meta or {}).get("original") == RAW
 

@@ -7,7 +7,10 @@ them and are never stored by caches. A negotiated answer says `Vary: Accept`.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated
 
@@ -18,11 +21,12 @@ from fastapi.responses import Response, StreamingResponse
 from mediahub.api.deps import OptionalPrincipalDep, RuntimeDep, UrlsDep
 from mediahub.api.errors import problem_responses
 from mediahub.api.schemas import MAX_ID, TransformUrlOut, TransformUrlRequest
-from mediahub.api.sending import SENT_CODES, HeaderValue, RangeHeader, send_stored
+from mediahub.api.sending import SENT_CODES, HeaderValue, RangeHeader, send_stored, whole_body
 from mediahub.errors import InvalidInput
 from mediahub.media.delivery import Delivered
 from mediahub.media.urls import IMAGES_PATH
 from mediahub.pipeline.transform import InvalidTransform, Transform
+from mediahub.runtime import Runtime
 from mediahub.storage.base import PRIVATE_CACHE_CONTROL, public_cache_control
 
 router = APIRouter(tags=["images"])
@@ -44,12 +48,29 @@ def _headers(delivered: Delivered, public_cache_seconds: int) -> dict[str, str]:
     return headers
 
 
-async def _send(request: Request, runtime: RuntimeDep, delivered: Delivered, if_none_match: str | None,
-                if_modified_since: str | None, if_range: str | None, range_header: str | None) -> Response:
+@dataclass(frozen=True)
+class Conditions:
+    """The request's validators and range."""
+
+    method: str
+    if_none_match: str | None
+    if_modified_since: str | None
+    if_range: str | None
+    range: str | None
+
+
+async def _deliver(request: Request, runtime: Runtime, find: Callable[[], Delivered], conditions: Conditions) -> Response:
+    """`find` the object and, when it will be sent whole, read it, in one trip to a worker thread."""
+    def work() -> tuple[Delivered, bytes | None]:
+        delivered = find()
+        return delivered, whole_body(runtime.storage, delivered.info, conditions.method, conditions.if_none_match,
+                                     conditions.if_modified_since, conditions.range)
+
+    delivered, body = await run_in_threadpool(work)
     return await send_stored(request, runtime.storage, delivered.key, delivered.content_type,
                              _headers(delivered, runtime.settings.public_cache_seconds), known=delivered.info,
-                             if_none_match=if_none_match, if_modified_since=if_modified_since, if_range=if_range,
-                             range_header=range_header)
+                             if_none_match=conditions.if_none_match, if_modified_since=conditions.if_modified_since,
+                             if_range=conditions.if_range, range_header=conditions.range, body=body)
 
 
 @router.head(IMAGES_PATH + "/{public_id}/t/{signature}/{spec}", operation_id="head_transform",
@@ -74,9 +95,9 @@ async def get_transform(
     range_header: RangeHeader = None,
 ) -> Response:
     text, _, extension = spec.rpartition(".")
-    delivered = await run_in_threadpool(runtime.delivery.transform, public_id, signature, text, extension, expires,
-                                        accept, principal)
-    return await _send(request, runtime, delivered, if_none_match, if_modified_since, if_range, range_header)
+    return await _deliver(request, runtime, functools.partial(runtime.delivery.transform, public_id, signature, text,
+                                                              extension, expires, accept, principal),
+                          Conditions(request.method, if_none_match, if_modified_since, if_range, range_header))
 
 
 @router.head(IMAGES_PATH + "/{public_id}/{preset}", operation_id="head_preset", summary="A preset's headers",
@@ -101,9 +122,9 @@ async def get_preset(
     range_header: RangeHeader = None,
 ) -> Response:
     name, _, extension = preset.partition(".")
-    delivered = await run_in_threadpool(runtime.delivery.preset, public_id, name, extension or None, accept,
-                                        principal)
-    return await _send(request, runtime, delivered, if_none_match, if_modified_since, if_range, range_header)
+    return await _deliver(request, runtime, functools.partial(runtime.delivery.preset, public_id, name,
+                                                              extension or None, accept, principal),
+                          Conditions(request.method, if_none_match, if_modified_since, if_range, range_header))
 
 
 @router.post("/v1/media/{media_id}/transform-url", response_model=TransformUrlOut, tags=["images"],

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, insert, select, union
+from sqlalchemy import and_, bindparam, delete, exists, insert, select, union
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from mediahub.db.models import PRESET, MediaItem, MediaVariant, utcnow
 
@@ -33,6 +35,63 @@ class VariantRow:
                             kind=self.kind, content_hash=self.content_hash)
 
 
+@dataclass(frozen=True)
+class Rendition:
+    """A stored rendition as delivery reads it."""
+
+    name: str
+    format: str
+    storage_key: str
+    width: int
+    height: int
+    byte_size: int
+    content_type: str
+    content_hash: str | None
+    created_at: datetime
+    kind: str
+
+
+@dataclass(frozen=True)
+class DeliveryItem:
+    """What delivery reads of an item, with its renditions of some names (not every row of a busy item)."""
+
+    id: int
+    public_id: str
+    moderation_status: str
+    media_type: str
+    content_type: str
+    original_key: str
+    width: int | None
+    height: int | None
+    entity_type: str
+    entity_field: str
+    meta: dict[str, Any]
+    has_png_presets: bool  # its presets keep alpha
+    renditions: tuple[Rendition, ...]
+
+
+_ITEM_COLUMNS = (MediaItem.id, MediaItem.public_id, MediaItem.moderation_status, MediaItem.media_type,
+                 MediaItem.content_type, MediaItem.original_key, MediaItem.width, MediaItem.height,
+                 MediaItem.entity_type, MediaItem.entity_field, MediaItem.meta)
+_RENDITION_COLUMNS = (MediaVariant.name, MediaVariant.format, MediaVariant.storage_key, MediaVariant.width,
+                      MediaVariant.height, MediaVariant.byte_size,
+                      MediaVariant.content_type, MediaVariant.content_hash, MediaVariant.created_at,
+                      MediaVariant.kind)
+
+_PNG_PRESETS = aliased(MediaVariant)
+# Built once: a statement built per call (its alias above is new each time) would be compiled per call.
+_DELIVERY_QUERY = (
+    select(*_ITEM_COLUMNS,
+           exists().where(_PNG_PRESETS.media_id == MediaItem.id, _PNG_PRESETS.kind == PRESET,
+                          _PNG_PRESETS.format == "png").correlate(MediaItem).label("png_presets"),
+           *_RENDITION_COLUMNS)
+    .select_from(MediaItem)
+    .outerjoin(MediaVariant, and_(MediaVariant.media_id == MediaItem.id,
+                                  MediaVariant.name.in_(bindparam("names", expanding=True))))
+    .where(MediaItem.public_id == bindparam("public_id"))
+)
+
+
 class VariantRepository:
     """Variant rows; several rows of an item may name one object (see MediaVariant)."""
 
@@ -48,6 +107,16 @@ class VariantRepository:
             .limit(1)
         ).first()
         return None if found is None else (found[0], found[1])
+
+    def for_delivery(self, public_id: str, names: Iterable[str]) -> DeliveryItem | None:
+        """The item `public_id` with its renditions named `names`, in one indexed query."""
+        rows = self.session.execute(_DELIVERY_QUERY, {"public_id": public_id, "names": sorted(names)}).all()
+        if not rows:
+            return None
+        first = rows[0]
+        width = len(_ITEM_COLUMNS) + 1
+        renditions = tuple(Rendition(*row[width:]) for row in rows if row[width] is not None)
+        return DeliveryItem(*first[:width - 1], bool(first[width - 1]), renditions)
 
     def get(self, media_id: int, name: str, fmt: str) -> MediaVariant | None:
         """The item's rendition `name` in `fmt`, of any kind (one indexed lookup)."""
