@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mediahub.db.models import Job, MediaItem
+from mediahub.db.models import TRANSFORM, Job, MediaItem, MediaVariant
 from mediahub.db.repositories.job_queue import enqueue
 from mediahub.entities import Target
 from mediahub.jobs.runner import execute
@@ -115,6 +115,21 @@ def test_a_reject_purges_every_url_the_item_had_with_the_token(build, fake_cdn: 
     assert {call.headers["authorization"] for call in fake_cdn.calls} == {f"Bearer {TOKEN}"}
     assert {call.headers["content-type"] for call in fake_cdn.calls} == {"application/json"}
     assert {job.status for job in purge_jobs(runtime)} == {"done"}
+
+
+def test_a_transform_result_is_purged_through_the_prefix_not_its_object_url(
+        build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+    runtime = build()
+    item = ingest(runtime)
+    with runtime.database.session() as session:  # a stored result, as a signed transform leaves it
+        session.add(MediaVariant(media_id=item.id, name="t-0123abcd", format="webp", kind=TRANSFORM,
+                                 storage_key=f"{item.original_key}-t0123abcd.webp", width=64, height=64,
+                                 byte_size=100, content_type="image/webp"))
+
+    moderation(runtime).decide(item.id, MODERATOR, "rejected", None)
+
+    run_jobs(runtime)
+    assert sent(fake_cdn) == expected(item, "reject"), "the item's listed URLs and the transform prefix, no more"
 
 
 def test_a_hide_on_reports_purges(build, fake_cdn: FakeCdn) -> None:  # noqa: F811

@@ -46,8 +46,10 @@ class CdnPurge:
         self.dispatch = dispatch  # None: queued purges wait for a worker's sweeper
 
     def public_urls(self, item: MediaItem) -> list[str]:
-        """The item's URLs as the API gives them out now: its objects', and each preset's in every format."""
-        urls = [self.urls.url(item, key) for key in readable_keys(item)]
+        """The item's URLs as the API gives them out now: its objects' (the original and the presets; transform
+        results are reached through their prefix), and each preset's delivery URLs in every format."""
+        listed = {item.original_key, *(variant.storage_key for variant in item.presets)}
+        urls = [self.urls.url(item, key) for key in readable_keys(item) if key in listed]
         if item.media_type == "image":
             for preset in self.presets:
                 urls += self.urls.preset_urls(item, preset)
