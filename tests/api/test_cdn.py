@@ -15,7 +15,7 @@ from sqlalchemy import select
 from mediahub.db.models import Job
 from mediahub.media.job_kinds import CDN_PURGE
 from tests.api.conftest import AppFactory, Tokens, add_member, upload
-from tests.support.cdn import FakeCdn, fake_cdn  # noqa: F401  (the fixture)
+from tests.support.cdn import FakeCdn
 from tests.support.corpus import CORPUS_DIR
 
 CDN = "https://cdn.example.net"
@@ -26,7 +26,7 @@ JOBS_TIMEOUT = 60.0  # a bound on a wait for the app's own runner, not a measure
 
 
 @pytest.fixture
-def client(app_factory: AppFactory, fake_cdn: FakeCdn, tokens: Tokens) -> Iterator[TestClient]:  # noqa: F811
+def client(app_factory: AppFactory, fake_cdn: FakeCdn, tokens: Tokens) -> Iterator[TestClient]:
     """USR-1 owns property 123."""
     app = app_factory(cdn_base_url=CDN, cdn_purge_url=fake_cdn.url, cdn_purge_token=TOKEN, job_backoff_seconds=0)
     with TestClient(app) as test_client:
@@ -71,7 +71,7 @@ def test_approved_items_are_answered_with_cdn_urls_and_pending_ones_with_signed_
 
 
 def test_a_reject_over_http_purges_the_urls_the_api_had_answered_with(
-        client: TestClient, tokens: Tokens, fake_cdn: FakeCdn) -> None:  # noqa: F811
+        client: TestClient, tokens: Tokens, fake_cdn: FakeCdn) -> None:
     item = _stored(upload(client, GALLERY, tokens.header("USR-1", verified=True)))
 
     response = client.post(f"/v1/media/{item['id']}/moderation", headers=tokens.moderator(),
@@ -88,7 +88,7 @@ def test_a_reject_over_http_purges_the_urls_the_api_had_answered_with(
     assert {call.headers["authorization"] for call in fake_cdn.calls} == {f"Bearer {TOKEN}"}
 
 
-def test_a_delete_over_http_purges(client: TestClient, tokens: Tokens, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_a_delete_over_http_purges(client: TestClient, tokens: Tokens, fake_cdn: FakeCdn) -> None:
     item = _stored(upload(client, GALLERY, tokens.header("USR-1", verified=True)))
 
     assert client.delete(f"/v1/media/{item['id']}", headers=tokens.header("USR-1")).status_code == 204

@@ -27,7 +27,7 @@ from mediahub.runtime import Runtime
 from tests.jobs.helpers import jobs_of
 from tests.media.conftest import make_runtime
 from tests.media.helpers import reload
-from tests.support.cdn import FakeCdn, fake_cdn  # noqa: F401  (the fixture)
+from tests.support.cdn import FakeCdn
 from tests.support.corpus import CORPUS_DIR
 
 CDN = "https://cdn.example.net"
@@ -42,7 +42,7 @@ ADMIN = Principal("ADM-1", frozenset({"user", "admin"}))
 
 
 @pytest.fixture
-def build(sqlite_db, local_storage, tmp_path, fake_cdn: FakeCdn):  # noqa: F811
+def build(sqlite_db, local_storage, tmp_path, fake_cdn: FakeCdn):
     """build(**settings) -> a runtime purging through `fake_cdn`, whose jobs wait until `run_jobs`."""
     made: list[Runtime] = []
 
@@ -100,7 +100,7 @@ def moderation(runtime: Runtime, hide_threshold: int = 0) -> ModerationService:
                              report_rate_limit=0)
 
 
-def test_a_reject_purges_every_url_the_item_had_with_the_token(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_a_reject_purges_every_url_the_item_had_with_the_token(build, fake_cdn: FakeCdn) -> None:
     runtime = build()
     item = ingest(runtime)
     assert item.moderation_status == "approved" and len(item.keys()) > 1
@@ -118,7 +118,7 @@ def test_a_reject_purges_every_url_the_item_had_with_the_token(build, fake_cdn: 
 
 
 def test_a_transform_result_is_purged_through_the_prefix_not_its_object_url(
-        build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+        build, fake_cdn: FakeCdn) -> None:
     runtime = build()
     item = ingest(runtime)
     with runtime.database.session() as session:  # a stored result, as a signed transform leaves it
@@ -132,7 +132,7 @@ def test_a_transform_result_is_purged_through_the_prefix_not_its_object_url(
     assert sent(fake_cdn) == expected(item, "reject"), "the item's listed URLs and the transform prefix, no more"
 
 
-def test_a_hide_on_reports_purges(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_a_hide_on_reports_purges(build, fake_cdn: FakeCdn) -> None:
     runtime = build()
     item = ingest(runtime)
 
@@ -143,7 +143,7 @@ def test_a_hide_on_reports_purges(build, fake_cdn: FakeCdn) -> None:  # noqa: F8
     assert sent(fake_cdn) == expected(item, "reject")
 
 
-def test_an_edit_that_needs_moderation_again_purges(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_an_edit_that_needs_moderation_again_purges(build, fake_cdn: FakeCdn) -> None:
     runtime = build()
     item = ingest(runtime)
     owner = Principal("USR-1", frozenset({"user"}))  # unverified: new public text is checked
@@ -155,7 +155,7 @@ def test_an_edit_that_needs_moderation_again_purges(build, fake_cdn: FakeCdn) ->
     assert sent(fake_cdn) == expected(item, "reject")
 
 
-def test_deletes_one_by_one_and_in_a_batch_purge_each_item(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_deletes_one_by_one_and_in_a_batch_purge_each_item(build, fake_cdn: FakeCdn) -> None:
     runtime = build()
     items = [ingest(runtime, target=f"property:P-{n}:gallery") for n in range(3)]
     media = MediaService(runtime.database, runtime.storage, runtime.cdn)
@@ -168,7 +168,7 @@ def test_deletes_one_by_one_and_in_a_batch_purge_each_item(build, fake_cdn: Fake
 
 
 def test_an_approved_item_replacing_another_in_its_slot_purges_the_one_it_removed(
-        build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+        build, fake_cdn: FakeCdn) -> None:
     runtime = build()
     first = ingest(runtime, target="user:USR-1:avatar")
     second = ingest(runtime, OTHER_PHOTO, target="user:USR-1:avatar")
@@ -178,7 +178,7 @@ def test_an_approved_item_replacing_another_in_its_slot_purges_the_one_it_remove
     assert sent(fake_cdn) == expected(first, "delete")
 
 
-def test_the_re_encode_replacing_a_raw_original_purges(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_the_re_encode_replacing_a_raw_original_purges(build, fake_cdn: FakeCdn) -> None:
     runtime = build(defer_slow_variants=True)
     item = ingest(runtime, SMALL_HEIF)
     assert item.meta["original"] == "raw" and item.moderation_status == "approved"
@@ -193,7 +193,7 @@ def test_the_re_encode_replacing_a_raw_original_purges(build, fake_cdn: FakeCdn)
     assert sent(fake_cdn) == expected(item, "replace", file_keys=[])
 
 
-def test_a_reprocess_purges_the_urls_of_the_replaced_variants(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_a_reprocess_purges_the_urls_of_the_replaced_variants(build, fake_cdn: FakeCdn) -> None:
     runtime = build()
     item = ingest(runtime)
     with runtime.database.session() as session:
@@ -206,7 +206,7 @@ def test_a_reprocess_purges_the_urls_of_the_replaced_variants(build, fake_cdn: F
 
 
 def test_a_first_approval_or_a_change_to_an_item_never_approved_sends_nothing(
-        build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+        build, fake_cdn: FakeCdn) -> None:
     runtime = build()
     approved_later = ingest(runtime, verified=False)
     rejected = ingest(runtime, target="property:P-2:gallery", verified=False)
@@ -220,7 +220,7 @@ def test_a_first_approval_or_a_change_to_an_item_never_approved_sends_nothing(
     assert purge_jobs(runtime) == [] and fake_cdn.calls == []
 
 
-def test_without_a_purge_url_nothing_is_queued(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_without_a_purge_url_nothing_is_queued(build, fake_cdn: FakeCdn) -> None:
     runtime = build(cdn_purge_url=None, cdn_purge_token=None)
     item = ingest(runtime)
 
@@ -231,7 +231,7 @@ def test_without_a_purge_url_nothing_is_queued(build, fake_cdn: FakeCdn) -> None
     assert purge_jobs(runtime) == [] and fake_cdn.calls == []
 
 
-def test_failed_calls_are_retried_until_the_cdn_answers(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_failed_calls_are_retried_until_the_cdn_answers(build, fake_cdn: FakeCdn) -> None:
     runtime = build(job_max_attempts=5)
     item = ingest(runtime)
     fake_cdn.fail_first = 3
@@ -246,7 +246,7 @@ def test_failed_calls_are_retried_until_the_cdn_answers(build, fake_cdn: FakeCdn
     assert sum(job.attempts for job in jobs) == len(jobs) + 3
 
 
-def test_a_call_that_outlasts_its_timeout_fails_and_is_retried(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_a_call_that_outlasts_its_timeout_fails_and_is_retried(build, fake_cdn: FakeCdn) -> None:
     runtime = build(cdn_purge_timeout_seconds=0.5)
     item = ingest(runtime)
     fake_cdn.hang_first = 1  # held open until the test ends
@@ -258,7 +258,7 @@ def test_a_call_that_outlasts_its_timeout_fails_and_is_retried(build, fake_cdn: 
     assert sorted(job.attempts for job in purge_jobs(runtime))[-1] == 2
 
 
-def test_a_cdn_that_keeps_failing_leaves_the_job_failed_with_its_answer(build, fake_cdn: FakeCdn) -> None:  # noqa: F811
+def test_a_cdn_that_keeps_failing_leaves_the_job_failed_with_its_answer(build, fake_cdn: FakeCdn) -> None:
     runtime = build(job_max_attempts=2)
     item = ingest(runtime)
     fake_cdn.fail_first = 10**6
