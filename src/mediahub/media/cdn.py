@@ -23,8 +23,9 @@ from mediahub.config import Settings
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories.job_queue import enqueue
 from mediahub.media.exposure import is_public, readable_keys
+from mediahub.media.delivery import ORIGINAL
 from mediahub.media.job_kinds import CDN_PURGE, Dispatch, dispatch_committed
-from mediahub.media.urls import ORIGINAL_PRESET, MediaUrls
+from mediahub.media.urls import MediaUrls
 from mediahub.storage.base import Storage
 
 # Why the URLs went stale: the `reason` of the hook's body.
@@ -41,7 +42,7 @@ class CdnPurge:
     def __init__(self, settings: Settings, storage: Storage, dispatch: Dispatch | None = None) -> None:
         self.enabled = settings.cdn_purge_url is not None
         self.urls = MediaUrls(settings, storage)  # on CDN_BASE_URL, which CDN_PURGE_URL requires
-        self.presets = [*(size.name for size in settings.image_sizes), ORIGINAL_PRESET]
+        self.presets = [*(size.name for size in settings.image_sizes), ORIGINAL]
         self.max_attempts = settings.job_max_attempts
         self.dispatch = dispatch  # None: queued purges wait for a worker's sweeper
 

@@ -11,11 +11,12 @@ items they are allowed to see, so signing is never a leak.
 File-route URLs start with `base_url`: PUBLIC_BASE_URL when set, else the scheme
 and host the request came to (the API); outside a request and without
 PUBLIC_BASE_URL they are root-relative paths, since no one knows where a server
-will answer. With CDN_BASE_URL (a CDN whose origin is the API), the unsigned URLs
-of approved items (file route, presets, transforms) start with it instead, and an
+will answer. With CDN_BASE_URL (a CDN whose origin is the API), the URLs of approved
+items that anyone may fetch (their objects' file route, presets, and signed
+transforms, which anyone who holds one may use) start with it instead, and an
 approved item on a presigning store gets the unsigned file route rather than a
-presigned URL (which differs on every answer, so no cache could keep it); signed
-URLs and those of items not approved keep pointing at the API itself.
+presigned URL (which differs on every answer, so no cache could keep it); every
+URL of an item not approved, signed file URLs included, points at the API itself.
 """
 
 from __future__ import annotations
@@ -24,15 +25,13 @@ import time
 
 from mediahub.config import Settings
 from mediahub.db.models import MediaItem
-from mediahub.formats import EXTENSIONS
+from mediahub.media.transform_urls import FORMAT_EXTENSIONS
 from mediahub.storage.base import Storage
 from mediahub.storage.signing import sign
 
 FILES_PATH = "/v1/media/files"  # the API's file route, which serves objects read from the store
 IMAGES_PATH = "/v1/images"  # delivery: presets by name (negotiated or per format) and signed transforms
 TRANSFORMS_SEGMENT = "t"  # {IMAGES_PATH}/{public_id}/t/...: an item's signed transforms
-ORIGINAL_PRESET = "original"  # the preset of the stored original, beside the configured sizes
-DELIVERY_FORMATS = ("avif", "webp", "jpeg", "png")  # what a preset URL may answer with, best first
 
 
 class MediaUrls:
@@ -65,8 +64,8 @@ class MediaUrls:
 
     def preset_urls(self, item: MediaItem, preset: str) -> list[str]:
         """Every delivery URL of one preset: the negotiated one, then one per delivery format."""
-        return [self.preset_url(item, preset), *(self.preset_url(item, preset, EXTENSIONS[fmt])
-                                                 for fmt in DELIVERY_FORMATS)]
+        return [self.preset_url(item, preset),
+                *(self.preset_url(item, preset, extension) for extension in FORMAT_EXTENSIONS.values())]
 
     def transform_url(self, item: MediaItem, signature: str, options: str, extension: str,
                       expires: int | None) -> str:
