@@ -155,6 +155,23 @@ def test_an_edit_that_needs_moderation_again_purges(build, fake_cdn: FakeCdn) ->
     assert sent(fake_cdn) == expected(item, "reject")
 
 
+def test_a_focal_point_change_purges_and_so_does_the_re_render_it_queues(build, fake_cdn: FakeCdn) -> None:
+    runtime = build()
+    item = ingest(runtime)
+    media = MediaService(runtime.database, runtime.storage, runtime.cdn, job_max_attempts=2)
+    owner = Principal("USR-1", frozenset({"user"}))
+
+    media.update(item.id, owner, {"focal_point": {"x": 0.2, "y": 0.3}})
+    run_jobs(runtime)
+
+    # At the change, and when the re-render replaces the variants the old crops were served from.
+    assert sent(fake_cdn) == sorted(expected(item, "focal") + expected(item, "replace"))
+    calls = len(fake_cdn.calls)
+    media.update(item.id, owner, {"focal_point": {"x": 0.2, "y": 0.3}})
+    run_jobs(runtime)
+    assert len(fake_cdn.calls) == calls, "an unchanged point changes nothing"
+
+
 def test_deletes_one_by_one_and_in_a_batch_purge_each_item(build, fake_cdn: FakeCdn) -> None:
     runtime = build()
     items = [ingest(runtime, target=f"property:P-{n}:gallery") for n in range(3)]

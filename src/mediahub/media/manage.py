@@ -22,7 +22,7 @@ from mediahub.entities import Target, nested_kinds
 from mediahub.errors import Conflict, Forbidden, MediaHubError
 from mediahub.media import access, exposure, moderation
 from mediahub.media.access import EntityRef, Principal
-from mediahub.media.cdn import DELETE, REJECT, CdnPurge
+from mediahub.media.cdn import DELETE, FOCAL, REJECT, CdnPurge
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.focal import set_focal_point
 from mediahub.media.job_kinds import Dispatch, dispatch_committed
@@ -189,6 +189,8 @@ class MediaService:
                 point = changes["focal_point"]
                 job_ids = set_focal_point(tx.media.session, item, point["x"], point["y"],
                                           max_attempts=self.job_max_attempts)
+                if job_ids:  # it moved: the same URLs (a focal point names none) now show other crops
+                    purges += self.cdn.queue(tx.media.session, item, FOCAL)
             view = tx.view(principal, item)
         # An approval removes what the item replaces; a new focal point, the item's transform results.
         if "moderation_status" in changes or job_ids:
