@@ -9,6 +9,7 @@ from tests.support.corpus import CORPUS_DIR, CorpusMissing, manifest
 pytest_plugins = [
     "tests.support.s3_server",
     "tests.support.databases",
+    "tests.support.cdn",
 ]
 
 

@@ -26,6 +26,7 @@ DEFAULT_VIDEO_TYPES = ("mp4", "mov", "webm")
 KNOWN_IMAGE_TYPES = KNOWN_TYPES["image"]
 KNOWN_VIDEO_TYPES = KNOWN_TYPES["video"]
 
+BASE_URL_PATTERN = r"^https?://[^\s?#]+$"  # scheme://host[:port][/prefix] that URLs are built on
 _SIZE_RE = re.compile(r"^(?P<name>[a-z][a-z0-9_]{0,31}):(?P<w>\d{1,5})(?:x(?P<h>\d{1,5}))?(?P<crop>:crop)?$")
 
 
@@ -108,8 +109,9 @@ class Settings(BaseSettings):
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
     s3_bucket_name: str = "mediahub"
+    # The bucket's own public address (or that of a CDN whose origin is the bucket): approved items' objects
+    # are made public-read there and named by it; unset, S3 URLs are presigned.
     s3_public_base_url: str | None = None
-    cdn_base_url: str | None = None
     s3_create_bucket: bool = True
     s3_timeout_seconds: float = Field(10.0, gt=0, le=300)
     s3_multipart_threshold: int = Field(16 * MB, ge=5 * MB)
@@ -154,7 +156,7 @@ class Settings(BaseSettings):
     url_signing_secret: SecretStr | None = None
     signed_url_ttl: int = Field(900, gt=0, le=7 * 24 * 3600)
     # Scheme, host and port (and path prefix) of returned URLs; unset = taken from each request.
-    public_base_url: str | None = Field(None, pattern=r"^https?://[^\s?#]+$")
+    public_base_url: str | None = Field(None, pattern=BASE_URL_PATTERN)
     max_batch_files: int = Field(20, gt=0, le=1000)
     upload_rate_limit: int = Field(120, ge=0)  # uploads per principal per minute; 0 = off
     # Longest wait for the next chunk of an upload's body; a slower (trickling) client gets 408.
@@ -218,6 +220,15 @@ class Settings(BaseSettings):
     flag_hide_threshold: int = Field(3, ge=0, le=1000)
     report_rate_limit: int = Field(30, ge=0)  # reports per reporter per hour; 0 = off
 
+    # A CDN whose origin is this API (media/urls.py, media/cdn.py): approved items' unsigned URLs (the file route,
+    # the preset URLs) start with it instead of the API's base; signed and private URLs never do.
+    cdn_base_url: str | None = Field(None, pattern=BASE_URL_PATTERN)
+    # The CDN's purge hook: a POST of {"url": ..., "reason": ...} (or {"prefix": ...}) per URL that a reject,
+    # delete, replacement or focal change makes stale, sent by a `cdn_purge` job and retried like any job.
+    cdn_purge_url: str | None = Field(None, pattern=r"^https?://[^\s#]+$")
+    cdn_purge_token: SecretStr | None = None  # sent as `Authorization: Bearer <token>`
+    cdn_purge_timeout_seconds: float = Field(10.0, gt=0, le=300)
+
     # Delivery (api/routes/files.py, media/urls.py, media/exposure.py).
     # How long browsers and CDNs may keep an approved object's public copy: a rejected or deleted
     # item's bytes stop being served from caches within this bound (keys never change, status does).
@@ -242,7 +253,7 @@ class Settings(BaseSettings):
     # as JSON (pipeline/watermark.py; its keys are checked against the kind table there, above the settings).
     watermarks: dict[str, Watermark] = Field(default_factory=dict)
 
-    @field_validator("public_base_url", mode="before")
+    @field_validator("public_base_url", "cdn_base_url", "cdn_purge_url", mode="before")
     @classmethod
     def _empty_base_url_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -304,6 +315,12 @@ class Settings(BaseSettings):
     def _s3_needs_bucket(self) -> Settings:
         if self.storage_type == "s3" and not self.s3_bucket_name:
             raise ValueError("STORAGE_TYPE=s3 needs S3_BUCKET_NAME")
+        return self
+
+    @model_validator(mode="after")
+    def _cdn_purge_needs_the_cdn(self) -> Settings:
+        if self.cdn_purge_url and not self.cdn_base_url:
+            raise ValueError("CDN_PURGE_URL needs CDN_BASE_URL: the purged URLs are the CDN's")
         return self
 
     @property

@@ -17,6 +17,7 @@ from mediahub.dedup.index import DedupIndex
 from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
 from mediahub.jobs.sweeper import Sweeper
+from mediahub.media.cdn import CdnPurge
 from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
 from mediahub.pipeline.watermark import check_fields
@@ -37,6 +38,7 @@ class Runtime:
     dedup_index: DedupIndex
     ingest: IngestService
     delivery: Delivery  # holds this process's render gate: one per process
+    cdn: CdnPurge  # the CDN purges of the services' changes, dispatched to `jobs` after each commit
     sweeper: Sweeper | None = None
 
     @classmethod
@@ -51,7 +53,9 @@ class Runtime:
         jobs = build_dispatcher(tasks)
         dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)
         ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index)
-        return cls(settings, database, storage, tasks, jobs, dedup_index, ingest, Delivery(settings, database, storage))
+        delivery = Delivery(settings, database, storage)
+        cdn = CdnPurge(settings, storage, dispatch=jobs.dispatch)
+        return cls(settings, database, storage, tasks, jobs, dedup_index, ingest, delivery, cdn)
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""

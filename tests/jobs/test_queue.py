@@ -126,7 +126,7 @@ def test_jobs_of_one_item_finishing_together_lose_no_variant_and_settle_ready(db
         for n in range(8):
             start.wait()
             row = VariantRow(f"{tag}{n}", "webp", f"k/{tag}{n}.webp", 1, 1, 1, "image/webp")
-            publish(runtime.database, runtime.storage, item.id, [row], keep=lambda v: True)
+            publish(runtime.database, runtime.storage, item.id, [row], keep=lambda v: True, cdn=runtime.cdn)
 
     run_together([lambda tag=tag: add_variants(tag) for tag in ("a", "b")])
     with runtime.database.session() as session:

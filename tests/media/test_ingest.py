@@ -53,7 +53,7 @@ def test_on_every_backend_pair_upload_slot_replace_and_refuse(backend_runtime):
     second = upload(runtime, CORPUS_DIR / "images/good/heic_iphone13_3024x4032.heic", "user:USR-1:avatar")
     # Unapproved, the second waits beside the approved first; approved, it replaces it and all its objects.
     assert row_count(runtime) == 2 and set(first.keys()) <= stored_keys(runtime)
-    ModerationService(runtime.database, runtime.storage, hide_threshold=0, report_rate_limit=0).decide(
+    ModerationService(runtime.database, runtime.storage, runtime.cdn, hide_threshold=0, report_rate_limit=0).decide(
         second.id, Principal("MOD-1", frozenset({"moderator"})), "approved", None)
     assert row_count(runtime) == 1
     assert stored_keys(runtime) == set(second.keys())

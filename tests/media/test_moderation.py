@@ -35,14 +35,14 @@ def runtime(db, local_storage, tmp_path):
 
 
 def _moderation(runtime, hide_threshold: int = 3, report_rate_limit: int = 0) -> ModerationService:
-    return ModerationService(runtime.database, runtime.storage, hide_threshold=hide_threshold,
+    return ModerationService(runtime.database, runtime.storage, runtime.cdn, hide_threshold=hide_threshold,
                              report_rate_limit=report_rate_limit)
 
 
 def _public(runtime, entity: str, field: str) -> list[tuple[int, bool]]:
     """(id, is_primary) of what an anonymous caller lists."""
     entity_type, entity_id = entity.split(":")
-    views, _ = MediaService(runtime.database, runtime.storage).list_entity(
+    views, _ = MediaService(runtime.database, runtime.storage, runtime.cdn).list_entity(
         EntityRef.parse(entity_type, entity_id), None, field=field, moderation_status=None, is_primary=None,
         offset=0, limit=100)
     return [(view.item.id, view.item.is_primary) for view in views]
@@ -92,7 +92,7 @@ def test_candidates_of_other_uploaders_wait_beside_each_other(runtime):
 
 
 def test_a_pending_primary_claim_waits_for_approval(runtime):
-    media = MediaService(runtime.database, runtime.storage)
+    media = MediaService(runtime.database, runtime.storage, runtime.cdn)
     primary = _upload(runtime, "property:P1:gallery", "OWNER", verified=True, is_primary=True)
     claim = _upload(runtime, "property:P1:gallery", "GRANTEE", is_primary=True)
     other = _upload(runtime, "property:P1:gallery", "GRANTEE", path=OTHER_PHOTO)

@@ -516,7 +516,8 @@ def test_factory_builds_local_storage_from_settings(tmp_path: Path) -> None:
 
 
 @pytest.mark.s3
-def test_factory_builds_working_s3_storage_preferring_the_cdn(s3_server: str) -> None:
+def test_factory_builds_working_s3_storage_with_the_bucket_url_whatever_the_cdn(s3_server: str) -> None:
+    """CDN_BASE_URL fronts the API (media/urls.py): bucket objects keep the bucket's public address."""
     settings = Settings(
         _env_file=None,
         storage_type="s3",
@@ -534,4 +535,4 @@ def test_factory_builds_working_s3_storage_preferring_the_cdn(s3_server: str) ->
 
     assert (storage.kind, storage.bucket) == ("s3", "factory-bucket")
     assert storage.get(KEY) == DATA
-    assert storage.public_url(KEY) == f"https://cdn.example.com/{KEY}"
+    assert storage.public_url(KEY) == f"https://bucket.example.com/{KEY}"

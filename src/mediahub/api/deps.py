@@ -61,15 +61,15 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 def get_media_service(runtime: RuntimeDep) -> MediaService:
-    return MediaService(runtime.database, runtime.storage, runtime.dedup_index,
+    return MediaService(runtime.database, runtime.storage, runtime.cdn, runtime.dedup_index,
                         auto_approve_verified=runtime.settings.auto_approve_verified,
                         dispatch=runtime.jobs.dispatch, job_max_attempts=runtime.settings.job_max_attempts)
 
 
 def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
     settings = runtime.settings
-    return ModerationService(runtime.database, runtime.storage, hide_threshold=settings.flag_hide_threshold,
-                             report_rate_limit=settings.report_rate_limit)
+    return ModerationService(runtime.database, runtime.storage, runtime.cdn,
+                             hide_threshold=settings.flag_hide_threshold, report_rate_limit=settings.report_rate_limit)
 
 
 def get_file_access(runtime: RuntimeDep) -> FileAccess:

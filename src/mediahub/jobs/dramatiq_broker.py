@@ -44,7 +44,7 @@ class DramatiqDispatcher:
         self.queue_name = settings.queue_name
 
         def run_job(job_id: int) -> None:
-            job = execute(context, job_id)
+            job = execute(context, job_id, self.dispatch)
             if job is not None and job.status == "queued":
                 self.dispatch([job.id], delay=seconds_until(job))
 

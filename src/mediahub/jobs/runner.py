@@ -18,6 +18,7 @@ from mediahub.db.models import Job, utcnow
 from mediahub.db.repositories import job_queue as queue
 from mediahub.jobs.context import TaskContext
 from mediahub.jobs.tasks import TASKS
+from mediahub.media.job_kinds import Dispatch, dispatch_committed
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,12 @@ class Dispatcher(Protocol):
     def close(self) -> None: ...
 
 
-def execute(context: TaskContext, job_id: int | None = None) -> Job | None:
+def execute(context: TaskContext, job_id: int | None = None, dispatch: Dispatch | None = None) -> Job | None:
     """Claim and run that job (or the next due one); None when there was nothing to claim.
 
     The returned job says what happened: done, failed for good, or queued again
-    with `run_after` set for the retry.
+    with `run_after` set for the retry. The jobs the task queued (its follow-ups)
+    go to `dispatch` once it is done; without one, they wait for a poll or the sweeper.
     """
     job = queue.claim(context.database, timedelta(seconds=context.settings.job_lease_seconds), job_id)
     if job is None:
@@ -45,7 +47,7 @@ def execute(context: TaskContext, job_id: int | None = None) -> Job | None:
         task = TASKS.get(job.kind)
         if task is None:
             raise LookupError(f"unknown job kind {job.kind!r}")
-        task(context, job)
+        follow_ups = task(context, job)
     except Exception as exc:  # any failure of the task is recorded on the job, then retried
         log.warning("job %s (%s, media #%s) attempt %s failed: %s", job.id, job.kind, job.media_id, job.attempts,
                     exc, exc_info=True)
@@ -55,6 +57,7 @@ def execute(context: TaskContext, job_id: int | None = None) -> Job | None:
     with context.database.session() as session:
         queue.complete(session, job)
     job.status = "done"
+    dispatch_committed(dispatch, follow_ups or [])
     return job
 
 
@@ -111,7 +114,7 @@ class InProcessRunner:
 
     def _run(self, job_id: int) -> None:
         try:
-            job = execute(self.context, job_id)
+            job = execute(self.context, job_id, self.dispatch)
         except Exception:  # the database is down: the job stays queued for the sweeper
             log.exception("could not run job %s", job_id)
             return

@@ -4,8 +4,10 @@ Every task is idempotent, so a re-run after a crash or an expired lease is
 safe: objects are written first (under keys fixed for the job, so a re-run
 finds its own objects instead of adding new ones), then the item's variant rows
 are replaced in one transaction that also queues the objects no row uses any
-more in PendingDelete (`renditions.publish`). When a run fails, the objects it
-wrote that the item does not reference are removed again.
+more in PendingDelete (`renditions.publish`), and the CDN purges of what it
+replaced: a task returns the ids of the jobs its commit queued, which the runner
+dispatches. When a run fails, the objects it wrote that the item does not
+reference are removed again.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from mediahub.db.repositories import MediaRepository, VariantRow
 from mediahub.db.session import Database
 from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.jobs.context import TaskContext
+from mediahub.media.cdn import CdnPurge, call_purge_hook
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.exposure import original_is_raw
-from mediahub.media.job_kinds import RENDITIONS, REPROCESS, VARIANTS, VIDEO_TRANSCODE, WEB
+from mediahub.media.job_kinds import CDN_PURGE, RENDITIONS, REPROCESS, VARIANTS, VIDEO_TRANSCODE, WEB
 from mediahub.media.keys import replacement_key, variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, ReplacementOriginal, StoredOriginal, plan_variants, publish
@@ -40,20 +43,23 @@ from mediahub.storage.base import KeyExists, ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
 
-def renditions(context: TaskContext, job: Job) -> None:
+FollowUps = list[int] | None  # what a task returns: the jobs its commit queued (None: none)
+
+
+def renditions(context: TaskContext, job: Job) -> FollowUps:
     """WebP (and AVIF) of the item's sizes, beside the JPEG/PNG the upload made."""
-    _make_variants(context, job, encode_options(context.settings, base=False))
+    return _make_variants(context, job, encode_options(context.settings, base=False))
 
 
-def variants(context: TaskContext, job: Job) -> None:
+def variants(context: TaskContext, job: Job) -> FollowUps:
     """Every variant of an image whose upload left them to a job: JPEG/PNG, and WebP/AVIF when enabled."""
-    _make_variants(context, job, encode_options(context.settings))
+    return _make_variants(context, job, encode_options(context.settings))
 
 
-def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> None:
+def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> FollowUps:
     item = _item(context.database, job.media_id)
     if item is None:  # deleted meanwhile: nothing to do
-        return
+        return None
     processed = _process_original(context, item, encode)
     replacement = None
     if original_is_raw(item):  # the upload as sent: its re-encode takes its place, beside it
@@ -67,39 +73,46 @@ def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> Non
         compared = StoredOriginal.of_item(item)
     made = _image_variants(item, processed.variants, lambda v: v.name, compared)
     pairs = {(v.name, v.format) for v in processed.variants}
-    _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement,
-             metadata=_marked_with(processed), found=focus_metadata(processed.metadata))
+    return _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement,
+                    metadata=_marked_with(processed), found=focus_metadata(processed.metadata))
 
 
-def reprocess(context: TaskContext, job: Job) -> None:
+def reprocess(context: TaskContext, job: Job) -> FollowUps:
     """Every image variant again from the stored original, under new keys (the old ones may be cached)."""
     item = _item(context.database, job.media_id)
     if item is None:
-        return
+        return None
     processed = _process_original(context, item, encode_options(context.settings))
     # Fresh keys per job, fixed within it: a re-run of this job overwrites its own objects.
     made = _image_variants(item, processed.variants, lambda v: f"{v.name}-r{job.id}")
-    _publish(context, item.id, made, keep=lambda v: v.name == WEB, metadata=_marked_with(processed),
-             found=focus_metadata(processed.metadata))
+    return _publish(context, item.id, made, keep=lambda v: v.name == WEB, metadata=_marked_with(processed),
+                    found=focus_metadata(processed.metadata))
 
 
-def video_transcode(context: TaskContext, job: Job) -> None:
+def video_transcode(context: TaskContext, job: Job) -> FollowUps:
     """The web rendition: H.264/AAC MP4, longest side at most 1280, faststart, no metadata."""
     item = _item(context.database, job.media_id)
     if item is None or item.media_type != "video":
-        return
+        return None
     with _original_on_disk(context, item) as source, _temp_file(context, ".mp4") as target:
         web = transcode_web(source, target)
         row = VariantRow(WEB, "mp4", variant_key(item.original_key, WEB, "mp4"), web.width, web.height, web.size,
                          "video/mp4")
-        _publish(context, item.id, [PlannedVariant(row, target)], keep=lambda v: v.name != WEB)
+        return _publish(context, item.id, [PlannedVariant(row, target)], keep=lambda v: v.name != WEB)
 
 
-TASKS: dict[str, Callable[[TaskContext, Job], None]] = {
+def cdn_purge(context: TaskContext, job: Job) -> FollowUps:
+    """One call of the CDN's purge hook with the body its change queued (media/cdn.py)."""
+    call_purge_hook(context.settings, job.payload)
+    return None
+
+
+TASKS: dict[str, Callable[[TaskContext, Job], FollowUps]] = {
     RENDITIONS: renditions,
     VARIANTS: variants,
     REPROCESS: reprocess,
     VIDEO_TRANSCODE: video_transcode,
+    CDN_PURGE: cdn_purge,
 }
 
 
@@ -157,7 +170,7 @@ def _marked_with(processed: ProcessedImage | ProcessedVideo) -> dict[str, str | 
 
 def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
              keep: Callable[[MediaVariant], bool], original: tuple[ReplacementOriginal, bytes] | None = None,
-             metadata: dict[str, str | None] | None = None, found: dict[str, Any] | None = None) -> None:
+             metadata: dict[str, str | None] | None = None, found: dict[str, Any] | None = None) -> FollowUps:
     """Write the objects, then swap the rows (and a raw original) in; on failure remove what the item does not use."""
     written: list[str] = []
     try:
@@ -176,13 +189,15 @@ def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
                 sizes[info.key] = info.size
         # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
         rows = [replace(v.row, byte_size=sizes.get(v.row.storage_key, v.row.byte_size)) for v in made]
-        published = publish(context.database, context.storage, media_id, rows, keep, replacement, metadata, found)
+        purges = publish(context.database, context.storage, media_id, rows, keep, replacement, metadata, found,
+                         cdn=CdnPurge(context.settings, context.storage))
     except BaseException:
         _remove_unreferenced(context, media_id, written)
         raise
-    if not published:  # the item was deleted while the job ran
+    if purges is None:  # the item was deleted while the job ran
         _remove_unreferenced(context, media_id, written)
     purge_pending_deletes(context.database, context.storage)
+    return purges
 
 
 def _put_unless_present(storage: Storage, key: str, source: bytes | Path, content_type: str) -> ObjectInfo:

@@ -33,6 +33,7 @@ from mediahub.errors import DatabaseUnavailable, StorageUnavailable, TooLarge, U
 from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.media import access, exposure
 from mediahub.media.access import Principal
+from mediahub.media.cdn import CdnPurge
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.job_kinds import Dispatch, dispatch_committed, upload_jobs
 from mediahub.media.keys import original_key, stored_original_key, variant_key
@@ -113,6 +114,7 @@ class IngestService:
         self.storage = storage
         self.dispatch = dispatch  # None: jobs wait in the table for a worker's sweeper
         self.dedup_index = dedup_index  # the process's perceptual index; None: scan the rows in scope
+        self.cdn = CdnPurge(settings, storage)  # its purge jobs are dispatched with the upload's own
         self._writers = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put")
         self.pixels = PixelWorkers(settings.pixel_workers, settings.pixel_deadline_seconds)
         self.image_options = image_options(settings, encode_options(settings, extra=False), upload=True)
@@ -310,10 +312,10 @@ class IngestService:
                     item = make_row()
                     repo = MediaRepository(session)
                     repo.add(item, target.field.max_items if gallery else None)
-                    if target.field.slot == "single":
-                        replace_in_slot(repo, item)
+                    purges = replace_in_slot(repo, item, self.cdn) if target.field.slot == "single" else []
                     job_ids = [enqueue(session, kind, media_id=item.id,
                                        max_attempts=self.settings.job_max_attempts).id for kind in job_kinds]
+                    job_ids += purges
                 return item, job_ids
             except DatabaseUnavailable:
                 if attempt == COMMIT_ATTEMPTS - 1:

@@ -22,6 +22,7 @@ from mediahub.entities import Target, nested_kinds
 from mediahub.errors import Conflict, Forbidden, MediaHubError
 from mediahub.media import access, exposure, moderation
 from mediahub.media.access import EntityRef, Principal
+from mediahub.media.cdn import DELETE, FOCAL, REJECT, CdnPurge
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.focal import set_focal_point
 from mediahub.media.job_kinds import Dispatch, dispatch_committed
@@ -62,11 +63,12 @@ class _Tx:
 
 
 class MediaService:
-    def __init__(self, database: Database, storage: Storage, dedup_index: DedupIndex | None = None, *,
-                 auto_approve_verified: bool = True, dispatch: Dispatch | None = None,
+    def __init__(self, database: Database, storage: Storage, cdn: CdnPurge, dedup_index: DedupIndex | None = None,
+                 *, auto_approve_verified: bool = True, dispatch: Dispatch | None = None,
                  job_max_attempts: int = 5) -> None:
         self.database = database
         self.storage = storage
+        self.cdn = cdn
         self.dedup_index = dedup_index  # None: similar() scans the rows in scope
         self.auto_approve_verified = auto_approve_verified  # AUTO_APPROVE_VERIFIED: edits are judged like uploads
         self.dispatch = dispatch  # hands committed job ids to the runner; None: the sweeper finds them
@@ -160,6 +162,7 @@ class MediaService:
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
         """Apply the sent fields; moderation status needs a moderator, the rest an editor."""
         job_ids: list[int] = []
+        purges: list[int] = []
         with exposure.following_status(self.storage) as sync, self._tx() as tx:
             item = access.require_view(principal, tx.media.lock(media_id), tx.members)
             if "moderation_status" in changes:
@@ -173,11 +176,12 @@ class MediaService:
                     access.starts_approved(principal, principal.verified,
                                            auto_approve_verified=self.auto_approve_verified)):
                 # New public text from someone whose uploads a moderator checks is checked the same way.
+                purges += self.cdn.queue(tx.media.session, item, REJECT)
                 moderation.apply_status(item, "pending", "edited: awaiting moderation")
                 sync(item)
             if "moderation_status" in changes:
-                moderation.decide(tx.media.session, item, changes["moderation_status"],
-                                  changes.get("moderation_reason"))
+                purges += moderation.decide(tx.media.session, item, changes["moderation_status"],
+                                            changes.get("moderation_reason"), self.cdn)
                 sync(item)
             if "is_primary" in changes:
                 self._set_primary(tx.media, item, changes["is_primary"])
@@ -185,11 +189,14 @@ class MediaService:
                 point = changes["focal_point"]
                 job_ids = set_focal_point(tx.media.session, item, point["x"], point["y"],
                                           max_attempts=self.job_max_attempts)
+                if job_ids:  # it moved: the same URLs (a focal point names none) now show other crops
+                    purges += self.cdn.queue(tx.media.session, item, FOCAL)
             view = tx.view(principal, item)
         # An approval removes what the item replaces; a new focal point, the item's transform results.
         if "moderation_status" in changes or job_ids:
             purge_pending_deletes(self.database, self.storage)
         dispatch_committed(self.dispatch, job_ids)
+        self.cdn.send(purges)
         return view
 
     @staticmethod
@@ -204,21 +211,27 @@ class MediaService:
     def delete(self, media_id: int, principal: Principal) -> None:
         with self._tx() as tx:
             item = access.require_edit(principal, tx.media.get(media_id), tx.members)
+            purges = self.cdn.queue(tx.media.session, item, DELETE)
             tx.media.delete(item)
         purge_pending_deletes(self.database, self.storage)
+        self.cdn.send(purges)
 
     def delete_many(self, ids: list[int], principal: Principal) -> list[MediaHubError | None]:
         """Delete each id in its own transaction; the result per id is None (deleted) or its error."""
         results: list[MediaHubError | None] = []
+        purges: list[int] = []
         for media_id in ids:
             try:
                 with self._tx() as tx:
                     item = access.require_edit(principal, tx.media.get(media_id), tx.members)
+                    queued = self.cdn.queue(tx.media.session, item, DELETE)
                     tx.media.delete(item)
+                purges += queued
                 results.append(None)
             except MediaHubError as exc:
                 results.append(exc)
         purge_pending_deletes(self.database, self.storage)
+        self.cdn.send(purges)
         return results
 
     def reorder(self, entity: EntityRef, field: str, ids: list[int], principal: Principal) -> list[MediaView]:

@@ -26,6 +26,7 @@ from mediahub.entities import get_kind
 from mediahub.errors import RateLimited
 from mediahub.media import access, exposure
 from mediahub.media.access import Principal
+from mediahub.media.cdn import DELETE, REJECT, CdnPurge
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.storage.base import Storage
 
@@ -51,49 +52,56 @@ def apply_status(item: MediaItem, status: str, reason: str | None) -> None:
     item.moderation_reason = reason[:REASON_MAX] if reason else None
 
 
-def decide(session: Session, item: MediaItem, status: str, reason: str | None) -> None:
+def decide(session: Session, item: MediaItem, status: str, reason: str | None, cdn: CdnPurge) -> list[int]:
     """A moderator's decision: the status, the item's open reports closed, and on approval the
     place the item was uploaded for. Objects of replaced items are queued in pending_deletes:
-    purge them after the commit."""
+    purge them after the commit. The CDN purges it queued (of an item leaving `approved`, of the
+    items it replaces), to send after the commit."""
     was_approved = item.moderation_status == "approved"
+    purges = cdn.queue(session, item, REJECT) if status != "approved" else []
     apply_status(item, status, reason)
     ReportRepository(session).close_all(item.id, status)
     # An item that still holds its place (a primary hidden by reports, now restored) takes nothing:
     # the candidates uploaded meanwhile wait for their own decisions.
     if status == "approved" and not was_approved and not item.is_primary:
-        _take_effect(MediaRepository(session), item)
+        purges += _take_effect(MediaRepository(session), item, cdn)
+    return purges
 
 
 def is_single_slot(item: MediaItem) -> bool:
     return get_kind(item.entity_type).field(item.entity_field).slot == "single"
 
 
-def replace_in_slot(repo: MediaRepository, item: MediaItem) -> None:
-    """Remove what `item` replaces in its single slot.
+def replace_in_slot(repo: MediaRepository, item: MediaItem, cdn: CdnPurge) -> list[int]:
+    """Remove what `item` replaces in its single slot; the CDN purges of the removed items.
 
     Approved, it replaces every other item there (the slot shows one). Not approved,
     only its uploader's own unapproved items (a new attempt supersedes their last):
     the approved item and other people's candidates stay until a moderator decides.
     """
+    purges: list[int] = []
     for old in repo.others_in_slot(item.entity_type, item.entity_id, item.entity_field, item.id, item.parent_id):
         if item.moderation_status == "approved" or (
                 old.moderation_status not in GUARDED_STATUSES and old.uploaded_by == item.uploaded_by):
+            purges += cdn.queue(repo.session, old, DELETE)
             repo.delete(old)
+    return purges
 
 
-def _take_effect(repo: MediaRepository, item: MediaItem) -> None:
+def _take_effect(repo: MediaRepository, item: MediaItem, cdn: CdnPurge) -> list[int]:
     """An item just approved takes the primary it claimed, or its single slot (replacing the rest)."""
     single = is_single_slot(item)
     if single or item.claims_primary:
         repo.set_primary(item)
-    if single:
-        replace_in_slot(repo, item)
+    return replace_in_slot(repo, item, cdn) if single else []
 
 
 class ModerationService:
-    def __init__(self, database: Database, storage: Storage, *, hide_threshold: int, report_rate_limit: int) -> None:
+    def __init__(self, database: Database, storage: Storage, cdn: CdnPurge, *, hide_threshold: int,
+                 report_rate_limit: int) -> None:
         self.database = database
         self.storage = storage
+        self.cdn = cdn
         self.hide_threshold = hide_threshold  # 0: reports never hide an item by themselves
         self.report_rate_limit = report_rate_limit  # reports per reporter per REPORT_WINDOW; 0: no limit
 
@@ -111,9 +119,10 @@ class ModerationService:
             members = MemberRepository(session)
             item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
             access.require_moderator(principal)
-            decide(session, item, status, reason)
+            purges = decide(session, item, status, reason, self.cdn)
             sync(item)
         purge_pending_deletes(self.database, self.storage)
+        self.cdn.send(purges)
         return item
 
     def report(self, media_id: int, principal: Principal, reason: str | None) -> MediaItem:
@@ -121,6 +130,7 @@ class ModerationService:
 
         Serialised per reporter (the rate limit is a count) and per item (the threshold is one).
         """
+        purges: list[int] = []
         with (exposure.following_status(self.storage) as sync,
               self.database.locked_session(f"reports:{principal.sub}") as session):
             media, reports = MediaRepository(session), ReportRepository(session)
@@ -131,9 +141,11 @@ class ModerationService:
             reports.open(item.id, principal.sub, reason[:REASON_MAX] if reason else None)
             count = reports.fresh_count(item.id)
             if self.hide_threshold and count >= self.hide_threshold and item.moderation_status == "approved":
+                purges = self.cdn.queue(session, item, REJECT)
                 apply_status(item, "flagged", f"hidden until a moderator decides: reported by {count} users")
                 sync(item)
-            return item
+        self.cdn.send(purges)
+        return item
 
     def dismiss(self, media_id: int, principal: Principal) -> MediaItem:
         """Close an item's open reports as unfounded; an item they hid (flagged) is approved again."""
@@ -142,10 +154,12 @@ class ModerationService:
             item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
             access.require_moderator(principal)
             ReportRepository(session).close_all(item.id, DISMISSED)
+            purges = []
             if item.moderation_status == "flagged":
-                decide(session, item, "approved", None)
+                purges = decide(session, item, "approved", None, self.cdn)
                 sync(item)
         purge_pending_deletes(self.database, self.storage)
+        self.cdn.send(purges)
         return item
 
     def _check_rate(self, reports: ReportRepository, reporter: str) -> None:

@@ -24,6 +24,7 @@ from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
 from mediahub.formats import CONTENT_TYPES
 from mediahub.media import exposure
+from mediahub.media.cdn import REPLACE, CdnPurge
 from mediahub.pipeline.image import ORIENTED, RAW
 from mediahub.pipeline.variants import Encoded
 from mediahub.storage.base import Storage
@@ -133,9 +134,12 @@ class ReplacementOriginal:
 
 def publish(database: Database, storage: Storage, media_id: int, rows: list[VariantRow],
             keep: Callable[[MediaVariant], bool], original: ReplacementOriginal | None = None,
-            metadata: dict[str, Any] | None = None, found: dict[str, Any] | None = None) -> bool:
+            metadata: dict[str, Any] | None = None, found: dict[str, Any] | None = None, *,
+            cdn: CdnPurge) -> list[int] | None:
     """Put `rows` in place of the item's variants `keep` rejects (and of those of the same name and
-    format), queueing objects no row uses any more for deletion. False: the item is gone.
+    format), queueing objects no row uses any more for deletion, and the CDN purges of an approved
+    item whose variants or original this replaces. The purge jobs' ids, to dispatch after this
+    commit; None: the item is gone.
 
     The objects must be stored already. The item is locked first, so concurrent jobs of one
     item (WebP and the web MP4) apply one after the other, and a moderation decision (which
@@ -151,17 +155,20 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
         lock_item(session, media_id)
         item = MediaRepository(session).get(media_id)
         if item is None:
-            return False
+            return None
         variants = VariantRepository(session)
         replaced = [v.id for v in variants.for_item(media_id) if not keep(v) or (v.name, v.format) in pairs]
+        new_original = original if exposure.original_is_raw(item) else None
+        purges = cdn.queue(session, item, REPLACE) if replaced or new_original else []
         unused = variants.replace(media_id, replaced, rows)
         session.add_all(PendingDelete(storage_key=key) for key in unused)
         readable = [row.storage_key for row in rows]
-        if original is not None and exposure.original_is_raw(item):
+        if new_original is not None:
             session.add(PendingDelete(storage_key=item.original_key))
-            item.original_key, item.content_type, item.byte_size = original.key, original.content_type, original.byte_size
-            item.meta = {**(item.meta or {}), "original": original.mode}
-            readable.append(original.key)
+            item.original_key, item.content_type, item.byte_size = (new_original.key, new_original.content_type,
+                                                                     new_original.byte_size)
+            item.meta = {**(item.meta or {}), "original": new_original.mode}
+            readable.append(new_original.key)
         if metadata:
             merged = {**(item.meta or {}), **metadata}
             item.meta = {key: value for key, value in merged.items() if value is not None or key not in metadata}
@@ -169,4 +176,4 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
             item.meta = {**found, **(item.meta or {})}
         if exposure.is_public(item):
             storage.set_public(list(dict.fromkeys(readable)), True)
-    return True
+    return purges

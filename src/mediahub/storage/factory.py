@@ -19,7 +19,8 @@ def build_storage(settings: Settings) -> Storage:
 
 
 def _s3_storage(settings: Settings) -> S3Storage:
-    """Public URLs prefer the CDN in front of the bucket over the bucket's own address."""
+    """Public URLs are the bucket's (S3_PUBLIC_BASE_URL); CDN_BASE_URL is a CDN in front of the API, not of the
+    bucket, so it never names bucket objects (media/urls.py puts it in front of the API's own URLs)."""
     secret = settings.aws_secret_access_key
     return S3Storage(
         bucket=settings.s3_bucket_name,
@@ -27,7 +28,7 @@ def _s3_storage(settings: Settings) -> S3Storage:
         region=settings.s3_region,
         access_key=settings.aws_access_key_id,
         secret_key=secret.get_secret_value() if secret else None,
-        public_base_url=settings.cdn_base_url or settings.s3_public_base_url,
+        public_base_url=settings.s3_public_base_url,
         timeout=settings.s3_timeout_seconds,
         multipart_threshold=settings.s3_multipart_threshold,
         create_bucket=settings.s3_create_bucket,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -28,10 +29,11 @@ UNFINISHED = ("queued", "processing")
 CLAIM_TRIES = 5  # SQLite: another claimer may win the picked row; try the next one
 
 
-def enqueue(session: Session, kind: str, *, media_id: int | None = None, max_attempts: int = 5) -> Job:
+def enqueue(session: Session, kind: str, *, media_id: int | None = None, max_attempts: int = 5,
+            payload: dict[str, Any] | None = None) -> Job:
     """Add a job in the caller's transaction: it exists exactly when that transaction commits."""
     now = utcnow()
-    job = Job(kind=kind, media_id=media_id, status="queued", attempts=0,
+    job = Job(kind=kind, media_id=media_id, payload=payload or {}, status="queued", attempts=0,
               max_attempts=max_attempts, run_after=now, created_at=now, updated_at=now)
     session.add(job)
     session.flush()
