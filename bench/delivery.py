@@ -67,7 +67,8 @@ SIDEWAYS = {"full": "jpeg-12mp-rot6", "smoke": "jpeg-1mp-rot6"}
 SSIM_EQUAL = 0.001  # SSIM differences below this count as equal
 MEMORY_GROWTH = 1.15  # bounded: the peak with 16 renders in flight at most this times the peak with 8
 THUMBOR_KEY = "bench-thumbor-key-0123456789abcdef"
-MEDIAHUB_SETTINGS = {"UPLOAD_RATE_LIMIT": "0", "DEDUP_POLICY": "allow"}
+# Every cold request is a transform never asked before: more per item than MAX_STORED_TRANSFORMS lets a site keep.
+MEDIAHUB_SETTINGS = {"UPLOAD_RATE_LIMIT": "0", "DEDUP_POLICY": "allow", "MAX_STORED_TRANSFORMS": "100000"}
 CLIENT_CPU, SERVER_CPU = 1, 0
 
 

@@ -248,6 +248,8 @@ class Settings(BaseSettings):
     max_concurrent_renders: int = Field(0, ge=0, le=64)
     render_queue: int = Field(16, ge=0, le=10_000)
     render_deadline_seconds: float = Field(20.0, gt=0, le=600)
+    # Renditions made on request an item keeps (signed transforms, preset formats not made at upload).
+    max_stored_transforms: int = Field(200, ge=1, le=100_000)
     transform_webp_effort: int = Field(4, ge=0, le=6)  # libvips WebP effort of results made on request
     # Per entity field (`entity_type.field` as stored: `builder.portfolio`), the watermark of its larger renders,
     # as JSON (pipeline/watermark.py; its keys are checked against the kind table there, above the settings).

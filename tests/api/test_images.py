@@ -49,7 +49,8 @@ def _picture(response) -> Image.Image:
 
 
 def _sign(client: TestClient, item: dict, headers: dict[str, str] | None = None, **options) -> dict:
-    response = client.post(f"/v1/media/{item['id']}/transform-url", json=options, headers=headers or {})
+    """A transform URL, asked for by `headers` (by default a signed-in stranger's)."""
+    response = client.post(f"/v1/media/{item['id']}/transform-url", json=options, headers=headers or Tokens().user())
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -279,7 +280,7 @@ def test_unsigned_transforms_are_off_unless_enabled(app_factory: AppFactory, tok
 
 def test_transforms_of_pending_items_answer_only_their_viewers(images: TestClient, tokens: Tokens) -> None:
     item = _pending(images, tokens)
-    assert_problem(images.post(f"/v1/media/{item['id']}/transform-url", json={"width": 100}), 404)
+    assert_problem(images.post(f"/v1/media/{item['id']}/transform-url", json={"width": 100}), 401)
     assert_problem(images.post(f"/v1/media/{item['id']}/transform-url", json={"width": 100},
                                headers=tokens.user()), 404)
     url = _path(_sign(images, item, tokens.header("USR-1"), width=100)["url"])
@@ -297,7 +298,7 @@ def test_transforms_of_pending_items_answer_only_their_viewers(images: TestClien
 ])
 def test_bad_transform_options(images: TestClient, tokens: Tokens, options: dict, code: str) -> None:
     item = _approved(images, tokens)
-    response = images.post(f"/v1/media/{item['id']}/transform-url", json=options)
+    response = images.post(f"/v1/media/{item['id']}/transform-url", json=options, headers=tokens.user())
     assert response.status_code == 422, response.text
     assert response.json()["code"] in (code, "validation_error", "invalid_transform")
 
@@ -305,16 +306,17 @@ def test_bad_transform_options(images: TestClient, tokens: Tokens, options: dict
 def test_output_and_source_limits(app_factory: AppFactory, tokens: Tokens) -> None:
     with TestClient(app_factory(image_sizes=SIZES, max_transform_side=500, max_transform_pixels=100_000)) as client:
         item = _approved(client, tokens)
-        response = client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 600})
+        response = client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 600}, headers=tokens.user())
         assert_problem(response, 422, "transform_too_large")
-        response = client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 400, "height": 400})
+        response = client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 400, "height": 400},
+                               headers=tokens.user())
         assert_problem(response, 422, "transform_too_large")
         assert_problem(client.get(f"/v1/images/{item['public_id']}/original.webp"), 422, "transform_too_large")
         negotiated = client.get(f"/v1/images/{item['public_id']}/original", headers={"Accept": "image/webp"})
         assert negotiated.headers["content-type"] == "image/jpeg"  # too large to convert: as stored
     with TestClient(app_factory(image_sizes=SIZES, max_transform_source_pixels=1_000_000)) as client:
         item = _approved(client, tokens)
-        response = client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 100})
+        response = client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 100}, headers=tokens.user())
         assert_problem(response, 422, "source_too_large")
 
 

@@ -60,7 +60,9 @@ def problem(status: int, code: str, detail: str, headers: dict[str, str] | None 
         "code": code,
         **extra,
     }
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+    # An error is about this moment (a pending item approved later, a busy server): no cache keeps it.
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})},
+                        media_type=PROBLEM_TYPE)
 
 
 # What a caller learns when a backing service fails, by code; the rest only reaches the log.

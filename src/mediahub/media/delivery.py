@@ -31,13 +31,13 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from mediahub.config import Settings, VariantSpec
-from mediahub.db.models import PRESET, TRANSFORM, MediaItem, MediaVariant
+from mediahub.db.models import PRESET, TRANSFORM, MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository, VariantRepository, VariantRow
 from mediahub.db.repositories.variants import DeliveryItem, Rendition
 from mediahub.db.repositories.media import lock_item
 from mediahub.db.repositories.render_claims import RenderClaimRepository
 from mediahub.db.session import Database
-from mediahub.errors import Busy, Forbidden, InvalidInput, LimitExceeded, MediaHubError, NotFound
+from mediahub.errors import Busy, DatabaseUnavailable, Forbidden, InvalidInput, LimitExceeded, MediaHubError, NotFound
 from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.media import access, exposure
 from mediahub.media.access import Principal
@@ -47,7 +47,6 @@ from mediahub.media.urls import MediaUrls
 from mediahub.pipeline import watermark
 from mediahub.pipeline.transform import (
     Encoding,
-    OUTPUT_FORMATS,
     InvalidTransform,
     Rendered,
     RenderFailed,
@@ -74,6 +73,7 @@ class Delivered:
     public: bool  # approved: shared caches may keep it
     negotiated: bool  # chosen by Accept: the answer varies with it
     expires: int | None = None  # a signed URL's expiry: no cache keeps it longer
+    provisional: bool = False  # a stand-in while the best format cannot be made: no cache keeps it
 
     @property
     def key(self) -> str:
@@ -115,7 +115,9 @@ def negotiate(accept: str | None, base: str) -> str:
 
 
 class RenderGate:
-    """At most `concurrent` renders at once in this process, `queue` more waiting; the rest are Busy."""
+    """At most `concurrent` renders at once in this process and `queue` requests waiting (for a slot, or for a
+    rendition another request or process is making); the rest are Busy. Every thread a delivery request
+    holds while it waits is counted, so waiters cannot take the server's worker threads from other requests."""
 
     def __init__(self, concurrent: int, queue: int, wait_seconds: float) -> None:
         self._slots = threading.BoundedSemaphore(concurrent)
@@ -125,17 +127,22 @@ class RenderGate:
         self.wait_seconds = wait_seconds
 
     @contextmanager
+    def waiting(self) -> Iterator[None]:
+        with self._lock:
+            if self._waiting >= self.queue:
+                raise _busy("renders")
+            self._waiting += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    @contextmanager
     def slot(self) -> Iterator[None]:
         if not self._slots.acquire(blocking=False):
-            with self._lock:
-                if self._waiting >= self.queue:
-                    raise _busy("renders")
-                self._waiting += 1
-            try:
+            with self.waiting():
                 acquired = self._slots.acquire(timeout=self.wait_seconds)
-            finally:
-                with self._lock:
-                    self._waiting -= 1
             if not acquired:
                 raise _busy("renders")
         try:
@@ -159,7 +166,7 @@ def _etag(content_hash: str | None, key: str) -> str:
     return f'"{(content_hash or hashlib.sha256(key.encode()).hexdigest())[:32]}"'
 
 
-def _delivered(row: Rendition | MediaVariant, public: bool, negotiated: bool) -> Delivered:
+def _delivered(row: Rendition, public: bool, negotiated: bool) -> Delivered:
     info = ObjectInfo(row.storage_key, row.byte_size, last_modified=row.created_at,
                       etag=_etag(row.content_hash, row.storage_key))
     return Delivered(info, row.content_type, public, negotiated)
@@ -181,14 +188,15 @@ class Delivery:
         self.storage = storage
         self.presets: dict[str, VariantSpec] = {spec.name: spec for spec in settings.image_sizes}
         self.deadline = settings.render_deadline_seconds
-        # The longest a claimant may take: a wait for a render slot, the render, and the store's writes.
+        # The longest a claim lasts (a render and the store's writes), and the longest a request waits for
+        # a rendition being made (a render slot, then the render).
+        self.claim_lifetime = timedelta(seconds=self.deadline + 10)
         self.longest_render = 2 * self.deadline + 10
         self.gate = RenderGate(settings.max_concurrent_renders or _cores(), settings.render_queue, self.deadline)
         self.encoding = Encoding(webp_effort=settings.transform_webp_effort)
         self._owner = f"{socket.gethostname()[:40]}:{os.getpid()}"
         self._inflight: dict[tuple[int, str, str], threading.Event] = {}
         self._inflight_lock = threading.Lock()
-        self._mark_bases = {""} | {watermark.fingerprint(mark) or "" for mark in settings.watermarks.values()}
 
     # Reading
     def preset(self, public_id: str, name: str, extension: str | None, accept: str | None,
@@ -203,6 +211,9 @@ class Delivery:
             raise NotFound("a preset URL ends in .jpg, .png, .webp or .avif, or has no extension",
                            code="no_such_format")
         base = self._base_format(item, name)
+        if wanted == "png" and base != "png":
+            # A lossless copy of a photograph is many times its size and costs the most to make: never on request.
+            raise NotFound("this image has no PNG rendition: ask for .jpg, .webp or .avif", code="no_such_format")
         negotiated = extension is None
         fmt = wanted or negotiate(accept, base)
         if name == ORIGINAL and fmt == base:
@@ -212,7 +223,13 @@ class Delivery:
                 return self._stored(item, name, None, negotiated)
             raise LimitExceeded("the original is too large to convert", code="transform_too_large",
                                 limit=self.settings.max_transform_pixels)
-        return self._made(item, name, fmt, lambda: self._preset_transform(item, name, fmt), negotiated)
+        try:
+            return self._made(item, name, fmt, lambda: self._preset_transform(item, name, fmt), negotiated)
+        except Busy:
+            if not negotiated or fmt == base:
+                raise
+            # Renders are busy: the format every client shows, stored already, for now (never kept by caches).
+            return replace(self._stored(item, name, None, negotiated), provisional=True)
 
     def transform(self, public_id: str, signature: str, text: str, extension: str, expires: int | None,
                   accept: str | None, principal: Principal | None) -> Delivered:
@@ -228,16 +245,14 @@ class Delivery:
             options = Transform.parse(text)
         except InvalidTransform as exc:
             raise InvalidInput(str(exc), code="invalid_transform") from None
-        formats = [EXTENSION_FORMATS[extension]] if EXTENSION_FORMATS[extension] else list(OUTPUT_FORMATS)
-        # The result's name depends on the field's watermark, known once the item is: every configured one's.
-        names = {options.digest(fmt, basis) for fmt in formats for basis in self._mark_bases}
-        item = self._visible(public_id, principal, names)
+        item = self._visible(public_id, principal, ())
         if signature == UNSIGNED and not exposure.is_public(item):
             raise _not_found(public_id)
         self._check_limits(item, options)
         fmt = EXTENSION_FORMATS[extension] or negotiate(accept, "png" if item.has_png_presets else "jpeg")
         mark = watermark.fingerprint(watermark.for_field(self.settings, item.entity_type, item.entity_field))
-        made = self._made(item, options.digest(fmt, mark or ""), fmt, lambda: options, EXTENSION_FORMATS[extension] is None)
+        name = options.result_name(item.width or 1, item.height or 1, fmt, mark or "")
+        made = self._made(item, name, fmt, lambda: options, EXTENSION_FORMATS[extension] is None)
         return replace(made, expires=expires)
 
     # Signing
@@ -291,7 +306,8 @@ class Delivery:
             # The store knows the original's size and time; its ETag is from the key (never reused for other bytes).
             return Delivered(ObjectInfo(item.original_key, 0, etag=_etag(None, item.original_key)), item.content_type,
                              public, negotiated)
-        rows = [r for r in item.renditions if r.kind == PRESET and r.name == name and (fmt is None or r.format == fmt)]
+        base = fmt or self._base_format(item, name)
+        rows = [r for r in item.renditions if r.kind == PRESET and r.name == name and r.format == base]
         if not rows:
             raise NotFound(f"no {name} rendition in that format", code="no_such_format")
         return _delivered(rows[0], public, negotiated)
@@ -334,8 +350,7 @@ class Delivery:
     def _made(self, item: DeliveryItem, name: str, fmt: str, options: Callable[[], Transform],
               negotiated: bool) -> Delivered:
         """The stored rendition (name, fmt): from the item's rows as loaded, else found or made by `_obtain`."""
-        row: Rendition | MediaVariant | None = next(
-            (r for r in item.renditions if r.name == name and r.format == fmt), None)
+        row = next((r for r in item.renditions if r.name == name and r.format == fmt), None)
         if row is None:
             row = self._obtain(item, name, fmt, lambda: self._render(item, options(), fmt, name))
         return _delivered(row, exposure.is_public(item), negotiated)
@@ -358,11 +373,11 @@ class Delivery:
             raise InvalidInput(f"the stored image could not be rendered: {exc}", code="render_failed") from None
 
     # Single flight
-    def _find(self, media_id: int, name: str, fmt: str) -> MediaVariant | None:
+    def _find(self, media_id: int, name: str, fmt: str) -> Rendition | None:
         with self.database.session() as session:
-            return VariantRepository(session).get(media_id, name, fmt)
+            return VariantRepository(session).rendition(media_id, name, fmt)
 
-    def _obtain(self, item: DeliveryItem, name: str, fmt: str, make: Callable[[], Rendered]) -> MediaVariant:
+    def _obtain(self, item: DeliveryItem, name: str, fmt: str, make: Callable[[], Rendered]) -> Rendition:
         """The stored rendition (name, fmt) of the item, made by `make` if no one has made it yet."""
         found = self._find(item.id, name, fmt)
         if found is not None:
@@ -374,7 +389,8 @@ class Delivery:
             if event is None:
                 event = self._inflight[ident] = threading.Event()
         if not leading:
-            event.wait(self.longest_render)
+            with self.gate.waiting():
+                event.wait(self.longest_render)
             found = self._find(item.id, name, fmt)
             if found is None:
                 raise _busy("renders of this image")
@@ -386,32 +402,67 @@ class Delivery:
                 del self._inflight[ident]
             event.set()
 
-    def _render_once(self, item: DeliveryItem, name: str, fmt: str, make: Callable[[], Rendered]) -> MediaVariant:
+    def _render_once(self, item: DeliveryItem, name: str, fmt: str, make: Callable[[], Rendered]) -> Rendition:
+        """Claim the rendition once a render slot is ours (so a claim lasts one render: a dead process's claim
+        is stale after the deadline), render and store it; while another process holds the claim, wait for its
+        result without a slot."""
         owner = f"{self._owner}:{uuid.uuid4().hex[:12]}"
-        stale = timedelta(seconds=self.longest_render)
         give_up = time.monotonic() + self.longest_render
         while True:
-            with self.database.session() as session:
-                if RenderClaimRepository(session).claim(item.id, name, fmt, owner, stale):
-                    break
-            time.sleep(CLAIM_POLL_SECONDS)
-            found = self._find(item.id, name, fmt)
-            if found is not None:
-                return found
-            if time.monotonic() > give_up:
-                raise _busy("renders of this image")
-        try:
-            found = self._find(item.id, name, fmt)  # made elsewhere between our miss and our claim
-            if found is not None:
-                return found
             with self.gate.slot():
-                rendered = make()
-            return self._store(item, name, fmt, rendered)
-        finally:
-            with self.database.session() as session:
-                RenderClaimRepository(session).release(item.id, name, fmt, owner)
+                if self._claim(item.id, name, fmt, owner):
+                    try:
+                        found = self._find(item.id, name, fmt)  # made elsewhere between our miss and our claim
+                        if found is not None:
+                            return found
+                        self._check_room(item.id)
+                        return self._store(item, name, fmt, make())
+                    finally:
+                        self._release(item.id, name, fmt, owner)
+            with self.gate.waiting():
+                found = self._wait_for_claimant(item.id, name, fmt, give_up)
+            if found is not None:
+                return found
 
-    def _store(self, item: DeliveryItem, name: str, fmt: str, rendered: Rendered) -> MediaVariant:
+    def _claim(self, media_id: int, name: str, fmt: str, owner: str) -> bool:
+        try:
+            with self.database.session() as session:
+                return RenderClaimRepository(session).claim(media_id, name, fmt, owner)
+        except DatabaseUnavailable:
+            # InnoDB picks a deadlock victim among claimants racing a release: as if another held the claim.
+            return False
+
+    def _release(self, media_id: int, name: str, fmt: str, owner: str) -> None:
+        try:
+            with self.database.session() as session:
+                RenderClaimRepository(session).release(media_id, name, fmt, owner)
+        except DatabaseUnavailable:
+            log.warning("could not release the render claim on %s/%s.%s: it goes stale", media_id, name, fmt)
+
+    def _check_room(self, media_id: int) -> None:
+        """An item keeps at most MAX_STORED_TRANSFORMS renditions made on request: the store is not a cache
+        anyone holding a signed URL can fill."""
+        with self.database.session() as session:
+            stored = VariantRepository(session).count_kind(media_id, TRANSFORM)
+        if stored >= self.settings.max_stored_transforms:
+            raise LimitExceeded(f"this image has {stored} renditions made on request, the most it may keep",
+                                code="too_many_transforms", limit=self.settings.max_stored_transforms)
+
+    def _wait_for_claimant(self, media_id: int, name: str, fmt: str, give_up: float) -> Rendition | None:
+        """The rendition once another process has stored it; None when its claim ended (or went stale) first."""
+        while time.monotonic() < give_up:
+            time.sleep(CLAIM_POLL_SECONDS)
+            found = self._find(media_id, name, fmt)
+            if found is not None:
+                return found
+            with self.database.session() as session:
+                claims = RenderClaimRepository(session)
+                claims.drop_stale(media_id, name, fmt, self.claim_lifetime)
+                if claims.held_since(media_id, name, fmt) is None:
+                    return None
+        raise _busy("renders of this image")
+
+    def _store(self, item: DeliveryItem, name: str, fmt: str, rendered: Rendered) -> Rendition:
         """Bytes first, then the row; the bytes are deleted if the row is not committed, or if another process
         committed its own rendition first (then that one is answered)."""
         key = variant_key(item.original_key, f"{name}-{secrets.token_hex(4)}", EXTENSIONS[fmt])
@@ -427,17 +478,17 @@ class Delivery:
                 if (current.original_key, (current.meta or {}).get("focal_point")) != (
                         item.original_key, item.meta.get("focal_point")):
                     raise _busy("changes to this image")  # rendered from what the item no longer is
-                stored = VariantRepository(session).add_once(item.id, row)
-                if stored is not None and exposure.is_public(current):
+                added = VariantRepository(session).add_once(item.id, row)
+                if added is not None and exposure.is_public(current):
                     self.storage.set_public([key], True)
         except BaseException:
             self._discard(key)
             raise
-        if stored is None:
+        if added is None:
             self._discard(key)
-            stored = self._find(item.id, name, fmt)
-            if stored is None:
-                raise _busy("renders of this image")
+        stored = self._find(item.id, name, fmt)
+        if stored is None:
+            raise _busy("renders of this image")  # deleted or replaced meanwhile
         return stored
 
     def _discard(self, key: str) -> None:

@@ -92,10 +92,19 @@ class Transform:
             raise InvalidTransform("not in canonical form")
         return parsed
 
-    def digest(self, fmt: str, basis: str = "") -> str:
-        """A short stable name for the result in `fmt` (fits the variant table's name column); `basis`: what
-        else the result depends on (a watermark's fingerprint), so a change makes a new result."""
-        return "t-" + hashlib.sha256(f"{self.text}.{fmt}/{basis}".encode()).hexdigest()[:40]
+    def result_name(self, width: int, height: int, fmt: str, basis: str = "") -> str:
+        """The stored result's name for a source of width x height: a digest of what is rendered, so that
+        options rendering the same pixels (a box beyond the picture, dpr 2 at half the width, the default
+        quality spelt out, a fit or gravity that changes nothing) share one result. `basis`: what else the
+        result depends on (a watermark's fingerprint). It fits the variant table's name column."""
+        out_w, out_h = self.output_size(width, height)
+        whole = round(width * out_h / height) == out_w or round(height * out_w / width) == out_h
+        if whole or self.width is None or self.height is None or self.fit == "inside":
+            shape = "whole"  # the picture at that size, with nothing cut, padded or stretched
+        else:
+            shape = f"{self.fit}-{self.gravity}" if self.fit == "cover" else self.fit
+        text = f"{out_w}x{out_h}-{shape}-q{self.quality_for(fmt)}.{fmt}/{basis}"
+        return "t-" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
     def quality_for(self, fmt: str) -> int:
         return self.quality or DEFAULT_QUALITY[fmt]

@@ -18,11 +18,11 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from mediahub.api.deps import OptionalPrincipalDep, RuntimeDep, UrlsDep
+from mediahub.api.deps import OptionalPrincipalDep, PrincipalDep, RuntimeDep, UrlsDep
 from mediahub.api.errors import problem_responses
 from mediahub.api.schemas import MAX_ID, TransformUrlOut, TransformUrlRequest
 from mediahub.api.sending import SENT_CODES, HeaderValue, RangeHeader, send_stored, whole_body
-from mediahub.errors import InvalidInput
+from mediahub.errors import Busy, InvalidInput, NotFound
 from mediahub.media.delivery import Delivered
 from mediahub.media.urls import IMAGES_PATH
 from mediahub.pipeline.transform import InvalidTransform, Transform
@@ -38,7 +38,9 @@ SENT = {**{status: {"description": text} for status, text in SENT_CODES.items()}
 
 def _headers(delivered: Delivered, public_cache_seconds: int) -> dict[str, str]:
     headers = {"Cache-Control": PRIVATE_CACHE_CONTROL}
-    if delivered.public:
+    if delivered.public and delivered.provisional:
+        headers["Cache-Control"] = "no-cache"
+    elif delivered.public:
         lifetime = public_cache_seconds
         if delivered.expires is not None:
             lifetime = max(0, min(lifetime, delivered.expires - int(time.time())))
@@ -61,10 +63,20 @@ class Conditions:
 
 async def _deliver(request: Request, runtime: Runtime, find: Callable[[], Delivered], conditions: Conditions) -> Response:
     """`find` the object and, when it will be sent whole, read it, in one trip to a worker thread."""
+    def read(delivered: Delivered) -> bytes | None:
+        return whole_body(runtime.storage, delivered.info, conditions.method, conditions.if_none_match,
+                          conditions.if_modified_since, conditions.range)
+
     def work() -> tuple[Delivered, bytes | None]:
         delivered = find()
-        return delivered, whole_body(runtime.storage, delivered.info, conditions.method, conditions.if_none_match,
-                                     conditions.if_modified_since, conditions.range)
+        try:
+            return delivered, read(delivered)
+        except NotFound:
+            delivered = find()  # replaced, its object deleted, between the lookup and the read: the replacement
+        try:
+            return delivered, read(delivered)
+        except NotFound:
+            raise Busy("the image is being replaced; try again shortly", code="not_ready", retry_after=1) from None
 
     delivered, body = await run_in_threadpool(work)
     return await send_stored(request, runtime.storage, delivered.key, delivered.content_type,
@@ -87,7 +99,8 @@ async def get_transform(
     request: Request,
     runtime: RuntimeDep,
     principal: OptionalPrincipalDep,
-    expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
+    # One spelling per expiry: every other (a sign, leading zeros, a fraction) would be another cache key.
+    expires: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,12}$")] = None,
     accept: HeaderValue = None,
     if_none_match: HeaderValue = None,
     if_modified_since: HeaderValue = None,
@@ -96,7 +109,7 @@ async def get_transform(
 ) -> Response:
     text, _, extension = spec.rpartition(".")
     return await _deliver(request, runtime, functools.partial(runtime.delivery.transform, public_id, signature, text,
-                                                              extension, expires, accept, principal),
+                                                              extension, expires and int(expires), accept, principal),
                           Conditions(request.method, if_none_match, if_modified_since, if_range, range_header))
 
 
@@ -129,7 +142,7 @@ async def get_preset(
 
 @router.post("/v1/media/{media_id}/transform-url", response_model=TransformUrlOut, tags=["images"],
              responses=problem_responses(401, 404, 422), summary="Sign a transform URL for an image",
-             description="For anyone who may see the item. The URL may be handed to anyone; it carries an "
+             description="For a signed-in caller who may see the item. The URL may be handed to anyone; it carries an "
                          "HMAC-SHA256 over the item and the options (and the expiry, when `expires_in` is set). "
                          "Pending and rejected items' transforms still answer only their viewers.")
 def create_transform_url(
@@ -137,7 +150,7 @@ def create_transform_url(
     body: TransformUrlRequest,
     runtime: RuntimeDep,
     urls: UrlsDep,
-    principal: OptionalPrincipalDep,
+    principal: PrincipalDep,
 ) -> TransformUrlOut:
     try:
         options = Transform(body.width, body.height, body.fit, body.gravity, body.quality or 0, round(body.dpr, 2))

@@ -197,8 +197,14 @@ class MediaRepository:
         return [items[media_id] for media_id in ids]
 
     def delete(self, item: MediaItem) -> list[str]:
-        """Remove the row and its reports, and queue its stored objects for deletion, atomically."""
-        keys = item.keys()
+        """Remove the row and its reports, and queue its stored objects for deletion, atomically.
+
+        The item is locked first and its variants read again: a rendition stored on request since the
+        item was loaded (which takes the same lock) is deleted with it, its object queued like the rest.
+        """
+        lock_item(self.session, item.id)
+        variants = VariantRepository(self.session).for_item(item.id)
+        keys = list(dict.fromkeys([item.original_key, *(v.storage_key for v in variants)]))
         self.session.execute(delete(MediaReport).where(MediaReport.media_id == item.id))
         self.session.delete(item)
         self.session.flush()

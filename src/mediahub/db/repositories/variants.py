@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, insert, select, union
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -36,19 +36,10 @@ class VariantRow:
 
 
 @dataclass(frozen=True)
-class Rendition:
-    """A stored rendition as delivery reads it."""
+class Rendition(VariantRow):
+    """A stored rendition as delivery reads it: its values and when it was made."""
 
-    name: str
-    format: str
-    storage_key: str
-    width: int
-    height: int
-    byte_size: int
-    content_type: str
-    content_hash: str | None
-    created_at: datetime
-    kind: str
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -74,9 +65,8 @@ _ITEM_COLUMNS = (MediaItem.id, MediaItem.public_id, MediaItem.moderation_status,
                  MediaItem.content_type, MediaItem.original_key, MediaItem.width, MediaItem.height,
                  MediaItem.entity_type, MediaItem.entity_field, MediaItem.meta)
 _RENDITION_COLUMNS = (MediaVariant.name, MediaVariant.format, MediaVariant.storage_key, MediaVariant.width,
-                      MediaVariant.height, MediaVariant.byte_size,
-                      MediaVariant.content_type, MediaVariant.content_hash, MediaVariant.created_at,
-                      MediaVariant.kind)
+                      MediaVariant.height, MediaVariant.byte_size, MediaVariant.content_type, MediaVariant.kind,
+                      MediaVariant.content_hash, MediaVariant.created_at)
 
 _PNG_PRESETS = aliased(MediaVariant)
 # Built once: a statement built per call (its alias above is new each time) would be compiled per call.
@@ -90,6 +80,10 @@ _DELIVERY_QUERY = (
                                   MediaVariant.name.in_(bindparam("names", expanding=True))))
     .where(MediaItem.public_id == bindparam("public_id"))
 )
+
+_RENDITION_QUERY = select(*_RENDITION_COLUMNS).where(
+    MediaVariant.media_id == bindparam("media_id"), MediaVariant.name == bindparam("name"),
+    MediaVariant.format == bindparam("format"))
 
 
 class VariantRepository:
@@ -117,6 +111,15 @@ class VariantRepository:
         width = len(_ITEM_COLUMNS) + 1
         renditions = tuple(Rendition(*row[width:]) for row in rows if row[width] is not None)
         return DeliveryItem(*first[:width - 1], bool(first[width - 1]), renditions)
+
+    def rendition(self, media_id: int, name: str, fmt: str) -> Rendition | None:
+        """The item's rendition `name` in `fmt`, of any kind, as delivery reads it (one indexed lookup)."""
+        row = self.session.execute(_RENDITION_QUERY, {"media_id": media_id, "name": name, "format": fmt}).first()
+        return None if row is None else Rendition(*row)
+
+    def count_kind(self, media_id: int, kind: str) -> int:
+        return self.session.scalar(select(func.count()).select_from(MediaVariant).where(
+            MediaVariant.media_id == media_id, MediaVariant.kind == kind)) or 0
 
     def get(self, media_id: int, name: str, fmt: str) -> MediaVariant | None:
         """The item's rendition `name` in `fmt`, of any kind (one indexed lookup)."""
