@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
@@ -52,13 +52,23 @@ def _headers(delivered: Delivered, public_cache_seconds: int) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Conditions:
-    """The request's validators and range."""
+    """What the request says about the answer it wants: formats, validators, range."""
 
     method: str
+    accept: str | None
     if_none_match: str | None
     if_modified_since: str | None
     if_range: str | None
     range: str | None
+
+
+def _conditions(request: Request, accept: HeaderValue = None, if_none_match: HeaderValue = None,
+                if_modified_since: HeaderValue = None, if_range: HeaderValue = None,
+                range_header: RangeHeader = None) -> Conditions:
+    return Conditions(request.method, accept, if_none_match, if_modified_since, if_range, range_header)
+
+
+ConditionsDep = Annotated[Conditions, Depends(_conditions)]
 
 
 async def _deliver(request: Request, runtime: Runtime, find: Callable[[], Delivered], conditions: Conditions) -> Response:
@@ -100,17 +110,13 @@ async def get_transform(
     runtime: RuntimeDep,
     principal: OptionalPrincipalDep,
     # One spelling per expiry: every other (a sign, leading zeros, a fraction) would be another cache key.
+    conditions: ConditionsDep,
     expires: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,12}$")] = None,
-    accept: HeaderValue = None,
-    if_none_match: HeaderValue = None,
-    if_modified_since: HeaderValue = None,
-    if_range: HeaderValue = None,
-    range_header: RangeHeader = None,
 ) -> Response:
     text, _, extension = spec.rpartition(".")
     return await _deliver(request, runtime, functools.partial(runtime.delivery.transform, public_id, signature, text,
-                                                              extension, expires and int(expires), accept, principal),
-                          Conditions(request.method, if_none_match, if_modified_since, if_range, range_header))
+                                                              extension, expires and int(expires), conditions.accept,
+                                                              principal), conditions)
 
 
 @router.head(IMAGES_PATH + "/{public_id}/{preset}", operation_id="head_preset", summary="A preset's headers",
@@ -128,16 +134,12 @@ async def get_preset(
     request: Request,
     runtime: RuntimeDep,
     principal: OptionalPrincipalDep,
-    accept: HeaderValue = None,
-    if_none_match: HeaderValue = None,
-    if_modified_since: HeaderValue = None,
-    if_range: HeaderValue = None,
-    range_header: RangeHeader = None,
+    conditions: ConditionsDep,
 ) -> Response:
     name, _, extension = preset.partition(".")
     return await _deliver(request, runtime, functools.partial(runtime.delivery.preset, public_id, name,
-                                                              extension or None, accept, principal),
-                          Conditions(request.method, if_none_match, if_modified_since, if_range, range_header))
+                                                              extension or None, conditions.accept, principal),
+                          conditions)
 
 
 @router.post("/v1/media/{media_id}/transform-url", response_model=TransformUrlOut, tags=["images"],
