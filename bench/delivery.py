@@ -285,7 +285,9 @@ class MediaHub(Peer):
                 time.sleep(0.1)
 
     def path(self, server: Server, transform: Transform) -> str:
-        options = {"width": transform.width, "height": transform.height, "fit": "cover", "gravity": "focal",
+        # The centre, as the peers crop: the same pixels for the bytes and SSIM rows (the focal point is
+        # found at upload, so focal crops cost the same).
+        options = {"width": transform.width, "height": transform.height, "fit": "cover", "gravity": "center",
                    "format": transform.fmt, "quality": transform.quality}
         reply = self._http(server).post(f"/v1/media/{self.items[transform.file]}/transform-url", json=options)
         if reply.status_code != 200:
@@ -687,7 +689,7 @@ def _print(peers: list[Peer], figures: dict[str, Figures], respecting: Peer | No
              "  thumbor 7.8: signed URLs, file result storage, --processes 0 (1 for cached); "
              "RO: RESPECT_ORIENTATION on\n"
              "  ipx 3.1: sharp's defaults; bare pyvips: thumbnail_buffer + crop under uvicorn\n"
-             "  MediaHub: `mediahub serve`, PIXEL_WORKERS unset, focal gravity; "
+             "  MediaHub: `mediahub serve`, PIXEL_WORKERS unset, centre crops as the peers; "
              "every hit checks signature and moderation\n"
              "  cold: a transform never asked before; cached: the server on CPU 0 in one process, the client on CPU 1\n"
              "  SSIM: bench.quality.ssim (numpy/scipy, luma) against the source resized to cover, at the best crop\n"

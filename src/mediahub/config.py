@@ -243,14 +243,17 @@ class Settings(BaseSettings):
     max_transform_pixels: int = Field(16_000_000, ge=256)  # a result's pixels
     # Largest source a transform reads (stored pictures over it have only their presets).
     max_transform_source_pixels: int = Field(50_000_000, gt=0)
-    # Renders on request running at once in one server process (0: its cores); beyond them a request
+    # Renders on request running at once in one server process (0: two per core); beyond them a request
     # waits in a queue of RENDER_QUEUE, and beyond that it is answered 503 with Retry-After.
     max_concurrent_renders: int = Field(0, ge=0, le=64)
     render_queue: int = Field(16, ge=0, le=10_000)
     render_deadline_seconds: float = Field(20.0, gt=0, le=600)
     # Renditions made on request an item keeps (signed transforms, preset formats not made at upload).
     max_stored_transforms: int = Field(200, ge=1, le=100_000)
-    transform_webp_effort: int = Field(4, ge=0, le=6)  # libvips WebP effort of results made on request
+    # Encoders of renditions made on request: libvips WebP effort (5: smaller than 4 at no more time), and
+    # mozjpeg's trellis quantisation for JPEG (smaller at the same SSIM, for more CPU once per result).
+    transform_webp_effort: int = Field(5, ge=0, le=6)
+    transform_jpeg_trellis: bool = True
     # Per entity field (`entity_type.field` as stored: `builder.portfolio`), the watermark of its larger renders,
     # as JSON (pipeline/watermark.py; its keys are checked against the kind table there, above the settings).
     watermarks: dict[str, Watermark] = Field(default_factory=dict)

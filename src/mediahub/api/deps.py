@@ -1,4 +1,8 @@
-"""Typed dependencies: the runtime, services, a request-scoped session and the caller."""
+"""Typed dependencies: the runtime, services, a request-scoped session and the caller.
+
+Those that only read the app's state or build a service object are `async def`: FastAPI runs a
+plain `def` dependency in a worker thread, a trip that costs more than the dependency itself.
+"""
 
 from __future__ import annotations
 
@@ -34,11 +38,11 @@ class ApiState:
     batches: ConcurrencyLimit  # batch uploads in flight per principal
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_api_state(request: Request) -> ApiState:
+async def get_api_state(request: Request) -> ApiState:
     return request.app.state.api
 
 
@@ -46,7 +50,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 ApiStateDep = Annotated[ApiState, Depends(get_api_state)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
+async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
@@ -60,19 +64,19 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 # scope="function": the commit happens before the response is sent, so a failed commit is an error answer.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
-def get_media_service(runtime: RuntimeDep) -> MediaService:
+async def get_media_service(runtime: RuntimeDep) -> MediaService:
     return MediaService(runtime.database, runtime.storage, runtime.cdn, runtime.dedup_index,
                         auto_approve_verified=runtime.settings.auto_approve_verified,
                         dispatch=runtime.jobs.dispatch, job_max_attempts=runtime.settings.job_max_attempts)
 
 
-def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
+async def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
     settings = runtime.settings
     return ModerationService(runtime.database, runtime.storage, runtime.cdn,
                              hide_threshold=settings.flag_hide_threshold, report_rate_limit=settings.report_rate_limit)
 
 
-def get_file_access(runtime: RuntimeDep) -> FileAccess:
+async def get_file_access(runtime: RuntimeDep) -> FileAccess:
     return FileAccess(runtime.database, runtime.settings.signing_key)
 
 
@@ -93,7 +97,7 @@ def request_base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def get_urls(request: Request, runtime: RuntimeDep) -> MediaUrls:
+async def get_urls(request: Request, runtime: RuntimeDep) -> MediaUrls:
     settings = runtime.settings
     base = settings.public_base_url or request_base_url(request)
     return MediaUrls(settings, runtime.storage, base)

@@ -192,8 +192,10 @@ class Delivery:
         # a rendition being made (a render slot, then the render).
         self.claim_lifetime = timedelta(seconds=self.deadline + 10)
         self.longest_render = 2 * self.deadline + 10
-        self.gate = RenderGate(settings.max_concurrent_renders or _cores(), settings.render_queue, self.deadline)
-        self.encoding = Encoding(webp_effort=settings.transform_webp_effort)
+        # Two renders a core by default: a render's decode is mostly one thread, and its reads and writes leave
+        # the core idle meanwhile.
+        self.gate = RenderGate(settings.max_concurrent_renders or 2 * _cores(), settings.render_queue, self.deadline)
+        self.encoding = Encoding(jpeg_trellis=settings.transform_jpeg_trellis, webp_effort=settings.transform_webp_effort)
         self._owner = f"{socket.gethostname()[:40]}:{os.getpid()}"
         self._inflight: dict[tuple[int, str, str], threading.Event] = {}
         self._inflight_lock = threading.Lock()

@@ -62,7 +62,7 @@ class Conditions:
     range: str | None
 
 
-def _conditions(request: Request, accept: HeaderValue = None, if_none_match: HeaderValue = None,
+async def _conditions(request: Request, accept: HeaderValue = None, if_none_match: HeaderValue = None,
                 if_modified_since: HeaderValue = None, if_range: HeaderValue = None,
                 range_header: RangeHeader = None) -> Conditions:
     return Conditions(request.method, accept, if_none_match, if_modified_since, if_range, range_header)
