@@ -7,12 +7,13 @@ item: approved items for anyone, others for those who may see them (a signature 
 to see a pending or rejected item).
 
 A rendition that does not exist yet is rendered from the stored original and kept as a variant
-row (kind `transform`, named by the preset or the options' digest, never by the signature), so
-every later request is a lookup. Concurrent misses for one rendition render it once: threads of a
-process wait on the first, processes on a claim row in the database. Renders run `max_concurrent`
-at a time per process; up to `queue` more wait, the rest are answered 503 with Retry-After. Each
-render has a deadline inside libvips. Write order: bytes, then the row's commit; a failed commit
-deletes the bytes.
+row (kind `transform`, named by the preset, or by a digest of what a transform renders: never by
+its signature or spelling), so every later request is one indexed query. Concurrent misses for one
+rendition render it once: threads of a process wait on the first, processes on a claim row in the
+database. Renders run `max_concurrent` at a time per process; up to `queue` more requests wait (for
+a slot, or for a rendition being made), the rest are answered 503 with Retry-After. Each render has
+a deadline inside libvips. Write order: bytes, then the row's commit; a failed commit deletes the
+bytes. An item keeps at most MAX_STORED_TRANSFORMS such renditions.
 """
 
 from __future__ import annotations
