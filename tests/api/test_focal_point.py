@@ -200,3 +200,22 @@ def test_an_avatar_is_cropped_around_the_face(client: TestClient, tokens: Tokens
     item = _upload(client, user, scenes.save_jpeg(scene, tmp_path / "me.jpg"), path="/v1/media/users/USR-1/avatar")
     assert item["entity_field"] == "avatar" and item["focal_point"]["source"] == "faces"
     assert _distance_from(_thumbnail(client, item, user), scenes.right_square(scene, 150)) < 6
+
+
+@pytest.mark.parametrize(("point", "third"), [({"x": 0.0, "y": 0.5}, 0), ({"x": 0.95, "y": 0.5}, 2)])
+def test_cover_transforms_keep_the_focal_point_in_frame(client: TestClient, tokens: Tokens, owner: dict[str, str],
+                                                        tmp_path: Path, point: dict[str, float], third: int) -> None:
+    """A square cover crop of three coloured squares shows the one under the focal point; `center` the middle one,
+    whatever the focal point."""
+    item = _upload(client, owner, scenes.save_jpeg(scenes.thirds(), tmp_path / "thirds.jpg"))
+    assert _patch(client, item["id"], owner, {"focal_point": point}).status_code == 200
+    _settled(client, item["id"], owner)
+    for gravity, colour in (("focal", scenes.THIRDS[third]), ("center", scenes.THIRDS[1])):
+        signed = client.post(f"/v1/media/{item['id']}/transform-url", headers=owner,
+                             json={"width": 200, "height": 200, "fit": "cover", "gravity": gravity, "format": "png"})
+        assert signed.status_code == 200, signed.text
+        response = client.get(signed.json()["url"], headers=owner)
+        assert response.status_code == 200, response.text
+        picture = Image.open(io.BytesIO(response.content))
+        assert picture.size == (200, 200)
+        assert scenes.colour_distance(picture, colour) < 12, gravity
