@@ -368,6 +368,12 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container may narrow): what the defaults
+    of PIXEL_WORKERS and MAX_CONCURRENT_RENDERS are made of."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @lru_cache(maxsize=1)
 def _process_signing_key() -> bytes:
     return secrets.token_bytes(32)

@@ -38,6 +38,7 @@ FORMATS: dict[str, Format] = {
     )
 }
 CONTENT_TYPES = {name: fmt.content_type for name, fmt in FORMATS.items()}
+FORMAT_OF_CONTENT_TYPE = {content_type: name for name, content_type in CONTENT_TYPES.items()}
 EXTENSIONS = {name: fmt.extension for name, fmt in FORMATS.items() if fmt.extension}  # formats stored as such
 KNOWN_TYPES: dict[MediaKind, frozenset[str]] = {
     kind: frozenset(name for name, fmt in FORMATS.items() if fmt.media_kind == kind) for kind in ("image", "video")

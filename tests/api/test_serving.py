@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from mediahub.api.serving import BoundedHeadProtocol, HeadLimits, protocol_class, server_cores, serving_settings
-from mediahub.config import Settings
+from mediahub.api.serving import BoundedHeadProtocol, HeadLimits, protocol_class, serving_settings
+from mediahub.config import Settings, usable_cores
 
 
 @pytest.fixture
@@ -19,9 +19,9 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 def test_unset_pixel_workers_share_the_cores_among_the_server_processes(settings: Settings) -> None:
     assert settings.pixel_workers == 0  # the library default is left alone
-    assert serving_settings(settings, 1).pixel_workers == server_cores()
-    assert serving_settings(settings, 2).pixel_workers == max(1, server_cores() // 2)
-    assert serving_settings(settings, server_cores() + 1).pixel_workers == 1  # never none
+    assert serving_settings(settings, 1).pixel_workers == usable_cores()
+    assert serving_settings(settings, 2).pixel_workers == max(1, usable_cores() // 2)
+    assert serving_settings(settings, usable_cores() + 1).pixel_workers == 1  # never none
 
 
 @pytest.mark.parametrize("chosen", [0, 3])

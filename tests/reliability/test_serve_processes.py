@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mediahub.api.serving import server_cores
+from mediahub.config import usable_cores
 from tests.reliability.harness import (
     HOST,
     ServerProcess,
@@ -47,7 +47,7 @@ def _upload(server: ServerProcess, entity: str) -> requests.Response:
 
 def test_plain_serve_has_a_pixel_process_per_core_before_the_first_upload(tmp_path: Path) -> None:
     with running(_env(tmp_path), tmp_path / "server") as server:
-        assert len(pixel_worker_pids(server.pid)) == server_cores()  # answering /healthz: already started
+        assert len(pixel_worker_pids(server.pid)) == usable_cores()  # answering /healthz: already started
         started = pixel_worker_pids(server.pid)
         reply = _upload(server, "P1")
         assert reply.status_code == 201, reply.text
@@ -64,7 +64,7 @@ def test_two_server_processes_share_the_cores_and_keep_the_head_limits(two_proce
 
     assert wait_until(started, 60), pixel_worker_pids(server.pid)
     workers = pixel_worker_pids(server.pid)
-    assert [len(pixel_worker_pids(w)) for w in workers] == [max(1, server_cores() // 2)] * 2
+    assert [len(pixel_worker_pids(w)) for w in workers] == [max(1, usable_cores() // 2)] * 2
     for index in range(4):  # new connections: the kernel hands them to either process
         reply = _upload(server, f"P{index}")
         assert reply.status_code == 201, reply.text

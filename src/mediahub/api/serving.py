@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from mediahub.api.errors import problem
-from mediahub.config import Settings
+from mediahub.config import Settings, usable_cores
 
 LINGER_SECONDS = 2.0  # after a refusal: time for the client to read the answer
 LINGER_BYTES = 1024 * 1024  # ... and the most input discarded meanwhile
@@ -186,13 +185,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {"http": protocol_class(settings), "timeout_keep_alive": 5}
 
 
-def server_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which a container may narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def serving_settings(settings: Settings, server_processes: int) -> Settings:
     """The settings a server runs with: PIXEL_WORKERS, when not set, from the cores (see the module's doc)."""
     if "pixel_workers" in settings.model_fields_set:
         return settings
-    return settings.model_copy(update={"pixel_workers": max(1, server_cores() // server_processes)})
+    return settings.model_copy(update={"pixel_workers": max(1, usable_cores() // server_processes)})

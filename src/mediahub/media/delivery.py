@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from mediahub.config import Settings, VariantSpec
+from mediahub.config import Settings, VariantSpec, usable_cores
 from mediahub.db.models import PRESET, TRANSFORM, MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository, VariantRepository, VariantRow
 from mediahub.db.repositories.variants import DeliveryItem, Rendition
@@ -39,16 +39,16 @@ from mediahub.db.repositories.media import lock_item
 from mediahub.db.repositories.render_claims import RenderClaimRepository
 from mediahub.db.session import Database
 from mediahub.errors import Busy, DatabaseUnavailable, Forbidden, InvalidInput, LimitExceeded, MediaHubError, NotFound
-from mediahub.formats import CONTENT_TYPES, EXTENSIONS
+from mediahub.formats import CONTENT_TYPES, EXTENSIONS, FORMAT_OF_CONTENT_TYPE
 from mediahub.media import access, exposure
 from mediahub.media.access import Principal
 from mediahub.media.keys import variant_key
 from mediahub.media.transform_urls import EXTENSION_FORMATS, FORMAT_EXTENSIONS, UNSIGNED, sign, verify
 from mediahub.media.urls import MediaUrls
 from mediahub.pipeline import watermark
+from mediahub.pipeline.focal import FACES_SOURCE, FocalPoint
 from mediahub.pipeline.transform import (
     Encoding,
-    InvalidTransform,
     Rendered,
     RenderFailed,
     RenderTimeout,
@@ -173,13 +173,15 @@ def _delivered(row: Rendition, public: bool, negotiated: bool) -> Delivered:
     return Delivered(info, row.content_type, public, negotiated)
 
 
-def _transform_base(item: MediaItem) -> str:
+def _transform_base(png_presets: bool) -> str:
     """A transform's format for clients that name neither AVIF nor WebP: PNG where the presets keep alpha."""
-    return "png" if any(v.format == "png" for v in item.presets) else "jpeg"
+    return "png" if png_presets else "jpeg"
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def _require_pixels(item: DeliveryItem) -> None:
+    """A raw original (an upload waiting for its re-encode) is read by no one, and rendered from by no one."""
+    if exposure.original_is_raw(item):
+        raise Busy("the image is still being processed", code="not_ready", retry_after=5)
 
 
 class Delivery:
@@ -195,7 +197,7 @@ class Delivery:
         self.longest_render = 2 * self.deadline + 10
         # Two renders a core by default: a render's decode is mostly one thread, and its reads and writes leave
         # the core idle meanwhile.
-        self.gate = RenderGate(settings.max_concurrent_renders or 2 * _cores(), settings.render_queue, self.deadline)
+        self.gate = RenderGate(settings.max_concurrent_renders or 2 * usable_cores(), settings.render_queue, self.deadline)
         self.encoding = Encoding(jpeg_trellis=settings.transform_jpeg_trellis, webp_effort=settings.transform_webp_effort)
         self._owner = f"{socket.gethostname()[:40]}:{os.getpid()}"
         self._inflight: dict[tuple[int, str, str], threading.Event] = {}
@@ -244,15 +246,12 @@ class Delivery:
                                 code="unsigned_transform")
         elif not verify(self.settings.transform_keys, signature, public_id, text, extension, expires):
             raise Forbidden("the link is invalid or has expired", code="invalid_signature")
-        try:
-            options = Transform.parse(text)
-        except InvalidTransform as exc:
-            raise InvalidInput(str(exc), code="invalid_transform") from None
+        options = Transform.parse(text)
         item = self._visible(public_id, principal, ())
         if signature == UNSIGNED and not exposure.is_public(item):
             raise _not_found(public_id)
         self._check_limits(item, options)
-        fmt = EXTENSION_FORMATS[extension] or negotiate(accept, "png" if item.has_png_presets else "jpeg")
+        fmt = EXTENSION_FORMATS[extension] or negotiate(accept, _transform_base(item.has_png_presets))
         mark = watermark.fingerprint(watermark.for_field(self.settings, item.entity_type, item.entity_field))
         name = options.result_name(item.width or 1, item.height or 1, fmt, mark or "")
         made = self._made(item, name, fmt, lambda: options, EXTENSION_FORMATS[extension] is None)
@@ -274,7 +273,8 @@ class Delivery:
         width, height = options.output_size(item.width or 1, item.height or 1)
         return SignedTransform(
             url=url(FORMAT_EXTENSIONS[fmt] if fmt else "auto"),
-            urls={name: url(FORMAT_EXTENSIONS[name]) for name in (_transform_base(item), *NEGOTIATED)},
+            urls={name: url(FORMAT_EXTENSIONS[name])
+                  for name in (_transform_base(any(v.format == "png" for v in item.presets)), *NEGOTIATED)},
             width=width, height=height, format=fmt, expires_at=expires)
 
     # Parts
@@ -293,8 +293,7 @@ class Delivery:
     def _base_format(item: DeliveryItem, name: str) -> str:
         """The format every client shows: the original's own, or the preset's stored JPEG/PNG."""
         if name == ORIGINAL:
-            return next((fmt for fmt, content_type in CONTENT_TYPES.items() if content_type == item.content_type),
-                        "jpeg")
+            return FORMAT_OF_CONTENT_TYPE.get(item.content_type, "jpeg")
         return "png" if any(r.name == name and r.format == "png" and r.kind == PRESET for r in item.renditions) else (
             "jpeg")
 
@@ -302,8 +301,7 @@ class Delivery:
         """An object the item stores already: the original, or a preset row (a video's poster sizes)."""
         public = exposure.is_public(item)
         if name == ORIGINAL:
-            if exposure.original_is_raw(item):
-                raise Busy("the image is still being processed", code="not_ready", retry_after=5)
+            _require_pixels(item)
             if fmt is not None and CONTENT_TYPES.get(fmt) != item.content_type:
                 raise NotFound(f"the original is not stored as {fmt}", code="no_such_format")
             # The store knows the original's size and time; its ETag is from the key (never reused for other bytes).
@@ -343,12 +341,12 @@ class Delivery:
     @staticmethod
     def _focal(item: DeliveryItem, gravity: str) -> tuple[float, float] | None:
         """The point a crop keeps in frame; None: find one by attention."""
-        point = item.meta.get("focal_point")
+        point = FocalPoint.of_metadata(item.meta)
         if gravity == "center":
             return 0.5, 0.5
-        if gravity == "smart" or (gravity == "face" and not (point and point.get("source") == "faces")):
+        if gravity == "smart" or (gravity == "face" and not (point and point.source == FACES_SOURCE)):
             return None
-        return (float(point["x"]), float(point["y"])) if point else (0.5, 0.5)
+        return point.xy if point else (0.5, 0.5)
 
     def _made(self, item: DeliveryItem, name: str, fmt: str, options: Callable[[], Transform],
               negotiated: bool) -> Delivered:
@@ -360,8 +358,7 @@ class Delivery:
 
     def _render(self, item: DeliveryItem, options: Transform, fmt: str, name: str) -> Rendered:
         """`name`: a preset's, or a transform's digest."""
-        if exposure.original_is_raw(item):
-            raise Busy("the image is still being processed", code="not_ready", retry_after=5)
+        _require_pixels(item)
         source = self.storage.get(item.original_key)
         mark = watermark.for_field(self.settings, item.entity_type, item.entity_field)
         preset = name if name == ORIGINAL or name in self.presets else None
@@ -478,16 +475,16 @@ class Delivery:
                 current = MediaRepository(session).get(item.id)
                 if current is None:
                     raise _not_found(item.public_id)
-                if (current.original_key, (current.meta or {}).get("focal_point")) != (
-                        item.original_key, item.meta.get("focal_point")):
+                if (current.original_key, FocalPoint.of_metadata(current.meta)) != (
+                        item.original_key, FocalPoint.of_metadata(item.meta)):
                     raise _busy("changes to this image")  # rendered from what the item no longer is
                 added = VariantRepository(session).add_once(item.id, row)
-                if added is not None and exposure.is_public(current):
+                if added and exposure.is_public(current):
                     self.storage.set_public([key], True)
         except BaseException:
             self._discard(key)
             raise
-        if added is None:
+        if not added:
             self._discard(key)
         stored = self._find(item.id, name, fmt)
         if stored is None:

@@ -22,14 +22,13 @@ from mediahub.db.models import MediaItem, MediaVariant, PendingDelete
 from mediahub.db.repositories import MediaRepository, VariantRepository, VariantRow
 from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
-from mediahub.formats import CONTENT_TYPES
+from mediahub.formats import FORMAT_OF_CONTENT_TYPE
 from mediahub.media import exposure
 from mediahub.media.cdn import REPLACE, CdnPurge
 from mediahub.pipeline.image import ORIENTED, RAW
 from mediahub.pipeline.variants import Encoded
 from mediahub.storage.base import Storage
 
-FORMAT_OF_CONTENT_TYPE = {content_type: fmt for fmt, content_type in CONTENT_TYPES.items()}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mediahub.db.models import MediaItem, MediaVariant
+from mediahub.media.exposure import is_public
 from mediahub.media.urls import MediaUrls
 
 AUTO = "auto"  # the srcset of negotiated preset URLs: the best format each client accepts
@@ -53,7 +54,7 @@ def responsive(item: MediaItem, urls: MediaUrls, url_of: Callable[[str], str]) -
         by_format.setdefault(variant.format, {}).setdefault(variant.width, url_of(variant.storage_key))
         preset_of_width.setdefault(variant.width, variant.name)
     srcset = {fmt: _candidates(candidates) for fmt, candidates in by_format.items()}
-    if item.moderation_status == "approved" and preset_of_width:
+    if is_public(item) and preset_of_width:
         srcset[AUTO] = _candidates({width: urls.preset_url(item, name) for width, name in preset_of_width.items()})
     return Responsive(srcset, sorted(preset_of_width))
 

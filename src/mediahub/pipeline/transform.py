@@ -1,7 +1,7 @@
 """One rendition made on request: a stored picture resized, cropped around its focal point, encoded.
 
-Options (`Transform`) have one canonical text form (`w800-h600-cover-focal-q80-d2`), which names
-the stored result and is what a signed URL signs. Rendering decodes with shrink-on-load
+Options (`Transform`) have one canonical text form (`w800-h600-cover-focal-q80-d2`), which is what a
+signed URL signs; the stored result is named by what is rendered (`result_name`). Rendering decodes with shrink-on-load
 (`thumbnail_buffer`: a 12 MP JPEG is decoded at 1/2, 1/4 or 1/8 of its size when the output
 allows), applies the EXIF orientation, converts an embedded profile to sRGB, and never enlarges:
 a box larger than the picture is scaled down to it, keeping the box's aspect. A render that runs
@@ -18,15 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mediahub.errors import InvalidInput
 from mediahub.formats import CONTENT_TYPES
 from mediahub.pipeline import vips as vips_step
+from mediahub.pipeline.variants import crop_box
 
 if TYPE_CHECKING:
     import pyvips
 
 FITS = ("cover", "contain", "inside", "fill")
 GRAVITIES = ("focal", "smart", "center", "face")
-OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif")
 DEFAULT_QUALITY = {"jpeg": 85, "webp": 80, "avif": 60, "png": 100}
 MAX_DPR = 4.0
 
@@ -35,8 +36,10 @@ _TEXT = re.compile(
     r"-q(?P<q>\d{1,3}|0)-d(?P<dpr>[1-4](?:\.\d{1,2})?)$")
 
 
-class InvalidTransform(ValueError):
+class InvalidTransform(InvalidInput):
     """Options no transform can have (the message says which)."""
+
+    default_code = "invalid_transform"
 
 
 class RenderTimeout(Exception):
@@ -75,7 +78,7 @@ class Transform:
 
     @property
     def text(self) -> str:
-        """The canonical form: one text per distinct transform (it names the stored result)."""
+        """The canonical form: one text per distinct set of options (what a signed URL signs)."""
         sides = "-".join(part for part in (f"w{self.width}" if self.width else "",
                                            f"h{self.height}" if self.height else "") if part)
         return f"{sides}-{self.fit}-{self.gravity}-q{self.quality}-d{self.dpr:g}"
@@ -156,7 +159,6 @@ class _Deadline:
     """Stops libvips' evaluation of an image once `seconds` have passed, and remembers that it did."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
         self.ends = time.monotonic() + seconds
         self.expired = False
 
@@ -169,13 +171,6 @@ class _Deadline:
         if time.monotonic() > self.ends:
             self.expired = True
             target.set_kill(True)
-
-
-def _window(width: int, height: int, out_w: int, out_h: int, focal: tuple[float, float]) -> tuple[int, int]:
-    """Left and top of the out_w x out_h window of a width x height picture centred on `focal`, clamped."""
-    left = min(max(0, round(focal[0] * width - out_w / 2)), width - out_w)
-    top = min(max(0, round(focal[1] * height - out_h / 2)), height - out_h)
-    return left, top
 
 
 def _flatten(image: pyvips.Image, fmt: str) -> pyvips.Image:
@@ -233,7 +228,8 @@ def _resize(source: bytes, size: tuple[int, int], options: Transform, source_siz
         resized = (max(out_w, math.ceil(src_w * scale - 1e-9)), max(out_h, math.ceil(src_h * scale - 1e-9)))
         image = thumbnail(resized[0], height=resized[1], size="force")
         point = (0.5, 0.5) if options.gravity == "center" or focal is None else focal
-        image = image.crop(*_window(image.width, image.height, out_w, out_h, point), out_w, out_h)
+        left, top, _, _ = crop_box(image.width, image.height, out_w / out_h, point)
+        image = image.crop(min(round(left), image.width - out_w), min(round(top), image.height - out_h), out_w, out_h)
     if image.interpretation not in ("srgb", "b-w"):
         image = image.colourspace("srgb")
     if image.format != "uchar":
@@ -261,7 +257,7 @@ def render(source: bytes, source_size: tuple[int, int], options: Transform, fmt:
     """`options` applied to `source` (an upright picture of `source_size`) and encoded as `fmt`.
 
     `finish` takes and returns the resized picture before it is encoded (a watermark). A libvips
-    error (a damaged source) is raised as it is; a render past `seconds` as RenderTimeout.
+    error (a damaged source) is raised as RenderFailed; a render past `seconds` as RenderTimeout.
     """
     size = options.output_size(*source_size)
     vips = vips_step.module()

@@ -22,10 +22,10 @@ from mediahub.api.deps import OptionalPrincipalDep, PrincipalDep, RuntimeDep, Ur
 from mediahub.api.errors import problem_responses
 from mediahub.api.schemas import MAX_ID, TransformUrlOut, TransformUrlRequest
 from mediahub.api.sending import SENT_CODES, HeaderValue, RangeHeader, send_stored, whole_body
-from mediahub.errors import Busy, InvalidInput, NotFound
+from mediahub.errors import Busy, NotFound
 from mediahub.media.delivery import Delivered
 from mediahub.media.urls import IMAGES_PATH
-from mediahub.pipeline.transform import InvalidTransform, Transform
+from mediahub.pipeline.transform import Transform
 from mediahub.runtime import Runtime
 from mediahub.storage.base import PRIVATE_CACHE_CONTROL, public_cache_control
 
@@ -154,10 +154,7 @@ def create_transform_url(
     urls: UrlsDep,
     principal: PrincipalDep,
 ) -> TransformUrlOut:
-    try:
-        options = Transform(body.width, body.height, body.fit, body.gravity, body.quality or 0, round(body.dpr, 2))
-    except InvalidTransform as exc:
-        raise InvalidInput(str(exc), code="invalid_transform") from None
+    options = Transform(body.width, body.height, body.fit, body.gravity, body.quality or 0, round(body.dpr, 2))
     signed = runtime.delivery.transform_url(media_id, options, None if body.format == "auto" else body.format,
                                             body.expires_in, principal, urls)
     expires_at = datetime.fromtimestamp(signed.expires_at, timezone.utc) if signed.expires_at else None

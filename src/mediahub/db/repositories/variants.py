@@ -121,11 +121,6 @@ class VariantRepository:
         return self.session.scalar(select(func.count()).select_from(MediaVariant).where(
             MediaVariant.media_id == media_id, MediaVariant.kind == kind)) or 0
 
-    def get(self, media_id: int, name: str, fmt: str) -> MediaVariant | None:
-        """The item's rendition `name` in `fmt`, of any kind (one indexed lookup)."""
-        return self.session.scalars(select(MediaVariant).where(
-            MediaVariant.media_id == media_id, MediaVariant.name == name, MediaVariant.format == fmt)).first()
-
     def for_item(self, media_id: int) -> list[MediaVariant]:
         """The item's variants as stored now, in insertion order."""
         return list(self.session.scalars(
@@ -158,17 +153,17 @@ class VariantRepository:
             ])
         return sorted(removed_keys - self.used_keys(removed_keys))
 
-    def add_once(self, media_id: int, row: VariantRow) -> MediaVariant | None:
+    def add_once(self, media_id: int, row: VariantRow) -> bool:
         """Insert `row` unless the item has a rendition of its name and format already (inserted by someone
-        else meanwhile): the new row, or None."""
+        else meanwhile): whether it was inserted."""
         variant = row.model()
         variant.media_id = media_id
         try:
             with self.session.begin_nested():
                 self.session.add(variant)
         except IntegrityError:
-            return None
-        return variant
+            return False
+        return True
 
     def remove_kind(self, media_id: int, kind: str) -> list[str]:
         """Delete the item's rows of `kind` (say, its stored transform results); the keys of those rows that
