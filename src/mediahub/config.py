@@ -162,6 +162,19 @@ class Settings(BaseSettings):
     # Longest wait for the next chunk of an upload's body; a slower (trickling) client gets 408.
     upload_read_timeout_seconds: float = Field(30.0, gt=0, le=3600)
 
+    # Uploads whose bytes arrive apart from their ingest (media/resumable.py, media/direct_uploads.py).
+    # How long an upload may take from creation to its last byte; its outcome is kept as long. Then
+    # the sweeper removes it with its bytes (aborting an S3 multipart upload).
+    upload_expiry_seconds: int = Field(24 * 3600, ge=60, le=30 * 24 * 3600)
+    # A request writing to (or ingesting) an upload holds it this long, renewed while it works; a process
+    # killed mid-request holds it no longer, then the client's next request takes over.
+    upload_lease_seconds: float = Field(20.0, ge=1, le=600)
+    upload_max_open: int = Field(20, ge=1, le=10_000)  # unfinished uploads per principal
+    # S3 parts of a staged (tus) upload; S3 itself needs 5 MiB but for the last part.
+    upload_part_size: int = Field(8 * MB, ge=5 * MB, le=512 * MB)
+    # Presigned URLs of direct-to-S3 uploads (parts, POST policies) are valid this long.
+    direct_upload_url_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+
     # Background work.
     queue_url: str | None = None  # redis://... or amqp://...; unset = in-process thread pool
     queue_name: str = Field("mediahub", pattern=r"^[A-Za-z0-9_.-]{1,64}$")

@@ -12,3 +12,5 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TIMESTAMP = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 # Case-sensitive text on MariaDB, as on the other two databases.
 MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+# A storage key: compared and sorted as bytes on PostgreSQL too (the C collation), as S3 lists keys.
+OBJECT_KEY = sa.String(512).with_variant(sa.String(512, collation="C"), "postgresql")

@@ -397,3 +397,51 @@ class Job(Base):
         Index("ix_jobs_status_run_after", "status", "run_after"),
         MYSQL_TABLE_OPTIONS,
     )
+
+
+class Upload(Base):
+    """An upload whose bytes arrive apart from its ingest: resumable (tus) or sent straight to the bucket.
+
+    The row is the upload's whole state across requests, processes and restarts: who may continue
+    it, where it goes (the target and the form fields, checked at creation), how many bytes are
+    persisted (`offset`; `staging` is the byte store's own state for them), who is writing or
+    ingesting it now (`lease_token` until `lease_until`), and once finished its outcome (`media_id`, or
+    the ingest's problem in `outcome`), kept until `expires_at` so a client that lost the last answer
+    can ask for it. The sweeper removes expired rows with their staged bytes.
+    """
+
+    __tablename__ = "uploads"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(64), unique=True)
+    transport: Mapped[str] = mapped_column(String(16))  # tus | s3_multipart | s3_post
+    created_by: Mapped[str] = mapped_column(String(128))
+    # The creator as the token described them: the ingest (possibly in another request) acts for them.
+    principal: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The target; NULL for a tus partial upload (Upload-Concat: partial), which only the final one places.
+    entity_type: Mapped[str | None] = mapped_column(String(32))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    parent_id: Mapped[str | None] = mapped_column(String(64))
+    entity_field: Mapped[str | None] = mapped_column(String(32))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # filename, alt_text, caption, tags, ...
+    length: Mapped[int | None] = mapped_column(BigInteger)  # NULL: deferred (tus creation-defer-length)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    concat: Mapped[str | None] = mapped_column(String(8))  # partial | final (tus concatenation)
+    state: Mapped[str] = mapped_column(String(16), default="receiving")  # receiving | done | failed
+    storage_key: Mapped[str] = mapped_column(ObjectKey)  # where the staged bytes are (media.keys.incoming_key)
+    staging: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    media_id: Mapped[int | None] = mapped_column(BigInteger)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        # The sweeper's scan for expired uploads.
+        Index("ix_uploads_expires_at", "expires_at"),
+        # The open-uploads limit counts one creator's unfinished uploads.
+        Index("ix_uploads_created_by_state", "created_by", "state"),
+        MYSQL_TABLE_OPTIONS,
+    )

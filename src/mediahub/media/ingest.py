@@ -71,6 +71,9 @@ class UploadRequest:
     # The caller: duplicate answers name only items they may see, and admins' and moderators'
     # uploads start approved. None: the operator (the CLI), who sees everything.
     principal: Principal | None = None
+    # Run in the transaction that inserts the item (a resumable upload records its outcome there, so an
+    # upload makes its item exactly once); raising refuses the item, as a failed insert would.
+    on_commit: Callable[[Session, MediaItem], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,7 @@ class IngestService:
                 lambda: self._row(spooled, sniffed, processed, request, objects[0], variants, job_kinds),
                 request.target, job_kinds,
                 self._recheck(spooled, processed, request),
+                request.on_commit,
             )
         except KeyExists as exc:  # a generated key that is taken: nothing was replaced, the upload may be sent again
             self._remove(written)
@@ -292,7 +296,8 @@ class IngestService:
         return lambda session: self._check_duplicate(session, probe, processed, request, entity)
 
     def _commit(self, make_row: Callable[[], MediaItem], target: Target, job_kinds: list[str],
-                recheck: Callable[[Session], None] | None = None) -> tuple[MediaItem, list[int]]:
+                recheck: Callable[[Session], None] | None = None,
+                on_commit: Callable[[Session, MediaItem], None] | None = None) -> tuple[MediaItem, list[int]]:
         """Insert the row (replacing what it replaces in a single slot) and its jobs in one transaction.
 
         With a `recheck`, and for a gallery (whose `max_items` a concurrent insert must not
@@ -313,6 +318,8 @@ class IngestService:
                     repo = MediaRepository(session)
                     repo.add(item, target.field.max_items if gallery else None)
                     purges = replace_in_slot(repo, item, self.cdn) if target.field.slot == "single" else []
+                    if on_commit is not None:
+                        on_commit(session, item)
                     job_ids = [enqueue(session, kind, media_id=item.id,
                                        max_attempts=self.settings.job_max_attempts).id for kind in job_kinds]
                     job_ids += purges

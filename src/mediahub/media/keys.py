@@ -43,3 +43,11 @@ def replacement_key(raw: str, ext: str) -> str:
 def variant_key(original: str, variant: str, ext: str) -> str:
     stem = original.rsplit(".", 1)[0]
     return check_key(f"{stem}_{variant}.{ext}")
+
+
+INCOMING_PREFIX = "incoming/"  # uploads whose bytes are still arriving (storage/staging.py); never served
+
+
+def incoming_key(transport: str, upload_id: str) -> str:
+    """Where an upload's bytes are staged until its ingest: beside the media, under a prefix of their own."""
+    return check_key(f"{INCOMING_PREFIX}{transport}/{upload_id}")

@@ -100,10 +100,7 @@ class Spool:
 
     def finish(self) -> Spooled:
         self._out.close()
-        if self.size == 0:
-            self.discard()
-            raise InvalidInput("file is empty", code="empty_file")
-        return Spooled(self.path, self.size, background.submit(file_digests, self.path))
+        return spooled_file(self.path)
 
     def discard(self) -> None:
         self._out.close()
@@ -123,3 +120,12 @@ def spool(chunks: Iterable[bytes], limit: int, tmp_dir: Path | None = None) -> S
     except BaseException:
         writer.discard()
         raise
+
+
+def spooled_file(path: Path) -> Spooled:
+    """A whole upload already in a local file (the caller's, removed on refusal) as ingest takes it."""
+    size = path.stat().st_size
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise InvalidInput("file is empty", code="empty_file")
+    return Spooled(path, size, background.submit(file_digests, path))
