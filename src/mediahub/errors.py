@@ -110,6 +110,44 @@ class Busy(MediaHubError):
     default_code = "busy"
 
 
+class Locked(MediaHubError):
+    """Another request is working on the same thing (an upload's bytes or its ingest): try again shortly."""
+
+    category = "locked"
+    default_code = "locked"
+
+
+class ChecksumMismatch(MediaHubError):
+    """Bytes whose digest is not the one the client declared for them: nothing of them was kept."""
+
+    category = "checksum"
+    default_code = "checksum_mismatch"
+
+
+class PreconditionFailed(MediaHubError):
+    """A protocol version or precondition the server does not meet (tus: `Tus-Resumable`)."""
+
+    category = "precondition"
+    default_code = "precondition_failed"
+
+
+class RecordedError(MediaHubError):
+    """An error recorded earlier (an upload's outcome) raised again as it was: same category, code and details."""
+
+    def __init__(self, message: str, *, category: str, code: str, **details: Any) -> None:
+        super().__init__(message, code=code, **details)
+        self.category = category
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> RecordedError:
+        return cls(record["message"], category=record["category"], code=record["code"], **record.get("details", {}))
+
+    @staticmethod
+    def record(exc: MediaHubError, message: str) -> dict[str, Any]:
+        """What `of` rebuilds; `message` is what a caller may read of it."""
+        return {"category": exc.category, "code": exc.code, "message": message, "details": exc.details}
+
+
 class StorageUnavailable(Unavailable):
     default_code = "storage_unavailable"
 

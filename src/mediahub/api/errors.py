@@ -33,6 +33,9 @@ STATUS_BY_CATEGORY = {
     "not_found": 404,
     "timeout": 408,
     "conflict": 409,
+    "precondition": 412,
+    "locked": 423,
+    "checksum": 460,  # tus checksum extension
     "too_large": 413,
     "unsupported": 415,
     "invalid": 422,
@@ -40,6 +43,8 @@ STATUS_BY_CATEGORY = {
     "unavailable": 503,
     "busy": 503,
 }
+
+TITLES = {460: "Checksum Mismatch"}  # statuses of protocols on top of HTTP (tus), which HTTPStatus does not know
 
 # Codes for plain HTTP errors raised by routing itself (unknown path, wrong method).
 CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 400: "malformed_request"}
@@ -54,7 +59,7 @@ def problem(status: int, code: str, detail: str, headers: dict[str, str] | None 
             **extra: Any) -> JSONResponse:
     body = {
         "type": f"urn:mediahub:problem:{code}",
-        "title": HTTPStatus(status).phrase,
+        "title": TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
         "code": code,
@@ -93,7 +98,7 @@ def _headers_for(exc: MediaHubError, status: int) -> dict[str, str]:
     if status == 401:
         # RFC 6750: say which scheme, and that the token (if one came) was the problem.
         return {"WWW-Authenticate": 'Bearer error="invalid_token"' if exc.code != "missing_token" else "Bearer"}
-    if status == 429 or exc.category == "busy":
+    if status == 429 or exc.category in ("busy", "locked"):
         return {"Retry-After": str(exc.details.get("retry_after", 60))}
     return {}
 
