@@ -1,6 +1,7 @@
 """Section `uploads`: a 200 MB video and forty 12 MP photos through each way `mediahub serve` takes uploads, side by
 side in one run on loopback: the form upload (one multipart POST to the entity's route), tus 1.0.0 at 1, 8 and 32
-MiB chunks, and direct-to-S3 (presigned multipart: the parts PUT straight to the bucket, then complete).
+MiB chunks, and direct-to-S3 (presigned: a video's multipart parts PUT straight to the bucket, a photo as one POST
+form there, then complete).
 
 Servers: `mediahub serve` as a deployment starts it (PIXEL_WORKERS unset) over SQLite, with local storage, or with
 S3 on a moto server of its own for the S3 rows (the form upload and tus there too: the proxied uploads that
@@ -19,7 +20,7 @@ Rounds run the transports in rotating order (medians), so the machine's noise hi
 Inputs are made once from the corpus and cached under MEDIAHUB_BENCH_CACHE (default ~/.cache/mediahub-bench): the
 corpus' 1080p clip with seeded grain, encoded (x264) to the sizes; eight 12 MP JPEGs from four corpus photos, as
 the other sections make theirs (uploaded five times each). `--smoke`: a 3 MB and a 0.3 MB video, two 1 MP photos,
-one round, no fresh server per transport.
+one round, one server per storage for all its transports.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import requests
 from bench.common import Config, console, table, verdict
 from bench.corpus import CORPUS_DIR
 from bench.delivery import CACHE, Process, process_tree
-from bench.httpload import Server, free_port, token
+from bench.httpload import Server, token
 from bench.inputs import InputSpec, make_input
 
 MB = 1_000_000
@@ -73,6 +74,7 @@ class Sizes:
     photos: int  # uploads of photos
     photo_specs: tuple[InputSpec, ...]
     rounds: int
+    fresh_servers: bool = True  # a server per transport and round (else one per storage and round)
 
 
 FULL = Sizes(200 * MB, 20 * MB, 40, tuple(
@@ -82,7 +84,8 @@ FULL = Sizes(200 * MB, 20 * MB, 40, tuple(
         ((4000, 3000), (3000, 4000))))
 ) + (InputSpec("upload-12mp-portrait-0", "orient_portrait_1.jpg", 3000, 4000, seed=130),
      InputSpec("upload-12mp-portrait-1", "orient_portrait_1.jpg", 3000, 4000, seed=131)), 3)
-SMOKE = Sizes(3 * MB, 300_000, 2, (InputSpec("upload-1mp", "orient_landscape_1.jpg", 1224, 816, seed=140),), 1)
+SMOKE = Sizes(3 * MB, 300_000, 2, (InputSpec("upload-1mp", "orient_landscape_1.jpg", 1224, 816, seed=140),), 1,
+              fresh_servers=False)
 
 
 # --- inputs ------------------------------------------------------------------------------------------------------
@@ -220,29 +223,37 @@ def tus_upload(client: Client, path: Path, chunk: int) -> str:
     return reply.headers["Media-Id"]
 
 
-def direct_upload(client: Client, path: Path, part: int = DIRECT_PART) -> str:
-    """Direct to S3 as Uppy's `@uppy/aws-s3` drives it: create the multipart upload, sign each part, PUT the parts
-    to the bucket, complete (MediaHub ingests then and answers with the item)."""
-    size = path.stat().st_size
-    api = f"{client.base}/v1/media/s3/multipart"
-    created = _checked(client.http.post(api, json={
-        "filename": path.name, "type": "application/octet-stream", "size": size,
-        "metadata": {"entity_type": "property", "entity_id": _entity(), "entity_field": "gallery"}}),
-        (200, 201), "direct: create").json()
-    upload_id, key = created["uploadId"], created["key"]
-    parts = []
-    with path.open("rb") as fh, requests.Session() as bucket:  # no Authorization header towards the bucket
-        for number in itertools.count(1):
-            data = fh.read(part)
-            if not data:
-                break
-            signed = _checked(client.http.get(f"{api}/{upload_id}/{number}", params={"key": key}), (200,),
-                              f"direct: sign part {number}").json()
-            put = _checked(bucket.put(signed["url"], data=data), (200,), f"direct: PUT part {number}")
-            parts.append({"PartNumber": number, "ETag": put.headers["ETag"]})
-    done = _checked(client.http.post(f"{api}/{upload_id}/complete", params={"key": key}, json={"parts": parts}),
-                    (200, 201), "direct: complete").json()
-    return done["media"]["id"] if "media" in done else done["id"]
+def direct_upload(client: Client, path: Path) -> str:
+    """Direct to S3 as Uppy's `@uppy/aws-s3` drives it: a video as a multipart upload (create, sign each part, PUT
+    the parts to the bucket, complete), a photo as one presigned POST form (then complete). MediaHub ingests at
+    completion and answers with the item."""
+    metadata = {"entity_type": "property", "entity_id": _entity(), "entity_field": "gallery"}
+    api = f"{client.base}/v1/media/s3"
+    with requests.Session() as bucket:  # no Authorization header towards the bucket
+        if path.suffix != ".mp4":
+            form = _checked(client.http.get(f"{api}/params", params={
+                "filename": path.name, **{f"metadata[{name}]": value for name, value in metadata.items()}}),
+                (200,), "direct: presigned POST").json()
+            with path.open("rb") as fh:
+                _checked(bucket.post(form["url"], data=form["fields"], files={"file": (path.name, fh)}),
+                         (200, 201, 204), f"direct: POST of {path.name} to the bucket")
+            return _checked(client.http.post(f"{api}/params/complete", params={"key": form["key"]}), (201,),
+                            "direct: complete the POST").json()["id"]
+        created = _checked(client.http.post(f"{api}/multipart", json={"filename": path.name, "metadata": metadata}),
+                           (201,), "direct: create").json()
+        upload_id, key = created["uploadId"], created["key"]
+        parts = []
+        with path.open("rb") as fh:
+            for number in itertools.count(1):
+                data = fh.read(DIRECT_PART)
+                if not data:
+                    break
+                signed = _checked(client.http.get(f"{api}/multipart/{upload_id}/{number}", params={"key": key}),
+                                  (200,), f"direct: sign part {number}").json()
+                put = _checked(bucket.put(signed["url"], data=data), (200,), f"direct: PUT part {number}")
+                parts.append({"PartNumber": number, "ETag": put.headers["ETag"]})
+    return _checked(client.http.post(f"{api}/multipart/{upload_id}/complete", params={"key": key},
+                                     json={"parts": parts}), (201,), "direct: complete").json()["id"]
 
 
 @dataclass(frozen=True)
@@ -258,7 +269,7 @@ TRANSPORTS = (
       for mib in TUS_CHUNKS_MIB),
     Transport("form (S3)", "s3", form_upload),
     Transport("tus 8 MiB (S3)", "s3", lambda client, path: tus_upload(client, path, 8 * MiB)),
-    Transport(f"direct-to-S3, {DIRECT_PART // MiB} MiB parts", "s3", direct_upload),
+    Transport(f"direct-to-S3: video {DIRECT_PART // MiB} MiB parts, photo POST", "s3", direct_upload),
 )
 
 
@@ -379,9 +390,12 @@ def run(cfg: Config) -> None:
     figures = {transport.label: Figures() for transport in TRANSPORTS}
     for rep in range(sizes.rounds):
         order = TRANSPORTS[rep % len(TRANSPORTS):] + TRANSPORTS[:rep % len(TRANSPORTS)]
-        for number, transport in enumerate(order):
-            with serving(transport.storage, cfg.work / f"uploads-{rep}-{number}") as server:
-                measure(server, transport, small, large, photo_files, figures[transport.label])
+        groups = ([[transport] for transport in order] if sizes.fresh_servers else
+                  [[t for t in order if t.storage == storage] for storage in dict.fromkeys(t.storage for t in order)])
+        for number, group in enumerate(groups):
+            with serving(group[0].storage, cfg.work / f"uploads-{rep}-{number}") as server:
+                for transport in group:
+                    measure(server, transport, small, large, photo_files, figures[transport.label])
     _print(figures, sizes, small, large, photo_files)
 
 
@@ -394,8 +408,9 @@ def _print(figures: dict[str, Figures], sizes: Sizes, small: Path, large: Path, 
     photo_mb = sum(path.stat().st_size for path in photo_files) / MB
     t = table(f"Uploads: a {large_mb:.0f} MB video and {len(photo_files)} photos ({photo_mb:.0f} MB) through each "
               f"transport of `mediahub serve` on loopback, medians of {sizes.rounds} round(s) in rotating order\n"
-              "  SQLite; local storage, or S3 on moto (the rows marked S3); a fresh server per transport and round, "
-              "warmed up; no jobs\n"
+              "  SQLite; local storage, or S3 on moto (the rows marked S3); "
+              f"{'a fresh server per transport and round' if sizes.fresh_servers else 'one server per storage'}, "
+              "each transport warmed up; no jobs\n"
               "  MB/s: file bytes over the wall time from the first request to the answer naming the item "
               "(photos one after another)\n"
               "  CPU: the server process and its pixel workers, ms per MB of file; vs form: the form upload to "
@@ -430,9 +445,9 @@ def _print(figures: dict[str, Figures], sizes: Sizes, small: Path, large: Path, 
 
         is_form = transport.send is form_upload
         t.add_row(transport.label, pair(rates[:1], 1), pair(rates[1:], 1),
-                  "" if is_form else pair(rate_share, 2, "x"), pair([c and c * 1000 for c in cpus], 1),
-                  "" if is_form else pair(cpu_share, 2, "x"),
+                  "-" if is_form else pair(rate_share, 2, "x"), pair([c and c * 1000 for c in cpus], 1),
+                  "-" if is_form else pair(cpu_share, 2, "x"),
                   pair([small_peak and small_peak / 1024, large_peak and large_peak / 1024], 0),
-                  "-" if growth is None else f"{growth:.1%}", "; ".join(goals),
+                  "-" if growth is None else f"{growth * 100:.1f} %", "; ".join(goals),
                   " / ".join(verdict(ok) for ok in checks))
     console.print(t)
