@@ -269,9 +269,11 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
         raise MalformedRequest("send Upload-Length, or Upload-Defer-Length: 1", code="missing_length")
     upload = await run_in_threadpool(tus.create, principal, target, values, length, partial=partial)
     location = {"Location": _upload_url(urls, upload.public_id)}
-    if not _has_body(request) and length != 0:
+    if length == 0:  # complete as created: ingested (and refused as empty) now
+        return _answer(201, *await run_in_threadpool(tus.status, principal, upload.public_id), urls, location)
+    if not _has_body(request):
         return _answer(201, upload, None, urls, location)
-    if _has_body(request) and request.headers.get("content-type") != OFFSET_TYPE:
+    if request.headers.get("content-type") != OFFSET_TYPE:
         raise UnsupportedType(f"the upload's bytes are sent as {OFFSET_TYPE}", code="tus_content_type")
     appending = await run_in_threadpool(tus.start_append, principal, upload.public_id, 0,
                                         checksum=_checksum(request))
