@@ -23,6 +23,7 @@ from mediahub.errors import NotFound
 from mediahub.storage.s3 import S3Storage
 from tests.api.conftest import HOPPER, AppFactory, Tokens, assert_problem, upload
 from tests.support.corpus import CORPUS_DIR, CorpusFile, corpus_images, corpus_videos
+from tests.support.faults import FailingPuts
 
 pytestmark = pytest.mark.s3
 
@@ -208,6 +209,20 @@ def test_parts_that_are_not_what_s3_holds_are_refused_and_the_upload_stays(
     again = _put_part(s3_client, bucket_http, owner, key, upload_id, 1, big_png[:PART])
     done = _complete(s3_client, owner, key, upload_id, [(1, again.strip('"')), (2, second)])  # unquoted works
     assert done.status_code == 201, done.text
+
+
+def test_a_completion_cut_short_after_assembly_is_finished_by_the_next(
+        s3_client: TestClient, owner: dict[str, str], bucket_http: requests.Session, big_png: bytes) -> None:
+    ingest = s3_client.app.state.runtime.ingest
+    ingest.storage = FailingPuts(ingest.storage, fail_on=1)  # the item's first object cannot be stored
+    key, upload_id, failed = _multipart(s3_client, bucket_http, owner, big_png)
+    assert_problem(failed, 503, "storage_unavailable")
+    assert _store(s3_client).exists(key) and _upload_row(s3_client, key).state == "receiving"  # kept for a retry
+    ingest.storage.armed = False
+    done = _complete(s3_client, owner, key, upload_id, [(1, "assembled already")])
+    assert done.status_code == 201, done.text
+    assert bucket_http.get(done.json()["url"], timeout=30).content == big_png
+    _assert_gone(s3_client, key)
 
 
 def test_only_the_creator_reaches_an_upload(s3_client: TestClient, owner: dict[str, str], tokens: Tokens,
