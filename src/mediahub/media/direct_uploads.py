@@ -21,7 +21,6 @@ the sweeper removes what expired uploads leave behind.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from mediahub.entities import Target
 from mediahub.errors import ChecksumMismatch, Conflict, InvalidInput, MediaHubError, NotFound, TooLarge
 from mediahub.media.access import Principal
 from mediahub.media.keys import incoming_key
-from mediahub.media.uploads import TRANSIENT_CATEGORIES, Lease, UploadService, target_of
+from mediahub.media.uploads import TRANSIENT_CATEGORIES, Lease, UploadService, new_upload_id, target_of
 from mediahub.pipeline.intake import spool
 from mediahub.storage.base import KeyExists, Storage
 from mediahub.storage.s3 import MAX_PARTS, Part, PresignedPost, S3Storage
@@ -50,11 +49,6 @@ MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part, but for the last
 def max_parts(cap: int) -> int:
     """The most parts an upload of at most `cap` bytes has: each part but the last holds MIN_PART_SIZE or more."""
     return min(MAX_PARTS, max(cap - 1, 0) // MIN_PART_SIZE + 1)
-
-
-def _new_public_id() -> str:
-    """An upload's id, which names its key: hex, as a key's segment may not start with `token_urlsafe`'s - or _."""
-    return secrets.token_hex(24)
 
 
 def _plain_etag(etag: str) -> str:
@@ -91,7 +85,7 @@ class DirectUploadService:
         """A multipart upload at a new upload's key, then the upload's row (the multipart upload is aborted
         again when the row is refused: too many open uploads)."""
         store = self.require_bucket()
-        public_id = _new_public_id()
+        public_id = new_upload_id()
         key = incoming_key(FOLDER, public_id)
         upload_id = store.create_multipart(key)
         try:
@@ -104,13 +98,13 @@ class DirectUploadService:
     def start_post(self, principal: Principal, target: Target, fields: dict[str, Any]) -> Started:
         """The upload's row, then a form for exactly its key and at most the target's byte cap."""
         store = self.require_bucket()
-        upload = self._open(principal, POST, target, fields, _new_public_id(), {})
+        upload = self._open(principal, POST, target, fields, None, {})
         post = store.presign_post(upload.storage_key, self.settings.direct_upload_url_seconds,
                                   self.uploads.byte_cap(target))
         return Started(upload.storage_key, post=post)
 
-    def _open(self, principal: Principal, transport: str, target: Target, fields: dict[str, Any], public_id: str,
-              staging: dict[str, Any]) -> Upload:
+    def _open(self, principal: Principal, transport: str, target: Target, fields: dict[str, Any],
+              public_id: str | None, staging: dict[str, Any]) -> Upload:
         if fields.get("sha256"):
             staging = {**staging, "sha256": fields["sha256"]}  # what the client declares of the bytes it sends
         return self.uploads.open(principal, transport, target, fields, None, folder=FOLDER, staging=staging,
@@ -195,6 +189,7 @@ class DirectUploadService:
         if upload.state != RECEIVING:
             return self._outcome(upload)
         lease = self.uploads.lease(upload.public_id)
+        lease.steady = True  # the bytes are in the bucket: what follows is this request's own work
         try:
             upload = self._owned(principal, key, transport, upload_id)  # as it is now that this request holds it
             if upload.state != RECEIVING:
@@ -240,7 +235,7 @@ class DirectUploadService:
         total = sum(part.size for part in named)
         if total > cap:
             self._refuse(store, upload, lease, TooLarge(f"the parts hold {total} bytes; at most {cap}", limit=cap))
-        lease.check()
+        lease.touch()  # still this request's (Locked if another took it over)
         try:
             store.complete_multipart(key, upload_id, [(part.number, part.etag) for part in named])
         except KeyExists:  # assembled by an earlier call whose answer was lost: the same object
@@ -261,7 +256,6 @@ class DirectUploadService:
                 if declared and spooled.sha256 != declared:
                     raise ChecksumMismatch("the file's SHA-256 is not the one declared for it",
                                            code="checksum_mismatch")
-                lease.check()
                 item = self.uploads.ingest(upload, lease, spooled)
             finally:
                 spooled.discard()
