@@ -79,10 +79,12 @@ async def _item(result: Any, key: str, principal: Principal, media: MediaService
 
 
 def _part_numbers(text: str) -> list[int]:
-    numbers = [item.strip() for item in text.split(",")]
-    if not all(item.isdigit() and 1 <= int(item) <= MAX_PARTS for item in numbers) or len(numbers) > MAX_PARTS:
+    """Companion's `partNumbers=1,2,3`."""
+    items = [item.strip() for item in text.split(",")]
+    if len(items) > MAX_PARTS or not all(item.isascii() and item.isdigit() and 1 <= int(item) <= MAX_PARTS
+                                         for item in items):
         raise InvalidInput(f"partNumbers: comma-separated part numbers, 1..{MAX_PARTS}", code="invalid_part_number")
-    return [int(item) for item in numbers]
+    return [int(item) for item in items]
 
 
 # Multipart
