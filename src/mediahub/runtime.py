@@ -20,6 +20,8 @@ from mediahub.jobs.sweeper import Sweeper
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
+from mediahub.media.resumable import TusService
+from mediahub.media.uploads import UploadService
 from mediahub.pipeline.watermark import check_fields
 from mediahub.storage.base import Storage
 from mediahub.storage.factory import build_staging, build_storage
@@ -41,6 +43,8 @@ class Runtime:
     ingest: IngestService
     delivery: Delivery  # holds this process's render gate: one per process
     cdn: CdnPurge  # the CDN purges of the services' changes, dispatched to `jobs` after each commit
+    uploads: UploadService  # uploads whose bytes arrive apart from their ingest (tus, direct to S3)
+    tus: TusService
     sweeper: Sweeper | None = None
 
     @classmethod
@@ -57,8 +61,11 @@ class Runtime:
         ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index)
         delivery = Delivery(settings, database, storage)
         cdn = CdnPurge(settings, storage, dispatch=jobs.dispatch)
-        return cls(settings, database, storage, build_staging(settings, storage), tasks, jobs, dedup_index, ingest,
-                   delivery, cdn)
+        uploads = UploadService(settings, database, ingest)
+        staging = build_staging(settings, storage)
+        tus = TusService(settings, database, uploads, staging)
+        return cls(settings, database, storage, staging, tasks, jobs, dedup_index, ingest, delivery, cdn, uploads,
+                   tus)
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
