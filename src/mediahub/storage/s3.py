@@ -169,6 +169,12 @@ class S3Storage(Storage):
         for event in WRITE_EVENTS:
             self._client.meta.events.register(event, _create_only)
 
+    @property
+    def client(self) -> Any:
+        """The boto3 client on this bucket, for what builds on the store (staged uploads): its calls add
+        `If-None-Match: *` to object writes as the store's own do; wrap them in `_translated`."""
+        return self._client
+
     # Writes
 
     def put(self, key: str, source: BinaryIO | Path | bytes, content_type: str) -> ObjectInfo:
