@@ -108,7 +108,7 @@ UPLOAD_ROWS = {
     "tus 32 MiB": (RATE, RATE, SHARES, PAIR, SHARES, PAIR),
     "form (S3)": (RATE, RATE, "-", PAIR, "-", PAIR),
     "tus 8 MiB (S3)": (RATE, RATE, SHARES, PAIR, SHARES, PAIR),
-    "direct-to-S3: video 8 MiB parts, photo POST": (RATE, RATE, SHARES, PAIR, SHARES, PAIR),
+    "direct-to-S3": (RATE, RATE, SHARES, PAIR, SHARES, PAIR),
 }
 
 
