@@ -10,6 +10,7 @@ import hashlib
 import io
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,11 @@ import requests
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from mediahub.db.models import utcnow
 from mediahub.db.repositories.uploads import UploadRepository
 from mediahub.errors import NotFound
+from mediahub.media.upload_sweep import STRAY_GRACE, sweep_uploads
+from mediahub.storage.factory import build_staging
 from mediahub.storage.s3 import S3Storage
 from tests.api.conftest import HOPPER, AppFactory, Tokens, assert_problem, upload
 from tests.support.corpus import CORPUS_DIR, CorpusFile, corpus_images, corpus_videos
@@ -351,6 +355,24 @@ def test_rejected_corpus_files_get_the_form_uploads_answer(s3_client: TestClient
     body = assert_problem(direct, form.status_code, form.json()["code"])
     assert body["detail"] == form.json()["detail"]
     _assert_gone(s3_client, key)
+
+
+# Expiry
+
+
+def test_expired_direct_uploads_are_swept_with_their_bytes(s3_client: TestClient, owner: dict[str, str],
+                                                           bucket_http: requests.Session) -> None:
+    key, upload_id = _start(s3_client, owner)
+    _put_part(s3_client, bucket_http, owner, key, upload_id, 1, b"x" * PART)
+    post_key, sent = _post_form(s3_client, bucket_http, owner, HOPPER.read_bytes())
+    assert sent.status_code == 204
+    runtime = s3_client.app.state.runtime
+    later = utcnow() + timedelta(seconds=runtime.settings.upload_expiry_seconds + 1)
+    swept = sweep_uploads(runtime.database, build_staging(runtime.settings, runtime.storage), later, STRAY_GRACE)
+    assert swept.expired == 2
+    _assert_gone(s3_client, key, upload_id)
+    _assert_gone(s3_client, post_key)
+    assert _upload_row(s3_client, key) is None and _upload_row(s3_client, post_key) is None
 
 
 # Another store
