@@ -176,6 +176,19 @@ def test_a_multipart_upload_becomes_an_item_served_like_any_other(s3_client: Tes
                    404, "upload_finished")
 
 
+def test_direct_uploads_on_every_database(app_factory: AppFactory, s3_server: str, migrated_database_url: str,
+                                         owner: dict[str, str], bucket_http: requests.Session) -> None:
+    with _s3_app(app_factory, s3_server, database_url=migrated_database_url) as client:
+        _store(client).check()
+        key, upload_id, done = _multipart(client, bucket_http, owner, HOPPER.read_bytes(), tags="a,b")
+        assert done.status_code == 201, done.text  # one part: the last may be small
+        assert _complete(client, owner, key, upload_id, [(1, "x")]).json()["id"] == done.json()["id"]
+        post_key, sent = _post_form(client, bucket_http, owner, HOPPER.read_bytes(), allow_duplicate="true")
+        assert sent.status_code == 204
+        assert _complete_post(client, owner, post_key).status_code == 201
+        assert {_upload_row(client, k).state for k in (key, post_key)} == {"done"}
+
+
 def test_an_interrupted_upload_resumes_from_the_listed_parts(s3_client: TestClient, owner: dict[str, str],
                                                              bucket_http: requests.Session, big_png: bytes) -> None:
     key, upload_id = _start(s3_client, owner)
@@ -327,6 +340,18 @@ def test_a_presigned_post_becomes_an_item(s3_client: TestClient, owner: dict[str
     assert served.status_code == 200 and served.content.startswith(b"\xff\xd8")  # stored as a form upload's
     _assert_gone(s3_client, key)
     assert _complete_post(s3_client, owner, key).json()["id"] == item["id"]
+
+
+def test_a_duplicate_is_refused_as_a_form_upload_is(app_factory: AppFactory, s3_server: str,
+                                                   owner: dict[str, str], bucket_http: requests.Session) -> None:
+    with _s3_app(app_factory, s3_server, dedup_policy="reject") as client:
+        _store(client).check()
+        assert upload(client, PHOTOS, owner).status_code == 201
+        form = upload(client, PHOTOS, owner)
+        key, _ = _post_form(client, bucket_http, owner, HOPPER.read_bytes())
+        direct = assert_problem(_complete_post(client, owner, key), form.status_code, "duplicate")
+        assert direct["duplicate_of"] == form.json()["duplicate_of"]
+        _assert_gone(client, key)
 
 
 def test_completing_a_post_before_the_file_arrived_is_409(s3_client: TestClient, owner: dict[str, str]) -> None:
