@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from mediahub.config import Settings
 from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
+from mediahub.storage.base import Storage
+from mediahub.storage.factory import build_staging
 from mediahub.storage.local_staging import LocalStaging
 from mediahub.storage.s3 import S3Storage
 from mediahub.storage.s3_staging import S3Staging
@@ -388,3 +391,21 @@ def test_s3_keeps_the_part_size_it_began_with(s3_storage: S3Storage, tmp_path: P
     assert staged.state["part_size"] == P and len(staged.state["parts"]) == 2
     assert staged_bytes(bigger, staged, out_dir) == data
 
+
+
+def test_build_staging_follows_the_store(local_storage: Storage, tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, temp_dir=tmp_path / "tmp", upload_part_size=6 * MB)
+
+    staging = build_staging(settings, local_storage)
+
+    assert isinstance(staging, LocalStaging) and staging.root == tmp_path / "tmp" / "staging"
+
+
+@pytest.mark.s3
+def test_build_staging_on_s3_stages_in_the_bucket(s3_storage: S3Storage, tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, temp_dir=tmp_path / "tmp", upload_part_size=6 * MB)
+
+    staging = build_staging(settings, s3_storage)
+
+    assert isinstance(staging, S3Staging) and staging.storage is s3_storage
+    assert staging.begin(KEY).state["part_size"] == 6 * MB
