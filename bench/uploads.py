@@ -5,22 +5,23 @@ form there, then complete).
 
 Servers: `mediahub serve` as a deployment starts it (PIXEL_WORKERS unset) over SQLite, with local storage, or with
 S3 on a moto server of its own for the S3 rows (the form upload and tus there too: the proxied uploads that
-direct-to-S3 is measured against). Each transport in each round gets a fresh server (and moto), warmed up by one
-small upload of each kind through that transport, so every memory figure starts from the same ready server.
-Duplicates are allowed (the same photos go up again); no jobs run (MAKE_WEBP and VIDEO_TRANSCODE off), so the
-server's CPU is what the upload itself costs. The clients are plain `requests` sessions written here: the form
-body streamed from disk, tus as creation then one PATCH per chunk, direct-to-S3 as Uppy's `@uppy/aws-s3` drives it.
+direct-to-S3 is measured against). Duplicates are allowed (the same photos go up again); no jobs run (MAKE_WEBP and
+VIDEO_TRANSCODE off), so the server's CPU is what the upload itself costs. The clients are plain `requests`
+sessions written here: the form body streamed from disk, tus as creation then one PATCH per chunk, direct-to-S3 as
+Uppy's `@uppy/aws-s3` drives it. Every transport is warmed up (a photo and a small video) before it is measured.
 
-Figures per transport: throughput (MB/s of file bytes, 1 MB = 10^6 bytes; wall time from the first request to
-the answer naming the item), the server's CPU seconds per MB (utime + stime of the server process and every process
-under it, pixel workers included, before and after), and the API process's peak RSS (VmHWM, reset before each
-file) with a ~20 MB and the ~200 MB video: the growth between them against the 180 MB more of file.
-Rounds run the transports in rotating order (medians), so the machine's noise hits every transport alike.
+Speed, on one server per storage with its transports in turn, in rotating order so that the machine's noise hits
+every transport alike: the large video five times through each, then each photo through each. Throughput is MB/s
+of file bytes (1 MB = 10^6 bytes) over the wall time from the first request to the answer naming the item; CPU is
+the server's seconds per MB (utime + stime of the server process and every process under it, pixel workers
+included, before and after each upload).
+Memory, on a fresh server per transport: the API process's peak RSS (VmHWM, reset before each file) with a ~20 MB
+video, then with the ~200 MB one; the growth between them against the 180 MB more of file.
 
 Inputs are made once from the corpus and cached under MEDIAHUB_BENCH_CACHE (default ~/.cache/mediahub-bench): the
 corpus' 1080p clip with seeded grain, encoded (x264) to the sizes; eight 12 MP JPEGs from four corpus photos, as
 the other sections make theirs (uploaded five times each). `--smoke`: a 4 MB and a 1 MB video, two 1 MP photos,
-one round, one server per storage for all its transports.
+the video once, and the memory figures on the servers the speeds are taken on.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
@@ -73,17 +74,15 @@ class Sizes:
     small_video: int
     photos: int  # uploads of photos
     photo_specs: tuple[InputSpec, ...]
-    rounds: int
-    fresh_servers: bool = True  # a server per transport and round (else one per storage and round)
+    repeats: int  # uploads of the large video through each transport
+    fresh_servers: bool = True  # memory figures each on a fresh server (else on the one the speeds are taken on)
 
 
+PHOTO_SOURCES = ("jpeg_large_jolla_3264x2448.jpg", "gps_iphone6_hdr_3264x2448.jpg", "orient_landscape_1.jpg",
+                 "orient_portrait_1.jpg")
 FULL = Sizes(200 * MB, 20 * MB, 40, tuple(
-    InputSpec(f"upload-12mp-{index}", source, *size, seed=120 + index)
-    for index, (source, size) in enumerate(itertools.product(
-        ("jpeg_large_jolla_3264x2448.jpg", "gps_iphone6_hdr_3264x2448.jpg", "orient_landscape_1.jpg"),
-        ((4000, 3000), (3000, 4000))))
-) + (InputSpec("upload-12mp-portrait-0", "orient_portrait_1.jpg", 3000, 4000, seed=130),
-     InputSpec("upload-12mp-portrait-1", "orient_portrait_1.jpg", 3000, 4000, seed=131)), 3)
+    InputSpec(f"upload-12mp-{number}", source, *size, seed=120 + number)
+    for number, (source, size) in enumerate(itertools.product(PHOTO_SOURCES, ((4000, 3000), (3000, 4000))))), 5)
 SMOKE = Sizes(4 * MB, 1 * MB, 2, (InputSpec("upload-1mp", "orient_landscape_1.jpg", 1224, 816, seed=140),), 1,
               fresh_servers=False)
 
@@ -302,47 +301,58 @@ def peak_kib(pid: int) -> int:
 
 @dataclass
 class Figures:
-    """One transport's samples over the rounds."""
+    """One transport's samples."""
 
-    video_rate: list[float] = field(default_factory=list)  # MB/s
-    photo_rate: list[float] = field(default_factory=list)
-    video_cpu: list[float] = field(default_factory=list)  # CPU s per MB
-    photo_cpu: list[float] = field(default_factory=list)
-    small_peak: list[int] = field(default_factory=list)  # KiB, the small video
-    large_peak: list[int] = field(default_factory=list)
+    video_seconds: list[float] = field(default_factory=list)  # wall time of each upload of the large video
+    video_cpu: list[float] = field(default_factory=list)  # the server's CPU seconds of each
+    photo_seconds: float = 0.0  # of all the photos
+    photo_cpu: float = 0.0
+    peaks: tuple[int, int] | None = None  # KiB: the API process's peak with the small video, with the large one
 
 
-def _measured(server: Server, send: Callable[[], None]) -> tuple[float, float]:
-    """(wall seconds, server CPU seconds) of `send()`."""
+def rotated(items: list[Transport], by: int) -> list[Transport]:
+    return items[by % len(items):] + items[:by % len(items)]
+
+
+def timed(server: Server, client: Client, transport: Transport, path: Path) -> tuple[float, float]:
+    """(wall seconds, server CPU seconds) of one upload."""
     cpu = cpu_seconds(server.proc.pid)
     start = time.perf_counter()
-    send()
+    transport.send(client, path)
     wall = time.perf_counter() - start
     return wall, cpu_seconds(server.proc.pid) - cpu
 
 
-def measure(server: Server, transport: Transport, small: Path, large: Path, photo_files: list[Path],
-            figures: Figures) -> None:
-    client = Client(server.base)
-    try:
-        for warmup in (photo_files[0], WARMUP_VIDEO):  # first calls: imports, connections, pixel workers
-            transport.send(client, warmup)
-        pid = server.proc.pid
-        reset_peak(pid)
-        transport.send(client, small)
-        figures.small_peak.append(peak_kib(pid))
-        reset_peak(pid)
-        wall, cpu = _measured(server, lambda: transport.send(client, large))
-        figures.large_peak.append(peak_kib(pid))
-        size = large.stat().st_size / MB
-        figures.video_rate.append(size / wall)
-        figures.video_cpu.append(cpu / size)
-        wall, cpu = _measured(server, lambda: [transport.send(client, path) for path in photo_files])
-        size = sum(path.stat().st_size for path in photo_files) / MB
-        figures.photo_rate.append(size / wall)
-        figures.photo_cpu.append(cpu / size)
-    finally:
-        client.close()
+def warm_up(client: Client, transport: Transport, photo: Path) -> None:
+    """First calls: imports, connections, pixel workers."""
+    for path in (photo, WARMUP_VIDEO):
+        transport.send(client, path)
+
+
+def memory(server: Server, client: Client, transport: Transport, small: Path, large: Path) -> tuple[int, int]:
+    """The API process's peak RSS (KiB) with the small video, then with the large one, each peak reset first."""
+    peaks = []
+    for path in (small, large):
+        reset_peak(server.proc.pid)
+        transport.send(client, path)
+        peaks.append(peak_kib(server.proc.pid))
+    return peaks[0], peaks[1]
+
+
+def speed(server: Server, client: Client, transports: list[Transport], large: Path, photo_files: list[Path],
+          repeats: int, figures: dict[str, Figures]) -> None:
+    """The transports in turn, in rotating order: the large video `repeats` times each, then each photo through
+    each transport, so that the machine's noise hits every transport alike."""
+    for rep in range(repeats):
+        for transport in rotated(transports, rep):
+            wall, cpu = timed(server, client, transport, large)
+            figures[transport.label].video_seconds.append(wall)
+            figures[transport.label].video_cpu.append(cpu)
+    for number, path in enumerate(photo_files):
+        for transport in rotated(transports, number):
+            wall, cpu = timed(server, client, transport, path)
+            figures[transport.label].photo_seconds += wall
+            figures[transport.label].photo_cpu += cpu
 
 
 # --- the servers -------------------------------------------------------------------------------------------------
@@ -388,54 +398,63 @@ def run(cfg: Config) -> None:
     small, large = videos(sizes)
     photo_files = photos(sizes)
     figures = {transport.label: Figures() for transport in TRANSPORTS}
-    for rep in range(sizes.rounds):
-        order = TRANSPORTS[rep % len(TRANSPORTS):] + TRANSPORTS[:rep % len(TRANSPORTS)]
-        groups = ([[transport] for transport in order] if sizes.fresh_servers else
-                  [[t for t in order if t.storage == storage] for storage in dict.fromkeys(t.storage for t in order)])
-        for number, group in enumerate(groups):
-            with serving(group[0].storage, cfg.work / f"uploads-{rep}-{number}") as server:
-                for transport in group:
-                    measure(server, transport, small, large, photo_files, figures[transport.label])
+    for storage in ("local", "s3"):
+        transports = [transport for transport in TRANSPORTS if transport.storage == storage]
+        if sizes.fresh_servers:  # memory on a server that has seen nothing but the transport's warm-up
+            for transport in transports:
+                with serving(storage, cfg.work / f"uploads-{storage}-memory") as server, \
+                        closing(Client(server.base)) as client:
+                    warm_up(client, transport, photo_files[0])
+                    figures[transport.label].peaks = memory(server, client, transport, small, large)
+        with serving(storage, cfg.work / f"uploads-{storage}") as server, closing(Client(server.base)) as client:
+            for transport in transports:
+                warm_up(client, transport, photo_files[0])
+                if not sizes.fresh_servers:
+                    figures[transport.label].peaks = memory(server, client, transport, small, large)
+            speed(server, client, transports, large, photo_files, sizes.repeats, figures)
     _print(figures, sizes, small, large, photo_files)
 
 
 def _print(figures: dict[str, Figures], sizes: Sizes, small: Path, large: Path, photo_files: list[Path]) -> None:
-    def median(values: list[float]) -> float | None:
-        return statistics.median(values) if values else None
-
     def pair(values: list[float | None], digits: int, suffix: str = "") -> str:
         return " / ".join("-" if v is None else f"{v:,.{digits}f}{suffix}" for v in values)
 
-    def shares(values: list[float | None], bases: list[float | None]) -> list[float | None]:
-        return [v / b if v is not None and b else None for v, b in zip(values, bases, strict=True)]
-
     large_mb, small_mb = large.stat().st_size / MB, small.stat().st_size / MB
     photo_mb = sum(path.stat().st_size for path in photo_files) / MB
+
+    def rates(f: Figures) -> list[float]:  # MB/s: the video (median), the photos (all)
+        return [large_mb / statistics.median(f.video_seconds), photo_mb / f.photo_seconds]
+
+    def cpus(f: Figures) -> list[float]:  # CPU s per MB: the video (median), the photos (all)
+        return [statistics.median(f.video_cpu) / large_mb, f.photo_cpu / photo_mb]
+
+    def shares(values: list[float], bases: list[float]) -> list[float | None]:
+        return [v / b if b else None for v, b in zip(values, bases, strict=True)]
+
     t = table(f"Uploads: a {large_mb:.0f} MB video and {len(photo_files)} photos ({photo_mb:.0f} MB) through each "
-              f"transport of `mediahub serve` on loopback, medians of {sizes.rounds} round(s) in rotating order\n"
-              "  SQLite; local storage, or S3 on moto (rows marked S3); "
-              f"{'a fresh server per transport and round' if sizes.fresh_servers else 'one server per storage'}, "
-              "each transport warmed up; no jobs\n"
+              "transport of `mediahub serve` on loopback\n"
+              "  SQLite; local storage, or S3 on moto (rows marked S3); every transport warmed up; no jobs\n"
               f"  direct-to-S3: the video in {DIRECT_PART // MiB} MiB multipart parts, each photo one presigned POST; "
-              "both PUT/POSTed to moto, then completed\n"
-              "  MB/s: file bytes over the wall time from the first request to the answer naming the item "
-              "(photos one after another)\n"
+              "the bytes go to moto, then the API completes\n"
+              "  MB/s: file bytes over the wall time from the first request to the answer naming the item; "
+              "one server per storage, the transports in turn\n"
+              f"    (rotating order): the video {sizes.repeats} time(s) each (median), then each photo through "
+              "each transport (all)\n"
               "  CPU: the server process and its pixel workers, ms per MB of file; vs form: the form upload to "
               "the same storage; pairs: video / photos\n"
               f"  peak RSS: VmHWM of the API process (reset before each file) with a {small_mb:.0f} MB / the "
-              f"{large_mb:.0f} MB video; growth: of the peak, over the {large_mb - small_mb:.0f} MB more file",
+              f"{large_mb:.0f} MB video, "
+              f"{'on a fresh server per transport' if sizes.fresh_servers else 'on the same server'}; "
+              f"growth: of the peak, over the {large_mb - small_mb:.0f} MB more file",
               ["transport", "video MB/s", "photos MB/s", "vs form", "CPU ms/MB", "CPU vs form", "peak RSS MiB",
                "RSS growth", "goal", "verdict"])
     form = {"local": figures["form"], "s3": figures["form (S3)"]}
     for transport in TRANSPORTS:
         mine, base = figures[transport.label], form[transport.storage]
-        rates = [median(mine.video_rate), median(mine.photo_rate)]
-        cpus = [median(mine.video_cpu), median(mine.photo_cpu)]
-        rate_shares = shares(rates, [median(base.video_rate), median(base.photo_rate)])
-        cpu_shares = shares(cpus, [median(base.video_cpu), median(base.photo_cpu)])
-        peaks = [median(mine.small_peak), median(mine.large_peak)]
-        growth = ((peaks[1] - peaks[0]) * 1024 / ((large_mb - small_mb) * MB) if None not in peaks else None)
-        goals, checks = [f"RSS growth < {GOAL_RSS_SLOPE * 100:.0f} %"], [growth is not None and growth < GOAL_RSS_SLOPE]
+        rate_shares, cpu_shares = shares(rates(mine), rates(base)), shares(cpus(mine), cpus(base))
+        assert mine.peaks is not None
+        growth = (mine.peaks[1] - mine.peaks[0]) * 1024 / ((large_mb - small_mb) * MB)
+        goals, checks = [f"RSS growth < {GOAL_RSS_SLOPE * 100:.0f} %"], [growth < GOAL_RSS_SLOPE]
         if transport.label == "tus 8 MiB":
             goals.append(f">= {GOAL_TUS_SHARE:.2f}x form MB/s")
             checks.append(None not in rate_shares and min(rate_shares) >= GOAL_TUS_SHARE)
@@ -443,9 +462,8 @@ def _print(figures: dict[str, Figures], sizes: Sizes, small: Path, large: Path, 
             goals.append(f"video CPU < {GOAL_DIRECT_CPU:.2f}x form")
             checks.append(cpu_shares[0] is not None and cpu_shares[0] < GOAL_DIRECT_CPU)
         proxied = transport.send is form_upload
-        t.add_row(transport.label, pair(rates[:1], 1), pair(rates[1:], 1),
-                  "-" if proxied else pair(rate_shares, 2, "x"), pair([c and c * 1000 for c in cpus], 1),
-                  "-" if proxied else pair(cpu_shares, 2, "x"), pair([p and p / 1024 for p in peaks], 0),
-                  "-" if growth is None else f"{growth * 100:.1f} %", "; ".join(goals),
-                  " / ".join(verdict(ok) for ok in checks))
+        t.add_row(transport.label, pair(rates(mine)[:1], 1), pair(rates(mine)[1:], 1),
+                  "-" if proxied else pair(rate_shares, 2, "x"), pair([c * 1000 for c in cpus(mine)], 1),
+                  "-" if proxied else pair(cpu_shares, 2, "x"), pair([p / 1024 for p in mine.peaks], 0),
+                  f"{growth * 100:.1f} %", "; ".join(goals), " / ".join(verdict(ok) for ok in checks))
     console.print(t)
