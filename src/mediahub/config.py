@@ -166,9 +166,10 @@ class Settings(BaseSettings):
     # How long an upload may take from creation to its last byte; its outcome is kept as long. Then
     # the sweeper removes it with its bytes (aborting an S3 multipart upload).
     upload_expiry_seconds: int = Field(24 * 3600, ge=60, le=30 * 24 * 3600)
-    # A request writing to (or ingesting) an upload holds it this long, renewed while it works; a process
-    # killed mid-request holds it no longer, then the client's next request takes over.
-    upload_lease_seconds: float = Field(20.0, ge=1, le=600)
+    # A request writing to (or ingesting) an upload holds it this long, renewed while bytes arrive (or the
+    # ingest runs); a process killed mid-request, or a connection gone quiet, holds it no longer, and the
+    # client's next request takes over. tus-js-client gives up after about 9 s of retries.
+    upload_lease_seconds: float = Field(8.0, ge=1, le=600)
     upload_max_open: int = Field(20, ge=1, le=10_000)  # unfinished uploads per principal
     # S3 parts of a staged (tus) upload; S3 itself needs 5 MiB but for the last part.
     upload_part_size: int = Field(8 * MB, ge=5 * MB, le=512 * MB)

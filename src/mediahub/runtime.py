@@ -20,10 +20,11 @@ from mediahub.jobs.sweeper import Sweeper
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
+from mediahub.media.resumable import TusService
 from mediahub.media.uploads import UploadService
 from mediahub.pipeline.watermark import check_fields
 from mediahub.storage.base import Storage
-from mediahub.storage.factory import build_storage
+from mediahub.storage.factory import build_staging, build_storage
 
 JOB_WAIT_SECONDS = 600.0
 
@@ -41,6 +42,7 @@ class Runtime:
     delivery: Delivery  # holds this process's render gate: one per process
     cdn: CdnPurge  # the CDN purges of the services' changes, dispatched to `jobs` after each commit
     uploads: UploadService  # uploads whose bytes arrive apart from their ingest (tus, direct to S3)
+    tus: TusService
     sweeper: Sweeper | None = None
 
     @classmethod
@@ -58,7 +60,8 @@ class Runtime:
         delivery = Delivery(settings, database, storage)
         cdn = CdnPurge(settings, storage, dispatch=jobs.dispatch)
         uploads = UploadService(settings, database, ingest)
-        return cls(settings, database, storage, tasks, jobs, dedup_index, ingest, delivery, cdn, uploads)
+        tus = TusService(settings, database, uploads, build_staging(settings, storage))
+        return cls(settings, database, storage, tasks, jobs, dedup_index, ingest, delivery, cdn, uploads, tus)
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""

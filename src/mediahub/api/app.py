@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.types import Scope
 
 from mediahub.api.auth import TokenVerifier
 from mediahub.api.deps import ApiState
@@ -14,7 +15,7 @@ from mediahub.api.errors import install_error_handlers
 from mediahub.api.metrics import Metrics, MetricsMiddleware
 from mediahub.api.middleware import BodyCapMiddleware, CloseOnUnreadBodyMiddleware
 from mediahub.api.ratelimit import ConcurrencyLimit, upload_limiter
-from mediahub.api.routes import files, images, media, members, moderation, ops, uploads
+from mediahub.api.routes import files, images, media, members, moderation, ops, tus, uploads
 from mediahub.config import Settings, secured
 from mediahub.runtime import Runtime
 
@@ -49,13 +50,19 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     # The last added runs outermost: metrics see every answer, including the connection-closing ones.
     app.add_middleware(BodyCapMiddleware, max_bytes=settings.max_json_body_bytes,
-                       read_timeout=settings.upload_read_timeout_seconds, exempt=uploads.streams_its_body)
+                       read_timeout=settings.upload_read_timeout_seconds, exempt=_streams_its_body)
     app.add_middleware(CloseOnUnreadBodyMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(tus.TusHeadersMiddleware)  # outermost: a method override applies to every layer
     # Order matters where paths overlap: fixed segments before /v1/media/{media_id}.
-    for module in (ops, uploads, files, images, members, moderation, media):
+    for module in (ops, uploads, tus, files, images, members, moderation, media):
         app.include_router(module.router)
     return app
+
+
+def _streams_its_body(scope: Scope) -> bool:
+    """The upload routes read their bodies as streams, under their own caps."""
+    return uploads.streams_its_body(scope) or tus.streams_its_body(scope)
 
 
 def create_app_from_environment() -> FastAPI:

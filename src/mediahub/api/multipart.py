@@ -259,7 +259,7 @@ def _feed(parser: MultipartParser, chunk: bytes) -> None:
         raise MalformedRequest(f"malformed multipart body: {exc}", code="malformed_multipart") from None
 
 
-async def _chunks(request: Request, timeout: float | None) -> AsyncIterator[bytes]:
+async def body_chunks(request: Request, timeout: float | None) -> AsyncIterator[bytes]:
     """The body's chunks; 408 when the next one takes longer than `timeout` (a trickling client)."""
     stream = request.stream()
     try:
@@ -287,7 +287,7 @@ async def read_multipart(request: Request, limits: FormLimits) -> ReceivedForm:
     builder = _FormBuilder(limits)
     received = 0
     try:
-        async for chunk in _chunks(request, limits.read_timeout):
+        async for chunk in body_chunks(request, limits.read_timeout):
             received += len(chunk)
             if declared is not None and received > declared:
                 raise MalformedRequest("body is longer than its Content-Length", code="content_length_mismatch")

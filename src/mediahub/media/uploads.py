@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +35,12 @@ from mediahub.pipeline.intake import Spooled
 
 # Errors after which the same bytes may well be ingested on a later try: not recorded as the outcome.
 TRANSIENT_CATEGORIES = frozenset({"unavailable", "busy", "locked"})
-FIELD_NAMES = ("filename", "alt_text", "caption", "is_primary", "tags", "allow_duplicate")
+# What an upload row keeps of its creation: the form fields, the raw tus metadata, the parts a final upload joins.
+FIELD_NAMES = ("filename", "alt_text", "caption", "is_primary", "tags", "allow_duplicate", "metadata", "parts")
+
+
+def new_upload_id() -> str:
+    return secrets.token_urlsafe(24)
 
 
 def principal_record(principal: Principal) -> dict[str, Any]:
@@ -54,7 +60,12 @@ def target_of(upload: Upload) -> Target:
 
 
 class Lease:
-    """One request's hold on an upload, renewed on a thread until released; `lost` once a renewal failed."""
+    """One request's hold on an upload, renewed on a thread while the request works.
+
+    A writer `touch`es it as bytes arrive; once nothing arrived for half the lease (a connection
+    gone quiet), renewal pauses so the client's next request can take over, and a write that
+    comes after all first takes the lease back, or stops if another request has it.
+    """
 
     def __init__(self, database: Database, public_id: str, seconds: float) -> None:
         self.database = database
@@ -62,6 +73,9 @@ class Lease:
         self.seconds = seconds
         self.token = secrets.token_hex(16)
         self.lost = threading.Event()
+        self.steady = False  # an ingest, not a stream of bytes: renewed whatever arrives
+        self._touched = time.monotonic()
+        self._paused = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -74,23 +88,38 @@ class Lease:
         if not taken:
             raise Locked("another request is writing to or ingesting this upload; try again shortly",
                          code="upload_locked", retry_after=max(1, round(self.seconds / 4)))
-        self._thread = threading.Thread(target=self._renew, name="upload-lease", daemon=True)
+        self._thread = threading.Thread(target=self._renew_while_working, name="upload-lease", daemon=True)
         self._thread.start()
         return self
 
-    def _renew(self) -> None:
+    def _renew(self) -> bool:
+        with self.database.session() as session:
+            return UploadRepository(session).renew_lease(self.public_id, self.token, self._until())
+
+    def _renew_while_working(self) -> None:
         while not self._stop.wait(self.seconds / 3):
+            if not self.steady and time.monotonic() - self._touched > self.seconds / 2:
+                self._paused = True
+                continue
             try:
-                with self.database.session() as session:
-                    renewed = UploadRepository(session).renew_lease(self.public_id, self.token, self._until())
+                renewed = self._renew()
             except MediaHubError:  # the database is away for a moment: the lease has time left; try again
                 continue
             if not renewed:
                 self.lost.set()
                 return
 
-    def check(self) -> None:
-        """Before each write: a request whose lease was taken over stops instead of writing."""
+    def touch(self) -> None:
+        """Bytes arrived: renewal goes on; after a pause, the lease is taken back first (or Locked)."""
+        self._touched = time.monotonic()
+        if self._paused and not self.lost.is_set():
+            with self.database.session() as session:
+                held = UploadRepository(session).take_lease(self.public_id, self.token, self._until(),
+                                                            holder=self.token)
+            if held:
+                self._paused = False
+            else:
+                self.lost.set()
         if self.lost.is_set():
             raise Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
 
@@ -140,7 +169,7 @@ class UploadService:
         """
         if length is not None:
             self.check_length(length, target)
-        public_id = public_id or secrets.token_urlsafe(24)
+        public_id = public_id or new_upload_id()
         now = utcnow()
         with self.database.session() as session:
             repo = UploadRepository(session)
@@ -195,6 +224,7 @@ class UploadService:
             if not UploadRepository(session).finish(upload.public_id, lease.token, media_id=item.id):
                 raise Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
 
+        lease.steady = True
         request = UploadRequest(
             target_of(upload), uploaded_by=principal.sub, verified=principal.verified,
             is_primary=bool(fields.get("is_primary")), alt_text=fields.get("alt_text"),

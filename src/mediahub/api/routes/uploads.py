@@ -63,7 +63,7 @@ def _form_schema(file_field: str, many: bool, extra: dict[str, Any] | None = Non
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
-def _parse_fields(model: type[Fields], fields: dict[str, str]) -> Fields:
+def parse_fields(model: type[Fields], fields: dict[str, str]) -> Fields:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
@@ -121,7 +121,7 @@ async def _upload_one(request: Request, principal: Principal, runtime: RuntimeDe
                             runtime.settings.upload_read_timeout_seconds)
         form = await read_multipart(request, limits)
         try:
-            fields = _parse_fields(UploadFields, form.fields)
+            fields = parse_fields(UploadFields, form.fields)
             received = _only_file(form)
             upload = _upload_request(target, principal, fields, received)
             item = await run_in_threadpool(runtime.ingest.ingest_spooled, received.spooled, upload)
@@ -255,7 +255,7 @@ async def batch_upload(request: Request, response: Response, principal: Principa
                             batch.file_cap, True, settings.temp_dir, settings.upload_read_timeout_seconds)
         form = await read_multipart(request, limits)
         try:
-            fields = _parse_fields(BatchUploadFields, form.fields)
+            fields = parse_fields(BatchUploadFields, form.fields)
             target = await batch.authorise(form.fields)
             if not form.files:
                 raise InvalidInput("the form has no 'files' part", code="missing_file")

@@ -41,13 +41,15 @@ class UploadRepository:
             .where(Upload.created_by == created_by, Upload.state == RECEIVING, Upload.expires_at > (now or utcnow()))
         ) or 0
 
-    def take_lease(self, public_id: str, token: str, until: datetime, now: datetime | None = None) -> bool:
-        """Hold the upload until `until` when nobody does (or the holder's lease ran out)."""
+    def take_lease(self, public_id: str, token: str, until: datetime, now: datetime | None = None,
+                   holder: str | None = None) -> bool:
+        """Hold the upload until `until` when nobody does, the holder's lease ran out, or `holder` (the caller's
+        earlier token) still has it."""
         now = now or utcnow()
+        free = or_(Upload.lease_token.is_(None), Upload.lease_until < now,
+                   *([Upload.lease_token == holder] if holder else []))
         result = self.session.execute(
-            update(Upload)
-            .where(Upload.public_id == public_id, or_(Upload.lease_token.is_(None), Upload.lease_until < now))
-            .values(lease_token=token, lease_until=until)
+            update(Upload).where(Upload.public_id == public_id, free).values(lease_token=token, lease_until=until)
         )
         return result.rowcount == 1
 
@@ -85,6 +87,13 @@ class UploadRepository:
                     lease_token=None, lease_until=None)
         )
         return result.rowcount == 1
+
+    def join(self, part_ids: Sequence[str], final_id: str) -> None:
+        """Partial uploads joined into a final one: done, naming it (a repeated final request finds it)."""
+        self.session.execute(
+            update(Upload).where(Upload.public_id.in_(part_ids))
+            .values(state=DONE, outcome={"joined_into": final_id}, lease_token=None, lease_until=None)
+        )
 
     def expired(self, now: datetime, limit: int) -> list[Upload]:
         """Uploads past their expiry that nobody holds, oldest first; rows another sweeper holds are skipped."""
