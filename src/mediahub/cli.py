@@ -185,22 +185,25 @@ def sync_public() -> None:
 
 @app.command()
 def verify(
-    repair: Annotated[bool, typer.Option(help="Delete stray objects, mark rows with missing objects.")] = False,
+    repair: Annotated[bool, typer.Option(
+        help="Delete stray objects, mark rows with missing objects, remove uploads left over.")] = False,
     grace_minutes: Annotated[float, typer.Option(help="Ignore objects younger than this (uploads in flight).")] = 15,
     resume: Annotated[bool, typer.Option(
         help="Continue this store's last unfinished pass from its checkpoint (else a new pass starts).")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object per line on stdout: each finding as found, then the summary.")] = False,
 ) -> None:
-    """Find stored objects without a row and rows whose objects are missing, streaming, in bounded memory."""
+    """Find stored objects without a row and rows whose objects are missing, streaming, in bounded memory; and
+    uploads left over (expired, or staged without a row)."""
     from datetime import timedelta
 
     from mediahub.db.session import Database
     from mediahub.media import verify as verify_service
-    from mediahub.storage.factory import build_storage
+    from mediahub.storage.factory import build_staging, build_storage
 
     settings = load_settings()  # the database and the store only: no pipeline, pixel workers or jobs
     database, storage = Database(settings.database_url), build_storage(settings)
+    staging = build_staging(settings, storage)
     with _progress() as progress:
         task = progress.add_task("verifying", total=None)
         started = time.perf_counter()
@@ -218,8 +221,8 @@ def verify(
                 progress.console.print(f"  {finding.kind}: {finding.key}{owners}")
 
         try:
-            report = verify_service.verify(database, storage, grace=timedelta(minutes=grace_minutes), repair=repair,
-                                           resume=resume, on_finding=found, progress=advance)
+            report = verify_service.verify(database, storage, staging=staging, grace=timedelta(minutes=grace_minutes),
+                                           repair=repair, resume=resume, on_finding=found, progress=advance)
         except MediaHubError as exc:
             console.print(f"[red]{exc.code}: {exc.message}[/red] (--resume continues from the last checkpoint)")
             raise typer.Exit(1) from None
@@ -231,6 +234,9 @@ def verify(
             "stray_count": report.stray_count, "missing_count": report.missing_count,
             "stray": report.stray, "missing": {str(k): v for k, v in report.missing.items()},  # samples
             "removed": report.removed, "marked_failed": report.marked, "resumed_after": report.resumed_after,
+            "expired_upload_count": report.expired_upload_count, "stray_upload_count": report.stray_upload_count,
+            "expired_uploads": report.expired_uploads, "stray_uploads": report.stray_uploads,  # samples
+            "uploads_removed": report.uploads_removed,
             "seconds": round(report.seconds, 3), "objects_per_second": round(report.rate, 1),
         })
     else:
@@ -238,8 +244,12 @@ def verify(
         console.print(f"{report.objects} objects, {report.keys_in_db} keys in the database, "
                       f"{report.stray_count} stray, {report.missing_count} missing{resumed}; "
                       f"{report.objects_this_run} objects in {report.seconds:.1f} s ({report.rate:.0f} objects/s)")
+        if report.expired_upload_count or report.stray_upload_count:
+            console.print(f"uploads left over: {report.expired_upload_count} expired, "
+                          f"{report.stray_upload_count} staged without a row")
         if repair:
-            console.print(f"removed {report.removed} stray objects, marked {report.marked} rows failed")
+            console.print(f"removed {report.removed} stray objects, marked {report.marked} rows failed, "
+                          f"removed {report.uploads_removed} uploads left over")
     raise typer.Exit(0 if report.clean or repair else 1)
 
 
@@ -308,7 +318,7 @@ def worker(
     source = f"queue {runtime.settings.queue_name}" if runtime.settings.queue_url else "the jobs table"
     console.print(f"worker started on {source}")
     try:
-        run_worker(runtime.tasks, runtime.jobs, threads or runtime.settings.workers, stop)
+        run_worker(runtime.tasks, runtime.jobs, threads or runtime.settings.workers, stop, runtime.staging)
     finally:
         runtime.close()
 

@@ -25,6 +25,7 @@ from mediahub.media.uploads import UploadService
 from mediahub.pipeline.watermark import check_fields
 from mediahub.storage.base import Storage
 from mediahub.storage.factory import build_staging, build_storage
+from mediahub.storage.staging import Staging
 
 JOB_WAIT_SECONDS = 600.0
 
@@ -34,6 +35,7 @@ class Runtime:
     settings: Settings
     database: Database
     storage: Storage
+    staging: Staging  # bytes of uploads in progress (resumable, direct): the store's, or the temp dir's
     tasks: TaskContext
     jobs: Dispatcher
     # Near-duplicate lookups (uploader and global scopes): the host's shared index file, opened on first use.
@@ -60,14 +62,16 @@ class Runtime:
         delivery = Delivery(settings, database, storage)
         cdn = CdnPurge(settings, storage, dispatch=jobs.dispatch)
         uploads = UploadService(settings, database, ingest)
-        tus = TusService(settings, database, uploads, build_staging(settings, storage))
-        return cls(settings, database, storage, tasks, jobs, dedup_index, ingest, delivery, cdn, uploads, tus)
+        staging = build_staging(settings, storage)
+        tus = TusService(settings, database, uploads, staging)
+        return cls(settings, database, storage, staging, tasks, jobs, dedup_index, ingest, delivery, cdn, uploads,
+                   tus)
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
         if self.jobs.runs_here and self.sweeper is None:
             self.sweeper = Sweeper(self.database, self.jobs.dispatch, self.settings.sweep_interval_seconds,
-                                   self.storage).start()
+                                   self.storage, self.staging).start()
 
     def wait_for_jobs(self, media_ids: Iterable[int], timeout: float = JOB_WAIT_SECONDS) -> bool:
         """Wait for these items' jobs when this process runs them; False when it does not, or on timeout."""

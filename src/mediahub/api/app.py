@@ -15,7 +15,7 @@ from mediahub.api.errors import install_error_handlers
 from mediahub.api.metrics import Metrics, MetricsMiddleware
 from mediahub.api.middleware import BodyCapMiddleware, CloseOnUnreadBodyMiddleware
 from mediahub.api.ratelimit import ConcurrencyLimit, upload_limiter
-from mediahub.api.routes import files, images, media, members, moderation, ops, tus, uploads
+from mediahub.api.routes import direct_uploads, files, images, media, members, moderation, ops, tus, uploads
 from mediahub.config import Settings, secured
 from mediahub.runtime import Runtime
 
@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(tus.TusHeadersMiddleware)  # outermost: a method override applies to every layer
     # Order matters where paths overlap: fixed segments before /v1/media/{media_id}.
-    for module in (ops, uploads, tus, files, images, members, moderation, media):
+    for module in (ops, uploads, tus, direct_uploads, files, images, members, moderation, media):
         app.include_router(module.router)
     return app
 

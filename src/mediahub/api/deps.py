@@ -21,6 +21,7 @@ from mediahub.api.ratelimit import ConcurrencyLimit, RateLimiter
 from mediahub.config import Settings
 from mediahub.errors import MalformedRequest, Unauthenticated
 from mediahub.media.access import Principal
+from mediahub.media.direct_uploads import DirectUploadService
 from mediahub.media.files import FileAccess
 from mediahub.media.manage import MediaService
 from mediahub.media.moderation import ModerationService
@@ -80,6 +81,13 @@ async def get_file_access(runtime: RuntimeDep) -> FileAccess:
     return FileAccess(runtime.database, runtime.settings.signing_key)
 
 
+async def get_direct_uploads(runtime: RuntimeDep) -> DirectUploadService:
+    """The direct-to-S3 uploads; 404 `direct_uploads_unavailable` on a store clients cannot send to."""
+    service = DirectUploadService(runtime.settings, runtime.database, runtime.uploads, runtime.storage)
+    service.require_bucket()
+    return service
+
+
 # A Host header as RFC 9110 allows it (name or IPv4, [IPv6], optional port): anything else
 # would be copied into every URL of the answer.
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?\Z")
@@ -106,6 +114,7 @@ async def get_urls(request: Request, runtime: RuntimeDep) -> MediaUrls:
 MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]
 ModerationServiceDep = Annotated[ModerationService, Depends(get_moderation_service)]
 FileAccessDep = Annotated[FileAccess, Depends(get_file_access)]
+DirectUploadsDep = Annotated[DirectUploadService, Depends(get_direct_uploads)]
 UrlsDep = Annotated[MediaUrls, Depends(get_urls)]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="A JWT: `Authorization: Bearer <token>`")

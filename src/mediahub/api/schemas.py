@@ -416,3 +416,72 @@ class TransformUrlOut(BaseModel):
     height: int
     format: str | None = Field(description="null: negotiated")
     expires_at: datetime | None
+
+
+# Direct-to-S3 uploads: the shapes of the Companion endpoints that Uppy's @uppy/aws-s3 calls, in their names.
+
+SHA256_HEX = r"^[0-9a-fA-F]{64}$"
+FILENAME_MAX = 1024  # a hint kept (shortened) for the record; see pipeline.intake.safe_filename
+
+
+class DirectUploadMetadata(BatchUploadFields):
+    """The target and the form fields of a direct upload, in Uppy's `metadata` (values may all be text)."""
+
+    filename: Name | None = Field(None, max_length=FILENAME_MAX)
+    sha256: str | None = Field(None, pattern=SHA256_HEX,
+                               description="the file's SHA-256 (hex): completion refuses other bytes (460)")
+
+
+class MultipartStartIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "filename": "walkthrough.mp4", "type": "video/mp4",
+        "metadata": {"entity_type": "property", "entity_id": "123", "entity_field": "gallery", "caption": "Hall"},
+    }]})
+
+    filename: Name | None = Field(None, max_length=FILENAME_MAX, description="used when metadata has none")
+    type: str | None = Field(None, max_length=255, description="ignored: the type is sniffed from the bytes")
+    metadata: DirectUploadMetadata
+
+
+class MultipartStartOut(BaseModel):
+    key: str = Field(description="the object key the parts go to; name it (`?key=`) in every later call")
+    uploadId: str
+
+
+class SignedPartOut(BaseModel):
+    url: str = Field(description="PUT the part's bytes here; the answer's ETag header names the part")
+    expires: int = Field(description="seconds the URL is valid")
+
+
+class SignedPartsOut(BaseModel):
+    presignedUrls: dict[str, str] = Field(description="part number -> URL")
+
+
+class PartOut(BaseModel):
+    PartNumber: int
+    ETag: str
+    Size: int
+
+
+class PartIn(BaseModel):
+    PartNumber: int = Field(ge=1, le=10_000)
+    ETag: Name = Field(max_length=128)
+
+
+class MultipartCompleteIn(BaseModel):
+    parts: list[PartIn] = Field(min_length=1, max_length=10_000, description="ascending part numbers")
+
+
+class PresignedPostOut(BaseModel):
+    method: Literal["POST"] = "POST"
+    url: str
+    fields: dict[str, str] = Field(description="the form's fields, before the file (the last part, named `file`)")
+    expires: int = Field(description="seconds the form is valid")
+    key: str = Field(description="where the file goes; complete with POST /v1/media/s3/params/complete?key=")
+
+
+class DirectUploadOut(MediaOut):
+    """The item a completed direct upload made."""
+
+    location: str = Field(description="the item's URL (GET /v1/media/{id})")
+    key: str = Field(description="the key the upload was staged at (removed once ingested)")

@@ -4,6 +4,8 @@ Every interval it queues again the jobs whose lease ran out, and (when a
 dispatcher is given) re-sends them and the queued jobs that have been due for
 longer than REDISPATCH_INTERVALS intervals (a backlog waiting in the broker is
 not re-sent every round). A duplicate message is harmless: only one claim wins.
+With a store it also retries the queued object deletes, and with a staging it removes
+expired uploads and stray staged bytes (media/upload_sweep.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from mediahub.db.models import utcnow
 from mediahub.db.repositories import job_queue as queue
 from mediahub.db.session import Database
 from mediahub.media.cleanup import purge_pending_deletes
+from mediahub.media.upload_sweep import STRAY_GRACE, sweep_uploads
 from mediahub.storage.base import Storage
+from mediahub.storage.staging import Staging
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +45,11 @@ class Sweeper:
     """`sweep` on a daemon thread every `interval` seconds until stopped."""
 
     def __init__(self, database: Database, dispatch: Dispatch | None, interval: float,
-                 storage: Storage | None = None) -> None:
+                 storage: Storage | None = None, staging: Staging | None = None) -> None:
         self.database = database
         self.dispatch = dispatch
         self.storage = storage  # given: also retry the queued object deletes (pending_deletes) each round
+        self.staging = staging  # given: also remove expired and stray uploads with their staged bytes
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mediahub-sweeper", daemon=True)
@@ -66,6 +71,15 @@ class Sweeper:
         except Exception:  # database or storage down: the deletes stay queued for the next round
             log.warning("purging pending deletes failed", exc_info=True)
 
+    def _sweep_uploads(self, staging: Staging) -> None:
+        try:
+            swept = sweep_uploads(self.database, staging, utcnow(), STRAY_GRACE)
+            if swept.expired or swept.strays:
+                log.info("sweeper removed %d expired uploads and %d stray staged uploads", swept.expired,
+                         swept.strays)
+        except Exception:  # database or storage down: the uploads stay for the next round
+            log.warning("sweeping uploads failed", exc_info=True)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -76,4 +90,6 @@ class Sweeper:
                 log.warning("sweep failed", exc_info=True)
             if self.storage is not None:
                 self._purge()
+            if self.staging is not None:
+                self._sweep_uploads(self.staging)
             self._stop.wait(self.interval)

@@ -40,7 +40,8 @@ FIELD_NAMES = ("filename", "alt_text", "caption", "is_primary", "tags", "allow_d
 
 
 def new_upload_id() -> str:
-    return secrets.token_urlsafe(24)
+    """128 random bits in hex: also a storage key segment, which must start with a letter or digit."""
+    return secrets.token_hex(16)
 
 
 def principal_record(principal: Principal) -> dict[str, Any]:

@@ -14,6 +14,11 @@ counts are saved in the database (`verify_checkpoints`, one row per store): a pa
 continues from there with `resume`. The database rather than a file: it is where any process that
 can verify can also read it, whichever machine or container ran the pass before, without a path to
 agree on, and the row is keyed by the store, so it never resumes a pass over another store.
+
+Objects under INCOMING_PREFIX are the bytes of uploads in progress, not media: the merge passes them
+by. Given the staging, the upload rows are compared with the staged uploads instead: rows that expired
+longer than the grace period ago and that sweeping has not removed, and staged uploads older than it
+that no row names are reported, and swept with `repair`.
 """
 
 from __future__ import annotations
@@ -26,10 +31,14 @@ from typing import TypeVar
 
 from mediahub.db.repositories import MediaRepository
 from mediahub.db.repositories.object_keys import KnownKey, ObjectKeyRepository
+from mediahub.db.repositories.uploads import UploadRepository
 from mediahub.db.session import Database
 from mediahub.errors import MediaHubError
 from mediahub.media.cleanup import purge_pending_deletes
+from mediahub.media.keys import INCOMING_PREFIX
+from mediahub.media.upload_sweep import stray_keys, sweep_uploads
 from mediahub.storage.base import ObjectInfo, Storage
+from mediahub.storage.staging import Staging
 
 SAMPLE = 100  # findings of each kind kept in the report (all of them go to `on_finding`)
 BATCH = 500  # candidates checked again, and repaired, together
@@ -43,7 +52,7 @@ Listed = TypeVar("Listed", ObjectInfo, KnownKey)
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # "stray" | "missing"
+    kind: str  # "stray" | "missing" | "expired_upload" | "stray_upload"
     key: str
     media_ids: tuple[int, ...] = ()  # missing: the items that name the key
 
@@ -61,10 +70,17 @@ class VerifyReport:
     resumed_after: str | None = None
     objects_this_run: int = 0
     seconds: float = 0.0  # this run's
+    # Uploads left over (checked with a staging): rows expired before the grace period that sweeping has
+    # not removed, and staged uploads older than it that no row names. Their staged keys, the first SAMPLE.
+    expired_upload_count: int = 0
+    stray_upload_count: int = 0
+    uploads_removed: int = 0  # expired rows and stray staged uploads removed (repair)
+    expired_uploads: list[str] = field(default_factory=list)
+    stray_uploads: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not self.stray_count and not self.missing_count
+        return not (self.stray_count or self.missing_count or self.expired_upload_count or self.stray_upload_count)
 
     @property
     def rate(self) -> float:
@@ -82,18 +98,23 @@ class KeyOrderError(MediaHubError):
     default_code = "key_order"
 
 
-def verify(database: Database, storage: Storage, *, grace: timedelta = timedelta(minutes=15), repair: bool = False,
-           resume: bool = False, on_finding: Callable[[Finding], None] | None = None,
-           progress: Progress | None = None, checkpoint_every: int = CHECKPOINT_OBJECTS) -> VerifyReport:
-    """One pass over the store and the rows (from the store's checkpoint with `resume`)."""
-    return _Pass(database, storage, grace, repair, on_finding, progress, checkpoint_every).run(resume)
+def verify(database: Database, storage: Storage, *, staging: Staging | None = None,
+           grace: timedelta = timedelta(minutes=15), repair: bool = False, resume: bool = False,
+           on_finding: Callable[[Finding], None] | None = None, progress: Progress | None = None,
+           checkpoint_every: int = CHECKPOINT_OBJECTS) -> VerifyReport:
+    """One pass over the store and the rows (from the store's checkpoint with `resume`). Objects under
+    INCOMING_PREFIX are uploads in progress, not media: with `staging` they are checked against the
+    upload rows instead (and swept with `repair`)."""
+    return _Pass(database, storage, staging, grace, repair, on_finding, progress, checkpoint_every).run(resume)
 
 
 class _Pass:
-    def __init__(self, database: Database, storage: Storage, grace: timedelta, repair: bool,
-                 on_finding: Callable[[Finding], None] | None, progress: Progress | None, checkpoint_every: int) -> None:
-        self.database, self.storage, self.repair = database, storage, repair
+    def __init__(self, database: Database, storage: Storage, staging: Staging | None, grace: timedelta,
+                 repair: bool, on_finding: Callable[[Finding], None] | None, progress: Progress | None,
+                 checkpoint_every: int) -> None:
+        self.database, self.storage, self.staging, self.repair = database, storage, staging, repair
         self.on_finding, self.progress, self.checkpoint_every = on_finding, progress, checkpoint_every
+        self.grace = grace
         self.cutoff = datetime.now(timezone.utc) - grace
         self.report = VerifyReport()
         self.strays: list[str] = []  # candidates, checked again in batches
@@ -107,6 +128,8 @@ class _Pass:
         after = self._start(resume)
         position, checkpointed, shown = after, 0, 0
         for key, info, known in _merged(self.storage.list(after=after), self._known_keys(after)):
+            if key.startswith(INCOMING_PREFIX):
+                continue
             if info is not None:
                 self.report.objects += 1
                 self.report.objects_this_run += 1
@@ -128,6 +151,8 @@ class _Pass:
         self._settle()
         if self.progress and self.report.objects_this_run > shown:
             self.progress(self.report.objects_this_run - shown)
+        if self.staging is not None:
+            self._check_uploads(self.staging)
         with self.database.session() as session:
             ObjectKeyRepository(session).clear_checkpoint(self.storage.location)
         if self.repair:
@@ -198,6 +223,20 @@ class _Pass:
                 self._found(Finding("missing", known.key, known.media_ids))
             if self.repair and missing:
                 self._mark(missing)
+
+    def _check_uploads(self, staging: Staging) -> None:
+        with self.database.session() as session:
+            expired = UploadRepository(session).expired_keys(self.cutoff)
+        strays = stray_keys(self.database, staging, self.cutoff)
+        report = self.report
+        report.expired_upload_count, report.expired_uploads = len(expired), expired[:SAMPLE]
+        report.stray_upload_count, report.stray_uploads = len(strays), strays[:SAMPLE]
+        for kind, keys in (("expired_upload", expired), ("stray_upload", strays)):
+            for key in keys:
+                self._found(Finding(kind, key))
+        if self.repair and (expired or strays):
+            swept = sweep_uploads(self.database, staging, datetime.now(timezone.utc), self.grace)
+            report.uploads_removed = swept.expired + swept.strays
 
     def _mark(self, missing: list[KnownKey]) -> None:
         """Mark the items that miss objects `failed`, with the keys they miss."""

@@ -6,16 +6,30 @@ CLI commands that never touch bytes still start while storage is down.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mediahub.config import Settings
 from mediahub.storage.base import Storage, public_cache_control
 from mediahub.storage.local import LocalStorage
+from mediahub.storage.local_staging import LocalStaging
 from mediahub.storage.s3 import S3Storage
+from mediahub.storage.s3_staging import S3Staging
+from mediahub.storage.staging import Staging
 
 
 def build_storage(settings: Settings) -> Storage:
     if settings.storage_type == "s3":
         return _s3_storage(settings)
     return LocalStorage(settings.media_root)
+
+
+def build_staging(settings: Settings, storage: Storage) -> Staging:
+    """Uploads in progress go where their store is: the bucket for S3; for local disk, `staging` in TEMP_DIR,
+    else in var/ (as the dedup index): not the system's temp directory, which a reboot may clear while an
+    upload waits to be resumed."""
+    if isinstance(storage, S3Storage):
+        return S3Staging(storage, settings.upload_part_size, settings.temp_dir)
+    return LocalStaging((settings.temp_dir or Path("var")) / "staging")
 
 
 def _s3_storage(settings: Settings) -> S3Storage:

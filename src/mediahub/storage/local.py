@@ -61,7 +61,7 @@ class LocalStorage(Storage):
 
     # Paths
 
-    def _path(self, key: str) -> Path:
+    def path(self, key: str) -> Path:
         """The file for a key, refusing any way out of the root (including symlinks)."""
         check_key(key)
         lexical = self.root / key
@@ -72,7 +72,7 @@ class LocalStorage(Storage):
 
     def _file_stat(self, key: str) -> os.stat_result:
         try:
-            result = os.stat(self._path(key), follow_symlinks=False)
+            result = os.stat(self.path(key), follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             result = None
         except OSError as exc:
@@ -84,7 +84,7 @@ class LocalStorage(Storage):
     # Writes
 
     def put(self, key: str, source: BinaryIO | Path | bytes, content_type: str) -> ObjectInfo:
-        path = self._path(key)
+        path = self.path(key)
         try:
             fd, tmp = self._make_temp(path.parent)
         except OSError as exc:
@@ -99,7 +99,7 @@ class LocalStorage(Storage):
         finally:
             with suppress(FileNotFoundError):
                 os.unlink(tmp)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return dataclasses.replace(self.stat(key), content_type=content_type)
 
     def _make_temp(self, folder: Path) -> tuple[int, str]:
@@ -119,7 +119,7 @@ class LocalStorage(Storage):
                     raise
 
     def delete_many(self, keys: Iterable[str]) -> list[str]:
-        paths = [(key, self._path(key)) for key in keys]  # validate all before deleting any
+        paths = [(key, self.path(key)) for key in keys]  # validate all before deleting any
         failed = []
         for key, path in paths:
             try:
@@ -147,7 +147,7 @@ class LocalStorage(Storage):
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Validate eagerly (so errors surface at the call), then stream lazily."""
         check_range(start, end)
-        path = self._path(key)
+        path = self.path(key)
         size = self._file_stat(key).st_size
         if start >= size and not (start == 0 and end is None):
             raise InvalidInput(f"range {start}-{end} outside {size} bytes", code="range_not_satisfiable")
@@ -276,7 +276,7 @@ def _write_synced(fd: int, source: BinaryIO | Path | bytes) -> None:
         os.fsync(out.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the new directory entry durable; best effort where directories cannot be opened."""
     with suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)

@@ -12,8 +12,9 @@ multipart upload), so S3 itself refuses to replace an object, atomically, and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -44,6 +45,9 @@ DELETE_BATCH = 1000  # the DeleteObjects maximum
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
 PRESIGN_OPERATIONS = {"GET": "get_object", "PUT": "put_object"}
+MAX_PARTS = 10_000  # S3's part numbers: 1..10000
+# CompleteMultipartUpload refusing the parts it was given (ETags, order, sizes), as opposed to a backend fault.
+PART_ERROR_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"})
 # The operations that publish an object: a single PUT, or the completion of a multipart upload.
 WRITE_EVENTS = ("before-parameter-build.s3.PutObject", "before-parameter-build.s3.CompleteMultipartUpload")
 
@@ -75,6 +79,45 @@ def _translated(action: str, key: str | None = None) -> Iterator[None]:
         raise StorageUnavailable(f"S3 {action} {target} failed: {code}", code="storage_unavailable") from exc
     except BotoCoreError as exc:
         raise StorageUnavailable(f"S3 {action} {target} failed: {exc}", code="storage_unavailable") from exc
+
+
+@contextmanager
+def _multipart_errors(key: str) -> Iterator[None]:
+    """A multipart upload's own refusals, inside `_translated` (which maps every other fault)."""
+    try:
+        yield
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code == "NoSuchUpload":
+            raise NotFound(f"no multipart upload at {key}", code="multipart_upload_not_found") from exc
+        if code in PART_ERROR_CODES:
+            raise InvalidInput(f"S3 refused the parts of {key}: {code}", code="invalid_part") from exc
+        if code == "PreconditionFailed":
+            raise KeyExists(key) from exc
+        raise
+
+
+def _check_part_number(number: int) -> int:
+    if not 1 <= number <= MAX_PARTS:
+        raise InvalidInput(f"part numbers are 1..{MAX_PARTS}", code="invalid_part_number")
+    return number
+
+
+@dataclass(frozen=True)
+class Part:
+    """One uploaded part of a multipart upload, as S3 lists it."""
+
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    """A browser form upload: POST `fields` and then the file (as the form's last part) to `url`."""
+
+    url: str
+    fields: dict[str, str]
 
 
 def _create_only(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -125,6 +168,12 @@ class S3Storage(Storage):
         )
         for event in WRITE_EVENTS:
             self._client.meta.events.register(event, _create_only)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client on this bucket, for what builds on the store (staged uploads): its calls add
+        `If-None-Match: *` to object writes as the store's own do; wrap them in `_translated`."""
+        return self._client
 
     # Writes
 
@@ -280,3 +329,56 @@ class S3Storage(Storage):
     def public_url(self, key: str) -> str | None:
         check_key(key)
         return f"{self._public_base_url}/{key}" if self._public_base_url else None
+
+    # Uploads sent by clients straight to the bucket, at URLs signed here (media/direct_uploads.py)
+
+    def create_multipart(self, key: str) -> str:
+        """Start a multipart upload at `key`; its upload id. Its completion will not replace an object."""
+        check_key(key)
+        with _translated("create multipart", key):
+            return self._client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+
+    def presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> str:
+        """A URL to PUT part `number` of the upload to; signed locally, no request is made."""
+        check_key(key)
+        params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": _check_part_number(number)}
+        with _translated("presign", key):
+            return self._client.generate_presigned_url("upload_part", Params=params,
+                                                       ExpiresIn=check_expires_in(expires_in))
+
+    def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        """Every part uploaded so far, by number; `NotFound` when the upload is no more (completed or aborted)."""
+        check_key(key)
+        pages = self._client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        with _translated("list parts", key), _multipart_errors(key):
+            return [Part(part["PartNumber"], part["ETag"], part["Size"])
+                    for page in pages for part in page.get("Parts", [])]
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        """Assemble the object from the parts (number, ETag) in ascending order. `KeyExists` if the key holds
+        an object, `InvalidInput` (`invalid_part`) when S3 refuses the parts."""
+        check_key(key)
+        listed = [{"PartNumber": _check_part_number(number), "ETag": etag} for number, etag in parts]
+        with _translated("complete multipart", key), _multipart_errors(key):
+            self._client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                   MultipartUpload={"Parts": listed})
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop the upload and its parts; one that is no more (completed or aborted) is not an error."""
+        check_key(key)
+        try:
+            with _translated("abort multipart", key), _multipart_errors(key):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except NotFound:
+            return
+
+    def presign_post(self, key: str, expires_in: int, max_bytes: int) -> PresignedPost:
+        """A form upload of 1..`max_bytes` bytes to exactly `key` (S3 checks the signed policy's
+        `content-length-range` and key); signed locally."""
+        check_key(key)
+        with _translated("presign", key):
+            post = self._client.generate_presigned_post(
+                self.bucket, key, Conditions=[["content-length-range", 1, max_bytes]],
+                ExpiresIn=check_expires_in(expires_in),
+            )
+        return PresignedPost(post["url"], post["fields"])

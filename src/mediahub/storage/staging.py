@@ -52,6 +52,16 @@ class StagingWriter(abc.ABC):
         last `Staged` describes it, and whatever this writer stored beyond it is removed or left to be
         overwritten."""
 
+    def close(self) -> None:
+        """Release what the writer holds (an open file) without persisting: as if its process had died, so
+        bytes past the last persisted state are left to be overwritten. The writer is unusable after."""
+
+    def __enter__(self) -> StagingWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 class Staging(abc.ABC):
     """Staged uploads addressed by storage keys; every method blocks (run it off the event loop)."""

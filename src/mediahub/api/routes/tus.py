@@ -180,6 +180,13 @@ def _outcome_headers(outcome: Outcome | None, urls: UrlsDep) -> dict[str, str]:
     return {"Media-Id": str(outcome.media_id), "Location": f"{urls.base_url}/v1/media/{outcome.media_id}"}
 
 
+def _counted(api: ApiStateDep, outcome: Outcome | None) -> Outcome | None:
+    """An ingest that ended counts as an upload, as a form upload does: `ok` or its code."""
+    if outcome is not None:
+        api.metrics.uploads.labels(outcome.error.code if outcome.error else "ok").inc()
+    return outcome
+
+
 def _answer(status: int, upload: Upload, outcome: Outcome | None, urls: UrlsDep,
             extra: dict[str, str] | None = None) -> Response:
     """A tus answer; a finished ingest that failed is the form upload's problem instead, with one change:
@@ -260,7 +267,7 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
         assert target is not None
         part_ids = [url.rstrip("/").rsplit("/", 1)[-1] for url in concat[len(FINAL) + 1:].split()]
         upload, outcome = await run_in_threadpool(tus.create_final, principal, target, values, part_ids)
-        return _answer(201, upload, outcome, urls, {"Location": _upload_url(urls, upload.public_id)})
+        return _answer(201, upload, _counted(api, outcome), urls, {"Location": _upload_url(urls, upload.public_id)})
     if concat and not partial:
         raise MalformedRequest("Upload-Concat is `partial` or `final;<upload urls>`", code="invalid_concat")
     length = _number(request, "upload-length")
@@ -269,14 +276,17 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
         raise MalformedRequest("send Upload-Length, or Upload-Defer-Length: 1", code="missing_length")
     upload = await run_in_threadpool(tus.create, principal, target, values, length, partial=partial)
     location = {"Location": _upload_url(urls, upload.public_id)}
-    if not _has_body(request) and length != 0:
+    if length == 0:  # complete as created: ingested (and refused as empty) now
+        upload, outcome = await run_in_threadpool(tus.status, principal, upload.public_id)
+        return _answer(201, upload, _counted(api, outcome), urls, location)
+    if not _has_body(request):
         return _answer(201, upload, None, urls, location)
-    if _has_body(request) and request.headers.get("content-type") != OFFSET_TYPE:
+    if request.headers.get("content-type") != OFFSET_TYPE:
         raise UnsupportedType(f"the upload's bytes are sent as {OFFSET_TYPE}", code="tus_content_type")
     appending = await run_in_threadpool(tus.start_append, principal, upload.public_id, 0,
                                         checksum=_checksum(request))
     upload, outcome = await _append(request, appending, tus, runtime.settings.upload_read_timeout_seconds)
-    return _answer(201, upload, outcome, urls, location)
+    return _answer(201, upload, _counted(api, outcome), urls, location)
 
 
 def _target(fields: TusFields) -> Target:
@@ -318,8 +328,8 @@ async def outcome(upload_id: UploadId, principal: PrincipalDep, tus: TusDep, med
 @router.patch("/{upload_id}", status_code=204, dependencies=[Versioned],
               responses=problem_responses(400, 401, 403, 404, 408, 409, 412, 413, 415, 422, 423, 460, 503),
               summary="Append bytes at Upload-Offset (tus)")
-async def append(upload_id: UploadId, request: Request, principal: PrincipalDep, runtime: RuntimeDep, tus: TusDep,
-                 urls: UrlsDep) -> Response:
+async def append(upload_id: UploadId, request: Request, principal: PrincipalDep, runtime: RuntimeDep,
+                 api: ApiStateDep, tus: TusDep, urls: UrlsDep) -> Response:
     if request.headers.get("content-type") != OFFSET_TYPE:
         raise UnsupportedType(f"PATCH bodies are {OFFSET_TYPE}", code="tus_content_type")
     offset = _number(request, "upload-offset")
@@ -332,7 +342,7 @@ async def append(upload_id: UploadId, request: Request, principal: PrincipalDep,
     appending = await run_in_threadpool(tus.start_append, principal, upload_id, offset,
                                         checksum=_checksum(request), length=_number(request, "upload-length"))
     upload, finished = await _append(request, appending, tus, runtime.settings.upload_read_timeout_seconds)
-    return _answer(204, upload, finished, urls)
+    return _answer(204, upload, _counted(api, finished), urls)
 
 
 @router.delete("/{upload_id}", status_code=204, dependencies=[Versioned],

@@ -63,16 +63,19 @@ def _form_schema(file_field: str, many: bool, extra: dict[str, Any] | None = Non
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
-def parse_fields(model: type[Fields], fields: dict[str, str]) -> Fields:
+def parse_fields(model: type[Fields], fields: dict[str, Any], *where: str) -> Fields:
+    """Text fields read by the route itself, validated as FastAPI validates a body: 422 `validation_error`
+    with each error's place (`where`, default the body)."""
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in errors]) from None
+        raise RequestValidationError([{**err, "loc": (*(where or ("body",)), *err["loc"])}
+                                      for err in errors]) from None
 
 
 @contextmanager
-def _counted(api: ApiStateDep) -> Iterator[None]:
+def counted(api: ApiStateDep) -> Iterator[None]:
     """Count an upload attempt by its result: `ok` or the error code."""
     try:
         yield
@@ -107,7 +110,7 @@ def _only_file(form: ReceivedForm) -> ReceivedFile:
 async def _upload_one(request: Request, principal: Principal, runtime: RuntimeDep, api: ApiStateDep,
                       media: MediaServiceDep, urls: UrlsDep, kind: EntityKind, spec: FieldSpec,
                       ids: dict[str, str]) -> MediaOut:
-    with _counted(api):
+    with counted(api):
         parent_id = ids[kind.parent_param] if kind.parent_param else None
         target = Target.parse(kind.name, ids[kind.id_param], spec.name, parent_id)
         await run_in_threadpool(media.authorise_upload, principal, target)
@@ -277,7 +280,7 @@ async def _batch_file(index: int, received: ReceivedFile, target: Target, princi
                       fields: UploadFields, runtime: RuntimeDep, api: ApiStateDep, media: MediaServiceDep,
                       urls: UrlsDep) -> BatchFileResult:
     try:
-        with _counted(api):
+        with counted(api):
             if received.error is not None:
                 raise received.error
             upload = _upload_request(target, principal, fields, received)

@@ -106,6 +106,11 @@ class UploadRepository:
         )
         return list(self.session.scalars(query))
 
+    def expired_keys(self, before: datetime) -> list[str]:
+        """The staged keys of uploads that expired before `before`, in key order: what sweeping has left."""
+        return list(self.session.scalars(
+            select(Upload.storage_key).where(Upload.expires_at < before).order_by(Upload.storage_key)))
+
     def remove(self, ids: Sequence[int]) -> None:
         if ids:
             self.session.execute(delete(Upload).where(Upload.id.in_(ids)))
