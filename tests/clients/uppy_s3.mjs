@@ -1,17 +1,20 @@
-// Uppy (@uppy/core + @uppy/aws-s3 5.x, `endpoint` + `headers`: the Companion-style routes) uploads one file
-// headless in Node, through the plugin's own code: create, sign each part, PUT it to the bucket, list parts
-// when resuming, complete. Prints one JSON object (see `report`) on stdout.
+// Uppy (@uppy/core + @uppy/aws-s3 5.x with `endpoint` + `headers`: the Companion-style routes) uploads files
+// headless in Node through the plugin's own multipart code: create, sign each part, PUT it to the bucket, list
+// the parts when resuming, complete. Prints one JSON object on stdout:
+// {files: {name: {ok, stopped, state, parts_put, response, error, calls}}}.
 //
-// Job (JSON file, argv[2]): {endpoint, token, file, name, type, meta, chunk_size, limit,
-//   stop_after_parts?: n (write the state and exit once n parts are in: a closed tab),
-//   resume?: {key, uploadId} (a new Uppy resumes it, as Golden Retriever does from its stored file state)}
+// Job (JSON file, argv[2]): {endpoint, token, chunk_size, limit?,
+//   files: [{file, name, type, meta, resume?: {key, uploadId}}],
+//   stop_after_parts?: n (write the report and exit once n parts are in: a closed tab)}
+// `resume` is what Golden Retriever restores in a browser: the file's s3Multipart state, so a new Uppy lists
+// the parts already there and sends only the others.
 import { readFileSync } from 'node:fs'
 import AwsS3 from '@uppy/aws-s3'
 import Uppy from '@uppy/core'
 import NodeXMLHttpRequest from 'xhr2'
 
-// Uppy PUTs the parts with XMLHttpRequest (AwsS3.uploadPartBytes), which Node lacks: xhr2 is one. xhr2 sends
-// Buffers, not Blobs, so a Blob body (a slice of the File) is read into a Buffer first.
+// Uppy PUTs the parts with XMLHttpRequest (AwsS3Multipart.uploadPartBytes), which Node lacks: xhr2 is one.
+// xhr2 sends Buffers, not Blobs, so a Blob body (a slice of the File) is read into a Buffer first.
 class XMLHttpRequest extends NodeXMLHttpRequest {
   send(body) {
     if (body instanceof Blob) {
@@ -23,24 +26,39 @@ class XMLHttpRequest extends NodeXMLHttpRequest {
 }
 globalThis.XMLHttpRequest = XMLHttpRequest
 
-const job = JSON.parse(readFileSync(process.argv[2], 'utf8'))
-const report = { ok: false, stopped: false, state: null, parts_put: [], calls: [], response: null, error: null }
+// After a refused completion Uppy aborts the upload without awaiting it (HTTPCommunicationQueue.uploadFile);
+// that call's failure is an "Uncaught (in promise)" line in a browser's console, but would end Node.
+process.on('unhandledRejection', (error) => console.error('unhandled rejection:', error?.message ?? error))
 
-// Every call Uppy makes to the API, with its status and, when it failed, the body (the problem+json).
-const realFetch = globalThis.fetch
-globalThis.fetch = async (url, options = {}) => {
-  const response = await realFetch(url, options)
-  const call = { method: options.method || 'GET', path: new URL(url).pathname, status: response.status }
-  if (!response.ok) call.body = await response.clone().text()
-  report.calls.push(call)
-  return response
-}
+const job = JSON.parse(readFileSync(process.argv[2], 'utf8'))
+const files = {}
+const byUploadId = {}
+const report = { files }
 
 function finish(code) {
   process.stdout.write(`${JSON.stringify(report)}\n`, () => process.exit(code))
 }
 
-const uppy = new Uppy({ autoProceed: false })
+// Every call Uppy makes to the API, with its status and, when it failed, the body (the problem+json),
+// filed under the file it was for: by its name (creation) or its multipart upload id (later calls).
+const realFetch = globalThis.fetch
+globalThis.fetch = async (url, options = {}) => {
+  const response = await realFetch(url, options)
+  const { pathname } = new URL(url)
+  const call = { method: options.method || 'GET', path: pathname, status: response.status }
+  if (!response.ok) call.body = await response.clone().text()
+  let name = null
+  if (typeof options.body === 'string') name = JSON.parse(options.body).filename ?? null
+  const uploadId = pathname.match(/\/s3\/multipart\/([^/]+)/)?.[1]
+  if (name == null && uploadId) name = byUploadId[decodeURIComponent(uploadId)] ?? null
+  if (name != null && files[name]) files[name].calls.push(call)
+  if (response.ok && call.method === 'POST' && pathname.endsWith('/s3/multipart')) {
+    byUploadId[(await response.clone().json()).uploadId] = name
+  }
+  return response
+}
+
+const uppy = new Uppy({ autoProceed: false, restrictions: {} })
 uppy.use(AwsS3, {
   endpoint: job.endpoint,
   headers: { Authorization: `Bearer ${job.token}` },
@@ -50,35 +68,54 @@ uppy.use(AwsS3, {
   retryDelays: [],
 })
 
-const bytes = readFileSync(job.file)
-const fileId = uppy.addFile({
-  name: job.name,
-  type: job.type,
-  data: new File([bytes], job.name, { type: job.type }),
-  meta: job.meta,
-})
-if (job.resume) uppy.setFileState(fileId, { s3Multipart: job.resume })
+const ids = {}
+for (const spec of job.files) {
+  files[spec.name] = {
+    ok: false, stopped: false, state: null, parts_put: [], response: null, error: null, calls: [],
+  }
+  const bytes = readFileSync(spec.file)
+  ids[spec.name] = uppy.addFile({
+    name: spec.name,
+    type: spec.type,
+    data: new File([bytes], spec.name, { type: spec.type }),
+    meta: spec.meta,
+  })
+  if (spec.resume) {
+    uppy.setFileState(ids[spec.name], { s3Multipart: spec.resume })
+    byUploadId[spec.resume.uploadId] = spec.name
+  }
+}
 
+function track(file) {
+  const state = uppy.getFile(file.id)?.s3Multipart
+  if (state?.uploadId) byUploadId[state.uploadId] = file.name
+  files[file.name].state = state ?? null
+}
+
+let partsIn = 0
 uppy.on('s3-multipart:part-uploaded', (file, part) => {
-  report.parts_put.push(part.PartNumber)
-  report.state = uppy.getFile(fileId).s3Multipart
-  if (job.stop_after_parts && report.parts_put.length >= job.stop_after_parts) {
-    report.stopped = true
+  track(file)
+  files[file.name].parts_put.push(part.PartNumber)
+  partsIn += 1
+  if (job.stop_after_parts && partsIn >= job.stop_after_parts) {
+    files[file.name].stopped = true
     finish(0)
   }
 })
+
 uppy.on('upload-success', (file, response) => {
-  report.ok = true
-  report.state = uppy.getFile(fileId).s3Multipart
-  report.response = response.body
+  track(file)
+  files[file.name].ok = true
+  files[file.name].response = response.body
 })
 uppy.on('upload-error', (file, error) => {
-  report.error = { message: String(error?.message ?? error), status: error?.statusCode ?? error?.status ?? null }
+  track(file)
+  files[file.name].error = { message: String(error?.message ?? error), status: error?.statusCode ?? null }
 })
 
 try {
   await uppy.upload()
 } catch (error) {
-  report.error ??= { message: String(error?.message ?? error), status: null }
+  report.error = String(error?.message ?? error)
 }
-finish(report.ok ? 0 : 1)
+finish(Object.values(files).every((file) => file.ok) ? 0 : 1)
