@@ -22,7 +22,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from mediahub.db.models import MediaItem
+from mediahub.db.models import MediaItem, Upload
 from mediahub.db.session import Database
 from tests.reliability.harness import ServerProcess, running, server_env, wait_until
 from tests.support.s3_server import make_s3_storage
@@ -150,6 +150,17 @@ class Live:
         try:
             with database.session() as session:
                 return session.execute(select(MediaItem.sha256).where(MediaItem.id == int(media_id))).scalar_one()
+        finally:
+            database.dispose()
+
+    def ingesting(self, entity_id: str) -> bool:
+        """Whether an upload to the entity has all its bytes and is being ingested (no outcome yet)."""
+        database = Database(self.database_url)
+        try:
+            with database.session() as session:
+                return session.execute(select(Upload.id).where(
+                    Upload.entity_id == entity_id, Upload.state == "receiving", Upload.offset == Upload.length,
+                    Upload.lease_token.is_not(None))).first() is not None
         finally:
             database.dispose()
 
