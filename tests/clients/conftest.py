@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+from PIL import Image
 from sqlalchemy import select
 
 from mediahub.db.models import MediaItem, Upload
@@ -31,6 +32,7 @@ from tests.support.services import IN_CI
 CLIENTS_DIR = Path(__file__).resolve().parent
 TUS_PATH = "/v1/media/tus/"
 TUS = {"Tus-Resumable": "1.0.0"}
+GALLERY = "/v1/media/properties/{entity}/photos"  # the form upload route of a field taking images and videos
 LEASE_SECONDS = 2  # UPLOAD_LEASE_SECONDS of these servers: what a killed request holds an upload for
 NODE_TIMEOUT = 120
 
@@ -103,7 +105,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Node:
 class Live:
     server: ServerProcess
     database_url: str
-    workdir: Path
 
     @property
     def url(self) -> str:
@@ -126,17 +127,15 @@ class Live:
         return requests.get(upload_url, headers={**auth, **TUS}, timeout=30)
 
     def finished(self, upload_url: str, auth: dict[str, str], timeout: float = 60) -> requests.Response:
+        """The GET answer once it is no longer 202."""
         answers: list[requests.Response] = []
         wait_until(lambda: answers.append(self.outcome(upload_url, auth)) or answers[-1].status_code != 202, timeout)
         return answers[-1]
 
-    def form_upload(self, path: Path, route: str, auth: dict[str, str], **fields: str) -> requests.Response:
+    def form_upload(self, path: Path, route: str, auth: dict[str, str]) -> requests.Response:
         with path.open("rb") as fh:
-            return requests.post(self.url + route, headers=auth, data=fields,
+            return requests.post(self.url + route, headers=auth,
                                  files={"file": (path.name, fh, "application/octet-stream")}, timeout=120)
-
-    def item(self, media_id: int | str, auth: dict[str, str]) -> requests.Response:
-        return requests.get(f"{self.url}/v1/media/{media_id}", headers=auth, timeout=30)
 
     def listing(self, entity_type: str, entity_id: str, auth: dict[str, str] | None = None) -> list[dict[str, Any]]:
         response = requests.get(f"{self.url}/v1/media/entity/{entity_type}/{entity_id}", headers=auth or {},
@@ -177,8 +176,6 @@ class Live:
 @pytest.fixture(scope="session")
 def big_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 14.5 MB PNG (2200 x 2200 of noise): over S3's 5 MiB part minimum, under the image caps."""
-    from PIL import Image
-
     side = 2200
     path = tmp_path_factory.mktemp("big") / "noise.png"
     Image.frombytes("RGB", (side, side), random.Random(16).randbytes(side * side * 3)).save(path, compress_level=1)
@@ -197,4 +194,4 @@ def live_server(workdir: Path, **overrides: Any) -> Iterator[Live]:
     else:
         env = server_env(database_url, media_root=workdir / "media", **settings)
     with running(env, workdir / "server") as server:
-        yield Live(server, database_url, workdir)
+        yield Live(server, database_url)

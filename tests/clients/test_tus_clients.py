@@ -25,18 +25,19 @@ from tusclient.exceptions import TusCommunicationError
 from tusclient.storage.filestorage import FileStorage
 from tusclient.uploader import Uploader
 
-from tests.clients.conftest import TUS, Live, Node, live_server, sha256_of, unique
+from tests.clients.conftest import GALLERY, TUS, Live, Node, live_server, sha256_of, unique
 from tests.reliability.harness import admin, bearer, wait_until
 from tests.support.corpus import CORPUS_DIR, corpus_files
 
 IMAGE = CORPUS_DIR / "images/good/jpeg_hopper.jpg"
 OTHER_IMAGE = CORPUS_DIR / "images/good/png_peppers_rgba.png"
 VIDEO = CORPUS_DIR / "video/mp4_h264_mp3_chaplin_640x360.mp4"  # 761 KB, 9.6 s
-CHUNK = 128 * 1024
-GALLERY = "/v1/media/properties/{entity}/photos"  # images and videos
-CLIENTS = ("tuspy", "tus-js-client")
 KIB = 1024
 MIB = 1024 * KIB
+CHUNK = 128 * KIB
+SLOW_CHUNK = 64 * KIB  # the kill -9 scenarios: a dozen PATCHes for the video, the kill after three
+RETRY_DELAYS_MS = [500, 1000, 1000, 2000, 2000, 3000, 3000]  # tus-js-client's retries outlast a restart
+CLIENTS = ("tuspy", "tus-js-client")
 
 
 def photos(entity: str, path: Path, **fields: str) -> dict[str, str]:
@@ -82,37 +83,38 @@ class Tuspy:
         self.auth = auth
         self.storage_path = workdir / "tuspy-urls.json"  # tuspy's own URL store (tinydb), as an app keeps it
 
-    def _uploader(self, path: Path, metadata: dict[str, str] | None, chunk: int | None, *, url: str | None = None,
-                  stored: bool = False, uploader: type[Uploader] = Uploader, **options: Any) -> Uploader:
+    def uploader(self, path: Path, metadata: dict[str, str] | None, chunk: int | None, *, url: str | None = None,
+                 stored: bool = False, uploader_class: type[Uploader] = Uploader, **options: Any) -> Uploader:
+        """A new tuspy client's uploader; with `url` (or a URL in its storage) it HEADs it at once."""
         client = TusClient(self.live.endpoint, headers=dict(self.auth))
         storage = FileStorage(str(self.storage_path)) if stored else None
-        return uploader(file_path=str(path), client=client, chunk_size=chunk or maxsize, metadata=metadata or {},
-                        url=url, store_url=stored, url_storage=storage, **options)
+        return uploader_class(file_path=str(path), client=client, chunk_size=chunk or maxsize,
+                              metadata=metadata or {}, url=url, store_url=stored, url_storage=storage, **options)
 
     @staticmethod
-    def _sent(uploader: Uploader, resumed_at: int | None = None) -> Sent:
+    def sent(uploader: Uploader, resumed_at: int | None = None) -> Sent:
         request = uploader.request
         headers = dict(request.response_headers) if request is not None else {}
         body = request.response_content.decode() if request is not None and request.response_content else ""
         return Sent(True, uploader.url, request.status_code if request else None, headers, body, resumed_at)
 
     @staticmethod
-    def _refused(error: TusCommunicationError, url: str | None) -> Sent:
+    def refused(error: TusCommunicationError, url: str | None) -> Sent:
         content = error.response_content or b""
         return Sent(False, url, error.status_code, {}, content.decode() if isinstance(content, bytes) else content)
 
     def send(self, path: Path, metadata: dict[str, str], chunk: int | None = None) -> Sent:
         uploader = None
         try:
-            uploader = self._uploader(path, metadata, chunk)
+            uploader = self.uploader(path, metadata, chunk)
             uploader.upload()
         except TusCommunicationError as error:
-            return self._refused(error, uploader.url if uploader else None)
-        return self._sent(uploader)
+            return self.refused(error, uploader.url if uploader else None)
+        return self.sent(uploader)
 
     def send_first_chunks(self, path: Path, metadata: dict[str, str], chunk: int, chunks: int = 1) -> str:
         """Upload `chunks` chunks and stop, the URL kept in tuspy's storage; answers the URL."""
-        uploader = self._uploader(path, metadata, chunk, stored=True)
+        uploader = self.uploader(path, metadata, chunk, stored=True)
         uploader.upload(stop_at=chunk * chunks)
         assert uploader.url is not None and uploader.offset == chunk * chunks
         return uploader.url
@@ -120,17 +122,17 @@ class Tuspy:
     def resume(self, path: Path, chunk: int, url: str | None = None, **options: Any) -> Sent:
         """A new client: the URL given, or the one tuspy stored for this file."""
         try:
-            uploader = self._uploader(path, None, chunk, url=url, stored=url is None, **options)
+            uploader = self.uploader(path, None, chunk, url=url, stored=url is None, **options)
         except TusCommunicationError as error:  # its HEAD, made as it is created, found no upload
-            return self._refused(error, url)
+            return self.refused(error, url)
         resumed_at = uploader.offset  # from that HEAD
         try:
             uploader.upload()
         except TusCommunicationError as error:
-            refused = self._refused(error, uploader.url)
+            refused = self.refused(error, uploader.url)
             refused.resumed_at = resumed_at
             return refused
-        return self._sent(uploader, resumed_at)
+        return self.sent(uploader, resumed_at)
 
 
 class TusJs:
@@ -273,7 +275,7 @@ def test_tuspy_checksums_of_every_chunk_are_accepted(live: Live, tmp_path: Path,
     tuspy = Tuspy(live, admin(), tmp_path)
     url = tuspy.send_first_chunks(VIDEO, photos(entity, VIDEO), CHUNK)
     sent = tuspy.resume(VIDEO, CHUNK, url=url, upload_checksum=True,
-                        uploader=uploader_with(algorithm, getattr(hashlib, algorithm)))
+                        uploader_class=uploader_with(algorithm, getattr(hashlib, algorithm)))
     assert_item_of(live, sent, VIDEO, "property", entity)
 
 
@@ -282,7 +284,7 @@ def test_a_checksum_mismatch_is_460_and_keeps_the_offset(live: Live, client: Tus
     url = client.send_first_chunks(VIDEO, photos(entity, VIDEO), CHUNK)
     if isinstance(client, Tuspy):
         wrong = uploader_with("sha256", lambda data: hashlib.sha256(data + b"\0"))
-        refused = client.resume(VIDEO, CHUNK, url=url, upload_checksum=True, uploader=wrong)
+        refused = client.resume(VIDEO, CHUNK, url=url, upload_checksum=True, uploader_class=wrong)
     else:
         refused = client.resume(VIDEO, CHUNK, url=url, bad_checksum=True)
     assert (refused.ok, refused.status, refused.code) == (False, 460, "checksum_mismatch"), refused.body
@@ -403,8 +405,8 @@ def test_tus_js_client_upload_survives_a_server_kill(restartable: Live, node: No
     progress = tmp_path / "progress.jsonl"
     progress.touch()
     tus = TusJs(live, admin(), tmp_path, node)
-    job = tus.job(VIDEO, photos(entity, VIDEO), 64 * KIB, chunk_delay_ms=150, progress_file=str(progress),
-                  retry_delays=[500, 1000, 1000, 2000, 2000, 3000, 3000])
+    job = tus.job(VIDEO, photos(entity, VIDEO), SLOW_CHUNK, chunk_delay_ms=150, progress_file=str(progress),
+                  retry_delays=RETRY_DELAYS_MS)
     process = node.start("tus_upload.mjs", job)
     try:
         assert wait_until(lambda: len(progress.read_text().splitlines()) >= 3, 60), "no chunk arrived"
@@ -415,7 +417,7 @@ def test_tus_js_client_upload_survives_a_server_kill(restartable: Live, node: No
     methods = [r["method"] for r in sent.requests]
     assert methods.count("POST") == 1, "the client resumed the same upload, never a new one"
     heads = [r for r in sent.requests if r["method"] == "HEAD"]
-    assert heads and int(heads[0]["headers"]["upload-offset"]) >= 3 * 64 * KIB
+    assert heads and int(heads[0]["headers"]["upload-offset"]) >= 3 * SLOW_CHUNK
     assert_item_of(live, sent, VIDEO, "property", entity)
 
 
@@ -423,8 +425,8 @@ def test_tuspy_upload_survives_a_server_kill(restartable: Live, tmp_path: Path) 
     live = restartable
     entity = unique("KILL")
     tuspy = Tuspy(live, admin(), tmp_path)
-    uploader = tuspy._uploader(VIDEO, photos(entity, VIDEO), 64 * KIB, retries=10, retry_delay=1)
-    uploader.upload(stop_at=3 * 64 * KIB)
+    uploader = tuspy.uploader(VIDEO, photos(entity, VIDEO), SLOW_CHUNK, retries=10, retry_delay=1)
+    uploader.upload(stop_at=3 * SLOW_CHUNK)
     url = uploader.url
     starts = live.server.starts
     restart = threading.Thread(target=kill_and_restart, args=(live,))
@@ -435,7 +437,7 @@ def test_tuspy_upload_survives_a_server_kill(restartable: Live, tmp_path: Path) 
     finally:
         restart.join(timeout=90)
     assert uploader.url == url and live.server.starts == starts + 1
-    assert_item_of(live, tuspy._sent(uploader), VIDEO, "property", entity)
+    assert_item_of(live, tuspy.sent(uploader), VIDEO, "property", entity)
 
 
 def test_a_kill_during_the_ingest_still_makes_one_item(restartable: Live, node: Node, tmp_path: Path,
@@ -446,7 +448,7 @@ def test_a_kill_during_the_ingest_still_makes_one_item(restartable: Live, node: 
     entity = unique("INGEST")
     tus = TusJs(live, admin(), tmp_path, node)
     process = node.start("tus_upload.mjs", tus.job(big_png, photos(entity, big_png), 4 * MIB,
-                                                   retry_delays=[500, 1000, 1000, 2000, 2000, 3000, 3000]))
+                                                   retry_delays=RETRY_DELAYS_MS))
     try:
         assert wait_until(lambda: live.ingesting(entity), 60, interval=0.02), "the ingest was not seen"
         kill_and_restart(live)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.clients.conftest import Live, Node, live_server, sha256_of, unique
+from tests.clients.conftest import GALLERY, Live, Node, live_server, sha256_of, unique
 from tests.reliability.harness import admin
 from tests.support.corpus import CORPUS_DIR, corpus_files
 
@@ -25,7 +25,6 @@ pytestmark = pytest.mark.s3
 MIB = 1024 * 1024
 PART = 5 * MIB  # S3's smallest part but the last
 IMAGE = CORPUS_DIR / "images/good/jpeg_hopper.jpg"
-GALLERY = "/v1/media/properties/{entity}/photos"
 
 
 @pytest.fixture(scope="module")
