@@ -177,13 +177,16 @@ def client_kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def make_client(kind: str, live: Live, auth: dict[str, str], workdir: Path, node: Node) -> Tuspy | TusJs:
-    return Tuspy(live, auth, workdir) if kind == "tuspy" else TusJs(live, auth, workdir, node)
+def make_client(request: pytest.FixtureRequest, kind: str, live: Live, workdir: Path) -> Tuspy | TusJs:
+    """The client of that kind; Node is asked for only by tus-js-client (tuspy runs without it)."""
+    if kind == "tuspy":
+        return Tuspy(live, admin(), workdir)
+    return TusJs(live, admin(), workdir, request.getfixturevalue("node"))
 
 
 @pytest.fixture
-def client(client_kind: str, live: Live, node: Node, tmp_path: Path) -> Tuspy | TusJs:
-    return make_client(client_kind, live, admin(), tmp_path, node)
+def client(request: pytest.FixtureRequest, client_kind: str, live: Live, tmp_path: Path) -> Tuspy | TusJs:
+    return make_client(request, client_kind, live, tmp_path)
 
 
 def assert_item_of(live: Live, sent: Sent, path: Path, entity_type: str, entity_id: str) -> dict[str, Any]:
@@ -298,10 +301,11 @@ def test_a_checksum_mismatch_is_460_and_keeps_the_offset(live: Live, client: Tus
 # ---------------------------------------------------------------------------------------------
 # Termination.
 
-def test_a_terminated_upload_is_gone(live: Live, client: Tuspy | TusJs, node: Node, tmp_path: Path) -> None:
+def test_a_terminated_upload_is_gone(live: Live, client: Tuspy | TusJs) -> None:
     entity = unique("TERM")
     if isinstance(client, TusJs):  # abort(true): tus-js-client's own termination (a DELETE, 204 expected)
-        report = node.run("tus_upload.mjs", client.job(VIDEO, photos(entity, VIDEO), CHUNK, terminate_after_chunks=1))
+        job = client.job(VIDEO, photos(entity, VIDEO), CHUNK, terminate_after_chunks=1)
+        report = client.node.run("tus_upload.mjs", job)
         assert report["terminated"], report
         url = report["url"]
         assert [r["method"] for r in report["requests"]][-1] == "DELETE"
@@ -471,9 +475,9 @@ def live_s3(tmp_path_factory: pytest.TempPathFactory, s3_server: str) -> Iterato
 
 
 @pytest.mark.s3
-def test_an_interrupted_upload_on_s3_resumes_in_a_new_client(live_s3: Live, client_kind: str, node: Node,
-                                                             tmp_path: Path, big_png: Path) -> None:
-    client = make_client(client_kind, live_s3, admin(), tmp_path, node)
+def test_an_interrupted_upload_on_s3_resumes_in_a_new_client(request: pytest.FixtureRequest, live_s3: Live,
+                                                             client_kind: str, tmp_path: Path, big_png: Path) -> None:
+    client = make_client(request, client_kind, live_s3, tmp_path)
     entity = unique("S3")
     chunk = 3 * MIB
     url = client.send_first_chunks(big_png, photos(entity, big_png), chunk, chunks=2)
