@@ -58,7 +58,9 @@ const options = {
   },
   onChunkComplete(size, accepted) {
     chunks += 1
-    if (job.progress_file) appendFileSync(job.progress_file, `${JSON.stringify({ url: upload.url, offset: accepted })}\n`)
+    if (job.progress_file) {
+      appendFileSync(job.progress_file, `${JSON.stringify({ url: upload.url, offset: accepted })}\n`)
+    }
     if (job.stop_after_chunks && chunks >= job.stop_after_chunks) {
       upload.abort().then(() => {
         report.stopped = true
@@ -85,7 +87,9 @@ const options = {
   onError(error) {
     const res = error.originalResponse
     report.url = upload.url
-    report.error = { message: error.message, status: res ? res.getStatus() : null, response: res ? responseOf(res) : null }
+    report.error = {
+      message: error.message, status: res ? res.getStatus() : null, response: res ? responseOf(res) : null,
+    }
     finish(1)
   },
 }
