@@ -2,7 +2,7 @@
 //
 // Job (JSON file, argv[2]): {endpoint, token, file, metadata, chunk_size?, upload_url?, url_storage?,
 //   stop_after_chunks?: n (abort once n PATCHes were accepted, write the report and exit: a killed app),
-//   terminate_after_chunks?: n (abort with termination: DELETE), parallel_uploads?, partial_metadata?,
+//   terminate_after_chunks?: n (abort with termination: DELETE), parallel_uploads?,
 //   retry_delays?: [ms] (default: none, so an error status shows as it came),
 //   upload_data_during_creation?: true (the creation POST carries the first chunk),
 //   chunk_delay_ms?: wait before each PATCH (a slow link), progress_file?: a JSON line per accepted chunk,
@@ -16,7 +16,7 @@ import { FileUrlStorage, Upload } from 'tus-js-client'
 
 const job = JSON.parse(readFileSync(process.argv[2], 'utf8'))
 const report = {
-  ok: false, stopped: false, terminated: false, resumed_from: null, url: null,
+  ok: false, stopped: false, terminated: false, url: null,
   requests: [], last_response: null, error: null,
 }
 
@@ -97,17 +97,11 @@ if (job.chunk_size) options.chunkSize = job.chunk_size
 if (job.upload_url) options.uploadUrl = job.upload_url
 if (job.upload_data_during_creation) options.uploadDataDuringCreation = true
 if (job.url_storage) options.urlStorage = new FileUrlStorage(job.url_storage)
-if (job.parallel_uploads) {
-  options.parallelUploads = job.parallel_uploads
-  if (job.partial_metadata) options.metadataForPartialUploads = job.partial_metadata
-}
+if (job.parallel_uploads) options.parallelUploads = job.parallel_uploads
 
 const upload = new Upload(bytes, options)
 if (job.url_storage) {
   const previous = await upload.findPreviousUploads()
-  if (previous.length > 0) {
-    report.resumed_from = previous[0].uploadUrl ?? previous[0].parallelUploadUrls ?? null
-    upload.resumeFromPreviousUpload(previous[0])
-  }
+  if (previous.length > 0) upload.resumeFromPreviousUpload(previous[0])
 }
 upload.start()
