@@ -58,7 +58,7 @@ globalThis.fetch = async (url, options = {}) => {
   return response
 }
 
-const uppy = new Uppy({ autoProceed: false, restrictions: {} })
+const uppy = new Uppy({ autoProceed: false })
 uppy.use(AwsS3, {
   endpoint: job.endpoint,
   headers: { Authorization: `Bearer ${job.token}` },
