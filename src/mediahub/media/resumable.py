@@ -240,7 +240,7 @@ class TusService:
         length = sum(part.length or 0 for part in parts)
         public_id = new_upload_id()
         upload = self.uploads.open(principal, TRANSPORT, target, {**fields, "parts": part_ids}, length,
-                                   folder=TRANSPORT, concat=FINAL, public_id=public_id)
+                                   folder=TRANSPORT, concat=FINAL, public_id=public_id, limit_open=False)
         lease = self.uploads.lease(public_id)
         try:
             with self.database.session() as session:

@@ -162,11 +162,12 @@ class UploadService:
 
     def open(self, principal: Principal, transport: str, target: Target | None, fields: dict[str, Any],
              length: int | None, *, folder: str, staging: dict[str, Any] | None = None,
-             concat: str | None = None, public_id: str | None = None) -> Upload:
+             concat: str | None = None, public_id: str | None = None, limit_open: bool = True) -> Upload:
         """A new upload row, once the byte cap and the caller's open-uploads limit allow it.
 
         The caller (route) has authorised the target and counted the rate limit. `folder`
-        names the staged key's place under the incoming prefix.
+        names the staged key's place under the incoming prefix. `limit_open=False`: an upload
+        made of others already counted (a tus final upload of its partial ones).
         """
         if length is not None:
             self.check_length(length, target)
@@ -174,7 +175,7 @@ class UploadService:
         now = utcnow()
         with self.database.session() as session:
             repo = UploadRepository(session)
-            if repo.count_open(principal.sub, now) >= self.settings.upload_max_open:
+            if limit_open and repo.count_open(principal.sub, now) >= self.settings.upload_max_open:
                 raise RateLimited(f"at most {self.settings.upload_max_open} unfinished uploads at once; finish or "
                                   "terminate one first", code="too_many_uploads",
                                   limit=self.settings.upload_max_open, retry_after=60)
