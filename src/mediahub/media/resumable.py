@@ -61,11 +61,12 @@ class Appending:
         self.limit = limit  # the declared length, or (deferred) the byte cap
         self.checksum = checksum
         self.hasher = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
+        self.start = upload.offset  # the upload's offset moves on at each checkpoint recorded meanwhile
         self.received = 0
 
     @property
     def offset(self) -> int:
-        return self.upload.offset + self.received
+        return self.start + self.received
 
     def expect(self, length: int) -> None:
         """A body of `length` bytes is announced: refused before it is read when it would pass the limit."""

@@ -1,0 +1,108 @@
+"""The upload transports as an outside attacker sends to them: tus at /v1/media/tus/ and the direct-to-S3
+endpoints, with headers, bodies, ids and timings no client library sends. Every refusal is a 4xx
+problem with a stable code, and a refused or interrupted request leaves nothing behind that holds an
+upload slot, bytes or a connection longer than the rules say."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from mediahub.db.repositories.uploads import UploadRepository
+from tests.api.conftest import LiveServer, Tokens, assert_problem
+from tests.api.test_tus import AVATAR, OCTETS, PHOTOS, TUS, create, metadata
+from tests.support.sockets import read_head
+
+MB = 1024 * 1024
+
+
+def _open_uploads(client: TestClient, sub: str) -> int:
+    with client.app.state.runtime.database.session() as session:
+        return UploadRepository(session).count_open(sub)
+
+
+def _staged_files(client: TestClient) -> list[Path]:
+    root = client.app.state.runtime.tus.staging.root
+    return [path for path in root.rglob("*") if path.is_file()]
+
+
+# Header values: never a 500
+
+
+def _raw_request(server: LiveServer, method: str, path: str, headers: list[tuple[str, bytes | str]],
+                 body: bytes = b"") -> bytes:
+    """The answer's status line: headers go out as the bytes given (an HTTP client would refuse some)."""
+    head = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close",
+            f"Content-Length: {len(body)}".encode()]
+    head += [name.encode() + b": " + (value if isinstance(value, bytes) else value.encode()) for name, value in headers]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        return read_head(sock, 10).split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u00b9", "\u00b3\u00b3"], ids=["two", "one-one", "three-three"])
+def test_digits_that_are_not_ascii_are_a_bad_header(live_server: LiveServer, tokens: Tokens, value: str) -> None:
+    """Latin-1 has superscript digits: str.isdigit() takes them, int() does not."""
+    owner = [*tokens.header("USR-1").items(), *TUS.items()]
+    raw = value.encode("latin-1")
+    with httpx.Client(base_url=live_server.url, trust_env=False) as http:
+        url = httpx.URL(create(http, dict(owner), 100).headers["location"]).path
+        deferred = httpx.URL(create(http, dict(owner), None).headers["location"]).path
+        answers = [
+            _raw_request(live_server, "POST", "/v1/media/tus/",
+                         [*owner, ("Upload-Metadata", metadata(**AVATAR)), ("Upload-Length", raw)]),
+            _raw_request(live_server, "PATCH", url, [*owner, *OCTETS.items(), ("Upload-Offset", raw)], b"x"),
+            _raw_request(live_server, "PATCH", deferred,
+                         [*owner, *OCTETS.items(), ("Upload-Offset", "0"), ("Upload-Length", raw)]),
+        ]
+        assert answers == [b"HTTP/1.1 400 Bad Request"] * 3
+        assert http.head(url, headers=dict(owner)).headers["upload-offset"] == "0"
+
+
+# One PATCH longer than a checkpoint
+
+
+def test_one_patch_carrying_the_whole_declared_length_is_taken(live_server: LiveServer, tokens: Tokens) -> None:
+    """A client with no chunk size (tus-js-client's default) sends the whole file in one PATCH, which
+    arrives in many pieces; the bytes recorded at each 8 MiB checkpoint count once against the length."""
+    length, admin = 20 * MB, tokens.admin()
+
+    def body() -> Iterator[bytes]:
+        for _ in range(length // MB):
+            yield b"\0" * MB
+
+    with httpx.Client(base_url=live_server.url, trust_env=False, timeout=60) as http:
+        declared = create(http, admin, length, PHOTOS).headers["location"]
+        response = http.patch(declared, headers={**admin, **TUS, **OCTETS, "Upload-Offset": "0"}, content=body())
+        assert_problem(response, 415, "unsupported_type")  # every byte arrived: the ingest sniffed the file
+        deferred = create(http, admin, None, PHOTOS).headers["location"]
+        response = http.patch(deferred, headers={**admin, **TUS, **OCTETS, "Upload-Offset": "0"}, content=body())
+        assert response.status_code == 204, response.text
+        assert response.headers["upload-offset"] == str(length)
+
+
+# Creation with upload: an error answer leaves no upload behind
+
+
+@pytest.mark.parametrize("extra, body, status, code", [
+    ({"Content-Type": "text/plain"}, b"x" * 10, 415, "tus_content_type"),
+    ({**OCTETS, "Upload-Checksum": "crc32 AAAA"}, b"x" * 10, 400, "unsupported_checksum"),
+    ({**OCTETS}, b"x" * 200, 413, "beyond_length"),
+    ({**OCTETS, "Upload-Checksum": "sha1 MDAwMDAwMDAwMDAwMDAwMDAwMDA="}, b"x" * 10, 460, "checksum_mismatch"),
+], ids=["content-type", "checksum-algorithm", "longer-than-declared", "checksum-mismatch"])
+def test_a_refused_creation_with_upload_leaves_no_upload(client: TestClient, tokens: Tokens, extra: dict[str, str],
+                                                          body: bytes, status: int, code: str) -> None:
+    """The client never learns the Location of a creation answered with an error: an upload left behind
+    could never be continued, and would hold one of UPLOAD_MAX_OPEN slots until it expires."""
+    owner = tokens.header("USR-1")
+    response = client.post("/v1/media/tus/", headers={**owner, **TUS, "Upload-Length": "100",
+                                                      "Upload-Metadata": metadata(**AVATAR), **extra}, content=body)
+    assert_problem(response, status, code)
+    assert "location" not in response.headers
+    assert _open_uploads(client, "USR-1") == 0
+    assert _staged_files(client) == []
