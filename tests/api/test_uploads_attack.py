@@ -6,8 +6,10 @@ upload slot, bytes or a connection longer than the rules say."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from mediahub.db.repositories.uploads import UploadRepository
 from tests.api.conftest import LiveServer, Tokens, assert_problem
-from tests.api.test_tus import AVATAR, OCTETS, PHOTOS, TUS, create, metadata
+from tests.api.test_tus import AVATAR, HOPPER, OCTETS, PHOTOS, TUS, create, metadata, patch
+from tests.support.faults import Passthrough
 from tests.support.sockets import read_head
 
 MB = 1024 * 1024
@@ -106,3 +109,69 @@ def test_a_refused_creation_with_upload_leaves_no_upload(client: TestClient, tok
     assert "location" not in response.headers
     assert _open_uploads(client, "USR-1") == 0
     assert _staged_files(client) == []
+
+
+# Concatenation: each partial upload is joined once
+
+
+def _partials(client: TestClient, headers: dict[str, str], data: bytes, count: int) -> list[str]:
+    size = -(-len(data) // count)
+    urls = []
+    for offset in range(0, len(data), size):
+        piece = data[offset:offset + size]
+        url = client.post("/v1/media/tus/", headers={**headers, **TUS, "Upload-Concat": "partial",
+                                                       "Upload-Length": str(len(piece))}).headers["location"]
+        assert patch(client, url, headers, 0, piece).status_code == 204
+        urls.append(url)
+    return urls
+
+
+def _final(client: TestClient, headers: dict[str, str], parts: list[str], fields: dict[str, Any]) -> Any:
+    return client.post("/v1/media/tus/", headers={**headers, **TUS, "Upload-Concat": "final;" + " ".join(parts),
+                                                  "Upload-Metadata": metadata(**fields)})
+
+
+class GatedStaging(Passthrough):
+    """The real staging whose first `materialise` waits until the test opens the gate."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def materialise(self, *args: Any) -> Any:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.gate.wait(30)
+        return self.inner.materialise(*args)
+
+
+def test_racing_final_uploads_of_the_same_partials_make_one_item(client: TestClient, tokens: Tokens) -> None:
+    """A retried final POST (a proxy's, or a client's that timed out) arrives while the first is ingesting:
+    it must neither join the same partial uploads into a second item nor break the first."""
+    admin = tokens.admin()
+    parts = _partials(client, admin, HOPPER.read_bytes(), 2)
+    fields = {**PHOTOS, "allow_duplicate": "true"}  # a second item would not be refused as a duplicate
+    tus = client.app.state.runtime.tus
+    tus.staging = gated = GatedStaging(tus.staging)
+    answers: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: answers.update(first=_final(client, admin, parts, fields)))
+    first.start()
+    try:
+        assert gated.entered.wait(30), "the first final upload never reached its partial uploads' bytes"
+        assert_problem(_final(client, admin, parts, fields), 423, "upload_locked")
+    finally:
+        gated.gate.set()
+        first.join(30)
+    assert answers["first"].status_code == 201, answers["first"].text
+    again = _final(client, admin, parts, fields)
+    assert again.status_code == 201 and again.headers["media-id"] == answers["first"].headers["media-id"]
+    assert client.get("/v1/media/entity/property/123", headers=admin).json()["total"] == 1
+
+
+def test_a_final_upload_names_each_partial_upload_once(client: TestClient, tokens: Tokens) -> None:
+    """Listing one partial upload many times would make a file of the cap's size out of a few bytes sent."""
+    owner = tokens.header("USR-1")
+    [part] = _partials(client, owner, HOPPER.read_bytes(), 1)
+    assert_problem(_final(client, owner, [part, part], AVATAR), 422, "invalid_concat")
+    assert client.head(part, headers={**owner, **TUS}).headers["upload-offset"] == str(HOPPER.stat().st_size)
+    assert _final(client, owner, [part], AVATAR).status_code == 201

@@ -229,27 +229,36 @@ class TusService:
     def create_final(self, principal: Principal, target: Target, fields: dict[str, Any],
                      part_ids: list[str]) -> tuple[Upload, Outcome]:
         """Concatenation: a final upload of the caller's complete partial uploads, in order, ingested at once."""
-        if not part_ids or len(part_ids) > MAX_CONCAT_PARTS:
-            raise InvalidInput(f"a final upload joins 1 to {MAX_CONCAT_PARTS} partial uploads", code="invalid_concat")
-        parts = [self.owned(principal, part_id) for part_id in part_ids]
-        joined = {(part.outcome or {}).get("joined_into") for part in parts}
-        if len(joined) == 1 and None not in joined:  # asked again (the answer was lost): the final upload made then
-            return self.status(principal, joined.pop())
-        for part in parts:
-            if part.concat != PARTIAL or not self._complete(part):
-                raise Conflict(f"upload {part.public_id} is not a complete partial upload", code="partial_incomplete")
-        length = sum(part.length or 0 for part in parts)
-        public_id = new_upload_id()
-        upload = self.uploads.open(principal, TRANSPORT, target, {**fields, "parts": part_ids}, length,
-                                   folder=TRANSPORT, concat=FINAL, public_id=public_id)
-        lease = self.uploads.lease(public_id)
-        try:
-            with self.database.session() as session:
-                UploadRepository(session).record(public_id, lease.token, length, {"parts": part_ids})
-            upload.offset = length
-            return upload, self._finish(upload, lease, self._materialised(parts))
-        finally:
-            lease.release()
+        if not part_ids or len(part_ids) > MAX_CONCAT_PARTS or len(set(part_ids)) < len(part_ids):
+            raise InvalidInput(f"a final upload joins 1 to {MAX_CONCAT_PARTS} distinct partial uploads",
+                               code="invalid_concat")
+        for part_id in part_ids:  # anyone else's is NotFound before any is held
+            self.owned(principal, part_id)
+        with contextlib.ExitStack() as held:
+            for part_id in part_ids:  # no other request joins, continues or terminates them until this one ends
+                part_lease = self.uploads.lease(part_id)
+                held.callback(part_lease.release)
+                part_lease.steady = True
+            parts = [self.owned(principal, part_id) for part_id in part_ids]
+            joined = {(part.outcome or {}).get("joined_into") for part in parts}
+            if len(joined) == 1 and None not in joined:  # asked again (the answer was lost): the final upload made
+                return self.status(principal, joined.pop())
+            for part in parts:
+                if part.concat != PARTIAL or not self._complete(part):
+                    raise Conflict(f"upload {part.public_id} is not a complete partial upload",
+                                   code="partial_incomplete")
+            length = sum(part.length or 0 for part in parts)
+            public_id = new_upload_id()
+            upload = self.uploads.open(principal, TRANSPORT, target, {**fields, "parts": part_ids}, length,
+                                       folder=TRANSPORT, concat=FINAL, public_id=public_id)
+            lease = self.uploads.lease(public_id)
+            try:
+                with self.database.session() as session:
+                    UploadRepository(session).record(public_id, lease.token, length, {"parts": part_ids})
+                upload.offset = length
+                return upload, self._finish(upload, lease, self._materialised(parts))
+            finally:
+                lease.release()
 
     def _parts(self, principal: Principal, upload: Upload) -> list[Upload]:
         return [self.owned(principal, part_id) for part_id in upload.fields.get("parts", [])]
