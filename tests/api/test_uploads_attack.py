@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mediahub.db.repositories.uploads import UploadRepository
-from tests.api.conftest import LiveServer, Tokens, assert_problem
+from tests.api.conftest import AppFactory, LiveServer, Tokens, assert_problem, free_port, serving
 from tests.api.test_tus import AVATAR, HOPPER, OCTETS, PHOTOS, TUS, create, metadata, patch
 from tests.support.faults import Passthrough
 from tests.support.sockets import read_head
@@ -175,3 +176,28 @@ def test_a_final_upload_names_each_partial_upload_once(client: TestClient, token
     assert_problem(_final(client, owner, [part, part], AVATAR), 422, "invalid_concat")
     assert client.head(part, headers={**owner, **TUS}).headers["upload-offset"] == str(HOPPER.stat().st_size)
     assert _final(client, owner, [part], AVATAR).status_code == 201
+
+
+# A trickling body
+
+
+def test_a_trickling_patch_taken_over_by_a_newer_one_stops_at_its_next_byte(app_factory: AppFactory,
+                                                                            tokens: Tokens) -> None:
+    """One byte every few seconds keeps a connection open under any per-read timeout. Once the client's newer
+    PATCH has taken the upload over, the old request answers 423 at its next byte instead of holding its
+    connection, its lease thread and its open file until a megabyte or the end of its body arrives; else
+    every take-over would add one such request for as long as the attacker cares to trickle."""
+    owner = tokens.header("USR-1")
+    with serving(app_factory(upload_lease_seconds=1), free_port()) as server, \
+            httpx.Client(base_url=server.url, trust_env=False) as http:
+        url = httpx.URL(create(http, owner, 1000).headers["location"]).path
+        head = [f"PATCH {url} HTTP/1.1", "Host: 127.0.0.1", "Content-Length: 100", "Upload-Offset: 0",
+                *(f"{name}: {value}" for name, value in {**owner, **TUS, **OCTETS}.items())]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as trickle:
+            trickle.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"x")
+            time.sleep(2.5)  # quiet: its lease is no longer renewed and runs out
+            newer = http.patch(url, headers={**owner, **TUS, **OCTETS, "Upload-Offset": "0"}, content=b"y" * 10)
+            assert newer.status_code == 204, newer.text
+            trickle.sendall(b"x")
+            assert read_head(trickle, 5).startswith(b"HTTP/1.1 423 ")
+        assert http.head(url, headers={**owner, **TUS}).headers["upload-offset"] == "10"

@@ -215,7 +215,9 @@ async def _append(request: Request, appending: Appending, tus: TusService,
         try:
             async for chunk in body_chunks(request, read_timeout):
                 pending += chunk
-                if len(pending) >= WRITE_BLOCK:
+                # Every piece keeps the lease renewed; after a quiet spell the write takes it back first, or
+                # stops this request at once (423) if a newer one has the upload now.
+                if len(pending) >= WRITE_BLOCK or not appending.lease.arrived():
                     await run_in_threadpool(appending.write, bytes(pending))
                     pending.clear()
         except (ClientDisconnect, RequestTimeout) as exc:  # keep what arrived: the client resumes from there

@@ -41,19 +41,17 @@ class UploadRepository:
             .where(Upload.created_by == created_by, Upload.state == RECEIVING, Upload.expires_at > (now or utcnow()))
         ) or 0
 
-    def take_lease(self, public_id: str, token: str, until: datetime, now: datetime | None = None,
-                   holder: str | None = None) -> bool:
-        """Hold the upload until `until` when nobody does, the holder's lease ran out, or `holder` (the caller's
-        earlier token) still has it."""
+    def take_lease(self, public_id: str, token: str, until: datetime, now: datetime | None = None) -> bool:
+        """Hold the upload until `until` when nobody does or the holder's lease ran out."""
         now = now or utcnow()
-        free = or_(Upload.lease_token.is_(None), Upload.lease_until < now,
-                   *([Upload.lease_token == holder] if holder else []))
+        free = or_(Upload.lease_token.is_(None), Upload.lease_until < now)
         result = self.session.execute(
             update(Upload).where(Upload.public_id == public_id, free).values(lease_token=token, lease_until=until)
         )
         return result.rowcount == 1
 
     def renew_lease(self, public_id: str, token: str, until: datetime) -> bool:
+        """Extend the lease `token` holds, even one that ran out, as long as no other request has taken it."""
         result = self.session.execute(
             update(Upload).where(Upload.public_id == public_id, Upload.lease_token == token).values(lease_until=until)
         )
