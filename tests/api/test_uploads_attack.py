@@ -25,6 +25,13 @@ from tests.support.sockets import read_head
 MB = 1024 * 1024
 
 
+@pytest.fixture
+def db_client(app_factory: AppFactory, migrated_database_url: str) -> Iterator[TestClient]:
+    """A TestClient on each database in turn."""
+    with TestClient(app_factory(database_url=migrated_database_url)) as client:
+        yield client
+
+
 def _open_uploads(client: TestClient, sub: str) -> int:
     with client.app.state.runtime.database.session() as session:
         return UploadRepository(session).count_open(sub)
@@ -146,10 +153,10 @@ class GatedStaging(Passthrough):
         return self.inner.materialise(*args)
 
 
-def test_racing_final_uploads_of_the_same_partials_make_one_item(client: TestClient, tokens: Tokens) -> None:
+def test_racing_final_uploads_of_the_same_partials_make_one_item(db_client: TestClient, tokens: Tokens) -> None:
     """A retried final POST (a proxy's, or a client's that timed out) arrives while the first is ingesting:
     it must neither join the same partial uploads into a second item nor break the first."""
-    admin = tokens.admin()
+    client, admin = db_client, tokens.admin()
     parts = _partials(client, admin, HOPPER.read_bytes(), 2)
     fields = {**PHOTOS, "allow_duplicate": "true"}  # a second item would not be refused as a duplicate
     tus = client.app.state.runtime.tus
@@ -201,3 +208,33 @@ def test_a_trickling_patch_taken_over_by_a_newer_one_stops_at_its_next_byte(app_
             trickle.sendall(b"x")
             assert read_head(trickle, 5).startswith(b"HTTP/1.1 423 ")
         assert http.head(url, headers={**owner, **TUS}).headers["upload-offset"] == "10"
+
+
+# Partial uploads: no target at creation, so no right to check and no kind's cap
+
+
+def _partial(client: TestClient, headers: dict[str, str], length: int | None, **fields: Any) -> Any:
+    sizes = {"Upload-Length": str(length)} if length is not None else {"Upload-Defer-Length": "1"}
+    extra = {"Upload-Metadata": metadata(**fields)} if fields else {}
+    return client.post("/v1/media/tus/", headers={**headers, **TUS, "Upload-Concat": "partial", **sizes, **extra})
+
+
+def test_partial_uploads_without_a_target_hold_one_files_bytes_at_most(db_client: TestClient, tokens: Tokens) -> None:
+    """Anyone with a token may start a partial upload, which names no target: were each capped alone, a caller
+    with no right to upload anywhere could hold UPLOAD_MAX_OPEN times the largest cap (10 GB by default) for a
+    day. Together they hold one file of any kind; a partial upload that names its target is checked as any
+    upload is (tus-js-client's metadataForPartialUploads)."""
+    client, nobody = db_client, tokens.header("USR-NOBODY")
+    cap = client.app.state.runtime.tus.max_size
+    first = _partial(client, nobody, cap // 2 + 1)
+    assert first.status_code == 201, first.text
+    assert_problem(_partial(client, nobody, cap // 2), 413, "partial_bytes_limit")
+    assert_problem(_partial(client, nobody, None), 400, "missing_length")
+    assert _partial(client, tokens.header("USR-OTHER"), cap // 2).status_code == 201  # each caller's own
+    assert_problem(_partial(client, nobody, 10, **AVATAR), 403, "upload_forbidden")
+    own = {**AVATAR, "entity_id": "USR-NOBODY"}
+    assert_problem(_partial(client, nobody, client.app.state.runtime.settings.max_image_size + 1, **own), 413)
+    targeted = _partial(client, nobody, 1000, **own)
+    assert targeted.status_code == 201, targeted.text
+    assert client.delete(first.headers["location"], headers={**nobody, **TUS}).status_code == 204
+    assert _partial(client, nobody, cap // 2).status_code == 201

@@ -23,7 +23,16 @@ from mediahub.db.models import Upload
 from mediahub.db.session import Database
 from mediahub.db.repositories.uploads import RECEIVING, UploadRepository
 from mediahub.entities import Target
-from mediahub.errors import ChecksumMismatch, Conflict, Forbidden, InvalidInput, Locked, MediaHubError, TooLarge
+from mediahub.errors import (
+    ChecksumMismatch,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    Locked,
+    MalformedRequest,
+    MediaHubError,
+    TooLarge,
+)
 from mediahub.media.access import Principal
 from mediahub.media.keys import incoming_key
 from mediahub.media.uploads import TRANSIENT_CATEGORIES, Lease, Outcome, UploadService, new_upload_id, target_of
@@ -128,7 +137,10 @@ class TusService:
 
     def create(self, principal: Principal, target: Target | None, fields: dict[str, Any],
                length: int | None, *, partial: bool = False) -> Upload:
-        """A new upload (the route authorised `target` and counted the rate limit); partial ones have no target."""
+        """A new upload (the route authorised `target` and counted the rate limit); only a partial one may have
+        no target."""
+        if target is None:
+            self._check_untargeted(principal, length)
         public_id = new_upload_id()
         key = incoming_key(TRANSPORT, public_id)
         staged = self.staging.begin(key)
@@ -138,6 +150,19 @@ class TusService:
         except BaseException:
             self.staging.discard(key)
             raise
+
+    def _check_untargeted(self, principal: Principal, length: int | None) -> None:
+        """A partial upload naming no target was checked against no right and no kind's cap: the caller's open
+        ones hold one file of the largest cap together, declared up front."""
+        if length is None:
+            raise MalformedRequest("a partial upload that names no target declares its Upload-Length",
+                                   code="missing_length")
+        with self.database.session() as session:
+            held = UploadRepository(session).untargeted_partial_bytes(principal.sub)
+        if held + length > self.max_size:
+            raise TooLarge(f"your partial uploads without a target would hold {held + length} bytes; at most "
+                           f"{self.max_size} together: name the target in their Upload-Metadata, or finish or "
+                           "terminate one first", code="partial_bytes_limit", limit=self.max_size)
 
     def owned(self, principal: Principal, public_id: str) -> Upload:
         return self.uploads.owned(principal, public_id)

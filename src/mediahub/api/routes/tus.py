@@ -263,7 +263,8 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
     fields = parse_fields(TusFields, metadata)
     values = {**fields.model_dump(), "metadata": request.headers.get("upload-metadata")}
     partial = concat == PARTIAL
-    target = None if partial else _target(fields)
+    named = any((fields.entity_type, fields.entity_id, fields.entity_field))
+    target = None if partial and not named else _target(fields)  # a partial upload may name its target
     if target is not None:
         await run_in_threadpool(media.authorise_upload, principal, target)
     await run_in_threadpool(api.limiter.hit, principal.sub)

@@ -41,6 +41,15 @@ class UploadRepository:
             .where(Upload.created_by == created_by, Upload.state == RECEIVING, Upload.expires_at > (now or utcnow()))
         ) or 0
 
+    def untargeted_partial_bytes(self, created_by: str, now: datetime | None = None) -> int:
+        """The declared bytes of the creator's tus partial uploads that name no target, unjoined and not expired."""
+        total = self.session.scalar(
+            select(func.coalesce(func.sum(Upload.length), 0))
+            .where(Upload.created_by == created_by, Upload.concat == "partial", Upload.entity_type.is_(None),
+                   Upload.state == RECEIVING, Upload.expires_at > (now or utcnow()))
+        )
+        return int(total or 0)  # a SUM is a Decimal on PostgreSQL and MariaDB
+
     def take_lease(self, public_id: str, token: str, until: datetime, now: datetime | None = None) -> bool:
         """Hold the upload until `until` when nobody does or the holder's lease ran out."""
         now = now or utcnow()
