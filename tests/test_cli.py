@@ -85,6 +85,24 @@ def test_verify_streams_findings_as_json_lines_then_the_summary_and_repair_remov
     assert clean.returncode == 0 and "0 stray, 0 missing" in clean.stderr and "objects/s" in clean.stderr
 
 
+def test_verify_reports_staged_uploads_without_a_row_and_repair_removes_them(workdir):
+    run(workdir, "db", "upgrade")
+    key = f"incoming/tus/{'0' * 32}"
+    staged = workdir / "var" / "staging" / key  # the default staging directory: TEMP_DIR unset
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"half an upload")
+
+    found = run(workdir, "verify", "--json", "--grace-minutes", "0")
+    *findings, summary = [json.loads(line) for line in found.stdout.splitlines()]
+    assert found.returncode == 1
+    assert findings == [{"finding": "stray_upload", "key": key, "media_ids": []}]
+    assert (summary["stray_upload_count"], summary["stray_uploads"], summary["stray_count"]) == (1, [key], 0)
+
+    repaired = run(workdir, "verify", "--json", "--grace-minutes", "0", "--repair")
+    assert repaired.returncode == 0 and json.loads(repaired.stdout.splitlines()[-1])["uploads_removed"] == 1
+    assert not staged.exists()
+
+
 def test_analytics_recount_finds_the_totals_in_step_after_ingest_and_corrects_drift(workdir):
     run(workdir, "db", "upgrade")
     files = [str(CORPUS_DIR / "images/good" / name) for name in ("jpeg_hopper.jpg", "jpeg_flower.jpg")]

@@ -10,6 +10,7 @@ import hashlib
 import io
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,11 @@ import requests
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from mediahub.db.models import utcnow
 from mediahub.db.repositories.uploads import UploadRepository
 from mediahub.errors import NotFound
+from mediahub.media.upload_sweep import STRAY_GRACE, sweep_uploads
+from mediahub.storage.factory import build_staging
 from mediahub.storage.s3 import S3Storage
 from tests.api.conftest import HOPPER, AppFactory, Tokens, assert_problem, upload
 from tests.support.corpus import CORPUS_DIR, CorpusFile, corpus_images, corpus_videos
@@ -170,6 +174,19 @@ def test_a_multipart_upload_becomes_an_item_served_like_any_other(s3_client: Tes
     assert again.status_code == 200 and again.json()["id"] == item["id"]
     assert_problem(s3_client.get(f"/v1/media/s3/multipart/{upload_id}/1", params={"key": key}, headers=owner),
                    404, "upload_finished")
+
+
+def test_direct_uploads_on_every_database(app_factory: AppFactory, s3_server: str, migrated_database_url: str,
+                                         owner: dict[str, str], bucket_http: requests.Session) -> None:
+    with _s3_app(app_factory, s3_server, database_url=migrated_database_url) as client:
+        _store(client).check()
+        key, upload_id, done = _multipart(client, bucket_http, owner, HOPPER.read_bytes(), tags="a,b")
+        assert done.status_code == 201, done.text  # one part: the last may be small
+        assert _complete(client, owner, key, upload_id, [(1, "x")]).json()["id"] == done.json()["id"]
+        post_key, sent = _post_form(client, bucket_http, owner, HOPPER.read_bytes(), allow_duplicate="true")
+        assert sent.status_code == 204
+        assert _complete_post(client, owner, post_key).status_code == 201
+        assert {_upload_row(client, k).state for k in (key, post_key)} == {"done"}
 
 
 def test_an_interrupted_upload_resumes_from_the_listed_parts(s3_client: TestClient, owner: dict[str, str],
@@ -325,6 +342,18 @@ def test_a_presigned_post_becomes_an_item(s3_client: TestClient, owner: dict[str
     assert _complete_post(s3_client, owner, key).json()["id"] == item["id"]
 
 
+def test_a_duplicate_is_refused_as_a_form_upload_is(app_factory: AppFactory, s3_server: str,
+                                                   owner: dict[str, str], bucket_http: requests.Session) -> None:
+    with _s3_app(app_factory, s3_server, dedup_policy="reject") as client:
+        _store(client).check()
+        assert upload(client, PHOTOS, owner).status_code == 201
+        form = upload(client, PHOTOS, owner)
+        key, _ = _post_form(client, bucket_http, owner, HOPPER.read_bytes())
+        direct = assert_problem(_complete_post(client, owner, key), form.status_code, "duplicate")
+        assert direct["duplicate_of"] == form.json()["duplicate_of"]
+        _assert_gone(client, key)
+
+
 def test_completing_a_post_before_the_file_arrived_is_409(s3_client: TestClient, owner: dict[str, str]) -> None:
     query = {f"metadata[{name}]": value for name, value in _metadata().items()}
     key = s3_client.get("/v1/media/s3/params", params=query, headers=owner).json()["key"]
@@ -351,6 +380,24 @@ def test_rejected_corpus_files_get_the_form_uploads_answer(s3_client: TestClient
     body = assert_problem(direct, form.status_code, form.json()["code"])
     assert body["detail"] == form.json()["detail"]
     _assert_gone(s3_client, key)
+
+
+# Expiry
+
+
+def test_expired_direct_uploads_are_swept_with_their_bytes(s3_client: TestClient, owner: dict[str, str],
+                                                           bucket_http: requests.Session) -> None:
+    key, upload_id = _start(s3_client, owner)
+    _put_part(s3_client, bucket_http, owner, key, upload_id, 1, b"x" * PART)
+    post_key, sent = _post_form(s3_client, bucket_http, owner, HOPPER.read_bytes())
+    assert sent.status_code == 204
+    runtime = s3_client.app.state.runtime
+    later = utcnow() + timedelta(seconds=runtime.settings.upload_expiry_seconds + 1)
+    swept = sweep_uploads(runtime.database, build_staging(runtime.settings, runtime.storage), later, STRAY_GRACE)
+    assert swept.expired == 2
+    _assert_gone(s3_client, key, upload_id)
+    _assert_gone(s3_client, post_key)
+    assert _upload_row(s3_client, key) is None and _upload_row(s3_client, post_key) is None
 
 
 # Another store

@@ -7,6 +7,8 @@ and an approved item A. Callers: anonymous, a signed-in stranger, the owner
 
 from __future__ import annotations
 
+import base64
+
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +89,21 @@ MATRIX = [
     Row("head transform of pending", lambda w: ("HEAD", _url_path(w["TP"], signed=True), {}),                                                  (404, 404, 200, 200, 200)),
     Row("transform-url of pending", lambda w: ("POST", f"/v1/media/{w['P']['id']}/transform-url", {"json": {"width": 64}}),                    (401, 404, 200, 200, 200)),
     Row("transform-url of approved", lambda w: ("POST", f"/v1/media/{w['A']['id']}/transform-url", {"json": {"width": 64}}),                   (401, 200, 200, 200, 200)),
+    Row("tus create photos",        lambda w: ("POST", "/v1/media/tus/", _tus_creation()),                                                        (401, 403, 201, 403, 201)),
+    Row("tus head of owner's",      lambda w: ("HEAD", f"/v1/media/tus/{w['T']}", {"headers": TUS}),                                             (401, 404, 200, 404, 404)),
+    Row("tus outcome of owner's",   lambda w: ("GET", f"/v1/media/tus/{w['T']}", {"headers": TUS}),                                              (401, 404, 202, 404, 404)),
+    Row("tus patch of owner's",     lambda w: ("PATCH", f"/v1/media/tus/{w['T']}", _tus_bytes()),                                                (401, 404, 204, 404, 404)),
+    Row("tus terminate owner's",    lambda w: ("DELETE", f"/v1/media/tus/{w['T']}", {"headers": TUS}),                                           (401, 404, 204, 404, 404)),
+    # Direct uploads need the S3 store (this app stores locally): 404 for everyone, before anything else. Who may do what
+    # on S3 is in test_direct_uploads.
+    Row("direct multipart create",  lambda w: ("POST", "/v1/media/s3/multipart", {"json": {"filename": "a.jpg", "metadata": PHOTOS}}), (404, 404, 404, 404, 404)),
+    Row("direct sign part",         lambda w: ("GET", "/v1/media/s3/multipart/x/1?key=incoming/direct/x", {}),                                   (404, 404, 404, 404, 404)),
+    Row("direct sign parts",        lambda w: ("GET", "/v1/media/s3/multipart/x/batch?key=incoming/direct/x&partNumbers=1", {}),                 (404, 404, 404, 404, 404)),
+    Row("direct list parts",        lambda w: ("GET", "/v1/media/s3/multipart/x?key=incoming/direct/x", {}),                                     (404, 404, 404, 404, 404)),
+    Row("direct complete",          lambda w: ("POST", "/v1/media/s3/multipart/x/complete?key=incoming/direct/x", {"json": {"parts": []}}),      (404, 404, 404, 404, 404)),
+    Row("direct abort",             lambda w: ("DELETE", "/v1/media/s3/multipart/x?key=incoming/direct/x", {}),                                  (404, 404, 404, 404, 404)),
+    Row("direct post form",         lambda w: ("GET", "/v1/media/s3/params?filename=a.jpg", {}),                                                 (404, 404, 404, 404, 404)),
+    Row("direct post complete",     lambda w: ("POST", "/v1/media/s3/params/complete?key=incoming/direct/x", {}),                                (404, 404, 404, 404, 404)),
     Row("healthz",                  lambda w: ("GET", "/healthz", {}),                                                                               (200, 200, 200, 200, 200)),
     Row("readyz",                   lambda w: ("GET", "/readyz", {}),                                                                                (200, 200, 200, 200, 200)),
     Row("metrics (no METRICS_TOKEN)", lambda w: ("GET", "/metrics", {}),                                                                             (404, 404, 404, 404, 404)),
@@ -103,18 +120,34 @@ def world(client: TestClient, tokens: Tokens) -> dict[str, Any]:
     transforms = {name: client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 64},
                                     headers=tokens.owner()).json()["url"]
                   for name, item in (("TP", pending), ("TA", approved))}
-    return {"P": pending, "A": approved, **transforms}
+    tus = client.post("/v1/media/tus/", headers={**tokens.owner(), **_tus_creation()["headers"]})
+    return {"P": pending, "A": approved, **transforms, "T": tus.headers["location"].rsplit("/", 1)[-1]}
 
 
 def _headers(tokens: Tokens, role: str) -> dict[str, str]:
     return getattr(tokens, role)()
 
 
+TUS = {"Tus-Resumable": "1.0.0"}
+PHOTOS = {"entity_type": "property", "entity_id": "123", "entity_field": "photos"}
+
+
+def _tus_creation() -> dict[str, Any]:
+    metadata = ",".join(f"{key} {base64.b64encode(value.encode()).decode()}" for key, value in PHOTOS.items())
+    return {"headers": {**TUS, "Upload-Length": "100", "Upload-Metadata": metadata}}
+
+
+def _tus_bytes() -> dict[str, Any]:
+    return {"headers": {**TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+            "content": b"x" * 10}
+
+
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("row", MATRIX, ids=lambda row: row.name.replace(" ", "-"))
 def test_permission_matrix(client: TestClient, tokens: Tokens, world: dict[str, Any], row: Row, role: str) -> None:
     method, path, kwargs = row.request(world)
-    response = client.request(method, path, headers=_headers(tokens, role), **kwargs)
+    headers = {**_headers(tokens, role), **kwargs.pop("headers", {})}
+    response = client.request(method, path, headers=headers, **kwargs)
     assert response.status_code == row.expected[ROLES.index(role)], response.text
 
 

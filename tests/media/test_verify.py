@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from mediahub.config import Settings
 from mediahub.db import migrate
 from mediahub.db.models import MediaItem, MediaVariant, PendingDelete
 from mediahub.db.repositories import MediaRepository
@@ -16,10 +18,15 @@ from mediahub.db.repositories.object_keys import KnownKey, ObjectKeyRepository
 from mediahub.db.session import Database
 from mediahub.errors import StorageUnavailable
 from mediahub.media import verify as verify_service
+from mediahub.media.keys import INCOMING_PREFIX, incoming_key
 from mediahub.storage.base import Storage
+from mediahub.storage.factory import build_staging
+from mediahub.storage.local_staging import LocalStaging
 from tests.db.test_repositories import make_item
 from tests.support.databases import SERVERS, _database_name
+from tests.media.test_upload_sweep import add_upload, stage
 from tests.support.faults import Passthrough
+from tests.support.s3_server import MB
 from tests.support.services import require_service
 
 NOW = timedelta(0)
@@ -221,3 +228,40 @@ def test_keys_sort_as_bytes_in_a_postgresql_database_with_a_linguistic_collation
         with admin.connect() as connection:
             connection.execute(text(server.drop_statement.format(name=name)))
         admin.dispose()
+
+
+def test_staged_uploads_are_not_stray_media_but_uploads_left_over(db: Database, any_storage: Storage,
+                                                                   tmp_path: Path) -> None:
+    staging = build_staging(Settings(_env_file=None, temp_dir=tmp_path / "tmp", upload_part_size=5 * MB),
+                            any_storage)
+    add_item(db, "p/1/o.jpg")
+    put(any_storage, "p/1/o.jpg")
+    live = add_upload(db, staging, timedelta(hours=1))
+    expired = add_upload(db, staging, -timedelta(minutes=1))
+    stray = incoming_key("tus", "0" * 32)
+    stage(staging, stray)
+    seen: list[verify_service.Finding] = []
+
+    report = verify_service.verify(db, any_storage, staging=staging, grace=NOW, on_finding=seen.append)
+
+    assert (report.stray, report.missing, report.objects) == ([], {}, 1)
+    assert (report.expired_uploads, report.stray_uploads) == ([expired.storage_key], [stray])
+    assert (report.expired_upload_count, report.stray_upload_count, report.clean) == (1, 1, False)
+    assert [(f.kind, f.key) for f in seen] == [("expired_upload", expired.storage_key), ("stray_upload", stray)]
+    assert verify_service.verify(db, any_storage, grace=NOW).clean, "without the staging: media only"
+
+    repaired = verify_service.verify(db, any_storage, staging=staging, grace=NOW, repair=True)
+
+    assert repaired.uploads_removed == 2
+    assert verify_service.verify(db, any_storage, staging=staging, grace=NOW).clean
+    assert set(staging.stored_keys(INCOMING_PREFIX, datetime.now(timezone.utc) + timedelta(days=1))) == {
+        live.storage_key}
+
+
+def test_young_uploads_left_over_wait_for_the_grace_period(db: Database, local_storage: Storage,
+                                                           tmp_path: Path) -> None:
+    staging = LocalStaging(tmp_path / "staging")
+    add_upload(db, staging, -timedelta(minutes=1))
+    stage(staging, incoming_key("tus", "0" * 32))
+
+    assert verify_service.verify(db, local_storage, staging=staging, grace=timedelta(minutes=15)).clean

@@ -17,12 +17,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
+from mediahub.config import Settings
 from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
+from mediahub.storage.base import Storage
+from mediahub.storage.factory import build_staging
 from mediahub.storage.local_staging import LocalStaging
 from mediahub.storage.s3 import S3Storage
 from mediahub.storage.s3_staging import S3Staging
 from mediahub.storage.staging import Staged, Staging
+from tests.support.faults import Passthrough
 from tests.support.s3_server import MB
 
 P = 5 * MB  # the S3 backend's part size: S3's minimum
@@ -63,13 +68,13 @@ def blocks(data: bytes, sizes: list[int] = ODD_BLOCKS) -> Iterator[bytes]:
 
 
 def append(staging: Staging, staged: Staged, data: bytes, sizes: list[int] = ODD_BLOCKS, key: str = KEY) -> Staged:
-    """Write `data` after `staged` in one writer and persist; the checkpoints must only ever grow within it."""
+    """Write `data` after `staged` in one writer and persist; the checkpoints never shrink within it."""
     with staging.writer(key, staged) as writer:
         last = staged.size
         for block in blocks(data, sizes):
             checkpoint = writer.write(block)
             if checkpoint is not None:
-                assert last < checkpoint.size <= staged.size + len(data)
+                assert last <= checkpoint.size <= staged.size + len(data)
                 last = checkpoint.size
         persisted = writer.persist()
     assert persisted.size == staged.size + len(data)
@@ -282,7 +287,8 @@ def test_a_large_upload_keeps_memory_at_a_block(staging: Staging, out_dir: Path)
         tracemalloc.stop()
 
     assert staged.size == path.stat().st_size == total
-    assert hashlib.file_digest(path.open("rb"), "sha256").digest() == digest.digest()
+    with path.open("rb") as materialised:
+        assert hashlib.file_digest(materialised, "sha256").digest() == digest.digest()
     assert peak < 2 * block_size, f"peak {peak / MB:.2f} MiB"
 
 
@@ -388,3 +394,58 @@ def test_s3_keeps_the_part_size_it_began_with(s3_storage: S3Storage, tmp_path: P
     assert staged.state["part_size"] == P and len(staged.state["parts"]) == 2
     assert staged_bytes(bigger, staged, out_dir) == data
 
+
+
+def test_build_staging_follows_the_store(local_storage: Storage, tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, temp_dir=tmp_path / "tmp", upload_part_size=6 * MB)
+
+    staging = build_staging(settings, local_storage)
+
+    assert isinstance(staging, LocalStaging) and staging.root == tmp_path / "tmp" / "staging"
+
+
+@pytest.mark.s3
+def test_build_staging_on_s3_stages_in_the_bucket(s3_storage: S3Storage, tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, temp_dir=tmp_path / "tmp", upload_part_size=6 * MB)
+
+    staging = build_staging(settings, s3_storage)
+
+    assert isinstance(staging, S3Staging) and staging.storage is s3_storage
+    assert staging.begin(KEY).state["part_size"] == 6 * MB
+
+
+class FailingFirstPart(Passthrough):
+    """A real store whose client's first UploadPart fails as a dropped connection does."""
+
+    def __init__(self, inner: S3Storage) -> None:
+        super().__init__(inner)
+        self.client = FailingFirstPartClient(inner.client)
+
+
+class FailingFirstPartClient(Passthrough):
+    failed = False
+
+    def upload_part(self, **kwargs: object) -> object:
+        if not self.failed:
+            self.failed = True
+            raise EndpointConnectionError(endpoint_url="injected")
+        return self.inner.upload_part(**kwargs)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("then", ["write", "persist"])
+def test_s3_a_part_whose_upload_failed_goes_first_next_time(s3_storage: S3Storage, tmp_path: Path, out_dir: Path,
+                                                            then: str) -> None:
+    staging = S3Staging(FailingFirstPart(s3_storage), P, tmp_path)  # type: ignore[arg-type]
+    data = data_of(P + 10)
+    with staging.writer(KEY, staging.begin(KEY)) as writer:
+        with pytest.raises(StorageUnavailable):
+            writer.write(data[:P])
+        if then == "write":
+            assert writer.write(data[P:]).size == P
+            staged = writer.persist()
+        else:
+            staged = append(staging, writer.persist(), data[P:])
+
+    assert staged.size == P + 10 and len(staged.state["parts"]) == 1
+    assert staged_bytes(staging, staged, out_dir) == data

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -91,7 +91,8 @@ class DirectUploadService:
         try:
             self._open(principal, MULTIPART, target, fields, public_id, {"upload_id": upload_id})
         except BaseException:
-            store.abort_multipart(key, upload_id)
+            with suppress(MediaHubError):  # else the sweeper finds a multipart upload that no row names
+                store.abort_multipart(key, upload_id)
             raise
         return Started(key, upload_id=upload_id)
 

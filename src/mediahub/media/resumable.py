@@ -311,6 +311,7 @@ class TusService:
 
     def _finish(self, upload: Upload, lease: Lease, materialised: contextlib.AbstractContextManager[Path]) -> Outcome:
         """Ingest the whole file; once an outcome is recorded, the staged bytes (and partial uploads) go."""
+        lease.steady = True  # from here on no bytes arrive: copying them out of the store must not lose the lease
         try:
             with materialised as path:
                 spooled = spooled_file(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mediahub.errors import NotFound, StorageUnavailable
-from mediahub.storage.local import LocalStorage, fsync_dir
+from mediahub.storage.local import TEMP_ATTEMPTS, LocalStorage, fsync_dir
 from mediahub.storage.staging import Staged, Staging, StagingWriter
 
 MB = 1024 * 1024
@@ -157,12 +157,7 @@ def _io_errors(key: str) -> Iterator[None]:
 
 def _open_at(key: str, path: Path, size: int) -> BinaryIO:
     """The staged file open for writing and cut to `size`; created only for an upload with no bytes yet."""
-    if size:
-        file = path.open("r+b", buffering=0)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE), "r+b", buffering=0)
-        fsync_dir(path.parent)
+    file = path.open("r+b", buffering=0) if size else _create(path)
     length = os.fstat(file.fileno()).st_size
     if length > size:
         os.ftruncate(file.fileno(), size)
@@ -170,6 +165,23 @@ def _open_at(key: str, path: Path, size: int) -> BinaryIO:
         file.close()
         raise staged_bytes_missing(key, size)
     return file
+
+
+def _create(path: Path) -> BinaryIO:
+    """Open the file, creating it and its folder. Retried because a discard of the folder's last other upload
+    may remove the just-created folder (as in `LocalStorage.put`)."""
+    attempts_left = TEMP_ATTEMPTS
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except FileNotFoundError:
+            attempts_left -= 1
+            if not attempts_left:
+                raise
+            continue
+        fsync_dir(path.parent)
+        return os.fdopen(fd, "r+b", buffering=0)
 
 
 def _copy_head(source: Path, target: Path, size: int) -> None:

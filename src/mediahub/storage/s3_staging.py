@@ -14,7 +14,9 @@ writer, which starts from the state the caller recorded, deletes at its start th
 of the key: the superseded ones, and those of requests that died before their state was
 recorded. `discard` removes everything left.
 
-Every backend fault leaves as `StorageUnavailable`, as from `S3Storage` (same bucket and client).
+Every backend fault leaves as `StorageUnavailable`, as from `S3Storage` (same bucket and client). The
+client adds `If-None-Match: *` to the tails' PUTs and to the completion, as to the store's own writes: a
+tail's name is new each time, and a completion that finds the object there was done already.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from __future__ import annotations
 import re
 import secrets
 import tempfile
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -279,28 +281,27 @@ class S3StagingWriter(StagingWriter):
             raise staged_bytes_missing(self._key, self._layout.size)
 
     def write(self, block: bytes) -> Staged | None:
+        """A full part is uploaded as soon as it is pending (first thing, when its upload failed before)."""
         checkpoint = None
         view = memoryview(block)
-        while view:
+        while True:
+            if self._pending == self._layout.part_size:
+                checkpoint = self._upload_part()
+            if not view:
+                return checkpoint
             piece = view[: self._layout.part_size - self._pending]
             self._buffer.write(piece)
             self._pending += len(piece)
-            view = view[len(piece):]
-            if self._pending == self._layout.part_size:
-                checkpoint = self._upload_part()
-        return checkpoint
+            view = view[len(piece) :]
 
     def _upload_part(self) -> Staged:
         layout, client, bucket = self._layout, self._storage.client, self._storage.bucket
-        with _lost_as_missing(self._key, layout.size), _translated("stage", self._key):
+        with _lost_as_missing(self._key, layout.size), _translated("stage", self._key), self._body() as body:
             if self._upload_id is None:
                 self._upload_id = client.create_multipart_upload(
                     Bucket=bucket, Key=self._key, ContentType=STAGED_CONTENT_TYPE)["UploadId"]
-            self._buffer.flush()
-            self._buffer.seek(0)
             etag = client.upload_part(Bucket=bucket, Key=self._key, UploadId=self._upload_id,
-                                      PartNumber=len(layout.parts) + 1, Body=CappedReads(self._buffer),
-                                      ContentLength=self._pending)["ETag"]
+                                      PartNumber=len(layout.parts) + 1, Body=body, ContentLength=self._pending)["ETag"]
         self._buffer.seek(0)
         self._buffer.truncate()
         self._pending = 0
@@ -311,16 +312,23 @@ class S3StagingWriter(StagingWriter):
         """The pending bytes as a new tail object, unless the last persisted state holds them all already."""
         if self._pending != self._layout.tail_size:
             token = secrets.token_hex(8)
-            self._buffer.flush()
-            self._buffer.seek(0)
-            with _translated("stage", self._key):
+            with _translated("stage", self._key), self._body() as body:
                 self._storage.client.put_object(Bucket=self._storage.bucket, Key=tail_key(self._key, token),
-                                                Body=CappedReads(self._buffer), ContentLength=self._pending,
+                                                Body=body, ContentLength=self._pending,
                                                 ContentType=STAGED_CONTENT_TYPE)
-            self._buffer.seek(0, 2)
             self._layout = Layout(self._layout.part_size, self._layout.upload_id, self._layout.parts, token,
                                   self._pending)
         return self._layout.staged()
+
+    @contextmanager
+    def _body(self) -> Iterator[CappedReads]:
+        """The pending bytes to send, from their start; appending goes on at their end whatever happens."""
+        self._buffer.flush()
+        self._buffer.seek(0)
+        try:
+            yield CappedReads(self._buffer)
+        finally:
+            self._buffer.seek(0, 2)
 
     def abandon(self) -> None:
         """Back to the last persisted state: the pending part keeps just its tail (which it starts with)."""
