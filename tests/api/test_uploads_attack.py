@@ -15,9 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 from fastapi.testclient import TestClient
 
+from mediahub.db.models import utcnow
 from mediahub.db.repositories.uploads import RECEIVING, UploadRepository
+from mediahub.media.upload_sweep import STRAY_GRACE, sweep_uploads
 from tests.api.conftest import AppFactory, LiveServer, Tokens, assert_problem, free_port, serving
 from tests.api.test_tus import AVATAR, HOPPER, OCTETS, PHOTOS, TUS, create, metadata, patch
 from tests.support.faults import Passthrough
@@ -280,3 +283,27 @@ def test_a_key_with_control_characters_is_refused_on_every_database(s3_db_client
     with client.app.state.runtime.database.session() as session:  # (moto dates every multipart upload 2010, so
         row = UploadRepository(session).get(key.rsplit("/", 1)[-1])  # the startup sweep may abort it: not asked)
         assert row is not None and row.state == RECEIVING and row.staging["upload_id"] == upload_id
+
+
+@pytest.mark.s3
+def test_a_form_sent_again_after_its_upload_finished_is_swept_soon(s3_db_client: TestClient, tokens: Tokens) -> None:
+    """A presigned POST stays valid for DIRECT_UPLOAD_URL_SECONDS whatever became of its upload: sent again
+    after its completion (which frees its open-upload slot), it stores up to the byte cap at a key whose row
+    lives on (to answer the outcome) for a day. Bytes at the key of a finished upload are strays: swept once
+    older than the sweeper's grace, not when the row expires; the outcome is still answered."""
+    client, owner = s3_db_client, tokens.header("USR-1", grants=("property:123",))
+    query = {"filename": "a.jpg", **{f"metadata[{name}]": value for name, value in
+                                     {"entity_type": "property", "entity_id": "123", "entity_field": "photos"}.items()}}
+    form = client.get("/v1/media/s3/params", params=query, headers=owner).json()
+    with requests.Session() as bucket:
+        bucket.trust_env = False
+        assert bucket.post(form["url"], data=form["fields"], files={"file": ("a.jpg", b"not an image")}).ok
+        assert_problem(client.post("/v1/media/s3/params/complete", params={"key": form["key"]}, headers=owner),
+                       415, "unsupported_type")
+        assert _open_uploads(client, "USR-1") == 0
+        assert bucket.post(form["url"], data=form["fields"], files={"file": ("a.jpg", b"x" * MB)}).ok  # again
+    runtime = client.app.state.runtime
+    swept = sweep_uploads(runtime.database, runtime.staging, utcnow() + 2 * STRAY_GRACE, STRAY_GRACE)
+    assert swept.strays == 1 and not runtime.storage.exists(form["key"])
+    assert_problem(client.post("/v1/media/s3/params/complete", params={"key": form["key"]}, headers=owner),
+                   415, "unsupported_type")

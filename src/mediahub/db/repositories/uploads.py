@@ -123,5 +123,7 @@ class UploadRepository:
             self.session.execute(delete(Upload).where(Upload.id.in_(ids)))
 
     def storage_keys(self, prefix: str) -> set[str]:
-        """The staged keys of every upload row under `prefix` (to tell staged bytes with a row from strays)."""
-        return set(self.session.scalars(select(Upload.storage_key).where(Upload.storage_key.startswith(prefix))))
+        """The staged keys under `prefix` of the uploads still receiving bytes (to tell their staged bytes from
+        strays: a finished upload's are removed when it finishes)."""
+        return set(self.session.scalars(select(Upload.storage_key).where(Upload.storage_key.startswith(prefix),
+                                                                         Upload.state == RECEIVING)))
