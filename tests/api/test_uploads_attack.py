@@ -5,6 +5,7 @@ upload slot, bytes or a connection longer than the rules say."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from mediahub.db.models import utcnow
+from mediahub.db.repositories import MediaRepository
 from mediahub.db.repositories.uploads import RECEIVING, UploadRepository
 from mediahub.media.upload_sweep import STRAY_GRACE, sweep_uploads
 from tests.api.conftest import AppFactory, LiveServer, Tokens, assert_problem, free_port, serving
@@ -307,3 +309,57 @@ def test_a_form_sent_again_after_its_upload_finished_is_swept_soon(s3_db_client:
     assert swept.strays == 1 and not runtime.storage.exists(form["key"])
     assert_problem(client.post("/v1/media/s3/params/complete", params={"key": form["key"]}, headers=owner),
                    415, "unsupported_type")
+
+
+# Many tiny PATCHes
+
+
+class S3Traffic:
+    """The bytes a boto3 client sends to S3 (request bodies) and reads from it (objects), while counting."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.bytes = client, 0
+
+    def _sent(self, request: Any, **_: Any) -> None:
+        self.bytes += int(request.headers.get("Content-Length", 0))
+
+    def _read(self, parsed: dict[str, Any], **_: Any) -> None:
+        self.bytes += int(parsed.get("ContentLength", 0))
+
+    def __enter__(self) -> S3Traffic:
+        self.client.meta.events.register("before-send.s3", self._sent)
+        self.client.meta.events.register("after-call.s3.GetObject", self._read)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.meta.events.unregister("before-send.s3", self._sent)
+        self.client.meta.events.unregister("after-call.s3.GetObject", self._read)
+
+
+@pytest.mark.s3
+def test_s3_tiny_patches_cost_the_store_what_they_carry(app_factory: AppFactory, s3_server: str,
+                                                         tokens: Tokens) -> None:
+    """Each PATCH must leave its bytes persisted. Were the bytes after the last full part kept as one object,
+    every PATCH would read it back and write it again whole: one byte sent would move up to two parts'
+    worth (16 MiB by default) between the API and the bucket, and a client of small chunks pays that too."""
+    app = app_factory(storage_type="s3", s3_endpoint_url=s3_server, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", s3_bucket_name=f"attack-{uuid.uuid4().hex[:12]}",
+                      upload_part_size=5 * MB)
+    owner, data = tokens.header("USR-1"), HOPPER.read_bytes()
+    with TestClient(app) as client:
+        runtime = client.app.state.runtime
+        runtime.storage.check()
+        part = 5 * MB
+        padded = data + b"\0" * (2 * part)
+        url = create(client, owner, len(padded)).headers["location"]
+        start = 2 * part - 100  # a part, and a tail of 5 MiB - 100 bytes
+        assert patch(client, url, owner, 0, padded[:start]).status_code == 204
+        with S3Traffic(runtime.storage.client) as traffic:
+            for offset in range(start, start + 64):
+                assert patch(client, url, owner, offset, padded[offset:offset + 1]).status_code == 204
+        assert traffic.bytes < 64 * 64 * 1024, f"{traffic.bytes} bytes to and from S3 for 64 one-byte PATCHes"
+        response = patch(client, url, owner, start + 64, padded[start + 64:])
+        assert response.status_code == 204, response.text
+        with runtime.database.session() as session:
+            item = MediaRepository(session).get(int(response.headers["media-id"]))
+            assert item.sha256 == hashlib.sha256(padded).hexdigest()  # JPEG readers skip the trailing zeros
