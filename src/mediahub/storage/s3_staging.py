@@ -359,9 +359,11 @@ class S3StagingWriter(StagingWriter):
                 piece = self._put_piece(fresh, size)
             self._clear()
             tails = [*self._layout.tails, piece]
-            while len(tails) > 1 and tails[-2][1] <= 2 * tails[-1][1]:
-                tails[-2:] = [self._merged(tails[-2:])]
-            self._layout = Layout(self._layout.part_size, self._layout.upload_id, self._layout.parts, tails)
+            while True:  # each step a state of its own: one that fails leaves the writer at the one before
+                self._layout = Layout(self._layout.part_size, self._layout.upload_id, self._layout.parts, tails)
+                if len(tails) < 2 or tails[-2][1] > 2 * tails[-1][1]:
+                    break
+                tails = [*tails[:-2], self._merged(tails[-2:])]
         return self._layout.staged()
 
     def _merged(self, pieces: list[tuple[str, int]]) -> tuple[str, int]:
