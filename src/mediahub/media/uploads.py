@@ -111,18 +111,27 @@ class Lease:
                 return
 
     def touch(self) -> None:
-        """Bytes arrived: renewal goes on; after a pause, the lease is taken back first (or Locked)."""
+        """Bytes arrived: renewal goes on; after a pause, the lease is taken back first, if no other request
+        has had it meanwhile (one that took it and let it go again leaves the upload in a newer state), else
+        Locked."""
         self._touched = time.monotonic()
         if self._paused and not self.lost.is_set():
-            with self.database.session() as session:
-                held = UploadRepository(session).take_lease(self.public_id, self.token, self._until(),
-                                                            holder=self.token)
-            if held:
+            if self._renew():
                 self._paused = False
             else:
                 self.lost.set()
         if self.lost.is_set():
-            raise Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
+            raise _taken_over()
+
+    def arrived(self) -> bool:
+        """`touch` without I/O (for the event loop): False when renewal paused, so `touch` must take the lease
+        back before more bytes count."""
+        if self.lost.is_set():
+            raise _taken_over()
+        if self._paused:
+            return False
+        self._touched = time.monotonic()
+        return True
 
     def release(self) -> None:
         self._stop.set()
@@ -133,6 +142,10 @@ class Lease:
                 UploadRepository(session).release_lease(self.public_id, self.token)
         except MediaHubError:  # it runs out by itself
             pass
+
+
+def _taken_over() -> Locked:
+    return Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
 
 
 @dataclass(frozen=True)
@@ -211,7 +224,7 @@ class UploadService:
         with self.database.session() as session:
             recorded = UploadRepository(session).record(upload.public_id, lease.token, offset, staging, length)
         if not recorded:
-            raise Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
+            raise _taken_over()
         upload.offset, upload.staging = offset, staging
         if length is not None:
             upload.length = length
@@ -224,7 +237,7 @@ class UploadService:
 
         def mark_done(session: Session, item: MediaItem) -> None:
             if not UploadRepository(session).finish(upload.public_id, lease.token, media_id=item.id):
-                raise Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
+                raise _taken_over()
 
         lease.steady = True
         request = UploadRequest(
