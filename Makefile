@@ -45,13 +45,16 @@ test-fast: install
 check: install
 	$(BIN)/python -m bench.reliability
 
-# `scale` fills PostgreSQL (10^5, 10^6 rows) and MariaDB databases of its own: run apart from the rest.
+# `scale` fills PostgreSQL (10^5, 10^6 rows) and MariaDB databases of its own, `uploads` sends gigabytes through
+# fresh servers (and moto's S3): each runs apart from the rest.
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench uploads
 	$(BIN)/python -m bench scale
 
 bench-smoke: install
 	$(BIN)/python -m bench --smoke
+	$(BIN)/python -m bench uploads --smoke
 	$(BIN)/python -m bench scale --smoke
 
 clean:

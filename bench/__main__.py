@@ -1,4 +1,4 @@
-"""`python -m bench [pipeline|memory|throughput|http|phone|quality|delivery|scale ...] [--smoke]`."""
+"""`python -m bench [pipeline|memory|throughput|http|phone|quality|delivery|uploads|scale ...] [--smoke]`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from pathlib import Path
 
 SECTIONS = {"pipeline": "bench.pipeline", "memory": "bench.memory", "throughput": "bench.throughput",
             "http": "bench.httpload", "phone": "bench.phone", "quality": "bench.quality",
-            "delivery": "bench.delivery", "scale": "bench.scale"}
-# Run only when named: `scale` fills databases with 10^6 rows (half an hour; `make bench` runs it on its own).
-ON_REQUEST = ("scale",)
-# Sections that read no generated input files.
-NO_INPUTS = ("scale",)
+            "delivery": "bench.delivery", "uploads": "bench.uploads", "scale": "bench.scale"}
+# Run only when named (`make bench` runs each on its own): `scale` fills databases with 10^6 rows (half an hour);
+# `uploads` sends gigabytes through a fresh server per transport and round.
+ON_REQUEST = ("uploads", "scale")
+# Sections that read none of the generated input files (`uploads` makes and caches its own).
+NO_INPUTS = ("uploads", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -393,7 +393,7 @@ def load(server: Server, paths: list[str], connections: int, seconds: float | No
 
 # --- memory --------------------------------------------------------------------------------------------------
 
-def _process_tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -429,7 +429,7 @@ def peak_memory(server: Server, interval: float = 0.05) -> Iterator[list[int]]:
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], sum(_pss_kib(pid) for pid in _process_tree(server.proc.pid)))
+            peak[0] = max(peak[0], sum(_pss_kib(pid) for pid in process_tree(server.proc.pid)))
             stop.wait(interval)
 
     thread = threading.Thread(target=sample, daemon=True)

@@ -54,7 +54,7 @@ def test_bench_smoke_prints_every_table():
     out = _bench("--smoke")
     for header in HEADERS:
         assert header in out, f"missing table {header!r}:\n{out[-3000:]}"
-    assert "Scale:" not in out  # run only when named
+    assert "Scale:" not in out and "Uploads:" not in out  # run only when named
 
 
 @pytest.mark.slow
@@ -96,3 +96,29 @@ def test_bench_delivery_smoke_prints_every_row():
         cells = re.split(r"\s{2,}", line.strip())[1:3]
         for cell, shape in zip(cells, shapes, strict=True):
             assert re.fullmatch(shape, cell), f"{label!r}: {cell!r} is not {shape!r}:\n{line}"
+
+
+# The uploads section's rows in --smoke: every transport, and the shape of its figures (throughput video, photos;
+# share of the form's; CPU ms/MB; share of the form's CPU; peak RSS small / large video; RSS growth over file growth).
+RATE, PAIR, SHARES = r"[\d,.]+", r"[\d,.]+ / [\d,.]+", r"[\d,.]+x / [\d,.]+x"
+UPLOAD_ROWS = {
+    "form": (RATE, RATE, "-", PAIR, "-", PAIR),
+    "tus 1 MiB": (RATE, RATE, SHARES, PAIR, SHARES, PAIR),
+    "tus 8 MiB": (RATE, RATE, SHARES, PAIR, SHARES, PAIR),
+    "tus 32 MiB": (RATE, RATE, SHARES, PAIR, SHARES, PAIR),
+    "form (S3)": (RATE, RATE, "-", PAIR, "-", PAIR),
+    "tus 8 MiB (S3)": (RATE, RATE, SHARES, PAIR, SHARES, PAIR),
+    "direct-to-S3": (RATE, RATE, SHARES, PAIR, SHARES, PAIR),
+}
+
+
+@pytest.mark.slow
+def test_bench_uploads_smoke_prints_every_row():
+    out = _bench("uploads", "--smoke")
+    rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line.strip()) for line in out.splitlines())}
+    for label, shapes in UPLOAD_ROWS.items():
+        assert label in rows, f"missing row {label!r}:\n{out}"
+        cells = rows[label]
+        for cell, shape in zip(cells, (*shapes, r"-?[\d.]+ %"), strict=False):
+            assert re.fullmatch(shape, cell), f"{label!r}: {cell!r} is not {shape!r}:\n{out}"
+        assert cells[-1] in {"met", "NOT met"} or " / " in cells[-1], f"{label!r}: no verdict:\n{out}"

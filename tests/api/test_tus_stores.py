@@ -14,6 +14,7 @@ import pytest
 import pyvips
 from fastapi.testclient import TestClient
 
+from mediahub.api.routes.tus import WRITE_BLOCK
 from mediahub.db.models import utcnow
 from mediahub.db.repositories import MediaRepository
 from mediahub.db.repositories.uploads import UploadRepository
@@ -143,3 +144,32 @@ def test_concurrent_patches_one_wins_the_other_is_told(client: TestClient, token
     finally:
         first.end()
     assert client.head(url, headers={**owner, **TUS}).headers["upload-offset"] == "100"
+
+
+
+def _one_patch_of_the_whole_file(client: TestClient, tokens: Tokens, data: bytes) -> None:
+    """The whole file in one PATCH, written in the route's blocks as a server receives it: each checkpoint the
+    staging store returns meanwhile is recorded, and each byte counts once."""
+    url = create(client, tokens.header("USR-1"), len(data)).headers["location"]
+    tus, upload_id = client.app.state.runtime.tus, url.rsplit("/", 1)[-1]
+    appending = tus.start_append(Principal("USR-1"), upload_id, 0)
+    try:
+        for start in range(0, len(data), WRITE_BLOCK):
+            appending.write(data[start:start + WRITE_BLOCK])
+        appending.close(whole=True)
+        outcome = tus.finish_if_complete(appending)
+    finally:
+        appending.end()
+    assert outcome is not None and outcome.error is None and outcome.media_id is not None
+    with client.app.state.runtime.database.session() as session:
+        assert MediaRepository(session).get(outcome.media_id).sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_one_patch_across_local_checkpoints_makes_the_item(client: TestClient, tokens: Tokens,
+                                                           big_jpeg: bytes) -> None:
+    _one_patch_of_the_whole_file(client, tokens, big_jpeg)  # more than one 8 MiB checkpoint
+
+
+@pytest.mark.s3
+def test_s3_one_patch_across_parts_makes_the_item(s3_tus: TestClient, tokens: Tokens, big_jpeg: bytes) -> None:
+    _one_patch_of_the_whole_file(s3_tus, tokens, big_jpeg)  # more than two 5 MiB parts
