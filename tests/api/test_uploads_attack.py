@@ -6,6 +6,7 @@ upload slot, bytes or a connection longer than the rules say."""
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 import time
@@ -19,11 +20,20 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
+from mediahub.api.serving import uvicorn_options
 from mediahub.db.models import utcnow
 from mediahub.db.repositories import MediaRepository
 from mediahub.db.repositories.uploads import RECEIVING, UploadRepository
 from mediahub.media.upload_sweep import STRAY_GRACE, sweep_uploads
-from tests.api.conftest import AppFactory, LiveServer, Tokens, assert_problem, free_port, serving
+from tests.api.conftest import (
+    AppFactory,
+    LiveServer,
+    Tokens,
+    assert_problem,
+    free_port,
+    make_settings,
+    serving,
+)
 from tests.api.test_tus import AVATAR, HOPPER, OCTETS, PHOTOS, TUS, create, metadata, patch
 from tests.support.faults import Passthrough
 from tests.support.sockets import read_head
@@ -363,3 +373,40 @@ def test_s3_tiny_patches_cost_the_store_what_they_carry(app_factory: AppFactory,
         with runtime.database.session() as session:
             item = MediaRepository(session).get(int(response.headers["media-id"]))
             assert item.sha256 == hashlib.sha256(padded).hexdigest()  # JPEG readers skip the trailing zeros
+
+
+# HTTP the parser refuses
+
+
+@pytest.mark.parametrize("head, body", [
+    ("Content-Length: -5", b"x"),
+    ("Content-Length: 99999999999999999999", b"x"),
+    ("Content-Length: 5\r\nContent-Length: 6", b"xxxxx"),
+    ("Transfer-Encoding: chunked\r\nContent-Length: 3", b"3\r\nabc\r\n0\r\n\r\n"),
+    ("Transfer-Encoding: chunked", b"zz\r\nabc\r\n0\r\n\r\n"),
+], ids=["negative-length", "huge-length", "two-lengths", "chunked-and-length", "bad-chunk-size"])
+def test_framing_the_parser_refuses_is_a_problem(app_factory: AppFactory, tokens: Tokens, tmp_path: Path,
+                                                 head: str, body: bytes) -> None:
+    """uvicorn answers what its parser cannot read (lengths that lie or disagree, chunk sizes that are not
+    hex) itself, as text; the server's protocol answers it as a problem with a stable code like its other
+    refusals. The upload the PATCH named is unchanged."""
+    owner = tokens.header("USR-1")
+    with serving(app_factory(), free_port(), **uvicorn_options(make_settings(tmp_path))) as server, \
+            httpx.Client(base_url=server.url, trust_env=False) as http:
+        url = httpx.URL(create(http, owner, 100).headers["location"]).path
+        lines = [f"PATCH {url} HTTP/1.1", "Host: 127.0.0.1", "Upload-Offset: 0", head,
+                 *(f"{name}: {value}" for name, value in {**owner, **TUS, **OCTETS}.items())]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            answer = read_head(sock, 5)
+            while b"}" not in answer.partition(b"\r\n\r\n")[2]:
+                more = sock.recv(65536)
+                if not more:
+                    break
+                answer += more
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 400 Bad Request", answer
+        headers, _, problem = rest.partition(b"\r\n\r\n")
+        assert b"content-type: application/problem+json" in headers.lower(), answer
+        assert json.loads(problem)["code"] == "malformed_request"
+        assert http.head(url, headers={**owner, **TUS}).headers["upload-offset"] == "0"
