@@ -257,7 +257,7 @@ class UploadService:
 
     def fail(self, upload: Upload, lease: Lease, exc: MediaHubError) -> None:
         """Record a refusal as the upload's outcome (by the lease holder)."""
-        record = RecordedError.record(exc, exc.message)
+        record = RecordedError.record(exc)
         with self.database.session() as session:
             UploadRepository(session).finish(upload.public_id, lease.token, outcome=record)
         upload.state, upload.outcome = FAILED, record

@@ -182,7 +182,7 @@ def _outcome_headers(outcome: Outcome | None, urls: UrlsDep) -> dict[str, str]:
     return {"Media-Id": str(outcome.media_id), "Location": f"{urls.base_url}/v1/media/{outcome.media_id}"}
 
 
-def _counted(api: ApiStateDep, outcome: Outcome | None) -> Outcome | None:
+def _count_outcome(api: ApiStateDep, outcome: Outcome | None) -> Outcome | None:
     """An ingest that ended counts as an upload, as a form upload does: `ok` or its code."""
     if outcome is not None:
         api.metrics.uploads.labels(outcome.error.code if outcome.error else "ok").inc()
@@ -272,7 +272,7 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
         assert target is not None
         part_ids = [url.rstrip("/").rsplit("/", 1)[-1] for url in concat[len(FINAL) + 1:].split()]
         upload, outcome = await run_in_threadpool(tus.create_final, principal, target, values, part_ids)
-        return _answer(201, upload, _counted(api, outcome), urls, {"Location": _upload_url(urls, upload.public_id)})
+        return _answer(201, upload, _count_outcome(api, outcome), urls, {"Location": _upload_url(urls, upload.public_id)})
     if concat and not partial:
         raise MalformedRequest("Upload-Concat is `partial` or `final;<upload urls>`", code="invalid_concat")
     length = _number(request, "upload-length")
@@ -287,7 +287,7 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
     location = {"Location": _upload_url(urls, upload.public_id)}
     if length == 0:  # complete as created: ingested (and refused as empty) now
         upload, outcome = await run_in_threadpool(tus.status, principal, upload.public_id)
-        return _answer(201, upload, _counted(api, outcome), urls, location)
+        return _answer(201, upload, _count_outcome(api, outcome), urls, location)
     if not with_bytes:
         return _answer(201, upload, None, urls, location)
     try:
@@ -299,7 +299,7 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
         with contextlib.suppress(MediaHubError):
             await run_in_threadpool(tus.terminate, principal, upload.public_id)
         raise
-    return _answer(201, upload, _counted(api, outcome), urls, location)
+    return _answer(201, upload, _count_outcome(api, outcome), urls, location)
 
 
 def _target(fields: TusFields) -> Target:
@@ -355,7 +355,7 @@ async def append(upload_id: UploadId, request: Request, principal: PrincipalDep,
     appending = await run_in_threadpool(tus.start_append, principal, upload_id, offset,
                                         checksum=_checksum(request), length=_number(request, "upload-length"))
     upload, finished = await _append(request, appending, tus, runtime.settings.upload_read_timeout_seconds)
-    return _answer(204, upload, _counted(api, finished), urls)
+    return _answer(204, upload, _count_outcome(api, finished), urls)
 
 
 @router.delete("/{upload_id}", status_code=204, dependencies=[Versioned],
