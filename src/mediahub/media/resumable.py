@@ -78,14 +78,13 @@ class Appending:
         return self.start + self.received
 
     def expect(self, length: int) -> None:
-        """A body of `length` bytes is announced: refused before it is read when it would pass the limit."""
+        """`length` more bytes are coming (a body's declared length, or a block): refused if they pass the limit."""
         if self.offset + length > self.limit:
             raise TooLarge(f"more bytes than the upload's {self.limit}", code="beyond_length", limit=self.limit)
 
     def write(self, block: bytes) -> None:
         self.lease.touch()
-        if self.offset + len(block) > self.limit:
-            raise TooLarge(f"more bytes than the upload's {self.limit}", code="beyond_length", limit=self.limit)
+        self.expect(len(block))
         self.received += len(block)
         if self.hasher is not None:
             self.hasher.update(block)
