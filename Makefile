@@ -3,10 +3,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The real upload clients (tus-js-client, Uppy) the tests in tests/clients drive, from package-lock.json.
+CLIENTS := tests/clients
+CLIENTS_STAMP := $(CLIENTS)/node_modules/.installed-stamp
 
 .PHONY: install run test test-fast check bench bench-smoke clean
 
 install: $(STAMP)
+
+# Without npm the client tests skip locally; with CI=true a missing npm stops the run.
+$(CLIENTS_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed-stamp; \
+	elif [ "$${CI:-}" = true ]; then \
+		echo "npm is not installed: the real-client tests need Node.js and npm (CI=true)" >&2; exit 1; \
+	else \
+		echo "npm is not installed: the real-client tests (tests/clients) will be skipped" >&2; \
+	fi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +35,7 @@ run: install
 	$(BIN)/mediahub db upgrade
 	MEDIAHUB_ENV=$${MEDIAHUB_ENV:-development} $(BIN)/mediahub serve --host 127.0.0.1 --port 8000
 
-test: install
+test: install $(CLIENTS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -45,4 +58,4 @@ bench-smoke: install
 	$(BIN)/python -m bench scale --smoke
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .hypothesis $(CLIENTS)/node_modules

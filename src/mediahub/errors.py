@@ -143,9 +143,9 @@ class RecordedError(MediaHubError):
         return cls(record["message"], category=record["category"], code=record["code"], **record.get("details", {}))
 
     @staticmethod
-    def record(exc: MediaHubError, message: str) -> dict[str, Any]:
-        """What `of` rebuilds; `message` is what a caller may read of it."""
-        return {"category": exc.category, "code": exc.code, "message": message, "details": exc.details}
+    def record(exc: MediaHubError) -> dict[str, Any]:
+        """What `of` rebuilds."""
+        return {"category": exc.category, "code": exc.code, "message": exc.message, "details": exc.details}
 
 
 class StorageUnavailable(Unavailable):

@@ -88,9 +88,10 @@ class LiveServer:
 
 
 @contextmanager
-def serving(app: FastAPI, port: int) -> Iterator[LiveServer]:
-    """Run uvicorn in a thread until the block ends (should_exit, then join)."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+def serving(app: FastAPI, port: int, **options: Any) -> Iterator[LiveServer]:
+    """Run uvicorn in a thread until the block ends (should_exit, then join); `options` go to its Config."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -393,6 +393,22 @@ def test_open_uploads_are_limited_per_caller(app_factory: AppFactory, tokens: To
         assert create(client, owner, 100).status_code == 201
 
 
+def test_a_final_upload_is_not_refused_for_the_partials_it_joins(app_factory: AppFactory, tokens: Tokens) -> None:
+    with TestClient(app_factory(upload_max_open=2)) as client:
+        owner = tokens.header("USR-1")
+        data = HOPPER.read_bytes()
+        parts = []
+        for piece in (data[:1000], data[1000:]):
+            created = client.post("/v1/media/tus/", headers={**owner, **TUS, "Upload-Concat": "partial",
+                                                               "Upload-Length": str(len(piece))})
+            patch(client, created.headers["location"], owner, 0, piece)
+            parts.append(created.headers["location"])
+        final = client.post("/v1/media/tus/", headers={**owner, **TUS, "Upload-Concat": "final;" + " ".join(parts),
+                                                         "Upload-Metadata": metadata(**AVATAR)})
+        assert final.status_code == 201 and "media-id" in final.headers, final.text
+        assert create(client, owner, 100).status_code == 201  # the joined partials no longer count as open
+
+
 def test_creations_count_against_the_upload_rate_limit(app_factory: AppFactory, tokens: Tokens) -> None:
     with TestClient(app_factory(upload_rate_limit=2)) as client:
         owner = tokens.header("USR-1")

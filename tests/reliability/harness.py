@@ -187,8 +187,9 @@ class ServerProcess:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout: float = 60.0) -> ServerProcess:
-        self.port = free_port()
+    def start(self, timeout: float = 60.0, port: int | None = None) -> ServerProcess:
+        """Start on `port` (a restart where its clients expect it), else on a free one."""
+        self.port = port or free_port()
         self.starts += 1
         env = {**os.environ, **self.env, "PUBLIC_BASE_URL": f"http://{HOST}:{self.port}",
                "PYTHONPATH": str(ROOT / "src")}

@@ -346,9 +346,9 @@ def test_s3_parts_are_written_as_they_arrive(s3_staging: S3Staging) -> None:
         staged = writer.persist()
 
     assert [c.size for c in checkpoints] == [P, 2 * P]
-    assert [c.state["tail"] for c in checkpoints] == [None, None]
+    assert [c.state["tails"] for c in checkpoints] == [[], []]
     assert staged.state["upload_id"] == checkpoints[0].state["upload_id"]
-    assert len(staged.state["parts"]) == 2 and staged.state["tail_size"] == 3
+    assert len(staged.state["parts"]) == 2 and [size for _, size in staged.state["tails"]] == [3]
     assert _multipart_uploads(s3_staging.storage) == [staged.state["upload_id"]]
 
 
@@ -359,11 +359,33 @@ def test_s3_superseded_tails_go_at_the_next_writers_start(s3_staging: S3Staging,
         for piece in pieces:
             writer.write(piece)
             staged = writer.persist()
-    assert len(_tails(s3_staging.storage)) == 3  # the caller may not have recorded the newest yet
+    assert len(_tails(s3_staging.storage)) > len(staged.state["tails"])  # the caller may not have recorded it yet
 
     with s3_staging.writer(KEY, staged):
-        assert _tails(s3_staging.storage) == [f"{KEY}.tail-{staged.state['tail']}"]
+        assert _tails(s3_staging.storage) == sorted(f"{KEY}.tail-{token}" for token, _ in staged.state["tails"])
     assert staged_bytes(s3_staging, staged, out_dir) == b"".join(pieces)
+
+
+@pytest.mark.s3
+def test_s3_small_writes_cost_the_store_what_they_carry(s3_staging: S3Staging, out_dir: Path) -> None:
+    """Each persist stores its new bytes as one more piece of the tail, not the whole tail again; the last
+    pieces merge while the one before is at most twice the newest, so the tail stays a few pieces."""
+    data = data_of(P - 1)
+    staged = append(s3_staging, s3_staging.begin(KEY), data[: P // 2])
+    written: list[int] = []
+
+    def count(params: dict, **_: object) -> None:
+        written.append(params["ContentLength"])
+
+    s3_staging.storage.client.meta.events.register("before-parameter-build.s3.PutObject", count)
+    try:
+        for offset in range(P // 2, P // 2 + 300):
+            staged = append(s3_staging, staged, data[offset:offset + 1])
+    finally:
+        s3_staging.storage.client.meta.events.unregister("before-parameter-build.s3.PutObject", count)
+    assert sum(written) < 300 * 2 * 10 and len(staged.state["tails"]) <= 10, (sum(written), staged.state["tails"])
+    staged = append(s3_staging, staged, data[P // 2 + 300:])
+    assert staged_bytes(s3_staging, staged, out_dir) == data
 
 
 @pytest.mark.s3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -17,6 +17,7 @@ from mediahub.api.middleware import BodyCapMiddleware, CloseOnUnreadBodyMiddlewa
 from mediahub.api.ratelimit import ConcurrencyLimit, upload_limiter
 from mediahub.api.routes import direct_uploads, files, images, media, members, moderation, ops, tus, uploads
 from mediahub.config import Settings, secured
+from mediahub.errors import StorageUnavailable
 from mediahub.runtime import Runtime
 
 DESCRIPTION = """Uploads, processing and delivery of images and videos for users, properties, builders,
@@ -33,6 +34,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = Runtime.build(settings)
         app.state.runtime.start_sweeper()  # in-process jobs: recover what a restart left queued
+        # A new bucket is made before the first upload needs it (S3_CREATE_BUCKET); a store that is down now
+        # is /readyz's to report, not a reason to refuse to start.
+        with suppress(StorageUnavailable):
+            await anyio.to_thread.run_sync(app.state.runtime.storage.check)
         # Before the first connection: no upload waits for a pixel process to start and import the pipeline.
         await anyio.to_thread.run_sync(app.state.runtime.ingest.pixels.start)
         try:

@@ -8,7 +8,8 @@ here counts the head's bytes as they arrive and its header lines, and answers
 HEADER_READ_TIMEOUT_SECONDS of its first byte (or of the connection, for the
 first request) gets 408, a connection that sent nothing is closed. After a
 refusal the connection lingers briefly, discarding input, so the client can
-read the answer instead of meeting a reset.
+read the answer instead of meeting a reset. What the parser cannot read at all
+is a 400 problem too (uvicorn's own answer is text).
 
 What a server runs with (`serving_settings`): PIXEL_WORKERS, when it is not
 set, is the cores this process may use shared among the server processes (at
@@ -135,6 +136,15 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             return
         self._in_head = True
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """What the parser cannot read (a length that lies or disagrees, a chunk size that is not hex), answered
+        and closed as uvicorn does, but as a problem with a stable code like every refusal here."""
+        self._refused = True
+        self._disarm_head_timer()
+        self.logger.info("refused a request from %s: %s", self.client, msg)
+        self.transport.write(_refusal(400, "malformed_request", "the request's HTTP framing cannot be read"))
+        self.transport.close()
 
     # Limits
     def _arm_head_timer(self) -> None:

@@ -142,9 +142,12 @@ class DirectUploadService:
         return self._complete(principal, key, MULTIPART, upload_id, assemble)
 
     def abort(self, principal: Principal, key: str, upload_id: str) -> None:
-        """Remove the multipart upload, anything assembled from it, and the upload's row."""
+        """Remove the multipart upload, anything assembled from it, and the upload's row. A finished upload has
+        nothing left to abort: Uppy aborts after every refused completion, so that is no error."""
         store = self.require_bucket()
-        upload = self._receiving(principal, key, MULTIPART, upload_id)
+        upload = self._owned(principal, key, MULTIPART, upload_id)
+        if upload.state != RECEIVING:
+            return
         lease = self.uploads.lease(upload.public_id)
         try:
             upload = self._receiving(principal, key, MULTIPART, upload_id)  # as it is now that this request holds it

@@ -23,7 +23,16 @@ from mediahub.db.models import Upload
 from mediahub.db.session import Database
 from mediahub.db.repositories.uploads import RECEIVING, UploadRepository
 from mediahub.entities import Target
-from mediahub.errors import ChecksumMismatch, Conflict, Forbidden, InvalidInput, Locked, MediaHubError, TooLarge
+from mediahub.errors import (
+    ChecksumMismatch,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    Locked,
+    MalformedRequest,
+    MediaHubError,
+    TooLarge,
+)
 from mediahub.media.access import Principal
 from mediahub.media.keys import incoming_key
 from mediahub.media.uploads import TRANSIENT_CATEGORIES, Lease, Outcome, UploadService, new_upload_id, target_of
@@ -69,14 +78,13 @@ class Appending:
         return self.start + self.received
 
     def expect(self, length: int) -> None:
-        """A body of `length` bytes is announced: refused before it is read when it would pass the limit."""
+        """`length` more bytes are coming (a body's declared length, or a block): refused if they pass the limit."""
         if self.offset + length > self.limit:
             raise TooLarge(f"more bytes than the upload's {self.limit}", code="beyond_length", limit=self.limit)
 
     def write(self, block: bytes) -> None:
         self.lease.touch()
-        if self.offset + len(block) > self.limit:
-            raise TooLarge(f"more bytes than the upload's {self.limit}", code="beyond_length", limit=self.limit)
+        self.expect(len(block))
         self.received += len(block)
         if self.hasher is not None:
             self.hasher.update(block)
@@ -128,7 +136,10 @@ class TusService:
 
     def create(self, principal: Principal, target: Target | None, fields: dict[str, Any],
                length: int | None, *, partial: bool = False) -> Upload:
-        """A new upload (the route authorised `target` and counted the rate limit); partial ones have no target."""
+        """A new upload (the route authorised `target` and counted the rate limit); only a partial one may have
+        no target."""
+        if target is None:
+            self._check_untargeted(principal, length)
         public_id = new_upload_id()
         key = incoming_key(TRANSPORT, public_id)
         staged = self.staging.begin(key)
@@ -138,6 +149,19 @@ class TusService:
         except BaseException:
             self.staging.discard(key)
             raise
+
+    def _check_untargeted(self, principal: Principal, length: int | None) -> None:
+        """A partial upload naming no target was checked against no right and no kind's cap: the caller's open
+        ones hold one file of the largest cap together, declared up front."""
+        if length is None:
+            raise MalformedRequest("a partial upload that names no target declares its Upload-Length",
+                                   code="missing_length")
+        with self.database.session() as session:
+            held = UploadRepository(session).untargeted_partial_bytes(principal.sub)
+        if held + length > self.max_size:
+            raise TooLarge(f"your partial uploads without a target would hold {held + length} bytes; at most "
+                           f"{self.max_size} together: name the target in their Upload-Metadata, or finish or "
+                           "terminate one first", code="partial_bytes_limit", limit=self.max_size)
 
     def owned(self, principal: Principal, public_id: str) -> Upload:
         return self.uploads.owned(principal, public_id)
@@ -229,27 +253,36 @@ class TusService:
     def create_final(self, principal: Principal, target: Target, fields: dict[str, Any],
                      part_ids: list[str]) -> tuple[Upload, Outcome]:
         """Concatenation: a final upload of the caller's complete partial uploads, in order, ingested at once."""
-        if not part_ids or len(part_ids) > MAX_CONCAT_PARTS:
-            raise InvalidInput(f"a final upload joins 1 to {MAX_CONCAT_PARTS} partial uploads", code="invalid_concat")
-        parts = [self.owned(principal, part_id) for part_id in part_ids]
-        joined = {(part.outcome or {}).get("joined_into") for part in parts}
-        if len(joined) == 1 and None not in joined:  # asked again (the answer was lost): the final upload made then
-            return self.status(principal, joined.pop())
-        for part in parts:
-            if part.concat != PARTIAL or not self._complete(part):
-                raise Conflict(f"upload {part.public_id} is not a complete partial upload", code="partial_incomplete")
-        length = sum(part.length or 0 for part in parts)
-        public_id = new_upload_id()
-        upload = self.uploads.open(principal, TRANSPORT, target, {**fields, "parts": part_ids}, length,
-                                   folder=TRANSPORT, concat=FINAL, public_id=public_id)
-        lease = self.uploads.lease(public_id)
-        try:
-            with self.database.session() as session:
-                UploadRepository(session).record(public_id, lease.token, length, {"parts": part_ids})
-            upload.offset = length
-            return upload, self._finish(upload, lease, self._materialised(parts))
-        finally:
-            lease.release()
+        if not part_ids or len(part_ids) > MAX_CONCAT_PARTS or len(set(part_ids)) < len(part_ids):
+            raise InvalidInput(f"a final upload joins 1 to {MAX_CONCAT_PARTS} distinct partial uploads",
+                               code="invalid_concat")
+        for part_id in part_ids:  # anyone else's is NotFound before any is held
+            self.owned(principal, part_id)
+        with contextlib.ExitStack() as held:
+            for part_id in part_ids:  # no other request joins, continues or terminates them until this one ends
+                part_lease = self.uploads.lease(part_id)
+                held.callback(part_lease.release)
+                part_lease.steady = True
+            parts = [self.owned(principal, part_id) for part_id in part_ids]
+            joined = {(part.outcome or {}).get("joined_into") for part in parts}
+            if len(joined) == 1 and None not in joined:  # asked again (the answer was lost): the final upload made
+                return self.status(principal, joined.pop())
+            for part in parts:
+                if part.concat != PARTIAL or not self._complete(part):
+                    raise Conflict(f"upload {part.public_id} is not a complete partial upload",
+                                   code="partial_incomplete")
+            length = sum(part.length or 0 for part in parts)
+            public_id = new_upload_id()
+            upload = self.uploads.open(principal, TRANSPORT, target, {**fields, "parts": part_ids}, length,
+                                       folder=TRANSPORT, concat=FINAL, public_id=public_id, limit_open=False)
+            lease = self.uploads.lease(public_id)
+            try:
+                with self.database.session() as session:
+                    UploadRepository(session).record(public_id, lease.token, length, {"parts": part_ids})
+                upload.offset = length
+                return upload, self._finish(upload, lease, self._materialised(parts))
+            finally:
+                lease.release()
 
     def _parts(self, principal: Principal, upload: Upload) -> list[Upload]:
         return [self.owned(principal, part_id) for part_id in upload.fields.get("parts", [])]

@@ -2,9 +2,11 @@
 
 An upload row lives until its expiry (its outcome is answered until then); past it, the
 sweeper discards its staged bytes (S3: multipart uploads aborted, tails deleted) and then
-the row, so a row never outlives its bytes unnoticed. Staged bytes that no row names are
-strays: a crash between staging and the row's insert, or a discard that failed after its
-row went. Those older than a grace period (a row may be about to name them) are discarded.
+the row, so a row never outlives its bytes unnoticed. Staged bytes that no row still
+receiving names are strays: a crash between staging and the row's insert, a discard that
+failed after its row went or finished, or a presigned POST form sent again after its upload
+finished (the form stays valid). Those older than a grace period (a row may be about to name
+them) are discarded.
 """
 
 from __future__ import annotations

@@ -111,18 +111,27 @@ class Lease:
                 return
 
     def touch(self) -> None:
-        """Bytes arrived: renewal goes on; after a pause, the lease is taken back first (or Locked)."""
+        """Bytes arrived: renewal goes on; after a pause, the lease is taken back first, if no other request
+        has had it meanwhile (one that took it and let it go again leaves the upload in a newer state), else
+        Locked."""
         self._touched = time.monotonic()
         if self._paused and not self.lost.is_set():
-            with self.database.session() as session:
-                held = UploadRepository(session).take_lease(self.public_id, self.token, self._until(),
-                                                            holder=self.token)
-            if held:
+            if self._renew():
                 self._paused = False
             else:
                 self.lost.set()
         if self.lost.is_set():
-            raise Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
+            raise _taken_over()
+
+    def arrived(self) -> bool:
+        """`touch` without I/O (for the event loop): False when renewal paused, so `touch` must take the lease
+        back before more bytes count."""
+        if self.lost.is_set():
+            raise _taken_over()
+        if self._paused:
+            return False
+        self._touched = time.monotonic()
+        return True
 
     def release(self) -> None:
         self._stop.set()
@@ -133,6 +142,10 @@ class Lease:
                 UploadRepository(session).release_lease(self.public_id, self.token)
         except MediaHubError:  # it runs out by itself
             pass
+
+
+def _taken_over() -> Locked:
+    return Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
 
 
 @dataclass(frozen=True)
@@ -162,11 +175,12 @@ class UploadService:
 
     def open(self, principal: Principal, transport: str, target: Target | None, fields: dict[str, Any],
              length: int | None, *, folder: str, staging: dict[str, Any] | None = None,
-             concat: str | None = None, public_id: str | None = None) -> Upload:
+             concat: str | None = None, public_id: str | None = None, limit_open: bool = True) -> Upload:
         """A new upload row, once the byte cap and the caller's open-uploads limit allow it.
 
         The caller (route) has authorised the target and counted the rate limit. `folder`
-        names the staged key's place under the incoming prefix.
+        names the staged key's place under the incoming prefix. `limit_open=False`: an upload
+        made of others already counted (a tus final upload of its partial ones).
         """
         if length is not None:
             self.check_length(length, target)
@@ -174,7 +188,7 @@ class UploadService:
         now = utcnow()
         with self.database.session() as session:
             repo = UploadRepository(session)
-            if repo.count_open(principal.sub, now) >= self.settings.upload_max_open:
+            if limit_open and repo.count_open(principal.sub, now) >= self.settings.upload_max_open:
                 raise RateLimited(f"at most {self.settings.upload_max_open} unfinished uploads at once; finish or "
                                   "terminate one first", code="too_many_uploads",
                                   limit=self.settings.upload_max_open, retry_after=60)
@@ -210,7 +224,7 @@ class UploadService:
         with self.database.session() as session:
             recorded = UploadRepository(session).record(upload.public_id, lease.token, offset, staging, length)
         if not recorded:
-            raise Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
+            raise _taken_over()
         upload.offset, upload.staging = offset, staging
         if length is not None:
             upload.length = length
@@ -223,7 +237,7 @@ class UploadService:
 
         def mark_done(session: Session, item: MediaItem) -> None:
             if not UploadRepository(session).finish(upload.public_id, lease.token, media_id=item.id):
-                raise Locked("this upload was taken over by a newer request", code="upload_locked", retry_after=1)
+                raise _taken_over()
 
         lease.steady = True
         request = UploadRequest(
@@ -243,7 +257,7 @@ class UploadService:
 
     def fail(self, upload: Upload, lease: Lease, exc: MediaHubError) -> None:
         """Record a refusal as the upload's outcome (by the lease holder)."""
-        record = RecordedError.record(exc, exc.message)
+        record = RecordedError.record(exc)
         with self.database.session() as session:
             UploadRepository(session).finish(upload.public_id, lease.token, outcome=record)
         upload.state, upload.outcome = FAILED, record

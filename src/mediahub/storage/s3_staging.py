@@ -1,28 +1,35 @@
-"""Staged uploads in S3: a multipart upload written part by part as bytes arrive, and a tail object.
+"""Staged uploads in S3: a multipart upload written part by part as bytes arrive, and tail objects.
 
 An upload of `size` bytes with part size P is stored as the full parts of a multipart upload
 (part i+1 = bytes [i*P, (i+1)*P), so a part's number is fixed by its offset and a retried
-write of it replaces it) and the bytes after the last full part (< P) as an object of their
-own, `{key}.tail-{token}`. `Staged.state` (JSON) records the part size, the multipart upload's
-id (created when the first full part is due), the parts' ETags, and the tail's token and size.
+write of it replaces it) and the bytes after the last full part (at most P) as a few objects of
+their own, the tail's pieces, `{key}.tail-{token}`. `Staged.state` (JSON) records the part size,
+the multipart upload's id (created when the first full part is due), the parts' ETags, and the
+tail's pieces (token and size) in order.
 
-A writer reads the tail back into a temp file (memory stays at one block: the pending part
-is on disk), uploads a part whenever P bytes are pending and returns a checkpoint, and on
-`persist` writes what is pending as a new tail under a new token. It never deletes a tail a
-`Staged` it returned names: the caller may not have recorded the newer state yet. Instead a
-writer, which starts from the state the caller recorded, deletes at its start the other tails
-of the key: the superseded ones, and those of requests that died before their state was
-recorded. `discard` removes everything left.
+A writer keeps what arrives in a temp file (memory stays at one block), uploads a part whenever
+P bytes are pending (the tail's pieces read back in front of the new bytes) and returns a
+checkpoint, and on `persist` writes the new bytes as one more piece under a new token: a request
+costs the store what it carries, whatever the tail holds, as tus clients that send small chunks
+(or an attacker's one-byte PATCHes) would otherwise have the whole tail read back and written
+again each time. The last pieces are merged while the one before is at most twice the newest, so
+a tail has a few dozen pieces at most and each byte is rewritten a logarithmic number of times.
+
+A writer never deletes a piece a `Staged` it returned names: the caller may not have recorded
+the newer state yet. Instead a writer, which starts from the state the caller recorded, deletes
+at its start the key's other tail objects: superseded ones, and those of requests that died
+before their state was recorded. `discard` removes everything left.
 
 Every backend fault leaves as `StorageUnavailable`, as from `S3Storage` (same bucket and client). The
-client adds `If-None-Match: *` to the tails' PUTs and to the completion, as to the store's own writes: a
-tail's name is new each time, and a completion that finds the object there was done already.
+client adds `If-None-Match: *` to the pieces' PUTs and to the completion, as to the store's own writes: a
+piece's name is new each time, and a completion that finds the object there was done already.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,18 +68,22 @@ class Layout:
     part_size: int
     upload_id: str | None = None
     parts: list[str] = field(default_factory=list)  # ETags of the full parts, in order
-    tail: str | None = None  # the tail object's token
-    tail_size: int = 0
+    tails: list[tuple[str, int]] = field(default_factory=list)  # the tail's pieces: (token, size), in order
 
     @classmethod
     def of(cls, staged: Staged, part_size: int) -> Layout:
         state = staged.state
         layout = cls(part_size=state.get("part_size", part_size), upload_id=state.get("upload_id"),
-                     parts=list(state.get("parts", [])), tail=state.get("tail"), tail_size=state.get("tail_size", 0))
+                     parts=list(state.get("parts", [])),
+                     tails=[(token, size) for token, size in state.get("tails", [])])
         if layout.size != staged.size:
             raise StorageUnavailable(f"staged state of {staged.size} bytes describes {layout.size}",
                                      code="staged_state_invalid")
         return layout
+
+    @property
+    def tail_size(self) -> int:
+        return sum(size for _, size in self.tails)
 
     @property
     def size(self) -> int:
@@ -80,7 +91,7 @@ class Layout:
 
     def staged(self) -> Staged:
         return Staged(self.size, {"part_size": self.part_size, "upload_id": self.upload_id,
-                                  "parts": list(self.parts), "tail": self.tail, "tail_size": self.tail_size})
+                                  "parts": list(self.parts), "tails": [[token, size] for token, size in self.tails]})
 
 
 class S3Staging(Staging):
@@ -101,18 +112,18 @@ class S3Staging(Staging):
         return S3StagingWriter(self, check_key(key), Layout.of(staged, self.part_size))
 
     def materialise(self, key: str, staged: Staged, directory: Path) -> Path:
-        """Complete the multipart upload with the tail as its last part (copied inside S3), then download the
-        object; with no full part, download the tail. After a crash midway the completed object is reused."""
+        """Complete the multipart upload with the tail as its last part, then download the object; with no
+        full part, download the tail's pieces. After a crash midway the completed object is reused."""
         layout = Layout.of(staged, self.part_size)
-        source: str | None
         if layout.upload_id is not None:
             self._complete(check_key(key), layout)
-            source = key
+            sources = [key]
         else:
-            source = tail_key(key, layout.tail) if layout.tail else None
+            sources = [tail_key(key, token) for token, _ in layout.tails]
         target = materialised_path(directory)
         try:
-            self._download(key, source, target, staged.size)
+            with _opened(target) as out:
+                self._download(key, sources, out, staged.size)
         except BaseException:
             target.unlink(missing_ok=True)
             raise
@@ -131,14 +142,38 @@ class S3Staging(Staging):
         client, bucket = self.storage.client, self.storage.bucket
         parts = [{"PartNumber": number, "ETag": etag} for number, etag in enumerate(layout.parts, start=1)]
         with _lost_as_missing(key, layout.size), _translated("complete", key):
-            if layout.tail:
-                copied = client.upload_part_copy(
-                    Bucket=bucket, Key=key, UploadId=layout.upload_id, PartNumber=len(parts) + 1,
-                    CopySource={"Bucket": bucket, "Key": tail_key(key, layout.tail)},
-                )
-                parts.append({"PartNumber": len(parts) + 1, "ETag": copied["CopyPartResult"]["ETag"]})
+            if layout.tails:
+                with self.joined(key, layout.tails) as (tail, size):
+                    uploaded = client.upload_part(Bucket=bucket, Key=key, UploadId=layout.upload_id,
+                                                  PartNumber=len(parts) + 1, Body=CappedReads(tail),
+                                                  ContentLength=size)
+                parts.append({"PartNumber": len(parts) + 1, "ETag": uploaded["ETag"]})
             client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=layout.upload_id,
                                              MultipartUpload={"Parts": parts})
+
+    @contextmanager
+    def joined(self, key: str, pieces: list[tuple[str, int]], after: BinaryIO | None = None,
+               ) -> Iterator[tuple[BinaryIO, int]]:
+        """The pieces' bytes, then those of `after` (a file appended to, left at its end), as a file read from
+        its start, and their size: `after` itself when there are no pieces, else a temp file."""
+        if not pieces and after is not None:
+            size = after.seek(0, 2)
+            after.seek(0)
+            try:
+                yield after, size
+            finally:
+                after.seek(0, 2)
+            return
+        size = sum(piece_size for _, piece_size in pieces)
+        with tempfile.TemporaryFile(dir=self.temp_dir) as joined:
+            self._download(key, [tail_key(key, token) for token, _ in pieces], joined, size)
+            if after is not None:
+                after.seek(0)
+                shutil.copyfileobj(after, joined)
+                size = joined.tell()
+                after.seek(0, 2)
+            joined.seek(0)
+            yield joined, size
 
     def check_upload(self, key: str, layout: Layout) -> None:
         """`staged_bytes_missing` unless the layout's multipart upload is still in progress (a bucket's
@@ -147,18 +182,16 @@ class S3Staging(Staging):
             self.storage.client.list_parts(Bucket=self.storage.bucket, Key=key, UploadId=layout.upload_id,
                                            MaxParts=1)
 
-    def _download(self, key: str, source: str | None, target: Path, size: int) -> None:
+    def _download(self, key: str, sources: list[str], out: BinaryIO, size: int) -> None:
+        """The objects' bytes, one after the other, into `out`: `size` of them, or the staged upload is lost."""
         written = 0
         try:
-            with target.open("xb") as out:
-                if source is not None:
-                    for chunk in self.storage.open_range(source):
-                        out.write(chunk)
-                        written += len(chunk)
+            for source in sources:
+                for chunk in self.storage.open_range(source):
+                    out.write(chunk)
+                    written += len(chunk)
         except NotFound:
             raise staged_bytes_missing(key, size) from None
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot write {target}: {exc}") from exc
         if written != size:
             raise StorageUnavailable(f"staged upload {key} has {written} bytes, not {size}")
 
@@ -235,20 +268,31 @@ def _lost_as_missing(key: str, size: int) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    """A new file to write, its OSErrors a storage fault."""
+    try:
+        with path.open("xb") as file:
+            yield file
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot write a staged upload's bytes: {exc}") from exc
+
+
 def _keep_latest(latest: dict[str, datetime], key: str, when: datetime) -> None:
     if key not in latest or when > latest[key]:
         latest[key] = when
 
 
 class S3StagingWriter(StagingWriter):
-    """Keeps the pending part (at most P bytes: the tail read back, then what arrives) in a temp file."""
+    """Keeps the bytes that arrived after the last persisted state (with the tail, at most P) in a temp file."""
 
     def __init__(self, staging: S3Staging, key: str, layout: Layout) -> None:
+        self._staging = staging
         self._storage = staging.storage
         self._key = key
         self._layout = layout  # the last persisted state
         self._upload_id = layout.upload_id
-        self._pending = 0  # bytes in the buffer: the layout's tail, then what it lacks
+        self._fresh = 0  # bytes in the buffer: what arrived after the layout's tail
         if staging.temp_dir is not None:
             staging.temp_dir.mkdir(parents=True, exist_ok=True)
         self._buffer = tempfile.TemporaryFile(dir=staging.temp_dir)  # noqa: SIM115 - closed by `close`
@@ -256,29 +300,25 @@ class S3StagingWriter(StagingWriter):
             if layout.upload_id is not None:
                 staging.check_upload(key, layout)
             self._drop_other_tails()
-            if layout.tail:
-                self._read_tail(tail_key(key, layout.tail))
         except BaseException:
             self._buffer.close()
             raise
 
-    def _drop_other_tails(self) -> None:
-        """The key's tails but the one of the state the caller recorded: superseded, or never recorded."""
-        keep = tail_key(self._key, self._layout.tail) if self._layout.tail else None
-        others = [info.key for info in self._storage.list(f"{self._key}{TAIL_MARK}")
-                  if info.key != keep and base_key(info.key) == self._key]
-        if others:
-            self._storage.delete_many(others)  # best effort: whatever stays is discarded with the upload
+    @property
+    def _pending(self) -> int:
+        """The bytes after the last full part: the tail's, then the fresh ones."""
+        return self._layout.tail_size + self._fresh
 
-    def _read_tail(self, source: str) -> None:
-        try:
-            for chunk in self._storage.open_range(source):
-                self._buffer.write(chunk)
-                self._pending += len(chunk)
-        except NotFound:
-            raise staged_bytes_missing(self._key, self._layout.size) from None
-        if self._pending != self._layout.tail_size:
+    def _drop_other_tails(self) -> None:
+        """The key's tail objects but the pieces of the state the caller recorded: superseded, or never
+        recorded. A piece that is gone means the staged bytes are lost (the client learns it before sending)."""
+        keep = {tail_key(self._key, token) for token, _ in self._layout.tails}
+        stored = {info.key for info in self._storage.list(f"{self._key}{TAIL_MARK}")
+                  if base_key(info.key) == self._key}
+        if not keep <= stored:
             raise staged_bytes_missing(self._key, self._layout.size)
+        if stored - keep:
+            self._storage.delete_many(sorted(stored - keep))  # best effort: what stays goes with the upload
 
     def write(self, block: bytes) -> Staged | None:
         """A full part is uploaded as soon as it is pending (first thing, when its upload failed before)."""
@@ -291,50 +331,63 @@ class S3StagingWriter(StagingWriter):
                 return checkpoint
             piece = view[: self._layout.part_size - self._pending]
             self._buffer.write(piece)
-            self._pending += len(piece)
+            self._fresh += len(piece)
             view = view[len(piece) :]
 
     def _upload_part(self) -> Staged:
+        """The tail's pieces read back, then the fresh bytes, as the next part."""
         layout, client, bucket = self._layout, self._storage.client, self._storage.bucket
-        with _lost_as_missing(self._key, layout.size), _translated("stage", self._key), self._body() as body:
+        self._buffer.flush()
+        with _lost_as_missing(self._key, layout.size), _translated("stage", self._key), \
+                self._staging.joined(self._key, layout.tails, after=self._buffer) as (part, size):
             if self._upload_id is None:
                 self._upload_id = client.create_multipart_upload(
                     Bucket=bucket, Key=self._key, ContentType=STAGED_CONTENT_TYPE)["UploadId"]
             etag = client.upload_part(Bucket=bucket, Key=self._key, UploadId=self._upload_id,
-                                      PartNumber=len(layout.parts) + 1, Body=body, ContentLength=self._pending)["ETag"]
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        self._pending = 0
+                                      PartNumber=len(layout.parts) + 1, Body=CappedReads(part),
+                                      ContentLength=size)["ETag"]
+        self._clear()
         self._layout = Layout(layout.part_size, self._upload_id, [*layout.parts, etag])
         return self._layout.staged()
 
     def persist(self) -> Staged:
-        """The pending bytes as a new tail object, unless the last persisted state holds them all already."""
-        if self._pending != self._layout.tail_size:
-            token = secrets.token_hex(8)
-            with _translated("stage", self._key), self._body() as body:
-                self._storage.client.put_object(Bucket=self._storage.bucket, Key=tail_key(self._key, token),
-                                                Body=body, ContentLength=self._pending,
-                                                ContentType=STAGED_CONTENT_TYPE)
-            self._layout = Layout(self._layout.part_size, self._layout.upload_id, self._layout.parts, token,
-                                  self._pending)
+        """The fresh bytes as one more piece of the tail (the last pieces merged while the one before is at
+        most twice the newest), unless nothing arrived since the last persisted state."""
+        if self._fresh:
+            self._buffer.flush()
+            with self._staging.joined(self._key, [], after=self._buffer) as (fresh, size):
+                piece = self._put_piece(fresh, size)
+            self._clear()
+            tails = [*self._layout.tails, piece]
+            while True:  # each step a state of its own: one that fails leaves the writer at the one before
+                self._layout = Layout(self._layout.part_size, self._layout.upload_id, self._layout.parts, tails)
+                if len(tails) < 2 or tails[-2][1] > 2 * tails[-1][1]:
+                    break
+                tails = [*tails[:-2], self._merged(tails[-2:])]
         return self._layout.staged()
 
-    @contextmanager
-    def _body(self) -> Iterator[CappedReads]:
-        """The pending bytes to send, from their start; appending goes on at their end whatever happens."""
-        self._buffer.flush()
+    def _merged(self, pieces: list[tuple[str, int]]) -> tuple[str, int]:
+        """The pieces' bytes as one new piece (they stay until the next writer's start: see the module)."""
+        with _lost_as_missing(self._key, self._layout.size), _translated("stage", self._key), \
+                self._staging.joined(self._key, pieces) as (joined, size):
+            return self._put_piece(joined, size)
+
+    def _put_piece(self, source: BinaryIO, size: int) -> tuple[str, int]:
+        token = secrets.token_hex(8)
+        with _translated("stage", self._key):
+            self._storage.client.put_object(Bucket=self._storage.bucket, Key=tail_key(self._key, token),
+                                            Body=CappedReads(source), ContentLength=size,
+                                            ContentType=STAGED_CONTENT_TYPE)
+        return token, size
+
+    def _clear(self) -> None:
         self._buffer.seek(0)
-        try:
-            yield CappedReads(self._buffer)
-        finally:
-            self._buffer.seek(0, 2)
+        self._buffer.truncate()
+        self._fresh = 0
 
     def abandon(self) -> None:
-        """Back to the last persisted state: the pending part keeps just its tail (which it starts with)."""
-        self._buffer.truncate(self._layout.tail_size)
-        self._buffer.seek(0, 2)
-        self._pending = self._layout.tail_size
+        """Back to the last persisted state: the fresh bytes go."""
+        self._clear()
 
     def close(self) -> None:
         self._buffer.close()

@@ -27,6 +27,7 @@ from mediahub.api.schemas import (
     MultipartCompleteIn,
     MultipartStartIn,
     MultipartStartOut,
+    Name,
     PartOut,
     PresignedPostOut,
     SignedPartOut,
@@ -44,7 +45,7 @@ KEY_MAX = 1024  # S3's longest key
 UPLOAD_ID_MAX = 1024
 METADATA_PARAM = re.compile(r"^metadata\[(\w+)\]$")  # Uppy's query form of the metadata: metadata[name]=value
 
-Key = Annotated[str, Query(max_length=KEY_MAX, description="the key the upload's creation answered")]
+Key = Annotated[Name, Query(max_length=KEY_MAX, description="the key the upload's creation answered")]
 UploadId = Annotated[str, Path(max_length=UPLOAD_ID_MAX, description="the multipart upload's id")]
 CREATE_ERRORS = problem_responses(401, 403, 404, 413, 422, 429, 503)
 LATER_ERRORS = problem_responses(401, 404, 413, 422, 423, 503)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 from email.utils import format_datetime
 from typing import Annotated
@@ -35,6 +36,7 @@ from mediahub.entities import Target
 from mediahub.errors import (
     InvalidInput,
     MalformedRequest,
+    MediaHubError,
     PreconditionFailed,
     RecordedError,
     RequestTimeout,
@@ -117,7 +119,7 @@ def _number(request: Request, name: str) -> int | None:
     value = request.headers.get(name)
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19 or int(value) > MAX_OFFSET:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > MAX_OFFSET:
         raise MalformedRequest(f"{name} must be a non-negative integer", code="invalid_header", header=name)
     return int(value)
 
@@ -180,7 +182,7 @@ def _outcome_headers(outcome: Outcome | None, urls: UrlsDep) -> dict[str, str]:
     return {"Media-Id": str(outcome.media_id), "Location": f"{urls.base_url}/v1/media/{outcome.media_id}"}
 
 
-def _counted(api: ApiStateDep, outcome: Outcome | None) -> Outcome | None:
+def _count_outcome(api: ApiStateDep, outcome: Outcome | None) -> Outcome | None:
     """An ingest that ended counts as an upload, as a form upload does: `ok` or its code."""
     if outcome is not None:
         api.metrics.uploads.labels(outcome.error.code if outcome.error else "ok").inc()
@@ -213,7 +215,9 @@ async def _append(request: Request, appending: Appending, tus: TusService,
         try:
             async for chunk in body_chunks(request, read_timeout):
                 pending += chunk
-                if len(pending) >= WRITE_BLOCK:
+                # Every piece keeps the lease renewed; after a quiet spell the write takes it back first, or
+                # stops this request at once (423) if a newer one has the upload now.
+                if len(pending) >= WRITE_BLOCK or not appending.lease.arrived():
                     await run_in_threadpool(appending.write, bytes(pending))
                     pending.clear()
         except (ClientDisconnect, RequestTimeout) as exc:  # keep what arrived: the client resumes from there
@@ -259,7 +263,8 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
     fields = parse_fields(TusFields, metadata)
     values = {**fields.model_dump(), "metadata": request.headers.get("upload-metadata")}
     partial = concat == PARTIAL
-    target = None if partial else _target(fields)
+    named = any((fields.entity_type, fields.entity_id, fields.entity_field))
+    target = None if partial and not named else _target(fields)  # a partial upload may name its target
     if target is not None:
         await run_in_threadpool(media.authorise_upload, principal, target)
     await run_in_threadpool(api.limiter.hit, principal.sub)
@@ -267,26 +272,34 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
         assert target is not None
         part_ids = [url.rstrip("/").rsplit("/", 1)[-1] for url in concat[len(FINAL) + 1:].split()]
         upload, outcome = await run_in_threadpool(tus.create_final, principal, target, values, part_ids)
-        return _answer(201, upload, _counted(api, outcome), urls, {"Location": _upload_url(urls, upload.public_id)})
+        return _answer(201, upload, _count_outcome(api, outcome), urls, {"Location": _upload_url(urls, upload.public_id)})
     if concat and not partial:
         raise MalformedRequest("Upload-Concat is `partial` or `final;<upload urls>`", code="invalid_concat")
     length = _number(request, "upload-length")
     deferred = request.headers.get("upload-defer-length")
     if (length is None) == (deferred is None) or deferred not in (None, "1"):
         raise MalformedRequest("send Upload-Length, or Upload-Defer-Length: 1", code="missing_length")
+    with_bytes = length != 0 and _has_body(request)
+    if with_bytes and request.headers.get("content-type") != OFFSET_TYPE:
+        raise UnsupportedType(f"the upload's bytes are sent as {OFFSET_TYPE}", code="tus_content_type")
+    checksum = _checksum(request) if with_bytes else None
     upload = await run_in_threadpool(tus.create, principal, target, values, length, partial=partial)
     location = {"Location": _upload_url(urls, upload.public_id)}
     if length == 0:  # complete as created: ingested (and refused as empty) now
         upload, outcome = await run_in_threadpool(tus.status, principal, upload.public_id)
-        return _answer(201, upload, _counted(api, outcome), urls, location)
-    if not _has_body(request):
+        return _answer(201, upload, _count_outcome(api, outcome), urls, location)
+    if not with_bytes:
         return _answer(201, upload, None, urls, location)
-    if request.headers.get("content-type") != OFFSET_TYPE:
-        raise UnsupportedType(f"the upload's bytes are sent as {OFFSET_TYPE}", code="tus_content_type")
-    appending = await run_in_threadpool(tus.start_append, principal, upload.public_id, 0,
-                                        checksum=_checksum(request))
-    upload, outcome = await _append(request, appending, tus, runtime.settings.upload_read_timeout_seconds)
-    return _answer(201, upload, _counted(api, outcome), urls, location)
+    try:
+        appending = await run_in_threadpool(tus.start_append, principal, upload.public_id, 0, checksum=checksum)
+        upload, outcome = await _append(request, appending, tus, runtime.settings.upload_read_timeout_seconds)
+    except BaseException:
+        # An error answer names no upload, so nobody could continue this one: it goes rather than hold one of
+        # the caller's open uploads until it expires (what cannot go now, the sweeper removes).
+        with contextlib.suppress(MediaHubError):
+            await run_in_threadpool(tus.terminate, principal, upload.public_id)
+        raise
+    return _answer(201, upload, _count_outcome(api, outcome), urls, location)
 
 
 def _target(fields: TusFields) -> Target:
@@ -342,7 +355,7 @@ async def append(upload_id: UploadId, request: Request, principal: PrincipalDep,
     appending = await run_in_threadpool(tus.start_append, principal, upload_id, offset,
                                         checksum=_checksum(request), length=_number(request, "upload-length"))
     upload, finished = await _append(request, appending, tus, runtime.settings.upload_read_timeout_seconds)
-    return _answer(204, upload, _counted(api, finished), urls)
+    return _answer(204, upload, _count_outcome(api, finished), urls)
 
 
 @router.delete("/{upload_id}", status_code=204, dependencies=[Versioned],

@@ -41,19 +41,26 @@ class UploadRepository:
             .where(Upload.created_by == created_by, Upload.state == RECEIVING, Upload.expires_at > (now or utcnow()))
         ) or 0
 
-    def take_lease(self, public_id: str, token: str, until: datetime, now: datetime | None = None,
-                   holder: str | None = None) -> bool:
-        """Hold the upload until `until` when nobody does, the holder's lease ran out, or `holder` (the caller's
-        earlier token) still has it."""
+    def untargeted_partial_bytes(self, created_by: str, now: datetime | None = None) -> int:
+        """The declared bytes of the creator's tus partial uploads that name no target, unjoined and not expired."""
+        total = self.session.scalar(
+            select(func.coalesce(func.sum(Upload.length), 0))
+            .where(Upload.created_by == created_by, Upload.concat == "partial", Upload.entity_type.is_(None),
+                   Upload.state == RECEIVING, Upload.expires_at > (now or utcnow()))
+        )
+        return int(total or 0)  # a SUM is a Decimal on PostgreSQL and MariaDB
+
+    def take_lease(self, public_id: str, token: str, until: datetime, now: datetime | None = None) -> bool:
+        """Hold the upload until `until` when nobody does or the holder's lease ran out."""
         now = now or utcnow()
-        free = or_(Upload.lease_token.is_(None), Upload.lease_until < now,
-                   *([Upload.lease_token == holder] if holder else []))
+        free = or_(Upload.lease_token.is_(None), Upload.lease_until < now)
         result = self.session.execute(
             update(Upload).where(Upload.public_id == public_id, free).values(lease_token=token, lease_until=until)
         )
         return result.rowcount == 1
 
     def renew_lease(self, public_id: str, token: str, until: datetime) -> bool:
+        """Extend the lease `token` holds, even one that ran out, as long as no other request has taken it."""
         result = self.session.execute(
             update(Upload).where(Upload.public_id == public_id, Upload.lease_token == token).values(lease_until=until)
         )
@@ -116,5 +123,7 @@ class UploadRepository:
             self.session.execute(delete(Upload).where(Upload.id.in_(ids)))
 
     def storage_keys(self, prefix: str) -> set[str]:
-        """The staged keys of every upload row under `prefix` (to tell staged bytes with a row from strays)."""
-        return set(self.session.scalars(select(Upload.storage_key).where(Upload.storage_key.startswith(prefix))))
+        """The staged keys under `prefix` of the uploads still receiving bytes (to tell their staged bytes from
+        strays: a finished upload's are removed when it finishes)."""
+        return set(self.session.scalars(select(Upload.storage_key).where(Upload.storage_key.startswith(prefix),
+                                                                         Upload.state == RECEIVING)))
