@@ -81,13 +81,6 @@ async def get_file_access(runtime: RuntimeDep) -> FileAccess:
     return FileAccess(runtime.database, runtime.settings.signing_key)
 
 
-async def get_direct_uploads(runtime: RuntimeDep) -> DirectUploadService:
-    """The direct-to-S3 uploads; 404 `direct_uploads_unavailable` on a store clients cannot send to."""
-    service = DirectUploadService(runtime.settings, runtime.database, runtime.uploads, runtime.storage)
-    service.require_bucket()
-    return service
-
-
 # A Host header as RFC 9110 allows it (name or IPv4, [IPv6], optional port): anything else
 # would be copied into every URL of the answer.
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?\Z")
@@ -114,7 +107,6 @@ async def get_urls(request: Request, runtime: RuntimeDep) -> MediaUrls:
 MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]
 ModerationServiceDep = Annotated[ModerationService, Depends(get_moderation_service)]
 FileAccessDep = Annotated[FileAccess, Depends(get_file_access)]
-DirectUploadsDep = Annotated[DirectUploadService, Depends(get_direct_uploads)]
 UrlsDep = Annotated[MediaUrls, Depends(get_urls)]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="A JWT: `Authorization: Bearer <token>`")
@@ -141,3 +133,14 @@ async def get_principal(principal: Annotated[Principal | None, Depends(get_optio
 
 OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_direct_uploads(runtime: RuntimeDep, _caller: PrincipalDep) -> DirectUploadService:
+    """The direct-to-S3 uploads; 404 `direct_uploads_unavailable` on a store clients cannot send to (after the
+    caller is authenticated: a bad token is 401 here as everywhere)."""
+    service = DirectUploadService(runtime.settings, runtime.database, runtime.uploads, runtime.storage)
+    service.require_bucket()
+    return service
+
+
+DirectUploadsDep = Annotated[DirectUploadService, Depends(get_direct_uploads)]

@@ -74,8 +74,9 @@ async def get_tus(runtime: RuntimeDep) -> TusService:
 TusDep = Annotated[TusService, Depends(get_tus)]
 
 
-async def tus_version(request: Request) -> None:
-    """Every request but OPTIONS names the protocol version; another one is 412."""
+async def tus_version(request: Request, _caller: PrincipalDep) -> None:
+    """Every request but OPTIONS names the protocol version; another one is 412 (once the caller is
+    authenticated: a bad token is 401 here as everywhere)."""
     if request.headers.get("tus-resumable") != TUS_VERSION:
         raise PreconditionFailed(f"this server speaks tus {TUS_VERSION}; send Tus-Resumable: {TUS_VERSION}",
                                  code="tus_version")
