@@ -42,7 +42,7 @@ from mediahub.storage.keys import check_key
 MB = 1024 * 1024
 READ_CHUNK = 64 * 1024
 DELETE_BATCH = 1000  # the DeleteObjects maximum
-MAX_PUT_PARTS = 4  # parts of one multipart put in flight
+MAX_PUT_PARTS = 2  # parts of one multipart put in memory (and in flight) at once
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
 PRESIGN_OPERATIONS = {"GET": "get_object", "PUT": "put_object"}
@@ -151,9 +151,10 @@ class S3Storage(Storage):
         self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
         self._create_bucket = create_bucket
         self._put_args = {"CacheControl": cache_control} if cache_control else {}
-        # A large object goes up in parts of 8 MiB, each held in memory while it is sent: 4 at once keep a
-        # 200 MB video's put to 32 MiB (boto3's default of 10 grows the process with the file).
+        # A large object goes up in parts of 8 MiB, each read into memory before it is sent: boto3's defaults
+        # (10 sent at once, 10 read ahead) grow the process by 80 MiB with any file of that size or more.
         self._transfer = TransferConfig(multipart_threshold=multipart_threshold, max_concurrency=MAX_PUT_PARTS)
+        self._transfer.max_in_memory_upload_chunks = MAX_PUT_PARTS
         # Own session: the default one is shared module state and not thread-safe to build.
         self._client = boto3.session.Session().client(
             "s3",
