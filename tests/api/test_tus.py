@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from fastapi.testclient import TestClient
 
 from mediahub.db.models import Upload
@@ -432,3 +436,31 @@ def test_staged_bytes_are_gone_once_the_upload_is_done(client: TestClient, token
     send_all(client, owner, HOPPER.read_bytes(), 1000)
     leftovers = [path for path in (client.app.state.runtime.settings.temp_dir).rglob("*") if path.is_file()]
     assert leftovers == []
+
+
+def test_a_client_that_goes_away_mid_body_keeps_what_arrived(live_server, tokens: Tokens,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """tus: the server keeps the bytes of a PATCH cut short, so the client resumes from them."""
+    owner = tokens.header("USR-1")
+    data = BIG_JPEG.read_bytes()
+    created = requests.post(f"{live_server.url}/v1/media/tus/", timeout=10, headers={
+        **owner, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": metadata(**AVATAR)})
+    path = urlsplit(created.headers["location"]).path
+    sent = 30_000
+    head = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {owner['Authorization']}\r\n"
+            f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+        sock.sendall(head.encode() + data[:sent])
+        time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        offset = requests.head(created.headers["location"], headers={**owner, **TUS}, timeout=10).headers["upload-offset"]
+        if offset == str(sent):
+            break
+        time.sleep(0.1)
+    assert offset == str(sent)
+    done = requests.patch(created.headers["location"], data=data[sent:], timeout=30, headers={
+        **owner, **TUS, **OCTETS, "Upload-Offset": str(sent)})
+    assert done.status_code == 204 and "media-id" in done.headers
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -221,9 +221,12 @@ async def _append(request: Request, appending: Appending, tus: TusService,
                 if len(pending) >= WRITE_BLOCK or not appending.lease.arrived():
                     await run_in_threadpool(appending.write, bytes(pending))
                     pending.clear()
-        except (ClientDisconnect, RequestTimeout) as exc:  # keep what arrived: the client resumes from there
+        except ClientDisconnect:  # keep what arrived: the client resumes from there
             whole = False
-            stopped: BaseException = exc
+            stopped: MediaHubError = MalformedRequest("the client went away mid-upload", code="client_disconnected")
+        except RequestTimeout as exc:  # the same, for a client gone quiet
+            whole = False
+            stopped = exc
         if pending:
             await run_in_threadpool(appending.write, bytes(pending))
         upload = await run_in_threadpool(appending.close, whole=whole)
