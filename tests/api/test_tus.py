@@ -365,8 +365,9 @@ def test_a_final_upload_needs_complete_partials_of_the_caller(client: TestClient
     final = {"Upload-Concat": f"final;{partial}", "Upload-Metadata": metadata(**AVATAR)}
     response = client.post("/v1/media/tus/", headers={**owner, **TUS, **final})
     assert response.status_code == 409 and response.json()["code"] == "partial_incomplete"
+    theirs = metadata(**{**AVATAR, "entity_id": "USR-2"})
     stranger = client.post("/v1/media/tus/", headers={**tokens.header("USR-2"), **TUS, **final,
-                                                        "Upload-Metadata": metadata(**{**AVATAR, "entity_id": "USR-2"})})
+                                                        "Upload-Metadata": theirs})
     assert stranger.status_code == 404
 
 
@@ -455,7 +456,8 @@ def test_a_client_that_goes_away_mid_body_keeps_what_arrived(live_server, tokens
         time.sleep(0.5)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        offset = requests.head(created.headers["location"], headers={**owner, **TUS}, timeout=10).headers["upload-offset"]
+        answer = requests.head(created.headers["location"], headers={**owner, **TUS}, timeout=10)
+        offset = answer.headers["upload-offset"]
         if offset == str(sent):
             break
         time.sleep(0.1)

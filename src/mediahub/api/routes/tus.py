@@ -276,7 +276,8 @@ async def create(request: Request, principal: PrincipalDep, runtime: RuntimeDep,
         assert target is not None
         part_ids = [url.rstrip("/").rsplit("/", 1)[-1] for url in concat[len(FINAL) + 1:].split()]
         upload, outcome = await run_in_threadpool(tus.create_final, principal, target, values, part_ids)
-        return _answer(201, upload, _count_outcome(api, outcome), urls, {"Location": _upload_url(urls, upload.public_id)})
+        location = {"Location": _upload_url(urls, upload.public_id)}
+        return _answer(201, upload, _count_outcome(api, outcome), urls, location)
     if concat and not partial:
         raise MalformedRequest("Upload-Concat is `partial` or `final;<upload urls>`", code="invalid_concat")
     length = _number(request, "upload-length")
