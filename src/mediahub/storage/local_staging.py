@@ -39,8 +39,6 @@ def materialised_path(directory: Path) -> Path:
 
 
 class LocalStaging(Staging):
-    kind = "local"
-
     def __init__(self, root: Path) -> None:
         self._files = LocalStorage(root)
         self.root = self._files.root

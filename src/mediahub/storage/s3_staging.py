@@ -95,8 +95,6 @@ class Layout:
 
 
 class S3Staging(Staging):
-    kind = "s3"
-
     def __init__(self, storage: S3Storage, part_size: int, temp_dir: Path | None = None) -> None:
         """`temp_dir`: where writers keep the pending part (None: the system's temp directory)."""
         self.storage = storage

@@ -66,8 +66,6 @@ class StagingWriter(abc.ABC):
 class Staging(abc.ABC):
     """Staged uploads addressed by storage keys; every method blocks (run it off the event loop)."""
 
-    kind: str  # "local" or "s3"
-
     @abc.abstractmethod
     def begin(self, key: str) -> Staged:
         """Start an empty staged upload at `key` (nothing need be stored yet)."""

@@ -31,9 +31,6 @@ class UploadRepository:
     def get(self, public_id: str) -> Upload | None:
         return self.session.scalar(select(Upload).where(Upload.public_id == public_id))
 
-    def get_many(self, public_ids: Sequence[str]) -> list[Upload]:
-        return list(self.session.scalars(select(Upload).where(Upload.public_id.in_(public_ids))))
-
     def count_open(self, created_by: str, now: datetime | None = None) -> int:
         """The creator's uploads still receiving bytes and not expired."""
         return self.session.scalar(
