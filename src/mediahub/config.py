@@ -375,7 +375,13 @@ class Settings(BaseSettings):
         is a cache of the database: losing it costs one full read of the hashes."""
         if self.dedup_index_dir is not None:
             return self.dedup_index_dir
-        return (self.temp_dir or Path("var")) / "dedup-index"
+        return self.kept_files_directory / "dedup-index"
+
+    @property
+    def kept_files_directory(self) -> Path:
+        """Where the service keeps files that must outlive a reboot (not the system's temp directory, which
+        one may clear): TEMP_DIR when set, the service's own scratch disk, else var/."""
+        return self.temp_dir or Path("var")
 
     @property
     def is_sqlite(self) -> bool:

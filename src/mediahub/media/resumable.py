@@ -35,7 +35,7 @@ from mediahub.errors import (
 )
 from mediahub.media.access import Principal
 from mediahub.media.keys import incoming_key
-from mediahub.media.uploads import TRANSIENT_CATEGORIES, Lease, Outcome, UploadService, new_upload_id, target_of
+from mediahub.media.uploads import TRANSIENT_CATEGORIES, Lease, Outcome, UploadService, new_upload_id, target_if_any
 from mediahub.pipeline.intake import CHUNK, spooled_file
 from mediahub.storage.staging import Staged, Staging, StagingWriter
 
@@ -182,7 +182,7 @@ class TusService:
                                offset=upload.offset)
             if length is not None:
                 self._declare_length(upload, lease, length)
-            cap = self.uploads.byte_cap(target_of(upload) if upload.entity_type else None)
+            cap = self.uploads.byte_cap(target_if_any(upload))
             limit = upload.length if upload.length is not None else cap
             writer = self.staging.writer(upload.storage_key, Staged(upload.offset, upload.staging))
             return Appending(self, upload, lease, writer, limit, checksum)
@@ -198,7 +198,7 @@ class TusService:
             return
         if length < upload.offset:
             raise InvalidInput(f"{upload.offset} bytes arrived already, more than {length}", code="length_mismatch")
-        self.uploads.check_length(length, target_of(upload) if upload.entity_type else None)
+        self.uploads.check_length(length, target_if_any(upload))
         self.uploads.record(upload, lease, upload.offset, upload.staging, length)
 
     def finish_if_complete(self, appending: Appending) -> Outcome | None:

@@ -54,6 +54,11 @@ def principal_of(record: dict[str, Any]) -> Principal:
                      frozenset(record.get("grants", ())))
 
 
+def target_if_any(upload: Upload) -> Target | None:
+    """The upload's target; None for a tus partial upload that names none."""
+    return target_of(upload) if upload.entity_type is not None else None
+
+
 def target_of(upload: Upload) -> Target:
     if upload.entity_type is None or upload.entity_id is None or upload.entity_field is None:
         raise AssertionError(f"upload {upload.public_id} has no target")

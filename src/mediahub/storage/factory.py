@@ -6,8 +6,6 @@ CLI commands that never touch bytes still start while storage is down.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mediahub.config import Settings
 from mediahub.storage.base import Storage, public_cache_control
 from mediahub.storage.local import LocalStorage
@@ -24,12 +22,11 @@ def build_storage(settings: Settings) -> Storage:
 
 
 def build_staging(settings: Settings, storage: Storage) -> Staging:
-    """Uploads in progress go where their store is: the bucket for S3; for local disk, `staging` in TEMP_DIR,
-    else in var/ (as the dedup index): not the system's temp directory, which a reboot may clear while an
-    upload waits to be resumed."""
+    """Uploads in progress go where their store is: the bucket for S3; for local disk, `staging` among the
+    files kept across reboots, since an upload may wait days to be resumed."""
     if isinstance(storage, S3Storage):
         return S3Staging(storage, settings.upload_part_size, settings.temp_dir)
-    return LocalStaging((settings.temp_dir or Path("var")) / "staging")
+    return LocalStaging(settings.kept_files_directory / "staging")
 
 
 def _s3_storage(settings: Settings) -> S3Storage:

@@ -199,18 +199,10 @@ class S3Staging(Staging):
         check_key(key)
         for upload_key, upload_id, _ in self._multipart_uploads(key):
             if upload_key == key:
-                self._abort(key, upload_id)
+                self.storage.abort_multipart(key, upload_id)  # one aborted or completed meanwhile is no error
         objects = [info.key for info in self.storage.list(key) if base_key(info.key) == key]
         if self.storage.delete_many(objects):
             raise StorageUnavailable(f"cannot delete staged upload {key}")
-
-    def _abort(self, key: str, upload_id: str) -> None:
-        try:
-            with _translated("abort", key):
-                self.storage.client.abort_multipart_upload(Bucket=self.storage.bucket, Key=key, UploadId=upload_id)
-        except StorageUnavailable as exc:
-            if _cause_code(exc) != "NoSuchUpload":  # aborted or completed meanwhile
-                raise
 
     def _multipart_uploads(self, prefix: str) -> Iterator[tuple[str, str, datetime]]:
         """(key, upload id, initiated) of the multipart uploads in progress under `prefix`."""
