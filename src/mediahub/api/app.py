@@ -33,11 +33,11 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = Runtime.build(settings)
-        app.state.runtime.start_sweeper()  # in-process jobs: recover what a restart left queued
-        # A new bucket is made before the first upload needs it (S3_CREATE_BUCKET); a store that is down now
-        # is /readyz's to report, not a reason to refuse to start.
+        # A new bucket is made before the sweeper or the first upload needs it (S3_CREATE_BUCKET); a store that
+        # is down now is /readyz's to report, not a reason to refuse to start.
         with suppress(StorageUnavailable):
             await anyio.to_thread.run_sync(app.state.runtime.storage.check)
+        app.state.runtime.start_sweeper()  # in-process jobs: recover what a restart left queued
         # Before the first connection: no upload waits for a pixel process to start and import the pipeline.
         await anyio.to_thread.run_sync(app.state.runtime.ingest.pixels.start)
         try:
