@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 CLIENTS := tests/clients
 CLIENTS_STAMP := $(CLIENTS)/node_modules/.installed-stamp
 
+# The library's browser tests drive Debian's chromium (Playwright's own browser download cannot reach its host).
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: install run test test-fast check bench bench-smoke clean
 
 install: $(STAMP)
@@ -19,6 +22,16 @@ $(CLIENTS_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
 		echo "npm is not installed: the real-client tests need Node.js and npm (CI=true)" >&2; exit 1; \
 	else \
 		echo "npm is not installed: the real-client tests (tests/clients) will be skipped" >&2; \
+	fi
+
+# Installed as root where apt-get is (CI); elsewhere the browser tests skip, and with CI=true a missing one fails.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q chromium); \
+	elif [ "$${CI:-}" = true ]; then \
+		echo "chromium is not installed: the library's browser tests need it (apt-get install -y chromium)" >&2; exit 1; \
+	else \
+		echo "chromium is not installed: the library's browser tests (tests/browser) will be skipped" >&2; \
 	fi
 
 $(STAMP): pyproject.toml
@@ -35,7 +48,7 @@ run: install
 	$(BIN)/mediahub db upgrade
 	MEDIAHUB_ENV=$${MEDIAHUB_ENV:-development} $(BIN)/mediahub serve --host 127.0.0.1 --port 8000
 
-test: install $(CLIENTS_STAMP)
+test: install $(CLIENTS_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install

@@ -492,6 +492,20 @@ def analytics_recount(
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
+DEV_SIGN_IN_SECONDS = 12 * 3600
+
+
+def _print_library_sign_in(settings: Settings, host: str, port: int) -> None:
+    """Development mode: where the library is, and a token to sign in with (an admin's, for this install)."""
+    from mediahub.api.auth import issue_token
+
+    shown_host = f"[{host}]" if ":" in host else host
+    console.print(f"Library: http://{shown_host}:{port}/library/login. Sign in with this development token "
+                  f"(admin, {DEV_SIGN_IN_SECONDS // 3600} h; `mediahub token --sub NAME` mints others):")
+    console.print(issue_token(settings, "dev-admin", roles=["user", "admin"], ttl=DEV_SIGN_IN_SECONDS),
+                  soft_wrap=True, highlight=False)
+
+
 @app.command()
 def serve(
     host: str = "127.0.0.1",
@@ -514,6 +528,7 @@ def serve(
         source = "JWT_SECRET" if load_settings().jwt_secret else f"the secret in {DEV_SECRET_FILE}"
         console.print(f"[bold yellow]DEVELOPMENT MODE (MEDIAHUB_ENV=development): tokens are signed with "
                       f"{source}; never expose this server[/bold yellow]")
+        _print_library_sign_in(settings, host, port)
     options = {"host": host, "port": port, "log_level": "info", **uvicorn_options(settings)}
     if workers == 1:
         uvicorn.run(create_app(settings), **options)

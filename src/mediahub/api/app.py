@@ -12,6 +12,8 @@ from starlette.types import Scope
 from mediahub.api.auth import TokenVerifier
 from mediahub.api.deps import ApiState
 from mediahub.api.errors import install_error_handlers
+from mediahub.api.library.routes import install_library
+from mediahub.api.library.web import error_page as library_error_page
 from mediahub.api.metrics import Metrics, MetricsMiddleware
 from mediahub.api.middleware import BodyCapMiddleware, CloseOnUnreadBodyMiddleware
 from mediahub.api.ratelimit import ConcurrencyLimit, upload_limiter
@@ -48,11 +50,12 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="MediaHub", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.api = ApiState(
         verifier=TokenVerifier(settings),
+        csrf_secret=settings.signing_key,
         limiter=upload_limiter(settings),
         metrics=metrics,
         batches=ConcurrencyLimit(settings.max_concurrent_batches, "batch uploads", "too_many_batches"),
     )
-    install_error_handlers(app)
+    install_error_handlers(app, error_page=library_error_page)
     # The last added runs outermost: metrics see every answer, including the connection-closing ones.
     app.add_middleware(BodyCapMiddleware, max_bytes=settings.max_json_body_bytes,
                        read_timeout=settings.upload_read_timeout_seconds, exempt=_streams_its_body)
@@ -62,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Order matters where paths overlap: fixed segments before /v1/media/{media_id}.
     for module in (ops, uploads, tus, direct_uploads, files, images, members, moderation, media):
         app.include_router(module.router)
+    install_library(app)
     return app
 
 

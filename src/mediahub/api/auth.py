@@ -69,6 +69,10 @@ class TokenVerifier:
         self.audience = settings.jwt_audience
 
     def principal(self, token: str) -> Principal:
+        return self.session(token)[0]
+
+    def session(self, token: str) -> tuple[Principal, int]:
+        """The caller a token names and when it expires (Unix seconds): a library session lasts that long."""
         required = ["exp", "sub"] + (["iss"] if self.issuer else []) + (["aud"] if self.audience else [])
         try:
             claims = jwt.decode(
@@ -91,12 +95,13 @@ class TokenVerifier:
         verified = claims.get("verified", False)
         if not isinstance(verified, bool):
             raise _invalid("claim 'verified' must be a boolean")
-        return Principal(
+        principal = Principal(
             sub=sub,
             roles=frozenset(_string_list(claims, "roles")),
             verified=verified,
             grants=_normalised_grants(_string_list(claims, "grants")),
         )
+        return principal, int(claims["exp"])
 
 
 def issue_token(settings: Settings, sub: str, *, roles: Iterable[str] = (), verified: bool = False,

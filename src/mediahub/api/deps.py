@@ -19,7 +19,8 @@ from mediahub.api.auth import TokenVerifier
 from mediahub.api.metrics import Metrics
 from mediahub.api.ratelimit import ConcurrencyLimit, RateLimiter
 from mediahub.config import Settings
-from mediahub.errors import MalformedRequest, Unauthenticated
+from mediahub.api.library.session import CSRF_HEADER, SAFE_METHODS, csrf_matches, session_token
+from mediahub.errors import Forbidden, MalformedRequest, Unauthenticated
 from mediahub.media.access import Principal
 from mediahub.media.direct_uploads import DirectUploadService
 from mediahub.media.files import FileAccess
@@ -34,6 +35,7 @@ class ApiState:
     """What the HTTP layer holds beside the shared Runtime."""
 
     verifier: TokenVerifier
+    csrf_secret: bytes  # signs the library's CSRF tokens (api/library/session.py)
     limiter: RateLimiter
     metrics: Metrics
     batches: ConcurrencyLimit  # batch uploads in flight per principal
@@ -117,12 +119,20 @@ async def get_optional_principal(
     api: ApiStateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal | None:
-    """The caller, or None when no Authorization header came; a bad token is never downgraded to anonymous."""
-    if "authorization" not in request.headers:
+    """The caller: a bearer token, else the library's session cookie (a state-changing request must carry its
+    CSRF token), else None. A bad token or session is never downgraded to anonymous."""
+    if "authorization" in request.headers:
+        if credentials is None or not credentials.credentials:
+            raise Unauthenticated("expected 'Authorization: Bearer <token>'", code="invalid_token")
+        return api.verifier.principal(credentials.credentials)
+    token = session_token(request)
+    if token is None:
         return None
-    if credentials is None or not credentials.credentials:
-        raise Unauthenticated("expected 'Authorization: Bearer <token>'", code="invalid_token")
-    return api.verifier.principal(credentials.credentials)
+    if request.method not in SAFE_METHODS and not csrf_matches(api.csrf_secret, token,
+                                                                request.headers.get(CSRF_HEADER)):
+        raise Forbidden("a request made with the library's session must carry its CSRF token (X-CSRF-Token)",
+                        code="csrf_failed")
+    return api.verifier.principal(token)
 
 
 async def get_principal(principal: Annotated[Principal | None, Depends(get_optional_principal)]) -> Principal:

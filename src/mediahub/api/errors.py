@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mediahub.api.schemas import CONTROL_CHARACTER, Problem
@@ -81,6 +83,17 @@ def _unavailable_detail(exc: MediaHubError) -> str:
     return UNAVAILABLE_DETAIL.get(exc.code, "a backing service is unavailable; try again later")
 
 
+# A page for an error on a path that shows pages to people (the library), or None for a problem+json answer.
+ErrorPage = Callable[[Request, int, str, str], Response | None]
+
+
+def _answer(request: Request, status: int, code: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> Response:
+    page: ErrorPage | None = getattr(request.app.state, "error_page", None)
+    answer = page(request, status, code, detail) if page is not None else None
+    return answer if answer is not None else problem(status, code, detail, headers, **extra)
+
+
 def public_detail(exc: MediaHubError) -> str:
     """The message a caller may see: the domain message, or (logged in full) a fixed sentence for a
     backing-service failure."""
@@ -103,13 +116,13 @@ def _headers_for(exc: MediaHubError, status: int) -> dict[str, str]:
     return {}
 
 
-async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MediaHubError)
     status = status_of(exc)
     if status == 503 and exc.category == "unavailable":
         log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-        return problem(status, exc.code, _unavailable_detail(exc), _headers_for(exc, status))
-    return problem(status, exc.code, exc.message, _headers_for(exc, status), **exc.details)
+        return _answer(request, status, exc.code, _unavailable_detail(exc), _headers_for(exc, status))
+    return _answer(request, status, exc.code, exc.message, _headers_for(exc, status), **exc.details)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -118,31 +131,32 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
             for err in exc.errors()]
 
 
-async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+async def _request_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc)
     if any(err["type"] == "json_invalid" for err in errors):
-        return problem(400, "malformed_json", "the request body is not valid JSON")
+        return _answer(request, 400, "malformed_json", "the request body is not valid JSON")
     if any(err["type"] == CONTROL_CHARACTER for err in errors):
-        return problem(422, CONTROL_CHARACTER, "text must not contain control characters or lone surrogates",
-                       errors=errors)
-    return problem(422, "validation_error", "the request does not match the schema", errors=errors)
+        return _answer(request, 422, CONTROL_CHARACTER,
+                       "text must not contain control characters or lone surrogates", errors=errors)
+    return _answer(request, 422, "validation_error", "the request does not match the schema", errors=errors)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, RecursionError):  # FastAPI's body parsing met "[[[[..." deeper than Python recurses
-        return problem(400, "malformed_json", "the request body is nested too deeply")
+        return _answer(request, 400, "malformed_json", "the request body is nested too deeply")
     code = CODE_BY_STATUS.get(exc.status_code, "http_error")
-    return problem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+    return _answer(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
+    return _answer(request, 500, "internal_error", "an unexpected error occurred; it has been logged")
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, error_page: ErrorPage | None = None) -> None:
+    app.state.error_page = error_page
     app.add_exception_handler(MediaHubError, _domain_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)

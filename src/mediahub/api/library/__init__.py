@@ -1,0 +1,1 @@
+"""The media library: server-rendered pages for owners and moderators, on the API's own services and rules."""
