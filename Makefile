@@ -64,11 +64,13 @@ bench: install
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench uploads
 	$(BIN)/python -m bench scale
+	$(BIN)/python -m bench library
 
 bench-smoke: install
 	$(BIN)/python -m bench --smoke
 	$(BIN)/python -m bench uploads --smoke
 	$(BIN)/python -m bench scale --smoke
+	$(BIN)/python -m bench library --smoke
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis $(CLIENTS)/node_modules

@@ -5,6 +5,7 @@ only, and says so loudly."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import subprocess
@@ -119,6 +120,14 @@ def test_development_server_and_token_share_the_generated_secret(tmp_path: Path,
     server = ServerProcess(env, workdir).start()
     try:
         assert "DEVELOPMENT MODE" in server.log()
+        # The sign-in hint: the library's address and a token for it, which the library takes.
+        hint = re.search(r"Library: (http://\S+/library/login)\..*?\n(\S+)\n", server.log(), re.S)
+        assert hint, server.log()
+        login = requests.get(hint.group(1), timeout=30)
+        form_csrf = re.search(r'name="csrf_token" value="(\w+)"', login.text).group(1)
+        signed_in = requests.post(hint.group(1), data={"token": hint.group(2), "csrf_token": form_csrf},
+                                  cookies=login.cookies, allow_redirects=False, timeout=30)
+        assert signed_in.status_code == 303 and "mediahub_session" in signed_in.cookies
         assert stat.S_IMODE((workdir / DEV_SECRET_FILE).stat().st_mode) == 0o600
         minted = _cli(workdir, "token", "--sub", "ADM-1", "--role", "admin", MEDIAHUB_ENV="development")
         assert minted.returncode == 0, minted.stderr
