@@ -43,6 +43,15 @@ def test_a_bad_token_is_refused_with_the_reason(client: TestClient, tokens: Toke
     assert "mediahub_session" not in answer.headers.get("set-cookie", "")
 
 
+def test_a_token_too_long_for_a_cookie_is_refused_at_sign_in(client: TestClient, tokens: Tokens) -> None:
+    form = client.get("/library/login")
+    csrf = FORM_CSRF.search(form.text).group(1)
+    grants = tuple(f"property:P{n:05d}" for n in range(300))
+    answer = client.post("/library/login", data={"token": tokens.mint("USR-1", grants=grants), "csrf_token": csrf})
+    assert answer.status_code == 400 and "longer than a browser keeps" in answer.text
+    assert "mediahub_session" not in answer.headers.get("set-cookie", "")
+
+
 def test_sign_in_never_sends_the_browser_to_another_site(client: TestClient, tokens: Tokens) -> None:
     for target in ("https://evil.example/", "//evil.example/library", "/library//evil.example", "/v1/media/1",
                    "/library\\..\\evil"):

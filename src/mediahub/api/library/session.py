@@ -21,7 +21,9 @@ LOGIN_COOKIE = "mediahub_login"  # the sign-in form's own CSRF secret, before th
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-MAX_TOKEN_CHARS = 8192  # a JWT longer than this is not one the platform issues
+# Browsers keep a cookie of at most 4096 bytes (name, value and attributes) and drop a longer one without a
+# word: a token that would not fit is refused at sign-in instead.
+MAX_TOKEN_CHARS = 3800
 LOGIN_COOKIE_SECONDS = 3600
 
 

@@ -59,12 +59,15 @@ async def login_form(request: Request, api: ApiStateDep, viewer: ViewerDep,
 async def login(
     request: Request,
     api: ApiStateDep,
-    token: Annotated[str, Form(max_length=MAX_TOKEN_CHARS)],
+    token: Annotated[str, Form(max_length=64 * 1024)],
     csrf: Annotated[str, Form(alias=CSRF_FIELD, max_length=128)] = "",
     next: Annotated[str, Form(max_length=2000)] = "",  # noqa: A002
 ) -> Response:
     require_csrf(request, api.csrf_secret, request.cookies.get(LOGIN_COOKIE), csrf)
     token = token.strip()
+    if len(token) > MAX_TOKEN_CHARS:
+        return _login_form(request, api.csrf_secret, next, f"That token is longer than a browser keeps in a "
+                           f"cookie ({MAX_TOKEN_CHARS} characters at most); ask for one with fewer grants.", 400)
     try:
         _principal, expires_at = api.verifier.session(token)
     except MediaHubError as exc:
