@@ -98,8 +98,10 @@ def test_uploads_over_time_are_counted_per_day(client: TestClient, tokens: Token
 
 def test_chart_geometry() -> None:
     bars = bar_chart("c", "Sizes", [("a", 100), ("b", 50), ("nothing", 0)])
-    assert [bar.width for bar in bars.bars] == [270.0, 135.0, 0.0]
+    assert [bar.width for bar in bars.bars] == [250.0, 125.0, 0.0]
     assert "a: 100; b: 50; nothing: 0" in bars.description
     columns = column_chart("t", "Per day", [("1", 0), ("2", 7), ("3", 3)])
     assert [bar.height for bar in columns.bars] == [0.0, 134.4, 57.6]  # of 192 for the top of the axis, 10
+    assert [label.text for label in columns.labels if label.role == "axis"][:3] == ["0", "5", "10"]
+    assert [label.text for label in column_chart("t", "Few", [("1", 4)]).labels][:2] == ["0", "5"]  # no 2.5
     assert [nice_ceiling(n) for n in (0, 1, 7, 10, 11, 180, 2001)] == [1, 1, 10, 10, 20, 200, 5000]

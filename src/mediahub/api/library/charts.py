@@ -15,7 +15,7 @@ Format = Callable[[int], str]
 
 BAR_WIDTH = 480  # viewBox width of a bar chart: at a phone's 390 px its text is still legible
 LABEL_WIDTH = 130  # the category names, left of the bars
-VALUE_WIDTH = 80  # the value, right of the longest bar
+VALUE_WIDTH = 100  # the value, right of the longest bar (room for it in the larger text of phones)
 ROW = 26
 BAR = 18
 LABEL_CHARS = 18  # longer category names are cut (the whole name is the bar's tooltip and in the table)
@@ -98,8 +98,8 @@ def nice_ceiling(value: int) -> int:
 
 def column_chart(chart_id: str, title: str, points: Sequence[tuple[str, int]], fmt: Format = str,
                  summary: str = "") -> Chart:
-    """Vertical columns over time, one per (period label, value), with a value axis (0, half, top) and at
-    most X_LABELS period labels under them."""
+    """Vertical columns over time, one per (period label, value), with a value axis (0, the middle when it
+    is a whole number, the top) and at most X_LABELS period labels under them."""
     top = nice_ceiling(max((value for _, value in points), default=0))
     plot_width = COLUMN_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_height = COLUMN_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
@@ -107,10 +107,10 @@ def column_chart(chart_id: str, title: str, points: Sequence[tuple[str, int]], f
     slot = plot_width / max(len(points), 1)
     gap = min(slot * 0.2, 4)
     bars, labels, lines = [], [], []
-    for fraction in (0, 0.5, 1):
-        y = _round(base - plot_height * fraction)
+    for tick in (0, top // 2, top) if top % 2 == 0 else (0, top):  # whole numbers only
+        y = _round(base - plot_height * tick / top)
         lines.append(Line(MARGIN_LEFT, y, COLUMN_WIDTH - MARGIN_RIGHT, y))
-        labels.append(Label(MARGIN_LEFT - 6, y + 4, fmt(round(top * fraction)), "end", "axis"))
+        labels.append(Label(MARGIN_LEFT - 6, y + 4, fmt(tick), "end", "axis"))
     every = max(1, math.ceil(len(points) / X_LABELS))
     for index, (name, value) in enumerate(points):
         height = _round(plot_height * value / top)
