@@ -94,14 +94,19 @@ class DuplicateRepository:
 
     def exact_summary(self) -> tuple[int, int]:
         """(groups, rows) that resolving every exact group shown would change and remove: each group keeps
-        its primaries, or one member when it has none (a group of primaries only is left as it is)."""
+        its primaries, or one member when it has none (a group of primaries only is left as it is).
+
+        The groups come from the index alone; only their members' rows are read for their primaries."""
         groups = removed = 0
         for kind in EXACT_KINDS:
             column, conditions = _exact(kind)
-            primaries = func.sum(case((MediaItem.is_primary == true(), 1), else_=0))
-            per_group = (select(func.count().label("members"), primaries.label("primaries")).where(*conditions)
-                         .group_by(column).having(*_shown(kind, column)).subquery())
-            removed_here = per_group.c.members - case((per_group.c.primaries > 1, per_group.c.primaries), else_=1)
+            listed = (select(column.label("key"), func.count().label("members")).where(*conditions)
+                      .group_by(column).having(*_shown(kind, column)).subquery())
+            primaries = (select(func.count()).select_from(MediaItem)
+                         .where(column == listed.c.key, MediaItem.is_primary == true(), *conditions)
+                         .scalar_subquery())
+            counted = select(listed.c.members, primaries.label("primaries")).subquery()
+            removed_here = counted.c.members - case((counted.c.primaries > 1, counted.c.primaries), else_=1)
             count, rows = self.session.execute(select(func.sum(case((removed_here > 0, 1), else_=0)),
                                                       func.sum(removed_here))).one()
             groups += int(count or 0)
