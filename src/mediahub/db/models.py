@@ -279,7 +279,7 @@ class MediaUsage(Base):
     __table_args__ = (MYSQL_TABLE_OPTIONS,)
 
 
-class DuplicateReview(Base):
+class KeptDuplicateGroup(Base):
     """A duplicate group a moderator chose to keep whole ("keep all"): not shown for review again
     until an item newer than those they saw joins it.
 

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, case, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mediahub.db.models import DuplicateReview, MediaItem, utcnow
+from mediahub.db.models import KeptDuplicateGroup, MediaItem, utcnow
 
 ExactKind = Literal["pixels", "file"]
 EXACT_KINDS: tuple[ExactKind, ...] = ("pixels", "file")
@@ -44,8 +44,8 @@ def _exact(kind: ExactKind) -> tuple[Any, list[ColumnElement[bool]]]:
 
 def _shown(kind: ExactKind, column: Any) -> list[ColumnElement[bool]]:
     """HAVING conditions of a group worth showing: two members or more, and one newer than a review saw."""
-    reviewed_up_to = (select(DuplicateReview.up_to_id)
-                      .where(DuplicateReview.kind == kind, DuplicateReview.group_key == column)
+    reviewed_up_to = (select(KeptDuplicateGroup.up_to_id)
+                      .where(KeptDuplicateGroup.kind == kind, KeptDuplicateGroup.group_key == column)
                       .scalar_subquery())
     return [func.count() > 1, func.max(MediaItem.id) > func.coalesce(reviewed_up_to, 0)]
 
@@ -118,23 +118,23 @@ class DuplicateRepository:
         unique = sorted(set(keys))
         found: dict[str, int] = {}
         for start in range(0, len(unique), IN_LIST):
-            query = select(DuplicateReview.group_key, DuplicateReview.up_to_id).where(
-                DuplicateReview.kind == kind, DuplicateReview.group_key.in_(unique[start:start + IN_LIST]))
+            query = select(KeptDuplicateGroup.group_key, KeptDuplicateGroup.up_to_id).where(
+                KeptDuplicateGroup.kind == kind, KeptDuplicateGroup.group_key.in_(unique[start:start + IN_LIST]))
             found.update({key: up_to for key, up_to in self.session.execute(query)})
         return found
 
-    def keep_whole(self, kind: str, key: str, up_to_id: int, reviewed_by: str) -> DuplicateReview:
+    def keep_whole(self, kind: str, key: str, up_to_id: int, reviewed_by: str) -> KeptDuplicateGroup:
         """Record that `reviewed_by` kept the group whole, having seen its members up to `up_to_id`
         (a later review that saw less lowers nothing)."""
-        review = self.session.get(DuplicateReview, (kind, key), with_for_update=True)
+        review = self.session.get(KeptDuplicateGroup, (kind, key), with_for_update=True)
         if review is None:
-            review = DuplicateReview(kind=kind, group_key=key, up_to_id=up_to_id, reviewed_by=reviewed_by)
+            review = KeptDuplicateGroup(kind=kind, group_key=key, up_to_id=up_to_id, reviewed_by=reviewed_by)
             try:
                 with self.session.begin_nested():
                     self.session.add(review)
                 return review
             except IntegrityError:  # another moderator's review of the group committed meanwhile
-                review = self.session.get(DuplicateReview, (kind, key), with_for_update=True, populate_existing=True)
+                review = self.session.get(KeptDuplicateGroup, (kind, key), with_for_update=True, populate_existing=True)
                 if review is None:
                     raise
         review.up_to_id = max(review.up_to_id, up_to_id)

@@ -5,7 +5,7 @@ Revises: 0013
 Create Date: 2026-12-08
 
 * `duplicate_reviews`: the duplicate groups a moderator kept whole ("keep all"), by kind and key, with
-  the newest member they saw, who and when (db/models.py `DuplicateReview`).
+  the newest member they saw, who and when (db/models.py `KeptDuplicateGroup`).
 * `ix_media_pixel_sha256` gains `sha256` and `id`: the exact duplicate groups (equal pixels; equal files
   among rows without a pixel digest) are listed a page at a time with their newest member from the index
   alone. Its first column is the old index's, so pixel lookups use it as before.
