@@ -67,6 +67,13 @@ MATRIX = [
     Row("batch delete",             lambda w: ("POST", "/v1/media/batch/delete", {"json": {"ids": [w["P"]["id"]]}}),                                 (401, 200, 200, 200, 200)),
     Row("reorder",                  lambda w: ("PUT", "/v1/media/entity/property/123/order", {"json": {"field": "gallery", "ids": [w["A"]["id"], w["P"]["id"]]}}), (401, 403, 200, 403, 200)),
     Row("storage analytics",        lambda w: ("GET", "/v1/media/analytics/storage", {}),                                                            (401, 403, 403, 200, 200)),
+    Row("uploads over time",        lambda w: ("GET", "/v1/media/analytics/uploads", {}),                                                            (401, 403, 403, 200, 200)),
+    Row("duplicate groups",         lambda w: ("GET", "/v1/media/duplicates", {}),                                                                   (401, 403, 403, 200, 200)),
+    Row("duplicates summary",       lambda w: ("GET", "/v1/media/duplicates/summary", {}),                                                           (401, 403, 403, 200, 200)),
+    # P and A are exact copies, but not look-alikes: near:A has no group (409) for those who may ask.
+    Row("resolve duplicates",       lambda w: ("POST", "/v1/media/duplicates/resolve", {"json": {"group": f"near:{w['A']['id']}", "keep": w["A"]["id"], "delete": [w["P"]["id"]]}}), (401, 403, 403, 409, 409)),
+    Row("keep all duplicates",      lambda w: ("POST", "/v1/media/duplicates/keep-all", {"json": {"group": f"near:{w['A']['id']}", "ids": [w["A"]["id"]]}}), (401, 403, 403, 409, 409)),
+    Row("resolve all exact",        lambda w: ("POST", "/v1/media/duplicates/resolve-all-exact", {"json": {}}),                                      (401, 403, 403, 200, 200)),
     Row("moderation queue",         lambda w: ("GET", "/v1/media/moderation/queue", {}),                                                             (401, 403, 403, 200, 200)),
     Row("moderate pending",         lambda w: ("POST", f"/v1/media/{w['P']['id']}/moderation", {"json": {"status": "approved"}}),                    (401, 404, 403, 200, 200)),
     Row("moderate approved",        lambda w: ("POST", f"/v1/media/{w['A']['id']}/moderation", {"json": {"status": "rejected"}}),                    (401, 403, 403, 200, 200)),

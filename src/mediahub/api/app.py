@@ -17,7 +17,18 @@ from mediahub.api.library.web import error_page as library_error_page
 from mediahub.api.metrics import Metrics, MetricsMiddleware
 from mediahub.api.middleware import BodyCapMiddleware, CloseOnUnreadBodyMiddleware
 from mediahub.api.ratelimit import ConcurrencyLimit, upload_limiter
-from mediahub.api.routes import direct_uploads, files, images, media, members, moderation, ops, tus, uploads
+from mediahub.api.routes import (
+    direct_uploads,
+    duplicates,
+    files,
+    images,
+    media,
+    members,
+    moderation,
+    ops,
+    tus,
+    uploads,
+)
 from mediahub.config import Settings, secured
 from mediahub.errors import StorageUnavailable
 from mediahub.runtime import Runtime
@@ -63,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(tus.TusHeadersMiddleware)  # outermost: a method override applies to every layer
     # Order matters where paths overlap: fixed segments before /v1/media/{media_id}.
-    for module in (ops, uploads, tus, direct_uploads, files, images, members, moderation, media):
+    for module in (ops, uploads, tus, direct_uploads, files, images, members, moderation, duplicates, media):
         app.include_router(module.router)
     install_library(app)
     return app

@@ -22,7 +22,9 @@ from mediahub.config import Settings
 from mediahub.api.library.session import CSRF_HEADER, SAFE_METHODS, csrf_matches, session_token
 from mediahub.errors import Forbidden, MalformedRequest, Unauthenticated
 from mediahub.media.access import Principal
+from mediahub.media.analytics import AnalyticsService
 from mediahub.media.direct_uploads import DirectUploadService
+from mediahub.media.duplicates import DuplicateReview
 from mediahub.media.files import FileAccess
 from mediahub.media.manage import MediaService
 from mediahub.media.moderation import ModerationService
@@ -110,6 +112,18 @@ MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]
 ModerationServiceDep = Annotated[ModerationService, Depends(get_moderation_service)]
 FileAccessDep = Annotated[FileAccess, Depends(get_file_access)]
 UrlsDep = Annotated[MediaUrls, Depends(get_urls)]
+
+
+async def get_duplicate_review(runtime: RuntimeDep, media: MediaServiceDep) -> DuplicateReview:
+    return DuplicateReview(runtime.database, media, runtime.dedup_index, threshold=runtime.settings.dedup_threshold)
+
+
+async def get_analytics(runtime: RuntimeDep) -> AnalyticsService:
+    return AnalyticsService(runtime.database)
+
+
+DuplicateReviewDep = Annotated[DuplicateReview, Depends(get_duplicate_review)]
+AnalyticsDep = Annotated[AnalyticsService, Depends(get_analytics)]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="A JWT: `Authorization: Bearer <token>`")
 

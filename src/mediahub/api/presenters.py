@@ -6,9 +6,20 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from mediahub.api.schemas import MediaOut, PlaceholdersOut, VariantOut
+from mediahub.api.errors import public_detail
+from mediahub.api.schemas import (
+    BatchDeleteResult,
+    BatchFileError,
+    DuplicateGroupOut,
+    DuplicateMemberOut,
+    DuplicateResolveOut,
+    MediaOut,
+    PlaceholdersOut,
+    VariantOut,
+)
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories.job_queue import PENDING
+from mediahub.media.duplicates import Group, Resolved
 from mediahub.media.exposure import original_is_raw
 from mediahub.media.manage import MediaView
 from mediahub.media.responsive import responsive
@@ -87,3 +98,16 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         parent_id=item.parent_id or None,
         focal_point=(item.meta or {}).get(FOCAL_POINT),
     )
+
+
+def duplicate_group_out(group: Group, urls: MediaUrls) -> DuplicateGroupOut:
+    return DuplicateGroupOut(key=str(group.key), kind=group.key.kind, keep=group.keep, items=[
+        DuplicateMemberOut(distance=member.distance, can_delete=member.can_delete, item=media_out(member.view, urls))
+        for member in group.members])
+
+
+def resolved_out(resolved: Resolved) -> DuplicateResolveOut:
+    return DuplicateResolveOut(group=str(resolved.key), kept=resolved.kept, results=[
+        BatchDeleteResult(id=outcome.id, ok=outcome.error is None, error=None if outcome.error is None else
+                          BatchFileError(code=outcome.error.code, message=public_detail(outcome.error)))
+        for outcome in resolved.outcomes])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -345,6 +345,104 @@ class StorageAnalyticsOut(BaseModel):
     by_moderation_status: dict[str, UsageOut]
     storage: StorageUsageOut = Field(
         description="the objects the items are stored as, originals and every variant, each counted once")
+
+
+class UploadBucketOut(BaseModel):
+    start: date = Field(description="the first day of the period (UTC): a day, a Monday or the 1st of a month")
+    count: int = Field(description="items uploaded in the period (those deleted since are not counted)")
+    bytes: int = Field(description="their originals' bytes")
+
+
+class UploadsOverTimeOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "interval": "day", "since": "2026-11-09", "until": "2026-11-11", "count": 5, "bytes": 2100000,
+        "buckets": [{"start": "2026-11-09", "count": 2, "bytes": 900000},
+                    {"start": "2026-11-10", "count": 0, "bytes": 0},
+                    {"start": "2026-11-11", "count": 3, "bytes": 1200000}],
+    }]})
+
+    interval: Literal["day", "week", "month"]
+    since: date = Field(description="the first day counted (UTC); the first period may start before it")
+    until: date = Field(description="the last day counted: today (UTC)")
+    count: int
+    bytes: int
+    buckets: list[UploadBucketOut] = Field(description="every period from `since` to `until`, oldest first, "
+                                                       "empty ones included")
+
+
+DUPLICATE_GROUP = Field(max_length=80, description="the group's key, as listed: `pixels:<digest>`, "
+                                                  "`file:<digest>` or `near:<id>`", examples=["near:41"])
+
+
+class DuplicateMemberOut(BaseModel):
+    distance: int = Field(description="perceptual distance to the group's first item (0: an exact copy)")
+    can_delete: bool = Field(description="whether the caller may delete the item")
+    item: MediaOut
+
+
+class DuplicateGroupOut(BaseModel):
+    key: str = Field(description="`pixels:<digest>` (the same pixels), `file:<digest>` (the same file, among "
+                                 "items without a pixel digest) or `near:<id>` (item id and the newer items "
+                                 "that look like it)")
+    kind: Literal["pixels", "file", "near"]
+    keep: int = Field(description="the item resolve-all-exact keeps (the primary, else the oldest approved, "
+                                  "else the oldest)")
+    items: list[DuplicateMemberOut]
+
+
+class DuplicateGroupPage(BaseModel):
+    groups: list[DuplicateGroupOut]
+    next: str | None = Field(description="`after` for the next page; null on the last. A page of near groups "
+                                         "may be short (its work is bounded) and still have a next one")
+
+
+class DuplicateSummaryOut(BaseModel):
+    groups: int = Field(description="exact groups listed now that resolve-all-exact would change (not those "
+                                    "whose every member is a primary)")
+    deletes: int = Field(description="items resolve-all-exact would delete: every member but the primaries "
+                                     "(or one member in a group without one)")
+
+
+class DuplicateResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"group": "near:41", "keep": 41, "delete": [57, 63]}]})
+
+    group: Name = DUPLICATE_GROUP
+    keep: MediaId
+    delete: list[MediaId] = Field(min_length=1, max_length=BATCH_IDS_MAX,
+                                  description="the members to delete (those no longer in the group are not)")
+
+
+class DuplicateResolveOut(BaseModel):
+    group: str
+    kept: list[int]
+    results: list[BatchDeleteResult]
+
+
+class DuplicateKeepAllRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"group": "near:41", "ids": [41, 57, 63]}]})
+
+    group: Name = DUPLICATE_GROUP
+    ids: list[MediaId] = Field(min_length=1, max_length=ORDER_IDS_MAX,
+                               description="the members the moderator saw: a newer one shows the group again")
+
+
+class DuplicateKeepAllOut(BaseModel):
+    group: str
+    up_to_id: int = Field(description="the newest member kept; the group is listed again when a newer one joins")
+
+
+class DuplicateResolveAllRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"after": None, "limit": 50}]})
+
+    after: Name | None = Field(None, max_length=80, description="`next` of the previous answer; null: from the start")
+    limit: int = Field(50, ge=1, le=100, description="groups resolved by this request")
+
+
+class DuplicateResolveAllOut(BaseModel):
+    groups: list[DuplicateResolveOut]
+    next: str | None = Field(description="`after` for the next request; null when every exact group was done")
 
 
 class MemberRequest(BaseModel):

@@ -172,8 +172,12 @@ class MediaItem(Base):
         # The file route finds the row that owns a requested object key.
         Index("ix_media_original_key", "original_key"),
         # Duplicate detection: exact pixel matches; the perceptual index re-reads recently updated rows (0005).
-        Index("ix_media_pixel_sha256", "pixel_sha256"),
+        # sha256 and id too (0014): duplicate review lists the groups of equal pixels (and, among rows
+        # without a pixel digest, of equal files) with their newest id, a page at a time, from the index alone.
+        Index("ix_media_pixel_sha256", "pixel_sha256", "sha256", "id"),
         Index("ix_media_updated_at", "updated_at"),
+        # Uploads over time (analytics): a range of days counted, and their bytes summed, from the index alone.
+        Index("ix_media_created_at", "created_at", "byte_size"),
         MYSQL_TABLE_OPTIONS,
     )
 
@@ -271,6 +275,25 @@ class MediaUsage(Base):
     # storage_type rows add up to the whole library.
     objects: Mapped[int] = mapped_column(BigInteger)
     object_bytes: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+
+class KeptDuplicateGroup(Base):
+    """A duplicate group a moderator chose to keep whole ("keep all"): not shown for review again
+    until an item newer than those they saw joins it.
+
+    A group is named by its kind and key (db/repositories/duplicates.py): `pixels` and a pixel digest,
+    `file` and a file digest, `near` and the id of the item its near duplicates were found from.
+    """
+
+    __tablename__ = "duplicate_reviews"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    up_to_id: Mapped[int] = mapped_column(BigInteger)  # the newest member the reviewer saw
+    reviewed_by: Mapped[str] = mapped_column(String(128))
+    reviewed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (MYSQL_TABLE_OPTIONS,)
 

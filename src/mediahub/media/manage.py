@@ -49,7 +49,8 @@ class MediaView:
 
 @dataclass(frozen=True)
 class StorageAnalytics:
-    by_group: dict[str, dict[str, dict[str, int]]]  # column -> value -> {count, bytes of the originals}
+    # column -> value -> {count, bytes of the originals, object_bytes: of the originals and their variants}
+    by_group: dict[str, dict[str, dict[str, int]]]
     storage: Usage  # the objects the rows name, originals and variants, and their bytes
 
 
@@ -247,7 +248,8 @@ class MediaService:
         access.require_moderator(principal)
         with self._tx() as tx:
             totals = UsageRepository(tx.media.session).totals()
-        groups = {column: {value: {"count": amounts.items, "bytes": amounts.bytes} for value, amounts in values.items()}
+        groups = {column: {value: {"count": amounts.items, "bytes": amounts.bytes, "object_bytes": amounts.object_bytes}
+                           for value, amounts in values.items()}
                   for column, values in totals.groups.items()}
         return StorageAnalytics(groups, Usage(objects=totals.objects, bytes=totals.object_bytes))
 

@@ -9,10 +9,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-from mediahub.api.library.pages import home, signin
+from mediahub.api.library.pages import analytics, duplicates, home, signin
 from mediahub.api.library.web import STATIC_DIR, STATIC_PATH
 
-PAGES = (signin, home)
+PAGES = (signin, home, duplicates, analytics)
 
 
 class _VersionedStatic(StaticFiles):

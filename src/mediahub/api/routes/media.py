@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from mediahub.api.deps import MediaServiceDep, OptionalPrincipalDep, PrincipalDep, SettingsDep, UrlsDep
+from mediahub.api.deps import AnalyticsDep, MediaServiceDep, OptionalPrincipalDep, PrincipalDep, SettingsDep, UrlsDep
 from mediahub.api.errors import problem_responses, public_detail
 from mediahub.api.presenters import media_out
 from mediahub.api.schemas import (
@@ -26,9 +26,12 @@ from mediahub.api.schemas import (
     SimilarList,
     StorageAnalyticsOut,
     StorageUsageOut,
+    UploadBucketOut,
+    UploadsOverTimeOut,
     UsageOut,
 )
 from mediahub.media.access import EntityRef
+from mediahub.media.analytics import MAX_DAYS
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 
@@ -87,10 +90,25 @@ def get_public_media(public_id: Annotated[Name, Path(max_length=64)], media: Med
                                                  "and the stored objects (originals and variants) of every item.")
 def storage_analytics(media: MediaServiceDep, principal: PrincipalDep) -> StorageAnalyticsOut:
     analytics = media.storage_analytics(principal)
-    groups = {f"by_{name}": {value: UsageOut(**usage) for value, usage in rows.items()}
+    groups = {f"by_{name}": {value: UsageOut(count=usage["count"], bytes=usage["bytes"])
+                             for value, usage in rows.items()}
               for name, rows in analytics.by_group.items()}
     storage = StorageUsageOut(objects=analytics.storage.objects, bytes=analytics.storage.bytes)
     return StorageAnalyticsOut(**groups, storage=storage)
+
+
+@router.get("/analytics/uploads", response_model=UploadsOverTimeOut, responses=problem_responses(401, 403, 422),
+            summary="Uploads over time",
+            description="Moderators and admins: items uploaded per UTC day, week (from Monday) or month in the "
+                        "last `days` days, empty periods included. `interval` defaults to days up to 92 days, "
+                        "weeks up to 366, months beyond. Deleted items are not counted.")
+def uploads_over_time(analytics: AnalyticsDep, principal: PrincipalDep,
+                      days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30,
+                      interval: Literal["day", "week", "month"] | None = None) -> UploadsOverTimeOut:
+    found = analytics.uploads(principal, days, interval)
+    return UploadsOverTimeOut(interval=found.interval, since=found.since, until=found.until, count=found.count,
+                              bytes=found.bytes, buckets=[UploadBucketOut(start=b.start, count=b.count, bytes=b.bytes)
+                                                          for b in found.buckets])
 
 
 @router.post("/batch/delete", response_model=BatchDeleteOut, responses=problem_responses(401, 422),

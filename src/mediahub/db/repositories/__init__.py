@@ -6,6 +6,8 @@ Nothing here knows about HTTP or settings. All SQL of the application lives
 under `mediahub.db`.
 """
 
+from mediahub.db.repositories.analytics import AnalyticsRepository, DayCount
+from mediahub.db.repositories.duplicates import DuplicateRepository
 from mediahub.db.repositories.fingerprints import FingerprintRepository, HashFeed
 from mediahub.db.repositories.media import GUARDED_STATUSES, MODERATION_QUEUE_STATUSES, MediaRepository
 from mediahub.db.repositories.members import MEMBER_ROLES, MemberRepository
@@ -17,5 +19,6 @@ from mediahub.db.repositories.variants import VariantRepository, VariantRow
 __all__ = [
     "GUARDED_STATUSES", "LAST_ERROR_MAX", "MEMBER_ROLES", "MODERATION_QUEUE_STATUSES", "USAGE_COLUMNS",
     "FingerprintRepository", "HashFeed", "MediaRepository", "MemberRepository", "PendingDeleteRepository",
-    "Amounts", "ReportRepository", "UsageRepository", "UsageTotals", "VariantRepository", "VariantRow",
+    "AnalyticsRepository", "Amounts", "DayCount", "DuplicateRepository", "ReportRepository", "UsageRepository",
+    "UsageTotals", "VariantRepository", "VariantRow",
 ]
