@@ -6,11 +6,20 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from mediahub.api.schemas import MediaOut, PlaceholdersOut, VariantOut
+from mediahub.api.schemas import (
+    ItemReportOut,
+    MediaOut,
+    ModerationQueueItem,
+    PlaceholdersOut,
+    ReportHistoryOut,
+    ReportOut,
+    VariantOut,
+)
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories.job_queue import PENDING
 from mediahub.media.exposure import original_is_raw
 from mediahub.media.manage import MediaView
+from mediahub.media.moderation import QueueEntry, ReportHistory
 from mediahub.media.responsive import responsive
 from mediahub.media.urls import MediaUrls
 from mediahub.pipeline.focal import FOCAL_POINT
@@ -87,3 +96,20 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         parent_id=item.parent_id or None,
         focal_point=(item.meta or {}).get(FOCAL_POINT),
     )
+
+
+def queue_item_out(entry: QueueEntry, urls: MediaUrls) -> ModerationQueueItem:
+    """A moderation queue entry: the item as moderators see it (never its GPS), and its open reports."""
+    return ModerationQueueItem(
+        **media_out(MediaView(entry.item, private=True), urls).model_dump(),
+        open_reports=entry.open_reports,
+        reports=[ReportOut(reporter=r.reporter, reason=r.reason, created_at=r.created_at) for r in entry.reports],
+    )
+
+
+def report_history_out(history: ReportHistory) -> ReportHistoryOut:
+    return ReportHistoryOut(total=history.total, items=[
+        ItemReportOut(reporter=r.reporter, reason=r.reason, created_at=r.created_at, resolution=r.resolution,
+                      closed_at=r.closed_at)
+        for r in history.reports
+    ])
