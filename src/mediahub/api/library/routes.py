@@ -9,10 +9,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-from mediahub.api.library.pages import home, signin
+from mediahub.api.library.pages import home, item, moderation, signin
 from mediahub.api.library.web import STATIC_DIR, STATIC_PATH
 
-PAGES = (signin, home)
+# Fixed paths before patterns: /library/media/{id} and /library/moderation before /library/{type}/{id}.
+PAGES = (signin, home, item, moderation)
 
 
 class _VersionedStatic(StaticFiles):
