@@ -171,3 +171,16 @@ def test_a_bad_or_unknown_id_is_an_error_page(client: TestClient, path: str, sta
     response = client.get(f"/library/media/{path}")
     assert response.status_code == status and response.headers["content-type"].startswith("text/html")
     assert "content-security-policy" in response.headers
+
+
+def test_a_video_plays_its_web_rendition_or_original_with_its_poster(client: TestClient, tokens: Tokens) -> None:
+    video = CORPUS_DIR / "video/mp4_h264_example_640x480.mp4"
+    shown = upload(client, GALLERY, tokens.admin(), file=video).json()
+    assert shown["media_type"] == "video", shown
+    _as(client, tokens, "admin")
+    _, page = _page(client, shown["id"])
+    player = re.search(r'<video controls preload="metadata" src="([^"]+)"\s+poster="([^"]+)"', page)
+    assert player, "a player with a poster"
+    source = shown["variants"].get("web", {}).get("mp4", {}).get("url") or shown["url"]
+    assert player.groups() == (source, shown["variants"]["small"]["jpeg"]["url"])
+    assert 'id="focal-picker"' not in page

@@ -60,7 +60,6 @@ class Rendition:
     width: int
     height: int
     size: int
-    content_type: str
     crop: bool  # a crop shows part of the picture, centred on the focal point
     is_original: bool  # names the original's object (no smaller rendition was worth storing)
 
@@ -90,7 +89,7 @@ def _picture(item: MediaItem, out: MediaOut) -> Picture | None:
 
 def _renditions(item: MediaItem, out: MediaOut) -> list[Rendition]:
     return [Rendition(variant.name, variant.format, _url(out, variant), variant.width, variant.height,
-                      variant.byte_size, variant.content_type, not is_whole_picture(item, variant),
+                      variant.byte_size, not is_whole_picture(item, variant),
                       variant.storage_key == item.original_key)
             for variant in item.presets]
 

@@ -75,18 +75,21 @@
         caption: value("caption").trim() || null,
         tags: value("tags"), // comma-separated text: the API splits it
       };
+      const before = document.getElementById("status-badge").textContent;
       setStatus(status, "Saving…");
       const answer = await api("PATCH", itemUrl, body);
       if (!answer.ok) {
         const inPlace = answer.status === 422 && showFieldErrors(answer.data);
-        setStatus(status, inPlace ? "Not saved: see the fields marked." : `Not saved: ${problemText(answer)}.`, "failed");
+        const why = inPlace ? "see the fields marked" : problemText(answer);
+        setStatus(status, `Not saved: ${why}.`, "failed");
         return;
       }
       const item = answer.data;
       document.getElementById("tags").value = item.tags.join(", ");
       document.getElementById("display-image")?.setAttribute("alt", item.alt_text || "");
       showStatus(item.moderation_status, item.moderation_reason);
-      const waits = item.moderation_status === "pending" ? " It waits for a moderator before it is public again." : "";
+      const waits = before === "approved" && item.moderation_status === "pending"
+        ? " It waits for a moderator before it is public again." : "";
       setStatus(status, `Saved.${waits}`, "done");
       announce(`Saved.${waits}`);
     });
@@ -149,7 +152,8 @@
       return;
     }
     marker.classList.remove("is-moved");
-    document.getElementById("focal-value").textContent = `${describe(answer.data.focal_point)} (${answer.data.focal_point.source})`;
+    const saved = answer.data.focal_point;
+    document.getElementById("focal-value").textContent = `${describe(saved)} (${saved.source})`;
     if (!answer.data.pending.includes("reprocess")) {
       setStatus(status, "Saved; the crops were centred there already.", "done");
       return;

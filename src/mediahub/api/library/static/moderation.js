@@ -109,7 +109,8 @@
     const picture = still(item);
     if (item.media_type === "video") {
       const web = (item.variants.web || {}).mp4;
-      const video = element("video", { controls: "", preload: "metadata", "aria-label": item.alt_text || `Video ${item.id}` });
+      const video = element("video", { controls: "", preload: "metadata",
+        "aria-label": item.alt_text || `Video ${item.id}` });
       if (picture) video.poster = picture.url;
       video.src = web ? web.url : item.url || "";
       preview.append(video);
@@ -168,7 +169,9 @@
     const item = state.items[state.index];
     if (!item) return;
     const status = statusOf(item);
-    $("current-heading").textContent = `${item.media_type === "video" ? "Video" : "Picture"} ${item.id} · ${item.entity_type} ${item.entity_id} · ${item.entity_field}`;
+    const kind = item.media_type === "video" ? "Video" : "Picture";
+    const where = `${item.entity_type} ${item.entity_id} · ${item.entity_field}`;
+    $("current-heading").textContent = `${kind} ${item.id} · ${where}`;
     $("current-position").textContent = `${state.index + 1} of ${state.items.length} loaded`;
     const badge = $("current-status");
     badge.textContent = status;
@@ -189,15 +192,15 @@
 
   function stripEntry(item, position) {
     const status = statusOf(item);
-    const reports = item.open_reports ? `, ${item.open_reports} report${item.open_reports === 1 ? "" : "s"}` : "";
-    const button = element("button", { type: "button", "data-index": String(position),
-      "aria-label": `${item.media_type} ${item.id}, ${status}${reports}` });
+    const button = element("button", { type: "button", "data-index": String(position) });
     if (position === state.index) button.setAttribute("aria-current", "true");
     const thumb = thumbnail(item);
     if (thumb) button.append(element("img", { "data-src": thumb, alt: "", width: "64", height: "64" }));
     const label = element("span", { class: "strip-label" });
     label.append(element("span", {}, `#${item.id}`), element("span", { class: `badge ${status}` }, status));
-    if (item.open_reports) label.append(element("span", { class: "muted" }, `${item.open_reports} ⚑`));
+    if (item.open_reports) {
+      label.append(element("span", {}, `${item.open_reports} report${item.open_reports === 1 ? "" : "s"}`));
+    }
     button.append(label);
     const entry = element("li", waiting(item) ? {} : { class: "is-decided" });
     entry.append(button);
