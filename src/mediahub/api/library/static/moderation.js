@@ -415,5 +415,8 @@
   if (state.items.length) {
     renderCurrent();
     nearTheEnd();
+  } else {  // the queue emptied between its count and its page
+    $("workspace").hidden = true;
+    $("empty").hidden = false;
   }
 })();
