@@ -114,6 +114,27 @@ def test_a_report_hides_nothing_until_distinct_reporters_reach_the_threshold(cli
     assert_problem(client.post(f"/v1/media/{item['id']}/reports/dismiss", headers=tokens.user("USR-A")), 403)
 
 
+def test_an_items_reports_are_listed_newest_first_with_how_each_was_closed(client: TestClient,
+                                                                          tokens: Tokens) -> None:
+    item = _stored(upload(client, GALLERY, tokens.header("USR-OWNER", verified=True, grants=("property:123",))))
+    flag = f"/v1/media/{item['id']}/flag"
+    client.post(flag, headers=tokens.user("USR-A"), json={"reason": "spam"})
+    client.post(flag, headers=tokens.user("USR-B"), json={"reason": "not this property"})
+    _decide(client, tokens, item, "approved")
+    client.post(flag, headers=tokens.user("USR-A"), json={"reason": "still spam"})
+
+    response = client.get(f"/v1/media/{item['id']}/reports", headers=tokens.moderator())
+
+    assert response.status_code == 200, response.text
+    history = response.json()
+    assert history["total"] == 3
+    assert [(r["reporter"], r["reason"], r["resolution"]) for r in history["items"]] == [
+        ("USR-A", "still spam", None), ("USR-B", "not this property", "approved"), ("USR-A", "spam", "approved")]
+    assert history["items"][0]["closed_at"] is None and history["items"][1]["closed_at"] is not None
+    assert_problem(client.get(f"/v1/media/{item['id']}/reports", headers=tokens.user("USR-A")), 403,
+                   "moderator_required")
+
+
 def test_reports_are_rate_limited_and_their_reason_bounded(client: TestClient, tokens: Tokens) -> None:
     owner = tokens.header("USR-OWNER", verified=True, grants=("property:123",))
     items = [_stored(upload(client, GALLERY, owner)) for _ in range(6)]

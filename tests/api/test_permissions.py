@@ -80,6 +80,8 @@ MATRIX = [
     Row("flag pending",             lambda w: ("POST", f"/v1/media/{w['P']['id']}/flag", {"json": {}}),                                              (401, 404, 200, 200, 200)),
     Row("flag approved",            lambda w: ("POST", f"/v1/media/{w['A']['id']}/flag", {"json": {}}),                                              (401, 200, 200, 200, 200)),
     Row("dismiss reports",          lambda w: ("POST", f"/v1/media/{w['A']['id']}/reports/dismiss", {}),                                             (401, 403, 403, 200, 200)),
+    Row("reports of pending",       lambda w: ("GET", f"/v1/media/{w['P']['id']}/reports", {}),                                                      (401, 404, 403, 200, 200)),
+    Row("reports of approved",      lambda w: ("GET", f"/v1/media/{w['A']['id']}/reports", {}),                                                      (401, 403, 403, 200, 200)),
     Row("put member",               lambda w: ("PUT", "/v1/media/entities/property/123/members/USR-NEW", {"json": {"role": "editor"}}),              (401, 403, 403, 403, 200)),
     Row("delete member",            lambda w: ("DELETE", "/v1/media/entities/property/123/members/USR-OWNER", {}),                                   (401, 403, 403, 403, 204)),
     Row("file of pending, unsigned", lambda w: ("GET", _url_path(w["P"]["url"], signed=False), {}),                                                  (404, 404, 200, 200, 200)),

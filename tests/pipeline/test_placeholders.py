@@ -11,7 +11,7 @@ import pytest
 import thumbhash
 from PIL import Image
 
-from mediahub.pipeline.placeholders import blurhash_components, placeholders, placeholders_of_file
+from mediahub.pipeline.placeholders import blurhash_components, placeholders, placeholders_of_file, thumbhash_png
 
 RED, BLUE, GREEN = (220, 30, 30), (30, 40, 210), (40, 180, 60)
 
@@ -98,3 +98,15 @@ def test_a_stored_rendition_gives_the_placeholders_of_its_pixels(fmt):
 def test_bytes_that_are_no_picture_are_an_error():
     with pytest.raises(OSError):
         placeholders_of_file(b"not a picture at all")
+
+
+def test_a_thumbhash_renders_as_a_png_of_its_picture_and_junk_as_none():
+    png = thumbhash_png(placeholders(halves((120, 80), RED, BLUE))["thumbhash"])
+    assert png is not None
+    picture = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    height, width, _ = picture.shape
+    assert width > height, "the picture's shape"
+    assert np.abs(picture[:, : width // 4].reshape(-1, 3).mean(axis=0) - RED).max() < 50
+    assert np.abs(picture[:, -width // 4:].reshape(-1, 3).mean(axis=0) - BLUE).max() < 50
+    for junk in ("", "not base64!", base64.b64encode(b"\x00").decode()):
+        assert thumbhash_png(junk) is None, junk

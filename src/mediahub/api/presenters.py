@@ -13,8 +13,12 @@ from mediahub.api.schemas import (
     DuplicateGroupOut,
     DuplicateMemberOut,
     DuplicateResolveOut,
+    ItemReportOut,
     MediaOut,
+    ModerationQueueItem,
     PlaceholdersOut,
+    ReportHistoryOut,
+    ReportOut,
     VariantOut,
 )
 from mediahub.db.models import MediaItem
@@ -22,6 +26,7 @@ from mediahub.db.repositories.job_queue import PENDING
 from mediahub.media.duplicates import Group, Resolved
 from mediahub.media.exposure import original_is_raw
 from mediahub.media.manage import MediaView
+from mediahub.media.moderation import QueueEntry, ReportHistory
 from mediahub.media.responsive import responsive
 from mediahub.media.urls import MediaUrls
 from mediahub.pipeline.focal import FOCAL_POINT
@@ -111,3 +116,20 @@ def resolved_out(resolved: Resolved) -> DuplicateResolveOut:
         BatchDeleteResult(id=outcome.id, ok=outcome.error is None, error=None if outcome.error is None else
                           BatchFileError(code=outcome.error.code, message=public_detail(outcome.error)))
         for outcome in resolved.outcomes])
+
+
+def queue_item_out(entry: QueueEntry, urls: MediaUrls) -> ModerationQueueItem:
+    """A moderation queue entry: the item as moderators see it (never its GPS), and its open reports."""
+    return ModerationQueueItem(
+        **media_out(MediaView(entry.item, private=True), urls).model_dump(),
+        open_reports=entry.open_reports,
+        reports=[ReportOut(reporter=r.reporter, reason=r.reason, created_at=r.created_at) for r in entry.reports],
+    )
+
+
+def report_history_out(history: ReportHistory) -> ReportHistoryOut:
+    return ReportHistoryOut(total=history.total, items=[
+        ItemReportOut(reporter=r.reporter, reason=r.reason, created_at=r.created_at, resolution=r.resolution,
+                      closed_at=r.closed_at)
+        for r in history.reports
+    ])

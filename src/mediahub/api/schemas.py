@@ -476,6 +476,17 @@ class ReportOut(BaseModel):
     created_at: datetime
 
 
+class ItemReportOut(ReportOut):
+    resolution: str | None = Field(description="null while open; then the decision that closed it (`approved`, "
+                                               "`rejected`...) or `dismissed`")
+    closed_at: datetime | None
+
+
+class ReportHistoryOut(BaseModel):
+    items: list[ItemReportOut] = Field(description="newest first, at most 100")
+    total: int = Field(description="every report the item has had")
+
+
 class ModerationQueueItem(MediaOut):
     open_reports: int = Field(description="users with an open report on the item (one report each)")
     reports: list[ReportOut] = Field(description="the oldest open reports (at most 10)")

@@ -48,6 +48,14 @@ class MediaView:
 
 
 @dataclass(frozen=True)
+class ItemDetail:
+    """An item as one caller sees it, and whether they may change its text, focal point and primary, or delete it."""
+
+    view: MediaView
+    may_edit: bool
+
+
+@dataclass(frozen=True)
 class StorageAnalytics:
     # column -> value -> {count, bytes of the originals, object_bytes: of the originals and their variants}
     by_group: dict[str, dict[str, dict[str, int]]]
@@ -97,6 +105,12 @@ class MediaService:
         with self._tx() as tx:
             item = access.require_view(principal, tx.media.get(media_id), tx.members)
             return tx.view(principal, item)
+
+    def detail(self, media_id: int, principal: Principal | None) -> ItemDetail:
+        """`get`, and whether `update` and `delete` would let the caller change the item (its status aside)."""
+        with self._tx() as tx:
+            item = access.require_view(principal, tx.media.get(media_id), tx.members)
+            return ItemDetail(tx.view(principal, item), access.can_edit(principal, item, tx.members))
 
     def get_public(self, public_id: str) -> MediaView:
         """Anonymous access by public id: approved items only, never their private metadata."""

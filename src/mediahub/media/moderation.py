@@ -33,6 +33,7 @@ from mediahub.storage.base import Storage
 STATUSES = ("pending", "approved", "rejected", "flagged")
 REASON_MAX = 500  # MediaItem.moderation_reason and MediaReport.reason are String(500)
 REPORTS_SHOWN = 10  # open reports listed per queue entry (the count covers all)
+REPORT_HISTORY_SHOWN = 100  # an item's reports listed, newest first (the count covers all)
 REPORT_WINDOW = timedelta(hours=1)  # REPORT_RATE_LIMIT counts a reporter's reports in this window
 DISMISSED = "dismissed"
 
@@ -42,6 +43,12 @@ class QueueEntry:
     item: MediaItem
     open_reports: int
     reports: list[MediaReport]  # the oldest REPORTS_SHOWN open ones
+
+
+@dataclass(frozen=True)
+class ReportHistory:
+    reports: list[MediaReport]  # the newest REPORT_HISTORY_SHOWN, open and closed
+    total: int
 
 
 def apply_status(item: MediaItem, status: str, reason: str | None) -> None:
@@ -113,6 +120,15 @@ class ModerationService:
             items, total = MediaRepository(session).moderation_queue(offset, limit)
             reports = ReportRepository(session).open_by_item([item.id for item in items], REPORTS_SHOWN)
             return [QueueEntry(item, *reports.get(item.id, (0, []))) for item in items], total
+
+    def reports(self, media_id: int, principal: Principal | None) -> ReportHistory:
+        """An item's reports, open and closed (who, why, when, how each was closed): moderators and admins,
+        who judge them; a reporter's name is no one else's business."""
+        with self.database.session() as session:
+            access.require_view(principal, MediaRepository(session).get(media_id), MemberRepository(session))
+            access.require_moderator(principal)
+            reports, total = ReportRepository(session).for_item(media_id, REPORT_HISTORY_SHOWN)
+            return ReportHistory(reports, total)
 
     def decide(self, media_id: int, principal: Principal, status: str, reason: str | None) -> MediaItem:
         with exposure.following_status(self.storage) as sync, self.database.session() as session:

@@ -50,3 +50,14 @@ def placeholders_of_file(data: bytes) -> dict[str, str]:
     with Image.open(io.BytesIO(data)) as image:
         image.draft("RGB", (MAX_SIDE, MAX_SIDE))  # a JPEG decodes DCT-scaled, at least MAX_SIDE a side
         return placeholders(to_display(image))
+
+
+def thumbhash_png(value: str) -> bytes | None:
+    """The small picture a ThumbHash (standard base64) stands for, as PNG bytes; None for a value that is not one."""
+    try:
+        width, height, rgba = thumbhash.thumb_hash_to_rgba(base64.b64decode(value, validate=True))
+    except ValueError:  # binascii.Error is one too
+        return None
+    out = io.BytesIO()
+    Image.frombytes("RGBA", (width, height), bytes(rgba)).save(out, "PNG")
+    return out.getvalue()

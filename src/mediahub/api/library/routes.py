@@ -9,10 +9,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-from mediahub.api.library.pages import analytics, duplicates, home, signin
+from mediahub.api.library.pages import analytics, duplicates, home, item, moderation, signin
 from mediahub.api.library.web import STATIC_DIR, STATIC_PATH
 
-PAGES = (signin, home, duplicates, analytics)
+# Fixed paths before patterns: /library/media/{id}, /library/moderation and the other tools before
+# /library/{entity_type}/{entity_id}.
+PAGES = (signin, home, item, moderation, duplicates, analytics)
 
 
 class _VersionedStatic(StaticFiles):

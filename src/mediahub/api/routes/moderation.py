@@ -8,16 +8,15 @@ from fastapi import APIRouter, Path, Query
 
 from mediahub.api.deps import ModerationServiceDep, PrincipalDep, UrlsDep
 from mediahub.api.errors import problem_responses
-from mediahub.api.presenters import media_out
+from mediahub.api.presenters import media_out, queue_item_out, report_history_out
 from mediahub.api.schemas import (
     MAX_ID,
     FlagOut,
     FlagRequest,
     MediaOut,
-    ModerationQueueItem,
     ModerationQueuePage,
     ModerationRequest,
-    ReportOut,
+    ReportHistoryOut,
 )
 from mediahub.media.manage import MediaView
 
@@ -37,15 +36,8 @@ def moderation_queue(moderation: ModerationServiceDep, urls: UrlsDep, principal:
                      offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
                      limit: Annotated[int, Query(ge=1, le=100)] = 50) -> ModerationQueuePage:
     entries, total = moderation.queue(principal, offset, limit)
-    items = [
-        ModerationQueueItem(
-            **media_out(MediaView(entry.item, private=True), urls).model_dump(),
-            open_reports=entry.open_reports,
-            reports=[ReportOut(reporter=r.reporter, reason=r.reason, created_at=r.created_at) for r in entry.reports],
-        )
-        for entry in entries
-    ]
-    return ModerationQueuePage(items=items, total=total, offset=offset, limit=limit)
+    return ModerationQueuePage(items=[queue_item_out(entry, urls) for entry in entries], total=total, offset=offset,
+                               limit=limit)
 
 
 @router.post("/{media_id}/moderation", response_model=MediaOut, responses=ERRORS, summary="Decide an item's status",
@@ -55,6 +47,14 @@ def moderate_media(media_id: MediaIdPath, body: ModerationRequest, moderation: M
                    urls: UrlsDep, principal: PrincipalDep) -> MediaOut:
     item = moderation.decide(media_id, principal, body.status, body.reason)
     return media_out(MediaView(item, private=True), urls)
+
+
+@router.get("/{media_id}/reports", response_model=ReportHistoryOut, responses=ERRORS,
+            summary="An item's reports",
+            description="Open and closed, newest first: who reported it, why, when, and how each report was closed. "
+                        "Moderators and admins only.")
+def item_reports(media_id: MediaIdPath, moderation: ModerationServiceDep, principal: PrincipalDep) -> ReportHistoryOut:
+    return report_history_out(moderation.reports(media_id, principal))
 
 
 @router.post("/{media_id}/flag", response_model=FlagOut, responses=problem_responses(401, 404, 422, 429),

@@ -79,3 +79,10 @@ class ReportRepository:
         for report in self.session.scalars(first):
             shown.setdefault(report.media_id, []).append(report)
         return {media_id: (int(count), shown.get(media_id, [])) for media_id, count in counts}
+
+    def for_item(self, media_id: int, limit: int) -> tuple[list[MediaReport], int]:
+        """An item's reports, open and closed, newest first (at most `limit`), and how many it has."""
+        total = self.session.scalar(select(func.count(MediaReport.id)).where(MediaReport.media_id == media_id))
+        newest = (select(MediaReport).where(MediaReport.media_id == media_id)
+                  .order_by(MediaReport.created_at.desc(), MediaReport.id.desc()).limit(limit))
+        return list(self.session.scalars(newest)), int(total or 0)

@@ -80,7 +80,29 @@
     loadNext();
   }
 
-  window.MediaHub = { api, csrf, announce, watchThumbnails, MAX_THUMBNAIL_REQUESTS };
+  /* A byte count as the pages' templates write it (Jinja's filesizeformat: decimal units). */
+  function formatBytes(bytes) {
+    if (bytes < 1000) return `${bytes} Bytes`;
+    const units = ["kB", "MB", "GB", "TB"];
+    let value = bytes / 1000;
+    let unit = 0;
+    while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
+    return `${value.toFixed(1)} ${units[unit]}`;
+  }
+
+  /* Quick-choice buttons (`data-reason-for` = a field's id, `data-reason` = the text) fill their field. */
+  function fillFromChoice(event) {
+    const choice = event.target instanceof Element ? event.target.closest("button[data-reason-for]") : null;
+    if (!choice) return;
+    const field = document.getElementById(choice.dataset.reasonFor);
+    if (!field) return;
+    field.value = choice.dataset.reason;
+    field.removeAttribute("aria-invalid");
+    field.focus();
+  }
+
+  window.MediaHub = { api, csrf, announce, watchThumbnails, formatBytes, MAX_THUMBNAIL_REQUESTS };
+  document.addEventListener("click", fillFromChoice);
   document.addEventListener("DOMContentLoaded", () => watchThumbnails(document));
   // Pages that add content (htmx swaps) get their thumbnails watched too.
   document.addEventListener("htmx:afterSwap", (event) => watchThumbnails(event.target));
