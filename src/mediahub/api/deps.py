@@ -22,6 +22,7 @@ from mediahub.config import Settings
 from mediahub.api.library.session import CSRF_HEADER, SAFE_METHODS, csrf_matches, session_token
 from mediahub.errors import Forbidden, MalformedRequest, Unauthenticated
 from mediahub.media.access import Principal
+from mediahub.media.batch import BatchService
 from mediahub.media.direct_uploads import DirectUploadService
 from mediahub.media.files import FileAccess
 from mediahub.media.manage import MediaService
@@ -73,6 +74,10 @@ async def get_media_service(runtime: RuntimeDep) -> MediaService:
                         dispatch=runtime.jobs.dispatch, job_max_attempts=runtime.settings.job_max_attempts)
 
 
+async def get_batch_service(runtime: RuntimeDep) -> BatchService:
+    return BatchService(await get_media_service(runtime))
+
+
 async def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
     settings = runtime.settings
     return ModerationService(runtime.database, runtime.storage, runtime.cdn,
@@ -108,6 +113,7 @@ async def get_urls(request: Request, runtime: RuntimeDep) -> MediaUrls:
 
 MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]
 ModerationServiceDep = Annotated[ModerationService, Depends(get_moderation_service)]
+BatchServiceDep = Annotated[BatchService, Depends(get_batch_service)]
 FileAccessDep = Annotated[FileAccess, Depends(get_file_access)]
 UrlsDep = Annotated[MediaUrls, Depends(get_urls)]
 
