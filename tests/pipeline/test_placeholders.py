@@ -11,7 +11,7 @@ import pytest
 import thumbhash
 from PIL import Image
 
-from mediahub.pipeline.placeholders import blurhash_components, placeholders, placeholders_of_file
+from mediahub.pipeline.placeholders import blurhash_average, blurhash_components, placeholders, placeholders_of_file
 
 RED, BLUE, GREEN = (220, 30, 30), (30, 40, 210), (40, 180, 60)
 
@@ -98,3 +98,15 @@ def test_a_stored_rendition_gives_the_placeholders_of_its_pixels(fmt):
 def test_bytes_that_are_no_picture_are_an_error():
     with pytest.raises(OSError):
         placeholders_of_file(b"not a picture at all")
+
+
+@pytest.mark.parametrize("colour", [(200, 30, 40), (10, 120, 250), (0, 0, 0), (255, 255, 255)])
+def test_the_average_colour_is_read_from_the_blurhash(colour: tuple[int, int, int]) -> None:
+    average = blurhash_average(placeholders(Image.new("RGB", (64, 48), colour))["blurhash"])
+    assert average is not None and len(average) == 7
+    assert max(abs(int(average[1 + 2 * n:3 + 2 * n], 16) - colour[n]) for n in range(3)) <= 2
+
+
+@pytest.mark.parametrize("value", ["", "L", "LE HV6nW", "LE\u00e9V6nWB2yk8", "LE~~~~"])
+def test_a_malformed_blurhash_has_no_average(value: str) -> None:
+    assert blurhash_average(value) is None

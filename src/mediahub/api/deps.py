@@ -74,14 +74,14 @@ async def get_media_service(runtime: RuntimeDep) -> MediaService:
                         dispatch=runtime.jobs.dispatch, job_max_attempts=runtime.settings.job_max_attempts)
 
 
-async def get_batch_service(runtime: RuntimeDep) -> BatchService:
-    return BatchService(await get_media_service(runtime))
-
-
 async def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
     settings = runtime.settings
     return ModerationService(runtime.database, runtime.storage, runtime.cdn,
                              hide_threshold=settings.flag_hide_threshold, report_rate_limit=settings.report_rate_limit)
+
+
+async def get_batch_service(runtime: RuntimeDep) -> BatchService:
+    return BatchService(await get_media_service(runtime), await get_moderation_service(runtime))
 
 
 async def get_file_access(runtime: RuntimeDep) -> FileAccess:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from mediahub.errors import MediaHubError
 from mediahub.media.access import Principal
 from mediahub.media.manage import MediaService, MediaView
+from mediahub.media.moderation import ModerationService
 
 Action = Literal["approve", "reject", "delete", "tag", "set_primary"]
 
@@ -22,32 +23,36 @@ class ItemOutcome:
 
 
 class BatchService:
-    def __init__(self, media: MediaService) -> None:
+    def __init__(self, media: MediaService, moderation: ModerationService) -> None:
         self.media = media
+        self.moderation = moderation
 
     def run(self, action: Action, ids: list[int], principal: Principal, *, reason: str | None = None,
             tags: list[str] | None = None) -> list[ItemOutcome]:
-        """Apply `action` to each id in turn: approve and reject need a moderator (as PATCH's
-        moderation_status does); delete, tag (`tags` added to the item's) and set_primary an editor of
-        the item. Several items of one field made primary: the last one named is the primary."""
+        """Apply `action` to each id in turn: approve and reject as a moderator's decision (the moderation
+        route's); delete, tag (`tags` added to the item's) and set_primary as an editor's change (PATCH's).
+        Several items of one field made primary: the last one named is the primary."""
         if action == "delete":  # one purge of the stored objects after all of them, not one per item
             errors = self.media.delete_many(ids, principal)
             return [ItemOutcome(media_id, error=error) for media_id, error in zip(ids, errors, strict=True)]
-        changes = _changes(action, reason, tags)
         outcomes = []
         for media_id in ids:
             try:
-                outcomes.append(ItemOutcome(media_id, view=self.media.update(media_id, principal, changes)))
+                outcomes.append(ItemOutcome(media_id, view=self._one(action, media_id, principal, reason, tags)))
             except MediaHubError as exc:
                 outcomes.append(ItemOutcome(media_id, error=exc))
         return outcomes
 
+    def _one(self, action: Action, media_id: int, principal: Principal, reason: str | None,
+             tags: list[str] | None) -> MediaView:
+        if action in ("approve", "reject"):
+            item = self.moderation.decide(media_id, principal, "approved" if action == "approve" else "rejected",
+                                          reason if action == "reject" else None)
+            return MediaView(item, private=True)  # a moderator's view, as the moderation route answers
+        return self.media.update(media_id, principal, _changes(action, tags))
 
-def _changes(action: Action, reason: str | None, tags: list[str] | None) -> dict[str, Any]:
-    if action == "approve":
-        return {"moderation_status": "approved"}
-    if action == "reject":
-        return {"moderation_status": "rejected", "moderation_reason": reason}
+
+def _changes(action: Action, tags: list[str] | None) -> dict[str, Any]:
     if action == "tag":
         return {"add_tags": list(tags or [])}
     if action == "set_primary":

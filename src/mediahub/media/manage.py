@@ -87,7 +87,7 @@ def parse_cursor(cursor: str) -> GalleryKey:
     if not cursor or len(cursor) > CURSOR_MAX or not cursor.isascii():
         raise invalid
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key = json.loads(base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True))
     except (binascii.Error, ValueError, RecursionError):
         raise invalid from None
     if not (isinstance(key, list) and len(key) == 3 and isinstance(key[0], str) and len(key[0]) <= 32

@@ -9,10 +9,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-from mediahub.api.library.pages import home, signin
+from mediahub.api.library.pages import entity, home, signin
 from mediahub.api.library.web import STATIC_DIR, STATIC_PATH
 
-PAGES = (signin, home)
+# entity last: its /library/{entity_type}/{entity_id} would take any other page's two-segment path.
+PAGES = (signin, home, entity)
 
 
 class _VersionedStatic(StaticFiles):
@@ -27,6 +28,7 @@ class _VersionedStatic(StaticFiles):
 
 
 def install_library(app: FastAPI) -> None:
+    # The static files first: /library/static/x.js is also an entity page's path, and the first match wins.
+    app.mount(STATIC_PATH, _VersionedStatic(directory=STATIC_DIR), name="library-static")
     for module in PAGES:
         app.include_router(module.router)
-    app.mount(STATIC_PATH, _VersionedStatic(directory=STATIC_DIR), name="library-static")
