@@ -27,11 +27,12 @@ from mediahub.pipeline.placeholders import blurhash_average
 
 router = APIRouter(prefix="/library", include_in_schema=False)
 
-PAGE_SIZE = 48  # tiles per field per page: a few screens, and one query's worth of rows
+PAGE_SIZE = 48  # tiles per field per page, unless asked: a few screens, and one query's worth of rows
 THUMBNAIL = "thumbnail"  # the 150 px preset (a video's: of its poster)
 PROCESSING = frozenset({"queued", "processing"})
 
 Word = Annotated[str | None, Query(max_length=200)]
+PerPage = Annotated[int, Query(ge=1, le=100, description="tiles per field per page")]
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,10 @@ def _tiles(views: list[MediaView], urls: UrlsDep) -> list[Tile]:
     return [Tile.of(media_out(view, urls)) for view in views]
 
 
-def _page(media: MediaService, entity: EntityRef, viewer: Viewer, field: FieldSpec,
+def _page(media: MediaService, entity: EntityRef, viewer: Viewer, field: FieldSpec, per_page: int,
           after: str | None = None) -> EntityPage:
     return media.list_entity(entity, viewer.principal, field=field.name, moderation_status=None, is_primary=None,
-                             offset=0, limit=PAGE_SIZE, after=after)
+                             offset=0, limit=per_page, after=after)
 
 
 def _context(request: Request, entity: EntityRef, rights: EntityRights) -> dict[str, object]:
@@ -99,22 +100,23 @@ def _context(request: Request, entity: EntityRef, rights: EntityRights) -> dict[
 
 @router.get("/{entity_type}/{entity_id}", summary="An entity's media")
 def entity_page(request: Request, viewer: ViewerDep, media: MediaServiceDep, urls: UrlsDep, entity_type: str,
-                entity_id: str, parent_id: Word = None) -> Response:
+                entity_id: str, parent_id: Word = None, per_page: PerPage = PAGE_SIZE) -> Response:
     """Open to everyone: a stranger, signed in or not, sees what the list API shows them, without controls."""
     entity = EntityRef.parse(entity_type, entity_id, parent_id)
     rights = media.rights(entity, viewer.principal)
     sections = []
     for field in entity.kind.fields:
-        page = _page(media, entity, viewer, field)
+        page = _page(media, entity, viewer, field, per_page)
         sections.append(Section(field, _tiles(page.items, urls), page.total, page.next,
                                 reorderable=rights.manage and field.slot == "gallery"))
-    return render(request, viewer, "entity.html", {**_context(request, entity, rights), "sections": sections})
+    return render(request, viewer, "entity.html", {**_context(request, entity, rights), "sections": sections,
+                                                   "per_page": per_page})
 
 
 @router.get("/{entity_type}/{entity_id}/tiles", summary="More tiles of an entity's field")
 def entity_tiles(request: Request, viewer: ViewerDep, media: MediaServiceDep, urls: UrlsDep, entity_type: str,
                  entity_id: str, field: Annotated[str, Query(max_length=32)], parent_id: Word = None,
-                 after: Word = None,
+                 after: Word = None, per_page: PerPage = PAGE_SIZE,
                  media_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     """The tiles of the page after the cursor `after`, or the one tile of `media_id` (an upload just made),
     as HTML for the page's script to add to the field's grid."""
@@ -127,7 +129,7 @@ def entity_tiles(request: Request, viewer: ViewerDep, media: MediaServiceDep, ur
             raise NotFound("no such media item", code="media_not_found")
         tiles, cursor = _tiles([view], urls), None
     else:
-        page = _page(media, entity, viewer, spec, after)
+        page = _page(media, entity, viewer, spec, per_page, after)
         tiles, cursor = _tiles(page.items, urls), page.next
     return render(request, viewer, "entity_tiles.html", {
         **_context(request, entity, rights), "tiles": tiles, "next": cursor,

@@ -57,7 +57,7 @@
     const grid = document.getElementById(`grid-${field}`);
     button.disabled = true;
     try {
-      const { tiles, next } = await fetchTiles({ field, after: button.dataset.next });
+      const { tiles, next } = await fetchTiles({ field, after: button.dataset.next, per_page: config.perPage });
       for (const tile of tiles) grid.append(tile);
       window.MediaHub.watchThumbnails(grid);
       if (next) {
@@ -362,11 +362,13 @@
   }
 
   function problemOf(error) {
-    const response = error && (error.originalResponse || (error.cause && error.cause.originalResponse));
-    if (response && typeof response.getBody === "function") {
-      try { return JSON.parse(response.getBody()); } catch (ignored) { /* not JSON */ }
+    // tus-js-client names the answer's body in its message (the request is aborted by then, its body gone).
+    const message = (error && error.message) || "";
+    const body = /response text: (\{.*\}), request id/.exec(message);
+    if (body) {
+      try { return JSON.parse(body[1]); } catch (ignored) { /* not JSON */ }
     }
-    return { detail: (error && error.message) || "the upload failed" };
+    return { detail: message || "the upload failed" };
   }
 
   function setupUploads() {
@@ -478,11 +480,11 @@
     });
     uppy.on("upload-error", async (file, error) => {
       if (!file || !row(file)) return;
-      const uploadUrl = file.tus && file.tus.uploadUrl;
-      const problem = problemOf(error);
-      // The outcome the server recorded for the upload says most (a duplicate names its item).
-      const recorded = uploadUrl && !problem.code ? await outcome(uploadUrl) : null;
-      await showProblem(file, recorded && !recorded.ok ? recorded.problem : problem);
+      const current = uppy.getFile(file.id) || file;
+      const uploadUrl = current.tus && current.tus.uploadUrl;
+      // The outcome the server recorded for an upload it received whole says why it was refused.
+      const recorded = uploadUrl ? await outcome(uploadUrl) : null;
+      await showProblem(file, recorded && !recorded.ok && recorded.problem.code ? recorded.problem : problemOf(error));
     });
 
     input.addEventListener("change", () => { add(Array.from(input.files)); input.value = ""; });
