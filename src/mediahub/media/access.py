@@ -183,8 +183,13 @@ def require_edit(principal: Principal | None, item: MediaItem | None, members: M
     return item
 
 
+def moderates(principal: Principal | None) -> bool:
+    """Approving and rejecting items: moderators and admins."""
+    return principal is not None and principal.is_moderator
+
+
 def require_moderator(principal: Principal | None) -> Principal:
-    if principal is None or not principal.is_moderator:
+    if principal is None or not moderates(principal):
         raise Forbidden("moderators and admins only", code="moderator_required")
     return principal
 

@@ -212,7 +212,7 @@ class MediaService:
         """What the caller may do with the entity's media (the rules of `access`, as the services apply them)."""
         with self._tx() as tx:
             return EntityRights(manage=access.manages(principal, entity, tx.members),
-                                moderate=principal is not None and principal.is_moderator)
+                                moderate=access.moderates(principal))
 
     def similar(self, media_id: int, principal: Principal | None, *, scope: str, threshold: int,
                 limit: int) -> list[tuple[MediaView, int]]:
