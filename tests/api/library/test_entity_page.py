@@ -273,3 +273,17 @@ def test_the_primary_is_first_on_the_page_and_in_the_api(client: TestClient, app
     assert api_ids(client) == [third, first, second]
     listed = client.get(LISTING, params={"field": "gallery"}).json()["items"]
     assert [item["position"] for item in listed] == [0, 1, 2]
+
+
+def test_kinds_by_name_or_plural_and_nested_kinds_by_their_parent(client: TestClient, tokens: Tokens) -> None:
+    assert client.get("/library/properties/P1").status_code == 200
+    amenity = client.get("/library/amenity/A1", params={"parent_id": "C1"})
+    assert amenity.status_code == 200 and 'href="/library/community/C1">community C1</a>' in amenity.text
+    assert 'data-parent-id="C1"' in amenity.text
+    for path, params, status in (("/library/amenity/A1", {}, 422), ("/library/planet/P1", {}, 404),
+                                 ("/library/property/bad!id", {}, 422), ("/library/property/P1", {"per_page": 0}, 422),
+                                 ("/library/property/P1/tiles", {"field": "attic"}, 422),
+                                 ("/library/property/P1", {"parent_id": "C1"}, 422)):
+        answer = client.get(path, params=params)
+        assert answer.status_code == status, (path, answer.text)
+        assert "text/html" in answer.headers["content-type"]
