@@ -287,3 +287,8 @@ def test_kinds_by_name_or_plural_and_nested_kinds_by_their_parent(client: TestCl
         answer = client.get(path, params=params)
         assert answer.status_code == status, (path, answer.text)
         assert "text/html" in answer.headers["content-type"]
+
+
+def test_sign_in_from_the_page_comes_back_to_it(client: TestClient, tokens: Tokens) -> None:
+    page = client.get("/library/amenity/A1", params={"parent_id": "C1"}).text
+    assert 'href="/library/login?next=/library/amenity/A1%3Fparent_id%3DC1">Sign in</a>' in page

@@ -141,6 +141,7 @@
   function ask(dialogId, count) {
     const dialog = document.getElementById(dialogId);
     for (const span of dialog.querySelectorAll(".dialog-count")) span.textContent = plural(count, "item");
+    for (const field of dialog.querySelectorAll("input, textarea")) field.value = "";
     return new Promise((resolve) => {
       dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
       dialog.returnValue = "";
@@ -278,7 +279,11 @@
     const tiles = orderedTiles(grid);
     const index = tiles.indexOf(tile);
     const target = tiles[index + (earlier ? -1 : 1)];
-    if (!target || target.classList.contains("is-primary")) return;
+    if (!target || target.classList.contains("is-primary")) {
+      window.MediaHub.announce(`Item ${tile.dataset.id} is already ${earlier ? "first" : "last"}` +
+        (target ? " after the primary" : ""));
+      return;
+    }
     if (earlier) target.before(tile); else target.after(tile);
     button.focus();
     window.MediaHub.announce(`Item ${tile.dataset.id} moved to position ${orderedTiles(grid).indexOf(tile) + 1}`);
