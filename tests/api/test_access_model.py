@@ -210,7 +210,8 @@ def test_own_duplicates_are_still_named(app_factory: AppFactory, tokens: Tokens)
         headers = tokens.header("USR-1", grants=("property:P1", "property:P2"))
         first = upload(client, "/v1/media/properties/P1/photos", headers).json()
         again = upload(client, "/v1/media/properties/P1/photos", headers)
-        assert assert_problem(again, 409, "duplicate")["duplicate_of"] == first["public_id"]
+        problem = assert_problem(again, 409, "duplicate")
+        assert (problem["duplicate_of"], problem["duplicate_id"]) == (first["public_id"], first["id"])
         elsewhere = upload(client, "/v1/media/properties/P2/photos", headers).json()
         assert elsewhere["metadata"]["duplicate_of"] == first["public_id"]
 

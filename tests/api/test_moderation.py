@@ -82,8 +82,8 @@ def test_a_pending_primary_never_demotes_the_approved_one(client: TestClient, to
     assert patched.status_code == 200 and patched.json()["is_primary"] is False  # recorded for its approval
     assert _public(client, "property/123") == [(primary["id"], True)]
 
-    _decide(client, tokens, claim, "approved")
-    assert _public(client, "property/123") == [(primary["id"], False), (claim["id"], True)]
+    _decide(client, tokens, claim, "approved")  # takes the primary, and with it the first place
+    assert _public(client, "property/123") == [(claim["id"], True), (primary["id"], False)]
 
 
 def test_a_report_hides_nothing_until_distinct_reporters_reach_the_threshold(client: TestClient,

@@ -65,6 +65,7 @@ MATRIX = [
     Row("delete pending",           lambda w: ("DELETE", f"/v1/media/{w['P']['id']}", {}),                                                           (401, 404, 204, 403, 204)),
     Row("delete approved",          lambda w: ("DELETE", f"/v1/media/{w['A']['id']}", {}),                                                           (401, 403, 204, 403, 204)),
     Row("batch delete",             lambda w: ("POST", "/v1/media/batch/delete", {"json": {"ids": [w["P"]["id"]]}}),                                 (401, 200, 200, 200, 200)),
+    Row("batch action",             lambda w: ("POST", "/v1/media/batch", {"json": {"action": "approve", "ids": [w["P"]["id"]]}}),            (401, 200, 200, 200, 200)),
     Row("reorder",                  lambda w: ("PUT", "/v1/media/entity/property/123/order", {"json": {"field": "gallery", "ids": [w["A"]["id"], w["P"]["id"]]}}), (401, 403, 200, 403, 200)),
     Row("storage analytics",        lambda w: ("GET", "/v1/media/analytics/storage", {}),                                                            (401, 403, 403, 200, 200)),
     Row("uploads over time",        lambda w: ("GET", "/v1/media/analytics/uploads", {}),                                                            (401, 403, 403, 200, 200)),

@@ -52,7 +52,7 @@ def assert_refused(runtime, path: Path, first) -> None:
     with pytest.raises(Conflict) as caught:
         upload(runtime, path)
     assert caught.value.code == "duplicate"
-    assert caught.value.details == {"duplicate_of": first.public_id, "distance": 0}
+    assert caught.value.details == {"duplicate_of": first.public_id, "duplicate_id": first.id, "distance": 0}
     assert row_count(runtime) == rows and stored_keys(runtime) == keys
 
 
@@ -86,7 +86,7 @@ def test_the_same_bytes_of_a_video_with_a_black_poster_are_refused(make, tmp_pat
     first = upload(runtime, clip, "post:P-1:media")
     with pytest.raises(Conflict) as caught:
         upload(runtime, clip, "post:P-1:media")
-    assert caught.value.details == {"duplicate_of": first.public_id, "distance": 0}
+    assert caught.value.details == {"duplicate_of": first.public_id, "duplicate_id": first.id, "distance": 0}
     assert row_count(runtime) == 1
 
 

@@ -32,7 +32,7 @@ def test_reject_refuses_the_same_file_at_distance_zero_in_another_field_of_the_e
     first = upload(runtime, HOPPER_JPEG, "builder:B1:portfolio")
     with pytest.raises(Conflict) as caught:
         upload(runtime, HOPPER_JPEG, "builder:B1:logo")
-    assert caught.value.details == {"duplicate_of": first.public_id, "distance": 0}
+    assert caught.value.details == {"duplicate_of": first.public_id, "duplicate_id": first.id, "distance": 0}
     assert row_count(runtime) == 1
 
 

@@ -67,16 +67,18 @@ def test_on_every_backend_pair_upload_slot_replace_and_refuse(backend_runtime):
 
 
 def test_gallery_appends_in_order_and_one_primary(runtime):
-    photos = ["jpeg_hopper.jpg", "png_hopper.png", "webp_flower.webp"]
+    photos = ["jpeg_hopper.jpg", "png_hopper.png", "webp_flower.webp", "jpeg_hopper.jpg"]
     # jpeg_hopper and png_hopper are the same picture: allowed past the (default) duplicate check.
-    items = [upload(runtime, CORPUS_DIR / "images/good" / name, is_primary=True, allow_duplicate=True)
-             for name in photos]
-    assert [i.position for i in items] == [0, 1, 2]
+    items = [upload(runtime, CORPUS_DIR / "images/good" / name, is_primary=primary, allow_duplicate=True)
+             for name, primary in zip(photos, (False, True, False, True))]
+    assert [i.position for i in items] == [0, 0, 2, 0]  # appended; a new primary goes first
     from mediahub.db.repositories import MediaRepository
 
     with runtime.database.session() as session:
         rows, total = MediaRepository(session).list_for_entity("property", "P-1")
-        assert total == 3 and [r.is_primary for r in rows] == [False, False, True]
+        assert total == 4 and [r.is_primary for r in rows] == [True, False, False, False]
+        assert [r.id for r in rows] == [items[3].id, items[1].id, items[0].id, items[2].id]
+        assert [r.position for r in rows] == [0, 1, 2, 3]
 
 
 def test_video_is_refused_where_the_field_takes_images_only(runtime):

@@ -42,10 +42,10 @@ def _moderation(runtime, hide_threshold: int = 3, report_rate_limit: int = 0) ->
 def _public(runtime, entity: str, field: str) -> list[tuple[int, bool]]:
     """(id, is_primary) of what an anonymous caller lists."""
     entity_type, entity_id = entity.split(":")
-    views, _ = MediaService(runtime.database, runtime.storage, runtime.cdn).list_entity(
+    page = MediaService(runtime.database, runtime.storage, runtime.cdn).list_entity(
         EntityRef.parse(entity_type, entity_id), None, field=field, moderation_status=None, is_primary=None,
         offset=0, limit=100)
-    return [(view.item.id, view.item.is_primary) for view in views]
+    return [(view.item.id, view.item.is_primary) for view in page.items]
 
 
 def _upload(runtime, target: str, uploader: str, *, verified: bool = False, is_primary: bool = False, path=PHOTO):
@@ -108,7 +108,8 @@ def test_a_pending_primary_claim_waits_for_approval(runtime):
     assert reload(runtime, primary).is_primary and not reload(runtime, claim).is_primary
 
     media.update(other.id, MODERATOR, {"moderation_status": "approved"})  # the PATCH route's decision
-    assert _public(runtime, "property:P1", "gallery") == [(primary.id, False), (other.id, True)]
+    # The new primary comes first.
+    assert _public(runtime, "property:P1", "gallery") == [(other.id, True), (primary.id, False)]
     assert not reload(runtime, other).claims_primary
 
 

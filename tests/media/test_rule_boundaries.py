@@ -126,6 +126,6 @@ def test_a_near_duplicate_at_exactly_the_threshold_is_refused_and_one_bit_furthe
     first = upload(make(dedup_scope=scope), PHOTO)
     with pytest.raises(Conflict) as caught:
         upload(make(dedup_scope=scope, dedup_threshold=d), marked)
-    assert caught.value.details == {"duplicate_of": first.public_id, "distance": d}
+    assert caught.value.details == {"duplicate_of": first.public_id, "duplicate_id": first.id, "distance": d}
     second = upload(make(dedup_scope=scope, dedup_threshold=d - 1), marked)
     assert "duplicate_of" not in second.meta

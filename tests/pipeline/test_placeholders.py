@@ -11,7 +11,13 @@ import pytest
 import thumbhash
 from PIL import Image
 
-from mediahub.pipeline.placeholders import blurhash_components, placeholders, placeholders_of_file, thumbhash_png
+from mediahub.pipeline.placeholders import (
+    blurhash_average,
+    blurhash_components,
+    placeholders,
+    placeholders_of_file,
+    thumbhash_png,
+)
 
 RED, BLUE, GREEN = (220, 30, 30), (30, 40, 210), (40, 180, 60)
 
@@ -110,3 +116,15 @@ def test_a_thumbhash_renders_as_a_png_of_its_picture_and_junk_as_none():
     assert np.abs(picture[:, -width // 4:].reshape(-1, 3).mean(axis=0) - BLUE).max() < 50
     for junk in ("", "not base64!", base64.b64encode(b"\x00").decode()):
         assert thumbhash_png(junk) is None, junk
+
+
+@pytest.mark.parametrize("colour", [(200, 30, 40), (10, 120, 250), (0, 0, 0), (255, 255, 255)])
+def test_the_average_colour_is_read_from_the_blurhash(colour: tuple[int, int, int]) -> None:
+    average = blurhash_average(placeholders(Image.new("RGB", (64, 48), colour))["blurhash"])
+    assert average is not None and len(average) == 7
+    assert max(abs(int(average[1 + 2 * n:3 + 2 * n], 16) - colour[n]) for n in range(3)) <= 2
+
+
+@pytest.mark.parametrize("value", ["", "L", "LE HV6nW", "LE\u00e9V6nWB2yk8", "LE~~~~"])
+def test_a_malformed_blurhash_has_no_average(value: str) -> None:
+    assert blurhash_average(value) is None

@@ -23,6 +23,7 @@ from mediahub.api.library.session import CSRF_HEADER, SAFE_METHODS, csrf_matches
 from mediahub.errors import Forbidden, MalformedRequest, Unauthenticated
 from mediahub.media.access import Principal
 from mediahub.media.analytics import AnalyticsService
+from mediahub.media.batch import BatchService
 from mediahub.media.direct_uploads import DirectUploadService
 from mediahub.media.duplicates import DuplicateReview
 from mediahub.media.files import FileAccess
@@ -81,6 +82,10 @@ async def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
                              hide_threshold=settings.flag_hide_threshold, report_rate_limit=settings.report_rate_limit)
 
 
+async def get_batch_service(runtime: RuntimeDep) -> BatchService:
+    return BatchService(await get_media_service(runtime), await get_moderation_service(runtime))
+
+
 async def get_file_access(runtime: RuntimeDep) -> FileAccess:
     return FileAccess(runtime.database, runtime.settings.signing_key)
 
@@ -110,6 +115,7 @@ async def get_urls(request: Request, runtime: RuntimeDep) -> MediaUrls:
 
 MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]
 ModerationServiceDep = Annotated[ModerationService, Depends(get_moderation_service)]
+BatchServiceDep = Annotated[BatchService, Depends(get_batch_service)]
 FileAccessDep = Annotated[FileAccess, Depends(get_file_access)]
 UrlsDep = Annotated[MediaUrls, Depends(get_urls)]
 

@@ -7,15 +7,16 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from mediahub.entities import MediaKind
+from mediahub.media.batch import Action as BatchAction
+from mediahub.media.manage import TAGS_MAX
 
 ALT_TEXT_MAX = 500  # MediaItem.alt_text is String(500)
 CAPTION_MAX = 5000
 TAG_MAX = 64
-TAGS_MAX = 50
 MAX_ID = 2**63 - 1  # BIGINT: larger ids would be a database error, not a missing item
 BATCH_IDS_MAX = 100
 ORDER_IDS_MAX = 1000
@@ -208,6 +209,8 @@ class MediaPage(BaseModel):
     total: int
     offset: int
     limit: int
+    next: str | None = Field(None, description="the cursor of the next page (send it as `after`); null on the "
+                                               "last page, and with `include_nested`, which pages by offset")
 
 
 class MediaList(BaseModel):
@@ -294,10 +297,60 @@ class BatchDeleteOut(BaseModel):
 
 
 class ReorderRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"field": "gallery", "ids": [7, 5, 6]}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"field": "gallery", "ids": [7, 5, 6]},
+        {"field": "gallery", "ids": [9, 8], "partial": True},
+    ]})
 
     field: Name = Field(max_length=32)
     ids: list[MediaId] = Field(max_length=ORDER_IDS_MAX)
+    partial: bool = Field(False, description="false: `ids` names every item of the field once. true: some of "
+                                             "them (each once), put in this order in the places they hold now; "
+                                             "the others keep theirs (a page showing the first items of a long "
+                                             "gallery reorders what it shows)")
+
+
+class BatchActionRequest(BaseModel):
+    """One action on many items; `reason` for reject, `tags` (added to each item's) for tag."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"action": "approve", "ids": [41, 42, 43]},
+        {"action": "reject", "ids": [44], "reason": "shows a licence plate"},
+        {"action": "tag", "ids": [41, 42], "tags": ["kitchen"]},
+    ]})
+
+    action: BatchAction
+    ids: list[MediaId] = Field(min_length=1, max_length=BATCH_IDS_MAX)
+    reason: Text | None = Field(None, min_length=1, max_length=500, description="reject: why (required)")
+    tags: Tags | None = Field(None, description="tag: the tags to add (required)")
+
+    @model_validator(mode="after")
+    def _needs(self) -> BatchActionRequest:
+        if self.action == "reject" and not (self.reason or "").strip():
+            raise PydanticCustomError("reason_required", "a rejection needs a reason")
+        if self.action == "tag" and not self.tags:
+            raise PydanticCustomError("tags_required", "tag needs the tags to add")
+        return self
+
+
+class BatchActionResult(BaseModel):
+    id: int
+    ok: bool
+    item: MediaOut | None = Field(None, description="the item as the action left it (not for delete)")
+    error: BatchFileError | None = None
+
+
+class BatchActionOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"action": "approve", "succeeded": 1, "failed": 1,
+                                                               "results": [
+        {"id": 41, "ok": True, "item": MEDIA_EXAMPLE},
+        {"id": 99, "ok": False, "error": {"code": "media_not_found", "message": "no such media item"}},
+    ]}]})
+
+    action: BatchAction
+    succeeded: int
+    failed: int
+    results: list[BatchActionResult]
 
 
 class ModerationRequest(BaseModel):

@@ -262,6 +262,7 @@ def decide(match: Match | None, *, policy: Policy, entity: Scope, visible: bool)
             f"this {'file' if match.reason == 'sha256' else 'picture'} is already stored as {item.public_id}",
             code="duplicate",
             duplicate_of=item.public_id,
+            duplicate_id=item.id,  # what GET /v1/media/{id} takes: a client can show the item it duplicates
             distance=match.distance,
         )
     return Decision({"duplicate_of": item.public_id, "duplicate_distance": match.distance,

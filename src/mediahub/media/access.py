@@ -42,6 +42,21 @@ class Members(Protocol):
     def is_member(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None = None) -> bool: ...
 
 
+class RememberedMembers:
+    """A member list that asks the table each question once: every item of a page of one entity asks
+    the same one (one query per page, not one per item). For one transaction that grants nothing."""
+
+    def __init__(self, members: Members) -> None:
+        self.members = members
+        self.answers: dict[tuple[str, str, str, str | None], bool] = {}
+
+    def is_member(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None = None) -> bool:
+        question = (entity_type, entity_id, subject, parent_id or None)
+        if question not in self.answers:
+            self.answers[question] = self.members.is_member(entity_type, entity_id, subject, parent_id)
+        return self.answers[question]
+
+
 @dataclass(frozen=True)
 class EntityRef:
     """An entity: for nested kinds, named by its parent's id too (AM-1 of C1 is not AM-1 of C2)."""
@@ -168,8 +183,13 @@ def require_edit(principal: Principal | None, item: MediaItem | None, members: M
     return item
 
 
+def moderates(principal: Principal | None) -> bool:
+    """Approving and rejecting items: moderators and admins."""
+    return principal is not None and principal.is_moderator
+
+
 def require_moderator(principal: Principal | None) -> Principal:
-    if principal is None or not principal.is_moderator:
+    if principal is None or not moderates(principal):
         raise Forbidden("moderators and admins only", code="moderator_required")
     return principal
 

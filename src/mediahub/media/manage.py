@@ -8,6 +8,9 @@ calls these in a worker thread.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,11 +18,12 @@ from typing import Any
 
 from mediahub.db.models import MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository, UsageRepository
+from mediahub.db.repositories.media import GalleryKey
 from mediahub.db.session import Database
 from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
 from mediahub.entities import Target, nested_kinds
-from mediahub.errors import Conflict, Forbidden, MediaHubError
+from mediahub.errors import Conflict, Forbidden, InvalidInput, MediaHubError
 from mediahub.media import access, exposure, moderation
 from mediahub.media.access import EntityRef, Principal
 from mediahub.media.cdn import DELETE, FOCAL, REJECT, CdnPurge
@@ -29,6 +33,10 @@ from mediahub.media.job_kinds import Dispatch, dispatch_committed
 from mediahub.storage.base import Storage, Usage
 
 EDITABLE_FIELDS = frozenset({"caption", "alt_text", "tags"})
+TAGS_MAX = 50  # tags an item may carry
+CURSOR_MAX = 200  # characters of a page cursor; one made here is far shorter
+POSITION_LIMIT = 2**31  # MediaItem.position is an INTEGER
+ID_LIMIT = 2**63  # MediaItem.id is a BIGINT
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,55 @@ class ItemDetail:
 
 
 @dataclass(frozen=True)
+class EntityPage:
+    """One page of an entity's media: the items, how many match in all, and the cursor of the next page
+    (None on the last one, and for listings with nested entities, which page by offset only)."""
+
+    items: list[MediaView]
+    total: int
+    next: str | None
+
+
+@dataclass(frozen=True)
+class EntityRights:
+    """What a caller may do with an entity's media, for a page to offer only that (the services decide
+    each request again): upload, change and delete, reorder (`manage`); approve and reject (`moderate`)."""
+
+    manage: bool
+    moderate: bool
+
+
+def page_cursor(item: MediaItem) -> str:
+    """The opaque cursor of the page after `item`: its place in gallery order."""
+    key = json.dumps([item.entity_field, item.position, item.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def parse_cursor(cursor: str) -> GalleryKey:
+    """A cursor `page_cursor` made; anything else is 422 `invalid_cursor`."""
+    invalid = InvalidInput("the cursor is not one a listing gave: start again from the first page",
+                           code="invalid_cursor")
+    if not cursor or len(cursor) > CURSOR_MAX or not cursor.isascii():
+        raise invalid
+    try:
+        key = json.loads(base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True))
+    except (binascii.Error, ValueError, RecursionError):
+        raise invalid from None
+    if not (isinstance(key, list) and len(key) == 3 and isinstance(key[0], str) and len(key[0]) <= 32
+            and all(type(number) is int for number in key[1:])
+            and -POSITION_LIMIT <= key[1] < POSITION_LIMIT and 0 <= key[2] < ID_LIMIT):
+        raise invalid
+    return key[0], key[1], key[2]
+
+
+def _with_tags(tags: list[str] | None, added: list[str]) -> list[str]:
+    merged = list(dict.fromkeys([*(tags or []), *added]))
+    if len(merged) > TAGS_MAX:
+        raise InvalidInput(f"an item carries at most {TAGS_MAX} tags", code="too_many_tags", limit=TAGS_MAX)
+    return merged
+
+
+@dataclass(frozen=True)
 class StorageAnalytics:
     # column -> value -> {count, bytes of the originals, object_bytes: of the originals and their variants}
     by_group: dict[str, dict[str, dict[str, int]]]
@@ -65,7 +122,7 @@ class StorageAnalytics:
 @dataclass
 class _Tx:
     media: MediaRepository
-    members: MemberRepository
+    members: access.Members
 
     def view(self, principal: Principal | None, item: MediaItem) -> MediaView:
         return MediaView.for_caller(principal, item, self.members)
@@ -86,7 +143,7 @@ class MediaService:
     @contextmanager
     def _tx(self) -> Iterator[_Tx]:
         with self.database.session() as session:
-            yield _Tx(MediaRepository(session), MemberRepository(session))
+            yield _Tx(MediaRepository(session), access.RememberedMembers(MemberRepository(session)))
 
     def authorise_upload(self, principal: Principal, target: Target) -> None:
         """May the caller upload here, and is there room (a full gallery is refused before the body is read)?"""
@@ -129,10 +186,21 @@ class MediaService:
         offset: int,
         limit: int,
         include_nested: bool = False,
-    ) -> tuple[list[MediaView], int]:
-        """`include_nested`: also the media of the entities nested in this one (a community's amenities)."""
+        after: str | None = None,
+    ) -> EntityPage:
+        """`include_nested`: also the media of the entities nested in this one (a community's amenities).
+        `after`: a page's `next` cursor, where the page after it starts (instead of an offset)."""
         if field is not None:
             field = entity.kind.field(field).name  # a route word names its field; unknown -> InvalidInput
+        key = None
+        if after is not None:
+            key = parse_cursor(after)
+            if include_nested:
+                raise InvalidInput("a listing with nested entities pages by offset only", code="cursor_unsupported")
+            if offset:
+                raise InvalidInput("send a cursor or an offset, not both", code="cursor_with_offset")
+            if field is not None and key[0] != field:
+                raise InvalidInput("the cursor belongs to another field's listing", code="invalid_cursor")
         nested = tuple(kind.name for kind in nested_kinds(entity.kind)) if include_nested else ()
         with self._tx() as tx:
             sees_all = access.sees_all_of_entity(principal, entity, tx.members)
@@ -145,11 +213,21 @@ class MediaService:
                 statuses_visible=None if sees_all else {"approved"},
                 visible_to_uploader=principal.sub if principal and not sees_all else None,
                 offset=offset,
-                limit=limit,
+                limit=limit + 1,  # one more: whether a next page exists
                 parent_id=entity.parent_id,
                 nested_types=nested,
+                after=key,
             )
-            return [tx.view(principal, item) for item in items], total
+            more = len(items) > limit
+            items = items[:limit]
+            cursor = page_cursor(items[-1]) if more and not nested else None
+            return EntityPage([tx.view(principal, item) for item in items], total, cursor)
+
+    def rights(self, entity: EntityRef, principal: Principal | None) -> EntityRights:
+        """What the caller may do with the entity's media (the rules of `access`, as the services apply them)."""
+        with self._tx() as tx:
+            return EntityRights(manage=access.manages(principal, entity, tx.members),
+                                moderate=access.moderates(principal))
 
     def similar(self, media_id: int, principal: Principal | None, *, scope: str, threshold: int,
                 limit: int) -> list[tuple[MediaView, int]]:
@@ -175,7 +253,8 @@ class MediaService:
             return visible[:limit]
 
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
-        """Apply the sent fields; moderation status needs a moderator, the rest an editor."""
+        """Apply the sent fields; moderation status needs a moderator, the rest an editor.
+        `add_tags`: tags added to the item's own (which `tags` replaces)."""
         job_ids: list[int] = []
         purges: list[int] = []
         with exposure.following_status(self.storage) as sync, self._tx() as tx:
@@ -184,6 +263,8 @@ class MediaService:
                 access.require_moderator(principal)
             if changes.keys() - {"moderation_status"}:
                 access.require_edit(principal, item, tx.members)
+            if "add_tags" in changes:
+                changes = {**changes, "tags": _with_tags(item.tags, changes["add_tags"])}
             edited = [name for name in EDITABLE_FIELDS & changes.keys() if getattr(item, name) != changes[name]]
             for name in edited:
                 setattr(item, name, changes[name])
@@ -249,11 +330,15 @@ class MediaService:
         self.cdn.send(purges)
         return results
 
-    def reorder(self, entity: EntityRef, field: str, ids: list[int], principal: Principal) -> list[MediaView]:
+    def reorder(self, entity: EntityRef, field: str, ids: list[int], principal: Principal, *,
+                partial: bool = False) -> list[MediaView]:
+        """The field's items in the order of `ids` (the primary first); `partial`: `ids` names some of
+        them, put in this order in the places they hold now (see MediaRepository.reorder)."""
         field = entity.kind.field(field).name
         with self._tx() as tx:
             access.require_entity_edit(principal, entity, tx.members)
-            items = tx.media.reorder(entity.kind.name, entity.entity_id, field, ids, entity.parent_id)
+            items = tx.media.reorder(entity.kind.name, entity.entity_id, field, ids, entity.parent_id,
+                                     partial=partial)
             return [tx.view(principal, item) for item in items]
 
     def storage_analytics(self, principal: Principal) -> StorageAnalytics:

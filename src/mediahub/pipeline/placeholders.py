@@ -32,6 +32,20 @@ def blurhash_components(width: int, height: int) -> tuple[int, int]:
     return (BLURHASH_COMPONENTS, shorter) if width >= height else (shorter, BLURHASH_COMPONENTS)
 
 
+BASE83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
+
+
+def blurhash_average(blurhash: str) -> str | None:
+    """The picture's average colour (`#rrggbb`), read from a BlurHash's DC term (its characters 2-5, an
+    sRGB triple in base 83) without decoding it: a tile's colour while its image loads. None if malformed."""
+    if len(blurhash) < 6 or any(char not in BASE83 for char in blurhash[2:6]):
+        return None
+    value = 0
+    for char in blurhash[2:6]:
+        value = value * 83 + BASE83.index(char)
+    return f"#{value:06x}" if value < 1 << 24 else None
+
+
 def placeholders(image: Image.Image) -> dict[str, str]:
     """The placeholders of a whole-picture render (8-bit L, RGB or RGBA, upright, sRGB)."""
     rgba = image.convert("RGBA")

@@ -9,12 +9,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-from mediahub.api.library.pages import analytics, duplicates, home, item, moderation, signin
+from mediahub.api.library.pages import analytics, duplicates, entity, home, item, moderation, signin
 from mediahub.api.library.web import STATIC_DIR, STATIC_PATH
 
-# Fixed paths before patterns: /library/media/{id}, /library/moderation and the other tools before
-# /library/{entity_type}/{entity_id}.
-PAGES = (signin, home, item, moderation, duplicates, analytics)
+# Fixed paths before patterns, and entity last: its /library/{entity_type}/{entity_id} would take any
+# other page's two-segment path (/library/media/{id}).
+PAGES = (signin, home, item, moderation, duplicates, analytics, entity)
 
 
 class _VersionedStatic(StaticFiles):
@@ -29,6 +29,7 @@ class _VersionedStatic(StaticFiles):
 
 
 def install_library(app: FastAPI) -> None:
+    # The static files first: /library/static/x.js is also an entity page's path, and the first match wins.
+    app.mount(STATIC_PATH, _VersionedStatic(directory=STATIC_DIR), name="library-static")
     for module in PAGES:
         app.include_router(module.router)
-    app.mount(STATIC_PATH, _VersionedStatic(directory=STATIC_DIR), name="library-static")

@@ -6,11 +6,22 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from mediahub.api.deps import AnalyticsDep, MediaServiceDep, OptionalPrincipalDep, PrincipalDep, SettingsDep, UrlsDep
+from mediahub.api.deps import (
+    AnalyticsDep,
+    BatchServiceDep,
+    MediaServiceDep,
+    OptionalPrincipalDep,
+    PrincipalDep,
+    SettingsDep,
+    UrlsDep,
+)
 from mediahub.api.errors import problem_responses, public_detail
 from mediahub.api.presenters import media_out
 from mediahub.api.schemas import (
     MAX_ID,
+    BatchActionOut,
+    BatchActionRequest,
+    BatchActionResult,
     BatchDeleteOut,
     BatchDeleteRequest,
     BatchDeleteResult,
@@ -44,9 +55,12 @@ ParentId = Annotated[Name | None, Query(max_length=200, description="nested kind
 
 @router.get("/entity/{entity_type}/{entity_id}", response_model=MediaPage, responses=problem_responses(401, 404, 422),
             summary="List an entity's media",
-            description="In display order. Strangers see approved items (and their own uploads); owners, "
-                        "moderators and admins see every status. A nested kind (amenity) needs `parent_id`; "
-                        "`include_nested` adds the media of the entities nested in this one (its amenities).")
+            description="In display order (each field's primary first). Strangers see approved items (and their "
+                        "own uploads); owners, moderators and admins see every status. A nested kind (amenity) "
+                        "needs `parent_id`; `include_nested` adds the media of the entities nested in this one (its "
+                        "amenities). Page with `after` (the previous page's `next`: as fast deep in a large "
+                        "gallery as at its start) or `offset`; a cursor that no listing gave is 422 "
+                        "`invalid_cursor`.")
 def list_entity_media(
     entity_type: EntityType,
     entity_id: EntityId,
@@ -60,21 +74,27 @@ def list_entity_media(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     parent_id: ParentId = None,
     include_nested: bool = False,
+    after: Annotated[str | None, Query(max_length=200, description="the `next` cursor of the previous page")] = None,
 ) -> MediaPage:
-    views, total = media.list_entity(
+    page = media.list_entity(
         EntityRef.parse(entity_type, entity_id, parent_id), principal, field=field,
         moderation_status=moderation_status, is_primary=is_primary, offset=offset, limit=limit,
-        include_nested=include_nested,
+        include_nested=include_nested, after=after,
     )
-    return MediaPage(items=[media_out(v, urls) for v in views], total=total, offset=offset, limit=limit)
+    return MediaPage(items=[media_out(v, urls) for v in page.items], total=page.total, offset=offset, limit=limit,
+                     next=page.next)
 
 
 @router.put("/entity/{entity_type}/{entity_id}/order", response_model=MediaList,
             responses=problem_responses(401, 403, 404, 409, 422),
-            summary="Reorder a gallery", description="`ids` must name every item of the field exactly once.")
+            summary="Reorder a gallery",
+            description="`ids` must name every item of the field exactly once, or with `partial` some of them, "
+                        "which are put in that order in the places they hold (the others keep theirs). The primary "
+                        "stays first whatever the order. Answers the named items in their new order.")
 def reorder_media(entity_type: EntityType, entity_id: EntityId, body: ReorderRequest, media: MediaServiceDep,
                   urls: UrlsDep, principal: PrincipalDep, parent_id: ParentId = None) -> MediaList:
-    views = media.reorder(EntityRef.parse(entity_type, entity_id, parent_id), body.field, body.ids, principal)
+    views = media.reorder(EntityRef.parse(entity_type, entity_id, parent_id), body.field, body.ids, principal,
+                          partial=body.partial)
     return MediaList(items=[media_out(v, urls) for v in views])
 
 
@@ -120,6 +140,26 @@ def batch_delete(body: BatchDeleteRequest, media: MediaServiceDep, principal: Pr
         for media_id, error in zip(body.ids, media.delete_many(body.ids, principal), strict=True)
     ]
     return BatchDeleteOut(results=results)
+
+
+@router.post("/batch", response_model=BatchActionOut, responses=problem_responses(401, 422),
+             summary="One action on several items",
+             description="approve or reject (moderators and admins; a rejection needs a `reason`), delete, tag "
+                         "(adds `tags`), set_primary (the uploader, owners, admins), on at most 100 ids. Each item "
+                         "succeeds or fails on its own, with the error its single-item request would answer.")
+def batch_action(body: BatchActionRequest, batch: BatchServiceDep, urls: UrlsDep,
+                 principal: PrincipalDep) -> BatchActionOut:
+    outcomes = batch.run(body.action, body.ids, principal, reason=body.reason, tags=body.tags)
+    results = [
+        BatchActionResult(
+            id=outcome.media_id, ok=outcome.error is None,
+            item=None if outcome.view is None else media_out(outcome.view, urls),
+            error=None if outcome.error is None else BatchFileError(code=outcome.error.code,
+                                                                    message=public_detail(outcome.error)))
+        for outcome in outcomes
+    ]
+    failed = sum(not result.ok for result in results)
+    return BatchActionOut(action=body.action, succeeded=len(results) - failed, failed=failed, results=results)
 
 
 @router.get("/{media_id}", response_model=MediaOut, responses=problem_responses(401, 404, 422), summary="Get an item",

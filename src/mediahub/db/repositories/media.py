@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, union_all, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, tuple_, union_all, update
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import NO_PARENT, MediaItem, MediaReport, PendingDelete
@@ -48,6 +49,56 @@ def lock_item(session: Session, media_id: int) -> None:
     session.execute(update(MediaItem).where(MediaItem.id == media_id).values(id=MediaItem.id))
 
 
+# Where a keyset page starts: after this (entity_field, position, id), the gallery order of ix_media_entity.
+GalleryKey = tuple[str, int, int]
+
+
+def _gallery_page(session: Session, field: str | None,
+                  after: GalleryKey | None) -> tuple[list[ColumnElement[bool]], tuple[ColumnElement[Any], ...]]:
+    """The conditions and order that read one entity's items (of one field) in gallery order straight from
+    ix_media_entity, from the start or after a key, on each database.
+
+    Within one field the order leaves the field out: MariaDB sorts every row of the field when ORDER BY
+    names a column its WHERE holds equal. PostgreSQL and SQLite read a row-value comparison as a range of
+    the index; MariaDB reads a nested OR as one, but only without an equality on the field (with one it
+    reads the field from its start), so there the field is bounded from above and the OR keeps the rest.
+    """
+    gallery = (MediaItem.position, MediaItem.id)
+    if after is None:
+        if field is None:
+            return [], (MediaItem.entity_field, *gallery)
+        return [MediaItem.entity_field == field], gallery
+    after_field, position, media_id = after
+    if field is not None and field != after_field:
+        raise ValueError("the key belongs to another field")  # the service refuses such a cursor first
+    if session.get_bind().dialect.name in {"mysql", "mariadb"}:
+        later = or_(MediaItem.entity_field > after_field, and_(MediaItem.entity_field == after_field, or_(
+            MediaItem.position > position, and_(MediaItem.position == position, MediaItem.id > media_id))))
+        bound = [] if field is None else [MediaItem.entity_field <= field]
+        return [*bound, later], (MediaItem.entity_field, *gallery)
+    if field is None:
+        return [tuple_(MediaItem.entity_field, *gallery) > tuple_(after_field, position, media_id)], \
+            (MediaItem.entity_field, *gallery)
+    return [MediaItem.entity_field == field, tuple_(*gallery) > tuple_(position, media_id)], gallery
+
+
+def _in_display_order(rows: list[MediaItem]) -> list[MediaItem]:
+    return sorted(rows, key=lambda row: (row.position, row.id))
+
+
+def _renumber(order: list[MediaItem]) -> None:
+    """Positions 0, 1, 2... in this order; rows already in their place are not written."""
+    for position, row in enumerate(order):
+        if row.position != position:
+            row.position = position
+
+
+def _primary_first(order: list[MediaItem]) -> list[MediaItem]:
+    """A field's primary is always shown first: `order` with it moved to the front."""
+    primary = [row for row in order if row.is_primary]
+    return primary + [row for row in order if not row.is_primary]
+
+
 def _require_room(count: int, max_items: int) -> None:
     if count >= max_items:
         raise Conflict(f"this gallery is full: it holds at most {max_items} items", code="gallery_full",
@@ -71,6 +122,8 @@ class MediaRepository:
             item.position = max((s.position for s in siblings), default=-1) + 1
         if item.is_primary:
             self._take_primary(item)
+            if item.is_primary:
+                _renumber([item, *_in_display_order(siblings)])
         item.primary_marker = True if item.is_primary else None
         self.session.add(item)
         self.session.flush()
@@ -103,8 +156,12 @@ class MediaRepository:
         limit: int = 50,
         parent_id: str | None = None,
         nested_types: tuple[str, ...] = (),
+        after: GalleryKey | None = None,
     ) -> tuple[list[MediaItem], int]:
         """One page of an entity's media in display order, and the total matching.
+
+        `after`: the page starts after this key (keyset paging: as fast at the millionth item as at
+        the first, where an offset reads every row before it); one entity's own items only.
 
         `statuses_visible` limits the page to those moderation statuses, except
         for items uploaded by `visible_to_uploader` (people see their own uploads).
@@ -116,8 +173,6 @@ class MediaRepository:
         if nested_types:
             entity = or_(own, and_(MediaItem.entity_type.in_(nested_types), MediaItem.parent_id == entity_id))
         conditions: list[ColumnElement[bool]] = [entity]
-        if field is not None:
-            conditions.append(MediaItem.entity_field == field)
         if moderation_status is not None:
             conditions.append(MediaItem.moderation_status == moderation_status)
         if is_primary is not None:
@@ -129,15 +184,21 @@ class MediaRepository:
             parts = [(MediaItem.moderation_status.in_(shown),)]
             if visible_to_uploader is not None:
                 parts.append((MediaItem.uploaded_by == visible_to_uploader, MediaItem.moderation_status.not_in(shown)))
-        total = self._count_parts(conditions, parts)
+        in_field = [] if field is None else [MediaItem.entity_field == field]
+        total = self._count_parts([*conditions, *in_field], parts)
         if statuses_visible is not None:
             conditions.append(or_(*(and_(*part) for part in parts)))
-        gallery_order = (MediaItem.entity_field, MediaItem.position, MediaItem.id)
+        order: tuple[ColumnElement[Any], ...]
         if nested_types:
-            order = (case((own, 0), else_=1), MediaItem.entity_type, MediaItem.entity_id, *gallery_order)
+            if after is not None:
+                raise ValueError("a keyset page reads one entity's own items")  # the service refuses it first
+            conditions += in_field
+            order = (case((own, 0), else_=1), MediaItem.entity_type, MediaItem.entity_id, MediaItem.entity_field,
+                     MediaItem.position, MediaItem.id)
         else:
             # One entity: ix_media_entity's own order, so a page is read from the index, never sorted.
-            order = gallery_order
+            keyset, order = _gallery_page(self.session, field, after)
+            conditions += keyset
         page = select(MediaItem).where(*conditions).order_by(*order).offset(offset).limit(limit)
         return list(self.session.scalars(page)), total
 
@@ -160,9 +221,11 @@ class MediaRepository:
         writer anyway), so concurrent calls run one after the other and the last
         one wins; `uq_media_one_primary` catches anything that slips past.
         """
-        self._lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
+        rows = self._lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
         self._take_primary(item)
         item.primary_marker = True if item.is_primary else None
+        if item.is_primary:
+            _renumber([item, *(row for row in _in_display_order(rows) if row is not item)])
         self.session.flush()
 
     def clear_primary(self, item: MediaItem) -> None:
@@ -182,19 +245,32 @@ class MediaRepository:
         return list(self.session.scalars(query))
 
     def reorder(self, entity_type: str, entity_id: str, field: str, ids: list[int],
-                parent_id: str | None = None) -> list[MediaItem]:
-        """Put the field's items in the order of `ids`, which must name each item exactly once."""
-        items = {item.id: item for item in self._lock_field(entity_type, entity_id, field, parent_id)}
-        if sorted(ids) != sorted(items):
+                parent_id: str | None = None, *, partial: bool = False) -> list[MediaItem]:
+        """Put the field's items in the order of `ids`, the primary first whatever the order asks;
+        the items of `ids` in their new order.
+
+        `ids` names each item of the field exactly once; or, `partial`, some of them (each once), which
+        are put in this order in the places they hold together now, the others keeping theirs: a page
+        that shows the first items of a long gallery reorders what it shows.
+        """
+        rows = _in_display_order(self._lock_field(entity_type, entity_id, field, parent_id))
+        items = {item.id: item for item in rows}
+        named = set(ids)
+        if len(named) != len(ids) or not named <= items.keys() or (not partial and named != items.keys()):
             raise Conflict(
-                "the new order must list every item of the field exactly once",
+                "the new order must list " + ("items of the field, each once" if partial
+                                              else "every item of the field exactly once"),
                 code="order_mismatch",
                 expected=sorted(items),
             )
-        for position, media_id in enumerate(ids):
-            items[media_id].position = position
+        places = [index for index, row in enumerate(rows) if row.id in named]
+        order = list(rows)
+        for index, media_id in zip(places, ids, strict=True):
+            order[index] = items[media_id]
+        order = _primary_first(order)
+        _renumber(order)
         self.session.flush()
-        return [items[media_id] for media_id in ids]
+        return [row for row in order if row.id in named]
 
     def delete(self, item: MediaItem) -> list[str]:
         """Remove the row and its reports, and queue its stored objects for deletion, atomically.
