@@ -45,7 +45,7 @@ OTHER_ITEMS = 10**4
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-NEXT_LINK = re.compile(r'data-next="([^"]+)"')
+NEXT_CURSOR = re.compile(r'data-next="([^"]+)"')
 
 
 def _token(sub: str, *roles: str) -> str:
@@ -122,19 +122,19 @@ def _get(http: httpx.Client, path: str, headers: dict[str, str]) -> httpx.Respon
 def time_requests(base: str, smoke: bool) -> dict[str, list[float]]:
     owner_cookie = {"Cookie": f"mediahub_session={_token(OWNER)}"}
     page = f"/library/{ENTITY[0]}/{ENTITY[1]}"
+    tiles = f"{page}/tiles?field={ENTITY[2]}&after="
     with httpx.Client(base_url=base, timeout=60.0) as http:
-        first = _get(http, page, owner_cookie).text
-        found = NEXT_LINK.search(first)
+        found = NEXT_CURSOR.search(_get(http, page, owner_cookie).text)
         if found is None:
-            raise RuntimeError("the entity page has no 'show more' link (data-next)")
-        # Walk the cursor to the last pages: the deep end of the portfolio.
-        deep = found.group(1).replace("&amp;", "&")
-        for _ in range(3 if smoke else 20):
-            more = _get(http, deep, owner_cookie).text
-            following = NEXT_LINK.search(more)
+            raise RuntimeError("the entity page has no 'show more' cursor (data-next)")
+        # Follow the cursor deep into the portfolio: the page a "show more" far down asks for.
+        cursor = found.group(1)
+        for _ in range(3 if smoke else 150):
+            following = NEXT_CURSOR.search(_get(http, tiles + cursor, owner_cookie).text)
             if following is None:
                 break
-            deep = following.group(1).replace("&amp;", "&")
+            cursor = following.group(1)
+        deep = tiles + cursor
         rows = {
             "entity page, owner": (page, owner_cookie),
             "entity page, stranger": (page, {}),

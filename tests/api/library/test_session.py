@@ -117,3 +117,14 @@ def test_static_files_are_served_with_long_caching(client: TestClient) -> None:
     assert answer.status_code == 200 and "immutable" in answer.headers["cache-control"]
     assert client.get("/library/static/vendor/uppy.min.js").status_code == 200
     assert client.get("/library/static/../app.py").status_code == 404
+
+
+def test_scripts_go_compressed_to_browsers_that_accept_it(client: TestClient) -> None:
+    plain = client.get("/library/static/vendor/uppy.min.js", headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    packed = client.get("/library/static/vendor/uppy.min.js", headers={"Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["content-encoding"] == "gzip" and packed.headers["vary"] == "Accept-Encoding"
+    assert int(packed.headers["content-length"]) < len(plain.content) / 2
+    assert packed.content == plain.content  # httpx undoes the gzip: the same bytes
+    refused = client.get("/library/static/library.css", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in refused.headers
