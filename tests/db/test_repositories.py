@@ -28,6 +28,7 @@ from mediahub.db.repositories import (
 from mediahub.db.session import Database
 from mediahub.errors import Conflict, DatabaseUnavailable, InvalidInput
 from tests.support.concurrency import run_together
+from tests.support.databases import BACKENDS
 
 ENTITY = ("listing", "L1")
 CONCURRENT_WRITERS = 8
@@ -217,13 +218,13 @@ def test_keyset_pages_break_position_ties_by_id(db: Database) -> None:
     assert [item.id for item in first + rest] == [item.id for item in items]
 
 
+# MariaDB picks its plan by the table's size: its plan was read at 10^5 rows, not asserted on a small table.
+@pytest.mark.parametrize("migrated_database_url", [b for b in BACKENDS if b.values[0] != "mariadb"], indirect=True)
 @pytest.mark.parametrize("field", [None, "gallery"], ids=["entity", "field"])
 def test_a_keyset_page_is_an_index_range_without_a_sort(db: Database, field: str | None) -> None:
     """The page after a key is read from ix_media_entity in order from that key: no sort, and no reading of
     the rows before it (which an offset, or a condition the index cannot take as a range, would cost)."""
     backend = db.url.get_backend_name()
-    if backend != "sqlite" and backend != "postgresql":
-        pytest.skip("MariaDB picks its plan by the table's size: measured at 10^5 rows, not asserted here")
     items = add_items(db, *(make_item() for _ in range(30)))
     statements: list[tuple[str, Any]] = []
 
