@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.databases import HOST, SERVERS
-from tests.support.services import require_service
+from tests.support.services import IN_CI, require_service
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADERS = (
@@ -117,3 +117,28 @@ def test_bench_uploads_smoke_prints_every_row():
         for cell, shape in zip(cells, (*shapes, r"-?[\d.]+ %"), strict=False):
             assert re.fullmatch(shape, cell), f"{label!r}: {cell!r} is not {shape!r}:\n{out}"
         assert cells[-1] in {"met", "NOT met"} or " / " in cells[-1], f"{label!r}: no verdict:\n{out}"
+
+
+# The library section's rows in --smoke: each request on both databases (p50, p99, the ratio to the API's list),
+# and the browser's figures.
+LIBRARY_ROWS = ("entity page, owner", "entity page, stranger", "show more, deep cursor", "API list, same 50 (JSON)")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_bench_library_smoke_prints_every_row():
+    require_service("PostgreSQL", HOST, SERVERS["postgresql"].port)
+    if not Path("/usr/bin/chromium").exists():
+        (pytest.fail if IN_CI else pytest.skip)("chromium is missing: `make test` installs it")
+    out = _bench("library", "--smoke")
+    for label in LIBRARY_ROWS:
+        for database in ("SQLite", "PostgreSQL"):
+            line = next((line for line in out.splitlines() if line.lstrip().startswith(label)
+                         and f" {database} " in line), None)
+            assert line is not None, f"missing row {label!r} on {database}:\n{out}"
+            assert re.search(r"\s[\d.]+\s+[\d.]+\s+[\d.]+x", line), f"{label!r}: no figures:\n{line}"
+    for database in ("SQLite", "PostgreSQL"):
+        line = next((line for line in out.splitlines() if line.lstrip().startswith(database)
+                     and "x" not in line.split(database, 1)[1]), None)
+        assert line is not None and re.fullmatch(r"[\d,]+", re.split(r"\s{2,}", line.strip())[3]), \
+            f"no browser figures on {database}:\n{out}"
