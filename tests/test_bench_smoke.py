@@ -121,7 +121,7 @@ def test_bench_uploads_smoke_prints_every_row():
 
 # The library section's rows in --smoke: each request on both databases (p50, p99, the ratio to the API's list),
 # and the browser's figures.
-LIBRARY_ROWS = ("entity page, owner", "entity page, stranger", "show more, deep cursor", "API list, same 50 (JSON)")
+LIBRARY_ROWS = ("entity page, owner", "entity page, stranger", "show more, deep cursor", "API list, same items (JSON)")
 
 
 @pytest.mark.slow
