@@ -1,0 +1,73 @@
+"""Attacks on the library's pages and sessions: each test is one attack, and what the library must do instead."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import Tokens
+from tests.api.library.conftest import FORM_CSRF, sign_in
+
+
+@pytest.mark.parametrize("cookie_path", ["/", "/library"])
+def test_the_sign_in_form_answers_whatever_session_cookie_the_browser_holds(
+        client: TestClient, tokens: Tokens, cookie_path: str) -> None:
+    """A session the server refuses (expired, forged, signed with a rotated secret) used to make the sign-in form
+    itself redirect to the sign-in form: a cookie the answer cannot clear (another path, or set for the parent
+    domain by a sibling site) made the one way out of a bad session a redirect loop."""
+    client.cookies.set("mediahub_session", tokens.mint("USR-1", ttl=-120), path=cookie_path)
+    form = client.get("/library/login?next=/library/media/1", follow_redirects=False)
+    assert form.status_code == 200, form.headers.get("location")
+    assert FORM_CSRF.search(form.text) and 'name="next" value="/library/media/1"' in form.text
+    assert 'mediahub_session=""' in form.headers["set-cookie"]  # the refused session is cleared where it can be
+    client.cookies.clear()
+    client.cookies.set("mediahub_session", "not-a-token")
+    forged = client.get("/library/login", follow_redirects=False)
+    assert forged.status_code == 200
+
+
+def test_a_valid_session_still_skips_the_sign_in_form(client: TestClient, tokens: Tokens) -> None:
+    sign_in(client, tokens.mint("USR-1"))
+    answer = client.get("/library/login?next=/library/media/7", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/library/media/7"
+
+
+@pytest.mark.parametrize("target", [
+    "/library/../v1/media/1",  # dot segments leave the library once the browser resolves them
+    "/library/..//evil.example",  # ... and give a path starting with // (a host to a proxy that merges slashes)
+    "/library/%2e%2e/v1/media/1",  # browsers resolve encoded dot segments too
+    "/library/.%2E/.%2e/evil",
+    "/library/x/%2F%2Fevil.example",
+    "/library/%5Cevil.example",  # an encoded backslash
+    "/library/\t/x",  # tabs and line breaks are dropped from URLs by browsers
+    "/library/%0d%0aSet-Cookie:%20a=b",
+    "/library/\x00",
+])
+def test_sign_in_sends_the_browser_only_to_a_plain_library_path(
+        client: TestClient, tokens: Tokens, target: str) -> None:
+    form = client.get("/library/login", params={"next": target})
+    assert form.status_code == 200
+    assert 'name="next" value="/library"' in form.text, target
+    csrf = FORM_CSRF.search(form.text).group(1)
+    answer = client.post("/library/login", data={"token": tokens.mint("USR-1"), "csrf_token": csrf, "next": target},
+                         follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/library", target
+    again = client.get("/library/login", params={"next": target}, follow_redirects=False)
+    assert again.headers["location"] == "/library", target
+
+
+def test_an_overlong_next_shows_the_form_going_home(client: TestClient) -> None:
+    """A signed-out visitor of a long library URL is sent to the sign-in form with that URL as `next`: the form
+    must still answer (going home afterwards), not a 422 page without a way to sign in."""
+    form = client.get("/library/login", params={"next": "/library/" + "a" * 5000})
+    assert form.status_code == 200 and 'name="next" value="/library"' in form.text
+
+
+@pytest.mark.parametrize("target", ["/library/media/12", "/library/property/P-1?field=gallery&after=abc%3D",
+                                    "/library/amenity/A1?parent_id=C1", "/library/duplicates?kind=near&after=near:5"])
+def test_sign_in_still_goes_to_the_library_page_asked_for(client: TestClient, tokens: Tokens, target: str) -> None:
+    form = client.get("/library/login", params={"next": target})
+    csrf = FORM_CSRF.search(form.text).group(1)
+    answer = client.post("/library/login", data={"token": tokens.mint("USR-1"), "csrf_token": csrf, "next": target},
+                         follow_redirects=False)
+    assert answer.headers["location"] == target
