@@ -1,0 +1,48 @@
+"""Attacks on the public API through the library's session cookie: what a cookie changes that a bearer token did
+not, and the API routes the library added."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import HOPPER, Tokens, upload
+from tests.api.library.conftest import sign_in
+
+GALLERY = "/v1/media/properties/P1/photos"
+
+
+@pytest.fixture
+def pending(client: TestClient, tokens: Tokens) -> int:
+    """A pending item of an unverified uploader: its answers carry private metadata and signed URLs."""
+    answer = upload(client, GALLERY, tokens.header("USR-UP", grants=("property:P1",)), HOPPER)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["moderation_status"] == "pending"
+    return answer.json()["id"]
+
+
+@pytest.mark.parametrize("path", ["/v1/media/{id}", "/v1/media/entity/property/P1", "/v1/media/{id}/reports",
+                                  "/v1/media/moderation/queue", "/v1/media/duplicates", "/v1/media/analytics/storage",
+                                  "/v1/media/analytics/uploads", "/v1/media/{id}/similar"])
+def test_no_shared_cache_keeps_an_answer_made_for_a_session_cookie(
+        client: TestClient, tokens: Tokens, pending: int, path: str) -> None:
+    """Shared caches never store an answer to a request with an Authorization header (RFC 9111 3.5), which kept
+    the API's answers for one caller out of them; a Cookie has no such rule, and these answers had no
+    Cache-Control: a proxy or CDN that caches JSON could hand a moderator's view (private metadata, reporters,
+    signed URLs of pending items) to the next caller of the same URL."""
+    sign_in(client, tokens.mint("ADM-1", roles=("user", "admin")))
+    answer = client.get(path.format(id=pending))
+    assert answer.status_code == 200, answer.text
+    cache_control = answer.headers.get("cache-control", "")
+    assert "private" in cache_control and "no-store" in cache_control, cache_control
+
+
+def test_public_files_stay_public_for_a_session_cookie(client: TestClient, tokens: Tokens, pending: int) -> None:
+    """The library's pages load pictures with the cookie: an approved item's objects are the same for everyone,
+    and keep their public caching."""
+    admin = tokens.admin()
+    assert client.post(f"/v1/media/{pending}/moderation", headers=admin, json={"status": "approved"}).status_code == 200
+    url = client.get(f"/v1/media/{pending}").json()["variants"]["thumbnail"]["jpeg"]["url"]
+    sign_in(client, tokens.mint("ADM-1", roles=("user", "admin")))
+    answer = client.get(url)
+    assert answer.status_code == 200 and answer.headers["cache-control"].startswith("public"), answer.headers
