@@ -39,6 +39,7 @@ class ApiState:
 
     verifier: TokenVerifier
     csrf_secret: bytes  # signs the library's CSRF tokens (api/library/session.py)
+    https: bool  # PUBLIC_BASE_URL is https: the library's cookies are Secure whatever scheme uvicorn saw
     limiter: RateLimiter
     metrics: Metrics
     batches: ConcurrencyLimit  # batch uploads in flight per principal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import Tokens
+from tests.api.conftest import AppFactory, Tokens
 from tests.api.library.conftest import FORM_CSRF, sign_in
 
 
@@ -71,3 +71,23 @@ def test_sign_in_still_goes_to_the_library_page_asked_for(client: TestClient, to
     answer = client.post("/library/login", data={"token": tokens.mint("USR-1"), "csrf_token": csrf, "next": target},
                          follow_redirects=False)
     assert answer.headers["location"] == target
+
+
+def test_cookies_are_secure_when_the_site_is_served_over_https(app_factory: AppFactory, tokens: Tokens) -> None:
+    """Behind a TLS proxy uvicorn does not trust (FORWARDED_ALLOW_IPS), every request looks like http and the
+    session cookie, a bearer token for the whole API, went without Secure: a browser then sends it over any plain
+    http request to the host, for anyone on the network to read. PUBLIC_BASE_URL says how the site is reached."""
+    with TestClient(app_factory(public_base_url="https://media.example")) as client:
+        form = client.get("/library/login")
+        assert "Secure" in form.headers["set-cookie"]
+        login_cookie = form.headers["set-cookie"].split(";")[0]
+        csrf = FORM_CSRF.search(form.text).group(1)
+        answer = client.post("/library/login", data={"token": tokens.mint("USR-1"), "csrf_token": csrf},
+                             headers={"Cookie": login_cookie}, follow_redirects=False)
+        assert answer.status_code == 303
+        session = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("mediahub_session="))
+        assert "Secure" in session and "HttpOnly" in session
+
+
+def test_cookies_over_plain_http_stay_usable_in_development(client: TestClient) -> None:
+    assert "Secure" not in client.get("/library/login").headers["set-cookie"]

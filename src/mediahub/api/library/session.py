@@ -45,7 +45,9 @@ def csrf_matches(secret: bytes, session_value: str | None, sent: str | None) -> 
 
 
 def _secure(request: HTTPConnection) -> bool:
-    return request.url.scheme == "https"
+    """Over https, or on a site served over https (PUBLIC_BASE_URL): behind a TLS proxy uvicorn does not trust
+    (FORWARDED_ALLOW_IPS) the request looks like http, and a cookie without Secure would also go out over plain http."""
+    return request.url.scheme == "https" or request.app.state.api.https
 
 
 def set_session(response: Response, request: HTTPConnection, token: str, max_age: int) -> None:
