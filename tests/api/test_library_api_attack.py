@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import HOPPER, Tokens, upload
+from mediahub.dedup import policy
+from tests.api.conftest import CORPUS_DIR, HOPPER, Tokens, upload
 from tests.api.library.conftest import sign_in
 
 GALLERY = "/v1/media/properties/P1/photos"
@@ -46,3 +47,27 @@ def test_public_files_stay_public_for_a_session_cookie(client: TestClient, token
     sign_in(client, tokens.mint("ADM-1", roles=("user", "admin")))
     answer = client.get(url)
     assert answer.status_code == 200 and answer.headers["cache-control"].startswith("public"), answer.headers
+
+
+def test_a_page_of_look_alikes_never_looks_up_copies_of_an_older_item(
+        client: TestClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One picture uploaded again and again (a builder's logo on every listing) made each copy a perceptual
+    look-up answered by every other copy: a page of look-alikes did copies x copies work before finding that each
+    copy is left to the oldest, and 1,900 copies of one small PNG kept GET /v1/media/duplicates?kind=near&limit=1
+    busy for minutes. Copies of an older item are now passed over before any look-up."""
+    admin = tokens.admin()
+    copies = [upload(client, f"/v1/media/properties/LOGO{n}/photos", admin, HOPPER).json()["id"] for n in range(6)]
+    other = upload(client, "/v1/media/properties/X/photos", admin, CORPUS_DIR / "images/good/jpeg_flower.jpg")
+    assert other.status_code == 201
+    looked_up: list[int] = []
+    find_similar = policy.find_similar
+
+    def counted(session, probe, *args, **kwargs):  # type: ignore[no-untyped-def]
+        looked_up.append(probe.id)
+        return find_similar(session, probe, *args, **kwargs)
+
+    monkeypatch.setattr(policy, "find_similar", counted)
+    answer = client.get("/v1/media/duplicates", params={"kind": "near"}, headers=admin)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["groups"] == [] and answer.json()["next"] is None
+    assert sorted(looked_up) == [copies[0], other.json()["id"]]  # the oldest copy stands for the others

@@ -169,11 +169,14 @@ class DuplicateReview:
         last = int(GroupKey.parse(after, ("near",)).key) if after is not None else 0
         items = MediaRepository(session).page(last, NEAR_SCAN + 1)  # one more: is there a next page?
         reviews = DuplicateRepository(session)
+        # Copies of an older item are left to it: passed over before a look-up, which each copy of a picture
+        # uploaded N times would have N matches for (N x N work for a page).
+        copies = reviews.with_older_copy(items[:NEAR_SCAN])
         found: list[tuple[GroupKey, Pairs]] = []
         scanned = 0
         for item in items[:NEAR_SCAN]:
             scanned += 1
-            pairs = self._near_members(session, item)
+            pairs = None if item.id in copies else self._near_members(session, item)
             if pairs is None:
                 continue
             key = GroupKey("near", str(item.id))
