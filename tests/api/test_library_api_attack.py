@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from mediahub.api.schemas import BATCH_IDS_MAX
 from mediahub.dedup import policy
+from mediahub.media import duplicates
 from tests.api.conftest import CORPUS_DIR, HOPPER, Tokens, upload
 from tests.api.library.conftest import sign_in
 
@@ -71,3 +73,30 @@ def test_a_page_of_look_alikes_never_looks_up_copies_of_an_older_item(
     assert answer.status_code == 200, answer.text
     assert answer.json()["groups"] == [] and answer.json()["next"] is None
     assert sorted(looked_up) == [copies[0], other.json()["id"]]  # the oldest copy stands for the others
+
+
+def test_a_group_of_many_copies_lists_a_bounded_part_that_one_request_can_resolve(
+        client: TestClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group had every member in every listing: 1,900 copies of one picture were a 2.5 MB page of 600 px
+    pictures, and its buttons could not act on what they showed: "keep the chosen one, delete the rest" sent 1,899
+    ids where the API takes 100 (422), "keep all" 1,900 where it takes 1,000. A group now lists at most
+    MEMBERS_SHOWN members (its first, the one it would keep and its newest among them) and says how many it has."""
+    assert duplicates.MEMBERS_SHOWN <= BATCH_IDS_MAX + 1  # the others shown fit one resolve request
+    monkeypatch.setattr(duplicates, "MEMBERS_SHOWN", 4)
+    admin = tokens.admin()
+    copies = [upload(client, f"/v1/media/properties/C{n}/photos", admin, HOPPER,
+                     data={"is_primary": "true"} if n == 4 else {}).json()["id"] for n in range(7)]
+    (group,) = client.get("/v1/media/duplicates", headers=admin).json()["groups"]
+    shown = [member["item"]["id"] for member in group["items"]]
+    assert group["size"] == 7 and group["keep"] == copies[4]
+    assert shown == [copies[0], copies[1], copies[4], copies[6]]  # in the group's order
+
+    csrf = sign_in(client, tokens.mint("ADM-2", roles=("user", "admin")))
+    resolved = client.post("/v1/media/duplicates/resolve", headers={"X-CSRF-Token": csrf}, json={
+        "group": group["key"], "keep": copies[4], "delete": [i for i in shown if i != copies[4]]})
+    assert resolved.status_code == 200 and all(result["ok"] for result in resolved.json()["results"])
+    (rest,) = client.get("/v1/media/duplicates").json()["groups"]  # listed again, with the ones not shown before
+    assert rest["size"] == 4 and [member["item"]["id"] for member in rest["items"]] == copies[2:6]
+    kept = client.post("/v1/media/duplicates/keep-all", headers={"X-CSRF-Token": csrf},
+                       json={"group": rest["key"], "ids": [member["item"]["id"] for member in rest["items"]]})
+    assert kept.status_code == 200 and client.get("/v1/media/duplicates").json()["groups"] == []

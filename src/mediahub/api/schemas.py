@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from mediahub.entities import MediaKind
+from mediahub.media.duplicates import MEMBERS_SHOWN
 
 ALT_TEXT_MAX = 500  # MediaItem.alt_text is String(500)
 CAPTION_MAX = 5000
@@ -387,6 +388,8 @@ class DuplicateGroupOut(BaseModel):
     kind: Literal["pixels", "file", "near"]
     keep: int = Field(description="the item resolve-all-exact keeps (the primary, else the oldest approved, "
                                   "else the oldest)")
+    size: int = Field(description=f"members in the group now; `items` lists at most {MEMBERS_SHOWN} of them (the "
+                                  "first, `keep` and the newest among them): the others once those are resolved")
     items: list[DuplicateMemberOut]
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import AppFactory, Tokens
+from mediahub.media import duplicates
+from tests.api.conftest import AppFactory, Tokens, upload
 from tests.api.library.conftest import FORM_CSRF, sign_in
 
 
@@ -91,3 +94,17 @@ def test_cookies_are_secure_when_the_site_is_served_over_https(app_factory: AppF
 
 def test_cookies_over_plain_http_stay_usable_in_development(client: TestClient) -> None:
     assert "Secure" not in client.get("/library/login").headers["set-cookie"]
+
+
+def test_the_duplicates_page_shows_a_bounded_part_of_a_large_group_and_says_so(
+        client: TestClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,900 copies of one picture made one group a 2.5 MB page of 600 px pictures whose buttons the API refused
+    (more ids than one request takes): the page shows part of such a group, and how much."""
+    monkeypatch.setattr(duplicates, "MEMBERS_SHOWN", 3)
+    copies = [upload(client, f"/v1/media/properties/C{n}/photos", tokens.admin()).json()["id"] for n in range(5)]
+    sign_in(client, tokens.mint("MOD-1", roles=("user", "moderator")))
+    page = client.get("/library/duplicates")
+    assert page.status_code == 200
+    shown = [int(found) for found in re.findall(r'class="dup-member" data-id="(\d+)"', page.text)]
+    assert shown == [copies[0], copies[1], copies[4]]
+    assert "5 items" in page.text and "Showing 3 of 5" in page.text
