@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -108,3 +109,37 @@ def test_the_duplicates_page_shows_a_bounded_part_of_a_large_group_and_says_so(
     shown = [int(found) for found in re.findall(r'class="dup-member" data-id="(\d+)"', page.text)]
     assert shown == [copies[0], copies[1], copies[4]]
     assert "5 items" in page.text and "Showing 3 of 5" in page.text
+
+
+def _behind_prefix(app: Any, prefix: str) -> Any:
+    """The app as uvicorn serves it with --root-path behind a proxy that strips `prefix`: the browser's path, and
+    the prefix as the root path."""
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await app({**scope, "root_path": prefix} if scope["type"] == "http" else scope, receive, send)
+    return asgi
+
+
+def test_the_library_works_behind_a_path_prefix(app_factory: AppFactory, tokens: Tokens) -> None:
+    """Served under a prefix (PUBLIC_BASE_URL takes one), the pages named their URLs with it but the cookies and the
+    error pages did not: the sign-in form's cookie had Path=/library, so the browser never sent it back to
+    /media/library/login and every sign-in failed (csrf_failed, as JSON); signed-out visitors and errors got JSON
+    problems instead of pages; and the session cookie, a bearer token for the whole API, went to every path of
+    the host, other applications' too."""
+    with TestClient(_behind_prefix(app_factory(), "/media")) as client:
+        signed_out = client.get("/media/library/moderation", follow_redirects=False)
+        assert signed_out.status_code == 303
+        assert signed_out.headers["location"] == "/media/library/login?next=%2Fmedia%2Flibrary%2Fmoderation"
+        form = client.get("/media/library/login")
+        assert "Path=/media/library;" in form.headers["set-cookie"]
+        csrf = FORM_CSRF.search(form.text).group(1)
+        answer = client.post("/media/library/login", follow_redirects=False, data={
+            "token": tokens.mint("USR-1"), "csrf_token": csrf, "next": "/media/library/media/1"})
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == "/media/library/media/1"
+        session = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("mediahub_session="))
+        assert "Path=/media;" in session
+        assert client.get("/media/library").status_code == 200
+        missing = client.get("/media/library/media/1")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in missing.headers["content-security-policy"]
+        assert client.get("/media/v1/media/1").headers["content-type"] == "application/problem+json"

@@ -50,14 +50,24 @@ def _secure(request: HTTPConnection) -> bool:
     return request.url.scheme == "https" or request.app.state.api.https
 
 
+def _session_path(request: HTTPConnection) -> str:
+    """The application's root path (the library and the API under it), not the whole host."""
+    return request.scope.get("root_path") or "/"
+
+
+def _login_path(request: HTTPConnection) -> str:
+    return f"{request.scope.get('root_path', '')}/library"
+
+
 def set_session(response: Response, request: HTTPConnection, token: str, max_age: int) -> None:
-    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, path="/", httponly=True, samesite="strict",
-                        secure=_secure(request))
-    response.delete_cookie(LOGIN_COOKIE, path="/library")
+    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, path=_session_path(request), httponly=True,
+                        samesite="strict", secure=_secure(request))
+    response.delete_cookie(LOGIN_COOKIE, path=_login_path(request))
 
 
 def clear_session(response: Response, request: HTTPConnection) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
+    response.delete_cookie(SESSION_COOKIE, path=_session_path(request), httponly=True, samesite="strict",
+                           secure=_secure(request))
 
 
 def login_secret(request: HTTPConnection) -> str:
@@ -67,5 +77,5 @@ def login_secret(request: HTTPConnection) -> str:
 
 
 def set_login_secret(response: Response, request: HTTPConnection, value: str) -> None:
-    response.set_cookie(LOGIN_COOKIE, value, max_age=LOGIN_COOKIE_SECONDS, path="/library", httponly=True,
+    response.set_cookie(LOGIN_COOKIE, value, max_age=LOGIN_COOKIE_SECONDS, path=_login_path(request), httponly=True,
                         samesite="strict", secure=_secure(request))

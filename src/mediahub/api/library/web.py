@@ -116,7 +116,9 @@ def render(request: Request, viewer: Viewer, template: str, context: dict[str, A
 
 
 def is_library_page(request: Request) -> bool:
-    path = request.url.path
+    path, root = request.url.path, request.scope.get("root_path", "")
+    if root and path.startswith(f"{root}/"):
+        path = path[len(root):]  # the path within the application
     return (path == LIBRARY_PATH or path.startswith(f"{LIBRARY_PATH}/")) and not path.startswith(f"{STATIC_PATH}/")
 
 
