@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from mediahub.api.schemas import BATCH_IDS_MAX
 from mediahub.dedup import policy
 from mediahub.media import duplicates
-from tests.api.conftest import CORPUS_DIR, HOPPER, Tokens, upload
+from tests.api.conftest import CORPUS_DIR, HOPPER, Tokens, assert_problem, upload
 from tests.api.library.conftest import sign_in
 
 GALLERY = "/v1/media/properties/P1/photos"
@@ -100,3 +100,12 @@ def test_a_group_of_many_copies_lists_a_bounded_part_that_one_request_can_resolv
     kept = client.post("/v1/media/duplicates/keep-all", headers={"X-CSRF-Token": csrf},
                        json={"group": rest["key"], "ids": [member["item"]["id"] for member in rest["items"]]})
     assert kept.status_code == 200 and client.get("/v1/media/duplicates").json()["groups"] == []
+
+
+@pytest.mark.parametrize("sent", ["é" * 64, "0" * 63 + "ÿ"])
+def test_a_csrf_header_that_is_not_ascii_is_refused_not_a_500(client: TestClient, tokens: Tokens, sent: str) -> None:
+    """A header byte above 127 (read as Latin-1) made hmac.compare_digest raise TypeError: a 500 for every
+    state-changing call with the session."""
+    sign_in(client, tokens.mint("ADM-1", roles=("user", "admin")))
+    answer = client.post("/v1/media/batch/delete", json={"ids": [1]}, headers={"X-CSRF-Token": sent.encode("latin-1")})
+    assert_problem(answer, 403, "csrf_failed")

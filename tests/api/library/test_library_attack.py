@@ -143,3 +143,15 @@ def test_the_library_works_behind_a_path_prefix(app_factory: AppFactory, tokens:
         assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
         assert "default-src 'self'" in missing.headers["content-security-policy"]
         assert client.get("/media/v1/media/1").headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("sent", ["é" * 64, "\u2603", "0" * 63 + "ÿ"])
+def test_a_csrf_token_that_is_not_ascii_is_refused_not_a_500(client: TestClient, tokens: Tokens, sent: str) -> None:
+    """hmac.compare_digest raises TypeError on a str with a non-ASCII character: any visitor could make the sign-in
+    and sign-out forms answer 500 (and log a traceback) with one such character in csrf_token."""
+    client.get("/library/login")
+    login = client.post("/library/login", data={"token": tokens.mint("USR-1"), "csrf_token": sent})
+    assert login.status_code == 403 and "csrf_failed" in login.text
+    sign_in(client, tokens.mint("USR-1"))
+    logout = client.post("/library/logout", data={"csrf_token": sent})
+    assert logout.status_code == 403 and "csrf_failed" in logout.text

@@ -41,7 +41,8 @@ def csrf_token(secret: bytes, session_value: str) -> str:
 def csrf_matches(secret: bytes, session_value: str | None, sent: str | None) -> bool:
     if not session_value or not sent:
         return False
-    return hmac.compare_digest(csrf_token(secret, session_value), sent)
+    # As bytes: compare_digest refuses a str with a non-ASCII character (TypeError), which anyone can send.
+    return hmac.compare_digest(csrf_token(secret, session_value).encode(), sent.encode("utf-8", "surrogatepass"))
 
 
 def _secure(request: HTTPConnection) -> bool:
