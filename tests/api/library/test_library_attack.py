@@ -155,3 +155,26 @@ def test_a_csrf_token_that_is_not_ascii_is_refused_not_a_500(client: TestClient,
     sign_in(client, tokens.mint("USR-1"))
     logout = client.post("/library/logout", data={"csrf_token": sent})
     assert logout.status_code == 403 and "csrf_failed" in logout.text
+
+
+def test_every_library_redirect_carries_the_page_headers(client: TestClient, tokens: Tokens) -> None:
+    """The pages carried no-store and the CSP, but the library's redirects only sometimes: the one answering the
+    sign-in form sets the session cookie (a bearer token) with no Cache-Control at all, for any cache that keeps
+    303s to decide about."""
+    def checked(answer: Any) -> Any:
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["cache-control"] == "no-store", answer.headers
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        return answer
+
+    checked(client.get("/library/moderation", follow_redirects=False))  # signed out: to the sign-in form
+    form = client.get("/library/login")
+    csrf = FORM_CSRF.search(form.text).group(1)
+    signed = checked(client.post("/library/login", data={"token": tokens.mint("ADM-1", roles=("user", "admin")),
+                                                           "csrf_token": csrf}, follow_redirects=False))
+    assert "mediahub_session=" in signed.headers["set-cookie"]
+    checked(client.get("/library/login", follow_redirects=False))  # signed in already
+    checked(client.get("/library/open?label=property:P1", follow_redirects=False))
+    session_csrf = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', client.get("/library").text).group(1)
+    checked(client.post("/library/logout", data={"csrf_token": session_csrf}, follow_redirects=False))

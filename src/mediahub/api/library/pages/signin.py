@@ -7,7 +7,6 @@ from typing import Annotated
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from mediahub.api.deps import ApiState, ApiStateDep
@@ -23,7 +22,7 @@ from mediahub.api.library.session import (
     set_login_secret,
     set_session,
 )
-from mediahub.api.library.web import Viewer, library_url, render, require_csrf
+from mediahub.api.library.web import Viewer, library_url, redirect, render, require_csrf
 from mediahub.errors import MediaHubError
 
 router = APIRouter(prefix="/library", include_in_schema=False)
@@ -69,7 +68,7 @@ async def login_form(request: Request, api: ApiStateDep, next: str = "") -> Resp
     """A valid session goes on to `next`; any other answers the form, a session the server refuses too (and it is
     cleared): the way out of a bad session must never depend on the browser dropping its cookie."""
     if _has_valid_session(request, api):
-        return RedirectResponse(_safe_next(request, next), status_code=303)
+        return redirect(_safe_next(request, next))
     response = _login_form(request, api.csrf_secret, next)
     if SESSION_COOKIE in request.cookies:
         clear_session(response, request)
@@ -93,7 +92,7 @@ async def login(
         _principal, expires_at = api.verifier.session(token)
     except MediaHubError as exc:
         return _login_form(request, api.csrf_secret, next, f"That token was not accepted: {exc.message}.", status=401)
-    response = RedirectResponse(_safe_next(request, next), status_code=303)
+    response = redirect(_safe_next(request, next))
     set_session(response, request, token, max_age=max(1, expires_at - int(time.time())))
     return response
 
@@ -102,6 +101,6 @@ async def login(
 async def logout(request: Request, api: ApiStateDep,
                  csrf: Annotated[str, Form(alias=CSRF_FIELD, max_length=128)] = "") -> Response:
     require_csrf(request, api.csrf_secret, session_token(request), csrf)
-    response = RedirectResponse(library_url(request, "/login"), status_code=303)
+    response = redirect(library_url(request, "/login"))
     clear_session(response, request)
     return response
