@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.api = ApiState(
         verifier=TokenVerifier(settings),
         csrf_secret=settings.signing_key,
+        https=(settings.public_base_url or "").startswith("https://"),
         limiter=upload_limiter(settings),
         metrics=metrics,
         batches=ConcurrencyLimit(settings.max_concurrent_batches, "batch uploads", "too_many_batches"),

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from mediahub.media.manage import MediaService
 from mediahub.media.moderation import ModerationService
 from mediahub.media.urls import MediaUrls
 from mediahub.runtime import Runtime
+from mediahub.storage.base import PRIVATE_CACHE_CONTROL
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ApiState:
 
     verifier: TokenVerifier
     csrf_secret: bytes  # signs the library's CSRF tokens (api/library/session.py)
+    https: bool  # PUBLIC_BASE_URL is https: the library's cookies are Secure whatever scheme uvicorn saw
     limiter: RateLimiter
     metrics: Metrics
     batches: ConcurrencyLimit  # batch uploads in flight per principal
@@ -136,11 +138,15 @@ bearer_scheme = HTTPBearer(auto_error=False, description="A JWT: `Authorization:
 
 async def get_optional_principal(
     request: Request,
+    response: Response,
     api: ApiStateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal | None:
     """The caller: a bearer token, else the library's session cookie (a state-changing request must carry its
-    CSRF token), else None. A bad token or session is never downgraded to anonymous."""
+    CSRF token), else None. A bad token or session is never downgraded to anonymous.
+
+    An answer made for a session is marked private: shared caches leave alone what answers an Authorization header
+    (RFC 9111 3.5) but not what answers a Cookie. (A route that sends its own Response, a stored file, says itself.)"""
     if "authorization" in request.headers:
         if credentials is None or not credentials.credentials:
             raise Unauthenticated("expected 'Authorization: Bearer <token>'", code="invalid_token")
@@ -152,6 +158,7 @@ async def get_optional_principal(
                                                                 request.headers.get(CSRF_HEADER)):
         raise Forbidden("a request made with the library's session must carry its CSRF token (X-CSRF-Token)",
                         code="csrf_failed")
+    response.headers["Cache-Control"] = PRIVATE_CACHE_CONTROL
     return api.verifier.principal(token)
 
 

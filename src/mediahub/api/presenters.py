@@ -106,7 +106,7 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
 
 
 def duplicate_group_out(group: Group, urls: MediaUrls) -> DuplicateGroupOut:
-    return DuplicateGroupOut(key=str(group.key), kind=group.key.kind, keep=group.keep, items=[
+    return DuplicateGroupOut(key=str(group.key), kind=group.key.kind, keep=group.keep, size=group.size, items=[
         DuplicateMemberOut(distance=member.distance, can_delete=member.can_delete, item=media_out(member.view, urls))
         for member in group.members])
 

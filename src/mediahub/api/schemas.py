@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from mediahub.entities import MediaKind
 from mediahub.media.batch import Action as BatchAction
+from mediahub.media.duplicates import MEMBERS_SHOWN
 from mediahub.media.manage import TAGS_MAX
 
 ALT_TEXT_MAX = 500  # MediaItem.alt_text is String(500)
@@ -440,6 +441,8 @@ class DuplicateGroupOut(BaseModel):
     kind: Literal["pixels", "file", "near"]
     keep: int = Field(description="the item resolve-all-exact keeps (the primary, else the oldest approved, "
                                   "else the oldest)")
+    size: int = Field(description=f"members in the group now; `items` lists at most {MEMBERS_SHOWN} of them (the "
+                                  "first, `keep` and the newest among them): the others once those are resolved")
     items: list[DuplicateMemberOut]
 
 

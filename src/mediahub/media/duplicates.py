@@ -47,6 +47,9 @@ GroupKind = Literal["pixels", "file", "near"]
 ListKind = Literal["exact", "near"]
 GROUP_KINDS: tuple[GroupKind, ...] = ("pixels", "file", "near")
 NEAR_SCAN = 200  # items looked up for near duplicates per page at most
+# Members listed per group at most: a picture uploaded to a thousand listings is one group of a thousand. The
+# others of those shown fit one resolve request (BATCH_IDS_MAX); the rest are listed once those are resolved.
+MEMBERS_SHOWN = 50
 MAX_ID = 2**63 - 1
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -83,8 +86,9 @@ class Member:
 @dataclass(frozen=True)
 class Group:
     key: GroupKey
-    members: list[Member]
+    members: list[Member]  # at most MEMBERS_SHOWN of them (`shown`)
     keep: int  # the member resolving the whole group would keep first (`keepers`)
+    size: int  # members in the group now
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,23 @@ def keepers(items: list[MediaItem]) -> list[MediaItem]:
 
 
 Pairs = list[tuple[MediaItem, int]]  # members and their distance to the first
+
+
+def shown(pairs: Pairs, keep: int) -> Pairs:
+    """At most MEMBERS_SHOWN members, in the group's order: always its first (the distances are to it), `keep`, and
+    its newest (keep all marks the group reviewed up to the newest member seen); then the others in order."""
+    if len(pairs) <= MEMBERS_SHOWN:
+        return pairs
+    wanted = {pairs[0][0].id, keep, max(item.id for item, _ in pairs)}
+    others = MEMBERS_SHOWN - len(wanted)
+    chosen = []
+    for item, distance in pairs:
+        if item.id not in wanted:
+            if others == 0:
+                continue
+            others -= 1
+        chosen.append((item, distance))
+    return chosen
 Found = tuple[list[tuple[GroupKey, Pairs]], str | None]  # groups' keys and members, and the next page's cursor
 
 
@@ -169,11 +190,14 @@ class DuplicateReview:
         last = int(GroupKey.parse(after, ("near",)).key) if after is not None else 0
         items = MediaRepository(session).page(last, NEAR_SCAN + 1)  # one more: is there a next page?
         reviews = DuplicateRepository(session)
+        # Copies of an older item are left to it: passed over before a look-up, which each copy of a picture
+        # uploaded N times would have N matches for (N x N work for a page).
+        copies = reviews.with_older_copy(items[:NEAR_SCAN])
         found: list[tuple[GroupKey, Pairs]] = []
         scanned = 0
         for item in items[:NEAR_SCAN]:
             scanned += 1
-            pairs = self._near_members(session, item)
+            pairs = None if item.id in copies else self._near_members(session, item)
             if pairs is None:
                 continue
             key = GroupKey("near", str(item.id))
@@ -210,9 +234,10 @@ class DuplicateReview:
 
     @staticmethod
     def _group(principal: Principal, key: GroupKey, pairs: Pairs, members: MemberRepository) -> Group:
+        keep = keepers([item for item, _ in pairs])[0].id
         return Group(key, [Member(MediaView.for_caller(principal, item, members), distance,
-                                  access.can_edit(principal, item, members)) for item, distance in pairs],
-                     keepers([item for item, _ in pairs])[0].id)
+                                  access.can_edit(principal, item, members)) for item, distance in shown(pairs, keep)],
+                     keep, len(pairs))
 
     # -------------------------------------------------------------- deciding
 

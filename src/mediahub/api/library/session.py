@@ -41,21 +41,34 @@ def csrf_token(secret: bytes, session_value: str) -> str:
 def csrf_matches(secret: bytes, session_value: str | None, sent: str | None) -> bool:
     if not session_value or not sent:
         return False
-    return hmac.compare_digest(csrf_token(secret, session_value), sent)
+    # As bytes: compare_digest refuses a str with a non-ASCII character (TypeError), which anyone can send.
+    return hmac.compare_digest(csrf_token(secret, session_value).encode(), sent.encode("utf-8", "surrogatepass"))
 
 
 def _secure(request: HTTPConnection) -> bool:
-    return request.url.scheme == "https"
+    """Over https, or on a site served over https (PUBLIC_BASE_URL): behind a TLS proxy uvicorn does not trust
+    (FORWARDED_ALLOW_IPS) the request looks like http, and a cookie without Secure would also go out over plain http."""
+    return request.url.scheme == "https" or request.app.state.api.https
+
+
+def _session_path(request: HTTPConnection) -> str:
+    """The application's root path (the library and the API under it), not the whole host."""
+    return request.scope.get("root_path") or "/"
+
+
+def _login_path(request: HTTPConnection) -> str:
+    return f"{request.scope.get('root_path', '')}/library"
 
 
 def set_session(response: Response, request: HTTPConnection, token: str, max_age: int) -> None:
-    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, path="/", httponly=True, samesite="strict",
-                        secure=_secure(request))
-    response.delete_cookie(LOGIN_COOKIE, path="/library")
+    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, path=_session_path(request), httponly=True,
+                        samesite="strict", secure=_secure(request))
+    response.delete_cookie(LOGIN_COOKIE, path=_login_path(request))
 
 
 def clear_session(response: Response, request: HTTPConnection) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
+    response.delete_cookie(SESSION_COOKIE, path=_session_path(request), httponly=True, samesite="strict",
+                           secure=_secure(request))
 
 
 def login_secret(request: HTTPConnection) -> str:
@@ -65,5 +78,5 @@ def login_secret(request: HTTPConnection) -> str:
 
 
 def set_login_secret(response: Response, request: HTTPConnection, value: str) -> None:
-    response.set_cookie(LOGIN_COOKIE, value, max_age=LOGIN_COOKIE_SECONDS, path="/library", httponly=True,
+    response.set_cookie(LOGIN_COOKIE, value, max_age=LOGIN_COOKIE_SECONDS, path=_login_path(request), httponly=True,
                         samesite="strict", secure=_secure(request))

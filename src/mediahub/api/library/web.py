@@ -115,8 +115,15 @@ def render(request: Request, viewer: Viewer, template: str, context: dict[str, A
     return TEMPLATES.TemplateResponse(request, template, page, status_code=status, headers=PAGE_HEADERS)
 
 
+def redirect(url: str) -> RedirectResponse:
+    """A library redirect (303), with the pages' headers: the one after signing in sets the session cookie."""
+    return RedirectResponse(url, status_code=303, headers=PAGE_HEADERS)
+
+
 def is_library_page(request: Request) -> bool:
-    path = request.url.path
+    path, root = request.url.path, request.scope.get("root_path", "")
+    if root and path.startswith(f"{root}/"):
+        path = path[len(root):]  # the path within the application
     return (path == LIBRARY_PATH or path.startswith(f"{LIBRARY_PATH}/")) and not path.startswith(f"{STATIC_PATH}/")
 
 
@@ -126,8 +133,7 @@ def error_page(request: Request, status: int, code: str, detail: str) -> Respons
         return None
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        response: Response = RedirectResponse(f"{library_url(request, '/login')}?next={quote(target, safe='')}",
-                                              status_code=303, headers={"Cache-Control": "no-store"})
+        response: Response = redirect(f"{library_url(request, '/login')}?next={quote(target, safe='')}")
         clear_session(response, request)
         return response
     viewer = Viewer(None)  # the error page shows no one's data

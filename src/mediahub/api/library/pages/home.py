@@ -6,10 +6,9 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
-from mediahub.api.library.web import SignedInViewerDep, library_url, render
+from mediahub.api.library.web import SignedInViewerDep, library_url, redirect, render
 from mediahub.media.access import EntityRef
 
 router = APIRouter(prefix="/library", include_in_schema=False)
@@ -37,4 +36,4 @@ async def open_entity(request: Request, viewer: SignedInViewerDep, entity_type: 
         entity = EntityRef.parse_label(label)
     else:
         entity = EntityRef.parse(entity_type or "", entity_id or "", parent_id or None)
-    return RedirectResponse(entity_page_url(request, entity), status_code=303)
+    return redirect(entity_page_url(request, entity))
