@@ -16,10 +16,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from mediahub.api.auth import TokenVerifier
+from mediahub.api.library.session import CSRF_HEADER, SAFE_METHODS, csrf_matches, session_token
 from mediahub.api.metrics import Metrics
 from mediahub.api.ratelimit import ConcurrencyLimit, RateLimiter
 from mediahub.config import Settings
-from mediahub.api.library.session import CSRF_HEADER, SAFE_METHODS, csrf_matches, session_token
 from mediahub.errors import Forbidden, MalformedRequest, Unauthenticated
 from mediahub.media.access import Principal
 from mediahub.media.analytics import AnalyticsService
