@@ -104,7 +104,4 @@
   window.MediaHub = { api, csrf, announce, watchThumbnails, formatBytes, MAX_THUMBNAIL_REQUESTS };
   document.addEventListener("click", fillFromChoice);
   document.addEventListener("DOMContentLoaded", () => watchThumbnails(document));
-  // Pages that add content (htmx swaps) get their thumbnails watched too.
-  document.addEventListener("htmx:afterSwap", (event) => watchThumbnails(event.target));
-  document.addEventListener("htmx:configRequest", (event) => { event.detail.headers["X-CSRF-Token"] = csrf(); });
 })();
