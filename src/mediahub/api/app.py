@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -53,6 +54,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.runtime.start_sweeper()  # in-process jobs: recover what a restart left queued
         # Before the first connection: no upload waits for a pixel process to start and import the pipeline.
         await anyio.to_thread.run_sync(app.state.runtime.ingest.pixels.start)
+        # What start-up made lives as long as the process: out of the collector's sight, a full collection no
+        # longer walks every imported module's objects, which stalled a request now and then.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
