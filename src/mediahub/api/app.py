@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             app.state.runtime.close()
+            gc.unfreeze()  # a process that builds apps one after another (the tests) lets each be collected
 
     app = FastAPI(title="MediaHub", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.api = ApiState(
