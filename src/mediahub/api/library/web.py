@@ -107,6 +107,11 @@ def library_url(request: Request, path: str = "") -> str:
     return f"{request.scope.get('root_path', '')}{LIBRARY_PATH}{path}"
 
 
+def api_path(request: Request, path: str) -> str:
+    """An API path under the root path the application is served at (for page scripts to call)."""
+    return f"{request.scope.get('root_path', '')}{path}"
+
+
 def render(request: Request, viewer: Viewer, template: str, context: dict[str, Any] | None = None,
            status: int = 200) -> HTMLResponse:
     page = {"request": request, "viewer": viewer, "csrf_field": CSRF_FIELD, "kinds": KINDS,

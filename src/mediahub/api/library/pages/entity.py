@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from mediahub.api.deps import MediaServiceDep, UrlsDep
 from mediahub.api.library.pages.home import entity_page_url
-from mediahub.api.library.web import Viewer, ViewerDep, library_url, render
+from mediahub.api.library.web import Viewer, ViewerDep, api_path, library_url, render
 from mediahub.api.presenters import media_out
 from mediahub.api.schemas import MAX_ID, MediaOut
 from mediahub.entities import FieldSpec
@@ -92,7 +92,7 @@ def _context(request: Request, entity: EntityRef, rights: EntityRights) -> dict[
     parent = entity.parent
     return {
         "entity": entity, "rights": rights, "selectable": rights.manage or rights.moderate,
-        "api_root": request.scope.get("root_path", ""),
+        "api_root": api_path(request, ""),
         "tiles_url": library_url(request, f"/{entity.kind.name}/{quote(entity.entity_id, safe='')}/tiles"),
         "parent_url": entity_page_url(request, parent) if parent else None,
     }

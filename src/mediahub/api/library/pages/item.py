@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 from mediahub.api.deps import MediaServiceDep, ModerationServiceDep, SettingsDep, UrlsDep
 from mediahub.api.library.pages.home import entity_page_url
-from mediahub.api.library.pages.moderation import REJECT_REASONS, api_path
-from mediahub.api.library.web import ViewerDep, render
+from mediahub.api.library.pages.moderation import REJECT_REASONS
+from mediahub.api.library.web import ViewerDep, api_path, render
 from mediahub.api.presenters import LOCATION_METADATA, PUBLIC_METADATA, media_out, report_history_out
 from mediahub.api.schemas import MAX_ID, MediaOut
 from mediahub.db.models import MediaItem, MediaVariant

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from mediahub.api.deps import ModerationServiceDep, UrlsDep
-from mediahub.api.library.web import SignedInViewerDep, render
+from mediahub.api.library.web import SignedInViewerDep, api_path, render
 from mediahub.api.presenters import queue_item_out
 from mediahub.api.schemas import ModerationQueuePage
 
@@ -21,11 +21,6 @@ FIRST_PAGE = 50  # entries rendered with the page; the script fetches the next o
 # Quick choices for a rejection's reason (a moderator may type any other).
 REJECT_REASONS = ("Not this property", "Blurry or too dark", "Shows personal data", "Inappropriate content",
                   "Duplicate", "Watermark or advertising")
-
-
-def api_path(request: Request, path: str) -> str:
-    """An API path under the root path the application is served at (for page scripts to call)."""
-    return f"{request.scope.get('root_path', '')}{path}"
 
 
 @router.get("/moderation", summary="The moderation queue")

@@ -57,10 +57,13 @@ def _login_form(request: Request, csrf_secret: bytes, next_path: str, error: str
 
 def _has_valid_session(request: Request, api: ApiState) -> bool:
     token = session_token(request)
+    if token is None:
+        return False
     try:
-        return token is not None and api.verifier.principal(token) is not None
+        api.verifier.principal(token)
     except MediaHubError:
         return False
+    return True
 
 
 @router.get("/login", summary="The sign-in form")
