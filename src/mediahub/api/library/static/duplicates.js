@@ -8,9 +8,7 @@
   const API = root.dataset.api;
   const BATCH = 50; // exact groups resolved per request by "resolve all"
 
-  function problem(answer) {
-    return (answer.data && (answer.data.detail || answer.data.message)) || `the server answered ${answer.status}`;
-  }
+  const problem = MediaHub.problem;
 
   function plural(count, one, many) {
     return `${count} ${count === 1 ? one : many}`;

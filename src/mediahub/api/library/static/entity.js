@@ -234,7 +234,7 @@
       const chunk = ids.slice(start, start + BATCH_MAX);
       const answer = await window.MediaHub.api("POST", `${apiRoot}/v1/media/batch`, { action, ids: chunk, ...extra });
       if (!answer.ok) { // nothing was done: every tile keeps its selection
-        const why = (answer.data && answer.data.detail) || `the request failed (${answer.status})`;
+        const why = MediaHub.problem(answer);
         for (const id of chunk) { const tile = tileOf(id); if (tile) showResult(tile, false, why); }
         failed += chunk.length;
         continue;
@@ -263,7 +263,7 @@
       `${encodeURIComponent(config.entityId)}/order${entityQuery()}`;
     const answer = await window.MediaHub.api("PUT", url, { field: grid.dataset.field, ids, partial: true });
     if (!answer.ok) {
-      const why = (answer.data && answer.data.detail) || `error ${answer.status}`;
+      const why = MediaHub.problem(answer);
       window.MediaHub.announce(`The order was not saved: ${why}`);
       grid.closest("section").querySelector(".order-status").textContent = `The order was not saved: ${why}`;
       return false;

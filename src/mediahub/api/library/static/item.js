@@ -13,10 +13,7 @@
   const POLL_MS = 800; // how often a re-render is checked on
   const POLL_LIMIT_MS = 120000; // then the page says so and stops asking
 
-  function problemText(answer) {
-    const data = answer.data || {};
-    return data.detail || `the server answered ${answer.status}`;
-  }
+  const problemText = MediaHub.problem;
 
   function setStatus(element, text, state) {
     if (!element) return;

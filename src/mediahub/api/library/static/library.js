@@ -34,6 +34,11 @@
     return { ok: response.ok, status: response.status, data };
   }
 
+  /* What a failed call's answer says went wrong: the problem's detail, else its status. */
+  function problem(answer) {
+    return (answer.data && answer.data.detail) || `the server answered ${answer.status}`;
+  }
+
   function announce(text) {
     const region = document.getElementById("announcer");
     if (!region) return;
@@ -101,7 +106,7 @@
     field.focus();
   }
 
-  window.MediaHub = { api, csrf, announce, watchThumbnails, formatBytes, MAX_THUMBNAIL_REQUESTS };
+  window.MediaHub = { api, csrf, problem, announce, watchThumbnails, formatBytes, MAX_THUMBNAIL_REQUESTS };
   document.addEventListener("click", fillFromChoice);
   document.addEventListener("DOMContentLoaded", () => watchThumbnails(document));
 })();

@@ -238,7 +238,7 @@
       const answer = await api("GET", `${root.dataset.queueUrl}?offset=${offset}&limit=${PAGE}`);
       state.fetching = null;
       if (!answer.ok) {
-        setStatus(`Could not load more: ${(answer.data || {}).detail || answer.status}.`, true);
+        setStatus(`Could not load more: ${MediaHub.problem(answer)}.`, true);
         return;
       }
       const known = new Set(state.items.map((item) => item.id));
@@ -306,7 +306,7 @@
     setStatus("Saving…");
     const answer = await api("POST", `${root.dataset.mediaUrl}/${item.id}/${path}`, body);
     if (!answer.ok) {
-      setStatus(`Not done: ${(answer.data || {}).detail || `the server answered ${answer.status}`}.`, true);
+      setStatus(`Not done: ${MediaHub.problem(answer)}.`, true);
       return;
     }
     const left = record(item, answer.data);
