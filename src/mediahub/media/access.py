@@ -189,7 +189,7 @@ def moderates(principal: Principal | None) -> bool:
 
 
 def require_moderator(principal: Principal | None) -> Principal:
-    if principal is None or not moderates(principal):
+    if principal is None or not principal.is_moderator:
         raise Forbidden("moderators and admins only", code="moderator_required")
     return principal
 

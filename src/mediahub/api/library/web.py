@@ -29,6 +29,7 @@ from mediahub.api.library.session import (
 )
 from mediahub.entities import KINDS
 from mediahub.errors import Forbidden, Unauthenticated
+from mediahub.media import access
 from mediahub.media.access import Principal
 
 LIBRARY_PATH = "/library"
@@ -64,7 +65,7 @@ class Viewer:
 
     @property
     def is_moderator(self) -> bool:
-        return self.principal is not None and self.principal.is_moderator
+        return access.moderates(self.principal)
 
 
 async def get_viewer(request: Request, api: ApiStateDep) -> Viewer:
