@@ -147,8 +147,11 @@ class MediaItem(Base):
     hash_c1: Mapped[int | None] = mapped_column(Integer)
     hash_c2: Mapped[int | None] = mapped_column(Integer)
     hash_c3: Mapped[int | None] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the bytes as uploaded
     md5: Mapped[str] = mapped_column(String(32))
+    # Of the original as stored (stripped of GPS and metadata, or its re-encode): what a copy of the
+    # object is verified against. NULL for rows stored before it was recorded.
+    stored_sha256: Mapped[str | None] = mapped_column(String(64))
     uploaded_by: Mapped[str | None] = mapped_column(String(128))
 
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -165,7 +168,8 @@ class MediaItem(Base):
         Index("ix_media_is_primary", "is_primary"),
         # The moderation queue reads each status oldest first, a page at a time.
         Index("ix_media_moderation_queue", "moderation_status", "created_at", "id"),
-        Index("ix_media_storage_type", "storage_type"),
+        # The stores the rows record, a seek each (runtime.py), and a store's rows (storage migration).
+        Index("ix_media_store", "storage_type", "bucket_name"),
         Index("ix_media_sha256", "sha256"),
         Index("ix_media_image_hash", "image_hash"),
         Index("ix_media_uploaded_by", "uploaded_by"),
@@ -466,5 +470,68 @@ class Upload(Base):
         Index("ix_uploads_expires_at", "expires_at"),
         # The open-uploads limit counts one creator's unfinished uploads.
         Index("ix_uploads_created_by_state", "created_by", "state"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+
+MIGRATION_RUNNING = "running"
+MIGRATION_DONE = "done"
+
+
+class StorageMigration(Base):
+    """One `mediahub storage migrate` towards a target store, from the stores its rows recorded.
+
+    Running until every item is on the target and every source copy it verified is deleted; while
+    it runs, processes that start read from its `sources` too (runtime.py).
+    """
+
+    __tablename__ = "storage_migrations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    target_type: Mapped[str] = mapped_column(String(8))
+    target_bucket: Mapped[str | None] = mapped_column(String(255))
+    sources: Mapped[list[list[str | None]]] = mapped_column(JSON, default=list)  # [storage_type, bucket] pairs
+    state: Mapped[str] = mapped_column(String(16), default=MIGRATION_RUNNING)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("ix_storage_migrations_state", "state"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+
+class MigratedObject(Base):
+    """The journal of a storage migration: one object of one item, and how far its move got.
+
+    States: `copied` (the target holds a copy this run wrote), `verified` (the target's copy has the
+    size and SHA-256 recorded here), `switched` (the item's row points at the target),
+    `source_deleted`, and the ends `missing` (no source object), `failed` (`reason`), `dropped` (the
+    item was deleted or changed meanwhile; the copies this run made were removed).
+    """
+
+    __tablename__ = "storage_migration_objects"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("storage_migrations.id", ondelete="CASCADE"))
+    media_id: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(ObjectKey)
+    source_type: Mapped[str] = mapped_column(String(8))
+    source_bucket: Mapped[str | None] = mapped_column(String(255))
+    byte_size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    digest_from: Mapped[str | None] = mapped_column(String(16))  # "recorded" | "source" (no recorded digest)
+    copied: Mapped[bool] = mapped_column(Boolean, default=False)  # written by the migration, not found there
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    switched_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "media_id", "storage_key", name="uq_migration_object"),
+        # A run's objects of one state (the switched ones whose sources are due), a page at a time.
+        Index("ix_migration_objects_state", "run_id", "state", "id"),
         MYSQL_TABLE_OPTIONS,
     )
