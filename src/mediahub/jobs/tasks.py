@@ -35,6 +35,7 @@ from mediahub.media.renditions import PlannedVariant, ReplacementOriginal, Store
 from mediahub.pipeline import watermark
 from mediahub.pipeline.focal import FocalPoint, focus_metadata
 from mediahub.pipeline.image import ProcessedImage
+from mediahub.pipeline.intake import sha256_of
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.transcode import transcode_web
 from mediahub.pipeline.variants import Encoded, EncodeOptions
@@ -65,10 +66,11 @@ def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> Fol
     if original_is_raw(item):  # the upload as sent: its re-encode takes its place, beside it
         fresh = processed.original
         key = replacement_key(item.original_key, EXTENSIONS[fresh.format])
+        digest = sha256_of(fresh.data)
         replacement = (ReplacementOriginal(key, CONTENT_TYPES[fresh.format], len(fresh.data),
-                                           processed.metadata["original"]), fresh.data)
+                                           processed.metadata["original"], digest), fresh.data)
         compared = StoredOriginal.of(key, fresh.format, processed.width, processed.height, len(fresh.data),
-                                     processed.metadata)
+                                     processed.metadata, digest)
     else:
         compared = StoredOriginal.of_item(item)
     made = _image_variants(item, processed.variants, lambda v: v.name, compared)
@@ -97,7 +99,7 @@ def video_transcode(context: TaskContext, job: Job) -> FollowUps:
     with _original_on_disk(context, item) as source, _temp_file(context, ".mp4") as target:
         web = transcode_web(source, target)
         row = VariantRow(WEB, "mp4", variant_key(item.original_key, WEB, "mp4"), web.width, web.height, web.size,
-                         "video/mp4")
+                         "video/mp4", content_hash=sha256_of(target))
         return _publish(context, item.id, [PlannedVariant(row, target)], keep=lambda v: v.name != WEB)
 
 

@@ -41,7 +41,7 @@ from mediahub.media.moderation import replace_in_slot
 from mediahub.media.pixels import PixelWorkers
 from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants
 from mediahub.pipeline.image import ImageOptions, ProcessedImage, image_outputs, process_image
-from mediahub.pipeline.intake import Spooled, safe_filename, spool
+from mediahub.pipeline.intake import Spooled, safe_filename, sha256_of, spool
 from mediahub.pipeline.options import encode_options, image_options, video_options
 from mediahub.pipeline.original import EncodedOriginal
 from mediahub.pipeline.sniff import Sniffed, sniff
@@ -81,6 +81,7 @@ class _Object:
     key: str
     source: bytes | Path
     content_type: str
+    sha256: str | None = None  # the original's, recorded with its row
 
 
 class _EarlyOriginal:
@@ -223,12 +224,12 @@ class IngestService:
         if isinstance(processed, ProcessedImage):
             fmt = processed.original.format
             key = stored_key or stored_original_key(target, processed.original)
-            first = _Object(key, processed.original.data, CONTENT_TYPES[fmt])
+            first = _Object(key, processed.original.data, CONTENT_TYPES[fmt], sha256_of(processed.original.data))
             original = StoredOriginal.of(key, fmt, processed.width, processed.height, len(processed.original.data),
-                                         processed.metadata)
+                                         processed.metadata, first.sha256)
         else:
             key = original_key(target, EXTENSIONS[sniffed.format])
-            first = _Object(key, spooled.path, sniffed.mime)
+            first = _Object(key, spooled.path, sniffed.mime, sha256_of(spooled.path))  # stripped of its metadata
             original = None
         variants = plan_variants(processed.variants, lambda v: variant_key(key, v.name, EXTENSIONS[v.format]),
                                  original)
@@ -377,6 +378,7 @@ class IngestService:
             image_hash=processed.phash,
             sha256=spooled.sha256,
             md5=spooled.md5,
+            stored_sha256=original.sha256,
             uploaded_by=request.uploaded_by,
             **dedup.row_columns(getattr(processed, "fingerprint", None), getattr(processed, "pixel_sha256", None)),
         )

@@ -12,7 +12,6 @@ item; one is deleted only with the last row (or original) that names it
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,29 +29,31 @@ from mediahub.pipeline.variants import Encoded
 from mediahub.storage.base import Storage
 
 
-
 @dataclass(frozen=True)
 class StoredOriginal:
-    """What variants compare with: the original's key, image format (None: not an image), size and bytes."""
+    """What variants compare with: the original's key, image format (None: not an image), size and bytes;
+    and its digest, which a variant naming it records (None: not known)."""
 
     key: str
     format: str | None
     width: int | None
     height: int | None
     byte_size: int
+    sha256: str | None = None
 
     @classmethod
     def of_item(cls, item: MediaItem) -> StoredOriginal:
         fmt = FORMAT_OF_CONTENT_TYPE.get(item.content_type) if item.media_type == "image" else None
-        return cls.of(item.original_key, fmt, item.width, item.height, item.byte_size, item.meta or {})
+        return cls.of(item.original_key, fmt, item.width, item.height, item.byte_size, item.meta or {},
+                      item.stored_sha256)
 
     @classmethod
     def of(cls, key: str, fmt: str | None, width: int | None, height: int | None, byte_size: int,
-           metadata: dict) -> StoredOriginal:
+           metadata: dict, sha256: str | None) -> StoredOriginal:
         # An original kept with its orientation tag stores its pixels turned, a raw one is never served:
     # no variant may name either.
         comparable = None if metadata.get("original") in (ORIENTED, RAW) else fmt
-        return cls(key, comparable, width, height, byte_size)
+        return cls(key, comparable, width, height, byte_size, sha256)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class _Object:
     height: int
     byte_size: int
     original: bool = False
-    content_hash: str | None = None  # of a variant's new object (the original's is not computed here)
+    content_hash: str | None = None  # of the object (the original's: as recorded, when it is)
 
 
 def plan_variants(encoded: list[Encoded], key_for: Callable[[Encoded], str],
@@ -92,7 +93,7 @@ def plan_variants(encoded: list[Encoded], key_for: Callable[[Encoded], str],
     larger: dict[tuple[str, bool], _Object] = {}
     if original is not None and original.format is not None and original.width and original.height:
         larger[original.format, False] = _Object(original.key, original.width, original.height,
-                                                 original.byte_size, original=True)
+                                                 original.byte_size, original=True, content_hash=original.sha256)
     planned: dict[int, PlannedVariant] = {}
     by_area = sorted(range(len(encoded)), key=lambda i: encoded[i].width * encoded[i].height, reverse=True)
     for index in by_area:
@@ -129,6 +130,7 @@ class ReplacementOriginal:
     content_type: str
     byte_size: int
     mode: str  # the metadata's "original"
+    sha256: str  # of its bytes
 
 
 def publish(database: Database, storage: Storage, media_id: int, rows: list[VariantRow],
@@ -166,6 +168,7 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
             session.add(PendingDelete(storage_key=item.original_key))
             item.original_key, item.content_type, item.byte_size = (new_original.key, new_original.content_type,
                                                                      new_original.byte_size)
+            item.stored_sha256 = new_original.sha256
             item.meta = {**(item.meta or {}), "original": new_original.mode}
             readable.append(new_original.key)
         if metadata:

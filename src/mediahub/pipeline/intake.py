@@ -56,6 +56,17 @@ def file_digests(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), md5.hexdigest()
 
 
+def sha256_of(source: bytes | Path) -> str:
+    """SHA-256 (hex) of bytes, or of a file read in chunks."""
+    if not isinstance(source, Path):
+        return hashlib.sha256(source).hexdigest()
+    digest = hashlib.sha256()
+    with source.open("rb") as fh:
+        while block := fh.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def safe_filename(name: str | None) -> str | None:
     """The client's file name as a harmless label: basename only, printable, at most FILENAME_MAX
     characters (the extension kept); None when nothing is left. A hint for the record, never a path."""
