@@ -1,5 +1,5 @@
 """The `mediahub` command: ingest, db, verify, grant, token, serve, worker, reprocess, dedup, placeholders,
-analytics."""
+analytics, storage."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from mediahub.config import DEV_SECRET_FILE, InsecureSettings, Settings, describe_settings_error, secured
 from mediahub.entities import Target
@@ -35,6 +43,8 @@ dedup_app = typer.Typer(help="Duplicate detection.", no_args_is_help=True)
 app.add_typer(dedup_app, name="dedup")
 analytics_app = typer.Typer(help="Storage analytics.", no_args_is_help=True)
 app.add_typer(analytics_app, name="analytics")
+storage_app = typer.Typer(help="The byte store: moving objects to another one.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
 placeholders_app = typer.Typer(help="Placeholders (BlurHash, ThumbHash) shown while images load.",
                                no_args_is_help=True)
 app.add_typer(placeholders_app, name="placeholders")
@@ -199,11 +209,14 @@ def verify(
 
     from mediahub.db.session import Database
     from mediahub.media import verify as verify_service
-    from mediahub.storage.factory import build_staging, build_storage
+    from mediahub.runtime import open_stores
+    from mediahub.storage.factory import build_staging
 
     settings = load_settings()  # the database and the store only: no pipeline, pixel workers or jobs
-    database, storage = Database(settings.database_url), build_storage(settings)
-    staging = build_staging(settings, storage)
+    database = Database(settings.database_url)
+    # The store is listed; during a storage migration an object rows still record elsewhere is not missing.
+    store, storage = open_stores(settings, database)
+    staging = build_staging(settings, store)
     with _progress() as progress:
         task = progress.add_task("verifying", total=None)
         started = time.perf_counter()
@@ -256,6 +269,91 @@ def verify(
 def _report_line(record: dict) -> None:
     sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()
+
+
+@storage_app.command("migrate")
+def storage_migrate(
+    to: Annotated[str, typer.Option("--to", help="local or s3: the store the settings describe (STORAGE_TYPE, "
+                                                 "MEDIA_ROOT, S3_*), which every item moves to.")],
+    dry_run: Annotated[bool, typer.Option(help="Print what is left to move per source store; change nothing.")] = False,
+    concurrency: Annotated[int, typer.Option(help="Items moved at once.", min=1, max=64)] = 4,
+    max_bytes_per_second: Annotated[int | None, typer.Option(
+        help="Bytes read from the stores per second, copies and checks together (default: unlimited).", min=1)] = None,
+    delete_source_after: Annotated[float | None, typer.Option(
+        help="Seconds after an item switched before its old copies are deleted, by this run or a later one "
+             "(default STORAGE_MIGRATION_DELETE_SOURCE_AFTER).", min=0)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The plan or the report as one JSON document.")] = False,
+) -> None:
+    """Move every item's objects to the store the settings describe while the service keeps serving: copy,
+    verify (size and SHA-256), switch each item's row; later delete the old copies. Run it again to resume, and
+    after the grace period to delete the old copies; exit 1 while objects are missing or failed."""
+    from datetime import timedelta
+
+    from mediahub.db.session import Database
+    from mediahub.media.storage_migration import StorageMigrator, store_name
+    from mediahub.storage.factory import build_store, build_storage
+
+    settings = load_settings()
+    if to not in ("local", "s3"):
+        console.print(f"[red]--to is local or s3, not {to!r}[/red]")
+        raise typer.Exit(2)
+    if to != settings.storage_type:
+        console.print(f"[red]--to {to}, but the settings describe {settings.storage_type} storage "
+                      f"(STORAGE_TYPE={settings.storage_type}): set the target store's settings first[/red]")
+        raise typer.Exit(2)
+    grace = settings.storage_migration_delete_source_after if delete_source_after is None else delete_source_after
+    database = Database(settings.database_url)
+    target = build_storage(settings)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        TimeElapsedColumn(), console=console, transient=True)
+    moving = progress.add_task("moving", total=None, visible=False)
+    migrator = StorageMigrator(database, target, lambda kind, bucket: build_store(settings, kind, bucket),
+                               concurrency=concurrency, max_bytes_per_second=max_bytes_per_second,
+                               delete_source_after=timedelta(seconds=grace),
+                               on_bytes=lambda size: progress.advance(moving, size))
+    try:
+        plan = migrator.plan()
+        if dry_run:
+            _print_plan(plan.as_dict(), as_json)
+            return
+        target.check()  # creates the bucket where allowed
+        with progress:
+            progress.update(moving, total=plan.bytes, visible=True,
+                            description=f"moving to {store_name(plan.target)}")
+            report = migrator.run(plan)
+    except MediaHubError as exc:
+        console.print(f"[red]{exc.code}: {exc.message}[/red] (run it again to continue)")
+        raise typer.Exit(1) from None
+    finally:
+        database.dispose()
+    _print_migration(report.as_dict(), as_json)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_plan(plan: dict, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"dry_run": True, **plan}))
+        return
+    typer.echo(f"to {plan['target']}:" if plan["sources"] else f"every item is on {plan['target']} already")
+    for store, amounts in plan["sources"].items():
+        typer.echo(f"  from {store}: {amounts['items']} items, {amounts['objects']} objects, {amounts['bytes']} bytes")
+
+
+def _print_migration(report: dict, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(f"to {report['target']} (run {report['run_id']}, {report['passes']} passes): "
+               f"{report['items_switched']} items switched; {report['objects']} objects ({report['bytes']} bytes) "
+               f"verified: {report['copied']} copied, {report['already_there']} already there, "
+               f"{report['digests_recorded']} without a recorded digest (verified against the source, recorded)")
+    for why, items in report["skipped"].items():
+        typer.echo(f"  skipped {items} items: {why}")
+    for kind in ("missing", "failed"):
+        for problem in report[kind]:
+            typer.echo(f"  {kind}: #{problem['media_id']} {problem['key']} ({problem['store']}): {problem['reason']}")
+    typer.echo(f"old copies: {report['sources_deleted']} deleted, {report['sources_waiting']} waiting for their "
+               f"grace period" + ("; the migration is finished" if report["finished"] else ""))
 
 
 @app.command()

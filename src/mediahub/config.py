@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     s3_create_bucket: bool = True
     s3_timeout_seconds: float = Field(10.0, gt=0, le=300)
     s3_multipart_threshold: int = Field(16 * MB, ge=5 * MB)
+    # `mediahub storage migrate` deletes an object's copy on its old store this long after its item switched
+    # to the new one: longer than any process on the old settings, a signed URL or a cache may still read it.
+    storage_migration_delete_source_after: float = Field(24 * 3600.0, ge=0)
 
     # What may be uploaded.
     allowed_image_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_IMAGE_TYPES

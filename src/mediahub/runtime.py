@@ -7,8 +7,11 @@ their committed jobs to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError
 
 from mediahub.config import Settings
 from mediahub.db.repositories.job_queue import wait_for_media
@@ -20,12 +23,17 @@ from mediahub.jobs.sweeper import Sweeper
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
+from mediahub.errors import DatabaseUnavailable
 from mediahub.media.resumable import TusService
+from mediahub.media.storage_migration import sources_to_read
 from mediahub.media.uploads import UploadService
 from mediahub.pipeline.watermark import check_fields
 from mediahub.storage.base import Storage
-from mediahub.storage.factory import build_staging, build_storage
+from mediahub.storage.factory import build_staging, build_store, build_storage
+from mediahub.storage.fallback import FallbackStorage
 from mediahub.storage.staging import Staging
+
+log = logging.getLogger(__name__)
 
 JOB_WAIT_SECONDS = 600.0
 
@@ -34,7 +42,9 @@ JOB_WAIT_SECONDS = 600.0
 class Runtime:
     settings: Settings
     database: Database
+    # Reads and deletes: `store`, and during a storage migration the stores rows still record (open_stores).
     storage: Storage
+    store: Storage  # the store the settings describe: where new objects are written
     staging: Staging  # bytes of uploads in progress (resumable, direct): the store's, or the temp dir's
     tasks: TaskContext
     jobs: Dispatcher
@@ -49,12 +59,17 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        return cls.assemble(settings, Database(settings.database_url), build_storage(settings))
+        database = Database(settings.database_url)
+        store = build_storage(settings)
+        return cls.assemble(settings, database, store, source_stores(settings, database, store))
 
     @classmethod
-    def assemble(cls, settings: Settings, database: Database, storage: Storage) -> Runtime:
-        """The services over a given database and store, with the job dispatcher the settings choose."""
+    def assemble(cls, settings: Settings, database: Database, store: Storage,
+                 sources: Sequence[Storage] = ()) -> Runtime:
+        """The services over a given database and store (and the `sources` it reads from too, during a storage
+        migration), with the job dispatcher the settings choose."""
         check_fields(settings.watermarks)
+        storage = FallbackStorage(store, sources) if sources else store
         tasks = TaskContext(settings, database, storage)
         jobs = build_dispatcher(tasks)
         dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)
@@ -62,10 +77,10 @@ class Runtime:
         delivery = Delivery(settings, database, storage)
         cdn = CdnPurge(settings, storage, dispatch=jobs.dispatch)
         uploads = UploadService(settings, database, ingest)
-        staging = build_staging(settings, storage)
+        staging = build_staging(settings, store)
         tus = TusService(settings, database, uploads, staging)
-        return cls(settings, database, storage, staging, tasks, jobs, dedup_index, ingest, delivery, cdn, uploads,
-                   tus)
+        return cls(settings, database, storage, store, staging, tasks, jobs, dedup_index, ingest, delivery, cdn,
+                   uploads, tus)
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
@@ -86,6 +101,32 @@ class Runtime:
         self.dedup_index.close()
         self.ingest.pixels.close()
         self.database.dispose()
+
+
+def open_stores(settings: Settings, database: Database) -> tuple[Storage, Storage]:
+    """The store the settings describe, and the storage to read through: that store, or during a storage
+    migration that store over the others rows still record (`source_stores`)."""
+    store = build_storage(settings)
+    sources = source_stores(settings, database, store)
+    return store, FallbackStorage(store, sources) if sources else store
+
+
+def source_stores(settings: Settings, database: Database, store: Storage) -> list[Storage]:
+    """The stores besides `store` that objects may still be read from: those some row records, and the sources
+    of a storage migration still running (`mediahub storage migrate`), learned once, as the process starts.
+
+    One seek of ix_media_store per store and a read of the running migrations: nothing per read. A process
+    started before a migration knows only its own store; the README's "Moving storage" has every process
+    restarted with the target's settings before the migration starts. Without a database at hand (it is
+    down, or not migrated yet) the process reads from `store` alone, and says so.
+    """
+    try:
+        stores = sources_to_read(database, store)
+    except (DatabaseUnavailable, DBAPIError) as exc:
+        log.warning("could not read which stores the media rows record (%s): reading from %s only",
+                    str(exc).splitlines()[0], store.location)
+        return []
+    return [build_store(settings, kind, bucket) for kind, bucket in stores]
 
 
 def build_dispatcher(tasks: TaskContext) -> Dispatcher:

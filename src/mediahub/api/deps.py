@@ -175,7 +175,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 async def get_direct_uploads(runtime: RuntimeDep, _caller: PrincipalDep) -> DirectUploadService:
     """The direct-to-S3 uploads; 404 `direct_uploads_unavailable` on a store clients cannot send to (after the
     caller is authenticated: a bad token is 401 here as everywhere)."""
-    service = DirectUploadService(runtime.settings, runtime.database, runtime.uploads, runtime.storage)
+    service = DirectUploadService(runtime.settings, runtime.database, runtime.uploads, runtime.store)
     service.require_bucket()
     return service
 

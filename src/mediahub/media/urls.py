@@ -43,14 +43,16 @@ class MediaUrls:
         self.cdn_base_url = settings.cdn_base_url.rstrip("/") if settings.cdn_base_url else None
 
     def url(self, item: MediaItem, key: str) -> str:
+        # The store the row names: while a storage migration moves the item, its objects are still there.
+        store = self.storage.store_of(item.storage_type, item.bucket_name)
         if item.moderation_status == "approved":
-            public = self.storage.public_url(key)
+            public = store.public_url(key)
             if public:
                 return public
-            if self.cdn_base_url or not self.storage.can_presign:
+            if self.cdn_base_url or not store.can_presign:
                 return self._file_url(item, key)
-        if self.storage.can_presign:
-            return self.storage.presign(key, self.ttl)
+        if store.can_presign:
+            return store.presign(key, self.ttl)
         if item.moderation_status == "rejected":
             return self._file_url(item, key)
         expires = int(time.time()) + self.ttl

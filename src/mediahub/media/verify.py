@@ -247,13 +247,8 @@ class _Pass:
         with self.database.session() as session:
             repo = MediaRepository(session)
             for media_id, keys in keys_of.items():
-                item = repo.get(media_id)
-                if item is None:
-                    continue
-                meta = item.meta or {}
-                item.processing_status = "failed"
-                item.meta = {**meta, "missing_keys": sorted({*meta.get("missing_keys", []), *keys})}
-                self.report.marked += media_id not in self.marked_last
+                if repo.mark_missing(media_id, keys):
+                    self.report.marked += media_id not in self.marked_last
         self.marked_last = set(keys_of)
 
     def _found(self, finding: Finding) -> None:

@@ -126,6 +126,11 @@ class Storage(abc.ABC):
         """The unsigned URL the backend serves an object at once `set_public` made it public, where it has one."""
         return None
 
+    def store_of(self, kind: str, bucket: str | None) -> Storage:
+        """The store of objects recorded as kept in `kind` (and `bucket`): this one, unless it spans several
+        (storage/fallback.py), whose URLs (presigned, public) name the objects where they are."""
+        return self
+
 
 # Helpers shared by the backends, so both enforce the contract the same way.
 

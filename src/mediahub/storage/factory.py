@@ -16,8 +16,18 @@ from mediahub.storage.staging import Staging
 
 
 def build_storage(settings: Settings) -> Storage:
-    if settings.storage_type == "s3":
-        return _s3_storage(settings)
+    """The store the settings describe: where new objects go."""
+    return build_store(settings, settings.storage_type, settings.s3_bucket_name,
+                       create_bucket=settings.s3_create_bucket)
+
+
+def build_store(settings: Settings, kind: str, bucket: str | None, *, create_bucket: bool = False) -> Storage:
+    """The store rows record as `kind` and `bucket`: MEDIA_ROOT for local disk, else that bucket at the
+    settings' S3 endpoint, with their credentials (rows record no endpoint)."""
+    if kind == "s3":
+        if bucket is None:
+            raise ValueError("an S3 store needs a bucket")
+        return _s3_storage(settings, bucket, create_bucket)
     return LocalStorage(settings.media_root)
 
 
@@ -29,12 +39,12 @@ def build_staging(settings: Settings, storage: Storage) -> Staging:
     return LocalStaging(settings.kept_files_directory / "staging")
 
 
-def _s3_storage(settings: Settings) -> S3Storage:
+def _s3_storage(settings: Settings, bucket: str, create_bucket: bool) -> S3Storage:
     """Public URLs are the bucket's (S3_PUBLIC_BASE_URL); CDN_BASE_URL is a CDN in front of the API, not of the
     bucket, so it never names bucket objects (media/urls.py puts it in front of the API's own URLs)."""
     secret = settings.aws_secret_access_key
     return S3Storage(
-        bucket=settings.s3_bucket_name,
+        bucket=bucket,
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
         access_key=settings.aws_access_key_id,
@@ -42,6 +52,6 @@ def _s3_storage(settings: Settings) -> S3Storage:
         public_base_url=settings.s3_public_base_url,
         timeout=settings.s3_timeout_seconds,
         multipart_threshold=settings.s3_multipart_threshold,
-        create_bucket=settings.s3_create_bucket,
+        create_bucket=create_bucket,
         cache_control=public_cache_control(settings.public_cache_seconds),
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, tuple_, union_all, update
@@ -97,6 +98,18 @@ def _primary_first(order: list[MediaItem]) -> list[MediaItem]:
     """A field's primary is always shown first: `order` with it moved to the front."""
     primary = [row for row in order if row.is_primary]
     return primary + [row for row in order if not row.is_primary]
+
+
+SWITCH_DONE = "switched"
+SWITCH_GONE = "gone"  # the item was deleted
+SWITCH_CHANGED = "changed"  # it records another store, or names objects that were not copied
+
+
+@dataclass(frozen=True)
+class SwitchOutcome:
+    outcome: str
+    item: MediaItem | None
+    keys: list[str]  # the item's objects as it names them now
 
 
 def _require_room(count: int, max_items: int) -> None:
@@ -380,6 +393,42 @@ class MediaRepository:
         page = (select(MediaItem).join(waiting, waiting.c.id == MediaItem.id)
                 .order_by(waiting.c.created_at, waiting.c.id).offset(offset).limit(limit))
         return list(self.session.scalars(page)), total
+
+    def switch_store(self, media_id: int, source: tuple[str, str | None], target: tuple[str, str | None],
+                     copied: Iterable[str], digests: dict[str, str]) -> SwitchOutcome:
+        """Point the item at the store `target` (storage_type, bucket_name), whose copies of the keys `copied`
+        are verified, if it still records `source` and names no other object; the missing digests of its
+        original and variants are recorded from `digests` (key -> SHA-256).
+
+        The item is locked first, so a delete, a moderation decision or a job's new variants (which
+        take the same lock) come wholly before or after. One statement of the caller's transaction.
+        """
+        lock_item(self.session, media_id)
+        item = self.session.get(MediaItem, media_id, populate_existing=True)
+        if item is None:
+            return SwitchOutcome(SWITCH_GONE, None, [])
+        variants = VariantRepository(self.session).for_item(media_id)
+        keys = list(dict.fromkeys([item.original_key, *(v.storage_key for v in variants)]))
+        if (item.storage_type, item.bucket_name) != source or set(keys) - set(copied):
+            return SwitchOutcome(SWITCH_CHANGED, item, keys)
+        item.storage_type, item.bucket_name = target
+        if item.stored_sha256 is None:
+            item.stored_sha256 = digests.get(item.original_key)
+        for variant in variants:
+            if variant.content_hash is None:
+                variant.content_hash = digests.get(variant.storage_key)
+        self.session.flush()
+        return SwitchOutcome(SWITCH_DONE, item, keys)
+
+    def mark_missing(self, media_id: int, keys: Iterable[str]) -> bool:
+        """Mark the item `failed`, with the keys of its objects the store has lost; False when it is gone."""
+        item = self.get(media_id)
+        if item is None:
+            return False
+        meta = item.meta or {}
+        item.processing_status = "failed"
+        item.meta = {**meta, "missing_keys": sorted({*meta.get("missing_keys", []), *keys})}
+        return True
 
     def lock(self, media_id: int) -> MediaItem | None:
         """The row as it is now, locked with its field's rows until the transaction ends; None when gone.
