@@ -220,19 +220,27 @@ def find_similar(session: Session, probe: Probe | MediaItem, scope: Scope, thres
 
 def check_duplicate(session: Session, probe: Probe, scope: Scope, threshold: int, *,
                     entity: Scope | None = None, index: DedupIndex | None = None,
-                    visible: Callable[[MediaItem], bool] | None = None) -> Match | None:
+                    visible: Callable[[MediaItem], bool] | None = None,
+                    present: Callable[[MediaItem], bool] | None = None) -> Match | None:
     """The duplicate of an upload that decides its fate, or None. Read-only; runs before any byte is stored.
 
     The closest one in the `entity` scope when there is one there (only those are refused),
     otherwise the closest one in the scope that is `visible` to the uploader (None: all are):
     a match the uploader may not see must not be named to them, not even by its existence.
+    `present(item)`: whether the item's original is still stored, asked of the match about to be chosen
+    only. One whose object is lost is never the duplicate: refusing the upload, or pointing it at that
+    item, would spread the loss to every new copy of the picture; the upload is stored anew instead.
     """
     found = find_similar(session, probe, scope, threshold, limit=None, index=index)
+
+    def stored(match: Match) -> bool:
+        return present is None or present(match.item)
+
     if entity is not None:
         for match in found:
-            if entity.holds(match.item):
+            if entity.holds(match.item) and stored(match):
                 return match
-    return next((match for match in found if visible is None or visible(match.item)), None)
+    return next((match for match in found if (visible is None or visible(match.item)) and stored(match)), None)
 
 
 @dataclass(frozen=True)

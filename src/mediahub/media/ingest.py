@@ -29,7 +29,7 @@ from mediahub.db.session import Database
 from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
 from mediahub.entities import Target
-from mediahub.errors import DatabaseUnavailable, StorageUnavailable, TooLarge, UnsupportedType
+from mediahub.errors import DatabaseUnavailable, NotFound, StorageUnavailable, TooLarge, UnsupportedType
 from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.media import access, exposure
 from mediahub.media.access import Principal
@@ -110,6 +110,38 @@ class _EarlyOriginal:
             raise error
 
 
+class _LostOriginals:
+    """Duplicate candidates whose original the store has lost (one stat each, asked once): never matched, and
+    marked afterwards as `mediahub verify --repair` marks rows whose objects are missing."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._stored: dict[int, bool] = {}
+        self.lost: dict[int, str] = {}  # media id -> its original's key
+
+    def present(self, item: MediaItem) -> bool:
+        if item.id not in self._stored:
+            try:
+                self._storage.stat(item.original_key)
+                self._stored[item.id] = True
+            except NotFound:
+                log.warning("#%s matches an upload, but its original %s is missing: the upload is stored anew",
+                            item.id, item.original_key)
+                self._stored[item.id] = False
+                self.lost[item.id] = item.original_key
+        return self._stored[item.id]
+
+    def mark(self, database: Database) -> None:
+        """After the upload's transactions: marking in theirs would wait for the lock they hold, or be undone."""
+        for media_id, key in self.lost.items():
+            try:
+                with database.session() as session:
+                    MediaRepository(session).mark_missing(media_id, [key])
+            except DatabaseUnavailable:
+                log.warning("could not mark #%s as missing %s: `mediahub verify --repair` does", media_id, key)
+        self.lost.clear()
+
+
 class IngestService:
     def __init__(self, settings: Settings, database: Database, storage: Storage,
                  dispatch: Dispatch | None = None, dedup_index: DedupIndex | None = None) -> None:
@@ -143,6 +175,14 @@ class IngestService:
         early = _EarlyOriginal(self._writers, self.storage, request.target)
         target = request.target
         images = replace(self.image_options, watermark=for_field(self.settings, target.kind.name, target.field.name))
+        lost = _LostOriginals(self.storage)
+        try:
+            return self._process_and_store(spooled, sniffed, request, early, images, lost)
+        finally:
+            lost.mark(self.database)
+
+    def _process_and_store(self, spooled: Spooled, sniffed: Sniffed, request: UploadRequest, early: _EarlyOriginal,
+                           images: ImageOptions, lost: _LostOriginals) -> MediaItem:
         try:
             if sniffed.media_kind == "image":
                 processed: ProcessedImage | ProcessedVideo = self._process_image(spooled.path, sniffed, early, images)
@@ -153,13 +193,13 @@ class IngestService:
             if self._checks_duplicates(request):  # before the variants are stored
                 with self.database.session() as session:
                     self._check_duplicate(session, dedup.Probe.of_upload(spooled.sha256, processed), processed,
-                                          request)
+                                          request, lost)
         except BaseException:
             written: list[str] = []
             early.settle(written, raise_error=False)
             self._remove(written)
             raise
-        return self._store(spooled, sniffed, processed, request, early)
+        return self._store(spooled, sniffed, processed, request, early, lost)
 
     def _process_image(self, path: Path, sniffed: Sniffed, early: _EarlyOriginal,
                        images: ImageOptions) -> ProcessedImage:
@@ -179,9 +219,9 @@ class IngestService:
         return settings.dedup_policy != "allow" and not (request.allow_duplicate and settings.dedup_allow_override)
 
     def _check_duplicate(self, session: Session, probe: dedup.Probe, processed: ProcessedImage | ProcessedVideo,
-                         request: UploadRequest, scope: dedup.Scope | None = None) -> None:
+                         request: UploadRequest, lost: _LostOriginals, scope: dedup.Scope | None = None) -> None:
         """Apply DEDUP_POLICY in `scope` (default: DEDUP_SCOPE): raise Conflict(code="duplicate"),
-        or flag the row's metadata."""
+        or flag the row's metadata. A match whose original is `lost` is no duplicate."""
         settings, target = self.settings, request.target
         entity = self._entity_scope(target)
         scope = scope or dedup.Scope.of(settings.dedup_scope, entity_type=target.kind.name,
@@ -193,7 +233,7 @@ class IngestService:
             return principal is None or access.can_view(principal, item, members)
 
         match = dedup.check_duplicate(session, probe, scope, settings.dedup_threshold, entity=entity,
-                                      index=self.dedup_index, visible=visible)
+                                      index=self.dedup_index, visible=visible, present=lost.present)
         decision = dedup.decide(match, policy=settings.dedup_policy, entity=entity,
                                 visible=match is not None and visible(match.item))
         processed.metadata.update(decision.metadata)
@@ -237,9 +277,8 @@ class IngestService:
         return [first, *rest], variants
 
     def _store(self, spooled: Spooled, sniffed: Sniffed, processed: ProcessedImage | ProcessedVideo,
-               request: UploadRequest, early: _EarlyOriginal | None = None) -> MediaItem:
+               request: UploadRequest, early: _EarlyOriginal, lost: _LostOriginals) -> MediaItem:
         """Store the objects (all, or all but an `early` original), then commit the row and its jobs."""
-        early = early or _EarlyOriginal(self._writers, self.storage, request.target)
         objects, variants = self._objects(spooled, sniffed, processed, request.target, early.key)
         job_kinds = upload_jobs(self.settings, sniffed.media_kind, getattr(processed, "variants_deferred", False))
         written: list[str] = []
@@ -251,7 +290,7 @@ class IngestService:
             item, job_ids = self._commit(
                 lambda: self._row(spooled, sniffed, processed, request, objects[0], variants, job_kinds),
                 request.target, job_kinds,
-                self._recheck(spooled, processed, request),
+                self._recheck(spooled, processed, request, lost),
                 request.on_commit,
             )
         except KeyExists as exc:  # a generated key that is taken: nothing was replaced, the upload may be sent again
@@ -283,8 +322,8 @@ class IngestService:
         if first_error is not None:
             raise first_error
 
-    def _recheck(self, spooled: Spooled, processed: ProcessedImage | ProcessedVideo,
-                 request: UploadRequest) -> Callable[[Session], None] | None:
+    def _recheck(self, spooled: Spooled, processed: ProcessedImage | ProcessedVideo, request: UploadRequest,
+                 lost: _LostOriginals) -> Callable[[Session], None] | None:
         """The duplicate check again, inside the commit and under the entity's lock, where it can refuse.
 
         The first check (before storing) is a read that two identical uploads racing each
@@ -294,7 +333,7 @@ class IngestService:
             return None
         probe = dedup.Probe.of_upload(spooled.sha256, processed)
         entity = self._entity_scope(request.target)
-        return lambda session: self._check_duplicate(session, probe, processed, request, entity)
+        return lambda session: self._check_duplicate(session, probe, processed, request, lost, entity)
 
     def _commit(self, make_row: Callable[[], MediaItem], target: Target, job_kinds: list[str],
                 recheck: Callable[[Session], None] | None = None,

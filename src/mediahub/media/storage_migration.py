@@ -35,7 +35,7 @@ from datetime import datetime, timedelta, timezone
 
 from mediahub.db.models import MediaItem, MigratedObject
 from mediahub.db.repositories import MediaRepository, VariantRepository
-from mediahub.db.repositories.media import SWITCH_DONE, SWITCH_GONE
+from mediahub.db.repositories.media import SWITCH_CHANGED, SWITCH_DONE, SWITCH_GONE
 from mediahub.db.repositories.storage_migration import StorageMigrationRepository, Store
 from mediahub.db.session import Database
 from mediahub.errors import MediaHubError, NotFound
@@ -53,6 +53,7 @@ COPIED, VERIFIED, SWITCHED, SOURCE_DELETED = "copied", "verified", "switched", "
 MISSING, FAILED, DROPPED = "missing", "failed", "dropped"
 RECORDED, FROM_SOURCE = "recorded", "source"
 
+REFUSED = "refused"  # an object of the item cannot move now: it stays on its source
 DELETED_MEANWHILE = "item deleted meanwhile"
 CHANGED_MEANWHILE = "item kept changing"
 
@@ -342,17 +343,14 @@ class StorageMigrator:
                 objects = objects_of(item)
                 journal = StorageMigrationRepository(session).journal(run_id, media_id)
             digests: dict[str, str] = {}
-            refused = False
+            refused: dict[str, _Refused] = {}
             for obj in objects:
                 try:
                     digests[obj.key] = self._move_object(run_id, media_id, source, obj, journal.get(obj.key), report)
                 except _Refused as exc:
-                    refused = True
-                    self._journal(run_id, media_id, obj.key, source, state=exc.kind, reason=exc.reason[:500])
-                    report.problem(exc.kind, ObjectProblem(media_id, obj.key, store_name(source), exc.reason))
-            if refused:
-                return False
-            outcome = self._switch(run_id, media_id, source, digests)
+                    refused[obj.key] = exc
+            outcome = self._refuse(run_id, media_id, source, objects, refused, report) if refused else \
+                self._switch(run_id, media_id, source, digests)
             if outcome == SWITCH_DONE:
                 report.switched()
                 return True
@@ -360,8 +358,25 @@ class StorageMigrator:
                 self._drop_copies(run_id, media_id)
                 report.skip(DELETED_MEANWHILE)
                 return False
+            if outcome == REFUSED:
+                return False
         report.skip(CHANGED_MEANWHILE)
         return False
+
+    def _refuse(self, run_id: int, media_id: int, source: Store, objects: list[StoredObject],
+                refused: dict[str, _Refused], report: MigrationReport) -> str:
+        """Report the objects that could not move, if the item is still as they were read from (a source
+        object deleted with its item, or replaced by a job, is no loss): REFUSED, or what became of it."""
+        with self.database.session() as session:
+            item = MediaRepository(session).get(media_id)
+            if item is None:
+                return SWITCH_GONE
+            if (item.storage_type, item.bucket_name) != source or set(item.keys()) != {obj.key for obj in objects}:
+                return SWITCH_CHANGED
+        for key, exc in refused.items():
+            self._journal(run_id, media_id, key, source, state=exc.kind, reason=exc.reason[:500])
+            report.problem(exc.kind, ObjectProblem(media_id, key, store_name(source), exc.reason))
+        return REFUSED
 
     def _move_object(self, run_id: int, media_id: int, source: Store, obj: StoredObject,
                      entry: MigratedObject | None, report: MigrationReport) -> str:
