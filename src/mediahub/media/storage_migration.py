@@ -129,7 +129,7 @@ class MigrationReport:
     objects: int = 0  # verified on the target in this run, each once
     bytes: int = 0
     copied: int = 0  # of those, written by this run
-    already_there: int = 0  # of those, found on the target with the right digest
+    already_there: int = 0  # of those, found on the target with the right digest (copied by an earlier run)
     digests_recorded: int = 0  # of those, without a digest of their own: verified against the source's bytes
     skipped: dict[str, int] = field(default_factory=dict)  # why -> items
     # By (item, key), as they stand at the end: an object a later pass moved is no longer one of them.
@@ -383,28 +383,27 @@ class StorageMigrator:
         """The object's verified copy on the target (kept, or made): its SHA-256. `_Refused` when it cannot be."""
         if (entry is not None and entry.state == VERIFIED and entry.sha256
                 and self._target_size(obj.key) == obj.size):
-            report.verified(media_id, obj, copied=entry.copied, digest_from=entry.digest_from or RECORDED)
+            report.verified(media_id, obj, copied=False, digest_from=entry.digest_from or RECORDED)
             self.on_bytes(obj.size)
             return entry.sha256
         size = self._target_size(obj.key)
         if size is not None:
-            kept = self._keep_present(run_id, media_id, source, obj, size, entry, report)
+            kept = self._keep_present(run_id, media_id, source, obj, size, report)
             if kept is not None:
                 return kept
         return self._copy(run_id, media_id, source, obj, report)
 
     def _keep_present(self, run_id: int, media_id: int, source: Store, obj: StoredObject, size: int,
-                      entry: MigratedObject | None, report: MigrationReport) -> str | None:
+                      report: MigrationReport) -> str | None:
         """An object the target holds already (a copy of a run that stopped, or written there by a process
         on the new settings): its digest when it is the right one; else it is removed for a new copy."""
         digest = self._digest(self.target, obj.key)
         expected = obj.sha256 or self._source_digest(source, obj)
         if size == obj.size and digest == expected:
             digest_from = RECORDED if obj.sha256 else FROM_SOURCE
-            copied = entry is not None and entry.copied
             self._journal(run_id, media_id, obj.key, source, state=VERIFIED, byte_size=size, sha256=digest,
                           digest_from=digest_from, reason=None)
-            report.verified(media_id, obj, copied=copied, digest_from=digest_from)
+            report.verified(media_id, obj, copied=False, digest_from=digest_from)
             self.on_bytes(size)
             return digest
         log.warning("the target's %s differs from its source (%d bytes, %s): copying it again", obj.key, size, digest)

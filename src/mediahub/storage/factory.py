@@ -23,7 +23,9 @@ def build_storage(settings: Settings) -> Storage:
 
 def build_store(settings: Settings, kind: str, bucket: str | None, *, create_bucket: bool = False) -> Storage:
     """The store rows record as `kind` and `bucket`: MEDIA_ROOT for local disk, else that bucket at the
-    settings' S3 endpoint, with their credentials (rows record no endpoint)."""
+    settings' S3 endpoint, with their credentials (rows record no endpoint). Another bucket than the settings'
+    (one a storage migration moves objects from) has no public address here; its objects' ACLs still follow
+    moderation, since they may have been made public under the address it had."""
     if kind == "s3":
         if bucket is None:
             raise ValueError("an S3 store needs a bucket")
@@ -43,13 +45,15 @@ def _s3_storage(settings: Settings, bucket: str, create_bucket: bool) -> S3Stora
     """Public URLs are the bucket's (S3_PUBLIC_BASE_URL); CDN_BASE_URL is a CDN in front of the API, not of the
     bucket, so it never names bucket objects (media/urls.py puts it in front of the API's own URLs)."""
     secret = settings.aws_secret_access_key
+    own = bucket == settings.s3_bucket_name and settings.storage_type == "s3"
     return S3Storage(
         bucket=bucket,
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
         access_key=settings.aws_access_key_id,
         secret_key=secret.get_secret_value() if secret else None,
-        public_base_url=settings.s3_public_base_url,
+        public_base_url=settings.s3_public_base_url if own else None,
+        keep_acls=not own,
         timeout=settings.s3_timeout_seconds,
         multipart_threshold=settings.s3_multipart_threshold,
         create_bucket=create_bucket,

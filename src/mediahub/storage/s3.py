@@ -43,6 +43,7 @@ MB = 1024 * 1024
 READ_CHUNK = 64 * 1024
 DELETE_BATCH = 1000  # the DeleteObjects maximum
 MAX_PUT_PARTS = 2  # parts of one multipart put in memory (and in flight) at once
+ACLS_DISABLED = "AccessControlListNotSupported"  # a bucket whose object ownership is enforced
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 MISSING_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
 PRESIGN_OPERATIONS = {"GET": "get_object", "PUT": "put_object"}
@@ -143,13 +144,17 @@ class S3Storage(Storage):
         multipart_threshold: int = 16 * MB,
         create_bucket: bool = False,
         cache_control: str | None = None,
+        keep_acls: bool = False,
     ) -> None:
-        """`cache_control` is stored on every object: what the bucket (or a CDN) sends with unsigned reads."""
+        """`cache_control` is stored on every object: what the bucket (or a CDN) sends with unsigned reads.
+        `keep_acls`: `set_public` sets the objects' ACLs even without a public base URL (a bucket objects are
+        moved from, which may hold objects made public under an address these settings do not name)."""
         self.bucket = bucket
         self.location = f"s3:{endpoint_url or 'aws'}/{bucket}"
         self.region = region
         self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
         self._create_bucket = create_bucket
+        self._keep_acls = keep_acls
         self._put_args = {"CacheControl": cache_control} if cache_control else {}
         # A large object goes up in parts of 8 MiB, each read into memory before it is sent: boto3's defaults
         # (10 sent at once, 10 read ahead) grow the process by 80 MiB with any file of that size or more.
@@ -260,10 +265,10 @@ class S3Storage(Storage):
     def set_public(self, keys: Iterable[str], public: bool) -> None:
         """Per-object ACLs: anonymous GETs (and a CDN without its own origin access) read only public-read objects.
 
-        Without a public base URL nothing is ever public: every URL is presigned.
+        Without a public base URL nothing is ever public: every URL is presigned (unless `keep_acls`).
         """
         keys = [check_key(key) for key in keys]
-        if self._public_base_url is None:
+        if self._public_base_url is None and not self._keep_acls:
             return
         acl = "public-read" if public else "private"
         for key in keys:
@@ -272,6 +277,10 @@ class S3Storage(Storage):
                     self._client.put_object_acl(Bucket=self.bucket, Key=key, ACL=acl)
             except NotFound:
                 continue  # deleted meanwhile: nothing left to expose
+            except StorageUnavailable as exc:
+                if self._public_base_url is None and _cause_code(exc) == ACLS_DISABLED:
+                    return  # a bucket without ACLs: none of its objects can be public through one
+                raise
 
     def list(self, prefix: str = "", after: str | None = None) -> Iterator[ObjectInfo]:
         check_prefix(prefix)
