@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from mediahub.config import Settings
 from mediahub.db.models import MediaItem, MediaVariant
+from mediahub.db.repositories import UsageRepository
 from mediahub.media import verify as verify_service
 from mediahub.media.access import Principal
 from mediahub.media.manage import MediaService
@@ -122,6 +123,9 @@ def assert_all_on(database, store: Storage) -> None:
             assert variant.content_hash == sha256(store.get(variant.storage_key)), variant.storage_key
     report = verify_service.verify(database, store, grace=timedelta(0))
     assert report.clean and report.keys_in_db > 0, report
+    with database.session() as session:
+        kept, counted = UsageRepository(session).recount()
+    assert kept == counted, "the storage analytics followed every switch"
 
 
 def moderate(runtime: Runtime, item: MediaItem, status: str) -> None:
