@@ -21,6 +21,7 @@ from mediahub.config import Settings
 from mediahub.errors import InvalidInput, NotFound, StorageUnavailable
 from mediahub.storage.base import KeyExists, Storage
 from mediahub.storage.factory import build_storage
+from mediahub.storage.fallback import FallbackStorage
 from mediahub.storage.local import TEMP_PREFIX, LocalStorage
 from tests.support.s3_server import MB, anonymous_get, free_port, make_s3_storage
 
@@ -28,9 +29,16 @@ DATA = b"0123456789abcdef"
 KEY = "listings/photos/42/2024-05/photo-20240501120000-abc123.jpg"
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3), "fallback"])
 def storage(request: pytest.FixtureRequest) -> Storage:
     return request.getfixturevalue(f"{request.param}_storage")
+
+
+@pytest.fixture
+def fallback_storage(tmp_path: Path) -> Storage:
+    """The store processes read through during a storage migration, over a source that holds nothing yet:
+    it keeps the whole contract by itself."""
+    return FallbackStorage(LocalStorage(tmp_path / "media"), [LocalStorage(tmp_path / "source")])
 
 
 def _put_sources(tmp_path: Path) -> dict[str, Callable[[], object]]:
