@@ -306,6 +306,7 @@ class StorageMigrator:
                 seen, moved = self._pass(pool, run_id, report)
                 if not seen or not moved:
                     break
+        self._settle_copies(run_id)
         self._delete_sources(run_id, report)
         with self.database.session() as session:
             repo = StorageMigrationRepository(session)
@@ -512,6 +513,33 @@ class StorageMigrator:
             unnamed = sorted(set(candidates) - VariantRepository(session).used_keys(candidates))
         for key in unnamed:
             self._delete_copy(key)
+
+    def _settle_copies(self, run_id: int) -> None:
+        """End the journal of the copies no pass will switch: their item was switched by another run, or stopped
+        naming them between their copy and its switch (a job replaced them; a crash cut the cleanup short).
+        One its item on the target names is its object: switched, so its source is deleted in turn; one no row
+        names is deleted if this run made it. Copies of items still off the target wait for a later run."""
+        for state in (COPIED, VERIFIED):
+            after = 0
+            while True:
+                with self.database.session() as session:
+                    page = StorageMigrationRepository(session).in_state(run_id, state, after, PAGE)
+                if not page:
+                    break
+                after = page[-1].id
+                for entry in page:
+                    self._settle_copy(run_id, entry)
+
+    def _settle_copy(self, run_id: int, entry: MigratedObject) -> None:
+        with self.database.session() as session:
+            item = MediaRepository(session).get(entry.media_id)
+        if item is not None and (item.storage_type, item.bucket_name) != self.target_store:
+            return
+        if item is not None and entry.storage_key in item.keys():
+            self._journal(run_id, entry.media_id, entry.storage_key, (entry.source_type, entry.source_bucket),
+                          state=SWITCHED, switched_at=datetime.now(timezone.utc))
+            return
+        self._remove_unnamed(run_id, entry.media_id, [entry.storage_key], [entry.storage_key] if entry.copied else [])
 
     # Deleting the sources
 

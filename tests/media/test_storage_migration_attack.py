@@ -1,0 +1,123 @@
+"""`mediahub storage migrate` attacked: users racing the migrator on the same item, processes left on the old
+settings, a target or a source whose bytes are not what the rows say. Real engines: the database of each
+test, moto's S3 server, local disk.
+
+The migration runs in a thread and stops where a test needs it (`PauseAt`, through its public `on_bytes`
+hook), so each race happens at one chosen step.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from mediahub.db.models import MigratedObject
+from mediahub.errors import Conflict
+from mediahub.media.manage import MediaService
+from mediahub.media.storage_migration import MigrationReport, StorageMigrator
+from tests.media.helpers import reload, upload
+from tests.media.test_storage_migration import (
+    ADMIN,
+    IMAGES,
+    WAIT_SECONDS,
+    assert_all_on,
+    migrator_for,
+    on_s3,
+    rows,
+    runtime_of,
+    settings_for,
+)
+
+pytestmark = pytest.mark.s3
+
+
+class PauseAt:
+    """A migration in a thread that stops once it has read `after_bytes` bytes from its stores, until `resume()`."""
+
+    def __init__(self, migrator: StorageMigrator, after_bytes: int) -> None:
+        self.after_bytes, self.read = after_bytes, 0
+        self.reached, self.resumed = threading.Event(), threading.Event()
+        migrator.on_bytes = self._on_bytes
+        self.report: MigrationReport | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(migrator,))
+
+    def _on_bytes(self, size: int) -> None:
+        self.read += size
+        if self.read >= self.after_bytes and not self.reached.is_set():
+            self.reached.set()
+            assert self.resumed.wait(WAIT_SECONDS)
+
+    def _run(self, migrator: StorageMigrator) -> None:
+        try:
+            self.report = migrator.run()
+        except BaseException as exc:  # handed to the test's thread
+            self.error = exc
+            raise
+
+    def start(self) -> PauseAt:
+        self.thread.start()
+        assert self.reached.wait(WAIT_SECONDS), "the migration never read that much"
+        return self
+
+    def finish(self) -> MigrationReport:
+        self.resumed.set()
+        self.thread.join(WAIT_SECONDS)
+        assert not self.thread.is_alive() and self.error is None, self.error
+        assert self.report is not None
+        return self.report
+
+
+def journal_states(database) -> dict[str, int]:
+    with database.session() as session:
+        states = list(session.scalars(select(MigratedObject.state)))
+    return {state: states.count(state) for state in set(states)}
+
+
+def test_an_item_re_rendered_between_its_copy_and_its_switch_leaves_no_stray_and_the_migration_ends(
+        db, s3_server, tmp_path):
+    local = settings_for(db, tmp_path, s3_server)
+    old = runtime_of(local, db)
+    item = upload(old, IMAGES[0])
+    new = runtime_of(on_s3(db, tmp_path, s3_server, f"mig-{uuid.uuid4().hex[:12]}"), db)
+    migrator = migrator_for(new, concurrency=1, delete_source_after=timedelta(0))
+
+    # Stopped as it reads the last bytes of the item's last object: every other object is copied and verified.
+    run = PauseAt(migrator, migrator.plan().bytes).start()
+    MediaService(new.database, new.storage, new.cdn, dispatch=new.jobs.dispatch).update(
+        item.id, ADMIN, {"focal_point": {"x": 0.2, "y": 0.3}})  # the crops are made again, under new keys
+    assert new.wait_for_jobs([item.id], timeout=WAIT_SECONDS)
+    report = run.finish()
+
+    assert report.ok and report.finished, (report, journal_states(db))
+    moved = reload(new, item)
+    assert moved.storage_type == "s3" and set(moved.keys()) != set(item.keys())
+    named = {key for row in rows(db) for key in row.keys()}
+    assert {info.key for info in new.store.list()} == named, "no copy of a replaced variant is left on the target"
+    assert list(old.store.list()) == []
+    assert_all_on(db, new.store)
+    for runtime in (old, new):
+        runtime.close()
+
+
+def test_a_process_left_on_the_old_settings_never_marks_a_moved_item_lost(sqlite_db, s3_server, tmp_path):
+    local = settings_for(sqlite_db, tmp_path, s3_server).model_copy(update={"dedup_policy": "reject"})
+    old = runtime_of(local, sqlite_db)  # started before the migration, never restarted
+    item = upload(old, IMAGES[0])
+    new = runtime_of(on_s3(sqlite_db, tmp_path, s3_server, f"mig-{uuid.uuid4().hex[:12]}"), sqlite_db)
+    report = migrator_for(new, delete_source_after=timedelta(0)).run()
+    assert report.ok and report.finished and not old.store.exists(item.original_key)
+
+    # Its store no longer holds the item's original, but it is not lost: it is on the store its row records,
+    # which this process does not read. It cannot tell, so the upload is the duplicate it is.
+    with pytest.raises(Conflict) as refused:
+        upload(old, IMAGES[0])
+    assert refused.value.details["duplicate_id"] == item.id
+    kept = reload(new, item)
+    assert kept.processing_status != "failed" and "missing_keys" not in (kept.meta or {})
+    for runtime in (old, new):
+        runtime.close()
