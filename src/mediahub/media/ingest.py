@@ -112,7 +112,10 @@ class _EarlyOriginal:
 
 class _LostOriginals:
     """Duplicate candidates whose original the store has lost (one stat each, asked once): never matched, and
-    marked afterwards as `mediahub verify --repair` marks rows whose objects are missing."""
+    marked afterwards as `mediahub verify --repair` marks rows whose objects are missing.
+
+    Only a store this process reads can say an object is lost: an item its row records elsewhere (moved by a
+    storage migration after this process started) is taken as present, as it was before it could be checked."""
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
@@ -120,6 +123,9 @@ class _LostOriginals:
         self.lost: dict[int, str] = {}  # media id -> its original's key
 
     def present(self, item: MediaItem) -> bool:
+        store = self._storage.store_of(item.storage_type, item.bucket_name)
+        if (store.kind, store.bucket) != (item.storage_type, item.bucket_name):
+            return True
         if item.id not in self._stored:
             try:
                 self._storage.stat(item.original_key)
