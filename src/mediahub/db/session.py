@@ -7,6 +7,7 @@ when the server cannot be reached, so the API can answer 503.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,6 +141,55 @@ class Database:
             else:
                 session.execute(text("UPDATE jobs SET id = id WHERE 1 = 0"))
             yield session
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Hold the named lock for the block, without waiting for it: whether it was free. For a command that
+        must not run twice at once, on any host; a process that dies lets go of it.
+
+        PostgreSQL: a session advisory lock, MariaDB: GET_LOCK, each on a connection of its own kept for
+        the block (its end, the process's included, releases the lock). SQLite: an exclusive flock on a file
+        beside the database (every process of a SQLite database runs on its host).
+        """
+        if self.url.get_backend_name() == "sqlite":
+            with self._flock(name) as held:
+                yield held
+            return
+        mysql = _is_mysql(self.url)
+        with self._unavailable_on_connection_errors(), self.engine.connect() as holder:
+            if mysql:
+                key: str | int = "mediahub:" + hashlib.sha1(name.encode()).hexdigest()
+                held = holder.execute(text("SELECT GET_LOCK(:key, 0)"), {"key": key}).scalar() == 1
+            else:
+                key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+                held = bool(holder.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+            holder.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    release = "SELECT RELEASE_LOCK(:key)" if mysql else "SELECT pg_advisory_unlock(:key)"
+                    holder.execute(text(release), {"key": key})
+                    holder.commit()
+
+    @contextmanager
+    def _flock(self, name: str) -> Iterator[bool]:
+        database = self.url.database
+        if not database or database == ":memory:":  # one process's own database
+            yield True
+            return
+        with open(f"{database}.{name}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held = False
+            else:
+                held = True
+            try:
+                yield held
+            finally:
+                if held:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def ping(self) -> None:
         """Round-trip `SELECT 1`, for readiness checks."""

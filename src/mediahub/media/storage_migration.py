@@ -38,7 +38,7 @@ from mediahub.db.repositories import MediaRepository, VariantRepository
 from mediahub.db.repositories.media import SWITCH_CHANGED, SWITCH_DONE, SWITCH_GONE
 from mediahub.db.repositories.storage_migration import StorageMigrationRepository, Store
 from mediahub.db.session import Database
-from mediahub.errors import MediaHubError, NotFound
+from mediahub.errors import Conflict, MediaHubError, NotFound
 from mediahub.media import exposure
 from mediahub.storage.base import KeyExists, Storage
 
@@ -53,6 +53,7 @@ COPIED, VERIFIED, SWITCHED, SOURCE_DELETED = "copied", "verified", "switched", "
 MISSING, FAILED, DROPPED = "missing", "failed", "dropped"
 RECORDED, FROM_SOURCE = "recorded", "source"
 
+LOCK = "storage-migrate"  # held by the running migration (Database.exclusive)
 REFUSED = "refused"  # an object of the item cannot move now: it stays on its source
 DELETED_MEANWHILE = "item deleted meanwhile"
 CHANGED_MEANWHILE = "item kept changing"
@@ -296,7 +297,15 @@ class StorageMigrator:
     # The run
 
     def run(self, plan: Plan | None = None) -> MigrationReport:
-        plan = plan or self.plan()
+        """Conflict (`migration_running`) while another run holds the migration lock, on any host: two would
+        share the journal, each racing the other's rows."""
+        with self.database.exclusive(LOCK) as held:
+            if not held:
+                raise Conflict("another `mediahub storage migrate` is running: one at a time",
+                               code="migration_running")
+            return self._run(plan or self.plan())
+
+    def _run(self, plan: Plan) -> MigrationReport:
         with self.database.session() as session:
             run_id = StorageMigrationRepository(session).open_run(self.target_store, plan.stores).id
         report = MigrationReport(run_id, self.target_store)
