@@ -70,17 +70,20 @@ def migrator_for(runtime: Runtime, **options) -> StorageMigrator:
 
 
 class Midway:
-    """A migration in a thread that waits, at its first copied bytes, until `resume()`."""
+    """A migration in a thread that waits, once it has read `after_bytes` bytes (default: its first), until
+    `resume()`."""
 
-    def __init__(self, migrator: StorageMigrator) -> None:
+    def __init__(self, migrator: StorageMigrator, after_bytes: int = 1) -> None:
+        self.after_bytes, self.read = after_bytes, 0
         self.reached, self.resumed = threading.Event(), threading.Event()
         migrator.on_bytes = self._on_bytes
         self.report: MigrationReport | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(migrator,))
 
-    def _on_bytes(self, _size: int) -> None:
-        if not self.reached.is_set():
+    def _on_bytes(self, size: int) -> None:
+        self.read += size
+        if self.read >= self.after_bytes and not self.reached.is_set():
             self.reached.set()
             assert self.resumed.wait(WAIT_SECONDS)
 
@@ -93,7 +96,7 @@ class Midway:
 
     def start(self) -> Midway:
         self.thread.start()
-        assert self.reached.wait(WAIT_SECONDS), "the migration copied nothing"
+        assert self.reached.wait(WAIT_SECONDS), "the migration never read that much"
         return self
 
     def finish(self) -> MigrationReport:

@@ -2,13 +2,12 @@
 settings, a target or a source whose bytes are not what the rows say. Real engines: the database of each
 test, moto's S3 server, local disk.
 
-The migration runs in a thread and stops where a test needs it (`PauseAt`, through its public `on_bytes`
+The migration runs in a thread and stops where a test needs it (`Midway`, through its public `on_bytes`
 hook), so each race happens at one chosen step.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 
@@ -16,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from mediahub.db.models import MigratedObject
-from mediahub.errors import Conflict, DatabaseUnavailable
+from mediahub.errors import Conflict
 from mediahub.media.manage import MediaService
-from mediahub.media.storage_migration import MigrationReport, StorageMigrator
+from mediahub.media.storage_migration import StorageMigrator
 from mediahub.media.urls import MediaUrls
 from mediahub.storage.factory import build_store
 from mediahub.storage.fallback import FallbackStorage
@@ -27,6 +26,7 @@ from tests.media.test_storage_migration import (
     ADMIN,
     IMAGES,
     WAIT_SECONDS,
+    Midway,
     assert_all_on,
     migrator_for,
     moderate,
@@ -39,43 +39,6 @@ from tests.media.test_storage_migration import (
 from tests.support.s3_server import anonymous_get
 
 pytestmark = pytest.mark.s3
-
-
-class PauseAt:
-    """A migration in a thread that stops once it has read `after_bytes` bytes from its stores, until `resume()`."""
-
-    def __init__(self, migrator: StorageMigrator, after_bytes: int) -> None:
-        self.after_bytes, self.read = after_bytes, 0
-        self.reached, self.resumed = threading.Event(), threading.Event()
-        migrator.on_bytes = self._on_bytes
-        self.report: MigrationReport | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(migrator,))
-
-    def _on_bytes(self, size: int) -> None:
-        self.read += size
-        if self.read >= self.after_bytes and not self.reached.is_set():
-            self.reached.set()
-            assert self.resumed.wait(WAIT_SECONDS)
-
-    def _run(self, migrator: StorageMigrator) -> None:
-        try:
-            self.report = migrator.run()
-        except BaseException as exc:  # handed to the test's thread
-            self.error = exc
-            raise
-
-    def start(self) -> PauseAt:
-        self.thread.start()
-        assert self.reached.wait(WAIT_SECONDS), "the migration never read that much"
-        return self
-
-    def finish(self) -> MigrationReport:
-        self.resumed.set()
-        self.thread.join(WAIT_SECONDS)
-        assert not self.thread.is_alive() and self.error is None, self.error
-        assert self.report is not None
-        return self.report
 
 
 def journal_states(database) -> dict[str, int]:
@@ -93,7 +56,7 @@ def test_an_item_re_rendered_between_its_copy_and_its_switch_leaves_no_stray_and
     migrator = migrator_for(new, concurrency=1, delete_source_after=timedelta(0))
 
     # Stopped as it reads the last bytes of the item's last object: every other object is copied and verified.
-    run = PauseAt(migrator, migrator.plan().bytes).start()
+    run = Midway(migrator, migrator.plan().bytes).start()
     MediaService(new.database, new.storage, new.cdn, dispatch=new.jobs.dispatch).update(
         item.id, ADMIN, {"focal_point": {"x": 0.2, "y": 0.3}})  # the crops are made again, under new keys
     assert new.wait_for_jobs([item.id], timeout=WAIT_SECONDS)
@@ -226,7 +189,7 @@ def test_a_second_migration_started_while_one_runs_is_refused(db, s3_server, tmp
     for path in IMAGES[:3]:
         upload(old, path)
     new = runtime_of(on_s3(db, tmp_path, s3_server, f"mig-{uuid.uuid4().hex[:12]}"), db)
-    first = PauseAt(migrator_for(new, concurrency=2, delete_source_after=timedelta(0)), 1).start()
+    first = Midway(migrator_for(new, concurrency=2, delete_source_after=timedelta(0)), 1).start()
 
     with pytest.raises(Conflict) as refused:  # two would share one journal, each racing the other's rows
         migrator_for(new, concurrency=2, delete_source_after=timedelta(0)).run()
