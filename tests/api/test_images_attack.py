@@ -63,13 +63,13 @@ def _publish_small_webp(runtime: Any, item_id: int) -> str:
     """What the renditions job does for `small` in WebP: its object first, then its row in place of any other."""
     with runtime.database.session() as session:
         item = MediaRepository(session).get(item_id)
-        key = variant_key(item.original_key, "small-job", "webp")
+        key, stored_in = variant_key(item.original_key, "small-job", "webp"), item.store
     picture = io.BytesIO()
     Image.new("RGB", (1, 1)).save(picture, "WEBP")
     data = picture.getvalue()
     runtime.storage.put(key, data, "image/webp")
     row = VariantRow("small", "webp", key, 1, 1, len(data), "image/webp")
-    assert publish(runtime.database, runtime.storage, item_id, [row], cdn=runtime.cdn,
+    assert publish(runtime.database, runtime.storage, item_id, [row], cdn=runtime.cdn, stored_in=stored_in,
                    keep=lambda v: (v.name, v.format) != ("small", "webp")) is not None
     return key
 

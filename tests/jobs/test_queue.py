@@ -6,9 +6,12 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
+
 from mediahub.db.models import Job, MediaItem
 from mediahub.db.repositories import VariantRow
 from mediahub.db.repositories import job_queue as queue
+from mediahub.errors import Busy
 from mediahub.jobs.sweeper import sweep
 from mediahub.media.renditions import publish
 from tests.jobs.helpers import ingest_only
@@ -116,6 +119,25 @@ def test_the_sweeper_resends_lost_messages_and_reclaims_dead_workers(db):
     assert _job(db, held).status == "queued" and _job(db, fresh).status == "queued"
 
 
+def test_renditions_written_for_a_store_the_item_has_left_are_not_published(db, local_storage, tmp_path):
+    """A job writes an item's objects to the store its row records; if a storage migration switched the item
+    to another store meanwhile, publishing refuses (the job runs again, writing where the item is now)."""
+    runtime = make_runtime(db, local_storage, tmp_path)
+    runtime.ingest.dispatch = None
+    item = ingest_only(runtime)
+    row = VariantRow("moved", "webp", "k/moved.webp", 1, 1, 1, "image/webp")
+    with pytest.raises(Busy) as refused:
+        publish(runtime.database, runtime.storage, item.id, [row], keep=lambda v: True, cdn=runtime.cdn,
+                stored_in=("s3", "the-old-bucket"))
+    assert refused.value.code == "item_moved"
+    with runtime.database.session() as session:
+        assert "moved" not in {v.name for v in session.get(MediaItem, item.id).variants}
+    publish(runtime.database, runtime.storage, item.id, [row], keep=lambda v: True, cdn=runtime.cdn,
+            stored_in=item.store)
+    with runtime.database.session() as session:
+        assert "moved" in {v.name for v in session.get(MediaItem, item.id).variants}
+
+
 def test_jobs_of_one_item_finishing_together_lose_no_variant_and_settle_ready(db, local_storage, tmp_path):
     runtime = make_runtime(db, local_storage, tmp_path)
     runtime.ingest.dispatch = None
@@ -126,7 +148,8 @@ def test_jobs_of_one_item_finishing_together_lose_no_variant_and_settle_ready(db
         for n in range(8):
             start.wait()
             row = VariantRow(f"{tag}{n}", "webp", f"k/{tag}{n}.webp", 1, 1, 1, "image/webp")
-            publish(runtime.database, runtime.storage, item.id, [row], keep=lambda v: True, cdn=runtime.cdn)
+            publish(runtime.database, runtime.storage, item.id, [row], keep=lambda v: True, cdn=runtime.cdn,
+                    stored_in=item.store)
 
     run_together([lambda tag=tag: add_variants(tag) for tag in ("a", "b")])
     with runtime.database.session() as session:

@@ -165,8 +165,6 @@ def test_moderation_after_a_bucket_to_bucket_move_reaches_both_buckets(sqlite_db
         runtime.close()
 
 
-@pytest.mark.xfail(strict=True, reason="a design limit: objects a job writes for an item not moved yet go to the "
-                                       "target, its URLs name the store its row records (presigned there)")
 def test_a_re_rendered_variant_of_an_item_not_moved_yet_is_served_at_its_url(sqlite_db, s3_server, tmp_path):
     old = runtime_of(on_s3(sqlite_db, tmp_path, s3_server, f"mig-{uuid.uuid4().hex[:12]}"), sqlite_db)
     item = upload(old, IMAGES[0])

@@ -21,6 +21,11 @@ class Passthrough:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    def store_of(self, kind: str, bucket: str | None) -> Any:
+        """A wrapped store is the store of what its rows record: writes to it meet the wrapper's faults."""
+        store = self.inner.store_of(kind, bucket)
+        return self if store is self.inner else store
+
 
 class FailingPuts(Passthrough):
     """A real store whose `fail_on`-th put (counted while `armed`) fails as a dropped connection does.

@@ -190,6 +190,12 @@ class MediaItem(Base):
     variants: Mapped[list[MediaVariant]] = relationship(
         lazy="selectin", order_by="MediaVariant.id", cascade="all, delete-orphan", passive_deletes=True)
 
+    @property
+    def store(self) -> tuple[str, str | None]:
+        """The store the row records the item's objects are in (storage_type, bucket_name): where objects
+        made for it later go too, until a storage migration switches it (media/storage_migration.py)."""
+        return self.storage_type, self.bucket_name
+
     def keys(self) -> list[str]:
         """Every stored object of this item, once each: the original and each variant's.
 

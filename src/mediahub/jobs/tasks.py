@@ -75,7 +75,7 @@ def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> Fol
         compared = StoredOriginal.of_item(item)
     made = _image_variants(item, processed.variants, lambda v: v.name, compared)
     pairs = {(v.name, v.format) for v in processed.variants}
-    return _publish(context, item.id, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement,
+    return _publish(context, item, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement,
                     metadata=_marked_with(processed), found=focus_metadata(processed.metadata))
 
 
@@ -87,7 +87,7 @@ def reprocess(context: TaskContext, job: Job) -> FollowUps:
     processed = _process_original(context, item, encode_options(context.settings))
     # Fresh keys per job, fixed within it: a re-run of this job overwrites its own objects.
     made = _image_variants(item, processed.variants, lambda v: f"{v.name}-r{job.id}")
-    return _publish(context, item.id, made, keep=lambda v: v.name == WEB, metadata=_marked_with(processed),
+    return _publish(context, item, made, keep=lambda v: v.name == WEB, metadata=_marked_with(processed),
                     found=focus_metadata(processed.metadata))
 
 
@@ -100,7 +100,7 @@ def video_transcode(context: TaskContext, job: Job) -> FollowUps:
         web = transcode_web(source, target)
         row = VariantRow(WEB, "mp4", variant_key(item.original_key, WEB, "mp4"), web.width, web.height, web.size,
                          "video/mp4", content_hash=sha256_of(target))
-        return _publish(context, item.id, [PlannedVariant(row, target)], keep=lambda v: v.name != WEB)
+        return _publish(context, item, [PlannedVariant(row, target)], keep=lambda v: v.name != WEB)
 
 
 def cdn_purge(context: TaskContext, job: Job) -> FollowUps:
@@ -170,29 +170,32 @@ def _marked_with(processed: ProcessedImage | ProcessedVideo) -> dict[str, str | 
     return {watermark.METADATA_KEY: processed.metadata.get(watermark.METADATA_KEY)}
 
 
-def _publish(context: TaskContext, media_id: int, made: list[PlannedVariant],
+def _publish(context: TaskContext, item: MediaItem, made: list[PlannedVariant],
              keep: Callable[[MediaVariant], bool], original: tuple[ReplacementOriginal, bytes] | None = None,
              metadata: dict[str, str | None] | None = None, found: dict[str, Any] | None = None) -> FollowUps:
-    """Write the objects, then swap the rows (and a raw original) in; on failure remove what the item does not use."""
+    """Write the objects to the store the item's row records (a storage migration may not have moved it yet),
+    then swap the rows (and a raw original) in; on failure remove what the item does not use."""
+    media_id, stored_in = item.id, item.store
+    store = context.storage.store_of(*stored_in)
     written: list[str] = []
     try:
         sizes: dict[str, int] = {}
         replacement = None
         if original is not None:
             planned, data = original
-            info = _put_unless_present(context.storage, planned.key, data, planned.content_type)
+            info = _put_unless_present(store, planned.key, data, planned.content_type)
             written.append(info.key)
             replacement = replace(planned, byte_size=info.size)  # as stored, like the variants below
         for variant in made:
             if variant.stored:
-                info = _put_unless_present(context.storage, variant.row.storage_key, variant.source,
+                info = _put_unless_present(store, variant.row.storage_key, variant.source,
                                            variant.row.content_type)
                 written.append(info.key)
                 sizes[info.key] = info.size
         # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
         rows = [replace(v.row, byte_size=sizes.get(v.row.storage_key, v.row.byte_size)) for v in made]
         purges = publish(context.database, context.storage, media_id, rows, keep, replacement, metadata, found,
-                         cdn=CdnPurge(context.settings, context.storage))
+                         cdn=CdnPurge(context.settings, context.storage), stored_in=stored_in)
     except BaseException:
         _remove_unreferenced(context, media_id, written)
         raise

@@ -468,16 +468,17 @@ class Delivery:
         key = variant_key(item.original_key, f"{name}-{secrets.token_hex(4)}", EXTENSIONS[fmt])
         row = VariantRow(name, fmt, key, rendered.width, rendered.height, len(rendered.data), rendered.content_type,
                          TRANSFORM, rendered.content_hash)
-        self.storage.put(key, rendered.data, rendered.content_type)
+        # Where the row records the item's objects: a storage migration may not have moved it yet.
+        self.storage.store_of(*item.store).put(key, rendered.data, rendered.content_type)
         try:
             with self.database.session() as session:
                 lock_item(session, item.id)
                 current = MediaRepository(session).get(item.id)
                 if current is None:
                     raise _not_found(item.public_id)
-                if (current.original_key, FocalPoint.of_metadata(current.meta)) != (
-                        item.original_key, FocalPoint.of_metadata(item.meta)):
-                    raise _busy("changes to this image")  # rendered from what the item no longer is
+                if (current.original_key, FocalPoint.of_metadata(current.meta), current.store) != (
+                        item.original_key, FocalPoint.of_metadata(item.meta), item.store):
+                    raise _busy("changes to this image")  # rendered from what the item no longer is, or moved
                 added = VariantRepository(session).add_once(item.id, row)
                 if added and exposure.is_public(current):
                     self.storage.set_public([key], True)

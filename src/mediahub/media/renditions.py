@@ -21,6 +21,7 @@ from mediahub.db.models import MediaItem, MediaVariant, PendingDelete
 from mediahub.db.repositories import MediaRepository, VariantRepository, VariantRow
 from mediahub.db.repositories.media import lock_item
 from mediahub.db.session import Database
+from mediahub.errors import Busy
 from mediahub.formats import FORMAT_OF_CONTENT_TYPE
 from mediahub.media import exposure
 from mediahub.media.cdn import REPLACE, CdnPurge
@@ -136,7 +137,7 @@ class ReplacementOriginal:
 def publish(database: Database, storage: Storage, media_id: int, rows: list[VariantRow],
             keep: Callable[[MediaVariant], bool], original: ReplacementOriginal | None = None,
             metadata: dict[str, Any] | None = None, found: dict[str, Any] | None = None, *,
-            cdn: CdnPurge) -> list[int] | None:
+            cdn: CdnPurge, stored_in: tuple[str, str | None]) -> list[int] | None:
     """Put `rows` in place of the item's variants `keep` rejects (and of those of the same name and
     format), queueing objects no row uses any more for deletion, and the CDN purges of an approved
     item whose variants or original this replaces. The purge jobs' ids, to dispatch after this
@@ -157,6 +158,8 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
         item = MediaRepository(session).get(media_id)
         if item is None:
             return None
+        if item.store != stored_in:
+            raise Busy(f"item #{media_id} moved to another store while its renditions were made", code="item_moved")
         variants = VariantRepository(session)
         replaced = [v.id for v in variants.for_item(media_id) if not keep(v) or (v.name, v.format) in pairs]
         new_original = original if exposure.original_is_raw(item) else None

@@ -57,13 +57,20 @@ class DeliveryItem:
     entity_type: str
     entity_field: str
     meta: dict[str, Any]
+    storage_type: str  # the store its row records its objects are in
+    bucket_name: str | None
     has_png_presets: bool  # its presets keep alpha
     renditions: tuple[Rendition, ...]
+
+    @property
+    def store(self) -> tuple[str, str | None]:
+        return self.storage_type, self.bucket_name
 
 
 _ITEM_COLUMNS = (MediaItem.id, MediaItem.public_id, MediaItem.moderation_status, MediaItem.media_type,
                  MediaItem.content_type, MediaItem.original_key, MediaItem.width, MediaItem.height,
-                 MediaItem.entity_type, MediaItem.entity_field, MediaItem.meta)
+                 MediaItem.entity_type, MediaItem.entity_field, MediaItem.meta, MediaItem.storage_type,
+                 MediaItem.bucket_name)
 _RENDITION_COLUMNS = (MediaVariant.name, MediaVariant.format, MediaVariant.storage_key, MediaVariant.width,
                       MediaVariant.height, MediaVariant.byte_size, MediaVariant.content_type, MediaVariant.kind,
                       MediaVariant.content_hash, MediaVariant.created_at)
