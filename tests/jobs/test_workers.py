@@ -19,12 +19,8 @@ from tests.media.conftest import make_runtime
 from tests.media.helpers import reload
 from tests.support.corpus import CORPUS_DIR
 from tests.support.processes import stop_process
-from tests.support.services import require_service
+from tests.support.services import BROKERS, require_service
 
-BROKERS = {
-    "redis": ("Redis", 6379, "redis://127.0.0.1:6379/0"),
-    "rabbitmq": ("RabbitMQ", 5672, "amqp://guest:guest@127.0.0.1:5672/"),
-}
 LONG_VIDEO = CORPUS_DIR / "video/mp4_h264_aac_1080p_smpte.mp4"  # a transcode of some seconds
 
 
