@@ -203,7 +203,7 @@ class Traffic:
                 self.answers[f"{operation} cut"] += 1
                 self.cut_entities.update(entities)
                 self.unsure.update(deleting)
-                if target.alive():
+                if target in self.targets:  # a process is taken out of `targets` before it is killed
                     self.cuts_on_survivors += 1
             return None
         with self._lock:
@@ -342,6 +342,17 @@ def render_claims_left(database_url: str) -> int:
     try:
         with database.session() as session:
             return session.scalar(select(func.count()).select_from(RenderClaim)) or 0
+    finally:
+        database.dispose()
+
+
+def media_of_lost_jobs(database_url: str) -> set[int]:
+    """Items whose job lost its worker mid-run (the lease ran out): a killed worker may have written some of
+    their objects, which the re-run does not remove once the item has been deleted meanwhile."""
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            return set(session.scalars(select(Job.media_id).where(Job.last_error.like("lease expired%"))))
     finally:
         database.dispose()
 

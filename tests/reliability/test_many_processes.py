@@ -29,6 +29,7 @@ from tests.reliability.cluster import (
     METRICS_TOKEN,
     Traffic,
     cluster,
+    media_of_lost_jobs,
     rate_limit_is_shared,
     render_claims_left,
     render_from_both,
@@ -73,7 +74,7 @@ def test_many_processes_survive_kills_with_every_invariant(broker: str, pg_url: 
     require_service(name, HOST, port)
     require_service("Redis", HOST, BROKERS["redis"][1])
     run = uuid.uuid4().hex[:10]
-    prefix = f"mp{run}n"
+    prefix = f"mp{run}"  # the scenario's entities; the traffic's are f"{prefix}t{n}"
     env = _env(pg_url, bucket, s3_server, tmp_path / "spool", queue_url, run)
     with cluster(env, tmp_path) as procs:
         first, second = procs.apis
@@ -95,7 +96,7 @@ def test_many_processes_survive_kills_with_every_invariant(broker: str, pg_url: 
         assert render_claims_left(pg_url) == 0
 
         # Throughput: the same traffic through one API process, then through both.
-        traffic = Traffic(prefix, [first])
+        traffic = Traffic(f"{prefix}t", [first])
         one_api = traffic.run(PHASE_SECONDS, CLIENTS) / PHASE_SECONDS
         traffic.targets = [first, second]
         two_apis = traffic.run(PHASE_SECONDS, CLIENTS) / PHASE_SECONDS
@@ -121,7 +122,7 @@ def test_many_processes_survive_kills_with_every_invariant(broker: str, pg_url: 
         assert not {"queued", "processing"} & jobs.keys(), jobs
 
         # No upload made two rows; every acknowledged upload is complete and servable through the survivor.
-        rows = rows_of(pg_url, prefix)
+        rows = rows_of(pg_url, traffic.prefix)
         assert {entity: ids for entity, ids in rows.by_entity.items() if len(ids) > 1} == {}
         kept = [u for u in traffic.uploads.values() if u.media_id not in traffic.deleted | traffic.unsure]
         assert [u.media_id for u in traffic.uploads.values() if u.media_id in traffic.deleted
@@ -132,11 +133,14 @@ def test_many_processes_survive_kills_with_every_invariant(broker: str, pg_url: 
                 lambda u: unservable(first, rows, u), kept + maybe)) if why is not None}
         assert problems == {}, problems
 
-        # No object orphaned, none missing: strays only under entities whose requests the kills cut.
+        # No object orphaned, none missing: strays only of what the kills interrupted (a request cut, or a job of
+        # the killed worker), and `--repair` removes them.
+        interrupted = traffic.cut_entities | {traffic.uploads[media_id].entity for media_id in
+                                              media_of_lost_jobs(pg_url) if media_id in traffic.uploads}
         report = verify_store(env)
         assert report["missing_count"] == 0, report["missing"]
         assert report["stray_count"] == len(report["stray"]), "more strays than the report lists"
-        assert {stray_entity(key) for key in report["stray"]} <= traffic.cut_entities, report["stray"]
+        assert {stray_entity(key) for key in report["stray"]} <= interrupted, report["stray"]
         repaired = verify_store(env, "--repair")
         assert repaired["removed"] == report["stray_count"]
         assert verify_store(env)["stray_count"] == 0
