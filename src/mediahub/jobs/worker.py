@@ -22,6 +22,7 @@ from mediahub.storage.staging import Staging
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
+SIGNAL_SLICE_SECONDS = 0.5
 
 
 def run_worker(context: TaskContext, dispatcher: Dispatcher, threads: int, stop: threading.Event,
@@ -47,7 +48,7 @@ def _run_dramatiq(context: TaskContext, dispatcher: Dispatcher, threads: int, st
     sweeper.start()
     log.info("worker: %d Dramatiq threads on queue %r", threads, dispatcher.queue_name)
     try:
-        stop.wait()
+        _wait_for(stop)
     finally:
         sweeper.stop()
         worker.stop(timeout=int(context.settings.shutdown_grace_seconds * 1000))
@@ -71,13 +72,20 @@ def _run_poll_loop(context: TaskContext, threads: int, stop: threading.Event, st
         poller.start()
     log.info("worker: %d threads polling the jobs table", threads)
     try:
-        stop.wait()
+        _wait_for(stop)
     finally:
         sweeper.stop()
         deadline = time.monotonic() + context.settings.shutdown_grace_seconds
         for poller in pollers:
             poller.join(max(0.0, deadline - time.monotonic()))
         _hand_back(context, leases)
+
+
+def _wait_for(stop: threading.Event) -> None:
+    """Block until `stop` is set, waking now and then: a signal the kernel delivers to another thread runs its
+    Python handler (which sets `stop`) only once the main thread wakes."""
+    while not stop.wait(SIGNAL_SLICE_SECONDS):
+        pass
 
 
 def _hand_back(context: TaskContext, leases: Leases) -> list[int]:
