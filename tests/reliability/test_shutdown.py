@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mediahub.storage.local import LocalStorage
@@ -28,50 +30,23 @@ from tests.support.services import port_open
 PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"
 
 
-def _env(tmp_path: Path, grace: float) -> dict[str, str]:
-    return server_env(f"sqlite:///{tmp_path / 'shutdown.db'}", media_root=tmp_path / "media",
-                      temp_dir=tmp_path / "spool", pixel_workers=1, shutdown_grace_seconds=grace)
+def _database(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'shutdown.db'}"
 
 
-def _half_sent(port: int, entity: str) -> tuple[socket.socket, bytes]:
-    """An upload whose head and first half of the body are sent; the rest, returned, is not."""
-    body = multipart([("file", PHOTO.read_bytes(), PHOTO.name)])
-    sock = socket.create_connection((HOST, port), timeout=30)
-    sock.sendall(upload_head(f"/v1/media/properties/{entity}/photos", admin(), len(body)).encode("latin-1")
-                 + body[:len(body) // 2])
-    return sock, body[len(body) // 2:]
-
-
-def _stops_accepting(port: int) -> bool:
-    return wait_until(lambda: not port_open(HOST, port, timeout=0.5), 30)
-
-
-def test_an_upload_in_flight_when_sigterm_arrives_completes(tmp_path: Path) -> None:
-    env = _env(tmp_path, grace=30)
+@contextmanager
+def _sigterm_mid_upload(tmp_path: Path, grace: float) -> Iterator[tuple[ServerProcess, socket.socket, bytes]]:
+    """A server with an upload half sent (head and half the body) when SIGTERM reaches it: the server, the
+    upload's connection and the rest of its body."""
+    env = server_env(_database(tmp_path), media_root=tmp_path / "media", temp_dir=tmp_path / "spool",
+                     pixel_workers=1, shutdown_grace_seconds=grace)
     with running(env, tmp_path / "server") as server:
-        sock, rest = _half_sent(server.port, "S1")
-        with sock:
+        body = multipart([("file", PHOTO.read_bytes(), PHOTO.name)])
+        with socket.create_connection((HOST, server.port), timeout=30) as sock:
+            sock.sendall(upload_head("/v1/media/properties/S1/photos", admin(), len(body)).encode("latin-1")
+                         + body[:len(body) // 2])
             server.process.send_signal(signal.SIGTERM)
-            assert _stops_accepting(server.port), "the server still accepts connections after SIGTERM"
-            sock.sendall(rest)
-            answer = read_response(sock, timeout=60)
-        assert answer.status == 201, answer.head + answer.body.decode(errors="replace")
-        media_id = json.loads(answer.body)["id"]
-        assert _exited_gracefully(server)
-    stored = snapshot(env["DATABASE_URL"], _storage(tmp_path))
-    assert media_id in stored.row_keys and stored.rows_missing_objects == {}
-
-
-def test_an_upload_unfinished_at_the_deadline_is_cut_and_leaves_no_row(tmp_path: Path) -> None:
-    env = _env(tmp_path, grace=1)
-    with running(env, tmp_path / "server") as server:
-        sock, _ = _half_sent(server.port, "S2")
-        with sock:
-            server.process.send_signal(signal.SIGTERM)
-            assert _exited_gracefully(server)  # the body never completes: the deadline ends it
-            answer = read_response(sock, timeout=10)
-        assert answer.status != 201
-    assert snapshot(env["DATABASE_URL"], _storage(tmp_path)).rows == 0
+            yield server, sock, body[len(body) // 2:]
 
 
 def _exited_gracefully(server: ServerProcess) -> bool:
@@ -80,5 +55,19 @@ def _exited_gracefully(server: ServerProcess) -> bool:
     return server.process.wait(timeout=60) in (0, -signal.SIGTERM) and "Application shutdown complete" in server.log()
 
 
-def _storage(tmp_path: Path) -> LocalStorage:
-    return LocalStorage(tmp_path / "media")
+def test_an_upload_in_flight_when_sigterm_arrives_completes(tmp_path: Path) -> None:
+    with _sigterm_mid_upload(tmp_path, grace=30) as (server, sock, rest):
+        assert wait_until(lambda: not port_open(HOST, server.port, timeout=0.5), 30), "still accepting connections"
+        sock.sendall(rest)
+        answer = read_response(sock, timeout=60)
+        assert _exited_gracefully(server)
+    assert answer.status == 201, answer.head + answer.body.decode(errors="replace")
+    stored = snapshot(_database(tmp_path), LocalStorage(tmp_path / "media"))
+    assert json.loads(answer.body)["id"] in stored.row_keys and stored.rows_missing_objects == {}
+
+
+def test_an_upload_unfinished_at_the_deadline_is_cut_and_leaves_no_row(tmp_path: Path) -> None:
+    with _sigterm_mid_upload(tmp_path, grace=1) as (server, sock, _):
+        assert _exited_gracefully(server)  # the body never completes: the deadline ends it
+        assert read_response(sock, timeout=10).status != 201
+    assert snapshot(_database(tmp_path), LocalStorage(tmp_path / "media")).rows == 0
