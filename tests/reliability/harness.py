@@ -173,7 +173,7 @@ class ChildProcess:
 
     env: dict[str, str]
     workdir: Path
-    process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, kw_only=True)  # set by `start`
     log_path: Path = field(init=False)
 
     @property
