@@ -64,6 +64,12 @@ def _latency(samples: list[float]) -> str:
     return f"p50 {statistics.median(samples):.0f} ms, max {max(samples):.0f} ms"
 
 
+def _many_processes(runs: dict[str, dict]) -> str:
+    if not runs:
+        return "not run"
+    return ", ".join(f"{broker} {run['one_api']:.1f} / {run['two_apis']:.1f}" for broker, run in sorted(runs.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.reliability", description=__doc__)
     parser.add_argument("--ci", action="store_true", help="the short CI form of every scenario")
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                        plugins=[collector])
     elapsed = time.perf_counter() - started
 
+    from tests.reliability.cluster import MANY_PROCESSES
     from tests.reliability.harness import LATENCIES_MS, PEAK_RSS_KIB, TALLY
 
     t = TALLY
@@ -118,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
          f"{t['worker_kills']} / {t['worker_uploads_failed']} / {t['worker_recovered']}",
          "kill -9 of a pixel process, idle and mid-upload: only its upload fails (503 pixel_worker_lost), "
          "/readyz reports it, later uploads succeed; RSS: pixels_*"),
+        ("many processes: req/s 1 API / 2 APIs", _many_processes(MANY_PROCESSES),
+         "2 API processes + 2 workers on PostgreSQL, S3, a broker; mixed traffic; SIGKILL of an API process and a "
+         f"worker (kills survived: {sum(r['kills'] for r in MANY_PROCESSES.values())}); held: acknowledged "
+         f"uploads servable ({sum(r['checked'] for r in MANY_PROCESSES.values())} checked), no duplicate row, "
+         "strays only of interrupted work (repaired), every job final, rate limit and render single flight shared"),
         ("peak RSS (MB) of the server", f"{peak / 1024:.0f}", f"VmHWM of the server process: {by_scenario}"),
     ]
     print()

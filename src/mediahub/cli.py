@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -419,6 +420,51 @@ def worker(
         run_worker(runtime.tasks, runtime.jobs, threads or runtime.settings.workers, stop, runtime.staging)
     finally:
         runtime.close()
+
+
+class Role(str, Enum):
+    api = "api"
+    worker = "worker"
+
+
+READY_TIMEOUT_SECONDS = 10.0
+
+
+@app.command()
+def ready(
+    role: Annotated[Role, typer.Option(help="The process checked: api (a `mediahub serve`) or worker.")],
+    url: Annotated[str, typer.Option(help="api: the server's own address, from inside its container.")] = (
+        "http://127.0.0.1:8000"),
+) -> None:
+    """Readiness for an orchestrator's exec probe: exit 0 when ready, 1 when not; the checks as one JSON line.
+
+    api: the server's GET /readyz (its own view, its pixel workers included). worker: what a worker needs,
+    checked with its settings: the database, the store, and the queue broker when QUEUE_URL is set.
+    """
+    if role is Role.api:
+        import httpx
+
+        try:
+            answer = httpx.get(f"{url.rstrip('/')}/readyz", timeout=READY_TIMEOUT_SECONDS)
+            checks = answer.json().get("checks", {}) if answer.status_code != 200 else {"server": "ok"}
+            ok = answer.status_code == 200
+        except (httpx.HTTPError, ValueError) as exc:
+            checks, ok = {"server": type(exc).__name__}, False
+    else:
+        runtime = _runtime()
+        checks = {}
+        try:
+            for name, check in runtime.dependency_checks().items():
+                try:
+                    check()
+                    checks[name] = "ok"
+                except MediaHubError as exc:
+                    checks[name] = exc.code
+        finally:
+            runtime.close()
+        ok = all(result == "ok" for result in checks.values())
+    _report_line({"role": role.value, "ready": ok, "checks": checks})
+    raise typer.Exit(0 if ok else 1)
 
 
 @app.command()

@@ -188,6 +188,11 @@ class Settings(BaseSettings):
     # A job whose worker vanished is retried once its lease runs out: longer than any transcode.
     job_lease_seconds: float = Field(1800.0, gt=0)
     sweep_interval_seconds: float = Field(30.0, gt=0)
+    # After SIGTERM: how long an API process lets requests in flight finish (it accepts no new connections
+    # meanwhile), and how long any process lets the jobs it runs finish; the leases of jobs still running
+    # then are handed back (queued again at once) and the process exits. Keep the orchestrator's own grace
+    # (Kubernetes' terminationGracePeriodSeconds, compose's stop_grace_period) a few seconds longer.
+    shutdown_grace_seconds: float = Field(25.0, gt=0, le=3600)
 
     # Duplicate detection (dedup/policy.py).
     # Largest pHash Hamming distance (of 64 bits) that can make a near duplicate; a hash match

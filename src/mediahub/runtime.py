@@ -8,7 +8,7 @@ their committed jobs to it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
@@ -87,6 +87,14 @@ class Runtime:
         if self.jobs.runs_here and self.sweeper is None:
             self.sweeper = Sweeper(self.database, self.jobs.dispatch, self.settings.sweep_interval_seconds,
                                    self.storage, self.staging).start()
+
+    def dependency_checks(self) -> dict[str, Callable[[], None]]:
+        """What any process of the service needs to do its work, by name: each raises Unavailable when its
+        service does not answer. The queue broker only when QUEUE_URL is set (else jobs run in process)."""
+        checks = {"database": self.database.ping, "storage": self.storage.check}
+        if self.settings.queue_url:
+            checks["queue"] = self.jobs.check
+        return checks
 
     def wait_for_jobs(self, media_ids: Iterable[int], timeout: float = JOB_WAIT_SECONDS) -> bool:
         """Wait for these items' jobs when this process runs them; False when it does not, or on timeout."""

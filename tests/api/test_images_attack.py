@@ -222,6 +222,7 @@ def test_concurrent_claims_of_one_rendition_hold_one_at_a_time(db: Database) -> 
     errors: list[Exception] = []
     holding: list[str] = []
     overlaps: list[list[str]] = []
+    won: list[str] = []
     lock = threading.Lock()
 
     def claimer(owner: str) -> None:
@@ -231,6 +232,7 @@ def test_concurrent_claims_of_one_rendition_hold_one_at_a_time(db: Database) -> 
                     held = RenderClaimRepository(session).claim(1, "t-x", "webp", owner)
                 if held:
                     with lock:
+                        won.append(owner)
                         holding.append(owner)
                         if len(holding) > 1:
                             overlaps.append(list(holding))
@@ -243,6 +245,7 @@ def test_concurrent_claims_of_one_rendition_hold_one_at_a_time(db: Database) -> 
 
     run_together([lambda owner=f"host:{n}": claimer(owner) for n in range(4)])
     assert overlaps == []
+    assert len(set(won)) > 1, "claims are won, by more than one claimer in turn"
     if db.url.get_backend_name().startswith(("mysql", "mariadb")):
         assert all(isinstance(e, DatabaseUnavailable) for e in errors), errors[:3]
     else:

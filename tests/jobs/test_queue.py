@@ -31,9 +31,9 @@ def _job(db, job_id: int) -> Job:
         return session.get(Job, job_id)
 
 
-def _fail(db, job_id: int, error: str, backoff: timedelta) -> Job:
+def _fail(db, claimed: Job, error: str, backoff: timedelta) -> Job:
     with db.session() as session:
-        return queue.fail(session, job_id, error, backoff)
+        return queue.fail(session, claimed, error, backoff)
 
 
 def _claim_in_threads(db, threads: int, job_id: int | None = None) -> list[list[int]]:
@@ -68,16 +68,17 @@ def test_one_job_raced_by_two_threads_is_claimed_once(db):
 def test_a_failed_job_waits_an_exponential_backoff(db):
     (job_id,) = _enqueue(db)
     backoff = timedelta(seconds=0.5)
-    queue.claim(db, LEASE)
+    claimed = queue.claim(db, LEASE)
     before = time.time()
-    job = _fail(db, job_id, "first", backoff)
+    job = _fail(db, claimed, "first", backoff)
     assert job.status == "queued" and job.last_error == "first"
     assert 0.4 <= job.run_after.timestamp() - before <= 1.0
     assert queue.claim(db, LEASE) is None, "not due before its backoff"
     time.sleep(0.6)
-    assert queue.claim(db, LEASE).id == job_id
+    claimed = queue.claim(db, LEASE)
+    assert claimed.id == job_id
     before = time.time()
-    job = _fail(db, job_id, "second", backoff)
+    job = _fail(db, claimed, "second", backoff)
     assert 0.9 <= job.run_after.timestamp() - before <= 1.5, "the delay doubles with each attempt"
 
 
@@ -86,7 +87,7 @@ def test_after_max_attempts_the_job_fails_for_good_keeping_the_error(db):
     for attempt in range(1, 4):
         job = queue.claim(db, LEASE)
         assert job.id == job_id and job.attempts == attempt
-        job = _fail(db, job_id, f"boom {attempt}", timedelta(0))
+        job = _fail(db, job, f"boom {attempt}", timedelta(0))
     assert job.status == "failed" and job.attempts == 3 and job.last_error == "boom 3"
     assert queue.claim(db, LEASE) is None
     assert _job(db, job_id).last_error == "boom 3"

@@ -6,6 +6,7 @@ Everything talks to 127.0.0.1 only; every wait is bounded.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ from mediahub.db import migrate
 from mediahub.db.models import MediaItem, PendingDelete
 from mediahub.db.repositories import MediaRepository
 from mediahub.db.session import Database
+from tests.support.processes import stop_process
 from tests.support.s3_server import DUMMY_CREDENTIALS, free_port
 
 HOST = "127.0.0.1"
@@ -166,13 +168,62 @@ def status_kib(pid: int, field_name: str) -> int:
 
 
 @dataclass
-class ServerProcess:
+class ChildProcess:
+    """A `mediahub` command in a subprocess, settings from its environment, output in `log_path`."""
+
     env: dict[str, str]
     workdir: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, kw_only=True)  # set by `start`
+    log_path: Path = field(init=False)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, as an orchestrator stops it (SIGKILL after `timeout`); its exit status."""
+        assert self.process is not None
+        stop_process(self.process, timeout)
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class WorkerProcess(ChildProcess):
+    """`mediahub worker`; started once it says so."""
+
+    name: str = "worker"
+
+    def __post_init__(self) -> None:
+        self.log_path = self.workdir / f"{self.name}.log"
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        process = self.process = start_cli(["worker"], self.env, self.workdir, self.log_path)
+        if not wait_until(lambda: "worker started" in self.log() or process.poll() is not None, timeout):
+            raise RuntimeError(f"worker did not start in {timeout} s: {self.log()[-3000:]}")
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited {process.returncode}: {self.log()[-3000:]}")
+        return self
+
+
+@dataclass
+class ServerProcess(ChildProcess):
+    """`mediahub serve` on a port of its own; started once /healthz answers."""
+
     args: tuple[str, ...] = ()  # more `mediahub serve` options
     port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path = field(init=False)
     starts: int = 0
 
     def __post_init__(self) -> None:
@@ -182,23 +233,13 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def start(self, timeout: float = 60.0, port: int | None = None) -> ServerProcess:
         """Start on `port` (a restart where its clients expect it), else on a free one."""
         self.port = port or free_port()
         self.starts += 1
-        env = {**os.environ, **self.env, "PUBLIC_BASE_URL": f"http://{HOST}:{self.port}",
-               "PYTHONPATH": str(ROOT / "src")}
-        env.pop("CI", None)  # nothing in the server reads it; keep its environment minimal and explicit
-        with self.log_path.open("ab") as log:  # a file, not a pipe: a full pipe would block the server
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "mediahub.cli", "serve", "--host", HOST, "--port", str(self.port), *self.args],
-                cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
+        self.process = start_cli(["serve", "--host", HOST, "--port", str(self.port), *self.args],
+                                 {**self.env, "PUBLIC_BASE_URL": f"http://{HOST}:{self.port}"}, self.workdir,
+                                 self.log_path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -212,9 +253,6 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"server did not start in {timeout} s: {self.log()[-3000:]}")
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def answers(self) -> bool:
         try:
             return requests.get(f"{self.url}/healthz", timeout=10).json() == {"status": "ok"}
@@ -227,11 +265,6 @@ class ServerProcess:
     def vmrss_kib(self) -> int:
         return status_kib(self.pid, "VmRSS")
 
-    def kill9(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -242,8 +275,14 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(timeout=10)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+def start_cli(args: list[str], settings: dict[str, str], workdir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m mediahub.cli ARGS` with these settings over this environment, its output appended to a log."""
+    env = {**os.environ, **settings, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("CI", None)  # nothing in the service reads it; keep its environment minimal and explicit
+    with log_path.open("ab") as log:  # a file, not a pipe: a full pipe would block the process
+        return subprocess.Popen([sys.executable, "-m", "mediahub.cli", *args], cwd=workdir, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
 
 
 def server_env(database_url: str, *, s3_endpoint: str | None = None, bucket: str | None = None,
@@ -316,6 +355,15 @@ def snapshot(database_url: str, storage: Any) -> Snapshot:
     finally:
         database.dispose()
     return Snapshot(rows, row_keys, pending, {info.key for info in storage.list()})
+
+
+def verify_store(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """`mediahub verify --grace-minutes 0 --json ARGS` with these settings: its summary line."""
+    done = subprocess.run([sys.executable, "-m", "mediahub.cli", "verify", "--grace-minutes", "0", "--json", *args],
+                          env={**os.environ, **env, "PYTHONPATH": str(ROOT / "src")}, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:

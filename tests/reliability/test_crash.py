@@ -6,10 +6,6 @@ After a restart: every acknowledged upload is there, no committed row lacks an o
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +14,6 @@ import requests
 
 from mediahub.storage.s3 import S3Storage
 from tests.reliability.harness import (
-    ROOT,
     FaultProxy,
     admin,
     record_peak,
@@ -27,19 +22,12 @@ from tests.reliability.harness import (
     server_env,
     snapshot,
     tally,
+    verify_store,
 )
 from tests.support.corpus import CORPUS_DIR
 
 IN_FLIGHT = scale(12, 40)
 PHOTOS = [CORPUS_DIR / "images/good" / name for name in ("jpeg_flower.jpg", "png_hopper.png", "jpeg_hopper.jpg")]
-
-
-def _verify(env: dict[str, str], *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "mediahub.cli", "verify", "--grace-minutes", "0", "--json", *args],
-                          env={**os.environ, **env, "PYTHONPATH": str(ROOT / "src")}, capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert done.returncode in (0, 1), done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_kill_9_during_uploads_loses_nothing_acknowledged_and_verify_repairs_the_rest(
@@ -89,15 +77,15 @@ def test_kill_9_during_uploads_loses_nothing_acknowledged_and_verify_repairs_the
             assert lost == [], "acknowledged uploads are gone"
             assert after.rows_missing_objects == {}, "a committed row lacks an object"
 
-            report = _verify(env)
+            report = verify_store(env)
             assert set(report["stray"]) == after.stray
             assert report["missing"] == {}
-            repaired = _verify(env, "--repair")
+            repaired = verify_store(env, "--repair")
             assert repaired["removed"] == len(after.stray)
             final = snapshot(pg_url, bucket)
             assert final.stray == set() and final.rows_missing_objects == {}
             assert final.row_keys == after.row_keys  # repair touched no committed item
-            assert _verify(env)["stray"] == []
+            assert verify_store(env)["stray"] == []
             tally(faults_survived=1, crash_strays_repaired=len(after.stray))
     finally:
         proxy.close()

@@ -13,6 +13,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import timezone
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,10 @@ def test_stat_reports_size_type_mtime_and_etag(storage: Storage) -> None:
 
     assert info.size == len(DATA)
     assert info.content_type == "image/jpeg"
-    assert info.last_modified is not None and info.last_modified.tzinfo is not None
+    # In datetime's own UTC zone: an HTTP date (Last-Modified) is formatted from nothing else.
+    assert info.last_modified is not None and info.last_modified.tzinfo is timezone.utc
     assert info.etag
+    assert all(listed.last_modified.tzinfo is timezone.utc for listed in storage.list())
 
 
 def test_missing_object_is_not_found(storage: Storage) -> None:

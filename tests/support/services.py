@@ -13,6 +13,12 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# The queue brokers of QUEUE_URL: name, port, URL (tests use a queue name of their own on them).
+BROKERS = {
+    "redis": ("Redis", 6379, "redis://127.0.0.1:6379/0"),
+    "rabbitmq": ("RabbitMQ", 5672, "amqp://guest:guest@127.0.0.1:5672/"),
+}
+
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
     try:

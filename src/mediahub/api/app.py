@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
             gc.unfreeze()  # a process that builds apps one after another (the tests) lets each be collected
 
     app = FastAPI(title="MediaHub", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    metrics.count_renders(lambda: app.state.runtime.delivery.renders)  # read at each scrape, once the app runs
     app.state.api = ApiState(
         verifier=TokenVerifier(settings),
         csrf_secret=settings.signing_key,

@@ -76,6 +76,8 @@ def problem(status: int, code: str, detail: str, headers: dict[str, str] | None 
 UNAVAILABLE_DETAIL = {
     "storage_unavailable": "the media store is unavailable; try again later",
     "database_unavailable": "the database is unavailable; try again later",
+    "queue_unavailable": "the job queue is unavailable; try again later",
+    "rate_limit_unavailable": "the rate limit store is unavailable; try again later",
 }
 
 

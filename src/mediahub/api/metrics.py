@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests by route template and status, and upload results.
+"""Prometheus metrics: requests by route template and status, upload results, and renders on request.
 
 One registry per application, so several apps (tests) never collide on
 metric names; `/metrics` renders it.
@@ -7,8 +7,11 @@ metric names; `/metrics` renders it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -26,6 +29,20 @@ class Metrics:
             "mediahub_uploads_total", "Uploaded files by result (ok or the error code)", ["result"],
             registry=self.registry,
         )
+
+
+    def count_renders(self, renders: Callable[[], int]) -> None:
+        """`mediahub_renders_total`: what `renders` says at each scrape (the delivery service counts them)."""
+        self.registry.register(_RendersCollector(renders))
+
+
+class _RendersCollector(Collector):
+    def __init__(self, renders: Callable[[], int]) -> None:
+        self.renders = renders
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("mediahub_renders", "Renditions rendered on request by this process",
+                                  value=self.renders())
 
 
 class MetricsMiddleware:

@@ -22,7 +22,7 @@ from typing import Protocol
 import redis
 
 from mediahub.config import Settings
-from mediahub.errors import RateLimited
+from mediahub.errors import RateLimited, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,14 @@ class RedisWindowLimiter:
             return
         if wait_ms >= 0:
             raise _limited(self.limit, self.window, wait_ms / 1000)
+
+    def check(self) -> None:
+        """Redis answers: while it does not, each process counts on its own and the limit is not shared."""
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            raise Unavailable(f"the rate limit store does not answer: {type(exc).__name__}",
+                              code="rate_limit_unavailable") from exc
 
 
 def upload_limiter(settings: Settings) -> RateLimiter:

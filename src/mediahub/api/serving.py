@@ -192,7 +192,9 @@ def protocol_class(settings: Settings) -> functools.partial[BoundedHeadProtocol]
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """What `uvicorn.run` / `uvicorn.Config` need, beside the app, host and port, to serve MediaHub."""
-    return {"http": protocol_class(settings), "timeout_keep_alive": 5}
+    # On SIGTERM uvicorn stops accepting, lets requests in flight finish for this long, then cancels the rest.
+    return {"http": protocol_class(settings), "timeout_keep_alive": 5,
+            "timeout_graceful_shutdown": settings.shutdown_grace_seconds}
 
 
 def serving_settings(settings: Settings, server_processes: int) -> Settings:

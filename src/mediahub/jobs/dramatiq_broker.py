@@ -12,15 +12,19 @@ import logging
 from collections.abc import Iterable
 
 import dramatiq
+import pika
+import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
+from mediahub.errors import Unavailable
 from mediahub.jobs.context import TaskContext
-from mediahub.jobs.runner import execute, seconds_until
+from mediahub.jobs.runner import Leases, execute, seconds_until
 
 log = logging.getLogger(__name__)
 
 ACTOR_NAME = "run_job"
+CHECK_TIMEOUT_SECONDS = 3.0  # readiness: how long the broker may take to answer
 
 
 def build_broker(url: str) -> dramatiq.Broker:
@@ -40,11 +44,13 @@ class DramatiqDispatcher:
         settings = context.settings
         if not settings.queue_url:
             raise ValueError("DramatiqDispatcher needs QUEUE_URL")
+        self.url = settings.queue_url
         self.broker = build_broker(settings.queue_url)
         self.queue_name = settings.queue_name
+        self.leases = Leases()  # the jobs this process's worker threads are running
 
         def run_job(job_id: int) -> None:
-            job = execute(context, job_id, self.dispatch)
+            job = execute(context, job_id, self.dispatch, self.leases)
             if job is not None and job.status == "queued":
                 self.dispatch([job.id], delay=seconds_until(job))
 
@@ -55,6 +61,25 @@ class DramatiqDispatcher:
     def dispatch(self, job_ids: Iterable[int], delay: float = 0.0) -> None:
         for job_id in job_ids:
             self.actor.send_with_options(args=(job_id,), delay=int(delay * 1000) or None)
+
+    def check(self) -> None:
+        """Readiness: a connection of its own to the broker (the broker's connections belong to its threads)."""
+        try:
+            if self.url.startswith(("redis://", "rediss://")):
+                client = redis.Redis.from_url(self.url, socket_timeout=CHECK_TIMEOUT_SECONDS,
+                                              socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
+                try:
+                    client.ping()
+                finally:
+                    client.close()
+            else:
+                parameters = pika.URLParameters(self.url)
+                parameters.connection_attempts = 1
+                parameters.socket_timeout = parameters.stack_timeout = CHECK_TIMEOUT_SECONDS
+                pika.BlockingConnection(parameters).close()
+        except (redis.RedisError, pika.exceptions.AMQPError, OSError) as exc:
+            raise Unavailable(f"the queue broker does not answer: {type(exc).__name__}",
+                              code="queue_unavailable") from exc
 
     def worker(self, threads: int) -> dramatiq.Worker:
         """A Dramatiq worker consuming this queue (not started)."""

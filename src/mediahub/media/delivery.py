@@ -202,6 +202,7 @@ class Delivery:
         self._owner = f"{socket.gethostname()[:40]}:{os.getpid()}"
         self._inflight: dict[tuple[int, str, str], threading.Event] = {}
         self._inflight_lock = threading.Lock()
+        self.renders = 0  # renditions this process has rendered on request (a metric: single flight holds)
 
     # Reading
     def preset(self, public_id: str, name: str, extension: str | None, accept: str | None,
@@ -416,6 +417,8 @@ class Delivery:
                         if found is not None:
                             return found
                         self._check_room(item.id)
+                        with self._inflight_lock:
+                            self.renders += 1
                         return self._store(item, name, fmt, make())
                     finally:
                         self._release(item.id, name, fmt, owner)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -242,7 +243,7 @@ class S3Storage(Storage):
             key=key,
             size=head["ContentLength"],
             content_type=head.get("ContentType"),
-            last_modified=head.get("LastModified"),
+            last_modified=_utc(head.get("LastModified")),
             etag=head.get("ETag"),
         )
 
@@ -296,7 +297,7 @@ class S3Storage(Storage):
                     yield ObjectInfo(
                         key=item["Key"],
                         size=item["Size"],
-                        last_modified=item.get("LastModified"),
+                        last_modified=_utc(item.get("LastModified")),
                         etag=item.get("ETag"),
                     )
 
@@ -395,3 +396,8 @@ class S3Storage(Storage):
                 ExpiresIn=check_expires_in(expires_in),
             )
         return PresignedPost(post["url"], post["fields"])
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """botocore's times are in dateutil's UTC zone; HTTP dates (and the rest of the service) want datetime's."""
+    return None if moment is None else moment.astimezone(timezone.utc)

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mediahub.api.deps import ApiStateDep, RuntimeDep, SettingsDep
 from mediahub.api.errors import problem, problem_responses, public_detail
+from mediahub.api.ratelimit import RedisWindowLimiter
 from mediahub.api.schemas import Health
 from mediahub.errors import MediaHubError, NotFound, Unauthenticated
 
@@ -22,13 +23,19 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, summary="Readiness: database, storage and pixel workers answer",
-            responses=problem_responses(503))
-async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
+@router.get("/readyz", response_model=Health, responses=problem_responses(503),
+            summary="Readiness: what this process needs answers",
+            description="The database, the store and this process's pixel workers; the queue broker when "
+                        "QUEUE_URL is set, and Redis when the upload rate limit is counted there. 503 with each "
+                        "check's result in `checks` when one fails.")
+async def readyz(runtime: RuntimeDep, api: ApiStateDep) -> Health | JSONResponse:
     checks: dict[str, str] = {}
     failures: list[MediaHubError] = []
-    for name, check in (("database", runtime.database.ping), ("storage", runtime.storage.check),
-                        ("pixels", runtime.ingest.pixels.check)):
+    needed = runtime.dependency_checks()
+    if isinstance(api.limiter, RedisWindowLimiter):
+        needed["rate_limit"] = api.limiter.check
+    needed["pixels"] = runtime.ingest.pixels.check
+    for name, check in needed.items():
         try:
             await run_in_threadpool(check)
             checks[name] = "ok"

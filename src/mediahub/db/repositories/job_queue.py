@@ -65,19 +65,25 @@ def claim(database: Database, lease: timedelta, job_id: int | None = None) -> Jo
     return None
 
 
-def complete(session: Session, job: Job) -> None:
-    session.execute(
-        update(Job).where(Job.id == job.id).values(status="done", lease_until=None, last_error=None,
-                                                     updated_at=utcnow())
-    )
+def complete(session: Session, job: Job) -> bool:
+    """Record the claimed run's success; False (nothing written) when the job was claimed again since: its
+    lease ran out or was handed back, and the later run records its own outcome."""
+    done = session.execute(
+        update(Job).where(Job.id == job.id, Job.attempts == job.attempts)
+        .values(status="done", lease_until=None, last_error=None, updated_at=utcnow())
+    ).rowcount
     settle_item(session, job.media_id)
+    return bool(done)
 
 
-def fail(session: Session, job_id: int, error: str, backoff: timedelta) -> Job:
-    """Record the error; queue the job again after `backoff * 2**(attempts-1)`, or fail it for good."""
-    job = session.get(Job, job_id, populate_existing=True, with_for_update=True)
+def fail(session: Session, claimed: Job, error: str, backoff: timedelta) -> Job:
+    """Record the error; queue the job again after `backoff * 2**(attempts-1)`, or fail it for good. A job
+    claimed again since this run's claim is left to the later run."""
+    job = session.get(Job, claimed.id, populate_existing=True, with_for_update=True)
     if job is None:
-        raise LookupError(f"job {job_id} is gone")
+        raise LookupError(f"job {claimed.id} is gone")
+    if job.attempts != claimed.attempts:
+        return job
     now = utcnow()
     job.last_error = error[:LAST_ERROR_MAX]
     job.lease_until = None
@@ -107,15 +113,39 @@ def reclaim_expired(database: Database) -> list[Job]:
             .with_for_update(skip_locked=True)
         ))
         for job in expired:
-            job.last_error = f"lease expired at {job.lease_until:%Y-%m-%d %H:%M:%S} UTC: worker lost"
-            job.lease_until = None
-            job.updated_at = now
-            job.status = "failed" if job.attempts >= job.max_attempts else "queued"
-            job.run_after = now
+            _requeue(job, f"lease expired at {job.lease_until:%Y-%m-%d %H:%M:%S} UTC: worker lost", now)
         session.flush()
         for media_id in {job.media_id for job in expired}:
             settle_item(session, media_id)
         return expired
+
+
+def hand_back(database: Database, held: dict[int, int]) -> list[Job]:
+    """Jobs a stopping process claimed (id -> attempts of its claim) and has not finished: queued again at once
+    with the lease cleared, so any process may claim them now (failed when out of attempts, like a lost
+    worker's). A job finished or claimed again meanwhile is left alone."""
+    if not held:
+        return []
+    now = utcnow()
+    with database.session() as session:
+        jobs = list(session.scalars(
+            select(Job).where(Job.id.in_(list(held)), Job.status == "processing").order_by(Job.id).with_for_update()
+        ))
+        returned = [job for job in jobs if job.attempts == held[job.id]]
+        for job in returned:
+            _requeue(job, "handed back: its process stopped before the job finished", now)
+        session.flush()
+        for media_id in {job.media_id for job in returned}:
+            settle_item(session, media_id)
+        return returned
+
+
+def _requeue(job: Job, why: str, now: datetime) -> None:
+    job.last_error = why
+    job.lease_until = None
+    job.updated_at = now
+    job.status = "failed" if job.attempts >= job.max_attempts else "queued"
+    job.run_after = now
 
 
 def due_ids(database: Database, queued_before: datetime, limit: int = 500) -> list[int]:

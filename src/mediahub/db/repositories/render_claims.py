@@ -24,9 +24,11 @@ class RenderClaimRepository:
         values = {"media_id": media_id, "name": name, "format": fmt, "owner": owner, "claimed_at": utcnow()}
         dialect = self.session.get_bind().dialect.name
         if dialect == "postgresql":
-            statement = postgresql.insert(RenderClaim).values(values).on_conflict_do_nothing()
-        else:
-            statement = insert(RenderClaim).values(values).prefix_with("OR IGNORE" if dialect == "sqlite" else "IGNORE")
+            # psycopg reports no row count for an ORM session's insert (-1): the inserted row says it.
+            statement = (postgresql.insert(RenderClaim).values(values).on_conflict_do_nothing()
+                         .returning(RenderClaim.owner))
+            return self.session.execute(statement).first() is not None
+        statement = insert(RenderClaim).values(values).prefix_with("OR IGNORE" if dialect == "sqlite" else "IGNORE")
         return self.session.execute(statement).rowcount == 1
 
     def drop_stale(self, media_id: int, name: str, fmt: str, stale_after: timedelta) -> None:
