@@ -16,7 +16,7 @@ from mediahub.db.session import Database
 from mediahub.dedup.index import DedupIndex
 from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
-from mediahub.jobs.sweeper import Sweeper
+from mediahub.jobs.sweeper import Sweeper, audit_retention
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
@@ -71,7 +71,8 @@ class Runtime:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
         if self.jobs.runs_here and self.sweeper is None:
             self.sweeper = Sweeper(self.database, self.jobs.dispatch, self.settings.sweep_interval_seconds,
-                                   self.storage, self.staging).start()
+                                   self.storage, self.staging,
+                                   audit_retention=audit_retention(self.settings.audit_retention_days)).start()
 
     def wait_for_jobs(self, media_ids: Iterable[int], timeout: float = JOB_WAIT_SECONDS) -> bool:
         """Wait for these items' jobs when this process runs them; False when it does not, or on timeout."""
