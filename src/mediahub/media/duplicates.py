@@ -275,9 +275,10 @@ class DuplicateReview:
             reviews = DuplicateRepository(session)
             before = reviews.reviewed(key.kind, [key.key]).get(key.key)
             review = reviews.keep_whole(key.kind, key.key, up_to, principal.sub)
+            group = str(key)
             audit.record_event(session, Actor.of(principal), AuditEvent(
-                action="duplicates.keep_all", before={"group": str(key), "up_to_id": before},
-                after={"group": str(key), "up_to_id": review.up_to_id}))
+                action="duplicates.keep_all", after={"group": group, "up_to_id": review.up_to_id},
+                before=None if before is None else {"group": group, "up_to_id": before}))
         return up_to
 
     def resolve_all_exact(self, principal: Principal, after: str | None,

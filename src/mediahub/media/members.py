@@ -16,9 +16,11 @@ from mediahub.media.audit import Actor
 
 
 def _event(action: str, entity: EntityRef, subject: str, before: str | None, after: str | None) -> AuditEvent:
+    """The membership as it was and as it is, named by its subject (None: no membership)."""
     return AuditEvent(action=action, entity_type=entity.kind.name, entity_id=entity.entity_id,
                       parent_id=entity.parent_id or NO_PARENT,
-                      before={"subject": subject, "role": before}, after={"subject": subject, "role": after})
+                      before=None if before is None else {"subject": subject, "role": before},
+                      after=None if after is None else {"subject": subject, "role": after})
 
 
 class MemberService:

@@ -147,5 +147,6 @@ class AuditRepository:
                 conditions = [*conditions, or_(AuditEvent.occurred_at < occurred_at, and_(
                     AuditEvent.occurred_at == occurred_at, AuditEvent.id < event_id))]
             else:
-                conditions = [*conditions, tuple_(AuditEvent.occurred_at, AuditEvent.id) < tuple_(occurred_at, event_id)]
+                newest = tuple_(AuditEvent.occurred_at, AuditEvent.id)
+                conditions = [*conditions, newest < tuple_(occurred_at, event_id)]
         return query.where(*conditions).order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc()).limit(limit)
