@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 import requests
+import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, given, settings
 
 from mediahub.api.app import create_app
 from mediahub.api.library.routes import PAGES
@@ -507,3 +509,24 @@ def test_the_columns_the_guard_watches_are_every_column_of_media_items() -> None
 def test_the_actions_are_listed_once_with_their_meaning() -> None:
     assert all(re.fullmatch(r"[a-z]+\.[a-z_]+", name) and len(name) <= 32 and meaning
                for name, meaning in ACTIONS.items())
+
+
+def test_generated_requests_to_the_audit_routes_never_get_a_5xx(world: World) -> None:
+    """Schemathesis over the operations this trail adds (the whole document runs in tests/reliability)."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", world.client.app)
+    operations = [result.ok() for result in schema.get_all_operations()
+                  if result.ok().path in ("/v1/media/audit", "/v1/media/{media_id}/history", "/v1/media/{media_id}")
+                  and result.ok().method == "get"]
+    assert len(operations) == 3
+    failures: list[tuple[str, int]] = []
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+        def run(case: Any) -> None:
+            response = case.call(headers=world.tokens.admin())
+            if response.status_code >= 500:
+                failures.append((case.as_curl_command(), response.status_code))
+
+        run()
+    assert failures == []
