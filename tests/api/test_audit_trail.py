@@ -461,6 +461,22 @@ def test_hostile_filters_are_4xx_with_a_stable_code(world: World, params: dict[s
         assert answer.json()["code"] == code, answer.text
 
 
+def test_the_trail_on_every_database(app_factory: AppFactory, migrated_database_url: str, tokens: Tokens) -> None:
+    """Recording in each change's transaction, the filters, the pages and an item's history on each database."""
+    with TestClient(app_factory(database_url=migrated_database_url)) as client:
+        w = make_world(client, tokens)
+        for status in ("approved", "rejected", "approved"):
+            assert client.post(f"/v1/media/{w.pending['id']}/moderation", headers=tokens.moderator(),
+                               json={"status": status, "reason": status}).is_success
+        decisions = _events(w, action=["media.approve", "media.reject"], actor="MOD-1")
+        assert [e["reason"] for e in decisions] == ["approved", "rejected", "approved"]
+        first = client.get("/v1/media/audit", params={"limit": 2}, headers=tokens.admin()).json()
+        rest = client.get("/v1/media/audit", params={"after": first["next"]}, headers=tokens.admin()).json()
+        assert [e["id"] for e in first["items"] + rest["items"]] == [e["id"] for e in _events(w)]
+        history = client.get(f"/v1/media/{w.pending['id']}", headers=w.owner).json()["history"]
+        assert [e["action"] for e in history] == ["media.approve", "media.reject", "media.approve", "media.create"]
+
+
 def test_history_in_the_detail_is_for_owners_and_moderators_and_hides_reporters(world: World) -> None:
     w = world
     w.client.post(f"/v1/media/{w.approved['id']}/flag", headers=w.tokens.user("USR-REPORTER"), json={"reason": "ugly"})
