@@ -6,13 +6,15 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import update
 
-from mediahub.db.models import AuditEvent, MediaItem
+from mediahub.db.models import AuditEvent, MediaItem, MediaReport
 from mediahub.db.repositories import SYSTEM, AuditFilter, AuditRepository, MediaRepository, item_event
 from mediahub.db.session import Database
 from mediahub.jobs.sweeper import Sweeper, audit_retention
 from mediahub.media import audit
 from tests.db.test_repositories import make_item
+from tests.support.audit_guard import AuditGuard
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -131,3 +133,31 @@ def test_the_sweeper_expires_events_older_than_the_retention(sqlite_db: Database
     finally:
         sweeper.stop()
     assert _page_ids(sqlite_db, AuditFilter(), 10) == kept, "the sweeper never removed the events older than 30 days"
+
+
+def test_the_guard_catches_changes_committed_without_an_event(sqlite_db: Database) -> None:
+    """The guard every API test runs under (tests/support/audit_guard.py) can fail: it sees ORM and bulk writes,
+    passes system columns and changes that come with an event, and forgets what a savepoint rolled back."""
+    guard = AuditGuard()
+    guard.install()
+    try:
+        with sqlite_db.session() as session:
+            item = MediaRepository(session).add(make_item())
+        with sqlite_db.session() as session:
+            recorded = MediaRepository(session).add(make_item())
+            AuditRepository(session).record(item_event(recorded, "media.create", actor="t", actor_role=None,
+                                                       after={}))
+        with sqlite_db.session() as session:
+            session.execute(update(MediaItem).where(MediaItem.id == item.id).values(caption="x"))
+        with sqlite_db.session() as session:
+            session.execute(update(MediaItem).values(processing_status="ready"))
+        with sqlite_db.session() as session:
+            with pytest.raises(RuntimeError), session.begin_nested():
+                session.add(MediaReport(media_id=item.id, reporter="u", open_marker=True))
+                session.flush()
+                raise RuntimeError("the savepoint rolls back")
+    finally:
+        guard.remove()
+    assert [violation.writes for violation in guard.violations] == [
+        ["insert media_items"], ["bulk update media_items ['caption']"]]
+    assert guard.checked == 3
