@@ -1,5 +1,6 @@
 """An item's page: the picture or video, its renditions and URLs, its text and focal point, its metadata,
-moderation and history, for whoever the API shows the item to (`GET /v1/media/{id}`: the same service call, the same 404).
+moderation and history, for whoever the API shows the item to (`GET /v1/media/{id}`: the same service call,
+the same 404).
 
 Reads are rendered here; every change (text, focal point, decision, report, delete) is the page script calling
 the public API with the session, so the page can do nothing the API would refuse the same person.
