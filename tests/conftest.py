@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.support.s3_server",
     "tests.support.databases",
     "tests.support.cdn",
+    "tests.support.audit_guard",
 ]
 
 

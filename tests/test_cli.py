@@ -54,6 +54,21 @@ def test_upgrade_then_ingest_good_and_bad_files_as_json_lines(workdir):
     assert json.loads(verify.stdout)["stray"] == []
 
 
+def test_grant_and_ingest_are_recorded_in_the_audit_trail_as_the_clis(workdir):
+    run(workdir, "db", "upgrade")
+    assert run(workdir, "grant", "community:C1/amenity:AM-1", "USR-5", "--role", "editor").returncode == 0
+    assert run(workdir, "ingest", str(CORPUS_DIR / "images/good/jpeg_hopper.jpg"), "--entity", "property:9",
+               "--field", "gallery", "--uploader", "USR-5").returncode == 0
+    with sqlite3.connect(workdir / "var" / "mediahub.db") as db:
+        rows = db.execute("SELECT action, actor, actor_role, entity_type, parent_id, entity_id, after "
+                          "FROM audit_events ORDER BY id").fetchall()
+    (grant, created) = rows
+    assert grant[:6] == ("member.grant", "mediahub-cli", "operator", "amenity", "C1", "AM-1")
+    assert json.loads(grant[6]) == {"subject": "USR-5", "role": "editor"}
+    assert created[:6] == ("media.create", "mediahub-cli", "operator", "property", "", "9")
+    assert json.loads(created[6])["uploaded_by"] == "USR-5"
+
+
 def test_all_good_files_exit_zero(workdir):
     run(workdir, "db", "upgrade")
     result = run(workdir, "ingest", str(CORPUS_DIR / "images/good/jpeg_hopper.jpg"), "--entity", "user:USR-123",

@@ -364,14 +364,13 @@ def grant(
     role: Annotated[str, typer.Option(help="owner or editor.")] = "owner",
 ) -> None:
     """Make SUB a member of an entity: they may upload to it and manage its media."""
-    from mediahub.db.repositories import MemberRepository
     from mediahub.media.access import EntityRef
+    from mediahub.media.members import MemberService
 
     runtime = _runtime()
     try:
         ref = EntityRef.parse_label(entity)
-        with runtime.database.session() as session:
-            MemberRepository(session).grant(ref.kind.name, ref.entity_id, sub, role, ref.parent_id)
+        MemberService(runtime.database).grant(None, ref, sub, role)
     except MediaHubError as exc:
         console.print(f"[red]{exc.code}: {exc.message}[/red]")
         raise typer.Exit(2) from None

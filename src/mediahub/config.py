@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     # Scans of a progressive JPEG (real ones have about 10): each is a decoding pass over the whole image.
     max_jpeg_scans: int = Field(100, ge=1, le=100_000)
 
+    # The audit trail (media/audit.py): events older than this many days are deleted by the sweeper; 0 = kept forever.
+    audit_retention_days: int = Field(400, ge=0, le=100 * 365)
+
     # Moderation reports (media/moderation.py).
     # Distinct users with open reports on an approved item that hide it until a moderator decides; 0 = never.
     flag_hide_threshold: int = Field(3, ge=0, le=1000)

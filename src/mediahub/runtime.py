@@ -19,7 +19,7 @@ from mediahub.db.session import Database
 from mediahub.dedup.index import DedupIndex
 from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
-from mediahub.jobs.sweeper import Sweeper
+from mediahub.jobs.sweeper import Sweeper, audit_retention
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
@@ -86,7 +86,8 @@ class Runtime:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
         if self.jobs.runs_here and self.sweeper is None:
             self.sweeper = Sweeper(self.database, self.jobs.dispatch, self.settings.sweep_interval_seconds,
-                                   self.storage, self.staging).start()
+                                   self.storage, self.staging,
+                                   audit_retention=audit_retention(self.settings.audit_retention_days)).start()
 
     def dependency_checks(self) -> dict[str, Callable[[], None]]:
         """What any process of the service needs to do its work, by name: each raises Unavailable when its

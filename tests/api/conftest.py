@@ -20,6 +20,7 @@ from mediahub.api.app import create_app
 from mediahub.api.auth import issue_token
 from mediahub.config import Settings
 from mediahub.db import migrate
+from tests.support.audit_guard import AuditGuard
 from tests.support.corpus import CORPUS_DIR
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256!"
@@ -46,6 +47,12 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(autouse=True)
+def _no_change_escapes_the_trail(audit_guard: AuditGuard) -> AuditGuard:
+    """Every API test also proves that each audited change it makes commits with its audit event."""
+    return audit_guard
 
 
 @pytest.fixture

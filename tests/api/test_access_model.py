@@ -15,6 +15,7 @@ from mediahub.entities import KINDS, Target
 from mediahub.errors import InvalidInput
 from tests.api.conftest import HOPPER, AppFactory, Tokens, add_member, assert_problem, make_settings, upload
 from tests.db.test_repositories import make_item
+from tests.support.audit_guard import unaudited
 from tests.support.corpus import CORPUS_DIR
 
 OTHER_PHOTO = CORPUS_DIR / "images/good/jpeg_flower.jpg"
@@ -238,6 +239,7 @@ def _fill(app_database: str, entity_id: str, count: int) -> None:
     database = Database(app_database)
     try:
         with database.session() as session:
+            unaudited(session)
             repo = MediaRepository(session)
             for _ in range(count):
                 repo.add(make_item(entity_type="post", entity_id=entity_id, entity_field="media"))

@@ -21,6 +21,7 @@ from mediahub.db.session import Database
 from mediahub.db.usage_tracking import UntrackedWrite
 from mediahub.errors import DatabaseUnavailable
 from mediahub.media import moderation
+from mediahub.media.audit import OPERATOR
 from mediahub.media.cdn import CdnPurge
 from mediahub.storage.local import LocalStorage
 from tests.db.test_repositories import make_item, run_transaction
@@ -86,7 +87,7 @@ def test_every_write_path_keeps_the_totals_in_step(db: Database) -> None:
     assert_in_step(db)
 
     with db.session() as session:  # a moderator's decision: an attribute of a loaded item
-        moderation.decide(session, MediaRepository(session).lock(first.id), "approved", None, NO_CDN)
+        moderation.decide(session, MediaRepository(session).lock(first.id), "approved", None, NO_CDN, OPERATOR)
     assert_in_step(db)
 
     with db.session() as session:  # a job swapping variants: bulk DELETE and INSERT of variant rows
@@ -196,13 +197,13 @@ def _random_step(rng: random.Random, session: Session, entity: tuple[str, str, s
                                     is_primary=field == "avatar", moderation_status=rng.choice(STATUSES),
                                     media_type=rng.choice(["image", "video"])))
         if field == "avatar":
-            moderation.replace_in_slot(repo, item, NO_CDN)
+            moderation.replace_in_slot(repo, item, NO_CDN, OPERATOR)
     elif action == "delete":
         repo.delete(rng.choice(items))
     elif action == "decide":
         item = repo.lock(rng.choice(items).id)
         if item is not None:
-            moderation.decide(session, item, rng.choice(STATUSES), None, NO_CDN)
+            moderation.decide(session, item, rng.choice(STATUSES), None, NO_CDN, OPERATOR)
     else:
         item = rng.choice(items)
         replaced = [v.id for v in item.variants if v.name == "thumbnail"]
@@ -287,7 +288,7 @@ def test_writers_of_the_same_items_at_once_keep_the_totals_exact(db: Database) -
                 if item is not None:
                     repo.delete(item)
             elif action == "decide" and (item := repo.lock(media_id)) is not None:
-                moderation.decide(session, item, rng.choice(STATUSES), None, NO_CDN)
+                moderation.decide(session, item, rng.choice(STATUSES), None, NO_CDN, OPERATOR)
             elif action == "swap":  # as renditions.publish
                 lock_item(session, media_id)
                 if repo.get(media_id) is None:

@@ -16,9 +16,10 @@ from mediahub.api.errors import install_error_handlers
 from mediahub.api.library.routes import install_library
 from mediahub.api.library.web import error_page as library_error_page
 from mediahub.api.metrics import Metrics, MetricsMiddleware
-from mediahub.api.middleware import BodyCapMiddleware, CloseOnUnreadBodyMiddleware
+from mediahub.api.middleware import BodyCapMiddleware, CloseOnUnreadBodyMiddleware, RequestIdMiddleware
 from mediahub.api.ratelimit import ConcurrencyLimit, upload_limiter
 from mediahub.api.routes import (
+    audit,
     direct_uploads,
     duplicates,
     files,
@@ -79,10 +80,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyCapMiddleware, max_bytes=settings.max_json_body_bytes,
                        read_timeout=settings.upload_read_timeout_seconds, exempt=_streams_its_body)
     app.add_middleware(CloseOnUnreadBodyMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(tus.TusHeadersMiddleware)  # outermost: a method override applies to every layer
     # Order matters where paths overlap: fixed segments before /v1/media/{media_id}.
-    for module in (ops, uploads, tus, direct_uploads, files, images, members, moderation, duplicates, media):
+    for module in (ops, uploads, tus, direct_uploads, files, images, members, moderation, duplicates, audit, media):
         app.include_router(module.router)
     install_library(app)
     return app

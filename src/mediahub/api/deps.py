@@ -1,4 +1,4 @@
-"""Typed dependencies: the runtime, services, a request-scoped session and the caller.
+"""Typed dependencies: the runtime, services and the caller.
 
 Those that only read the app's state or build a service object are `async def`: FastAPI runs a
 plain `def` dependency in a worker thread, a trip that costs more than the dependency itself.
@@ -7,13 +7,11 @@ plain `def` dependency in a worker thread, a trip that costs more than the depen
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 
 from mediahub.api.auth import TokenVerifier
 from mediahub.api.library.session import CSRF_HEADER, SAFE_METHODS, csrf_matches, session_token
@@ -23,11 +21,13 @@ from mediahub.config import Settings
 from mediahub.errors import Forbidden, MalformedRequest, Unauthenticated
 from mediahub.media.access import Principal
 from mediahub.media.analytics import AnalyticsService
+from mediahub.media.audit import AuditService
 from mediahub.media.batch import BatchService
 from mediahub.media.direct_uploads import DirectUploadService
 from mediahub.media.duplicates import DuplicateReview
 from mediahub.media.files import FileAccess
 from mediahub.media.manage import MediaService
+from mediahub.media.members import MemberService
 from mediahub.media.moderation import ModerationService
 from mediahub.media.urls import MediaUrls
 from mediahub.runtime import Runtime
@@ -62,15 +62,7 @@ async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    """One transaction for routes that only touch rows; committed when the endpoint returns."""
-    with runtime.database.session() as session:
-        yield session
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-# scope="function": the commit happens before the response is sent, so a failed commit is an error answer.
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 async def get_media_service(runtime: RuntimeDep) -> MediaService:
     return MediaService(runtime.database, runtime.storage, runtime.cdn, runtime.dedup_index,
@@ -86,6 +78,14 @@ async def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
 
 async def get_batch_service(runtime: RuntimeDep) -> BatchService:
     return BatchService(await get_media_service(runtime), await get_moderation_service(runtime))
+
+
+async def get_member_service(runtime: RuntimeDep) -> MemberService:
+    return MemberService(runtime.database)
+
+
+async def get_audit_service(runtime: RuntimeDep) -> AuditService:
+    return AuditService(runtime.database)
 
 
 async def get_file_access(runtime: RuntimeDep) -> FileAccess:
@@ -118,6 +118,8 @@ async def get_urls(request: Request, runtime: RuntimeDep) -> MediaUrls:
 MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]
 ModerationServiceDep = Annotated[ModerationService, Depends(get_moderation_service)]
 BatchServiceDep = Annotated[BatchService, Depends(get_batch_service)]
+MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
+AuditServiceDep = Annotated[AuditService, Depends(get_audit_service)]
 FileAccessDep = Annotated[FileAccess, Depends(get_file_access)]
 UrlsDep = Annotated[MediaUrls, Depends(get_urls)]
 

@@ -1,4 +1,5 @@
-"""Request bodies: capped before the app reads them; the connection closed when one is left unread.
+"""Request bodies: capped before the app reads them; the connection closed when one is left unread. And each
+request's id (RequestIdMiddleware).
 
 An upload refused early (too large, forbidden, rate limited) must not make the
 server read the rest of a possibly endless body. Marking such a response
@@ -8,6 +9,8 @@ draining the remainder for keep-alive.
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 
 import anyio
@@ -16,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mediahub.api.errors import problem, status_of
 from mediahub.errors import MediaHubError, RequestTimeout, TooLarge
+from mediahub.media import audit
 
 
 def _has_body(scope: Scope) -> bool:
@@ -114,3 +118,35 @@ class BodyCapMiddleware:
     def _too_large(self) -> TooLarge:
         return TooLarge(f"request body is larger than the limit of {self.max_bytes} bytes",
                         code="body_too_large", limit=self.max_bytes)
+
+
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class RequestIdMiddleware:
+    """Names each request: the client's (or proxy's) X-Request-ID when it is a plain token of at most 64
+    characters, else a new one. It is sent back in the answer, and the audit events the request records
+    carry it (media/audit.py `request_id`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        name = sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        token = audit.request_id.set(name)
+
+        async def naming_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER.encode()]
+                message = {**message, "headers": [*headers, (REQUEST_ID_HEADER.encode(), name.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, naming_send)
+        finally:
+            audit.request_id.reset(token)

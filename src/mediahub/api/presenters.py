@@ -8,12 +8,14 @@ from typing import Any
 
 from mediahub.api.errors import public_detail
 from mediahub.api.schemas import (
+    AuditEventOut,
     BatchDeleteResult,
     BatchFileError,
     DuplicateGroupOut,
     DuplicateMemberOut,
     DuplicateResolveOut,
     ItemReportOut,
+    MediaDetailOut,
     MediaOut,
     ModerationQueueItem,
     PlaceholdersOut,
@@ -21,11 +23,11 @@ from mediahub.api.schemas import (
     ReportOut,
     VariantOut,
 )
-from mediahub.db.models import MediaItem
+from mediahub.db.models import AuditEvent, MediaItem
 from mediahub.db.repositories.job_queue import PENDING
 from mediahub.media.duplicates import Group, Resolved
 from mediahub.media.exposure import original_is_raw
-from mediahub.media.manage import MediaView
+from mediahub.media.manage import ItemDetail, MediaView
 from mediahub.media.moderation import QueueEntry, ReportHistory
 from mediahub.media.responsive import responsive
 from mediahub.media.urls import MediaUrls
@@ -133,3 +135,15 @@ def report_history_out(history: ReportHistory) -> ReportHistoryOut:
                       closed_at=r.closed_at)
         for r in history.reports
     ])
+
+
+def audit_event_out(event: AuditEvent) -> AuditEventOut:
+    return AuditEventOut(id=event.id, occurred_at=event.occurred_at, actor=event.actor, actor_role=event.actor_role,
+                         action=event.action, media_id=event.media_id, media_public_id=event.media_public_id,
+                         entity_type=event.entity_type, entity_id=event.entity_id, parent_id=event.parent_id or None,
+                         reason=event.reason, before=event.before, after=event.after, request_id=event.request_id)
+
+
+def media_detail_out(detail: ItemDetail, urls: MediaUrls) -> MediaDetailOut:
+    history = None if detail.history is None else [audit_event_out(event) for event in detail.history]
+    return MediaDetailOut(**media_out(detail.view, urls).model_dump(), history=history)

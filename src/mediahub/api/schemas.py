@@ -205,6 +205,37 @@ class MediaOut(BaseModel):
                                                                 "transforms) are centred; null when unknown")
 
 
+class AuditEventOut(BaseModel):
+    id: int
+    occurred_at: datetime
+    actor: str | None = Field(description="the principal's subject, `system`, or `mediahub-cli`; null on a "
+                                           "report for anyone but moderators")
+    actor_role: str | None = Field(description="admin, moderator, user, system or operator")
+    action: str = Field(examples=["media.approve"])
+    media_id: int | None
+    media_public_id: str | None
+    entity_type: str | None
+    entity_id: str | None
+    parent_id: str | None
+    reason: str | None
+    before: dict[str, Any] | None = Field(description="the fields the change changed, as they were; null: the "
+                                                      "item was new")
+    after: dict[str, Any] | None = Field(description="those fields as the change left them; null: the item was "
+                                                     "deleted")
+    request_id: str | None = Field(description="the request that made the change (its X-Request-ID)")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    next: str | None = Field(description="`after` for the next page; null on the last one")
+
+
+class MediaDetailOut(MediaOut):
+    history: list[AuditEventOut] | None = Field(
+        None, description="the item's newest changes, newest first (`GET /v1/media/{id}/history` pages through "
+                          "all): for the uploader, the entity's owners and moderators; null for anyone else")
+
+
 class MediaPage(BaseModel):
     items: list[MediaOut]
     total: int

@@ -401,6 +401,43 @@ class MediaReport(Base):
     )
 
 
+class AuditEvent(Base):
+    """One change a person (or the system) made: who, what, when, why, and the fields it changed.
+
+    Written by db/repositories/audit.py in the transaction of the change itself, so an event exists
+    exactly when its change committed. The item is named by its id and public id without a foreign
+    key: an item's history outlives it. `before` and `after` hold only the fields that changed.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))  # the principal's subject, or SYSTEM / the CLI's name
+    actor_role: Mapped[str | None] = mapped_column(String(16))  # admin | moderator | user | system | operator
+    action: Mapped[str] = mapped_column(String(32))  # one of db/repositories/audit.py ACTIONS
+    media_id: Mapped[int | None] = mapped_column(BigInteger)
+    media_public_id: Mapped[str | None] = mapped_column(String(32))
+    entity_type: Mapped[str | None] = mapped_column(String(32))
+    parent_id: Mapped[str | None] = mapped_column(String(64))  # as MediaItem's (NO_PARENT for top-level kinds)
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        # Every listing is newest first by (occurred_at, id), a page after a cursor: the whole trail, and the
+        # same order within each filter below; retention deletes the oldest by time.
+        Index("ix_audit_occurred", "occurred_at", "id"),
+        Index("ix_audit_media", "media_public_id", "occurred_at", "id"),  # an item's history
+        Index("ix_audit_actor", "actor", "occurred_at", "id"),
+        Index("ix_audit_action", "action", "occurred_at", "id"),
+        Index("ix_audit_entity", "entity_type", "entity_id", "parent_id", "occurred_at", "id"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+
 class Job(Base):
     """Background work, and the outbox it is dispatched from.
 

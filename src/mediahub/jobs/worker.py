@@ -16,7 +16,7 @@ import time
 
 from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import Dispatcher, Leases, execute
-from mediahub.jobs.sweeper import Sweeper
+from mediahub.jobs.sweeper import Sweeper, audit_retention
 from mediahub.storage.staging import Staging
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def _run_dramatiq(context: TaskContext, dispatcher: Dispatcher, threads: int, st
         raise TypeError("QUEUE_URL is set, but the dispatcher is not Dramatiq's")
     worker = dispatcher.worker(threads)
     sweeper = Sweeper(context.database, dispatcher.dispatch, context.settings.sweep_interval_seconds,
-                      context.storage, staging)
+                      context.storage, staging, audit_retention=audit_retention(context.settings.audit_retention_days))
     worker.start()
     sweeper.start()
     log.info("worker: %d Dramatiq threads on queue %r", threads, dispatcher.queue_name)
@@ -62,7 +62,8 @@ def _run_dramatiq(context: TaskContext, dispatcher: Dispatcher, threads: int, st
 
 def _run_poll_loop(context: TaskContext, threads: int, stop: threading.Event, staging: Staging) -> None:
     # Polling finds due jobs (retries included) by itself; the sweeper only reclaims expired leases.
-    sweeper = Sweeper(context.database, None, context.settings.sweep_interval_seconds, context.storage, staging)
+    sweeper = Sweeper(context.database, None, context.settings.sweep_interval_seconds, context.storage, staging,
+                      audit_retention=audit_retention(context.settings.audit_retention_days))
     leases = Leases()
     # Daemons: a poller still running its job after the grace period goes with the process, its lease handed back.
     pollers = [threading.Thread(target=_poll, args=(context, stop, leases), name=f"mediahub-poll-{n}", daemon=True)

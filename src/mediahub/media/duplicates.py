@@ -32,15 +32,16 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
-from mediahub.db.models import MediaItem
+from mediahub.db.models import AuditEvent, MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository
 from mediahub.db.repositories.duplicates import EXACT_KINDS, DuplicateRepository, ExactKind
 from mediahub.db.session import Database
 from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
 from mediahub.errors import Conflict, InvalidInput, MediaHubError
-from mediahub.media import access
+from mediahub.media import access, audit
 from mediahub.media.access import Principal
+from mediahub.media.audit import Actor
 from mediahub.media.manage import MediaService, MediaView
 
 GroupKind = Literal["pixels", "file", "near"]
@@ -255,7 +256,9 @@ class DuplicateReview:
             raise Conflict("the item to keep is not in this group (any more): reload the group",
                            code="keep_not_in_group")
         in_group = [media_id for media_id in delete if media_id in members]
-        errors = dict(zip(in_group, self.media.delete_many(in_group, principal), strict=True))
+        why = f"duplicate review: a duplicate of item {keep} (group {key})"
+        errors = dict(zip(in_group, self.media.delete_many(in_group, principal, dict.fromkeys(in_group, why)),
+                          strict=True))
         return Resolved(key, [keep], [Outcome(media_id, errors[media_id] if media_id in members else Conflict(
             "not in this group (any more)", code="not_in_group")) for media_id in delete])
 
@@ -269,7 +272,13 @@ class DuplicateReview:
             if up_to is None:
                 raise Conflict("none of these items is in this group (any more): reload the group",
                                code="not_in_group")
-            DuplicateRepository(session).keep_whole(key.kind, key.key, up_to, principal.sub)
+            reviews = DuplicateRepository(session)
+            before = reviews.reviewed(key.kind, [key.key]).get(key.key)
+            review = reviews.keep_whole(key.kind, key.key, up_to, principal.sub)
+            group = str(key)
+            audit.record_event(session, Actor.of(principal), AuditEvent(
+                action="duplicates.keep_all", after={"group": group, "up_to_id": review.up_to_id},
+                before=None if before is None else {"group": group, "up_to_id": before}))
         return up_to
 
     def resolve_all_exact(self, principal: Principal, after: str | None,
@@ -284,6 +293,8 @@ class DuplicateReview:
             kept = {item.id for item in keepers(items)}
             plan.append((key, sorted(kept), [item.id for item in items if item.id not in kept]))
         doomed = [media_id for _, _, ids in plan for media_id in ids]
-        errors = dict(zip(doomed, self.media.delete_many(doomed, principal), strict=True))
+        reasons = {media_id: f"duplicate review: resolved with every exact group, kept {kept} (group {key})"
+                   for key, kept, ids in plan for media_id in ids}
+        errors = dict(zip(doomed, self.media.delete_many(doomed, principal, reasons), strict=True))
         return [Resolved(key, kept, [Outcome(media_id, errors[media_id]) for media_id in ids])
                 for key, kept, ids in plan], cursor

@@ -31,8 +31,9 @@ from mediahub.dedup.index import DedupIndex
 from mediahub.entities import Target
 from mediahub.errors import DatabaseUnavailable, NotFound, StorageUnavailable, TooLarge, UnsupportedType
 from mediahub.formats import CONTENT_TYPES, EXTENSIONS
-from mediahub.media import access, exposure
+from mediahub.media import access, audit, exposure
 from mediahub.media.access import Principal
+from mediahub.media.audit import Actor
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.job_kinds import Dispatch, dispatch_committed, upload_jobs
@@ -295,7 +296,7 @@ class IngestService:
                 early.settle(written, raise_error=True)
             item, job_ids = self._commit(
                 lambda: self._row(spooled, sniffed, processed, request, objects[0], variants, job_kinds),
-                request.target, job_kinds,
+                request.target, job_kinds, Actor.of(request.principal),
                 self._recheck(spooled, processed, request, lost),
                 request.on_commit,
             )
@@ -342,9 +343,10 @@ class IngestService:
         return lambda session: self._check_duplicate(session, probe, processed, request, lost, entity)
 
     def _commit(self, make_row: Callable[[], MediaItem], target: Target, job_kinds: list[str],
-                recheck: Callable[[Session], None] | None = None,
+                actor: Actor, recheck: Callable[[Session], None] | None = None,
                 on_commit: Callable[[Session, MediaItem], None] | None = None) -> tuple[MediaItem, list[int]]:
-        """Insert the row (replacing what it replaces in a single slot) and its jobs in one transaction.
+        """Insert the row (replacing what it replaces in a single slot) and its jobs in one transaction, recorded
+        in the audit trail as `actor`'s.
 
         With a `recheck`, and for a gallery (whose `max_items` a concurrent insert must not
         overshoot: locking the rows it holds misses the rows being added), the transaction
@@ -363,7 +365,8 @@ class IngestService:
                     item = make_row()
                     repo = MediaRepository(session)
                     repo.add(item, target.field.max_items if gallery else None)
-                    purges = replace_in_slot(repo, item, self.cdn) if target.field.slot == "single" else []
+                    audit.record_created(session, actor, item)
+                    purges = replace_in_slot(repo, item, self.cdn, actor) if target.field.slot == "single" else []
                     if on_commit is not None:
                         on_commit(session, item)
                     job_ids = [enqueue(session, kind, media_id=item.id,

@@ -8,15 +8,12 @@ calls these in a worker thread.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mediahub.db.models import MediaItem
+from mediahub.db.models import AuditEvent, MediaItem
 from mediahub.db.repositories import MediaRepository, MemberRepository, UsageRepository
 from mediahub.db.repositories.media import GalleryKey
 from mediahub.db.session import Database
@@ -24,9 +21,11 @@ from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
 from mediahub.entities import Target, nested_kinds
 from mediahub.errors import Conflict, Forbidden, InvalidInput, MediaHubError
-from mediahub.media import access, exposure, moderation
+from mediahub.media import access, audit, exposure, moderation
 from mediahub.media.access import EntityRef, Principal
+from mediahub.media.audit import Actor
 from mediahub.media.cdn import DELETE, FOCAL, REJECT, CdnPurge
+from mediahub.media.cursors import decode_cursor, encode_cursor
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.focal import set_focal_point
 from mediahub.media.job_kinds import Dispatch, dispatch_committed
@@ -34,7 +33,6 @@ from mediahub.storage.base import Storage, Usage
 
 EDITABLE_FIELDS = frozenset({"caption", "alt_text", "tags"})
 TAGS_MAX = 50  # tags an item may carry
-CURSOR_MAX = 200  # characters of a page cursor; one made here is far shorter
 POSITION_LIMIT = 2**31  # MediaItem.position is an INTEGER
 ID_LIMIT = 2**63  # MediaItem.id is a BIGINT
 
@@ -57,10 +55,12 @@ class MediaView:
 
 @dataclass(frozen=True)
 class ItemDetail:
-    """An item as one caller sees it, and whether they may change its text, focal point and primary, or delete it."""
+    """An item as one caller sees it, whether they may change its text, focal point and primary, or delete it,
+    and its newest audit events (None for those who may not read them: see audit.recent_history)."""
 
     view: MediaView
     may_edit: bool
+    history: list[AuditEvent] | None
 
 
 @dataclass(frozen=True)
@@ -84,25 +84,20 @@ class EntityRights:
 
 def page_cursor(item: MediaItem) -> str:
     """The opaque cursor of the page after `item`: its place in gallery order."""
-    key = json.dumps([item.entity_field, item.position, item.id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    return encode_cursor([item.entity_field, item.position, item.id])
+
+
+def _gallery_key(key: list[Any]) -> GalleryKey | None:
+    if (len(key) == 3 and isinstance(key[0], str) and len(key[0]) <= 32
+            and all(type(number) is int for number in key[1:])
+            and -POSITION_LIMIT <= key[1] < POSITION_LIMIT and 0 <= key[2] < ID_LIMIT):
+        return key[0], key[1], key[2]
+    return None
 
 
 def parse_cursor(cursor: str) -> GalleryKey:
     """A cursor `page_cursor` made; anything else is 422 `invalid_cursor`."""
-    invalid = InvalidInput("the cursor is not one a listing gave: start again from the first page",
-                           code="invalid_cursor")
-    if not cursor or len(cursor) > CURSOR_MAX or not cursor.isascii():
-        raise invalid
-    try:
-        key = json.loads(base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True))
-    except (binascii.Error, ValueError, RecursionError):
-        raise invalid from None
-    if not (isinstance(key, list) and len(key) == 3 and isinstance(key[0], str) and len(key[0]) <= 32
-            and all(type(number) is int for number in key[1:])
-            and -POSITION_LIMIT <= key[1] < POSITION_LIMIT and 0 <= key[2] < ID_LIMIT):
-        raise invalid
-    return key[0], key[1], key[2]
+    return decode_cursor(cursor, _gallery_key)
 
 
 def _with_tags(tags: list[str] | None, added: list[str]) -> list[str]:
@@ -164,10 +159,12 @@ class MediaService:
             return tx.view(principal, item)
 
     def detail(self, media_id: int, principal: Principal | None) -> ItemDetail:
-        """`get`, and whether `update` and `delete` would let the caller change the item (its status aside)."""
+        """`get`, whether `update` and `delete` would let the caller change the item (its status aside), and
+        its history."""
         with self._tx() as tx:
             item = access.require_view(principal, tx.media.get(media_id), tx.members)
-            return ItemDetail(tx.view(principal, item), access.can_edit(principal, item, tx.members))
+            return ItemDetail(tx.view(principal, item), access.can_edit(principal, item, tx.members),
+                              audit.recent_history(tx.media.session, item, principal, tx.members))
 
     def get_public(self, public_id: str) -> MediaView:
         """Anonymous access by public id: approved items only, never their private metadata."""
@@ -257,7 +254,9 @@ class MediaService:
         `add_tags`: tags added to the item's own (which `tags` replaces)."""
         job_ids: list[int] = []
         purges: list[int] = []
+        actor = Actor.of(principal)
         with exposure.following_status(self.storage) as sync, self._tx() as tx:
+            session = tx.media.session
             item = access.require_view(principal, tx.media.lock(media_id), tx.members)
             if "moderation_status" in changes:
                 access.require_moderator(principal)
@@ -265,28 +264,31 @@ class MediaService:
                 access.require_edit(principal, item, tx.members)
             if "add_tags" in changes:
                 changes = {**changes, "tags": _with_tags(item.tags, changes["add_tags"])}
-            edited = [name for name in EDITABLE_FIELDS & changes.keys() if getattr(item, name) != changes[name]]
-            for name in edited:
-                setattr(item, name, changes[name])
-            if edited and item.moderation_status == "approved" and "moderation_status" not in changes and not (
-                    access.starts_approved(principal, principal.verified,
-                                           auto_approve_verified=self.auto_approve_verified)):
-                # New public text from someone whose uploads a moderator checks is checked the same way.
-                purges += self.cdn.queue(tx.media.session, item, REJECT)
-                moderation.apply_status(item, "pending", "edited: awaiting moderation")
-                sync(item)
+            with audit.recording(session, actor, "media.update", item):
+                edited = [name for name in EDITABLE_FIELDS & changes.keys()
+                          if getattr(item, name) != changes[name]]
+                for name in edited:
+                    setattr(item, name, changes[name])
+                if edited and item.moderation_status == "approved" and "moderation_status" not in changes and not (
+                        access.starts_approved(principal, principal.verified,
+                                               auto_approve_verified=self.auto_approve_verified)):
+                    # New public text from someone whose uploads a moderator checks is checked the same way.
+                    purges += self.cdn.queue(session, item, REJECT)
+                    moderation.apply_status(item, "pending", "edited: awaiting moderation")
+                    sync(item)
+                if "focal_point" in changes:
+                    point = changes["focal_point"]
+                    job_ids = set_focal_point(session, item, point["x"], point["y"],
+                                              max_attempts=self.job_max_attempts)
+                    if job_ids:  # it moved: the same URLs (a focal point names none) now show other crops
+                        purges += self.cdn.queue(session, item, FOCAL)
             if "moderation_status" in changes:
-                purges += moderation.decide(tx.media.session, item, changes["moderation_status"],
-                                            changes.get("moderation_reason"), self.cdn)
+                purges += moderation.decide(session, item, changes["moderation_status"],
+                                            changes.get("moderation_reason"), self.cdn, actor)
                 sync(item)
             if "is_primary" in changes:
-                self._set_primary(tx.media, item, changes["is_primary"])
-            if "focal_point" in changes:
-                point = changes["focal_point"]
-                job_ids = set_focal_point(tx.media.session, item, point["x"], point["y"],
-                                          max_attempts=self.job_max_attempts)
-                if job_ids:  # it moved: the same URLs (a focal point names none) now show other crops
-                    purges += self.cdn.queue(tx.media.session, item, FOCAL)
+                with audit.recording(session, actor, "media.primary", item):
+                    self._set_primary(tx.media, item, changes["is_primary"])
             view = tx.view(principal, item)
         # An approval removes what the item replaces; a new focal point, the item's transform results.
         if "moderation_status" in changes or job_ids:
@@ -306,22 +308,20 @@ class MediaService:
 
     def delete(self, media_id: int, principal: Principal) -> None:
         with self._tx() as tx:
-            item = access.require_edit(principal, tx.media.get(media_id), tx.members)
-            purges = self.cdn.queue(tx.media.session, item, DELETE)
-            tx.media.delete(item)
+            purges = self._delete(tx, media_id, principal, None)
         purge_pending_deletes(self.database, self.storage)
         self.cdn.send(purges)
 
-    def delete_many(self, ids: list[int], principal: Principal) -> list[MediaHubError | None]:
-        """Delete each id in its own transaction; the result per id is None (deleted) or its error."""
+    def delete_many(self, ids: list[int], principal: Principal,
+                    reasons: Mapping[int, str] | None = None) -> list[MediaHubError | None]:
+        """Delete each id in its own transaction; the result per id is None (deleted) or its error.
+        `reasons`: why each id is deleted, for the audit trail."""
         results: list[MediaHubError | None] = []
         purges: list[int] = []
         for media_id in ids:
             try:
                 with self._tx() as tx:
-                    item = access.require_edit(principal, tx.media.get(media_id), tx.members)
-                    queued = self.cdn.queue(tx.media.session, item, DELETE)
-                    tx.media.delete(item)
+                    queued = self._delete(tx, media_id, principal, (reasons or {}).get(media_id))
                 purges += queued
                 results.append(None)
             except MediaHubError as exc:
@@ -330,6 +330,14 @@ class MediaService:
         self.cdn.send(purges)
         return results
 
+    def _delete(self, tx: _Tx, media_id: int, principal: Principal, reason: str | None) -> list[int]:
+        """Delete the item in `tx`, recorded as the caller's; the CDN purges to send after the commit."""
+        item = access.require_edit(principal, tx.media.get(media_id), tx.members)
+        purges = self.cdn.queue(tx.media.session, item, DELETE)
+        audit.record_deleted(tx.media.session, Actor.of(principal), item, reason)
+        tx.media.delete(item)
+        return purges
+
     def reorder(self, entity: EntityRef, field: str, ids: list[int], principal: Principal, *,
                 partial: bool = False) -> list[MediaView]:
         """The field's items in the order of `ids` (the primary first); `partial`: `ids` names some of
@@ -337,8 +345,12 @@ class MediaService:
         field = entity.kind.field(field).name
         with self._tx() as tx:
             access.require_entity_edit(principal, entity, tx.members)
+            rows = tx.media.lock_field(entity.kind.name, entity.entity_id, field, entity.parent_id)
+            places = {row.id: row.position for row in rows}
             items = tx.media.reorder(entity.kind.name, entity.entity_id, field, ids, entity.parent_id,
                                      partial=partial)
+            audit.record_order(tx.media.session, Actor.of(principal), entity, field, places,
+                               {row.id: row.position for row in rows})
             return [tx.view(principal, item) for item in items]
 
     def storage_analytics(self, principal: Principal) -> StorageAnalytics:

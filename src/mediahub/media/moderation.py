@@ -24,8 +24,9 @@ from mediahub.db.repositories import GUARDED_STATUSES, MediaRepository, MemberRe
 from mediahub.db.session import Database
 from mediahub.entities import get_kind
 from mediahub.errors import RateLimited
-from mediahub.media import access, exposure
+from mediahub.media import access, audit, exposure
 from mediahub.media.access import Principal
+from mediahub.media.audit import SYSTEM_ACTOR, Actor
 from mediahub.media.cdn import DELETE, REJECT, CdnPurge
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.storage.base import Storage
@@ -36,6 +37,9 @@ REPORTS_SHOWN = 10  # open reports listed per queue entry (the count covers all)
 REPORT_HISTORY_SHOWN = 100  # an item's reports listed, newest first (the count covers all)
 REPORT_WINDOW = timedelta(hours=1)  # REPORT_RATE_LIMIT counts a reporter's reports in this window
 DISMISSED = "dismissed"
+# The audit action of each decision (db/repositories/audit.py ACTIONS).
+DECISION_ACTIONS = {"approved": "media.approve", "rejected": "media.reject", "flagged": "media.flag",
+                    "pending": "media.requeue"}
 
 
 @dataclass(frozen=True)
@@ -59,19 +63,25 @@ def apply_status(item: MediaItem, status: str, reason: str | None) -> None:
     item.moderation_reason = reason[:REASON_MAX] if reason else None
 
 
-def decide(session: Session, item: MediaItem, status: str, reason: str | None, cdn: CdnPurge) -> list[int]:
+def decide(session: Session, item: MediaItem, status: str, reason: str | None, cdn: CdnPurge,
+           actor: Actor) -> list[int]:
     """A moderator's decision: the status, the item's open reports closed, and on approval the
-    place the item was uploaded for. Objects of replaced items are queued in pending_deletes:
-    purge them after the commit. The CDN purges it queued (of an item leaving `approved`, of the
-    items it replaces), to send after the commit."""
+    place the item was uploaded for, each recorded in the audit trail as `actor`'s. Objects of
+    replaced items are queued in pending_deletes: purge them after the commit. The CDN purges it
+    queued (of an item leaving `approved`, of the items it replaces), to send after the commit."""
     was_approved = item.moderation_status == "approved"
+    before = audit.snapshot(item)
     purges = cdn.queue(session, item, REJECT) if status != "approved" else []
     apply_status(item, status, reason)
-    ReportRepository(session).close_all(item.id, status)
+    closed = ReportRepository(session).close_all(item.id, status)
     # An item that still holds its place (a primary hidden by reports, now restored) takes nothing:
     # the candidates uploaded meanwhile wait for their own decisions.
     if status == "approved" and not was_approved and not item.is_primary:
-        purges += _take_effect(MediaRepository(session), item, cdn)
+        purges += _take_effect(MediaRepository(session), item, cdn, actor)
+    audit.record(session, actor, DECISION_ACTIONS[status], item, before, reason=reason)
+    if closed:
+        audit.record(session, actor, "report.close", item, {"open_reports": closed},
+                     after={"open_reports": 0, "resolution": status})
     return purges
 
 
@@ -79,8 +89,9 @@ def is_single_slot(item: MediaItem) -> bool:
     return get_kind(item.entity_type).field(item.entity_field).slot == "single"
 
 
-def replace_in_slot(repo: MediaRepository, item: MediaItem, cdn: CdnPurge) -> list[int]:
-    """Remove what `item` replaces in its single slot; the CDN purges of the removed items.
+def replace_in_slot(repo: MediaRepository, item: MediaItem, cdn: CdnPurge, actor: Actor) -> list[int]:
+    """Remove what `item` replaces in its single slot (deletes by `actor`, in the audit trail); the CDN purges
+    of the removed items.
 
     Approved, it replaces every other item there (the slot shows one). Not approved,
     only its uploader's own unapproved items (a new attempt supersedes their last):
@@ -91,16 +102,17 @@ def replace_in_slot(repo: MediaRepository, item: MediaItem, cdn: CdnPurge) -> li
         if item.moderation_status == "approved" or (
                 old.moderation_status not in GUARDED_STATUSES and old.uploaded_by == item.uploaded_by):
             purges += cdn.queue(repo.session, old, DELETE)
+            audit.record_deleted(repo.session, actor, old, f"replaced by item {item.id} in its single slot")
             repo.delete(old)
     return purges
 
 
-def _take_effect(repo: MediaRepository, item: MediaItem, cdn: CdnPurge) -> list[int]:
+def _take_effect(repo: MediaRepository, item: MediaItem, cdn: CdnPurge, actor: Actor) -> list[int]:
     """An item just approved takes the primary it claimed, or its single slot (replacing the rest)."""
     single = is_single_slot(item)
     if single or item.claims_primary:
         repo.set_primary(item)
-    return replace_in_slot(repo, item, cdn) if single else []
+    return replace_in_slot(repo, item, cdn, actor) if single else []
 
 
 class ModerationService:
@@ -135,7 +147,7 @@ class ModerationService:
             members = MemberRepository(session)
             item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
             access.require_moderator(principal)
-            purges = decide(session, item, status, reason, self.cdn)
+            purges = decide(session, item, status, reason, self.cdn, Actor.of(principal))
             sync(item)
         purge_pending_deletes(self.database, self.storage)
         self.cdn.send(purges)
@@ -154,11 +166,14 @@ class ModerationService:
             if reports.find_open(item.id, principal.sub) is not None:
                 return item
             self._check_rate(reports, principal.sub)
-            reports.open(item.id, principal.sub, reason[:REASON_MAX] if reason else None)
+            reason = reason[:REASON_MAX] if reason else None
+            reports.open(item.id, principal.sub, reason)
+            audit.record(session, Actor.of(principal), "report.create", item, None, reason=reason, after={})
             count = reports.fresh_count(item.id)
             if self.hide_threshold and count >= self.hide_threshold and item.moderation_status == "approved":
                 purges = self.cdn.queue(session, item, REJECT)
-                apply_status(item, "flagged", f"hidden until a moderator decides: reported by {count} users")
+                with audit.recording(session, SYSTEM_ACTOR, "media.flag", item):
+                    apply_status(item, "flagged", f"hidden until a moderator decides: reported by {count} users")
                 sync(item)
         self.cdn.send(purges)
         return item
@@ -169,10 +184,12 @@ class ModerationService:
             members = MemberRepository(session)
             item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
             access.require_moderator(principal)
-            ReportRepository(session).close_all(item.id, DISMISSED)
+            actor = Actor.of(principal)
+            closed = ReportRepository(session).close_all(item.id, DISMISSED)
+            audit.record(session, actor, "report.dismiss", item, {"open_reports": closed}, after={"open_reports": 0})
             purges = []
             if item.moderation_status == "flagged":
-                purges = decide(session, item, "approved", None, self.cdn)
+                purges = decide(session, item, "approved", None, self.cdn, actor)
                 sync(item)
         purge_pending_deletes(self.database, self.storage)
         self.cdn.send(purges)

@@ -39,7 +39,8 @@ from mediahub.db.repositories.media import SWITCH_CHANGED, SWITCH_DONE, SWITCH_G
 from mediahub.db.repositories.storage_migration import StorageMigrationRepository, Store
 from mediahub.db.session import Database
 from mediahub.errors import Conflict, MediaHubError, NotFound
-from mediahub.media import exposure
+from mediahub.media import audit, exposure
+from mediahub.media.audit import OPERATOR
 from mediahub.storage.base import KeyExists, Storage
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,12 @@ LOCK = "storage-migrate"  # held by the running migration (Database.exclusive)
 REFUSED = "refused"  # an object of the item cannot move now: it stays on its source
 DELETED_MEANWHILE = "item deleted meanwhile"
 CHANGED_MEANWHILE = "item kept changing"
+
+
+def store_fields(store: Store) -> dict[str, str | None]:
+    """A store as the audit trail records where an item's objects are."""
+    kind, bucket = store
+    return {"storage_type": kind, "bucket_name": bucket}
 
 
 def store_name(store: Store) -> str:
@@ -494,6 +501,8 @@ class StorageMigrator:
             switched = MediaRepository(session).switch_store(media_id, source, self.target_store, digests, digests)
             if switched.outcome == SWITCH_DONE:
                 assert switched.item is not None
+                audit.record(session, OPERATOR, "storage.move", switched.item, store_fields(source),
+                             after=store_fields(self.target_store), reason=f"storage migration run {run_id}")
                 sync(switched.item)
                 StorageMigrationRepository(session).set_state(run_id, media_id, switched.keys, SWITCHED,
                                                               switched_at=datetime.now(timezone.utc))

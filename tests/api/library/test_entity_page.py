@@ -18,6 +18,7 @@ from mediahub.db.models import MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository
 from tests.api.conftest import Tokens, add_member, assert_problem, upload
 from tests.api.library.conftest import sign_in
+from tests.support.audit_guard import unaudited
 
 GALLERY = "/v1/media/properties/P1/photos"
 LISTING = "/v1/media/entity/property/P1"
@@ -39,6 +40,7 @@ def api_ids(client: TestClient, headers: dict[str, str] | None = None, **params:
 def add_rows(app: FastAPI, count: int, **overrides: Any) -> list[int]:
     """Rows straight into the database (a gallery of many items without uploading each)."""
     with app.state.runtime.database.session() as session:
+        unaudited(session)
         repo = MediaRepository(session)
         ids = []
         for _ in range(count):

@@ -16,7 +16,7 @@ from mediahub.api.deps import (
     UrlsDep,
 )
 from mediahub.api.errors import problem_responses, public_detail
-from mediahub.api.presenters import media_out
+from mediahub.api.presenters import media_detail_out, media_out
 from mediahub.api.schemas import (
     MAX_ID,
     BatchActionOut,
@@ -26,6 +26,7 @@ from mediahub.api.schemas import (
     BatchDeleteRequest,
     BatchDeleteResult,
     BatchFileError,
+    MediaDetailOut,
     MediaList,
     MediaOut,
     MediaPage,
@@ -162,11 +163,15 @@ def batch_action(body: BatchActionRequest, batch: BatchServiceDep, urls: UrlsDep
     return BatchActionOut(action=body.action, succeeded=len(results) - failed, failed=failed, results=results)
 
 
-@router.get("/{media_id}", response_model=MediaOut, responses=problem_responses(401, 404, 422), summary="Get an item",
-            description="404 for items the caller may not see (pending, rejected or flagged ones of others).")
+@router.get("/{media_id}", response_model=MediaDetailOut, responses=problem_responses(401, 404, 422),
+            summary="Get an item",
+            description="404 for items the caller may not see (pending, rejected or flagged ones of others). "
+                        "`history`: the item's newest recorded changes, for its uploader, its entity's owners and "
+                        "moderators.")
 def get_media(media_id: MediaIdPath, media: MediaServiceDep, urls: UrlsDep,
-              principal: OptionalPrincipalDep) -> MediaOut:
-    return media_out(media.get(media_id, principal), urls)
+              principal: OptionalPrincipalDep) -> MediaDetailOut:
+    detail = media.detail(media_id, principal)
+    return media_detail_out(detail, urls)
 
 
 @router.patch("/{media_id}", response_model=MediaOut, responses=problem_responses(401, 403, 404, 409, 422),

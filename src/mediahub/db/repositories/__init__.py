@@ -7,6 +7,7 @@ under `mediahub.db`.
 """
 
 from mediahub.db.repositories.analytics import AnalyticsRepository, DayCount
+from mediahub.db.repositories.audit import ACTIONS, SYSTEM, AuditFilter, AuditRepository, item_event
 from mediahub.db.repositories.duplicates import DuplicateRepository
 from mediahub.db.repositories.fingerprints import FingerprintRepository, HashFeed
 from mediahub.db.repositories.media import GUARDED_STATUSES, MODERATION_QUEUE_STATUSES, MediaRepository
@@ -17,8 +18,9 @@ from mediahub.db.repositories.usage import USAGE_COLUMNS, Amounts, UsageReposito
 from mediahub.db.repositories.variants import VariantRepository, VariantRow
 
 __all__ = [
-    "GUARDED_STATUSES", "LAST_ERROR_MAX", "MEMBER_ROLES", "MODERATION_QUEUE_STATUSES", "USAGE_COLUMNS",
-    "FingerprintRepository", "HashFeed", "MediaRepository", "MemberRepository", "PendingDeleteRepository",
-    "AnalyticsRepository", "Amounts", "DayCount", "DuplicateRepository", "ReportRepository", "UsageRepository",
-    "UsageTotals", "VariantRepository", "VariantRow",
+    "ACTIONS", "GUARDED_STATUSES", "LAST_ERROR_MAX", "MEMBER_ROLES", "MODERATION_QUEUE_STATUSES", "SYSTEM",
+    "USAGE_COLUMNS", "FingerprintRepository", "HashFeed", "MediaRepository", "MemberRepository",
+    "PendingDeleteRepository", "AnalyticsRepository", "Amounts", "AuditFilter", "AuditRepository", "DayCount",
+    "DuplicateRepository", "ReportRepository", "UsageRepository", "UsageTotals", "VariantRepository", "VariantRow",
+    "item_event",
 ]

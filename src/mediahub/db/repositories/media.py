@@ -128,7 +128,7 @@ class MediaRepository:
 
         With `max_items`, a field already holding that many items (any status) refuses it: 409 `gallery_full`.
         """
-        siblings = self._lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
+        siblings = self.lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
         if max_items is not None:
             _require_room(len(siblings), max_items)
         if not item.position:
@@ -234,7 +234,7 @@ class MediaRepository:
         writer anyway), so concurrent calls run one after the other and the last
         one wins; `uq_media_one_primary` catches anything that slips past.
         """
-        rows = self._lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
+        rows = self.lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
         self._take_primary(item)
         item.primary_marker = True if item.is_primary else None
         if item.is_primary:
@@ -266,7 +266,7 @@ class MediaRepository:
         are put in this order in the places they hold together now, the others keeping theirs: a page
         that shows the first items of a long gallery reorders what it shows.
         """
-        rows = _in_display_order(self._lock_field(entity_type, entity_id, field, parent_id))
+        rows = _in_display_order(self.lock_field(entity_type, entity_id, field, parent_id))
         items = {item.id: item for item in rows}
         named = set(ids)
         if len(named) != len(ids) or not named <= items.keys() or (not partial and named != items.keys()):
@@ -440,10 +440,10 @@ class MediaRepository:
         item = self.get(media_id)
         if item is None:
             return None
-        rows = self._lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
+        rows = self.lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
         return next((row for row in rows if row.id == media_id), None)
 
-    def _lock_field(self, entity_type: str, entity_id: str, field: str, parent_id: str | None) -> list[MediaItem]:
+    def lock_field(self, entity_type: str, entity_id: str, field: str, parent_id: str | None) -> list[MediaItem]:
         """Lock and return the field's rows.
 
         SQLite ignores FOR UPDATE and reads outside a transaction until the first write:

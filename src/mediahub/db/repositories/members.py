@@ -41,6 +41,11 @@ class MemberRepository:
     def is_member(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None = None) -> bool:
         return self._find(entity_type, entity_id, subject, parent_id) is not None
 
+    def role_of(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None = None) -> str | None:
+        """The member's role; None when `subject` is no member."""
+        member = self._find(entity_type, entity_id, subject, parent_id)
+        return None if member is None else member.role
+
     def _find(self, entity_type: str, entity_id: str, subject: str, parent_id: str | None) -> EntityMember | None:
         query = select(EntityMember).where(*self._key(entity_type, entity_id, subject, parent_id))
         return self.session.scalars(query).one_or_none()

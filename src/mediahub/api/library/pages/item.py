@@ -1,5 +1,6 @@
-"""An item's page: the picture or video, its renditions and URLs, its text and focal point, its metadata and
-moderation, for whoever the API shows the item to (`GET /v1/media/{id}`: the same service call, the same 404).
+"""An item's page: the picture or video, its renditions and URLs, its text and focal point, its metadata,
+moderation and history, for whoever the API shows the item to (`GET /v1/media/{id}`: the same service call,
+the same 404).
 
 Reads are rendered here; every change (text, focal point, decision, report, delete) is the page script calling
 the public API with the session, so the page can do nothing the API would refuse the same person.
@@ -8,6 +9,7 @@ the public API with the session, so the page can do nothing the API would refuse
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -21,7 +23,7 @@ from mediahub.api.library.pages.moderation import REJECT_REASONS
 from mediahub.api.library.web import ViewerDep, api_path, render
 from mediahub.api.presenters import LOCATION_METADATA, PUBLIC_METADATA, media_out, report_history_out
 from mediahub.api.schemas import MAX_ID, MediaOut
-from mediahub.db.models import MediaItem, MediaVariant
+from mediahub.db.models import AuditEvent, MediaItem, MediaVariant
 from mediahub.media.access import EntityRef
 from mediahub.media.delivery import ORIGINAL
 from mediahub.media.exposure import is_public
@@ -38,6 +40,7 @@ MediaIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 DISPLAY_WIDTH = 1600  # the widest rendition the page itself loads: never a large original
 DISPLAY_SIZES = "(max-width: 960px) 100vw, 60vw"  # the picture's column
 SNIPPET_SIZES = "(max-width: 800px) 100vw, 800px"  # a starting point for the page the snippet goes into
+HISTORY_VALUE_CHARS = 80  # of a field's value in the history list: the API has the whole of it
 BASE_FORMATS = ("jpeg", "png")  # every picture has its presets in one of these; WebP and AVIF come later, if ever
 
 
@@ -127,6 +130,27 @@ def _placeholder(out: MediaOut) -> str | None:
     return f"data:image/png;base64,{base64.b64encode(png).decode()}" if png else None
 
 
+@dataclass(frozen=True)
+class HistoryLine:
+    """One audit event as the page lists it: who did what, when, why, and each field before and after."""
+
+    event: AuditEvent
+    changes: list[tuple[str, str, str]]  # field, before, after: short JSON texts (the template escapes them)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= HISTORY_VALUE_CHARS else text[:HISTORY_VALUE_CHARS - 1] + "…"
+
+
+def _history(events: list[AuditEvent] | None) -> list[HistoryLine] | None:
+    if events is None:
+        return None
+    return [HistoryLine(event, [(name, _short((event.before or {}).get(name)), _short((event.after or {}).get(name)))
+                                for name in dict.fromkeys([*(event.before or {}), *(event.after or {})])])
+            for event in events]
+
+
 def _metadata_groups(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The metadata the presenter let through for this viewer, by who may see it."""
     groups: dict[str, dict[str, Any]] = {"stored": {}, "private": {}, "location": {}}
@@ -162,6 +186,7 @@ def item_page(request: Request, media_id: MediaIdPath, viewer: ViewerDep, media:
         "may_moderate": viewer.is_moderator,
         "may_report": viewer.signed_in and not viewer.is_moderator,  # a moderator decides instead
         "reports": history,
+        "history": _history(detail.history),
         "entity_url": entity_page_url(request, EntityRef.of_item(item)),
         "reject_reasons": REJECT_REASONS,
         "api_url": api_path(request, f"/v1/media/{item.id}"),
