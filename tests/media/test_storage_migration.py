@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from mediahub.config import Settings
-from mediahub.db.models import MediaItem, MediaVariant
+from mediahub.db.models import AuditEvent, MediaItem, MediaVariant
 from mediahub.db.repositories import UsageRepository
 from mediahub.media import verify as verify_service
 from mediahub.media.access import Principal
@@ -146,7 +146,8 @@ def readable(store: Storage, key: str) -> bool:
     return anonymous_get(url)[0] == 200
 
 
-def test_local_to_s3_and_back_while_the_service_serves(db, s3_server, tmp_path):
+def test_local_to_s3_and_back_while_the_service_serves(db, s3_server, tmp_path, audit_guard):
+    """Under the audit guard: every switch, delete and decision during the move commits with its event."""
     local = settings_for(db, tmp_path, s3_server)
     old = runtime_of(local, db)
     items = [upload(old, path) for path in [*IMAGES, VIDEO]]
@@ -179,6 +180,12 @@ def test_local_to_s3_and_back_while_the_service_serves(db, s3_server, tmp_path):
     assert all(readable(new.store, key) for key in approved.keys())
     assert not any(readable(new.store, key) for key in rejected.keys())
     assert {(row.id, row.storage_type) for row in rows(db)} >= {(fresh.id, "s3"), (late.id, "s3")}
+    moves = moves_recorded(db)
+    assert len(moves) == report.items_switched and {m.media_id for m in moves} == {
+        item.id for item in [*items, late] if item.id not in (items[0].id, items[3].id)}
+    assert {(m.actor, str(m.before), str(m.after)) for m in moves} == {
+        ("mediahub-cli", "{'storage_type': 'local', 'bucket_name': None}",
+         f"{{'storage_type': 's3', 'bucket_name': '{bucket}'}}")}
 
     back = runtime_of(local, db)
     assert isinstance(back.storage, FallbackStorage)
@@ -195,6 +202,12 @@ def test_local_to_s3_and_back_while_the_service_serves(db, s3_server, tmp_path):
     assert reload(back, newest).storage_type == "local"
     for runtime in (old, new, back):
         runtime.close()
+
+
+def moves_recorded(db) -> list[AuditEvent]:
+    with db.session() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == "storage.move")
+                                    .order_by(AuditEvent.id)))
 
 
 def test_bucket_to_bucket_reports_a_missing_source_object_and_records_missing_digests(db, s3_server, tmp_path):

@@ -40,7 +40,7 @@ AUDITED_COLUMNS = frozenset({
 SYSTEM_COLUMNS = frozenset({
     "processing_status", "meta", "created_at", "updated_at", "image_hash", "pixel_sha256", "dedup_thumb",
     "hash_w0", "hash_w1", "hash_w2", "hash_w3", "hash_c0", "hash_c1", "hash_c2", "hash_c3", "width", "height",
-    "duration", "byte_size", "content_type", "original_key", "sha256", "md5",
+    "duration", "byte_size", "content_type", "original_key", "sha256", "md5", "stored_sha256",
     "id",  # `lock_item` sets id = id: a row lock, no change
 })
 SYSTEM_RELATIONSHIPS = frozenset({"variants"})  # an item's renditions, which jobs make
