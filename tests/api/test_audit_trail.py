@@ -9,6 +9,7 @@ nothing the trail covers).
 from __future__ import annotations
 
 import base64
+import json
 import re
 import tempfile
 from collections.abc import Callable
@@ -459,6 +460,22 @@ def test_hostile_filters_are_4xx_with_a_stable_code(world: World, params: dict[s
     assert 400 <= answer.status_code < 500, answer.text
     if code is not None:
         assert answer.json()["code"] == code, answer.text
+
+
+def _cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+@pytest.mark.parametrize("key", [["0001-01-01T00:00:00+14:00", 1], ["9999-12-31T23:59:59-14:00", 1],
+                                 ["0001-01-01T00:00:00+00:00", 1]])
+def test_a_cursor_outside_the_years_a_database_stores_is_invalid_on_every_database(
+        app_factory: AppFactory, migrated_database_url: str, tokens: Tokens, key: list[Any]) -> None:
+    """A cursor's time in its own offset may be in range while its UTC moment is not (MariaDB's driver fails on it)."""
+    with TestClient(app_factory(database_url=migrated_database_url), raise_server_exceptions=False) as client:
+        item = upload(client, PHOTOS, tokens.admin()).json()
+        for path in ("/v1/media/audit", f"/v1/media/{item['id']}/history"):
+            assert_problem(client.get(path, params={"after": _cursor(key)}, headers=tokens.admin()), 422,
+                           "invalid_cursor")
 
 
 def test_the_trail_on_every_database(app_factory: AppFactory, migrated_database_url: str, tokens: Tokens) -> None:

@@ -147,7 +147,8 @@ def parse_event_cursor(cursor: str) -> EventKey:
             moment = datetime.fromisoformat(key[0])
         except ValueError:
             return None
-        return (moment, key[1]) if moment.tzinfo is not None else None
+        utc = _in_utc(moment)
+        return (utc, key[1]) if utc is not None else None
     return decode_cursor(cursor, valid)
 
 
@@ -190,13 +191,22 @@ def _moment(value: datetime | None, name: str) -> datetime | None:
         return None
     if value.tzinfo is None:
         raise InvalidInput(f"`{name}` needs a UTC offset (Z or +hh:mm)", code="invalid_time")
+    moment = _in_utc(value)
+    if moment is None:
+        raise InvalidInput(f"`{name}` must fall in the years {MOMENTS[0]}-{MOMENTS[1]}", code="invalid_time")
+    return moment
+
+
+def _in_utc(value: datetime) -> datetime | None:
+    """An aware `value` in UTC; None when it has no offset or falls outside MOMENTS (a database would refuse
+    it, MariaDB's driver with an error)."""
+    if value.tzinfo is None:
+        return None
     try:
         moment = value.astimezone(timezone.utc)
     except OverflowError:
-        moment = None
-    if moment is None or not MOMENTS[0] <= moment.year <= MOMENTS[1]:
-        raise InvalidInput(f"`{name}` must fall in the years {MOMENTS[0]}-{MOMENTS[1]}", code="invalid_time")
-    return moment
+        return None
+    return moment if MOMENTS[0] <= moment.year <= MOMENTS[1] else None
 
 
 class AuditService:
