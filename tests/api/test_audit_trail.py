@@ -361,6 +361,33 @@ def test_an_edit_records_only_what_changed_and_a_primary_its_own_event(world: Wo
     assert w.since(marker) == []
 
 
+def test_an_item_that_loses_its_primary_records_it(world: World) -> None:
+    """A new primary (by an edit, an upload or an approved claim) demotes the old one: the old one's history says so."""
+    w = world
+    demoted = {"is_primary": True, "position": 0}, {"is_primary": False, "position": 1}
+
+    def last_primary_change(media_id: int) -> tuple[Any, Any]:
+        event = _events(w, media=_public_id(w, media_id), action="media.primary")[0]
+        return event["before"], event["after"]
+
+    assert w.client.patch(f"/v1/media/{w.approved['id']}", headers=w.owner, json={"is_primary": True}).is_success
+    assert w.client.patch(f"/v1/media/{w.pending['id']}", headers=w.tokens.moderator(),
+                          json={"moderation_status": "approved"}).is_success
+    assert w.client.patch(f"/v1/media/{w.pending['id']}", headers=w.owner, json={"is_primary": True}).is_success
+    assert last_primary_change(w.approved["id"]) == demoted
+    uploaded = upload(w.client, PHOTOS, w.tokens.header("USR-OWNER", verified=True), data={"is_primary": "true"})
+    assert uploaded.json()["is_primary"] is True
+    assert last_primary_change(w.pending["id"]) == demoted
+    claim = upload(w.client, PHOTOS, w.owner, data={"is_primary": "true"}).json()
+    assert w.client.post(f"/v1/media/{claim['id']}/moderation", headers=w.tokens.moderator(),
+                         json={"status": "approved"}).is_success
+    assert last_primary_change(uploaded.json()["id"]) == demoted
+
+
+def _public_id(w: World, media_id: int) -> str:
+    return w.client.get(f"/v1/media/{media_id}", headers=w.tokens.admin()).json()["public_id"]
+
+
 def test_a_change_that_fails_leaves_no_event(client: TestClient, tokens: Tokens) -> None:
     """The caption's event is recorded before the primary change refuses (409): both roll back."""
     w = World(client, tokens, {}, {})

@@ -33,6 +33,7 @@ request_id: ContextVar[str | None] = ContextVar("mediahub_request_id", default=N
 # What an item's events show of it, before and after the change (of these, only what changed).
 ITEM_FIELDS = ("moderation_status", "moderation_reason", "is_primary", "claims_primary", "position", "alt_text",
                "caption", "tags", "focal_point")
+PRIMARY_FIELDS = ("is_primary", "claims_primary", "position")  # what an item losing its field's primary shows
 # What its creation and deletion show besides: where it is, what it is, who uploaded it.
 RECORD_FIELDS = ("entity_field", "media_type", "content_type", "byte_size", "uploaded_by")
 HISTORY_SHOWN = 20  # an item's newest events in its detail
@@ -121,6 +122,20 @@ def recording(session: Session, actor: Actor, action: str, item: MediaItem, *,
     yield
     if snapshot(item) != before:
         record(session, actor, action, item, before, reason=reason)
+
+
+@contextmanager
+def recording_primaries(session: Session, actor: Actor, repo: MediaRepository, item: MediaItem) -> Iterator[None]:
+    """Record `media.primary` for each other item of `item`'s field whose primary (or claim) the block took: a
+    new primary demotes the old one by one UPDATE, which no event of `item` shows."""
+    others = [row for row in repo.lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
+              if row is not item]
+    before = {row.id: snapshot(row, PRIMARY_FIELDS) for row in others}
+    yield
+    for row in others:
+        was = before[row.id]
+        if (row.is_primary, row.claims_primary) != (was["is_primary"], was["claims_primary"]):
+            record(session, actor, "media.primary", row, was)
 
 
 # ------------------------------------------------------------------ reading

@@ -111,7 +111,8 @@ def _take_effect(repo: MediaRepository, item: MediaItem, cdn: CdnPurge, actor: A
     """An item just approved takes the primary it claimed, or its single slot (replacing the rest)."""
     single = is_single_slot(item)
     if single or item.claims_primary:
-        repo.set_primary(item)
+        with audit.recording_primaries(repo.session, actor, repo, item):
+            repo.set_primary(item)
     return replace_in_slot(repo, item, cdn, actor) if single else []
 
 
