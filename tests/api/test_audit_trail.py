@@ -399,6 +399,17 @@ def test_a_change_that_fails_leaves_no_event(client: TestClient, tokens: Tokens)
     assert client.get(f"/v1/media/{avatar['id']}", headers=tokens.header("USR-1")).json()["caption"] is None
 
 
+def test_a_dismissal_with_no_open_report_records_nothing(world: World) -> None:
+    w = world
+    path = f"/v1/media/{w.approved['id']}/reports/dismiss"
+    assert w.client.post(f"/v1/media/{w.approved['id']}/flag", headers=w.tokens.user(), json={}).is_success
+    assert w.client.post(path, headers=w.tokens.moderator()).is_success
+    marker = w.newest()
+    for _ in range(3):
+        assert w.client.post(path, headers=w.tokens.moderator()).is_success
+    assert w.since(marker) == []
+
+
 def test_a_reorder_records_the_positions_that_moved(world: World) -> None:
     w = world
     w.client.put("/v1/media/entity/property/123/order", headers=w.owner,

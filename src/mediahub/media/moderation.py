@@ -187,7 +187,9 @@ class ModerationService:
             access.require_moderator(principal)
             actor = Actor.of(principal)
             closed = ReportRepository(session).close_all(item.id, DISMISSED)
-            audit.record(session, actor, "report.dismiss", item, {"open_reports": closed}, after={"open_reports": 0})
+            if closed:  # nothing to dismiss changes nothing: no event
+                audit.record(session, actor, "report.dismiss", item, {"open_reports": closed},
+                             after={"open_reports": 0})
             purges = []
             if item.moderation_status == "flagged":
                 purges = decide(session, item, "approved", None, self.cdn, actor)
