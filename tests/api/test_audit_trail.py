@@ -9,6 +9,7 @@ nothing the trail covers).
 from __future__ import annotations
 
 import base64
+import json
 import re
 import tempfile
 from collections.abc import Callable
@@ -360,6 +361,33 @@ def test_an_edit_records_only_what_changed_and_a_primary_its_own_event(world: Wo
     assert w.since(marker) == []
 
 
+def test_an_item_that_loses_its_primary_records_it(world: World) -> None:
+    """A new primary (by an edit, an upload or an approved claim) demotes the old one: the old one's history says so."""
+    w = world
+    demoted = {"is_primary": True, "position": 0}, {"is_primary": False, "position": 1}
+
+    def last_primary_change(media_id: int) -> tuple[Any, Any]:
+        event = _events(w, media=_public_id(w, media_id), action="media.primary")[0]
+        return event["before"], event["after"]
+
+    assert w.client.patch(f"/v1/media/{w.approved['id']}", headers=w.owner, json={"is_primary": True}).is_success
+    assert w.client.patch(f"/v1/media/{w.pending['id']}", headers=w.tokens.moderator(),
+                          json={"moderation_status": "approved"}).is_success
+    assert w.client.patch(f"/v1/media/{w.pending['id']}", headers=w.owner, json={"is_primary": True}).is_success
+    assert last_primary_change(w.approved["id"]) == demoted
+    uploaded = upload(w.client, PHOTOS, w.tokens.header("USR-OWNER", verified=True), data={"is_primary": "true"})
+    assert uploaded.json()["is_primary"] is True
+    assert last_primary_change(w.pending["id"]) == demoted
+    claim = upload(w.client, PHOTOS, w.owner, data={"is_primary": "true"}).json()
+    assert w.client.post(f"/v1/media/{claim['id']}/moderation", headers=w.tokens.moderator(),
+                         json={"status": "approved"}).is_success
+    assert last_primary_change(uploaded.json()["id"]) == demoted
+
+
+def _public_id(w: World, media_id: int) -> str:
+    return w.client.get(f"/v1/media/{media_id}", headers=w.tokens.admin()).json()["public_id"]
+
+
 def test_a_change_that_fails_leaves_no_event(client: TestClient, tokens: Tokens) -> None:
     """The caption's event is recorded before the primary change refuses (409): both roll back."""
     w = World(client, tokens, {}, {})
@@ -369,6 +397,17 @@ def test_a_change_that_fails_leaves_no_event(client: TestClient, tokens: Tokens)
                                 json={"caption": "me", "is_primary": False}), 409, "single_slot_primary")
     assert w.since(marker) == []
     assert client.get(f"/v1/media/{avatar['id']}", headers=tokens.header("USR-1")).json()["caption"] is None
+
+
+def test_a_dismissal_with_no_open_report_records_nothing(world: World) -> None:
+    w = world
+    path = f"/v1/media/{w.approved['id']}/reports/dismiss"
+    assert w.client.post(f"/v1/media/{w.approved['id']}/flag", headers=w.tokens.user(), json={}).is_success
+    assert w.client.post(path, headers=w.tokens.moderator()).is_success
+    marker = w.newest()
+    for _ in range(3):
+        assert w.client.post(path, headers=w.tokens.moderator()).is_success
+    assert w.since(marker) == []
 
 
 def test_a_reorder_records_the_positions_that_moved(world: World) -> None:
@@ -459,6 +498,22 @@ def test_hostile_filters_are_4xx_with_a_stable_code(world: World, params: dict[s
     assert 400 <= answer.status_code < 500, answer.text
     if code is not None:
         assert answer.json()["code"] == code, answer.text
+
+
+def _cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+@pytest.mark.parametrize("key", [["0001-01-01T00:00:00+14:00", 1], ["9999-12-31T23:59:59-14:00", 1],
+                                 ["0001-01-01T00:00:00+00:00", 1]])
+def test_a_cursor_outside_the_years_a_database_stores_is_invalid_on_every_database(
+        app_factory: AppFactory, migrated_database_url: str, tokens: Tokens, key: list[Any]) -> None:
+    """A cursor's time in its own offset may be in range while its UTC moment is not (MariaDB's driver fails on it)."""
+    with TestClient(app_factory(database_url=migrated_database_url), raise_server_exceptions=False) as client:
+        item = upload(client, PHOTOS, tokens.admin()).json()
+        for path in ("/v1/media/audit", f"/v1/media/{item['id']}/history"):
+            assert_problem(client.get(path, params={"after": _cursor(key)}, headers=tokens.admin()), 422,
+                           "invalid_cursor")
 
 
 def test_the_trail_on_every_database(app_factory: AppFactory, migrated_database_url: str, tokens: Tokens) -> None:

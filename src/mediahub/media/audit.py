@@ -33,6 +33,7 @@ request_id: ContextVar[str | None] = ContextVar("mediahub_request_id", default=N
 # What an item's events show of it, before and after the change (of these, only what changed).
 ITEM_FIELDS = ("moderation_status", "moderation_reason", "is_primary", "claims_primary", "position", "alt_text",
                "caption", "tags", "focal_point")
+PRIMARY_FIELDS = ("is_primary", "claims_primary", "position")  # what an item losing its field's primary shows
 # What its creation and deletion show besides: where it is, what it is, who uploaded it.
 RECORD_FIELDS = ("entity_field", "media_type", "content_type", "byte_size", "uploaded_by")
 HISTORY_SHOWN = 20  # an item's newest events in its detail
@@ -123,6 +124,20 @@ def recording(session: Session, actor: Actor, action: str, item: MediaItem, *,
         record(session, actor, action, item, before, reason=reason)
 
 
+@contextmanager
+def recording_primaries(session: Session, actor: Actor, repo: MediaRepository, item: MediaItem) -> Iterator[None]:
+    """Record `media.primary` for each other item of `item`'s field whose primary (or claim) the block took: a
+    new primary demotes the old one by one UPDATE, which no event of `item` shows."""
+    others = [row for row in repo.lock_field(item.entity_type, item.entity_id, item.entity_field, item.parent_id)
+              if row is not item]
+    before = {row.id: snapshot(row, PRIMARY_FIELDS) for row in others}
+    yield
+    for row in others:
+        was = before[row.id]
+        if (row.is_primary, row.claims_primary) != (was["is_primary"], was["claims_primary"]):
+            record(session, actor, "media.primary", row, was)
+
+
 # ------------------------------------------------------------------ reading
 
 
@@ -147,7 +162,8 @@ def parse_event_cursor(cursor: str) -> EventKey:
             moment = datetime.fromisoformat(key[0])
         except ValueError:
             return None
-        return (moment, key[1]) if moment.tzinfo is not None else None
+        utc = _in_utc(moment)
+        return (utc, key[1]) if utc is not None else None
     return decode_cursor(cursor, valid)
 
 
@@ -190,13 +206,22 @@ def _moment(value: datetime | None, name: str) -> datetime | None:
         return None
     if value.tzinfo is None:
         raise InvalidInput(f"`{name}` needs a UTC offset (Z or +hh:mm)", code="invalid_time")
+    moment = _in_utc(value)
+    if moment is None:
+        raise InvalidInput(f"`{name}` must fall in the years {MOMENTS[0]}-{MOMENTS[1]}", code="invalid_time")
+    return moment
+
+
+def _in_utc(value: datetime) -> datetime | None:
+    """An aware `value` in UTC; None when it has no offset or falls outside MOMENTS (a database would refuse
+    it, MariaDB's driver with an error)."""
+    if value.tzinfo is None:
+        return None
     try:
         moment = value.astimezone(timezone.utc)
     except OverflowError:
-        moment = None
-    if moment is None or not MOMENTS[0] <= moment.year <= MOMENTS[1]:
-        raise InvalidInput(f"`{name}` must fall in the years {MOMENTS[0]}-{MOMENTS[1]}", code="invalid_time")
-    return moment
+        return None
+    return moment if MOMENTS[0] <= moment.year <= MOMENTS[1] else None
 
 
 class AuditService:

@@ -364,7 +364,8 @@ class IngestService:
                         recheck(session)
                     item = make_row()
                     repo = MediaRepository(session)
-                    repo.add(item, target.field.max_items if gallery else None)
+                    with audit.recording_primaries(session, actor, repo, item):
+                        repo.add(item, target.field.max_items if gallery else None)
                     audit.record_created(session, actor, item)
                     purges = replace_in_slot(repo, item, self.cdn, actor) if target.field.slot == "single" else []
                     if on_commit is not None:

@@ -287,7 +287,8 @@ class MediaService:
                                             changes.get("moderation_reason"), self.cdn, actor)
                 sync(item)
             if "is_primary" in changes:
-                with audit.recording(session, actor, "media.primary", item):
+                with (audit.recording(session, actor, "media.primary", item),
+                      audit.recording_primaries(session, actor, tx.media, item)):
                     self._set_primary(tx.media, item, changes["is_primary"])
             view = tx.view(principal, item)
         # An approval removes what the item replaces; a new focal point, the item's transform results.

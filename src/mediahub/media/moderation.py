@@ -111,7 +111,8 @@ def _take_effect(repo: MediaRepository, item: MediaItem, cdn: CdnPurge, actor: A
     """An item just approved takes the primary it claimed, or its single slot (replacing the rest)."""
     single = is_single_slot(item)
     if single or item.claims_primary:
-        repo.set_primary(item)
+        with audit.recording_primaries(repo.session, actor, repo, item):
+            repo.set_primary(item)
     return replace_in_slot(repo, item, cdn, actor) if single else []
 
 
@@ -186,7 +187,9 @@ class ModerationService:
             access.require_moderator(principal)
             actor = Actor.of(principal)
             closed = ReportRepository(session).close_all(item.id, DISMISSED)
-            audit.record(session, actor, "report.dismiss", item, {"open_reports": closed}, after={"open_reports": 0})
+            if closed:  # nothing to dismiss changes nothing: no event
+                audit.record(session, actor, "report.dismiss", item, {"open_reports": closed},
+                             after={"open_reports": 0})
             purges = []
             if item.moderation_status == "flagged":
                 purges = decide(session, item, "approved", None, self.cdn, actor)
