@@ -63,3 +63,17 @@ def test_the_tiers_start_after_the_migrations_and_are_probed_for_readiness() -> 
         assert grace > float(service["environment"]["SHUTDOWN_GRACE_SECONDS"]), "the orchestrator waits longer"
     for store in ("postgres", "minio", "redis"):
         assert services[store]["healthcheck"]["test"][0] == "CMD"
+
+
+SECRETS = ("PASSWORD", "SECRET")
+
+
+def test_no_secret_is_written_in_the_compose_file() -> None:
+    """Passwords and keys are variables compose refuses to start without, never values a copy of the file shares."""
+    services = _compose()["services"]
+    found = {(name, key): value for name, service in services.items()
+             for key, value in (service.get("environment") or {}).items() if any(s in key for s in SECRETS)}
+    assert found and all(str(value).startswith("${") and ":?" in str(value) for value in found.values()), found
+    database_url = services["api"]["environment"]["DATABASE_URL"]
+    assert "${POSTGRES_PASSWORD:?" in database_url
+    assert all(port.startswith("127.0.0.1:") for port in services["api"]["ports"]), "published on loopback only"
