@@ -534,13 +534,15 @@ def test_the_trail_on_every_database(app_factory: AppFactory, migrated_database_
 
 def test_history_in_the_detail_is_for_owners_and_moderators_and_hides_reporters(world: World) -> None:
     w = world
-    w.client.post(f"/v1/media/{w.approved['id']}/flag", headers=w.tokens.user("USR-REPORTER"), json={"reason": "ugly"})
+    w.client.post(f"/v1/media/{w.approved['id']}/flag", json={"reason": "ugly"},
+                  headers={**w.tokens.user("USR-REPORTER"), "X-Request-ID": "reporter-chose-this"})
     path = f"/v1/media/{w.approved['id']}"
     owner = w.client.get(path, headers=w.owner).json()["history"]
     moderator = w.client.get(path, headers=w.tokens.moderator()).json()["history"]
     assert [e["action"] for e in owner] == [e["action"] for e in moderator] == ["report.create", "media.create"]
-    assert (moderator[0]["actor"], moderator[0]["reason"]) == ("USR-REPORTER", "ugly")
-    assert (owner[0]["actor"], owner[0]["reason"]) == (None, None)
+    assert (moderator[0]["actor"], moderator[0]["reason"], moderator[0]["request_id"]) == (
+        "USR-REPORTER", "ugly", "reporter-chose-this")
+    assert (owner[0]["actor"], owner[0]["reason"], owner[0]["request_id"]) == (None, None, None)
     assert "USR-REPORTER" not in w.client.get(path, headers=w.owner).text
     assert w.client.get(path, headers=w.tokens.user()).json()["history"] is None
     assert w.client.get(path).json()["history"] is None

@@ -168,10 +168,11 @@ def parse_event_cursor(cursor: str) -> EventKey:
 
 
 def hide_reporters(event: AuditEvent, principal: Principal | None) -> AuditEvent:
-    """The event as `principal` may read it: who reported an item, and why, is for moderators only."""
+    """The event as `principal` may read it: who reported an item, and why, is for moderators only (the request
+    id too, which the reporter's client may have chosen and reused elsewhere)."""
     if event.action in REPORT_ACTIONS and not access.moderates(principal):
         return AuditEvent(**{**{c.key: getattr(event, c.key) for c in AuditEvent.__table__.columns},
-                             "actor": None, "actor_role": None, "reason": None})
+                             "actor": None, "actor_role": None, "reason": None, "request_id": None})
     return event
 
 
