@@ -284,8 +284,12 @@ class IngestService:
         return [first, *rest], variants
 
     def _store(self, spooled: Spooled, sniffed: Sniffed, processed: ProcessedImage | ProcessedVideo,
-               request: UploadRequest, early: _EarlyOriginal, lost: _LostOriginals) -> MediaItem:
-        """Store the objects (all, or all but an `early` original), then commit the row and its jobs."""
+               request: UploadRequest, early: _EarlyOriginal | None = None,
+               lost: _LostOriginals | None = None) -> MediaItem:
+        """Store the objects (all, or all but an `early` original), then commit the row and its jobs; `lost`
+        collects the duplicate candidates found without their original (the caller marks them)."""
+        early = early or _EarlyOriginal(self._writers, self.storage, request.target)
+        lost = lost or _LostOriginals(self.storage)
         objects, variants = self._objects(spooled, sniffed, processed, request.target, early.key)
         job_kinds = upload_jobs(self.settings, sniffed.media_kind, getattr(processed, "variants_deferred", False))
         written: list[str] = []
