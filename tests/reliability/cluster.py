@@ -347,12 +347,14 @@ def render_claims_left(database_url: str) -> int:
 
 
 def media_of_lost_jobs(database_url: str) -> set[int]:
-    """Items whose job lost its worker mid-run (the lease ran out): a killed worker may have written some of
-    their objects, which the re-run does not remove once the item has been deleted meanwhile."""
+    """Items with a job that was claimed more than once: a run of it ended without recording an outcome (its
+    worker was killed and the lease ran out) or failed. A killed run may have written some of the item's objects,
+    which the re-run does not remove once the item has been deleted meanwhile. A re-run that succeeds clears the
+    lost run's error, so the attempts are what tells."""
     database = Database(database_url)
     try:
         with database.session() as session:
-            return set(session.scalars(select(Job.media_id).where(Job.last_error.like("lease expired%"))))
+            return set(session.scalars(select(Job.media_id).where(Job.attempts > 1, Job.media_id.is_not(None))))
     finally:
         database.dispose()
 
