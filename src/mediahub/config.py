@@ -245,6 +245,10 @@ class Settings(BaseSettings):
     flag_hide_threshold: int = Field(3, ge=0, le=1000)
     report_rate_limit: int = Field(30, ge=0)  # reports per reporter per hour; 0 = off
 
+    # Machine tags (media/tagging.py): a suggested room counts for `?tag=` filters from this score on (accepted
+    # tags always count). The classifier's own thresholds decide what it suggests at all.
+    machine_tag_min_score: float = Field(0.5, ge=0.0, le=1.0)
+
     # A CDN whose origin is this API (media/urls.py, media/cdn.py): approved items' unsigned URLs (the file route,
     # the preset URLs) start with it instead of the API's base; signed and private URLs never do.
     cdn_base_url: str | None = Field(None, pattern=BASE_URL_PATTERN)

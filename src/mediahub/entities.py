@@ -28,6 +28,8 @@ class FieldSpec:
     slot: Slot
     media_kinds: frozenset[MediaKind] = frozenset({"image"})
     max_items: int = 100  # gallery cap; single slots hold one current item
+    # Listing photos: its images get machine tags (a room type, objects) from a tagging job after upload.
+    room_tags: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,22 +69,22 @@ KINDS: tuple[EntityKind, ...] = (
     ),
     EntityKind(
         "property", "properties", "property_id", "members",
-        (FieldSpec("gallery", "photos", "photos", "gallery", _IMAGE_VIDEO, max_items=200),),
+        (FieldSpec("gallery", "photos", "photos", "gallery", _IMAGE_VIDEO, max_items=200, room_tags=True),),
     ),
     EntityKind(
         "builder", "builders", "builder_id", "members",
         (
-            FieldSpec("portfolio", "portfolio", "portfolio", "gallery", _IMAGE_VIDEO),
+            FieldSpec("portfolio", "portfolio", "portfolio", "gallery", _IMAGE_VIDEO, room_tags=True),
             FieldSpec("logo", "logos", "logo", "single"),
         ),
     ),
     EntityKind(
         "community", "communities", "community_id", "members",
-        (FieldSpec("photos", "photos", "photos", "gallery", _IMAGE_VIDEO),),
+        (FieldSpec("photos", "photos", "photos", "gallery", _IMAGE_VIDEO, room_tags=True),),
     ),
     EntityKind(
         "amenity", "amenities", "amenity_id", "members",
-        (FieldSpec("photos", "photos", "photos", "gallery"),),
+        (FieldSpec("photos", "photos", "photos", "gallery", room_tags=True),),
         parent="community",
         parent_param="community_id",
     ),

@@ -22,6 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -245,6 +246,44 @@ class MediaVariant(Base):
     )
 
 
+MACHINE = "machine"  # MediaTag.source: a tagging job's classifier said so
+MODERATOR = "moderator"  # MediaTag.source: a moderator named it (a room correction)
+SUGGESTED, ACCEPTED, REJECTED = "suggested", "accepted", "rejected"  # MediaTag.state
+
+
+class MediaTag(Base):
+    """A machine tag of an item (what a classifier saw: a room type, an object) or a moderator's room, with its
+    review: kept apart from `MediaItem.tags`, which holds what people typed and nothing else.
+
+    A tagging job replaces the item's undecided (`suggested`) machine rows; a row a moderator decided
+    (`accepted`, `rejected`) and a moderator's own row stay, so the decisions can be exported as labels.
+    """
+
+    __tablename__ = "media_tags"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    media_id: Mapped[int] = mapped_column(BigId, ForeignKey("media_items.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # room | object
+    label: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float | None] = mapped_column(Float)  # the classifier's, 0..1; NULL for a moderator's row
+    source: Mapped[str] = mapped_column(String(16))  # MACHINE | MODERATOR
+    model: Mapped[str] = mapped_column(String(128), default="", server_default="")  # "" for a moderator's row
+    state: Mapped[str] = mapped_column(String(16), default=SUGGESTED)  # SUGGESTED | ACCEPTED | REJECTED
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (
+        # Also the index of an item's tags, and of its machine tags from one model (media_id leads).
+        UniqueConstraint("media_id", "source", "model", "kind", "label", name="uq_media_tag"),
+        # Filtering a library by tag: a label's items.
+        Index("ix_media_tags_label", "label", "media_id"),
+        # The decided rows (the export), without reading the far more numerous suggested ones.
+        Index("ix_media_tags_state", "state", "id"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+
 class EntityMember(Base):
     """Principals who own or edit an entity (who may upload to it)."""
 
@@ -452,6 +491,9 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(32))
     media_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Whether the job is part of making its item (its variants, its web MP4): then it sets the item's
+    # processing status and `pending`. A tagging job is not: an item is ready, and stays so, without its tags.
+    settles_item: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued | processing | done | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)

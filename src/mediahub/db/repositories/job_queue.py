@@ -7,7 +7,7 @@ SQLAlchemy leaves the clause out), but its single writer plus the guarded
 UPDATE's row count still let exactly one claimer win. A claim holds a lease:
 a job whose worker died is queued again once its lease has run out. Every
 change of a job's status also settles its item's `processing_status` in the
-same transaction.
+same transaction (unless the job is not part of making the item: `settles_item`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ CLAIM_TRIES = 5  # SQLite: another claimer may win the picked row; try the next 
 
 
 def enqueue(session: Session, kind: str, *, media_id: int | None = None, max_attempts: int = 5,
-            payload: dict[str, Any] | None = None) -> Job:
-    """Add a job in the caller's transaction: it exists exactly when that transaction commits."""
+            payload: dict[str, Any] | None = None, settles_item: bool = True) -> Job:
+    """Add a job in the caller's transaction: it exists exactly when that transaction commits.
+    `settles_item` False: the job is about its item without being part of making it (its status ignores it)."""
     now = utcnow()
-    job = Job(kind=kind, media_id=media_id, payload=payload or {}, status="queued", attempts=0,
-              max_attempts=max_attempts, run_after=now, created_at=now, updated_at=now)
+    job = Job(kind=kind, media_id=media_id, payload=payload or {}, settles_item=settles_item, status="queued",
+              attempts=0, max_attempts=max_attempts, run_after=now, created_at=now, updated_at=now)
     session.add(job)
     session.flush()
     return job
@@ -60,7 +61,7 @@ def claim(database: Database, lease: timedelta, job_id: int | None = None) -> Jo
             ).rowcount
             if won:
                 job = session.get(Job, picked)
-                settle_item(session, job.media_id)
+                _settle(session, job)
                 return job
     return None
 
@@ -72,7 +73,7 @@ def complete(session: Session, job: Job) -> bool:
         update(Job).where(Job.id == job.id, Job.attempts == job.attempts)
         .values(status="done", lease_until=None, last_error=None, updated_at=utcnow())
     ).rowcount
-    settle_item(session, job.media_id)
+    _settle(session, job)
     return bool(done)
 
 
@@ -94,7 +95,7 @@ def fail(session: Session, claimed: Job, error: str, backoff: timedelta) -> Job:
         job.status = "queued"
         job.run_after = now + retry_delay(backoff, job.attempts)
     session.flush()
-    settle_item(session, job.media_id)
+    _settle(session, job)
     return job
 
 
@@ -115,7 +116,7 @@ def reclaim_expired(database: Database) -> list[Job]:
         for job in expired:
             _requeue(job, f"lease expired at {job.lease_until:%Y-%m-%d %H:%M:%S} UTC: worker lost", now)
         session.flush()
-        for media_id in {job.media_id for job in expired}:
+        for media_id in {job.media_id for job in expired if job.settles_item}:
             settle_item(session, media_id)
         return expired
 
@@ -135,7 +136,7 @@ def hand_back(database: Database, held: dict[int, int]) -> list[Job]:
         for job in returned:
             _requeue(job, "handed back: its process stopped before the job finished", now)
         session.flush()
-        for media_id in {job.media_id for job in returned}:
+        for media_id in {job.media_id for job in returned if job.settles_item}:
             settle_item(session, media_id)
         return returned
 
@@ -221,6 +222,11 @@ def derive_status(jobs: list[tuple[str, str]]) -> str:
     return "failed" if "failed" in newest.values() else "ready"
 
 
+def _settle(session: Session, job: Job) -> None:
+    if job.settles_item:
+        settle_item(session, job.media_id)
+
+
 def settle_item(session: Session, media_id: int | None) -> None:
     """Write the status the item's jobs give it, in the caller's transaction.
 
@@ -230,7 +236,8 @@ def settle_item(session: Session, media_id: int | None) -> None:
     if media_id is None:
         return
     lock_item(session, media_id)
-    rows = session.execute(select(Job.kind, Job.status).where(Job.media_id == media_id).order_by(Job.id)).all()
+    rows = session.execute(select(Job.kind, Job.status).where(Job.media_id == media_id, Job.settles_item.is_(True))
+                           .order_by(Job.id)).all()
     jobs = [(kind, status) for kind, status in rows]
     item = session.get(MediaItem, media_id, populate_existing=True)
     if item is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, tuple_, union_all, update
 from sqlalchemy.orm import Session
@@ -48,6 +48,12 @@ def lock_item(session: Session, media_id: int) -> None:
     committed change, and no one else changes the row before this commit.
     """
     session.execute(update(MediaItem).where(MediaItem.id == media_id).values(id=MediaItem.id))
+
+
+class RowFilter(Protocol):
+    """More conditions on the rows of a listing (tags.TagFilter), in the dialect at hand."""
+
+    def conditions(self, dialect: str) -> list[ColumnElement[bool]]: ...
 
 
 # Where a keyset page starts: after this (entity_field, position, id), the gallery order of ix_media_entity.
@@ -170,6 +176,7 @@ class MediaRepository:
         parent_id: str | None = None,
         nested_types: tuple[str, ...] = (),
         after: GalleryKey | None = None,
+        having: RowFilter | None = None,
     ) -> tuple[list[MediaItem], int]:
         """One page of an entity's media in display order, and the total matching.
 
@@ -179,7 +186,8 @@ class MediaRepository:
         `statuses_visible` limits the page to those moderation statuses, except
         for items uploaded by `visible_to_uploader` (people see their own uploads).
         `nested_types`: also the items of those kinds nested in this entity (a community's
-        amenities), after the entity's own, each entity's items together.
+        amenities), after the entity's own, each entity's items together. `having`: only the rows it keeps
+        (a tag filter), each tested row by row within the entity's range.
         """
         own = and_(*_in_entity(entity_type, entity_id, parent_id))
         entity = own
@@ -190,6 +198,8 @@ class MediaRepository:
             conditions.append(MediaItem.moderation_status == moderation_status)
         if is_primary is not None:
             conditions.append(MediaItem.is_primary.is_(is_primary))
+        if having is not None:
+            conditions += having.conditions(self.session.get_bind().dialect.name)
         # What the caller sees, as disjoint parts: the visible statuses, and their own uploads of the others.
         parts: list[tuple[ColumnElement[bool], ...]] = [()]
         if statuses_visible is not None:
