@@ -27,6 +27,7 @@ from mediahub.errors import DatabaseUnavailable
 from mediahub.media.resumable import TusService
 from mediahub.media.storage_migration import sources_to_read
 from mediahub.media.uploads import UploadService
+from mediahub.pipeline.tagging import Tagger
 from mediahub.pipeline.watermark import check_fields
 from mediahub.storage.base import Storage
 from mediahub.storage.factory import build_staging, build_store, build_storage
@@ -36,6 +37,7 @@ from mediahub.storage.staging import Staging
 log = logging.getLogger(__name__)
 
 JOB_WAIT_SECONDS = 600.0
+TAGGING_OFF = "off: no classifier is installed"
 
 
 @dataclass
@@ -55,32 +57,39 @@ class Runtime:
     cdn: CdnPurge  # the CDN purges of the services' changes, dispatched to `jobs` after each commit
     uploads: UploadService  # uploads whose bytes arrive apart from their ingest (tus, direct to S3)
     tus: TusService
+    tagging: str = TAGGING_OFF  # what the process's tagger is, or why it has none (/readyz, `mediahub tags`)
     sweeper: Sweeper | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, tagger: Tagger | None = None) -> Runtime:
+        """The process's services; its tagger is `tagger` (a test's), else the classifier the settings install."""
         database = Database(settings.database_url)
         store = build_storage(settings)
-        return cls.assemble(settings, database, store, source_stores(settings, database, store))
+        tagging = (tagger, None) if tagger is not None else installed_tagger(settings)
+        return cls.assemble(settings, database, store, source_stores(settings, database, store), *tagging)
 
     @classmethod
     def assemble(cls, settings: Settings, database: Database, store: Storage,
-                 sources: Sequence[Storage] = ()) -> Runtime:
+                 sources: Sequence[Storage] = (), tagger: Tagger | None = None,
+                 tagging: str | None = None) -> Runtime:
         """The services over a given database and store (and the `sources` it reads from too, during a storage
-        migration), with the job dispatcher the settings choose."""
+        migration), with the job dispatcher the settings choose. `tagger`: the classifier of tagging jobs; with
+        one, listing photos get a tagging job after upload (`tagging` says what it is)."""
         check_fields(settings.watermarks)
         storage = FallbackStorage(store, sources) if sources else store
-        tasks = TaskContext(settings, database, storage)
+        tasks = TaskContext(settings, database, storage, tagger)
         jobs = build_dispatcher(tasks)
         dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)
-        ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index)
+        ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index,
+                               tags_images=tagger is not None)
         delivery = Delivery(settings, database, storage)
         cdn = CdnPurge(settings, storage, dispatch=jobs.dispatch)
         uploads = UploadService(settings, database, ingest)
         staging = build_staging(settings, store)
         tus = TusService(settings, database, uploads, staging)
+        status = tagging or (f"on: {tagger.model}" if tagger is not None else TAGGING_OFF)
         return cls(settings, database, storage, store, staging, tasks, jobs, dedup_index, ingest, delivery, cdn,
-                   uploads, tus)
+                   uploads, tus, status)
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
@@ -110,6 +119,13 @@ class Runtime:
         self.dedup_index.close()
         self.ingest.pixels.close()
         self.database.dispose()
+
+
+def installed_tagger(settings: Settings) -> tuple[Tagger | None, str]:
+    """The classifier the settings install for tagging jobs, and what it is (or why there is none): the
+    composition point of the pipeline's classifier (its `build_tagger(settings)`). No classifier is installed
+    yet: images are stored and served without machine tags."""
+    return None, TAGGING_OFF
 
 
 def open_stores(settings: Settings, database: Database) -> tuple[Storage, Storage]:

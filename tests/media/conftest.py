@@ -10,12 +10,13 @@ from mediahub.config import Settings
 from mediahub.runtime import Runtime
 
 
-def make_runtime(database, storage, tmp_path: Path, **overrides) -> Runtime:
-    """Variants are made in the upload unless a test asks for them to be deferred (test_deferred_variants.py)."""
+def make_runtime(database, storage, tmp_path: Path, tagger=None, **overrides) -> Runtime:
+    """Variants are made in the upload unless a test asks for them to be deferred (test_deferred_variants.py);
+    `tagger`: the classifier of tagging jobs (tests/support/taggers.py), none unless given."""
     overrides.setdefault("defer_slow_variants", False)
     settings = Settings(_env_file=None, database_url=str(database.url), media_root=tmp_path / "media",
                         temp_dir=tmp_path / "tmp", **overrides)
-    return Runtime.assemble(settings, database, storage)
+    return Runtime.assemble(settings, database, storage, tagger=tagger)
 
 
 @pytest.fixture

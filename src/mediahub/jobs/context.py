@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from mediahub.config import Settings
 from mediahub.db.session import Database
+from mediahub.pipeline.tagging import Tagger
 from mediahub.storage.base import Storage
 
 
@@ -14,3 +15,4 @@ class TaskContext:
     settings: Settings
     database: Database
     storage: Storage
+    tagger: Tagger | None = None  # the classifier of tagging jobs; None: this process has none

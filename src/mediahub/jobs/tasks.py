@@ -28,10 +28,11 @@ from mediahub.jobs.context import TaskContext
 from mediahub.media.cdn import CdnPurge, call_purge_hook
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.exposure import original_is_raw
-from mediahub.media.job_kinds import CDN_PURGE, RENDITIONS, REPROCESS, VARIANTS, VIDEO_TRANSCODE, WEB
+from mediahub.media.job_kinds import CDN_PURGE, RENDITIONS, REPROCESS, TAGGING, VARIANTS, VIDEO_TRANSCODE, WEB
 from mediahub.media.keys import replacement_key, variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, ReplacementOriginal, StoredOriginal, plan_variants, publish
+from mediahub.media.tagging import record_machine_tags, tagging_source
 from mediahub.pipeline import watermark
 from mediahub.pipeline.focal import FocalPoint, focus_metadata
 from mediahub.pipeline.image import ProcessedImage
@@ -103,6 +104,22 @@ def video_transcode(context: TaskContext, job: Job) -> FollowUps:
         return _publish(context, item, [PlannedVariant(row, target)], keep=lambda v: v.name != WEB)
 
 
+def tagging(context: TaskContext, job: Job) -> FollowUps:
+    """An image's machine tags: the tagger reads a small rendition (`tagging_source`) and its answer replaces the
+    item's undecided machine tags (media/tagging.py). A video, or an item deleted meanwhile, is nothing to do."""
+    tagger = context.tagger
+    if tagger is None:  # queued by a process with a tagger, run by one without: fails (and says so) until one has it
+        raise RuntimeError("this process has no tagger: the classifier is off or its model is missing")
+    item = _item(context.database, job.media_id)
+    if item is None or item.media_type != "image":
+        return None
+    with stored_on_disk(context.storage, tagging_source(item), _limit(context, item),
+                        context.settings.temp_dir) as spooled:
+        tags = tagger.tag(spooled.path)
+    record_machine_tags(context.database, item.id, tags)
+    return None
+
+
 def cdn_purge(context: TaskContext, job: Job) -> FollowUps:
     """One call of the CDN's purge hook with the body its change queued (media/cdn.py)."""
     call_purge_hook(context.settings, job.payload)
@@ -115,6 +132,7 @@ TASKS: dict[str, Callable[[TaskContext, Job], FollowUps]] = {
     REPROCESS: reprocess,
     VIDEO_TRANSCODE: video_transcode,
     CDN_PURGE: cdn_purge,
+    TAGGING: tagging,
 }
 
 

@@ -6,7 +6,8 @@ fails after the first write, every object this upload wrote is deleted again
 
 The upload path makes only the JPEG/PNG variants (and a video's poster); WebP,
 AVIF and the video's web MP4 are jobs, inserted in the row's transaction (the
-outbox) and handed to `dispatch` only once it has committed.
+outbox) and handed to `dispatch` only once it has committed; so are a listing
+photo's machine tags (media/tagging.py), which the item never waits for.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from mediahub.dedup.index import DedupIndex
 from mediahub.entities import Target
 from mediahub.errors import DatabaseUnavailable, NotFound, StorageUnavailable, TooLarge, UnsupportedType
 from mediahub.formats import CONTENT_TYPES, EXTENSIONS
-from mediahub.media import access, audit, exposure
+from mediahub.media import access, audit, exposure, tagging
 from mediahub.media.access import Principal
 from mediahub.media.audit import Actor
 from mediahub.media.cdn import CdnPurge
@@ -151,8 +152,10 @@ class _LostOriginals:
 
 class IngestService:
     def __init__(self, settings: Settings, database: Database, storage: Storage,
-                 dispatch: Dispatch | None = None, dedup_index: DedupIndex | None = None) -> None:
+                 dispatch: Dispatch | None = None, dedup_index: DedupIndex | None = None,
+                 tags_images: bool = False) -> None:
         self.settings = settings
+        self.tags_images = tags_images  # the process has a tagger: listing photos get a tagging job
         self.database = database
         self.storage = storage
         self.dispatch = dispatch  # None: jobs wait in the table for a worker's sweeper
@@ -376,6 +379,8 @@ class IngestService:
                         on_commit(session, item)
                     job_ids = [enqueue(session, kind, media_id=item.id,
                                        max_attempts=self.settings.job_max_attempts).id for kind in job_kinds]
+                    if self.tags_images and tagging.wants_tags(target.field, item.media_type):
+                        job_ids.append(tagging.queue_tagging(session, item.id, self.settings.job_max_attempts))
                     job_ids += purges
                 return item, job_ids
             except DatabaseUnavailable:

@@ -15,6 +15,7 @@ VARIANTS = "variants"  # every variant of an image whose upload left them to a j
 VIDEO_TRANSCODE = "video_transcode"  # the H.264/AAC "web" MP4
 REPROCESS = "reprocess"  # every variant again from the stored original (IMAGE_SIZES or the focal point changed)
 CDN_PURGE = "cdn_purge"  # one call of the CDN's purge hook for a URL (or prefix) a change made stale (media/cdn.py)
+TAGGING = "tagging"  # an image's machine tags from the process's classifier (media/tagging.py); not part of its making
 
 WEB = "web"  # the variant name of a video's transcoded MP4
 

@@ -40,6 +40,9 @@ ACTIONS: dict[str, str] = {
     "member.revoke": "someone stopped being an entity's member",
     "duplicates.keep_all": "a moderator kept a whole group of duplicates",
     "storage.move": "an item's objects moved to another store",
+    "tags.accept": "a moderator accepted a machine tag of an item",
+    "tags.reject": "a moderator rejected a machine tag of an item",
+    "tags.correct": "a moderator named an item's room (the machine's other rooms rejected)",
 }
 SYSTEM = "system"  # the actor of changes no person asked for (reports hiding an item), and its role
 REASON_MAX = 500  # AuditEvent.reason is String(500)

@@ -71,13 +71,14 @@ class TagRepository:
         self.session = session
 
     def of_items(self, media_ids: Iterable[int]) -> dict[int, list[MediaTag]]:
-        """The tags of these items (one query), each item's rooms first, then by score, highest first."""
+        """The tags of these items (one query): each item's rooms first (a moderator's before the machine's), then
+        by score, highest first."""
         ids = list(dict.fromkeys(media_ids))
         found: dict[int, list[MediaTag]] = {media_id: [] for media_id in ids}
         if not ids:
             return found
         rows = self.session.scalars(select(MediaTag).where(MediaTag.media_id.in_(ids)).order_by(
-            MediaTag.media_id, MediaTag.kind.desc(), MediaTag.score.desc(), MediaTag.id))
+            MediaTag.media_id, MediaTag.kind.desc(), MediaTag.source.desc(), MediaTag.score.desc(), MediaTag.id))
         for row in rows:
             found[row.media_id].append(row)
         return found
@@ -118,6 +119,13 @@ class TagRepository:
         self.session.add(row)
         self.session.flush()
         return row
+
+    def images_in_fields(self, fields: Sequence[tuple[str, str]], after_id: int, limit: int) -> list[int]:
+        """The next `limit` ids after `after_id` (id order: keyset paging) of images in these (entity type, field)."""
+        in_fields = or_(*(and_(MediaItem.entity_type == kind, MediaItem.entity_field == field)
+                          for kind, field in fields))
+        return list(self.session.scalars(select(MediaItem.id).where(
+            MediaItem.id > after_id, MediaItem.media_type == "image", in_fields).order_by(MediaItem.id).limit(limit)))
 
     def tagged_by(self, media_ids: Iterable[int], model: str) -> set[int]:
         """Which of these items have machine tags from `model` (a seek of uq_media_tag each)."""
