@@ -20,6 +20,7 @@ from mediahub.api.app import create_app
 from mediahub.api.auth import issue_token
 from mediahub.config import Settings
 from mediahub.db import migrate
+from mediahub.pipeline.tagging import Tagger
 from tests.support.audit_guard import AuditGuard
 from tests.support.corpus import CORPUS_DIR
 
@@ -57,15 +58,15 @@ def _no_change_escapes_the_trail(audit_guard: AuditGuard) -> AuditGuard:
 
 @pytest.fixture
 def app_factory(tmp_path: Path, migrated_sqlite: Callable[[Path], str]) -> AppFactory:
-    """Build a migrated app; keyword arguments override settings."""
+    """Build a migrated app; keyword arguments override settings, `tagger` is its classifier (tests/support/taggers.py)."""
     default_database = tmp_path / "api.db"
 
-    def build(**overrides: Any) -> FastAPI:
+    def build(tagger: Tagger | None = None, **overrides: Any) -> FastAPI:
         settings = make_settings(tmp_path, **overrides)
         if "database_url" not in overrides and not default_database.exists():
             migrated_sqlite(default_database)  # a copy: faster than migrating
         migrate.upgrade(settings.database_url)
-        return create_app(settings)
+        return create_app(settings, tagger)
 
     return build
 

@@ -34,6 +34,7 @@ from tests.api.library.conftest import FORM_CSRF, sign_in
 from tests.api.test_direct_uploads import _complete_post, _multipart, _post_form, _s3_app, _start
 from tests.support.audit_guard import AUDITED_COLUMNS, SYSTEM_COLUMNS, AuditGuard
 from tests.support.corpus import CORPUS_DIR
+from tests.support.taggers import FixedTagger
 
 FLOWER = CORPUS_DIR / "images/good/jpeg_flower.jpg"
 PHOTOS = "/v1/media/properties/123/photos"
@@ -146,9 +147,23 @@ def _library_login(w: World) -> Any:
                          follow_redirects=False)
 
 
+def _library_tag_form(w: World) -> Any:
+    kitchen = _machine_tag(w, "kitchen")
+    csrf = sign_in(w.client, w.tokens.mint("MOD-1", roles=("user", "moderator")))
+    return w.client.post(f"/library/media/{w.approved['id']}/tags", data={
+        "csrf_token": csrf, "action": "accept", "tag_id": str(kitchen)}, follow_redirects=False)
+
+
 def _library_logout(w: World) -> Any:
     csrf = sign_in(w.client, w.tokens.mint("USR-OWNER"))
     return w.client.post("/library/logout", data={"csrf_token": csrf}, follow_redirects=False)
+
+
+def _machine_tag(w: World, label: str) -> int:
+    """The id of the approved item's machine tag `label`, once its tagging job ran."""
+    assert w.client.app.state.runtime.wait_for_jobs([w.approved["id"]], timeout=60)  # type: ignore[attr-defined]
+    tags = w.client.get(f"/v1/media/{w.approved['id']}", headers=w.tokens.moderator()).json()["machine_tags"]
+    return next(tag["id"] for tag in tags if tag["label"] == label)
 
 
 P = "/v1/media/{media_id}"
@@ -215,6 +230,16 @@ CASES: dict[tuple[str, str], Case] = {
                                                                   s3=True),
     ("delete", "/v1/media/s3/multipart/{upload_id}"): Case(_multipart_abort, 200, (), s3=True),
     ("post", "/v1/media/s3/params/complete"): Case(_post_complete, 201, ("media.create",), s3=True),
+    ("post", "/v1/media/{media_id}/tags/{tag_id}/accept"): Case(
+        lambda w: w.client.post(f"/v1/media/{w.approved['id']}/tags/{_machine_tag(w, 'kitchen')}/accept",
+                                headers=w.tokens.moderator()), 200, ("tags.accept",)),
+    ("post", "/v1/media/{media_id}/tags/{tag_id}/reject"): Case(
+        lambda w: w.client.post(f"/v1/media/{w.approved['id']}/tags/{_machine_tag(w, 'dishwasher')}/reject",
+                                headers=w.tokens.moderator()), 200, ("tags.reject",)),
+    ("put", "/v1/media/{media_id}/room"): Case(
+        lambda w: w.client.put(f"/v1/media/{w.approved['id']}/room", headers=w.tokens.moderator(),
+                               json={"label": "bedroom"}), 200, ("tags.correct",)),
+    ("post", "/library/media/{media_id}/tags"): Case(_library_tag_form, 303, ("tags.accept",)),
     ("post", "/library/login"): Case(_library_login, 303, ()),
     ("post", "/library/logout"): Case(_library_logout, 303, ()),
 }
@@ -277,7 +302,7 @@ def test_each_route_records_its_events(route: tuple[str, str], case: Case, app_f
     if case.s3:
         client = _s3_app(app_factory, request.getfixturevalue("s3_server"))
     else:
-        client = TestClient(app_factory())
+        client = TestClient(app_factory(tagger=FixedTagger()))  # listing photos get machine tags to review
     with client:
         if case.s3:
             client.app.state.runtime.storage.check()  # type: ignore[attr-defined]  # creates the bucket

@@ -10,7 +10,9 @@ committed them. A savepoint that rolls back takes its writes and events with it,
 What is audited is data (below): the columns of media_items a person changes (AUDITED_COLUMNS; the
 system columns jobs and processing write are SYSTEM_COLUMNS), an item's manual focal point inside its
 metadata, inserts and deletes of items, and every write to entity_members, media_reports and
-duplicate_reviews.
+duplicate_reviews. In media_tags, a moderator's writes are audited (a review changes a row; a moderator's room is
+inserted, changed, deleted) and a tagging job's are the system's (it inserts the machine's suggestions and
+deletes the undecided ones): `_audited_tag_write` tells them apart.
 
 Test code that sets up rows directly (not through the application) says so with `unaudited(session)`.
 """
@@ -26,7 +28,16 @@ import pytest
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
-from mediahub.db.models import AuditEvent, EntityMember, KeptDuplicateGroup, MediaItem, MediaReport
+from mediahub.db.models import (
+    MODERATOR,
+    SUGGESTED,
+    AuditEvent,
+    EntityMember,
+    KeptDuplicateGroup,
+    MediaItem,
+    MediaReport,
+    MediaTag,
+)
 from mediahub.pipeline.focal import FOCAL_POINT, MANUAL_SOURCE
 
 # The columns of media_items a person's change writes (the audited ones), and those jobs, processing and
@@ -45,7 +56,7 @@ SYSTEM_COLUMNS = frozenset({
 })
 SYSTEM_RELATIONSHIPS = frozenset({"variants"})  # an item's renditions, which jobs make
 WHOLLY_AUDITED = (EntityMember, KeptDuplicateGroup, MediaReport)  # every write to these tables
-WATCHED = (MediaItem, *WHOLLY_AUDITED)
+WATCHED = (MediaItem, MediaTag, *WHOLLY_AUDITED)
 AUDITED_TABLES = {model.__tablename__ for model in WATCHED}
 EXEMPT_KEY = "tests.audit_guard.exempt"
 STATE_KEY = "tests.audit_guard.state"
@@ -105,10 +116,10 @@ class AuditGuard:
         for obj in session.new:
             if isinstance(obj, AuditEvent):
                 record.events += 1
-            elif isinstance(obj, WATCHED):
+            elif isinstance(obj, WATCHED) and _audited_tag_write(obj, "insert"):
                 record.writes.append(f"insert {type(obj).__tablename__}")
         for obj in session.deleted:
-            if isinstance(obj, WATCHED):
+            if isinstance(obj, WATCHED) and _audited_tag_write(obj, "delete"):
                 record.writes.append(f"delete {type(obj).__tablename__}")
         for obj in session.dirty:
             if isinstance(obj, WATCHED):
@@ -155,6 +166,14 @@ class AuditGuard:
         session.info.get(STATE_KEY, {}).pop(transaction, None)
         if transaction.parent is None:
             session.info.pop(EXEMPT_KEY, None)
+
+
+def _audited_tag_write(obj: Any, kind: str) -> bool:
+    """Whether inserting or deleting `obj` is a person's change: anything but a MediaTag, a moderator's row, or
+    (deleted) a decided one. A tagging job inserts the machine's suggestions and deletes the undecided ones."""
+    if not isinstance(obj, MediaTag):
+        return True
+    return obj.source == MODERATOR or (kind == "delete" and obj.state != SUGGESTED)
 
 
 def _changed_columns(obj: Any) -> list[str]:

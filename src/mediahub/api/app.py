@@ -28,11 +28,13 @@ from mediahub.api.routes import (
     members,
     moderation,
     ops,
+    tags,
     tus,
     uploads,
 )
 from mediahub.config import Settings, secured
 from mediahub.errors import StorageUnavailable
+from mediahub.pipeline.tagging import Tagger
 from mediahub.runtime import Runtime
 
 DESCRIPTION = """Uploads, processing and delivery of images and videos for users, properties, builders,
@@ -40,14 +42,15 @@ communities, amenities, sales reps and posts. Authenticate with `Authorization: 
 Errors are RFC 9457 problems with a stable `code`."""
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The application; `InsecureSettings` if the secrets would let anyone forge a token."""
+def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
+    """The application; `InsecureSettings` if the secrets would let anyone forge a token. `tagger`: the classifier of
+    its tagging jobs instead of the one the settings install (runtime.py `installed_tagger`)."""
     settings = secured(settings)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = Runtime.build(settings)
+        app.state.runtime = Runtime.build(settings, tagger)
         # A new bucket is made before the sweeper or the first upload needs it (S3_CREATE_BUCKET); a store that
         # is down now is /readyz's to report, not a reason to refuse to start.
         with suppress(StorageUnavailable):
@@ -84,7 +87,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(tus.TusHeadersMiddleware)  # outermost: a method override applies to every layer
     # Order matters where paths overlap: fixed segments before /v1/media/{media_id}.
-    for module in (ops, uploads, tus, direct_uploads, files, images, members, moderation, duplicates, audit, media):
+    for module in (ops, uploads, tus, direct_uploads, files, images, members, moderation, duplicates, audit, tags,
+                   media):
         app.include_router(module.router)
     install_library(app)
     return app

@@ -29,6 +29,7 @@ from mediahub.media.files import FileAccess
 from mediahub.media.manage import MediaService
 from mediahub.media.members import MemberService
 from mediahub.media.moderation import ModerationService
+from mediahub.media.tagging import TagService
 from mediahub.media.urls import MediaUrls
 from mediahub.runtime import Runtime
 from mediahub.storage.base import PRIVATE_CACHE_CONTROL
@@ -67,7 +68,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 async def get_media_service(runtime: RuntimeDep) -> MediaService:
     return MediaService(runtime.database, runtime.storage, runtime.cdn, runtime.dedup_index,
                         auto_approve_verified=runtime.settings.auto_approve_verified,
-                        dispatch=runtime.jobs.dispatch, job_max_attempts=runtime.settings.job_max_attempts)
+                        dispatch=runtime.jobs.dispatch, job_max_attempts=runtime.settings.job_max_attempts,
+                        machine_tag_min_score=runtime.settings.machine_tag_min_score)
 
 
 async def get_moderation_service(runtime: RuntimeDep) -> ModerationService:
@@ -86,6 +88,10 @@ async def get_member_service(runtime: RuntimeDep) -> MemberService:
 
 async def get_audit_service(runtime: RuntimeDep) -> AuditService:
     return AuditService(runtime.database)
+
+
+async def get_tag_service(runtime: RuntimeDep) -> TagService:
+    return TagService(runtime.database)
 
 
 async def get_file_access(runtime: RuntimeDep) -> FileAccess:
@@ -121,6 +127,7 @@ BatchServiceDep = Annotated[BatchService, Depends(get_batch_service)]
 MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
 AuditServiceDep = Annotated[AuditService, Depends(get_audit_service)]
 FileAccessDep = Annotated[FileAccess, Depends(get_file_access)]
+TagServiceDep = Annotated[TagService, Depends(get_tag_service)]
 UrlsDep = Annotated[MediaUrls, Depends(get_urls)]
 
 

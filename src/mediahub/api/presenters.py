@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mediahub.api.errors import public_detail
@@ -15,6 +15,7 @@ from mediahub.api.schemas import (
     DuplicateMemberOut,
     DuplicateResolveOut,
     ItemReportOut,
+    MachineTagOut,
     MediaDetailOut,
     MediaOut,
     ModerationQueueItem,
@@ -23,7 +24,7 @@ from mediahub.api.schemas import (
     ReportOut,
     VariantOut,
 )
-from mediahub.db.models import AuditEvent, MediaItem
+from mediahub.db.models import AuditEvent, MediaItem, MediaTag
 from mediahub.db.repositories.job_queue import PENDING
 from mediahub.media.duplicates import Group, Resolved
 from mediahub.media.exposure import original_is_raw
@@ -104,7 +105,15 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
         updated_at=item.updated_at,
         parent_id=item.parent_id or None,
         focal_point=(item.meta or {}).get(FOCAL_POINT),
+        machine_tags=machine_tags_out(view.machine_tags, view.private),
     )
+
+
+def machine_tags_out(tags: Iterable[MediaTag], private: bool) -> list[MachineTagOut]:
+    """An item's tags; who decided each only for those who may see its private details."""
+    return [MachineTagOut(id=tag.id, label=tag.label, kind=tag.kind, score=tag.score, source=tag.source,
+                          model=tag.model or None, state=tag.state, decided_by=tag.decided_by if private else None,
+                          decided_at=tag.decided_at) for tag in tags]
 
 
 def duplicate_group_out(group: Group, urls: MediaUrls) -> DuplicateGroupOut:

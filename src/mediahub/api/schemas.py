@@ -136,6 +136,9 @@ MEDIA_EXAMPLE: dict[str, Any] = {
     "caption": "The pool at dusk", "alt_text": "An outdoor pool lit at dusk", "moderation_status": "approved",
     "moderation_reason": None, "processing_status": "ready", "uploaded_by": "USR-1",
     "created_at": "2024-12-02T10:15:00Z", "updated_at": "2024-12-02T10:15:00Z",
+    "machine_tags": [{"id": 7, "label": "exterior", "kind": "room", "score": 0.91, "source": "machine",
+                      "model": "efficientnet-lite0@1a2b3c4d/rooms-1", "state": "suggested", "decided_by": None,
+                      "decided_at": None}],
 }
 
 
@@ -203,6 +206,37 @@ class MediaOut(BaseModel):
     parent_id: str | None = Field(None, description="nested kinds: the parent entity's id (an amenity's community)")
     focal_point: FocalPointOut | None = Field(None, description="where crops (the square thumbnail, fit=cover "
                                                                 "transforms) are centred; null when unknown")
+    machine_tags: list[MachineTagOut] = Field(
+        default_factory=list, description="what the classifier saw (room type, objects) and moderators decided, "
+                                          "apart from `tags` (what people typed); rooms first. Empty in answers to "
+                                          "uploads (the tagging job comes after) and to moderation and batch actions")
+
+
+class MachineTagOut(BaseModel):
+    """A tag a classifier gave an item (or a moderator's room), with its provenance and review."""
+
+    id: int
+    label: str = Field(examples=["kitchen"])
+    kind: Literal["room", "object"]
+    score: float | None = Field(description="how sure the model was, 0..1; null for a moderator's room")
+    source: Literal["machine", "moderator"]
+    model: str | None = Field(description="the model (and its class-to-room mapping) that said so; null for a "
+                                          "moderator's room")
+    state: Literal["suggested", "accepted", "rejected"] = Field(
+        description="suggested: the machine's, not reviewed; accepted or rejected by a moderator (a moderator's "
+                    "room is accepted)")
+    decided_by: str | None = Field(None, description="the moderator who decided; for the uploader, the entity's "
+                                                     "owners and moderators only")
+    decided_at: datetime | None = None
+
+
+class MachineTagsOut(BaseModel):
+    media_id: int
+    machine_tags: list[MachineTagOut]
+
+
+class RoomRequest(BaseModel):
+    label: Name = Field(max_length=64, description="one of the room labels", examples=["bedroom"])
 
 
 class AuditEventOut(BaseModel):

@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mediahub.db.models import AuditEvent, MediaItem
+from mediahub.db.models import AuditEvent, MediaItem, MediaTag
 from mediahub.db.repositories import MediaRepository, MemberRepository, UsageRepository
 from mediahub.db.repositories.media import GalleryKey
+from mediahub.db.repositories.tags import TagRepository
 from mediahub.db.session import Database
 from mediahub.dedup import policy as dedup
 from mediahub.dedup.index import DedupIndex
@@ -29,6 +30,7 @@ from mediahub.media.cursors import decode_cursor, encode_cursor
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.focal import set_focal_point
 from mediahub.media.job_kinds import Dispatch, dispatch_committed
+from mediahub.media.tagging import tag_filter
 from mediahub.storage.base import Storage, Usage
 
 EDITABLE_FIELDS = frozenset({"caption", "alt_text", "tags"})
@@ -45,12 +47,14 @@ class MediaView:
     item: MediaItem
     private: bool
     location: bool = False
+    machine_tags: tuple[MediaTag, ...] = ()  # what a classifier (and moderators) tagged it with, where loaded
 
     @classmethod
-    def for_caller(cls, principal: Principal | None, item: MediaItem, members: access.Members) -> MediaView:
+    def for_caller(cls, principal: Principal | None, item: MediaItem, members: access.Members,
+                   machine_tags: tuple[MediaTag, ...] = ()) -> MediaView:
         location = access.sees_private_metadata(principal, item, members)
         # sees_private_details, without asking the member table a second time for each item.
-        return cls(item, location or (principal is not None and principal.is_moderator), location)
+        return cls(item, location or (principal is not None and principal.is_moderator), location, machine_tags)
 
 
 @dataclass(frozen=True)
@@ -120,13 +124,18 @@ class _Tx:
     members: access.Members
 
     def view(self, principal: Principal | None, item: MediaItem) -> MediaView:
-        return MediaView.for_caller(principal, item, self.members)
+        return self.views(principal, [item])[0]
+
+    def views(self, principal: Principal | None, items: list[MediaItem]) -> list[MediaView]:
+        """The items as the caller sees them, with their machine tags (one query for them all)."""
+        tags = TagRepository(self.media.session).of_items(item.id for item in items)
+        return [MediaView.for_caller(principal, item, self.members, tuple(tags[item.id])) for item in items]
 
 
 class MediaService:
     def __init__(self, database: Database, storage: Storage, cdn: CdnPurge, dedup_index: DedupIndex | None = None,
                  *, auto_approve_verified: bool = True, dispatch: Dispatch | None = None,
-                 job_max_attempts: int = 5) -> None:
+                 job_max_attempts: int = 5, machine_tag_min_score: float = 0.5) -> None:
         self.database = database
         self.storage = storage
         self.cdn = cdn
@@ -134,6 +143,7 @@ class MediaService:
         self.auto_approve_verified = auto_approve_verified  # AUTO_APPROVE_VERIFIED: edits are judged like uploads
         self.dispatch = dispatch  # hands committed job ids to the runner; None: the sweeper finds them
         self.job_max_attempts = job_max_attempts
+        self.machine_tag_min_score = machine_tag_min_score  # MACHINE_TAG_MIN_SCORE: for `tags` filters
 
     @contextmanager
     def _tx(self) -> Iterator[_Tx]:
@@ -170,7 +180,8 @@ class MediaService:
         """Anonymous access by public id: approved items only, never their private metadata."""
         with self._tx() as tx:
             item = access.require_view(None, tx.media.get_by_public_id(public_id), tx.members)
-            return MediaView(item, private=False)
+            tags = TagRepository(tx.media.session).of_items([item.id])[item.id]
+            return MediaView(item, private=False, machine_tags=tuple(tags))
 
     def list_entity(
         self,
@@ -184,9 +195,12 @@ class MediaService:
         limit: int,
         include_nested: bool = False,
         after: str | None = None,
+        tags: list[str] | None = None,
     ) -> EntityPage:
         """`include_nested`: also the media of the entities nested in this one (a community's amenities).
-        `after`: a page's `next` cursor, where the page after it starts (instead of an offset)."""
+        `after`: a page's `next` cursor, where the page after it starts (instead of an offset).
+        `tags`: only items carrying every one of them (README "Auto-tagging": a tag typed, accepted, or
+        suggested as the room with MACHINE_TAG_MIN_SCORE or more)."""
         if field is not None:
             field = entity.kind.field(field).name  # a route word names its field; unknown -> InvalidInput
         key = None
@@ -214,11 +228,12 @@ class MediaService:
                 parent_id=entity.parent_id,
                 nested_types=nested,
                 after=key,
+                having=tag_filter(tags, self.machine_tag_min_score),
             )
             more = len(items) > limit
             items = items[:limit]
             cursor = page_cursor(items[-1]) if more and not nested else None
-            return EntityPage([tx.view(principal, item) for item in items], total, cursor)
+            return EntityPage(tx.views(principal, items), total, cursor)
 
     def rights(self, entity: EntityRef, principal: Principal | None) -> EntityRights:
         """What the caller may do with the entity's media (the rules of `access`, as the services apply them)."""
@@ -245,9 +260,10 @@ class MediaService:
             # betray that something the caller may not see is closer.
             matches = dedup.similar_items(tx.media.session, item.id, threshold=threshold, limit=None, scope=where,
                                           index=self.dedup_index)
-            visible = [(tx.view(principal, match), distance) for match, distance in matches
-                       if access.can_view(principal, match, tx.members)]
-            return visible[:limit]
+            visible = [(match, distance) for match, distance in matches
+                       if access.can_view(principal, match, tx.members)][:limit]
+            return list(zip(tx.views(principal, [match for match, _ in visible]),
+                            [distance for _, distance in visible], strict=True))
 
     def update(self, media_id: int, principal: Principal, changes: dict[str, Any]) -> MediaView:
         """Apply the sent fields; moderation status needs a moderator, the rest an editor.
@@ -352,7 +368,7 @@ class MediaService:
                                      partial=partial)
             audit.record_order(tx.media.session, Actor.of(principal), entity, field, places,
                                {row.id: row.position for row in rows})
-            return [tx.view(principal, item) for item in items]
+            return tx.views(principal, items)
 
     def storage_analytics(self, principal: Principal) -> StorageAnalytics:
         """From the totals kept with every change (`media_usage`): a read of a few rows, whatever the

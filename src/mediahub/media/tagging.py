@@ -8,6 +8,9 @@ undecided machine rows; a row a moderator decided stays, so the decisions can be
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +35,7 @@ LABEL_MAX, MODEL_MAX = 64, 128  # MediaTag.label and .model
 TAGGER_MIN_SIDE = 224  # the input side of the classifiers a tagger runs
 BACKFILL_PAGE = 500  # items examined per transaction (and jobs queued per batch at most)
 EXPORT_PAGE = 500
+EXPORT_FORMATS = ("jsonl", "csv")
 EXPORT_FIELDS = ("media_public_id", "sha256", "kind", "label", "decision", "machine_label", "machine_score", "model",
                  "decided_by", "decided_at")
 # The room-tagged fields (entities.py `room_tags`), as (entity type, field name).
@@ -101,6 +105,11 @@ class TagService:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+
+    def export(self, principal: Principal, fmt: str) -> Iterator[str]:
+        """The decisions as labels (`export_lines`): moderators and admins."""
+        access.require_moderator(principal)
+        return export_lines(self.database, fmt)
 
     def of_item(self, media_id: int, principal: Principal | None) -> list[MediaTag]:
         with self.database.session() as session:
@@ -257,6 +266,19 @@ def decided_labels(database: Database, page: int = EXPORT_PAGE) -> Iterator[dict
             if len(rows) < page:
                 break
             after = rows[-1][0].id
+
+
+def export_lines(database: Database, fmt: str) -> Iterator[str]:
+    """`decided_labels` as text lines: JSON Lines, or CSV with a header (EXPORT_FIELDS, empty for null)."""
+    if fmt == "jsonl":
+        for line in decided_labels(database):
+            yield json.dumps(line, ensure_ascii=False) + "\n"
+        return
+    yield ",".join(EXPORT_FIELDS) + "\r\n"
+    for line in decided_labels(database):
+        buffer = io.StringIO()
+        csv.writer(buffer).writerow(["" if line[name] is None else line[name] for name in EXPORT_FIELDS])
+        yield buffer.getvalue()
 
 
 def _label_line(row: MediaTag, room: MediaTag | None, corrected: bool) -> dict[str, Any] | None:

@@ -38,6 +38,7 @@ from mediahub.api.schemas import (
     SimilarList,
     StorageAnalyticsOut,
     StorageUsageOut,
+    Tag,
     UploadBucketOut,
     UploadsOverTimeOut,
     UsageOut,
@@ -52,6 +53,12 @@ EntityType = Annotated[Name, Path(max_length=32, description="kind name or plura
 EntityId = Annotated[Name, Path(max_length=200, examples=["123"])]
 ParentId = Annotated[Name | None, Query(max_length=200, description="nested kinds: the parent's id (an amenity's "
                                                                    "community)")]
+
+
+TAG_FILTERS_MAX = 10
+TAG_FILTER = ("repeatable: only items carrying every one of these tags: one of its own `tags` (as typed), an "
+              "accepted machine tag or a moderator's room, or a suggested machine room scored MACHINE_TAG_MIN_SCORE "
+              "or more on an item whose room no moderator settled (and not rejected for it)")
 
 
 @router.get("/entity/{entity_type}/{entity_id}", response_model=MediaPage, responses=problem_responses(401, 404, 422),
@@ -76,11 +83,12 @@ def list_entity_media(
     parent_id: ParentId = None,
     include_nested: bool = False,
     after: Annotated[str | None, Query(max_length=200, description="the `next` cursor of the previous page")] = None,
+    tag: Annotated[list[Tag] | None, Query(max_length=TAG_FILTERS_MAX, description=TAG_FILTER)] = None,
 ) -> MediaPage:
     page = media.list_entity(
         EntityRef.parse(entity_type, entity_id, parent_id), principal, field=field,
         moderation_status=moderation_status, is_primary=is_primary, offset=offset, limit=limit,
-        include_nested=include_nested, after=after,
+        include_nested=include_nested, after=after, tags=tag,
     )
     return MediaPage(items=[media_out(v, urls) for v in page.items], total=page.total, offset=offset, limit=limit,
                      next=page.next)

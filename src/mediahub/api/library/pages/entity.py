@@ -18,12 +18,13 @@ from mediahub.api.deps import MediaServiceDep, UrlsDep
 from mediahub.api.library.pages.home import entity_page_url
 from mediahub.api.library.web import Viewer, ViewerDep, api_path, library_url, render
 from mediahub.api.presenters import media_out
-from mediahub.api.schemas import MAX_ID, MediaOut
+from mediahub.api.schemas import MAX_ID, MediaOut, Name
 from mediahub.entities import FieldSpec
 from mediahub.errors import NotFound
 from mediahub.media.access import EntityRef
 from mediahub.media.manage import EntityPage, EntityRights, MediaService, MediaView
 from mediahub.pipeline.placeholders import blurhash_average
+from mediahub.pipeline.tagging import ROOM_LABELS
 
 router = APIRouter(prefix="/library", include_in_schema=False)
 
@@ -33,6 +34,8 @@ PROCESSING = frozenset({"queued", "processing"})
 
 Word = Annotated[str | None, Query(max_length=200)]
 PerPage = Annotated[int, Query(ge=1, le=100, description="tiles per field per page")]
+# Tags to filter by: the list API's words (a form's one field may hold several, comma-separated).
+TagWords = Annotated[list[Name] | None, Query(max_length=10)]
 
 
 @dataclass(frozen=True)
@@ -83,15 +86,21 @@ def _tiles(views: list[MediaView], urls: UrlsDep) -> list[Tile]:
 
 
 def _page(media: MediaService, entity: EntityRef, viewer: Viewer, field: FieldSpec, per_page: int,
-          after: str | None = None) -> EntityPage:
+          tags: list[str], after: str | None = None) -> EntityPage:
     return media.list_entity(entity, viewer.principal, field=field.name, moderation_status=None, is_primary=None,
-                             offset=0, limit=per_page, after=after)
+                             offset=0, limit=per_page, after=after, tags=tags)
 
 
-def _context(request: Request, entity: EntityRef, rights: EntityRights) -> dict[str, object]:
+def _tags(words: list[str] | None) -> list[str]:
+    """The filter's tags: each `tag` parameter, and each comma-separated word of one (the page's form)."""
+    return list(dict.fromkeys(tag.strip() for word in words or [] for tag in word.split(",") if tag.strip()))
+
+
+def _context(request: Request, entity: EntityRef, rights: EntityRights, tags: list[str]) -> dict[str, object]:
     parent = entity.parent
     return {
-        "entity": entity, "rights": rights, "selectable": rights.manage or rights.moderate,
+        "entity": entity, "rights": rights, "selectable": rights.manage or rights.moderate, "tags": tags,
+        "room_labels": ROOM_LABELS,
         "api_root": api_path(request, ""),
         "tiles_url": library_url(request, f"/{entity.kind.name}/{quote(entity.entity_id, safe='')}/tiles"),
         "parent_url": entity_page_url(request, parent) if parent else None,
@@ -100,16 +109,18 @@ def _context(request: Request, entity: EntityRef, rights: EntityRights) -> dict[
 
 @router.get("/{entity_type}/{entity_id}", summary="An entity's media")
 def entity_page(request: Request, viewer: ViewerDep, media: MediaServiceDep, urls: UrlsDep, entity_type: str,
-                entity_id: str, parent_id: Word = None, per_page: PerPage = PAGE_SIZE) -> Response:
-    """Open to everyone: a stranger, signed in or not, sees what the list API shows them, without controls."""
+                entity_id: str, parent_id: Word = None, per_page: PerPage = PAGE_SIZE, tag: TagWords = None) -> Response:
+    """Open to everyone: a stranger, signed in or not, sees what the list API shows them, without controls.
+    `tag`: only the items carrying each of these tags (the list API's filter); the order is then not changed."""
     entity = EntityRef.parse(entity_type, entity_id, parent_id)
     rights = media.rights(entity, viewer.principal)
+    tags = _tags(tag)
     sections = []
     for field in entity.kind.fields:
-        page = _page(media, entity, viewer, field, per_page)
+        page = _page(media, entity, viewer, field, per_page, tags)
         sections.append(Section(field, _tiles(page.items, urls), page.total, page.next,
-                                reorderable=rights.manage and field.slot == "gallery"))
-    return render(request, viewer, "entity.html", {**_context(request, entity, rights), "sections": sections,
+                                reorderable=rights.manage and field.slot == "gallery" and not tags))
+    return render(request, viewer, "entity.html", {**_context(request, entity, rights, tags), "sections": sections,
                                                    "per_page": per_page})
 
 
@@ -117,20 +128,21 @@ def entity_page(request: Request, viewer: ViewerDep, media: MediaServiceDep, url
 def entity_tiles(request: Request, viewer: ViewerDep, media: MediaServiceDep, urls: UrlsDep, entity_type: str,
                  entity_id: str, field: Annotated[str, Query(max_length=32)], parent_id: Word = None,
                  after: Word = None, per_page: PerPage = PAGE_SIZE,
-                 media_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
+                 media_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None, tag: TagWords = None) -> Response:
     """The tiles of the page after the cursor `after`, or the one tile of `media_id` (an upload just made),
     as HTML for the page's script to add to the field's grid."""
     entity = EntityRef.parse(entity_type, entity_id, parent_id)
     spec = entity.kind.field(field)
     rights = media.rights(entity, viewer.principal)
+    tags = _tags(tag)
     if media_id is not None:
         view = media.get(media_id, viewer.principal)
         if EntityRef.of_item(view.item) != entity or view.item.entity_field != spec.name:
             raise NotFound("no such media item", code="media_not_found")
         tiles, cursor = _tiles([view], urls), None
     else:
-        page = _page(media, entity, viewer, spec, per_page, after)
+        page = _page(media, entity, viewer, spec, per_page, tags, after)
         tiles, cursor = _tiles(page.items, urls), page.next
     return render(request, viewer, "entity_tiles.html", {
-        **_context(request, entity, rights), "tiles": tiles, "next": cursor,
-        "reorderable": rights.manage and spec.slot == "gallery"})
+        **_context(request, entity, rights, tags), "tiles": tiles, "next": cursor,
+        "reorderable": rights.manage and spec.slot == "gallery" and not tags})

@@ -3,7 +3,8 @@ moderation and history, for whoever the API shows the item to (`GET /v1/media/{i
 the same 404).
 
 Reads are rendered here; every change (text, focal point, decision, report, delete) is the page script calling
-the public API with the session, so the page can do nothing the API would refuse the same person.
+the public API with the session, so the page can do nothing the API would refuse the same person. The review of
+machine tags is plain forms (CSRF-checked) posting here, which call the service the API's routes call.
 """
 
 from __future__ import annotations
@@ -11,19 +12,30 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Form, Path, Request
 from markupsafe import escape
 from starlette.responses import Response
 
-from mediahub.api.deps import MediaServiceDep, ModerationServiceDep, SettingsDep, UrlsDep
+from mediahub.api.deps import ApiStateDep, MediaServiceDep, ModerationServiceDep, SettingsDep, TagServiceDep, UrlsDep
 from mediahub.api.library.pages.home import entity_page_url
 from mediahub.api.library.pages.moderation import REJECT_REASONS
-from mediahub.api.library.web import ViewerDep, api_path, render
+from mediahub.api.library.session import CSRF_FIELD, session_token
+from mediahub.api.library.web import (
+    SignedInViewerDep,
+    ViewerDep,
+    api_path,
+    library_url,
+    redirect,
+    render,
+    require_csrf,
+)
 from mediahub.api.presenters import LOCATION_METADATA, PUBLIC_METADATA, media_out, report_history_out
-from mediahub.api.schemas import MAX_ID, MediaOut
+from mediahub.api.schemas import MAX_ID, MediaOut, Name
 from mediahub.db.models import AuditEvent, MediaItem, MediaVariant
+from mediahub.entities import FieldSpec, get_kind
+from mediahub.errors import InvalidInput
 from mediahub.media.access import EntityRef
 from mediahub.media.delivery import ORIGINAL
 from mediahub.media.exposure import is_public
@@ -32,6 +44,7 @@ from mediahub.media.responsive import AUTO, is_whole_picture, whole_presets
 from mediahub.media.transform_urls import FORMAT_EXTENSIONS
 from mediahub.media.urls import MediaUrls
 from mediahub.pipeline.placeholders import thumbhash_png
+from mediahub.pipeline.tagging import ROOM_LABELS
 
 router = APIRouter(prefix="/library", include_in_schema=False)
 
@@ -191,4 +204,32 @@ def item_page(request: Request, media_id: MediaIdPath, viewer: ViewerDep, media:
         "reject_reasons": REJECT_REASONS,
         "api_url": api_path(request, f"/v1/media/{item.id}"),
         "signed_url_ttl": settings.signed_url_ttl,
+        "room_field": item.media_type == "image" and _field(item).room_tags,
+        "room_labels": ROOM_LABELS,
+        "tags_form_url": library_url(request, f"/media/{item.id}/tags"),
     })
+
+
+def _field(item: MediaItem) -> FieldSpec:
+    return get_kind(item.entity_type).field(item.entity_field)
+
+
+@router.post("/media/{media_id}/tags", summary="Review an item's machine tags")
+def review_tags(request: Request, media_id: MediaIdPath, viewer: SignedInViewerDep, api: ApiStateDep,
+                tags: TagServiceDep, action: Annotated[Literal["accept", "reject", "correct"], Form()],
+                tag_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
+                label: Annotated[Name | None, Form(max_length=64)] = None,
+                csrf: Annotated[str, Form(alias=CSRF_FIELD, max_length=128)] = "") -> Response:
+    """The item page's review forms (moderators): the same service calls as the API's routes, back to the page."""
+    require_csrf(request, api.csrf_secret, session_token(request), csrf)
+    principal = viewer.principal
+    assert principal is not None
+    if action == "correct":
+        tags.correct_room(media_id, label or "", principal)
+    elif tag_id is None:
+        raise InvalidInput("name the tag to review", code="tag_required")
+    elif action == "accept":
+        tags.accept(media_id, tag_id, principal)
+    else:
+        tags.reject(media_id, tag_id, principal)
+    return redirect(library_url(request, f"/media/{media_id}#machine-tags"))

@@ -45,7 +45,9 @@
   }
 
   async function fetchTiles(query) {
-    const response = await fetch(`${config.tilesUrl}${entityQuery(query)}`, { credentials: "same-origin" });
+    const filter = new URLSearchParams(entityQuery(query));
+    for (const tag of JSON.parse(config.tags || "[]")) filter.append("tag", tag);  // the page's tag filter
+    const response = await fetch(`${config.tilesUrl}?${filter}`, { credentials: "same-origin" });
     if (!response.ok) throw new Error(`the tiles could not be loaded (${response.status})`);
     return tilesFrom(await response.text());
   }
