@@ -1,5 +1,5 @@
 """The `mediahub` command: ingest, db, verify, grant, token, serve, worker, reprocess, dedup, placeholders,
-analytics, storage."""
+analytics, storage, tags."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ app.add_typer(storage_app, name="storage")
 placeholders_app = typer.Typer(help="Placeholders (BlurHash, ThumbHash) shown while images load.",
                                no_args_is_help=True)
 app.add_typer(placeholders_app, name="placeholders")
+tags_app = typer.Typer(help="Machine tags: backfill the library, export moderators' decisions.", no_args_is_help=True)
+app.add_typer(tags_app, name="tags")
 console = Console(stderr=True)
 
 
@@ -597,6 +599,89 @@ def _backfill_report(as_json: bool, report: Any, summary: str) -> NoReturn:
         for media_id, why in report.failed.items():
             typer.echo(f"  #{media_id}: {why}")
     raise typer.Exit(1 if report.failed else 0)
+
+
+class ExportFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+@tags_app.command("backfill")
+def tags_backfill(
+    entity_type: Annotated[str | None, typer.Option(help="Only this kind's room-tagged fields, e.g. property.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Queue at most this many jobs.", min=1)] = None,
+    redo: Annotated[bool, typer.Option(help="Also the images the current model tagged already.")] = False,
+) -> None:
+    """Queue tagging jobs for the listing photos without machine tags from the current model, a page at a time
+    (with the in-process runner, each page's jobs run before the next page is read); run it again to resume."""
+    from mediahub.media import tagging
+
+    runtime = _runtime()
+    counts: dict[str, int] = {}
+    examined = queued = 0
+    try:
+        tagger = runtime.tasks.tagger
+        if tagger is None:
+            console.print(f"[red]tagging is {runtime.tagging}[/red]")
+            raise typer.Exit(2)
+        with _progress() as progress:
+            task = progress.add_task(f"tagging with {tagger.model}", total=limit)
+            for batch in tagging.backfill(runtime.database, tagger.model, entity_type=entity_type, limit=limit,
+                                          redo=redo, max_attempts=runtime.settings.job_max_attempts):
+                examined += batch.examined
+                queued += len(batch.job_ids)
+                runtime.jobs.dispatch(batch.job_ids)
+                if runtime.jobs.runs_here:  # this process runs them: the page's jobs finish before the next page
+                    for status, n in _finished_jobs(runtime, batch.job_ids).items():
+                        counts[status] = counts.get(status, 0) + n
+                progress.advance(task, len(batch.job_ids))
+    except MediaHubError as exc:
+        console.print(f"[red]{exc.code}: {exc.message}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        runtime.close()
+    outcome = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or f"{queued} queued"
+    console.print(f"{examined} images examined, {queued} tagging jobs: {outcome}")
+    raise typer.Exit(1 if counts.get("failed") else 0)
+
+
+def _finished_jobs(runtime, job_ids: list[int]) -> dict[str, int]:
+    """Wait for the in-process runner to finish these jobs; their counts by final status."""
+    from mediahub.db.repositories.job_queue import status_counts
+
+    while True:
+        counts = status_counts(runtime.database, job_ids)
+        if counts.get("done", 0) + counts.get("failed", 0) == len(job_ids):
+            return counts
+        time.sleep(0.1)
+
+
+@tags_app.command("export")
+def tags_export(
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="JSON Lines or CSV.")] = ExportFormat.jsonl,
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Write the moderators' tag decisions as labels (item public id and SHA-256, the label, what the machine
+    said and its model, who decided and when), for training and evaluation."""
+    from mediahub.db.session import Database
+    from mediahub.media.tagging import export_lines
+
+    database = Database(load_settings().database_url)
+    lines = 0
+    try:
+        with (output.open("w", encoding="utf-8", newline="") if output else _stdout()) as out:
+            for line in export_lines(database, fmt.value):
+                out.write(line)
+                lines += 1
+    finally:
+        database.dispose()
+    console.print(f"{max(0, lines - (fmt is ExportFormat.csv))} decisions written")
+
+
+def _stdout():
+    from contextlib import nullcontext
+
+    return nullcontext(sys.stdout)
 
 
 @analytics_app.command("recount")
