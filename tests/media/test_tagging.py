@@ -3,6 +3,8 @@ a moderator's decision, the filter by tag, the review, the backfill and the expo
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from mediahub import pipeline
+from mediahub.config import Settings
 from mediahub.db.models import Job, MediaItem, MediaTag
 from mediahub.db.repositories import MediaRepository
 from mediahub.db.repositories.tags import TagFilter, TagRepository
@@ -18,6 +22,7 @@ from mediahub.jobs.runner import execute
 from mediahub.media import tagging
 from mediahub.media.access import Principal
 from mediahub.media.job_kinds import TAGGING
+from mediahub.runtime import Runtime, installed_tagger
 from tests.jobs.helpers import ingest_only
 from tests.media.conftest import make_runtime
 from tests.media.helpers import reload, upload
@@ -280,3 +285,47 @@ def test_the_export_has_each_decision_with_what_the_machine_said(tagged, tagger)
     assert line["sha256"] == corrected.sha256 and line["model"] == "fake-rooms@1" and line["machine_score"] == 0.9
     assert line["decided_by"] == "MOD-1" and line["decided_at"]
     assert set(line) == set(tagging.EXPORT_FIELDS)
+
+
+# ------------------------------------------------------------------ composition
+
+
+def _settings(tmp_path) -> Settings:
+    return Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'runtime.db'}", media_root=tmp_path / "media",
+                    temp_dir=tmp_path / "tmp")
+
+
+def test_a_runtime_has_the_installed_classifier_unless_given_one(tmp_path):
+    settings = _settings(tmp_path)
+    built = Runtime.build(settings)
+    try:
+        tagger, status = installed_tagger(settings)
+        assert (type(built.tasks.tagger), built.tagging) == (type(tagger), status)
+        assert built.ingest.tags_images is (tagger is not None)
+    finally:
+        built.close()
+    fake = FixedTagger()
+    given = Runtime.build(settings, fake)
+    try:
+        assert (given.tasks.tagger, given.tagging, given.ingest.tags_images) == (fake, "on: fake-rooms@1", True)
+    finally:
+        given.close()
+
+
+def _build_tagger():
+    """The pipeline's `build_tagger(settings) -> (Tagger | None, status)`, wherever in the pipeline it is defined."""
+    for module in pkgutil.iter_modules(pipeline.__path__):
+        found = getattr(importlib.import_module(f"mediahub.pipeline.{module.name}"), "build_tagger", None)
+        if found is not None:
+            return found
+    return None
+
+
+def test_the_installed_classifier_is_the_one_the_pipeline_builds(tmp_path):
+    build_tagger = _build_tagger()
+    if build_tagger is None:
+        pytest.skip("the pipeline has no build_tagger yet: runtime.installed_tagger is where it is composed")
+    settings = _settings(tmp_path)
+    tagger, status = build_tagger(settings)
+    installed, installed_status = installed_tagger(settings)
+    assert (type(installed), installed_status) == (type(tagger), status)
