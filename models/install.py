@@ -48,7 +48,7 @@ def python_of(env: Path) -> Path:
 
 
 def install(entry: dict, models_dir: Path, env: Path) -> str:
-    target = models_dir / entry["file"]
+    target = models_dir.resolve() / entry["file"]
     if target.exists() and sha256_of(target) == entry["sha256"]:
         return f"{target}: present, SHA-256 as pinned"
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,11 @@ def main() -> int:
     parser.add_argument("--venv", type=Path, default=Path(".venv-models"))
     args = parser.parse_args()
     for entry in json.loads(TABLE.read_text()):
-        print(install(entry, args.models_dir, args.venv.resolve()))
+        try:
+            print(install(entry, args.models_dir, args.venv.resolve()))
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"{entry['name']}: {Path(exc.cmd[1]).name} failed (exit {exc.returncode}); "
+                             "nothing installed") from None
     return 0
 
 
