@@ -71,7 +71,8 @@ def installed_models() -> dict[str, ModelEntry]:
 
 @cache
 def imagenet_classes() -> tuple[str, ...]:
-    """The 1000 class names in the model's output order ("microwave, microwave oven", ...)."""
+    """The 1000 class names in the model's output order ("microwave, microwave oven", ...): ImageNet-1k's
+    synonyms as lukemelas/EfficientNet-PyTorch lists them (examples/simple/labels_map.txt, Apache-2.0)."""
     names = tuple(data_table("imagenet_classes.json"))
     assert len(names) == 1000
     return names
