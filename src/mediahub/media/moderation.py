@@ -37,6 +37,10 @@ REPORTS_SHOWN = 10  # open reports listed per queue entry (the count covers all)
 REPORT_HISTORY_SHOWN = 100  # an item's reports listed, newest first (the count covers all)
 REPORT_WINDOW = timedelta(hours=1)  # REPORT_RATE_LIMIT counts a reporter's reports in this window
 DISMISSED = "dismissed"
+# The item's metadata key of its automated checks (media/checks.py): their results, and whether they still
+# decide its status (`awaiting`), which any status change ends.
+CHECKS = "checks"
+AWAITING = "awaiting"
 # The audit action of each decision (db/repositories/audit.py ACTIONS).
 DECISION_ACTIONS = {"approved": "media.approve", "rejected": "media.reject", "flagged": "media.flag",
                     "pending": "media.requeue"}
@@ -61,6 +65,9 @@ def apply_status(item: MediaItem, status: str, reason: str | None) -> None:
         raise ValueError(f"unknown moderation status {status!r}")  # the API validates before this
     item.moderation_status = status
     item.moderation_reason = reason[:REASON_MAX] if reason else None
+    checks = (item.meta or {}).get(CHECKS)
+    if checks and checks.get(AWAITING):  # a decision made before the checks' is not theirs to undo
+        item.meta = {**item.meta, CHECKS: {**checks, AWAITING: False}}
 
 
 def decide(session: Session, item: MediaItem, status: str, reason: str | None, cdn: CdnPurge,
