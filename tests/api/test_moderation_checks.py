@@ -306,3 +306,22 @@ def test_readiness_reports_the_checks_as_a_feature(app_factory: AppFactory, fake
         assert client.get("/readyz").json() == {"status": "ready", "features": {"moderation_checks": "off"}}
     with _client(app_factory, moderation_checks="nsfw,hook", moderation_hook_url=fake_hook.url) as client:
         assert client.get("/readyz").json() == {"status": "ready", "features": {"moderation_checks": "ok"}}
+
+
+def test_the_queue_sorts_by_the_checks_risk_on_every_database(app_factory: AppFactory, tokens: Tokens,
+                                                              migrated_database_url: str) -> None:
+    with _client(app_factory, moderation_checks="nsfw", database_url=migrated_database_url) as client:
+        add_member(client, tokens, "property:123", "USR-1")
+        admins = _stored(upload(client, PHOTOS, tokens.admin(), file=HOPPER))  # passes: approved, out of the queue
+        kitchen = _stored(upload(client, PHOTOS, Tokens().header("USR-1"), file=KITCHEN))
+        peppers = _stored(upload(client, PHOTOS, Tokens().header("USR-1"), file=PEPPERS))
+        for item in (admins, kitchen, peppers):
+            _settled(client, item)
+
+        oldest = client.get("/v1/media/moderation/queue", headers=tokens.moderator()).json()
+        risky = client.get("/v1/media/moderation/queue", params={"order": "risk", "limit": 1},
+                           headers=tokens.moderator()).json()
+
+    assert [entry["id"] for entry in oldest["items"]] == [kitchen["id"], peppers["id"]]
+    assert [entry["id"] for entry in risky["items"]] == [peppers["id"]] and risky["total"] == 2
+    assert risky["items"][0]["checks"]["risk"] >= 0.5

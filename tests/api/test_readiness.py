@@ -104,3 +104,18 @@ def test_ready_api_asks_the_servers_readyz(tmp_path: Path) -> None:
             0, {"role": "api", "ready": True, "checks": {"server": "ok"}, "features": {"moderation_checks": "off"}})
     code, report = _ready({}, "--role", "api", "--url", server.url)  # stopped
     assert code == 1 and report["checks"] == {"server": "ConnectError"}
+
+
+def test_ready_worker_is_not_ready_with_an_altered_nsfw_model(tmp_path: Path) -> None:
+    """A worker runs the moderation checks: a model that fails its SHA-256 is a broken deploy (it approves nothing)."""
+    from mediahub.pipeline.nsfw import MODEL_TAMPERED, bundled_model
+
+    altered = tmp_path / "open-nsfw.onnx"
+    altered.write_bytes(bundled_model().read_bytes()[:-1] + b"\0")
+    code, report = _ready(_worker_settings(tmp_path, moderation_checks="nsfw", nsfw_model_file=str(altered)),
+                          "--role", "worker")
+    assert code == 1 and report["checks"]["moderation_checks"] == MODEL_TAMPERED
+    assert report["features"] == {"moderation_checks": MODEL_TAMPERED}
+    assert _ready(_worker_settings(tmp_path, moderation_checks="nsfw"), "--role", "worker") == (
+        0, {"role": "worker", "ready": True, "features": {"moderation_checks": "ok"},
+            "checks": {"database": "ok", "storage": "ok", "moderation_checks": "ok"}})

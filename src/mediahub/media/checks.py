@@ -35,7 +35,7 @@ from mediahub.media import exposure
 from mediahub.media.audit import SYSTEM_ACTOR
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.cleanup import purge_pending_deletes
-from mediahub.media.moderation import AWAITING, CHECKS, decide
+from mediahub.media.moderation import AWAITING, CHECKS, RISK, decide
 from mediahub.media.originals import stored_on_disk
 from mediahub.pipeline.nsfw import MODEL, NsfwModel
 from mediahub.pipeline.options import image_options
@@ -50,7 +50,6 @@ FLAG: Verdict = "flag"
 # and the highest score among them (what a moderator sorts by: a flag without a score counts as 1).
 APPROVE_ON_PASS = "approve_on_pass"
 RESULTS = "results"
-RISK = "risk"
 HOOK_DETAIL_BYTES = 200  # of a refusing hook's answer, kept in the detail; the rest is never read
 DETAIL_MAX = 300
 OFF = "off"  # the readiness status of checks not configured
