@@ -21,6 +21,7 @@ from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
 from mediahub.jobs.sweeper import Sweeper, audit_retention
 from mediahub.media.cdn import CdnPurge
+from mediahub.media.checks import ModerationChecks
 from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
 from mediahub.errors import DatabaseUnavailable
@@ -55,6 +56,7 @@ class Runtime:
     cdn: CdnPurge  # the CDN purges of the services' changes, dispatched to `jobs` after each commit
     uploads: UploadService  # uploads whose bytes arrive apart from their ingest (tus, direct to S3)
     tus: TusService
+    checks: ModerationChecks  # MODERATION_CHECKS, which the `moderation_check` jobs of this process run
     sweeper: Sweeper | None = None
 
     @classmethod
@@ -65,12 +67,14 @@ class Runtime:
 
     @classmethod
     def assemble(cls, settings: Settings, database: Database, store: Storage,
-                 sources: Sequence[Storage] = ()) -> Runtime:
+                 sources: Sequence[Storage] = (), checks: ModerationChecks | None = None) -> Runtime:
         """The services over a given database and store (and the `sources` it reads from too, during a storage
-        migration), with the job dispatcher the settings choose."""
+        migration), with the job dispatcher the settings choose; `checks`: those MODERATION_CHECKS names
+        unless given."""
         check_fields(settings.watermarks)
         storage = FallbackStorage(store, sources) if sources else store
-        tasks = TaskContext(settings, database, storage)
+        checks = checks if checks is not None else ModerationChecks.from_settings(settings)
+        tasks = TaskContext(settings, database, storage, checks)
         jobs = build_dispatcher(tasks)
         dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)
         ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index)
@@ -80,7 +84,7 @@ class Runtime:
         staging = build_staging(settings, store)
         tus = TusService(settings, database, uploads, staging)
         return cls(settings, database, storage, store, staging, tasks, jobs, dedup_index, ingest, delivery, cdn,
-                   uploads, tus)
+                   uploads, tus, checks)
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
@@ -89,13 +93,24 @@ class Runtime:
                                    self.storage, self.staging,
                                    audit_retention=audit_retention(self.settings.audit_retention_days)).start()
 
-    def dependency_checks(self) -> dict[str, Callable[[], None]]:
+    def dependency_checks(self, runs_jobs: bool | None = None) -> dict[str, Callable[[], None]]:
         """What any process of the service needs to do its work, by name: each raises Unavailable when its
-        service does not answer. The queue broker only when QUEUE_URL is set (else jobs run in process)."""
+        service does not answer. The queue broker only when QUEUE_URL is set (else jobs run in process).
+
+        A process that runs jobs (`runs_jobs`; default: whether this one's dispatcher runs them here) also
+        needs the moderation checks configured to judge: a missing or altered model is a broken deploy, which
+        must stop a rollout before it replaces working workers. Items are safe either way (they wait, flagged)."""
         checks = {"database": self.database.ping, "storage": self.storage.check}
         if self.settings.queue_url:
             checks["queue"] = self.jobs.check
+        if self.checks.enabled and (self.jobs.runs_here if runs_jobs is None else runs_jobs):
+            checks["moderation_checks"] = self.checks.check
         return checks
+
+    def features(self) -> dict[str, str]:
+        """The optional features and their state (`off`, `ok`, or why they cannot work), for /readyz and
+        `mediahub ready`: a feature that is off never makes a process unready."""
+        return {"moderation_checks": self.checks.status()}
 
     def wait_for_jobs(self, media_ids: Iterable[int], timeout: float = JOB_WAIT_SECONDS) -> bool:
         """Wait for these items' jobs when this process runs them; False when it does not, or on timeout."""

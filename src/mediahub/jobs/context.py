@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from mediahub.config import Settings
 from mediahub.db.session import Database
+from mediahub.media.checks import ModerationChecks
 from mediahub.storage.base import Storage
 
 
@@ -14,3 +15,4 @@ class TaskContext:
     settings: Settings
     database: Database
     storage: Storage
+    checks: ModerationChecks  # this process's (one NSFW model per process, loaded on first use)
