@@ -325,3 +325,72 @@ def test_the_queue_sorts_by_the_checks_risk_on_every_database(app_factory: AppFa
     assert [entry["id"] for entry in oldest["items"]] == [kitchen["id"], peppers["id"]]
     assert [entry["id"] for entry in risky["items"]] == [peppers["id"]] and risky["total"] == 2
     assert risky["items"][0]["checks"]["risk"] >= 0.5
+
+
+# What an attacker can do with the checks
+
+
+def test_a_hook_that_drips_its_answer_is_cut_at_the_deadline(app_factory: AppFactory, fake_hook: FakeHook,
+                                                             tokens: Tokens) -> None:
+    """Each byte arrives within the per-read timeout; only a deadline on the whole call ends it, so a slow
+    scanner cannot hold the job threads (and, after each lease runs out, the next ones) for ever."""
+    fake_hook.drip = 0.2
+    with _client(app_factory, moderation_checks="hook", moderation_hook_url=fake_hook.url,
+                 moderation_hook_timeout_seconds=1, moderation_hook_deadline_seconds=2) as client:
+        add_member(client, tokens, "property:123", "USR-1")
+        settled = _settled(client, _stored(upload(client, PHOTOS, _verified())))
+
+    assert settled["status"] == "flagged"
+    (result,) = settled["checks"]["results"]
+    assert result["code"] == "hook_timeout" and "2 s" in result["detail"]
+
+
+def test_the_uploader_never_sees_a_score_or_the_hooks_answer(nsfw: TestClient, tokens: Tokens) -> None:
+    """A score (or the scanner's words) in what the uploader can read would let them probe the threshold."""
+    uploader = _verified()
+    item = _stored(upload(nsfw, PHOTOS, uploader, file=PEPPERS))
+    settled = _settled(nsfw, item)
+    (result,) = settled["checks"]["results"]
+    assert settled["status"] == "flagged" and result["score"] >= 0.5
+
+    seen = nsfw.get(f"/v1/media/{item['id']}", headers=uploader)
+    history = nsfw.get(f"/v1/media/{item['id']}/history", headers=uploader)
+    assert seen.status_code == 200 and history.status_code == 200, (seen.text, history.text)
+    assert seen.json()["moderation_status"] == "flagged" and "nsfw" in seen.json()["moderation_reason"]
+    for answer in (seen.text, history.text):
+        assert f"{result['score']:.3f}" not in answer and str(result["score"]) not in answer
+        assert "flags from" not in answer and "scored" not in answer
+
+
+def test_the_uploader_never_sees_what_the_hook_answered(hooked: TestClient, fake_hook: FakeHook) -> None:
+    fake_hook.status, fake_hook.body_bytes = 403, 100  # "xxx…": the scanner's own words
+    uploader = _verified()
+    item = _stored(upload(hooked, PHOTOS, uploader))
+    assert _settled(hooked, item)["status"] == "flagged"
+
+    seen = hooked.get(f"/v1/media/{item['id']}", headers=uploader).json()
+    history = hooked.get(f"/v1/media/{item['id']}/history", headers=uploader).text
+    assert "hook_rejected" in seen["moderation_reason"]
+    assert "xxxx" not in seen["moderation_reason"] and "xxxx" not in history and "403" not in history
+
+
+def test_a_process_without_the_checks_approves_nothing_that_awaits_them(app_factory: AppFactory,
+                                                                        fake_hook: FakeHook,
+                                                                        tokens: Tokens) -> None:
+    """A worker deployed without MODERATION_CHECKS (while the API has them) must not approve unjudged uploads."""
+    import threading
+
+    fake_hook.hold = threading.Event()
+    with _client(app_factory, moderation_checks="hook", moderation_hook_url=fake_hook.url,
+                 moderation_hook_timeout_seconds=30) as client:
+        add_member(client, tokens, "property:123", "USR-1")
+        runtime = client.app.state.runtime
+        item = _stored(upload(client, PHOTOS, _verified()))
+        _wait_for_call(fake_hook)  # this process's job holds on the hook; another process's runs meanwhile
+
+        ModerationChecks([]).run(runtime.database, runtime.storage, runtime.cdn, item["id"], 10**9, None)
+        fake_hook.hold.set()
+        settled = _settled(client, item)
+
+    assert settled["status"] == "flagged" and "checks_not_configured" in settled["reason"]
+    assert ("media.approve", "system") not in _events(client, item["id"])

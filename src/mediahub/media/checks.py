@@ -5,7 +5,8 @@ own scanner, pict-rs's `external_validation` contract). While any is configured,
 `moderation_check` job in its own transaction and starts `pending`, whoever sends it; the job runs every
 check over the stored original and then, under the item's lock:
 
-- a check flags it: `flagged`, the reason naming each flagging check (and its score), by the system;
+- a check flags it: `flagged`, the reason naming each flagging check and its code (never a score or a
+  detail: the uploader reads the reason), by the system;
 - all pass: an upload that would have started approved (access.starts_approved) is approved by the system,
   through `moderation.decide`, so it takes its slot and primary as a moderator's approval would; one that
   would have waited for a moderator stays pending.
@@ -76,6 +77,12 @@ class CheckResult:
 
     def as_metadata(self) -> dict[str, Any]:
         return {**asdict(self), "detail": self.detail[:DETAIL_MAX]}
+
+
+# What a `moderation_check` job finds in a process that runs no checks (its MODERATION_CHECKS empty while the
+# API's are not, or turned off since the upload): no check passed it, so a moderator judges it.
+NOT_CONFIGURED = CheckResult("checks", FLAG, "checks_not_configured",
+                             "this process runs no MODERATION_CHECKS: a moderator judges the upload")
 
 
 class Check(Protocol):
@@ -235,10 +242,13 @@ class ModerationChecks:
         item = _awaiting(database, media_id)
         if item is None:
             return []
-        with stored_on_disk(storage, item.original_key, max(limit, item.byte_size), temp_dir) as spooled:
-            sniffed = sniff(spooled.head())
-            results = self.judge(Original(spooled.path, item.content_type, spooled.size, sniffed.media_kind,
-                                          sniffed.format))
+        if not self.checks:  # a process deployed without them: what the API queued for them is not judged here
+            results = [NOT_CONFIGURED]
+        else:
+            with stored_on_disk(storage, item.original_key, max(limit, item.byte_size), temp_dir) as spooled:
+                sniffed = sniff(spooled.head())
+                results = self.judge(Original(spooled.path, item.content_type, spooled.size, sniffed.media_kind,
+                                              sniffed.format))
         purges: list[int] = []
         with exposure.following_status(storage) as sync, database.session() as session:
             locked = MediaRepository(session).lock(item.id)
@@ -275,9 +285,10 @@ def risk(results: Iterable[CheckResult]) -> float:
 
 
 def _reason(flagged: list[CheckResult]) -> str:
-    return "automated checks: " + "; ".join(
-        f"{result.check} {result.code}" + (f" {result.score:.3f}" if result.score is not None else "")
-        + f" ({result.detail})" for result in flagged)
+    """The flagging checks and their codes only: the reason is the uploader's to read (and in the item's
+    history), and a score or the hook's own words there would let them probe the threshold. Scores and
+    details are the moderators', in the queue."""
+    return "automated checks: " + "; ".join(f"{result.check} {result.code}" for result in flagged)
 
 
 def awaiting_checks(approve_on_pass: bool) -> dict[str, Any]:
