@@ -257,7 +257,10 @@ class Settings(BaseSettings):
     nsfw_model_file: Path | None = None
     # The `hook` check: the stored original POSTed here (pict-rs's external_validation); 2xx accepts it.
     moderation_hook_url: str | None = Field(None, pattern=r"^https?://[^\s#]+$")
-    moderation_hook_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    moderation_hook_timeout_seconds: float = Field(5.0, gt=0, le=120)  # each step: connect, each read and write
+    # The whole call, upload of the original included: a hook answering a byte per timeout holds a job thread
+    # no longer than this (keep it under JOB_LEASE_SECONDS, or a second job is started beside it).
+    moderation_hook_deadline_seconds: float = Field(120.0, gt=0, le=3600)
 
     # A CDN whose origin is this API (media/urls.py, media/cdn.py): approved items' unsigned URLs (the file route,
     # the preset URLs) start with it instead of the API's base; signed and private URLs never do.

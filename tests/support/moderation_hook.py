@@ -2,7 +2,8 @@
 
 It records what it is sent and answers as the test sets it: `status` (with `location` for a redirect),
 `delay` seconds before answering, `hold` (an Event the answer waits for), or a `body_bytes`-long body,
-counting how much of that body it managed to send before the client hung up.
+counting how much of that body it managed to send before the client hung up; `drip`: an answer whose head
+never ends, one byte every `drip` seconds (each within a per-read timeout) until the client hangs up.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class FakeHook:
         self.hold: threading.Event | None = None
         self.body_bytes = 0
         self.body_sent = 0
+        self.drip = 0.0
+        self._closed = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -58,6 +61,9 @@ class FakeHook:
                     hook.hold.wait(30)
                 if hook.delay:
                     time.sleep(hook.delay)
+                if hook.drip:
+                    self._drip()
+                    return
                 self.send_response(hook.status)
                 if hook.location:
                     self.send_header("Location", hook.location)
@@ -72,12 +78,24 @@ class FakeHook:
                 except OSError:  # the client hung up: it read what it wanted
                     pass
 
+            def _drip(self) -> None:
+                head = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 60000
+                try:
+                    for byte in head:
+                        if hook._closed.wait(hook.drip):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                except OSError:  # the client hung up
+                    pass
+
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (quiet test output)
                 pass
 
         return Handler
 
     def close(self) -> None:
+        self._closed.set()
         if self.hold is not None:
             self.hold.set()
         self._server.shutdown()

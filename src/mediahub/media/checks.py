@@ -19,8 +19,10 @@ job then only records its results. Results are kept in the item's metadata (CHEC
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -130,48 +132,96 @@ class HookCheck:
 
     Anything else flags it, each with its own code: another status (in the detail, with the start of the
     answer), a redirect (never followed), a timeout, a refused connection, a name that does not resolve,
-    a TLS failure. At most HOOK_DETAIL_BYTES of an answer are read.
+    a TLS failure. At most HOOK_DETAIL_BYTES of an answer are read. `timeout` bounds each step (connect, each
+    read and write), `deadline` the whole call: a hook sending a byte per timeout is cut there (hook_timeout).
     """
 
     name = "hook"
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, deadline: float) -> None:
         self.url = url
         self.timeout = timeout
+        self.deadline = deadline
 
     def check(self) -> None:
         """The hook is the platform's: whether it answers is each judgement's to find out (and flag)."""
 
     def judge(self, original: Original) -> CheckResult:
         headers = {"Content-Type": original.content_type, "Content-Length": str(original.size)}
-        try:
-            with (original.path.open("rb") as body,
-                  httpx.Client(timeout=self.timeout, follow_redirects=False) as client,
-                  client.stream("POST", self.url, content=body, headers=headers) as response):
-                status = response.status_code
-                if response.is_success:
-                    return CheckResult(self.name, PASS, "hook_accepted", f"the hook answered {status}")
-                if response.is_redirect:
-                    return CheckResult(self.name, FLAG, "hook_redirect",
-                                       f"the hook answered {status} (a redirect, not followed)")
-                said = _start_of(response)
-                return CheckResult(self.name, FLAG, "hook_rejected",
-                                   f"the hook answered {status}" + (f": {said}" if said else ""))
-        except httpx.TimeoutException as exc:
-            return CheckResult(self.name, FLAG, "hook_timeout",
-                               f"no answer within {self.timeout:g} s ({type(exc).__name__})")
-        except httpx.HTTPError as exc:
-            code, what = _connection_failure(exc)
-            return CheckResult(self.name, FLAG, code, f"{what}: {str(exc)[:DETAIL_MAX]}")
+        with _Deadline(self.deadline) as deadline:
+            try:
+                return self._call(original, headers, deadline)
+            except httpx.HTTPError as exc:
+                if deadline.expired:
+                    return CheckResult(self.name, FLAG, "hook_timeout",
+                                       f"no complete answer within the {self.deadline:g} s deadline")
+                if isinstance(exc, httpx.TimeoutException):
+                    return CheckResult(self.name, FLAG, "hook_timeout",
+                                       f"no answer within {self.timeout:g} s ({type(exc).__name__})")
+                code, what = _connection_failure(exc)
+                return CheckResult(self.name, FLAG, code, f"{what}: {str(exc)[:DETAIL_MAX]}")
+
+    def _call(self, original: Original, headers: dict[str, str], deadline: _Deadline) -> CheckResult:
+        with (original.path.open("rb") as body,
+              httpx.Client(timeout=self.timeout, follow_redirects=False) as client,
+              client.stream("POST", self.url, content=body, headers=headers,
+                            extensions={"trace": deadline.trace}) as response):
+            status = response.status_code
+            if response.is_success:
+                return CheckResult(self.name, PASS, "hook_accepted", f"the hook answered {status}")
+            if response.is_redirect:
+                return CheckResult(self.name, FLAG, "hook_redirect",
+                                   f"the hook answered {status} (a redirect, not followed)")
+            said = _start_of(response)
+            return CheckResult(self.name, FLAG, "hook_rejected",
+                               f"the hook answered {status}" + (f": {said}" if said else ""))
+
+
+class _Deadline:
+    """Ends a hook call at its deadline, whatever step it is in: its connection is shut down, which wakes the
+    blocked read or write (a per-step timeout never fires while each byte arrives within it)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's trace extension: the connection's socket, once connected."""
+        if event.endswith("connect_tcp.complete"):  # directly or through a proxy
+            with self._lock:
+                self._socket = info["return_value"].get_extra_info("socket")
+                if self.expired:
+                    self._shut()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):  # closed already
+                self._socket.shutdown(socket.SHUT_RDWR)
 
 
 def _start_of(response: httpx.Response) -> str:
     """The first bytes of an answer, as text on one line; the rest is never read."""
     read = b""
-    for chunk in response.iter_raw():
-        read += chunk
-        if len(read) >= HOOK_DETAIL_BYTES:
-            break
+    with contextlib.suppress(httpx.HTTPError):  # cut short (the deadline): what arrived is its start
+        for chunk in response.iter_raw():
+            read += chunk
+            if len(read) >= HOOK_DETAIL_BYTES:
+                break
     return " ".join(read[:HOOK_DETAIL_BYTES].decode("utf-8", "replace").split())
 
 
@@ -209,7 +259,8 @@ class ModerationChecks:
                 built[name] = NsfwCheck(NsfwModel(settings.nsfw_model_file), settings.nsfw_flag_threshold,
                                         image_options(settings).limits)
             elif name == "hook" and settings.moderation_hook_url:
-                built[name] = HookCheck(settings.moderation_hook_url, settings.moderation_hook_timeout_seconds)
+                built[name] = HookCheck(settings.moderation_hook_url, settings.moderation_hook_timeout_seconds,
+                                        settings.moderation_hook_deadline_seconds)
         return cls(list(built.values()))
 
     @property
