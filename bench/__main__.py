@@ -1,4 +1,4 @@
-"""`python -m bench [pipeline|memory|throughput|http|phone|quality|delivery|uploads|scale|library ...] [--smoke]`."""
+"""`python -m bench [pipeline|memory|throughput|http|phone|quality|delivery|tagging|uploads|scale|library ...] [--smoke]`."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pathlib import Path
 
 SECTIONS = {"pipeline": "bench.pipeline", "memory": "bench.memory", "throughput": "bench.throughput",
             "http": "bench.httpload", "phone": "bench.phone", "quality": "bench.quality",
-            "delivery": "bench.delivery", "uploads": "bench.uploads", "scale": "bench.scale",
+            "delivery": "bench.delivery", "tagging": "bench.tagging", "uploads": "bench.uploads", "scale": "bench.scale",
             "library": "bench.library"}
 # Run only when named (`make bench` runs each on its own): `scale` fills databases with 10^6 rows (half an hour);
 # `uploads` sends gigabytes through a fresh server per transport and round; `library` fills two databases and
 # drives a browser.
 ON_REQUEST = ("uploads", "scale", "library")
 # Sections that read none of the generated input files (`uploads` makes and caches its own).
-NO_INPUTS = ("uploads", "scale", "library")
+NO_INPUTS = ("tagging", "uploads", "scale", "library")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,9 @@ HEADERS = (
     "Phone photos through HTTP",
     "Quality: SSIM",
     "Delivery:",
+    "Tagging: room type on the rooms dev set",
+    "Tagging: ms per image of the tag step",
+    "Tagging: RSS the tagger adds",
     "bench done in",
 )
 SCALE_HEADERS = (

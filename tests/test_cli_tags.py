@@ -54,6 +54,6 @@ def test_export_writes_the_decisions_as_json_lines_or_csv(tmp_path: Path):
 
 def test_backfill_without_a_classifier_says_so(tmp_path: Path):
     env, _ = _decided_library(tmp_path)
-    result = run(tmp_path, "tags", "backfill", "--limit", "5", env=env)
+    result = run(tmp_path, "tags", "backfill", "--limit", "5", env={**env, "TAGGING_ENABLED": "false"})
     assert result.returncode == 2
     assert "tagging is off" in result.stderr

@@ -440,22 +440,26 @@ def ready(
     """Readiness for an orchestrator's exec probe: exit 0 when ready, 1 when not; the checks as one JSON line.
 
     api: the server's GET /readyz (its own view, its pixel workers included). worker: what a worker needs,
-    checked with its settings: the database, the store, and the queue broker when QUEUE_URL is set.
+    checked with its settings: the database, the store, the queue broker when QUEUE_URL is set, and the
+    moderation checks when MODERATION_CHECKS names any. Both: the optional features' states in `features`.
     """
     if role is Role.api:
         import httpx
 
         try:
             answer = httpx.get(f"{url.rstrip('/')}/readyz", timeout=READY_TIMEOUT_SECONDS)
-            checks = answer.json().get("checks", {}) if answer.status_code != 200 else {"server": "ok"}
+            body = answer.json()
+            checks = body.get("checks", {}) if answer.status_code != 200 else {"server": "ok"}
+            features = body.get("features", {})
             ok = answer.status_code == 200
         except (httpx.HTTPError, ValueError) as exc:
-            checks, ok = {"server": type(exc).__name__}, False
+            checks, features, ok = {"server": type(exc).__name__}, {}, False
     else:
         runtime = _runtime()
         checks = {}
         try:
-            for name, check in runtime.dependency_checks().items():
+            features = runtime.features()
+            for name, check in runtime.dependency_checks(runs_jobs=True).items():
                 try:
                     check()
                     checks[name] = "ok"
@@ -464,7 +468,7 @@ def ready(
         finally:
             runtime.close()
         ok = all(result == "ok" for result in checks.values())
-    _report_line({"role": role.value, "ready": ok, "checks": checks})
+    _report_line({"role": role.value, "ready": ok, "checks": checks, "features": features})
     raise typer.Exit(0 if ok else 1)
 
 

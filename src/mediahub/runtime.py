@@ -21,12 +21,14 @@ from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
 from mediahub.jobs.sweeper import Sweeper, audit_retention
 from mediahub.media.cdn import CdnPurge
+from mediahub.media.checks import ModerationChecks
 from mediahub.media.delivery import Delivery
 from mediahub.media.ingest import IngestService
 from mediahub.errors import DatabaseUnavailable
 from mediahub.media.resumable import TusService
 from mediahub.media.storage_migration import sources_to_read
 from mediahub.media.uploads import UploadService
+from mediahub.pipeline.tagger import OFF, OK, build_tagger
 from mediahub.pipeline.tagging import Tagger
 from mediahub.pipeline.watermark import check_fields
 from mediahub.storage.base import Storage
@@ -37,7 +39,6 @@ from mediahub.storage.staging import Staging
 log = logging.getLogger(__name__)
 
 JOB_WAIT_SECONDS = 600.0
-TAGGING_OFF = "off: no classifier is installed"
 
 
 @dataclass
@@ -57,7 +58,8 @@ class Runtime:
     cdn: CdnPurge  # the CDN purges of the services' changes, dispatched to `jobs` after each commit
     uploads: UploadService  # uploads whose bytes arrive apart from their ingest (tus, direct to S3)
     tus: TusService
-    tagging: str = TAGGING_OFF  # what the process's tagger is, or why it has none (/readyz, `mediahub tags`)
+    checks: ModerationChecks  # MODERATION_CHECKS, which the `moderation_check` jobs of this process run
+    tagging: str = OFF  # the tagger's state (pipeline/tagger.py build_tagger: ok, off, model_missing...)
     sweeper: Sweeper | None = None
 
     @classmethod
@@ -65,19 +67,22 @@ class Runtime:
         """The process's services; its tagger is `tagger` (a test's), else the classifier the settings install."""
         database = Database(settings.database_url)
         store = build_storage(settings)
-        tagging = (tagger, None) if tagger is not None else installed_tagger(settings)
-        return cls.assemble(settings, database, store, source_stores(settings, database, store), *tagging)
+        tagging = (tagger, OK) if tagger is not None else build_tagger(settings)
+        return cls.assemble(settings, database, store, source_stores(settings, database, store), tagger=tagging[0],
+                            tagging=tagging[1])
 
     @classmethod
     def assemble(cls, settings: Settings, database: Database, store: Storage,
-                 sources: Sequence[Storage] = (), tagger: Tagger | None = None,
-                 tagging: str | None = None) -> Runtime:
+                 sources: Sequence[Storage] = (), checks: ModerationChecks | None = None,
+                 tagger: Tagger | None = None, tagging: str | None = None) -> Runtime:
         """The services over a given database and store (and the `sources` it reads from too, during a storage
-        migration), with the job dispatcher the settings choose. `tagger`: the classifier of tagging jobs; with
-        one, listing photos get a tagging job after upload (`tagging` says what it is)."""
+        migration), with the job dispatcher the settings choose; `checks`: those MODERATION_CHECKS names
+        unless given. `tagger`: the classifier of tagging jobs; with one, listing photos get a tagging job after
+        upload (`tagging`: its state, when it is the one the settings install)."""
         check_fields(settings.watermarks)
         storage = FallbackStorage(store, sources) if sources else store
-        tasks = TaskContext(settings, database, storage, tagger)
+        checks = checks if checks is not None else ModerationChecks.from_settings(settings)
+        tasks = TaskContext(settings, database, storage, checks, tagger)
         jobs = build_dispatcher(tasks)
         dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)
         ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index,
@@ -87,9 +92,8 @@ class Runtime:
         uploads = UploadService(settings, database, ingest)
         staging = build_staging(settings, store)
         tus = TusService(settings, database, uploads, staging)
-        status = tagging or (f"on: {tagger.model}" if tagger is not None else TAGGING_OFF)
         return cls(settings, database, storage, store, staging, tasks, jobs, dedup_index, ingest, delivery, cdn,
-                   uploads, tus, status)
+                   uploads, tus, checks, tagging or (OK if tagger is not None else OFF))
 
     def start_sweeper(self) -> None:
         """Recover stranded jobs in this process: for the in-process runner (Dramatiq workers sweep themselves)."""
@@ -98,13 +102,24 @@ class Runtime:
                                    self.storage, self.staging,
                                    audit_retention=audit_retention(self.settings.audit_retention_days)).start()
 
-    def dependency_checks(self) -> dict[str, Callable[[], None]]:
+    def dependency_checks(self, runs_jobs: bool | None = None) -> dict[str, Callable[[], None]]:
         """What any process of the service needs to do its work, by name: each raises Unavailable when its
-        service does not answer. The queue broker only when QUEUE_URL is set (else jobs run in process)."""
+        service does not answer. The queue broker only when QUEUE_URL is set (else jobs run in process).
+
+        A process that runs jobs (`runs_jobs`; default: whether this one's dispatcher runs them here) also
+        needs the moderation checks configured to judge: a missing or altered model is a broken deploy, which
+        must stop a rollout before it replaces working workers. Items are safe either way (they wait, flagged)."""
         checks = {"database": self.database.ping, "storage": self.storage.check}
         if self.settings.queue_url:
             checks["queue"] = self.jobs.check
+        if self.checks.enabled and (self.jobs.runs_here if runs_jobs is None else runs_jobs):
+            checks["moderation_checks"] = self.checks.check
         return checks
+
+    def features(self) -> dict[str, str]:
+        """The optional features and their state (`off`, `ok`, or why they cannot work), for /readyz and
+        `mediahub ready`: a feature that is off never makes a process unready."""
+        return {"moderation_checks": self.checks.status()}
 
     def wait_for_jobs(self, media_ids: Iterable[int], timeout: float = JOB_WAIT_SECONDS) -> bool:
         """Wait for these items' jobs when this process runs them; False when it does not, or on timeout."""
@@ -119,13 +134,6 @@ class Runtime:
         self.dedup_index.close()
         self.ingest.pixels.close()
         self.database.dispose()
-
-
-def installed_tagger(settings: Settings) -> tuple[Tagger | None, str]:
-    """The classifier the settings install for tagging jobs, and what it is (or why there is none): the
-    composition point of the pipeline's classifier (its `build_tagger(settings)`). No classifier is installed
-    yet: images are stored and served without machine tags."""
-    return None, TAGGING_OFF
 
 
 def open_stores(settings: Settings, database: Database) -> tuple[Storage, Storage]:

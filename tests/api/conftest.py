@@ -45,6 +45,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         # The default upload is one file sent again and again: duplicates are allowed here
         # (DEDUP_POLICY has its own tests in tests/dedup; override to test it over HTTP).
         "dedup_policy": "allow",
+        # No bundled classifier: a test that wants machine tags gives its app a tagger (tests/support/taggers.py).
+        "tagging_enabled": False,
         **overrides,
     }
     return Settings(_env_file=None, **values)

@@ -28,6 +28,7 @@ from mediahub.storage.s3 import S3Storage
 from tests.api.conftest import HOPPER, AppFactory, Tokens, assert_problem, upload
 from tests.support.corpus import CORPUS_DIR, CorpusFile, corpus_images, corpus_videos
 from tests.support.faults import FailingPuts
+from tests.support.moderation_hook import FakeHook, fake_hook  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.s3
 
@@ -413,3 +414,19 @@ def test_without_the_s3_store_the_endpoints_are_404(client: TestClient, owner: d
     assert_problem(client.get("/v1/media/s3/params", headers=owner), 404, "direct_uploads_unavailable")
     assert_problem(client.post("/v1/media/s3/params/complete", params={"key": "incoming/direct/x"}, headers=owner),
                    404, "direct_uploads_unavailable")
+
+
+def test_a_direct_upload_waits_for_the_moderation_checks(app_factory: AppFactory, s3_server: str,
+                                                          fake_hook: FakeHook, bucket_http: requests.Session) -> None:
+    """Uploaded by a verified owner, it would start approved: it waits for the hook, which refuses it."""
+    fake_hook.status = 403
+    verified = Tokens().header("USR-1", verified=True, grants=("property:123",))
+    with _s3_app(app_factory, s3_server, moderation_checks="hook", moderation_hook_url=fake_hook.url) as client:
+        _store(client).check()
+        _, _, done = _multipart(client, bucket_http, verified, HOPPER.read_bytes())
+        item = done.json()
+        assert done.status_code == 201 and item["moderation_status"] == "pending", done.text
+        assert client.app.state.runtime.wait_for_jobs([item["id"]], 60)
+        flagged = client.get(f"/v1/media/{item['id']}", headers=verified).json()
+    assert flagged["moderation_status"] == "flagged" and "hook_rejected" in flagged["moderation_reason"]
+    assert len(fake_hook.calls) == 1

@@ -36,7 +36,7 @@ def test_readyz_checks_the_queue_broker_and_recovers_with_it(app_factory: AppFac
     try:
         app = app_factory(queue_url=_through(proxy, url, port), queue_name=f"mh-ready-{uuid.uuid4().hex[:8]}")
         with TestClient(app) as client:
-            assert client.get("/readyz").json() == {"status": "ready"}
+            assert client.get("/readyz").json() == {"status": "ready", "features": {"moderation_checks": "off"}}
             proxy.set_mode("refuse")  # the broker stopped
             body = assert_problem(client.get("/readyz"), 503, "queue_unavailable")
             assert body["checks"] == {"database": "ok", "storage": "ok", "queue": "queue_unavailable", "pixels": "ok"}
@@ -82,10 +82,12 @@ def _worker_settings(tmp_path: Path, **overrides: str) -> dict[str, str]:
 
 def test_ready_worker_exits_by_what_a_worker_needs(tmp_path: Path) -> None:
     _, url = _broker("rabbitmq")
+    off = {"moderation_checks": "off"}
     assert _ready(_worker_settings(tmp_path), "--role", "worker") == (
-        0, {"role": "worker", "ready": True, "checks": {"database": "ok", "storage": "ok"}})
+        0, {"role": "worker", "ready": True, "checks": {"database": "ok", "storage": "ok"}, "features": off})
     assert _ready(_worker_settings(tmp_path, queue_url=url), "--role", "worker") == (
-        0, {"role": "worker", "ready": True, "checks": {"database": "ok", "storage": "ok", "queue": "ok"}})
+        0, {"role": "worker", "ready": True, "checks": {"database": "ok", "storage": "ok", "queue": "ok"},
+            "features": off})
     closed = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
     code, report = _ready(_worker_settings(tmp_path, queue_url=closed), "--role", "worker")
     assert code == 1 and report["checks"]["queue"] == "queue_unavailable"
@@ -99,6 +101,21 @@ def test_ready_api_asks_the_servers_readyz(tmp_path: Path) -> None:
                      temp_dir=tmp_path / "spool")
     with running(env, tmp_path / "server") as server:
         assert _ready({}, "--role", "api", "--url", server.url) == (
-            0, {"role": "api", "ready": True, "checks": {"server": "ok"}})
+            0, {"role": "api", "ready": True, "checks": {"server": "ok"}, "features": {"moderation_checks": "off"}})
     code, report = _ready({}, "--role", "api", "--url", server.url)  # stopped
     assert code == 1 and report["checks"] == {"server": "ConnectError"}
+
+
+def test_ready_worker_is_not_ready_with_an_altered_nsfw_model(tmp_path: Path) -> None:
+    """A worker runs the moderation checks: a model that fails its SHA-256 is a broken deploy (it approves nothing)."""
+    from mediahub.pipeline.nsfw import MODEL_TAMPERED, bundled_model
+
+    altered = tmp_path / "open-nsfw.onnx"
+    altered.write_bytes(bundled_model().read_bytes()[:-1] + b"\0")
+    code, report = _ready(_worker_settings(tmp_path, moderation_checks="nsfw", nsfw_model_file=str(altered)),
+                          "--role", "worker")
+    assert code == 1 and report["checks"]["moderation_checks"] == MODEL_TAMPERED
+    assert report["features"] == {"moderation_checks": MODEL_TAMPERED}
+    assert _ready(_worker_settings(tmp_path, moderation_checks="nsfw"), "--role", "worker") == (
+        0, {"role": "worker", "ready": True, "features": {"moderation_checks": "ok"},
+            "checks": {"database": "ok", "storage": "ok", "moderation_checks": "ok"}})

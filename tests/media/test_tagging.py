@@ -3,8 +3,6 @@ a moderator's decision, the filter by tag, the review, the backfill and the expo
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from mediahub import pipeline
 from mediahub.config import Settings
 from mediahub.db.models import Job, MediaItem, MediaTag
 from mediahub.db.repositories import MediaRepository
@@ -22,7 +19,8 @@ from mediahub.jobs.runner import execute
 from mediahub.media import tagging
 from mediahub.media.access import Principal
 from mediahub.media.job_kinds import TAGGING
-from mediahub.runtime import Runtime, installed_tagger
+from mediahub.pipeline.tagger import build_tagger
+from mediahub.runtime import Runtime
 from tests.jobs.helpers import ingest_only
 from tests.media.conftest import make_runtime
 from tests.media.helpers import reload, upload
@@ -290,42 +288,30 @@ def test_the_export_has_each_decision_with_what_the_machine_said(tagged, tagger)
 # ------------------------------------------------------------------ composition
 
 
-def _settings(tmp_path) -> Settings:
+def _settings(tmp_path, **overrides) -> Settings:
     return Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'runtime.db'}", media_root=tmp_path / "media",
-                    temp_dir=tmp_path / "tmp")
+                    temp_dir=tmp_path / "tmp", **overrides)
 
 
-def test_a_runtime_has_the_installed_classifier_unless_given_one(tmp_path):
-    settings = _settings(tmp_path)
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_runtime_has_the_classifier_the_settings_install(tmp_path, enabled):
+    """Runtime.build composes the pipeline's `build_tagger`: its tagger (none when off or its model is missing here)
+    and its state; uploads get tagging jobs exactly when there is one."""
+    settings = _settings(tmp_path, tagging_enabled=enabled, models_dir=tmp_path / "models")
     built = Runtime.build(settings)
     try:
-        tagger, status = installed_tagger(settings)
+        tagger, status = build_tagger(settings)
         assert (type(built.tasks.tagger), built.tagging) == (type(tagger), status)
         assert built.ingest.tags_images is (tagger is not None)
+        assert built.tagging == ("model_missing" if enabled else "off")  # no model in this test's MODELS_DIR
     finally:
         built.close()
+
+
+def test_a_runtime_given_a_tagger_uses_it(tmp_path):
     fake = FixedTagger()
-    given = Runtime.build(settings, fake)
+    given = Runtime.build(_settings(tmp_path), fake)
     try:
-        assert (given.tasks.tagger, given.tagging, given.ingest.tags_images) == (fake, "on: fake-rooms@1", True)
+        assert (given.tasks.tagger, given.tagging, given.ingest.tags_images) == (fake, "ok", True)
     finally:
         given.close()
-
-
-def _build_tagger():
-    """The pipeline's `build_tagger(settings) -> (Tagger | None, status)`, wherever in the pipeline it is defined."""
-    for module in pkgutil.iter_modules(pipeline.__path__):
-        found = getattr(importlib.import_module(f"mediahub.pipeline.{module.name}"), "build_tagger", None)
-        if found is not None:
-            return found
-    return None
-
-
-def test_the_installed_classifier_is_the_one_the_pipeline_builds(tmp_path):
-    build_tagger = _build_tagger()
-    if build_tagger is None:
-        pytest.skip("the pipeline has no build_tagger yet: runtime.installed_tagger is where it is composed")
-    settings = _settings(tmp_path)
-    tagger, status = build_tagger(settings)
-    installed, installed_status = installed_tagger(settings)
-    assert (type(installed), installed_status) == (type(tagger), status)

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.corpus import CORPUS_DIR, CorpusMissing, manifest
+from bench.corpus import CORPUS_DIR, ROOMS_DIR, CorpusMissing, manifest, rooms_manifest
 
-__all__ = ["CORPUS_DIR", "CorpusFile", "CorpusMissing", "corpus_files", "corpus_images", "corpus_videos", "manifest"]
+__all__ = ["CORPUS_DIR", "ROOMS_DIR", "CorpusFile", "CorpusMissing", "corpus_files", "corpus_images", "corpus_videos",
+           "manifest", "rooms_manifest"]
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ Errors are RFC 9457 problems with a stable `code`."""
 
 def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
     """The application; `InsecureSettings` if the secrets would let anyone forge a token. `tagger`: the classifier of
-    its tagging jobs instead of the one the settings install (runtime.py `installed_tagger`)."""
+    its tagging jobs instead of the one the settings install (pipeline/tagger.py `build_tagger`)."""
     settings = secured(settings)
     metrics = Metrics()
 

@@ -11,6 +11,7 @@ from mediahub.api.schemas import (
     AuditEventOut,
     BatchDeleteResult,
     BatchFileError,
+    ChecksOut,
     DuplicateGroupOut,
     DuplicateMemberOut,
     DuplicateResolveOut,
@@ -29,7 +30,7 @@ from mediahub.db.repositories.job_queue import PENDING
 from mediahub.media.duplicates import Group, Resolved
 from mediahub.media.exposure import original_is_raw
 from mediahub.media.manage import ItemDetail, MediaView
-from mediahub.media.moderation import QueueEntry, ReportHistory
+from mediahub.media.moderation import CHECKS, QueueEntry, ReportHistory
 from mediahub.media.responsive import responsive
 from mediahub.media.urls import MediaUrls
 from mediahub.pipeline.focal import FOCAL_POINT
@@ -48,7 +49,8 @@ LOCATION_METADATA = frozenset({"gps"})  # the uploader's and the owners' only
 def _metadata(view: MediaView) -> dict[str, Any]:
     meta = dict(view.item.meta or {})
     return {name: value for name, value in meta.items()
-            if name not in (PENDING, PLACEHOLDERS, FOCAL_POINT)  # shown as fields of their own
+            # Shown as fields of their own; the checks' scores only to moderators, in their queue.
+            if name not in (PENDING, PLACEHOLDERS, FOCAL_POINT, CHECKS)
             and (name in PUBLIC_METADATA or (view.location if name in LOCATION_METADATA else view.private))}
 
 
@@ -135,6 +137,7 @@ def queue_item_out(entry: QueueEntry, urls: MediaUrls) -> ModerationQueueItem:
         **media_out(MediaView(entry.item, private=True), urls).model_dump(),
         open_reports=entry.open_reports,
         reports=[ReportOut(reporter=r.reporter, reason=r.reason, created_at=r.created_at) for r in entry.reports],
+        checks=ChecksOut.model_validate(checks) if (checks := (entry.item.meta or {}).get(CHECKS)) else None,
     )
 
 

@@ -584,6 +584,11 @@ class Health(BaseModel):
     status: str
 
 
+class Readiness(Health):
+    features: dict[str, str] = Field(
+        description="each optional feature's state: `off`, `ok`, or the code of what keeps it from working")
+
+
 class BatchFailedProblem(Problem):
     """422 `batch_failed`: no file of a batch was stored; each file's result says why."""
 
@@ -608,9 +613,25 @@ class ReportHistoryOut(BaseModel):
     total: int = Field(description="every report the item has had")
 
 
+class CheckResultOut(BaseModel):
+    check: str = Field(description="which of MODERATION_CHECKS: `nsfw`, `hook`")
+    verdict: Literal["pass", "flag"]
+    code: str = Field(description="stable: `nsfw_score`, `hook_accepted`, `hook_rejected`, `hook_timeout`...")
+    detail: str
+    score: float | None = Field(None, description="0..1, for checks that score (nsfw)")
+
+
+class ChecksOut(BaseModel):
+    awaiting: bool = Field(description="the checks have not decided yet (a moderator's decision ends their say)")
+    risk: float | None = Field(None, description="the highest score of the results; a flag without one counts as 1")
+    results: list[CheckResultOut] = Field(default_factory=list)
+
+
 class ModerationQueueItem(MediaOut):
     open_reports: int = Field(description="users with an open report on the item (one report each)")
     reports: list[ReportOut] = Field(description="the oldest open reports (at most 10)")
+    checks: ChecksOut | None = Field(None, description="the automated checks' results (MODERATION_CHECKS); null "
+                                                       "for items uploaded while none were configured")
 
 
 class ModerationQueuePage(BaseModel):

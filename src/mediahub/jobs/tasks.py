@@ -28,7 +28,16 @@ from mediahub.jobs.context import TaskContext
 from mediahub.media.cdn import CdnPurge, call_purge_hook
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.exposure import original_is_raw
-from mediahub.media.job_kinds import CDN_PURGE, RENDITIONS, REPROCESS, TAGGING, VARIANTS, VIDEO_TRANSCODE, WEB
+from mediahub.media.job_kinds import (
+    CDN_PURGE,
+    MODERATION_CHECK,
+    RENDITIONS,
+    REPROCESS,
+    TAGGING,
+    VARIANTS,
+    VIDEO_TRANSCODE,
+    WEB,
+)
 from mediahub.media.keys import replacement_key, variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, ReplacementOriginal, StoredOriginal, plan_variants, publish
@@ -104,6 +113,13 @@ def video_transcode(context: TaskContext, job: Job) -> FollowUps:
         return _publish(context, item, [PlannedVariant(row, target)], keep=lambda v: v.name != WEB)
 
 
+def moderation_check(context: TaskContext, job: Job) -> FollowUps:
+    """MODERATION_CHECKS over the stored original, and their decision on the item's status (media/checks.py)."""
+    settings = context.settings
+    return context.checks.run(context.database, context.storage, CdnPurge(settings, context.storage), job.media_id,
+                              max(settings.max_image_size, settings.max_video_size), settings.temp_dir) or None
+
+
 def tagging(context: TaskContext, job: Job) -> FollowUps:
     """An image's machine tags: the tagger reads a small rendition (`tagging_source`) and its answer replaces the
     item's undecided machine tags (media/tagging.py). A video, or an item deleted meanwhile, is nothing to do."""
@@ -132,6 +148,7 @@ TASKS: dict[str, Callable[[TaskContext, Job], FollowUps]] = {
     REPROCESS: reprocess,
     VIDEO_TRANSCODE: video_transcode,
     CDN_PURGE: cdn_purge,
+    MODERATION_CHECK: moderation_check,
     TAGGING: tagging,
 }
 

@@ -36,10 +36,11 @@ from mediahub.media import access, audit, exposure, tagging
 from mediahub.media.access import Principal
 from mediahub.media.audit import Actor
 from mediahub.media.cdn import CdnPurge
+from mediahub.media.checks import awaiting_checks
 from mediahub.media.cleanup import purge_pending_deletes
 from mediahub.media.job_kinds import Dispatch, dispatch_committed, upload_jobs
 from mediahub.media.keys import original_key, stored_original_key, variant_key
-from mediahub.media.moderation import replace_in_slot
+from mediahub.media.moderation import CHECKS, replace_in_slot
 from mediahub.media.pixels import PixelWorkers
 from mediahub.media.renditions import PlannedVariant, StoredOriginal, plan_variants
 from mediahub.pipeline.image import ImageOptions, ProcessedImage, image_outputs, process_image
@@ -410,6 +411,9 @@ class IngestService:
             meta["filename"] = filename
         approved = access.starts_approved(request.principal, request.verified,
                                           auto_approve_verified=self.settings.auto_approve_verified)
+        if self.settings.moderation_checks:  # the checks' job decides whether it is approved (media/checks.py)
+            meta[CHECKS] = awaiting_checks(approve_on_pass=approved)
+            approved = False
         return MediaItem(
             public_id=secrets.token_urlsafe(16),
             entity_type=target.kind.name,

@@ -15,16 +15,19 @@ VARIANTS = "variants"  # every variant of an image whose upload left them to a j
 VIDEO_TRANSCODE = "video_transcode"  # the H.264/AAC "web" MP4
 REPROCESS = "reprocess"  # every variant again from the stored original (IMAGE_SIZES or the focal point changed)
 CDN_PURGE = "cdn_purge"  # one call of the CDN's purge hook for a URL (or prefix) a change made stale (media/cdn.py)
+MODERATION_CHECK = "moderation_check"  # MODERATION_CHECKS over the stored original, then their decision (media/checks.py)
 TAGGING = "tagging"  # an image's machine tags from the process's classifier (media/tagging.py); not part of its making
 
 WEB = "web"  # the variant name of a video's transcoded MP4
 
 
 def upload_jobs(settings: Settings, media_kind: str, variants_deferred: bool = False) -> list[str]:
-    """The jobs that finish an upload after its row is committed (none: the item is ready at once)."""
+    """The jobs that finish an upload after its row is committed (none: the item is ready at once). The
+    moderation checks first: the item waits for their decision, not for its renditions."""
+    kinds = [MODERATION_CHECK] if settings.moderation_checks else []
     if variants_deferred:
-        return [VARIANTS]
-    kinds = [RENDITIONS] if settings.make_webp or settings.make_avif else []
+        return [*kinds, VARIANTS]
+    kinds += [RENDITIONS] if settings.make_webp or settings.make_avif else []
     if media_kind == "video" and settings.video_transcode:
         kinds.append(VIDEO_TRANSCODE)
     return kinds

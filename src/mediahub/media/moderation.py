@@ -37,6 +37,11 @@ REPORTS_SHOWN = 10  # open reports listed per queue entry (the count covers all)
 REPORT_HISTORY_SHOWN = 100  # an item's reports listed, newest first (the count covers all)
 REPORT_WINDOW = timedelta(hours=1)  # REPORT_RATE_LIMIT counts a reporter's reports in this window
 DISMISSED = "dismissed"
+# The item's metadata key of its automated checks (media/checks.py): their results, and whether they still
+# decide its status (`awaiting`), which any status change ends.
+CHECKS = "checks"
+AWAITING = "awaiting"
+RISK = "risk"  # the highest score of the results: what the queue sorts by
 # The audit action of each decision (db/repositories/audit.py ACTIONS).
 DECISION_ACTIONS = {"approved": "media.approve", "rejected": "media.reject", "flagged": "media.flag",
                     "pending": "media.requeue"}
@@ -61,6 +66,9 @@ def apply_status(item: MediaItem, status: str, reason: str | None) -> None:
         raise ValueError(f"unknown moderation status {status!r}")  # the API validates before this
     item.moderation_status = status
     item.moderation_reason = reason[:REASON_MAX] if reason else None
+    checks = (item.meta or {}).get(CHECKS)
+    if checks and checks.get(AWAITING):  # a decision made before the checks' is not theirs to undo
+        item.meta = {**item.meta, CHECKS: {**checks, AWAITING: False}}
 
 
 def decide(session: Session, item: MediaItem, status: str, reason: str | None, cdn: CdnPurge,
@@ -125,12 +133,14 @@ class ModerationService:
         self.hide_threshold = hide_threshold  # 0: reports never hide an item by themselves
         self.report_rate_limit = report_rate_limit  # reports per reporter per REPORT_WINDOW; 0: no limit
 
-    def queue(self, principal: Principal, offset: int, limit: int) -> tuple[list[QueueEntry], int]:
-        """Pending and flagged items and items with open reports, oldest first, and the total
-        (moderators never see GPS: not theirs)."""
+    def queue(self, principal: Principal, offset: int, limit: int,
+              by_risk: bool = False) -> tuple[list[QueueEntry], int]:
+        """Pending and flagged items and items with open reports, oldest first (`by_risk`: the highest risk
+        of their automated checks first), and the total (moderators never see GPS: not theirs)."""
         access.require_moderator(principal)
         with self.database.session() as session:
-            items, total = MediaRepository(session).moderation_queue(offset, limit)
+            items, total = MediaRepository(session).moderation_queue(offset, limit,
+                                                                     (CHECKS, RISK) if by_risk else None)
             reports = ReportRepository(session).open_by_item([item.id for item in items], REPORTS_SHOWN)
             return [QueueEntry(item, *reports.get(item.id, (0, []))) for item in items], total
 

@@ -15,13 +15,18 @@ def encode_options(settings: Settings, *, base: bool = True, extra: bool = True)
                          avif=extra and settings.make_avif, avif_quality=settings.avif_quality, base=base)
 
 
+def image_limits(settings: Settings) -> ImageLimits:
+    """The pixel, frame and scan limits every decode of an image is held to."""
+    return ImageLimits(settings.max_image_side, settings.max_image_pixels, settings.max_frames,
+                       settings.max_total_pixels, settings.max_jpeg_scans)
+
+
 def image_options(settings: Settings, encode: EncodeOptions | None = None, *, upload: bool = False,
                   watermark: Watermark | None = None) -> ImageOptions:
     """`upload`: the options of the upload path, which may leave variants to a job (a job never does);
     `watermark`: the mark of the item's field (`watermark.for_field`)."""
     return ImageOptions(
-        limits=ImageLimits(settings.max_image_side, settings.max_image_pixels, settings.max_frames,
-                           settings.max_total_pixels, settings.max_jpeg_scans),
+        limits=image_limits(settings),
         sizes=settings.image_sizes,
         encode=encode or encode_options(settings),
         original_quality=settings.original_quality,

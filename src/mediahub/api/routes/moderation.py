@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
@@ -31,11 +31,13 @@ ERRORS = problem_responses(401, 403, 404, 422)
 @router.get("/moderation/queue", response_model=ModerationQueuePage, responses=ERRORS,
             summary="Items awaiting moderation",
             description="Pending and flagged items and items with open reports (with their count and the oldest "
-                        "reasons), oldest first. Moderators and admins only.")
+                        "reasons, and their automated checks' results), oldest first, or with `order=risk` the "
+                        "highest risk of the checks first. Moderators and admins only.")
 def moderation_queue(moderation: ModerationServiceDep, urls: UrlsDep, principal: PrincipalDep,
                      offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-                     limit: Annotated[int, Query(ge=1, le=100)] = 50) -> ModerationQueuePage:
-    entries, total = moderation.queue(principal, offset, limit)
+                     limit: Annotated[int, Query(ge=1, le=100)] = 50,
+                     order: Literal["oldest", "risk"] = "oldest") -> ModerationQueuePage:
+    entries, total = moderation.queue(principal, offset, limit, by_risk=order == "risk")
     return ModerationQueuePage(items=[queue_item_out(entry, urls) for entry in entries], total=total, offset=offset,
                                limit=limit)
 

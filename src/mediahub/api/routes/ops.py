@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from mediahub.api.deps import ApiStateDep, RuntimeDep, SettingsDep
 from mediahub.api.errors import problem, problem_responses, public_detail
 from mediahub.api.ratelimit import RedisWindowLimiter
-from mediahub.api.schemas import Health
+from mediahub.api.schemas import Health, Readiness
 from mediahub.errors import MediaHubError, NotFound, Unauthenticated
 
 router = APIRouter(tags=["ops"])
@@ -23,12 +23,13 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses=problem_responses(503),
+@router.get("/readyz", response_model=Readiness, responses=problem_responses(503),
             summary="Readiness: what this process needs answers",
             description="The database, the store and this process's pixel workers; the queue broker when "
-                        "QUEUE_URL is set, and Redis when the upload rate limit is counted there. 503 with each "
-                        "check's result in `checks` when one fails.")
-async def readyz(runtime: RuntimeDep, api: ApiStateDep) -> Health | JSONResponse:
+                        "QUEUE_URL is set, Redis when the upload rate limit is counted there, and the moderation "
+                        "checks when this process runs them. 503 with each check's result in `checks` when one "
+                        "fails. `features`: the optional features' states (`off` never fails readiness).")
+async def readyz(runtime: RuntimeDep, api: ApiStateDep) -> Readiness | JSONResponse:
     checks: dict[str, str] = {}
     failures: list[MediaHubError] = []
     needed = runtime.dependency_checks()
@@ -42,9 +43,11 @@ async def readyz(runtime: RuntimeDep, api: ApiStateDep) -> Health | JSONResponse
         except MediaHubError as exc:
             checks[name] = exc.code
             failures.append(exc)
+    features = await run_in_threadpool(runtime.features)
     if failures:
-        return problem(503, failures[0].code, "; ".join(public_detail(f) for f in failures), checks=checks)
-    return Health(status="ready")
+        return problem(503, failures[0].code, "; ".join(public_detail(f) for f in failures), checks=checks,
+                       features=features)
+    return Readiness(status="ready", features=features)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, tuple_, union_all, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, literal, or_, select, tuple_, union_all, update
 from sqlalchemy.orm import Session
 
 from mediahub.db.models import NO_PARENT, MediaItem, MediaReport, PendingDelete
@@ -385,23 +385,29 @@ class MediaRepository:
                 return
             last_id = page[-1]
 
-    def moderation_queue(self, offset: int = 0, limit: int = 50) -> tuple[list[MediaItem], int]:
+    def moderation_queue(self, offset: int = 0, limit: int = 50,
+                         score_path: tuple[str, ...] | None = None) -> tuple[list[MediaItem], int]:
         """One page of the items awaiting a moderator (pending, flagged, or with open reports),
-        oldest first, and the total.
+        oldest first (or highest score first: the number at `score_path` in the item's metadata, none
+        counting as 0), and the total.
 
         Each source of the queue (a status; the reported items of the other statuses) is read in
         ix_media_moderation_queue's order up to the page's end, and the page is cut from their merge:
-        one condition joining them with OR could only be answered by reading the whole table.
+        one condition joining them with OR could only be answered by reading the whole table. By score,
+        each source is read whole (no index holds a metadata value): the queue's rows, not the table's.
         """
         reported = select(MediaReport.media_id).where(MediaReport.open_marker.is_not(None))
         sources = [(MediaItem.moderation_status == status,) for status in MODERATION_QUEUE_STATUSES]
         sources.append((MediaItem.id.in_(reported), MediaItem.moderation_status.not_in(MODERATION_QUEUE_STATUSES)))
         total = self._count_parts([], sources)
-        heads = [select(MediaItem.id, MediaItem.created_at).where(*source)
-                 .order_by(MediaItem.created_at, MediaItem.id).limit(offset + limit).subquery() for source in sources]
-        waiting = union_all(*(select(head.c.id, head.c.created_at) for head in heads)).subquery()
+        score = (func.coalesce(MediaItem.meta[score_path].as_float(), 0.0) if score_path
+                 else literal(0.0)).label("score")
+        heads = [select(MediaItem.id, MediaItem.created_at, score).where(*source)
+                 .order_by(score.desc(), MediaItem.created_at, MediaItem.id).limit(offset + limit).subquery()
+                 for source in sources]
+        waiting = union_all(*(select(head.c.id, head.c.created_at, head.c.score) for head in heads)).subquery()
         page = (select(MediaItem).join(waiting, waiting.c.id == MediaItem.id)
-                .order_by(waiting.c.created_at, waiting.c.id).offset(offset).limit(limit))
+                .order_by(waiting.c.score.desc(), waiting.c.created_at, waiting.c.id).offset(offset).limit(limit))
         return list(self.session.scalars(page)), total
 
     def switch_store(self, media_id: int, source: tuple[str, str | None], target: tuple[str, str | None],

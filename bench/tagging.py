@@ -1,0 +1,251 @@
+"""Section `tagging`: the bundled tagger (pipeline/tagger.py) on the rooms dev set (../shared/rooms).
+
+Per room label: precision, recall and the share answered `unknown`, by the shipped table (data/rooms.json)
+and by its tuning procedure cross-validated (leave-one-out: each photo is answered by thresholds fitted on
+the other 86, so a threshold that only fits its own photos shows here); what the procedure fits on the whole
+set beside what is shipped; how often the pictures of the corpus, none of them a listing room, get a room.
+Then the cost of the tag step (decode and inference, one thread) per image, on the rooms photos, on full-size
+phone photos of the corpus and on their 800 px renditions (what a job reads when it tags the `medium`
+variant instead of the original), and the RSS the tagger adds to a fresh process. No figure is asserted.
+
+The tuning procedure, per room alone: the threshold of a grid that maximises correct answers minus
+GOAL_PRECISION / (1 - GOAL_PRECISION) times wrong ones (answering pays exactly when precision beats the
+goal), among thresholds giving at least MIN_ANSWERS answers; none: the room is never answered. One margin
+for all rooms, the one of MARGINS whose rooms' sum is best.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import Config, console, ms, table, verdict
+from bench.corpus import CORPUS_DIR, ROOMS_DIR, manifest, rooms_manifest
+from mediahub.config import Settings
+from mediahub.pipeline.scene import RoomRules
+from mediahub.pipeline.tagger import build_tagger
+from mediahub.pipeline.tagging import UNKNOWN
+
+GOAL_PRECISION = 0.85
+GOAL_MS = 30.0
+GOAL_RSS_MIB = 150.0
+THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
+MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+MIN_ANSWERS = 6
+WRONG_COST = GOAL_PRECISION / (1 - GOAL_PRECISION)
+PHONE_PHOTOS = ("images/good/jpeg_large_jolla_3264x2448.jpg", "images/good/gps_iphone6_hdr_3264x2448.jpg",
+                "images/good/heic_iphone13_3024x4032.heic", "images/good/heic_gps_nokia_hdr_4608x3456.heif")
+
+
+def fit(rules: RoomRules, scores: np.ndarray, labels: list[str]) -> RoomRules:
+    """`rules` with the thresholds and margin the tuning procedure picks on these photos' room scores."""
+    best, best_value = rules, -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rows = np.arange(len(scores))
+    top = order[:, 0]
+    lead = scores[rows, top] - scores[rows, order[:, 1]]
+    truth = np.array(labels)
+    for margin in MARGINS:
+        thresholds, value = [], 0.0
+        for index, room in enumerate(rules.rooms):
+            chosen, chosen_value = None, 0.0
+            for threshold in THRESHOLDS:
+                answered = (top == index) & (scores[:, index] >= threshold) & (lead >= margin)
+                right = int((truth[answered] == room).sum())
+                gain = right - WRONG_COST * (int(answered.sum()) - right)
+                if answered.sum() >= MIN_ANSWERS and gain > chosen_value:
+                    chosen, chosen_value = threshold, gain
+            thresholds.append(chosen)
+            value += chosen_value
+        if value > best_value:
+            best, best_value = rules.tuned(tuple(thresholds), margin), value
+    return best
+
+
+def leave_one_out(rules: RoomRules, scores: np.ndarray, labels: list[str]) -> list[str]:
+    """Each photo's room by the rules fitted on all the others."""
+    answers = []
+    for held in range(len(labels)):
+        rest = np.arange(len(labels)) != held
+        fitted = fit(rules, scores[rest], [label for label, keep in zip(labels, rest) if keep])
+        answers.append(fitted.decide(scores[held])[0])
+    return answers
+
+
+def _label_rows(rooms: tuple[str, ...], labels: list[str], answers: list[str]) -> dict[str, tuple[int, int, int, int]]:
+    """Per room: photos, answered that room, right among those, answered unknown."""
+    rows = {}
+    for room in rooms:
+        answered = [label for label, answer in zip(labels, answers) if answer == room]
+        rows[room] = (labels.count(room), len(answered), answered.count(room),
+                      sum(1 for label, answer in zip(labels, answers) if label == room and answer == UNKNOWN))
+    return rows
+
+
+def _precision(right: int, answered: int) -> str:
+    return f"{right}/{answered} = {right / answered:.2f}" if answered else "- (never answered)"
+
+
+def _ok(right: int, answered: int) -> bool | None:
+    return None if not answered else right / answered >= GOAL_PRECISION
+
+
+def _quality(tagger, cfg: Config) -> None:
+    rules = tagger.rules
+    photos = rooms_manifest()
+    labels = [photo["label"] for photo in photos]
+    probabilities = np.stack([tagger.classifier.probabilities(ROOMS_DIR / photo["path"]) for photo in photos])
+    scores = rules.scores(probabilities)
+    shipped = [rules.decide(row)[0] for row in scores]
+    crossed = leave_one_out(rules, scores, labels)
+    t = table(f"Tagging: room type on the rooms dev set ({len(photos)} photos), {tagger.model}; "
+              f"goal precision >= {GOAL_PRECISION} where answered, else unknown",
+              ["label", "photos", "precision (shipped)", "recall", "unknown", "goal",
+               "precision (leave-one-out)", "recall", "unknown", "goal"])
+    ours, theirs = _label_rows(rules.rooms, labels, shipped), _label_rows(rules.rooms, labels, crossed)
+    for room in rules.rooms:
+        count, answered, right, unknown = ours[room]
+        _, cv_answered, cv_right, cv_unknown = theirs[room]
+        t.add_row(room, str(count), _precision(right, answered), f"{right}/{count}", f"{unknown / count:.0%}",
+                  verdict(_ok(right, answered)), _precision(cv_right, cv_answered), f"{cv_right}/{count}",
+                  f"{cv_unknown / count:.0%}", verdict(_ok(cv_right, cv_answered)))
+    right = sum(label == answer for label, answer in zip(labels, shipped))
+    cv_right = sum(label == answer for label, answer in zip(labels, crossed))
+    t.add_row("all", str(len(labels)), f"{right} right", "", f"{shipped.count(UNKNOWN) / len(labels):.0%}", "",
+              f"{cv_right} right", "", f"{crossed.count(UNKNOWN) / len(labels):.0%}", "")
+    console.print(t)
+    fitted = fit(rules, scores, labels)
+    same = fitted.thresholds == rules.thresholds and fitted.margin == rules.margin
+    console.print(f"fitted on the whole dev set: margin {fitted.margin}, thresholds "
+                  + ", ".join(f"{room} {threshold}" for room, threshold in zip(rules.rooms, fitted.thresholds))
+                  + (" (as shipped)" if same else " (NOT as shipped: update data/rooms.json)"), markup=False)
+    others = [entry for entry in manifest()["files"] if entry["expected"] == "accept"
+              and not entry["path"].startswith("video/")]
+    roomed = {}
+    for entry in others:
+        room = tagger.tag(CORPUS_DIR / entry["path"])[0].label
+        if room != UNKNOWN:
+            roomed[entry["path"].rsplit("/", 1)[-1]] = room
+    console.print(f"corpus test pictures (few are rooms) answered a room: {len(roomed)} of {len(others)}"
+                  + (": " + ", ".join(f"{name} {room}" for name, room in roomed.items()) if roomed else ""),
+                  markup=False)
+
+
+def _timings(tagger, cfg: Config) -> None:
+    rounds = 1 if cfg.smoke else 3
+    phones = [CORPUS_DIR / name for name in PHONE_PHOTOS]
+    sets = {"rooms dev set photos": [ROOMS_DIR / photo["path"] for photo in rooms_manifest()],
+            "phone photos of the corpus (8-16 MP JPEG, HEIC)": phones,
+            "the same as 800 px JPEG renditions": _renditions(phones, cfg.work / "tagging")}
+    t = table(f"Tagging: ms per image of the tag step (decode + inference, 1 thread), goal <= {GOAL_MS:.0f} ms",
+              ["images", "count", "median ms", "p90 ms", "max ms", "goal"])
+    tagger.tag(sets["rooms dev set photos"][0])  # the session is made on first use: not an image's cost
+    for name, paths in sets.items():
+        samples = []
+        for _ in range(rounds):
+            for path in paths:
+                began = time.perf_counter()
+                tagger.tag(path)
+                samples.append((time.perf_counter() - began) * 1000)
+        samples.sort()
+        p90 = samples[min(len(samples) - 1, int(len(samples) * 0.9))]
+        t.add_row(name, str(len(paths)), ms(statistics.median(samples)), ms(p90), ms(samples[-1]),
+                  verdict(statistics.median(samples) <= GOAL_MS))
+    console.print(t)
+
+
+def _renditions(paths: list[Path], folder: Path) -> list[Path]:
+    """Each picture upright in 800 px at most, JPEG quality 85: the `medium` variant's size."""
+    from mediahub.pipeline import vips
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for path in paths:
+        target = folder / f"{path.stem}-800.jpg"
+        pillow = vips.to_pillow(vips.from_pillow(_upright_rgb(path)).thumbnail_image(800))
+        pillow.save(target, quality=85)
+        made.append(target)
+    return made
+
+
+def _upright_rgb(path: Path):
+    import pillow_heif
+    from PIL import Image, ImageOps
+
+    pillow_heif.register_heif_opener()
+    with Image.open(path) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def rss_probe(warm: str, paths: list[str]) -> None:
+    """Child process: RSS of a worker's imports (`warm` "1": after decoding `paths` as the tag step does, as a
+    worker that has handled pictures already), then after building the tagger and tagging `paths`."""
+    import gc
+
+    from mediahub.pipeline import image  # noqa: F401 - the pipeline a worker has loaded anyway
+    from mediahub.pipeline import vips
+    from mediahub.pipeline.classifier import model_input
+    from mediahub.pipeline.options import image_limits
+
+    settings = Settings(_env_file=None)
+    vips.module()
+    if warm == "1":
+        for path in paths:
+            model_input(Path(path), image_limits(settings))
+    gc.collect()
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # VmHWM from here
+    tagger, status = build_tagger(settings)
+    assert tagger is not None, status
+    for path in paths:
+        tagger.tag(Path(path))
+    gc.collect()
+    print(json.dumps({"before": before, "after": _status_kib("VmRSS"), "peak": _status_kib("VmHWM")}))
+
+
+def _rss(cfg: Config) -> None:
+    paths = [str(ROOMS_DIR / photo["path"]) for photo in rooms_manifest()]
+    paths += [str(CORPUS_DIR / name) for name in PHONE_PHOTOS]
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    t = table(f"Tagging: RSS the tagger adds to a fresh process (onnxruntime, the session, the tag steps of "
+              f"{len(paths)} images), goal <= {GOAL_RSS_MIB:.0f} MiB",
+              ["process", "before MiB", "added after", "goal", "added at the peak", "goal"])
+    for warm, name in (("0", "cold: the pipeline's imports only"),
+                       ("1", "warm: those images decoded once before")):
+        done = subprocess.run([sys.executable, "-c", "import sys; from bench.tagging import rss_probe; "
+                               "rss_probe(sys.argv[1], sys.argv[2:])", warm, *paths], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600, check=True)
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        added = (figures["after"] - figures["before"]) / 1024
+        peak = (figures["peak"] - figures["before"]) / 1024
+        t.add_row(name, f"{figures['before'] / 1024:,.0f}", f"{added:,.0f}", verdict(added <= GOAL_RSS_MIB),
+                  f"{peak:,.0f}", verdict(peak <= GOAL_RSS_MIB))
+    console.print(t)
+
+
+def run(cfg: Config) -> None:
+    settings = Settings(_env_file=None)
+    tagger, status = build_tagger(settings)
+    if tagger is None:
+        message = f"Tagging: no tagger ({status}; MODELS_DIR={settings.models_dir}): `make install` installs the model"
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(message)
+        console.print(message + "; section skipped", markup=False)
+        return
+    _quality(tagger, cfg)
+    _timings(tagger, cfg)
+    _rss(cfg)
