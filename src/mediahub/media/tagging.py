@@ -29,7 +29,8 @@ from mediahub.media.access import Principal
 from mediahub.media.audit import Actor
 from mediahub.media.job_kinds import TAGGING
 from mediahub.media.responsive import whole_presets
-from mediahub.pipeline.tagging import ROOM_LABELS, MachineTag
+from mediahub.pipeline.scene import room_rules
+from mediahub.pipeline.tagging import MachineTag
 
 LABEL_MAX, MODEL_MAX = 64, 128  # MediaTag.label and .model
 TAGGER_MIN_SIDE = 224  # the input side of the classifiers a tagger runs
@@ -93,10 +94,16 @@ def _states(rows: list[MediaTag]) -> dict[str, Any]:
     return {_key(row): row.state for row in rows}
 
 
+def room_labels() -> tuple[str, ...]:
+    """The rooms the classifier names (its rooms table, pipeline/data/rooms.json), `unknown` aside: the rooms a
+    moderator may name too."""
+    return room_rules().rooms
+
+
 def check_room(label: str) -> str:
-    if label not in ROOM_LABELS:
+    if label not in room_labels():
         raise InvalidInput(f"{label[:LABEL_MAX]!r} is not a room label", code="unknown_room_label",
-                           allowed=list(ROOM_LABELS))
+                           allowed=list(room_labels()))
     return label
 
 

@@ -13,9 +13,6 @@ from typing import Literal, Protocol
 
 TagKind = Literal["room", "object"]
 UNKNOWN = "unknown"  # the room label when no room is known well enough
-# The rooms a tagger may name (the labels of the rooms development set), besides UNKNOWN: a moderator's
-# correction names one of these.
-ROOM_LABELS = ("kitchen", "bathroom", "bedroom", "living_room", "dining_room", "exterior", "backyard", "floor_plan")
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from mediahub.api.schemas import MAX_ID, MediaOut, Name
 from mediahub.entities import FieldSpec
 from mediahub.errors import NotFound
 from mediahub.media.access import EntityRef
+from mediahub.media.tagging import room_labels
 from mediahub.media.manage import EntityPage, EntityRights, MediaService, MediaView
 from mediahub.pipeline.placeholders import blurhash_average
-from mediahub.pipeline.tagging import ROOM_LABELS
 
 router = APIRouter(prefix="/library", include_in_schema=False)
 
@@ -100,7 +100,7 @@ def _context(request: Request, entity: EntityRef, rights: EntityRights, tags: li
     parent = entity.parent
     return {
         "entity": entity, "rights": rights, "selectable": rights.manage or rights.moderate, "tags": tags,
-        "room_labels": ROOM_LABELS,
+        "room_labels": room_labels(),
         "api_root": api_path(request, ""),
         "tiles_url": library_url(request, f"/{entity.kind.name}/{quote(entity.entity_id, safe='')}/tiles"),
         "parent_url": entity_page_url(request, parent) if parent else None,

@@ -37,6 +37,7 @@ from mediahub.db.models import AuditEvent, MediaItem, MediaVariant
 from mediahub.entities import FieldSpec, get_kind
 from mediahub.errors import InvalidInput
 from mediahub.media.access import EntityRef
+from mediahub.media.tagging import room_labels
 from mediahub.media.delivery import ORIGINAL
 from mediahub.media.exposure import is_public
 from mediahub.media.job_kinds import WEB
@@ -44,7 +45,6 @@ from mediahub.media.responsive import AUTO, is_whole_picture, whole_presets
 from mediahub.media.transform_urls import FORMAT_EXTENSIONS
 from mediahub.media.urls import MediaUrls
 from mediahub.pipeline.placeholders import thumbhash_png
-from mediahub.pipeline.tagging import ROOM_LABELS
 
 router = APIRouter(prefix="/library", include_in_schema=False)
 
@@ -205,7 +205,7 @@ def item_page(request: Request, media_id: MediaIdPath, viewer: ViewerDep, media:
         "api_url": api_path(request, f"/v1/media/{item.id}"),
         "signed_url_ttl": settings.signed_url_ttl,
         "room_field": item.media_type == "image" and _field(item).room_tags,
-        "room_labels": ROOM_LABELS,
+        "room_labels": room_labels(),
         "tags_form_url": library_url(request, f"/media/{item.id}/tags"),
     })
 
