@@ -1,17 +1,13 @@
 """Section `tagging`: the bundled tagger (pipeline/tagger.py) on the rooms dev set (../shared/rooms).
 
-Per room label: precision, recall and the share answered `unknown`, by the shipped table (data/rooms.json)
-and by its tuning procedure cross-validated (leave-one-out: each photo is answered by thresholds fitted on
-the other 86, so a threshold that only fits its own photos shows here); what the procedure fits on the whole
-set beside what is shipped; how often the pictures of the corpus, none of them a listing room, get a room.
+Per room label: precision, recall and the share answered `unknown`, by the shipped room model (data/rooms.json)
+and by its fitting procedure (bench/rooms_fit.py) cross-validated: leave-one-out around the whole procedure,
+so each photo is answered by a model whose L2 strength, weights and thresholds were all chosen on the other
+86 (a model or threshold that only fits its own photos shows here); whether what the procedure fits on the
+whole set is what is shipped; how often the pictures of the corpus, none of them a listing room, get a room.
 Then the cost of the tag step (decode and inference, one thread) per image, on the rooms photos, on full-size
 phone photos of the corpus and on their 800 px renditions (what a job reads when it tags the `medium`
 variant instead of the original), and the RSS the tagger adds to a fresh process. No figure is asserted.
-
-The tuning procedure, per room alone: the threshold of a grid that maximises correct answers minus
-GOAL_PRECISION / (1 - GOAL_PRECISION) times wrong ones (answering pays exactly when precision beats the
-goal), among thresholds giving at least MIN_ANSWERS answers; none: the room is never answered. One margin
-for all rooms, the one of MARGINS whose rooms' sum is best.
 """
 
 from __future__ import annotations
@@ -26,57 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import rooms_fit
 from bench.common import Config, console, ms, table, verdict
 from bench.corpus import CORPUS_DIR, ROOMS_DIR, manifest, rooms_manifest
 from mediahub.config import Settings
-from mediahub.pipeline.scene import RoomRules
+from mediahub.pipeline.scene import room_features
 from mediahub.pipeline.tagger import build_tagger
 from mediahub.pipeline.tagging import UNKNOWN
 
-GOAL_PRECISION = 0.85
+GOAL_PRECISION = rooms_fit.GOAL_PRECISION
 GOAL_MS = 30.0
 GOAL_RSS_MIB = 150.0
-THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
-MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
-MIN_ANSWERS = 6
-WRONG_COST = GOAL_PRECISION / (1 - GOAL_PRECISION)
 PHONE_PHOTOS = ("images/good/jpeg_large_jolla_3264x2448.jpg", "images/good/gps_iphone6_hdr_3264x2448.jpg",
                 "images/good/heic_iphone13_3024x4032.heic", "images/good/heic_gps_nokia_hdr_4608x3456.heif")
-
-
-def fit(rules: RoomRules, scores: np.ndarray, labels: list[str]) -> RoomRules:
-    """`rules` with the thresholds and margin the tuning procedure picks on these photos' room scores."""
-    best, best_value = rules, -np.inf
-    order = np.argsort(-scores, axis=1, kind="stable")
-    rows = np.arange(len(scores))
-    top = order[:, 0]
-    lead = scores[rows, top] - scores[rows, order[:, 1]]
-    truth = np.array(labels)
-    for margin in MARGINS:
-        thresholds, value = [], 0.0
-        for index, room in enumerate(rules.rooms):
-            chosen, chosen_value = None, 0.0
-            for threshold in THRESHOLDS:
-                answered = (top == index) & (scores[:, index] >= threshold) & (lead >= margin)
-                right = int((truth[answered] == room).sum())
-                gain = right - WRONG_COST * (int(answered.sum()) - right)
-                if answered.sum() >= MIN_ANSWERS and gain > chosen_value:
-                    chosen, chosen_value = threshold, gain
-            thresholds.append(chosen)
-            value += chosen_value
-        if value > best_value:
-            best, best_value = rules.tuned(tuple(thresholds), margin), value
-    return best
-
-
-def leave_one_out(rules: RoomRules, scores: np.ndarray, labels: list[str]) -> list[str]:
-    """Each photo's room by the rules fitted on all the others."""
-    answers = []
-    for held in range(len(labels)):
-        rest = np.arange(len(labels)) != held
-        fitted = fit(rules, scores[rest], [label for label, keep in zip(labels, rest) if keep])
-        answers.append(fitted.decide(scores[held])[0])
-    return answers
 
 
 def _label_rows(rooms: tuple[str, ...], labels: list[str], answers: list[str]) -> dict[str, tuple[int, int, int, int]]:
@@ -98,19 +56,21 @@ def _ok(right: int, answered: int) -> bool | None:
 
 
 def _quality(tagger, cfg: Config) -> None:
-    rules = tagger.rules
+    model = tagger.room_model
     photos = rooms_manifest()
     labels = [photo["label"] for photo in photos]
     probabilities = np.stack([tagger.classifier.probabilities(ROOMS_DIR / photo["path"]) for photo in photos])
-    scores = rules.scores(probabilities)
-    shipped = [rules.decide(row)[0] for row in scores]
-    crossed = leave_one_out(rules, scores, labels)
+    shipped = [model.decide(row)[0] for row in model.scores(probabilities)]
+    features = room_features(probabilities, model.floor)
+    truth = np.array([model.rooms.index(label) for label in labels])
+    indices, strengths = rooms_fit.cross_validated(features, truth, len(model.rooms))
+    crossed = [model.rooms[index] if index >= 0 else UNKNOWN for index in indices]
     t = table(f"Tagging: room type on the rooms dev set ({len(photos)} photos), {tagger.model}; "
               f"goal precision >= {GOAL_PRECISION} where answered, else unknown",
               ["label", "photos", "precision (shipped)", "recall", "unknown", "goal",
                "precision (leave-one-out)", "recall", "unknown", "goal"])
-    ours, theirs = _label_rows(rules.rooms, labels, shipped), _label_rows(rules.rooms, labels, crossed)
-    for room in rules.rooms:
+    ours, theirs = _label_rows(model.rooms, labels, shipped), _label_rows(model.rooms, labels, crossed)
+    for room in model.rooms:
         count, answered, right, unknown = ours[room]
         _, cv_answered, cv_right, cv_unknown = theirs[room]
         t.add_row(room, str(count), _precision(right, answered), f"{right}/{count}", f"{unknown / count:.0%}",
@@ -121,11 +81,16 @@ def _quality(tagger, cfg: Config) -> None:
     t.add_row("all", str(len(labels)), f"{right} right", "", f"{shipped.count(UNKNOWN) / len(labels):.0%}", "",
               f"{cv_right} right", "", f"{crossed.count(UNKNOWN) / len(labels):.0%}", "")
     console.print(t)
-    fitted = fit(rules, scores, labels)
-    same = fitted.thresholds == rules.thresholds and fitted.margin == rules.margin
-    console.print(f"fitted on the whole dev set: margin {fitted.margin}, thresholds "
-                  + ", ".join(f"{room} {threshold}" for room, threshold in zip(rules.rooms, fitted.thresholds))
-                  + (" (as shipped)" if same else " (NOT as shipped: update data/rooms.json)"), markup=False)
+    chosen = {strength: strengths.count(strength) for strength in sorted(set(strengths))}
+    console.print("L2 strength chosen by the leave-one-out runs: "
+                  + ", ".join(f"{strength} {count}x" for strength, count in chosen.items()), markup=False)
+    fitted = rooms_fit.tune(features, truth, len(model.rooms))
+    same = (fitted.thresholds == model.thresholds and np.allclose(fitted.weights, model.weights, rtol=1e-4, atol=1e-6)
+            and np.allclose(fitted.bias, model.bias, rtol=1e-4, atol=1e-6))
+    console.print(f"fitted on the whole dev set: strength {fitted.strength}, thresholds "
+                  + ", ".join(f"{room} {threshold}" for room, threshold in zip(model.rooms, fitted.thresholds))
+                  + (" (as shipped)" if same else " (NOT as shipped: `python -m bench.rooms_fit` rewrites "
+                     "data/rooms.json)"), markup=False)
     others = [entry for entry in manifest()["files"] if entry["expected"] == "accept"
               and not entry["path"].startswith("video/")]
     roomed = {}

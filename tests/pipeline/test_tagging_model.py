@@ -25,7 +25,7 @@ from mediahub.pipeline.classifier import (
     model_input,
 )
 from mediahub.pipeline.options import image_limits
-from mediahub.pipeline.scene import object_rules, room_rules
+from mediahub.pipeline.scene import object_rules, room_model
 from mediahub.pipeline.tagger import MODEL_MISMATCH, MODEL_MISSING, MODEL_NAME, OFF, OK, build_tagger
 from mediahub.pipeline.tagging import UNKNOWN
 from tests.support.corpus import CORPUS_DIR, ROOMS_DIR, rooms_manifest
@@ -95,7 +95,7 @@ def test_a_tampered_copy_of_the_model_is_refused_at_build_and_at_load(model_file
     copy = tmp_path / entry.file
     shutil.copyfile(model_file, copy)
     tagger, status = build_tagger(_settings(models_dir=tmp_path))
-    assert status == OK and tagger.model == f"{MODEL_NAME}@{entry.sha256[:8]}/{room_rules().version}"
+    assert status == OK and tagger.model == f"{MODEL_NAME}@{entry.sha256[:8]}/{room_model().version}"
     data = bytearray(copy.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit of one weight
     copy.write_bytes(bytes(data))
@@ -112,10 +112,37 @@ def test_a_tampered_copy_of_the_model_is_refused_at_build_and_at_load(model_file
 
 def test_the_tables_name_real_classes_and_the_dev_set_labels():
     assert len(imagenet_classes()) == 1000
-    rules = room_rules()
-    assert set(rules.rooms) == {photo["label"] for photo in rooms_manifest()}
-    assert all(rules.classes) and all(rule.classes for rule in object_rules())
+    assert all(rule.classes for rule in object_rules())
     assert len({rule.label for rule in object_rules()}) == len(object_rules())
+
+
+def test_the_room_model_file_is_consistent():
+    """data/rooms.json: one weight per class and room, finite; its rooms are the dev set's labels, once each;
+    a threshold per room, a probability the model can reach or none."""
+    model = room_model()
+    assert model.version == "rooms-2"
+    assert sorted(model.rooms) == sorted({photo["label"] for photo in rooms_manifest()})
+    assert len(set(model.rooms)) == len(model.rooms) and UNKNOWN not in model.rooms
+    assert model.weights.shape == (len(imagenet_classes()), len(model.rooms))
+    assert model.bias.shape == (len(model.rooms),)
+    assert np.isfinite(model.weights).all() and np.isfinite(model.bias).all()
+    assert 0 < model.floor < 1e-3
+    assert len(model.thresholds) == len(model.rooms)
+    assert all(t is None or 1 / len(model.rooms) < t <= 1 for t in model.thresholds)
+    assert any(t is not None for t in model.thresholds)
+    uniform = model.scores(np.full(1000, 1e-3))
+    assert uniform.shape == (len(model.rooms),) and abs(float(uniform.sum()) - 1) < 1e-9
+
+
+def test_a_room_model_that_does_not_fit_the_classes_is_refused():
+    from mediahub.pipeline.classifier import data_table
+    from mediahub.pipeline.scene import room_model_of
+
+    table = data_table("rooms.json")
+    with pytest.raises(ValueError, match="do not fit"):
+        room_model_of({**table, "weights": table["weights"][:-1]})
+    with pytest.raises(ValueError, match="thresholds"):
+        room_model_of({**table, "thresholds": {"kitchen": 0.5}})
 
 
 # -- decoding ------------------------------------------------------------------------------------------------
@@ -201,12 +228,12 @@ def test_a_tag_is_one_room_and_objects_above_their_threshold(tagger):
 
 
 def test_room_precision_on_the_dev_set(tagger):
-    """Per room answered: precision >= the goal; each room the table answers finds at least half its photos."""
+    """Per room answered: precision >= the goal; each room the model answers finds at least half its photos."""
     photos = rooms_manifest()
     answers = [tagger.tag(ROOMS_DIR / photo["path"])[0].label for photo in photos]
     labels = [photo["label"] for photo in photos]
-    rules = tagger.rules
-    for room, threshold in zip(rules.rooms, rules.thresholds):
+    model = tagger.room_model
+    for room, threshold in zip(model.rooms, model.thresholds):
         answered = [label for label, answer in zip(labels, answers) if answer == room]
         if threshold is None:
             assert not answered, f"{room} has no threshold but was answered"
@@ -214,4 +241,4 @@ def test_room_precision_on_the_dev_set(tagger):
         right = answered.count(room)
         assert answered and right / len(answered) >= GOAL_PRECISION, (room, right, len(answered))
         assert right >= MIN_RECALL * labels.count(room), (room, right, labels.count(room))
-    assert set(answers) <= {*rules.rooms, UNKNOWN}
+    assert set(answers) <= {*model.rooms, UNKNOWN}

@@ -1,10 +1,11 @@
 """Room type and object tags from ImageNet class probabilities, by the tables in data/rooms.json and
 data/object_tags.json (which say how they were chosen).
 
-A room's score is the summed probability of its classes. The best-scoring room is the answer when its score
-reaches the room's threshold and beats the runner-up's by the margin; otherwise the room is `unknown`, which
-is better than a wrong one. A room without a threshold is never answered, but its classes still compete: a
-picture that looks most like it is `unknown`, not the next room.
+The room is a linear model of the picture's ImageNet log-probabilities (multinomial logistic regression,
+fitted by bench/rooms_fit.py on the rooms dev set): each room's probability is the softmax of the features
+times its weights plus its bias. The likeliest room is the answer when its probability reaches the room's
+threshold; otherwise the room is `unknown`, which is better than a wrong one. A room without a threshold is
+never answered, but it still competes: a picture that looks most like it is `unknown`, not the next room.
 """
 
 from __future__ import annotations
@@ -34,44 +35,62 @@ def _indices(names: list[str], where: str) -> list[int]:
     return [index[name] for name in names]
 
 
+def room_features(probabilities: np.ndarray, floor: float) -> np.ndarray:
+    """The room model's input, for one picture (1000,) or many (n, 1000): log-probabilities, floored (a class
+    the model rules out says nothing more at 1e-12 than at the floor), less their mean over the classes (the
+    logits up to a constant, which a softmax drops)."""
+    logs = np.log(np.maximum(probabilities.astype(np.float64), floor))
+    return logs - logs.mean(axis=-1, keepdims=True)
+
+
+def softmax(values: np.ndarray) -> np.ndarray:
+    shifted = np.exp(values - values.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 @dataclass(frozen=True)
-class RoomRules:
+class RoomModel:
     version: str
     rooms: tuple[str, ...]
-    classes: tuple[tuple[int, ...], ...]  # per room, its ImageNet class indices
-    thresholds: tuple[float | None, ...]  # per room; None: never answered
-    margin: float
+    floor: float  # of the probabilities, before their log (room_features)
+    weights: np.ndarray  # (1000, rooms)
+    bias: np.ndarray  # (rooms,)
+    thresholds: tuple[float | None, ...]  # per room, of its probability; None: never answered
 
     def scores(self, probabilities: np.ndarray) -> np.ndarray:
-        """Each room's summed class probability, for one picture (1000,) or many (n, 1000)."""
-        return np.stack([probabilities[..., list(c)].sum(axis=-1) for c in self.classes], axis=-1)
+        """Each room's probability, for one picture (1000,) or many (n, 1000)."""
+        return softmax(room_features(probabilities, self.floor) @ self.weights + self.bias)
 
     def decide(self, scores: np.ndarray) -> tuple[str, float]:
         """The room of one picture's room scores and how sure: its score, or for `unknown` one minus the best's."""
-        order = np.argsort(-scores, kind="stable")
-        best = int(order[0])
+        best = int(np.argmax(scores))
         score = float(scores[best])
-        runner_up = float(scores[order[1]]) if len(order) > 1 else 0.0
         threshold = self.thresholds[best]
-        if threshold is not None and score >= threshold and score - runner_up >= self.margin:
+        if threshold is not None and score >= threshold:
             return self.rooms[best], score
         return UNKNOWN, 1.0 - score
 
-    def tuned(self, thresholds: tuple[float | None, ...], margin: float) -> RoomRules:
-        return replace(self, thresholds=thresholds, margin=margin)
+    def tuned(self, weights: np.ndarray, bias: np.ndarray, thresholds: tuple[float | None, ...]) -> RoomModel:
+        return replace(self, weights=weights, bias=bias, thresholds=thresholds)
+
+
+def room_model_of(table: dict) -> RoomModel:
+    """The room model of a table as data/rooms.json holds it, checked: its shapes fit the classes and rooms."""
+    rooms = tuple(table["rooms"])
+    weights = np.array(table["weights"], dtype=np.float64)
+    bias = np.array(table["bias"], dtype=np.float64)
+    if weights.shape != (len(imagenet_classes()), len(rooms)) or bias.shape != (len(rooms),):
+        raise ValueError(f"rooms.json: weights {weights.shape} and bias {bias.shape} do not fit "
+                         f"{len(imagenet_classes())} classes and {len(rooms)} rooms")
+    if set(table["thresholds"]) != set(rooms):
+        raise ValueError("rooms.json: thresholds must name exactly the rooms")
+    return RoomModel(version=table["version"], rooms=rooms, floor=float(table["floor"]), weights=weights,
+                     bias=bias, thresholds=tuple(table["thresholds"][room] for room in rooms))
 
 
 @cache
-def room_rules() -> RoomRules:
-    table = data_table("rooms.json")
-    rooms = table["rooms"]
-    return RoomRules(
-        version=table["version"],
-        rooms=tuple(rooms),
-        classes=tuple(tuple(_indices(room["classes"], f"rooms.json {name}")) for name, room in rooms.items()),
-        thresholds=tuple(room["threshold"] for room in rooms.values()),
-        margin=float(table["margin"]),
-    )
+def room_model() -> RoomModel:
+    return room_model_of(data_table("rooms.json"))
 
 
 @dataclass(frozen=True)

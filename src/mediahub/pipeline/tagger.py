@@ -1,4 +1,4 @@
-"""The bundled tagger: the ImageNet classifier (classifier.py) read through the room and object tables
+"""The bundled tagger: the ImageNet classifier (classifier.py) read through the room model and the object table
 (scene.py), behind the `Tagger` contract of tagging.py.
 
 `build_tagger` never raises for a model that is off, missing or not the pinned file: the service starts and
@@ -13,7 +13,7 @@ from pathlib import Path
 from mediahub.config import Settings
 from mediahub.pipeline.classifier import Classifier, ModelEntry, installed_models, sha256_of
 from mediahub.pipeline.options import image_limits
-from mediahub.pipeline.scene import RoomRules, object_rules, objects, room_rules
+from mediahub.pipeline.scene import RoomModel, object_rules, objects, room_model
 from mediahub.pipeline.tagging import MachineTag, Tagger
 
 MODEL_NAME = "efficientnet-lite0"  # the row of data/models.json the tagger runs
@@ -30,14 +30,14 @@ RUNTIME_MISSING = "runtime_missing"  # onnxruntime is not installed
 class ImageNetTagger:
     """One room tag (maybe `unknown`) and the object tags of an image, from one classifier run."""
 
-    def __init__(self, classifier: Classifier, entry: ModelEntry, rules: RoomRules):
+    def __init__(self, classifier: Classifier, entry: ModelEntry, room_model: RoomModel):
         self.classifier = classifier
-        self.rules = rules
-        self.model = f"{entry.name}@{entry.sha256[:8]}/{rules.version}"
+        self.room_model = room_model
+        self.model = f"{entry.name}@{entry.sha256[:8]}/{room_model.version}"
 
     def tag(self, image: Path) -> list[MachineTag]:
         probabilities = self.classifier.probabilities(image)
-        room, score = self.rules.decide(self.rules.scores(probabilities))
+        room, score = self.room_model.decide(self.room_model.scores(probabilities))
         tags = [MachineTag(room, "room", round(score, 4), self.model)]
         tags += [MachineTag(label, "object", round(value, 4), self.model) for label, value in objects(probabilities)]
         return tags
@@ -59,7 +59,7 @@ def build_tagger(settings: Settings) -> tuple[Tagger | None, str]:
         return None, MODEL_UNREADABLE
     if found != entry.sha256:
         return None, MODEL_MISMATCH
-    rules = room_rules()
+    rooms = room_model()
     object_rules()  # a broken table fails here, at start-up, not in the first job
     classifier = Classifier(path, entry.sha256, image_limits(settings), threads=settings.tagging_threads)
-    return ImageNetTagger(classifier, entry, rules), OK
+    return ImageNetTagger(classifier, entry, rooms), OK

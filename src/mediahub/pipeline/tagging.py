@@ -20,7 +20,7 @@ class MachineTag:
     label: str  # a room ("kitchen", "unknown") or an object ("dishwasher")
     kind: TagKind
     score: float  # 0..1: how sure the model is of this label
-    model: str  # which model and mapping said so, e.g. "efficientnet-lite0@1a2b3c4d/rooms-1"
+    model: str  # which model and mapping said so, e.g. "efficientnet-lite0@1a2b3c4d/rooms-2"
 
 
 class Tagger(Protocol):
