@@ -29,7 +29,7 @@ from mediahub.media.access import Principal
 from mediahub.media.audit import Actor
 from mediahub.media.job_kinds import TAGGING
 from mediahub.media.responsive import whole_presets
-from mediahub.pipeline.scene import room_rules
+from mediahub.pipeline.scene import room_model
 from mediahub.pipeline.tagging import MachineTag
 
 LABEL_MAX, MODEL_MAX = 64, 128  # MediaTag.label and .model
@@ -97,7 +97,7 @@ def _states(rows: list[MediaTag]) -> dict[str, Any]:
 def room_labels() -> tuple[str, ...]:
     """The rooms the classifier names (its rooms table, pipeline/data/rooms.json), `unknown` aside: the rooms a
     moderator may name too."""
-    return room_rules().rooms
+    return room_model().rooms
 
 
 def check_room(label: str) -> str:
