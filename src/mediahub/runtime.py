@@ -119,7 +119,7 @@ class Runtime:
     def features(self) -> dict[str, str]:
         """The optional features and their state (`off`, `ok`, or why they cannot work), for /readyz and
         `mediahub ready`: a feature that is off never makes a process unready."""
-        return {"moderation_checks": self.checks.status()}
+        return {"moderation_checks": self.checks.status(), "tagging": self.tagging}
 
     def wait_for_jobs(self, media_ids: Iterable[int], timeout: float = JOB_WAIT_SECONDS) -> bool:
         """Wait for these items' jobs when this process runs them; False when it does not, or on timeout."""

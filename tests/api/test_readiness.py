@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from mediahub.config import Settings
+
 from tests.api.conftest import AppFactory, assert_problem, free_port, make_settings
 from tests.reliability.harness import ROOT, FaultProxy, running, server_env
-from tests.support.services import BROKERS, require_service
+from tests.support.services import BROKERS, IN_CI, require_service
 
 
 def _broker(name: str) -> tuple[int, str]:
@@ -36,7 +38,7 @@ def test_readyz_checks_the_queue_broker_and_recovers_with_it(app_factory: AppFac
     try:
         app = app_factory(queue_url=_through(proxy, url, port), queue_name=f"mh-ready-{uuid.uuid4().hex[:8]}")
         with TestClient(app) as client:
-            assert client.get("/readyz").json() == {"status": "ready", "features": {"moderation_checks": "off"}}
+            assert client.get("/readyz").json() == {"status": "ready", "features": {"moderation_checks": "off", "tagging": "off"}}
             proxy.set_mode("refuse")  # the broker stopped
             body = assert_problem(client.get("/readyz"), 503, "queue_unavailable")
             assert body["checks"] == {"database": "ok", "storage": "ok", "queue": "queue_unavailable", "pixels": "ok"}
@@ -77,12 +79,13 @@ def _ready(settings: dict[str, str], *args: str) -> tuple[int, dict]:
 def _worker_settings(tmp_path: Path, **overrides: str) -> dict[str, str]:
     settings = make_settings(tmp_path)
     return {"DATABASE_URL": settings.database_url, "MEDIA_ROOT": str(settings.media_root),
-            "TEMP_DIR": str(settings.temp_dir), **{k.upper(): v for k, v in overrides.items()}}
+            "TEMP_DIR": str(settings.temp_dir), "TAGGING_ENABLED": "false",
+            **{k.upper(): v for k, v in overrides.items()}}
 
 
 def test_ready_worker_exits_by_what_a_worker_needs(tmp_path: Path) -> None:
     _, url = _broker("rabbitmq")
-    off = {"moderation_checks": "off"}
+    off = {"moderation_checks": "off", "tagging": "off"}
     assert _ready(_worker_settings(tmp_path), "--role", "worker") == (
         0, {"role": "worker", "ready": True, "checks": {"database": "ok", "storage": "ok"}, "features": off})
     assert _ready(_worker_settings(tmp_path, queue_url=url), "--role", "worker") == (
@@ -101,7 +104,8 @@ def test_ready_api_asks_the_servers_readyz(tmp_path: Path) -> None:
                      temp_dir=tmp_path / "spool")
     with running(env, tmp_path / "server") as server:
         assert _ready({}, "--role", "api", "--url", server.url) == (
-            0, {"role": "api", "ready": True, "checks": {"server": "ok"}, "features": {"moderation_checks": "off"}})
+            0, {"role": "api", "ready": True, "checks": {"server": "ok"},
+                "features": {"moderation_checks": "off", "tagging": "off"}})
     code, report = _ready({}, "--role", "api", "--url", server.url)  # stopped
     assert code == 1 and report["checks"] == {"server": "ConnectError"}
 
@@ -115,7 +119,31 @@ def test_ready_worker_is_not_ready_with_an_altered_nsfw_model(tmp_path: Path) ->
     code, report = _ready(_worker_settings(tmp_path, moderation_checks="nsfw", nsfw_model_file=str(altered)),
                           "--role", "worker")
     assert code == 1 and report["checks"]["moderation_checks"] == MODEL_TAMPERED
-    assert report["features"] == {"moderation_checks": MODEL_TAMPERED}
+    assert report["features"] == {"moderation_checks": MODEL_TAMPERED, "tagging": "off"}
     assert _ready(_worker_settings(tmp_path, moderation_checks="nsfw"), "--role", "worker") == (
-        0, {"role": "worker", "ready": True, "features": {"moderation_checks": "ok"},
+        0, {"role": "worker", "ready": True, "features": {"moderation_checks": "ok", "tagging": "off"},
             "checks": {"database": "ok", "storage": "ok", "moderation_checks": "ok"}})
+
+
+def test_ready_reports_tagging_without_being_made_unready_by_it(tmp_path: Path) -> None:
+    """Tagging is optional: a missing or altered model is reported, and the process is ready all the same."""
+    from mediahub.pipeline.tagger import build_tagger
+
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    missing = _ready(_worker_settings(tmp_path, tagging_enabled="true", models_dir=str(empty)), "--role", "worker")
+    assert missing == (0, {"role": "worker", "ready": True, "checks": {"database": "ok", "storage": "ok"},
+                           "features": {"moderation_checks": "off", "tagging": "model_missing"}})
+    installed = ROOT / "var" / "models"
+    if build_tagger(Settings(_env_file=None, models_dir=installed))[1] != "ok":
+        (pytest.fail if IN_CI else pytest.skip)(f"the tagging model is not installed in {installed}: `make install`")
+    altered = tmp_path / "altered-models"
+    altered.mkdir()
+    for model in installed.iterdir():
+        (altered / model.name).write_bytes(model.read_bytes())
+    onnx = next(altered.glob("*.onnx"))
+    onnx.write_bytes(onnx.read_bytes()[:-1] + b"\0")
+    for directory, status in ((installed, "ok"), (altered, "model_mismatch")):
+        code, report = _ready(_worker_settings(tmp_path, tagging_enabled="true", models_dir=str(directory)),
+                              "--role", "worker")
+        assert (code, report["ready"], report["features"]["tagging"]) == (0, True, status)

@@ -298,6 +298,7 @@ def server_env(database_url: str, *, s3_endpoint: str | None = None, bucket: str
         "UPLOAD_RATE_LIMIT": "0",
         "DEDUP_POLICY": "allow",  # the same corpus file goes up many times on purpose
         "SWEEP_INTERVAL_SECONDS": "1",
+        "TAGGING_ENABLED": "false",
     }
     if s3_endpoint:
         env.update({"STORAGE_TYPE": "s3", "S3_ENDPOINT_URL": s3_endpoint, "S3_BUCKET_NAME": bucket or "mediahub",
