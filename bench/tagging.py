@@ -7,7 +7,10 @@ so each photo is answered by a model whose L2 strength, weights and thresholds w
 whole set is what is shipped; how often the pictures of the corpus, none of them a listing room, get a room.
 Then the cost of the tag step (decode and inference, one thread) per image, on the rooms photos, on full-size
 phone photos of the corpus and on their 800 px renditions (what a job reads when it tags the `medium`
-variant instead of the original), and the RSS the tagger adds to a fresh process. No figure is asserted.
+variant instead of the original), and the RSS the tagger adds to a fresh process. Last, what tagging costs an
+upload: two `mediahub serve` processes side by side, one tagging (its in-process runner tags each listing photo
+after the 201) and one not, each photo uploaded back to back by one client to each in turn; the ratio of their
+upload latencies, and how many of the uploads the tagging server did tag. No figure is asserted.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from bench import rooms_fit
-from bench.common import Config, console, ms, table, verdict
+from bench.common import Config, console, ms, ratio, table, verdict
+from bench.httpload import Server, p, token
 from bench.corpus import CORPUS_DIR, ROOMS_DIR, manifest, rooms_manifest
 from mediahub.config import Settings
 from mediahub.pipeline.scene import room_features
@@ -33,6 +38,8 @@ from mediahub.pipeline.tagging import UNKNOWN
 GOAL_PRECISION = rooms_fit.GOAL_PRECISION
 GOAL_MS = 30.0
 GOAL_RSS_MIB = 150.0
+GOAL_UPLOAD_RATIO = 1.05  # tagging's upload latency / without: no effect beyond the noise of one run
+TAGGED_WAIT_SECONDS = 120.0
 PHONE_PHOTOS = ("images/good/jpeg_large_jolla_3264x2448.jpg", "images/good/gps_iphone6_hdr_3264x2448.jpg",
                 "images/good/heic_iphone13_3024x4032.heic", "images/good/heic_gps_nokia_hdr_4608x3456.heif")
 
@@ -182,8 +189,9 @@ def rss_probe(warm: str, paths: list[str]) -> None:
 
 
 def _rss(cfg: Config) -> None:
+    # What a tagging job reads: listing photos, and a phone photo's rendition (never a phone original).
     paths = [str(ROOMS_DIR / photo["path"]) for photo in rooms_manifest()]
-    paths += [str(CORPUS_DIR / name) for name in PHONE_PHOTOS]
+    paths += [str(path) for path in _renditions([CORPUS_DIR / name for name in PHONE_PHOTOS], cfg.work / "rss")]
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
     t = table(f"Tagging: RSS the tagger adds to a fresh process (onnxruntime, the session, the tag steps of "
@@ -214,3 +222,74 @@ def run(cfg: Config) -> None:
     _quality(tagger, cfg)
     _timings(tagger, cfg)
     _rss(cfg)
+    _upload_latency(settings, cfg)
+
+
+def _upload_latency(settings: Settings, cfg: Config) -> None:
+    photos = [ROOMS_DIR / photo["path"] for photo in rooms_manifest()][: 8 if cfg.smoke else None]
+    photos += [CORPUS_DIR / name for name in PHONE_PHOTOS[: 1 if cfg.smoke else None]]
+    common = {"UPLOAD_RATE_LIMIT": "0", "DEDUP_POLICY": "allow"}
+    models = str(settings.models_dir.resolve())
+    servers = {"tagging": Server(cfg.work / "upload-tagging", common | {"TAGGING_ENABLED": "true",
+                                                                        "MODELS_DIR": models}),
+               "no tagging": Server(cfg.work / "upload-plain", common | {"TAGGING_ENABLED": "false"})}
+    clients: dict[str, httpx.Client] = {}
+    latencies: dict[tuple[str, str], list[float]] = {}
+    made: list[int] = []
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        clients = {name: httpx.Client(base_url=server.base, timeout=120.0,
+                                      headers={"Authorization": f"Bearer {token()}"})
+                   for name, server in servers.items()}
+        rounds = 1 if cfg.smoke else 3
+        for number in range(rounds + 1):  # the first round warms both servers up: not counted
+            for index, path in enumerate(photos):
+                body = path.read_bytes()
+                order = list(clients) if (number + index) % 2 else list(clients)[::-1]
+                for name in order:
+                    began = time.perf_counter()
+                    reply = clients[name].post(f"/v1/media/properties/tag{number}-{index}/photos",
+                                               files={"file": (path.name, body, "application/octet-stream")})
+                    took = (time.perf_counter() - began) * 1000
+                    if reply.status_code != 201:
+                        raise RuntimeError(f"upload of {path.name} to {name}: {reply.status_code} {reply.text[:300]}")
+                    if number:
+                        kind = "phone photo" if path.parent == CORPUS_DIR / "images" / "good" else "listing photo"
+                        latencies.setdefault((kind, name), []).append(took)
+                        if name == "tagging":
+                            made.append(reply.json()["id"])
+        tagged = _tagged(clients["tagging"], made)
+    finally:
+        for client in clients.values():
+            client.close()
+        for server in servers.values():
+            server.stop()
+    t = table("Tagging: what it costs an upload (ms until the 201; one client, back to back, the same photos to a "
+              "server that tags (in-process runner) and one that does not, in turn), goal tagging/without <= "
+              f"{GOAL_UPLOAD_RATIO:g}x", ["photos", "n", "without p50", "tagging p50", "tagging/without",
+                                          "without p90", "tagging p90", "goal"])
+    for kind in sorted({kind for kind, _ in latencies}):
+        plain, tagging = latencies[(kind, "no tagging")], latencies[(kind, "tagging")]
+        share = statistics.median(tagging) / statistics.median(plain)
+        t.add_row(kind, str(len(plain)), ms(statistics.median(plain)), ms(statistics.median(tagging)), ratio(share),
+                  ms(p(plain, 0.9)), ms(p(tagging, 0.9)), verdict(share <= GOAL_UPLOAD_RATIO))
+    console.print(t)
+    console.print(f"uploads the tagging server tagged (a room tag within {TAGGED_WAIT_SECONDS:g} s): "
+                  f"{tagged} of {len(made)}", markup=False)
+
+
+def _tagged(client: httpx.Client, media_ids: list[int]) -> int:
+    """How many of the items got their machine tags, waiting for the server's runner to get through them."""
+    deadline = time.monotonic() + TAGGED_WAIT_SECONDS
+    tagged = 0
+    for media_id in media_ids:
+        while True:
+            tags = client.get(f"/v1/media/{media_id}").raise_for_status().json()["machine_tags"]
+            if any(tag["kind"] == "room" for tag in tags):
+                tagged += 1
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    return tagged

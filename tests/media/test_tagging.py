@@ -18,7 +18,7 @@ from mediahub.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mediahub.jobs.runner import execute
 from mediahub.media import tagging
 from mediahub.media.access import Principal
-from mediahub.media.job_kinds import TAGGING
+from mediahub.media.job_kinds import TAGGING, VARIANTS
 from mediahub.pipeline.tagger import build_tagger
 from mediahub.runtime import Runtime
 from tests.jobs.helpers import ingest_only
@@ -79,6 +79,26 @@ def test_a_listing_photo_is_tagged_by_a_job_that_leaves_the_item_ready_and_its_o
                                         ("room", "kitchen", "machine", "fake-rooms@1", "suggested")]
     # The smallest whole-picture rendition with a short side of 224 px or more: small (400x300), not the original.
     assert tagger.seen == [(400, 300)]
+
+
+def test_a_photo_whose_variants_a_job_makes_is_tagged_from_one_of_them_after_it(tagged, tagger, tmp_path):
+    """A PNG (or HEIC) is decoded in full: its variants come from a job, and its tagging job only after them, so
+    the tagger reads a rendition instead of decoding the original again."""
+    path = tmp_path / "photo.png"
+    noise = np.random.default_rng(3).integers(0, 256, (750, 1000, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    deferring = make_runtime(tagged.database, tagged.storage, tmp_path, tagger=tagger, image_sizes=SIZES,
+                             make_webp=False, dedup_policy="allow", defer_slow_variants=True)
+    try:
+        item = upload(deferring, path)
+    finally:
+        deferring.jobs.close()
+    (job,) = tagging_jobs(tagged, item.id)
+    with tagged.database.session() as session:
+        variants_job = session.scalar(select(Job).where(Job.media_id == item.id, Job.kind == VARIANTS))
+    assert variants_job is not None and variants_job.id < job.id and job.status == "done"
+    assert tagger.seen == [(400, 300)]
+    assert [tag[1] for tag in tags_of(tagged, item.id)] == ["dishwasher", "kitchen"]
 
 
 def test_without_a_rendition_of_224_px_the_tagger_reads_the_original(tagged, tagger):

@@ -20,6 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from mediahub.db.models import Job, MediaItem, MediaVariant
 from mediahub.db.repositories import MediaRepository, VariantRow
 from mediahub.db.session import Database
@@ -41,7 +43,7 @@ from mediahub.media.job_kinds import (
 from mediahub.media.keys import replacement_key, variant_key
 from mediahub.media.originals import process_stored, stored_on_disk
 from mediahub.media.renditions import PlannedVariant, ReplacementOriginal, StoredOriginal, plan_variants, publish
-from mediahub.media.tagging import record_machine_tags, tagging_source
+from mediahub.media.tagging import queue_tagging_of, record_machine_tags, tagging_source
 from mediahub.pipeline import watermark
 from mediahub.pipeline.focal import FocalPoint, focus_metadata
 from mediahub.pipeline.image import ProcessedImage
@@ -63,11 +65,15 @@ def renditions(context: TaskContext, job: Job) -> FollowUps:
 
 
 def variants(context: TaskContext, job: Job) -> FollowUps:
-    """Every variant of an image whose upload left them to a job: JPEG/PNG, and WebP/AVIF when enabled."""
-    return _make_variants(context, job, encode_options(context.settings))
+    """Every variant of an image whose upload left them to a job: JPEG/PNG, and WebP/AVIF when enabled; then a
+    listing photo's tagging job, which reads one of them (queued with them, when this process has a tagger)."""
+    attempts = context.settings.job_max_attempts
+    follow_up = None if context.tagger is None else lambda session, item: queue_tagging_of(session, item, attempts)
+    return _make_variants(context, job, encode_options(context.settings), follow_up)
 
 
-def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> FollowUps:
+def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions,
+                   follow_up: Callable[[Session, MediaItem], list[int]] | None = None) -> FollowUps:
     item = _item(context.database, job.media_id)
     if item is None:  # deleted meanwhile: nothing to do
         return None
@@ -86,7 +92,7 @@ def _make_variants(context: TaskContext, job: Job, encode: EncodeOptions) -> Fol
     made = _image_variants(item, processed.variants, lambda v: v.name, compared)
     pairs = {(v.name, v.format) for v in processed.variants}
     return _publish(context, item, made, keep=lambda v: (v.name, v.format) not in pairs, original=replacement,
-                    metadata=_marked_with(processed), found=focus_metadata(processed.metadata))
+                    metadata=_marked_with(processed), found=focus_metadata(processed.metadata), follow_up=follow_up)
 
 
 def reprocess(context: TaskContext, job: Job) -> FollowUps:
@@ -207,7 +213,8 @@ def _marked_with(processed: ProcessedImage | ProcessedVideo) -> dict[str, str | 
 
 def _publish(context: TaskContext, item: MediaItem, made: list[PlannedVariant],
              keep: Callable[[MediaVariant], bool], original: tuple[ReplacementOriginal, bytes] | None = None,
-             metadata: dict[str, str | None] | None = None, found: dict[str, Any] | None = None) -> FollowUps:
+             metadata: dict[str, str | None] | None = None, found: dict[str, Any] | None = None,
+             follow_up: Callable[[Session, MediaItem], list[int]] | None = None) -> FollowUps:
     """Write the objects to the store the item's row records (a storage migration may not have moved it yet),
     then swap the rows (and a raw original) in; on failure remove what the item does not use."""
     media_id, stored_in = item.id, item.store
@@ -230,7 +237,7 @@ def _publish(context: TaskContext, item: MediaItem, made: list[PlannedVariant],
         # Sizes as stored (an earlier run's object may be the one kept); a shared object keeps its own.
         rows = [replace(v.row, byte_size=sizes.get(v.row.storage_key, v.row.byte_size)) for v in made]
         purges = publish(context.database, context.storage, media_id, rows, keep, replacement, metadata, found,
-                         cdn=CdnPurge(context.settings, context.storage), stored_in=stored_in)
+                         cdn=CdnPurge(context.settings, context.storage), stored_in=stored_in, follow_up=follow_up)
     except BaseException:
         _remove_unreferenced(context, media_id, written)
         raise

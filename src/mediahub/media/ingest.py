@@ -38,7 +38,7 @@ from mediahub.media.audit import Actor
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.checks import awaiting_checks
 from mediahub.media.cleanup import purge_pending_deletes
-from mediahub.media.job_kinds import Dispatch, dispatch_committed, upload_jobs
+from mediahub.media.job_kinds import VARIANTS, Dispatch, dispatch_committed, upload_jobs
 from mediahub.media.keys import original_key, stored_original_key, variant_key
 from mediahub.media.moderation import CHECKS, replace_in_slot
 from mediahub.media.pixels import PixelWorkers
@@ -380,7 +380,10 @@ class IngestService:
                         on_commit(session, item)
                     job_ids = [enqueue(session, kind, media_id=item.id,
                                        max_attempts=self.settings.job_max_attempts).id for kind in job_kinds]
-                    if self.tags_images and tagging.wants_tags(target.field, item.media_type):
+                    # An upload whose variants a job makes is tagged once they exist (tasks.variants queues it
+                    # then): the tagger reads a small rendition, never a HEIC or PNG decoded in full.
+                    if (self.tags_images and VARIANTS not in job_kinds
+                            and tagging.wants_tags(target.field, item.media_type)):
                         job_ids.append(tagging.queue_tagging(session, item.id, self.settings.job_max_attempts))
                     job_ids += purges
                 return item, job_ids

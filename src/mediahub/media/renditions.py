@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from mediahub.db.models import MediaItem, MediaVariant, PendingDelete
 from mediahub.db.repositories import MediaRepository, VariantRepository, VariantRow
 from mediahub.db.repositories.media import lock_item
@@ -137,7 +139,8 @@ class ReplacementOriginal:
 def publish(database: Database, storage: Storage, media_id: int, rows: list[VariantRow],
             keep: Callable[[MediaVariant], bool], original: ReplacementOriginal | None = None,
             metadata: dict[str, Any] | None = None, found: dict[str, Any] | None = None, *,
-            cdn: CdnPurge, stored_in: tuple[str, str | None]) -> list[int] | None:
+            cdn: CdnPurge, stored_in: tuple[str, str | None],
+            follow_up: Callable[[Session, MediaItem], list[int]] | None = None) -> list[int] | None:
     """Put `rows` in place of the item's variants `keep` rejects (and of those of the same name and
     format), queueing objects no row uses any more for deletion, and the CDN purges of an approved
     item whose variants or original this replaces. The purge jobs' ids, to dispatch after this
@@ -150,7 +153,7 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
     transaction (the raw object is queued for deletion), so the item never names a missing one.
     `metadata` is set in the item's (a None value removes its key) in the same transaction; `found`:
     metadata the job found (the focal point of an item that had none), recorded where the item has no
-    value of its own by now.
+    value of its own by now. `follow_up` queues the jobs that need these variants, in the same transaction.
     """
     pairs = {(row.name, row.format) for row in rows}
     with database.session() as session:
@@ -181,4 +184,6 @@ def publish(database: Database, storage: Storage, media_id: int, rows: list[Vari
             item.meta = {**found, **(item.meta or {})}
         if exposure.is_public(item):
             storage.set_public(list(dict.fromkeys(readable)), True)
+        if follow_up is not None:
+            purges += follow_up(session, item)
     return purges

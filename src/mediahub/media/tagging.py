@@ -22,7 +22,7 @@ from mediahub.db.repositories import AuditRepository, MediaRepository, MemberRep
 from mediahub.db.repositories.job_queue import busy_media_ids, enqueue
 from mediahub.db.repositories.tags import OBJECT, ROOM, NewTag, TagFilter, TagRepository
 from mediahub.db.session import Database
-from mediahub.entities import KINDS, FieldSpec
+from mediahub.entities import KINDS, FieldSpec, get_kind
 from mediahub.errors import Conflict, InvalidInput, NotFound
 from mediahub.media import access, audit
 from mediahub.media.access import Principal
@@ -51,6 +51,12 @@ def wants_tags(field: FieldSpec, media_kind: str) -> bool:
 def queue_tagging(session: Session, media_id: int, max_attempts: int) -> int:
     """A tagging job for the item in the caller's transaction; not part of making it (its status ignores it)."""
     return enqueue(session, TAGGING, media_id=media_id, max_attempts=max_attempts, settles_item=False).id
+
+
+def queue_tagging_of(session: Session, item: MediaItem, max_attempts: int) -> list[int]:
+    """The tagging job of an item whose variants were just made, when its field wants tags (see `wants_tags`)."""
+    field = get_kind(item.entity_type).field(item.entity_field)
+    return [queue_tagging(session, item.id, max_attempts)] if wants_tags(field, item.media_type) else []
 
 
 def tagging_source(item: MediaItem) -> str:
