@@ -33,6 +33,7 @@ from mediahub.pipeline.scene import room_model
 from mediahub.pipeline.tagging import MachineTag
 
 LABEL_MAX, MODEL_MAX = 64, 128  # MediaTag.label and .model
+TAG_FILTERS_MAX = 10  # tags one listing filters by: each is a subquery of the page's and the count's query
 TAGGER_MIN_SIDE = 224  # the input side of the classifiers a tagger runs
 BACKFILL_PAGE = 500  # items examined per transaction (and jobs queued per batch at most)
 EXPORT_PAGE = 500
@@ -62,7 +63,15 @@ def tagging_source(item: MediaItem) -> str:
 
 
 def tag_filter(labels: list[str] | None, min_score: float) -> TagFilter | None:
-    return TagFilter(tuple(labels), min_score) if labels else None
+    """The filter of a listing by these tags, bounded here for every caller (the list API, the library's form
+    that splits one field at commas): more tags, or longer ones than any tag, are refused before a query."""
+    if not labels:
+        return None
+    wanted = tuple(dict.fromkeys(labels))
+    if len(wanted) > TAG_FILTERS_MAX or not all(0 < len(label) <= LABEL_MAX for label in wanted):
+        raise InvalidInput(f"filter by 1 to {TAG_FILTERS_MAX} tags of 1 to {LABEL_MAX} characters",
+                           code="bad_tag_filter", limit=TAG_FILTERS_MAX)
+    return TagFilter(wanted, min_score)
 
 
 def _checked(tag: MachineTag) -> NewTag:
