@@ -39,3 +39,25 @@ def test_a_rerun_saying_the_same_keeps_the_tag_a_moderator_is_reviewing(tagged, 
     assert {(row.label, row.state, row.score) for row in rows} == {
         ("kitchen", "accepted", 0.85), ("dishwasher", "suggested", 0.7), ("sink", "suggested", 0.6)}
     assert {row.label: row.id for row in rows}["dishwasher"] == seen["dishwasher"]
+
+
+ODD_TAGS = ["küche", "厨房", "🍳", 'say "hi"', "back\\slash", "50%", "a_b", "kitchenette", "O'Brien"]
+
+
+def test_typed_tags_match_exactly_whatever_their_characters_on_every_database(tagged):
+    from mediahub.db.repositories import MediaRepository
+    from mediahub.db.repositories.tags import TagFilter
+
+    item = upload(tagged, FLOWER, tags=ODD_TAGS)  # machine: kitchen 0.9
+
+    def listed(*labels: str) -> set[int]:
+        with tagged.database.session() as session:
+            items, total = MediaRepository(session).list_for_entity("property", "P-1", limit=10,
+                                                                    having=TagFilter(labels, 0.5))
+        assert total == len(items)
+        return {row.id for row in items}
+
+    for tag in ODD_TAGS:
+        assert listed(tag) == {item.id}, tag
+    for near in ["kitchenett", "%", "_", "5_%", "a%", "Küche", "küche ", '"hi"', "back", "\\", "O''Brien"]:
+        assert listed(near) == set(), near
