@@ -22,7 +22,7 @@ from mediahub.db.repositories import AuditRepository, MediaRepository, MemberRep
 from mediahub.db.repositories.job_queue import busy_media_ids, enqueue
 from mediahub.db.repositories.tags import OBJECT, ROOM, NewTag, TagFilter, TagRepository
 from mediahub.db.session import Database
-from mediahub.entities import KINDS, FieldSpec
+from mediahub.entities import KINDS, FieldSpec, get_kind
 from mediahub.errors import Conflict, InvalidInput, NotFound
 from mediahub.media import access, audit
 from mediahub.media.access import Principal
@@ -146,7 +146,8 @@ class TagService:
         """The item shows this room: a machine room of that label is accepted; else the moderator's room is set and
         the machine's rooms are rejected (kept beside it, so the export has both)."""
         check_room(label)
-        return self._review(media_id, principal, "tags.correct", lambda rows, decide: _correct(rows, label, decide))
+        return self._review(media_id, principal, "tags.correct", lambda rows, decide: _correct(rows, label, decide),
+                            needs_rooms=True)
 
     @staticmethod
     def _machine_row(rows: list[MediaTag], tag_id: int) -> MediaTag:
@@ -158,10 +159,14 @@ class TagService:
         return row
 
     def _review(self, media_id: int, principal: Principal, action: str,
-                change: Callable[[list[MediaTag], _Decide], None]) -> list[MediaTag]:
+                change: Callable[[list[MediaTag], _Decide], None], needs_rooms: bool = False) -> list[MediaTag]:
+        """`needs_rooms`: the change names the item's room, which only the images of room-tagged fields have (an
+        avatar named a kitchen would be a wrong label in the export and a wrong hit of a tag filter)."""
         with self.database.session() as session:
             item = access.require_view(principal, MediaRepository(session).get(media_id), MemberRepository(session))
             access.require_moderator(principal)
+            if needs_rooms and not wants_tags(get_kind(item.entity_type).field(item.entity_field), item.media_type):
+                raise Conflict("only the images of listing photos' fields have a room", code="not_room_tagged")
             repo = TagRepository(session)
             rows = repo.lock_of_item(item.id)
             before = _states(rows)
