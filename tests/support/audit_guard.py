@@ -11,8 +11,8 @@ What is audited is data (below): the columns of media_items a person changes (AU
 system columns jobs and processing write are SYSTEM_COLUMNS), an item's manual focal point inside its
 metadata, inserts and deletes of items, and every write to entity_members, media_reports and
 duplicate_reviews. In media_tags, a moderator's writes are audited (a review changes a row; a moderator's room is
-inserted, changed, deleted) and a tagging job's are the system's (it inserts the machine's suggestions and
-deletes the undecided ones): `_audited_tag_write` tells them apart.
+inserted, changed, deleted) and a tagging job's are the system's (it inserts the machine's suggestions, rescores
+those it makes again and deletes the other undecided ones): `_audited_tag_write` tells them apart.
 
 Test code that sets up rows directly (not through the application) says so with `unaudited(session)`.
 """
@@ -179,6 +179,8 @@ def _audited_tag_write(obj: Any, kind: str) -> bool:
 def _changed_columns(obj: Any) -> list[str]:
     state = inspect(obj)
     changed = [attr.key for attr in state.attrs if attr.history.has_changes()]
+    if isinstance(obj, MediaTag) and obj.state == SUGGESTED and obj.source != MODERATOR and changed == ["score"]:
+        return []  # a tagging job's new score for a suggestion it makes again: the system's
     if not isinstance(obj, MediaItem):
         return changed
     audited = [name for name in changed if name not in SYSTEM_COLUMNS | SYSTEM_RELATIONSHIPS]

@@ -73,7 +73,7 @@ def queue_stale(database: Database, settings: Settings, scope: Scope,
     """Queue a reprocess job per stale item; the ids of every reprocess job in scope still to run."""
     for page in _pages(database, scope):
         with database.session() as session:
-            busy = busy_media_ids(session, [i.id for i in page])
+            busy = busy_media_ids(session, [i.id for i in page], making=True)
             for item in page:
                 if item.id not in busy and is_stale(item, settings):
                     enqueue(session, REPROCESS, media_id=item.id, max_attempts=settings.job_max_attempts)

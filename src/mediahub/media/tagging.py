@@ -33,6 +33,7 @@ from mediahub.pipeline.scene import room_model
 from mediahub.pipeline.tagging import MachineTag
 
 LABEL_MAX, MODEL_MAX = 64, 128  # MediaTag.label and .model
+TAG_FILTERS_MAX = 10  # tags one listing filters by: each is a subquery of the page's and the count's query
 TAGGER_MIN_SIDE = 224  # the input side of the classifiers a tagger runs
 BACKFILL_PAGE = 500  # items examined per transaction (and jobs queued per batch at most)
 EXPORT_PAGE = 500
@@ -68,7 +69,15 @@ def tagging_source(item: MediaItem) -> str:
 
 
 def tag_filter(labels: list[str] | None, min_score: float) -> TagFilter | None:
-    return TagFilter(tuple(labels), min_score) if labels else None
+    """The filter of a listing by these tags, bounded here for every caller (the list API, the library's form
+    that splits one field at commas): more tags, or longer ones than any tag, are refused before a query."""
+    if not labels:
+        return None
+    wanted = tuple(dict.fromkeys(labels))
+    if len(wanted) > TAG_FILTERS_MAX or not all(0 < len(label) <= LABEL_MAX for label in wanted):
+        raise InvalidInput(f"filter by 1 to {TAG_FILTERS_MAX} tags of 1 to {LABEL_MAX} characters",
+                           code="bad_tag_filter", limit=TAG_FILTERS_MAX)
+    return TagFilter(wanted, min_score)
 
 
 def _checked(tag: MachineTag) -> NewTag:
@@ -143,7 +152,8 @@ class TagService:
         """The item shows this room: a machine room of that label is accepted; else the moderator's room is set and
         the machine's rooms are rejected (kept beside it, so the export has both)."""
         check_room(label)
-        return self._review(media_id, principal, "tags.correct", lambda rows, decide: _correct(rows, label, decide))
+        return self._review(media_id, principal, "tags.correct", lambda rows, decide: _correct(rows, label, decide),
+                            needs_rooms=True)
 
     @staticmethod
     def _machine_row(rows: list[MediaTag], tag_id: int) -> MediaTag:
@@ -155,10 +165,14 @@ class TagService:
         return row
 
     def _review(self, media_id: int, principal: Principal, action: str,
-                change: Callable[[list[MediaTag], _Decide], None]) -> list[MediaTag]:
+                change: Callable[[list[MediaTag], _Decide], None], needs_rooms: bool = False) -> list[MediaTag]:
+        """`needs_rooms`: the change names the item's room, which only the images of room-tagged fields have (an
+        avatar named a kitchen would be a wrong label in the export and a wrong hit of a tag filter)."""
         with self.database.session() as session:
             item = access.require_view(principal, MediaRepository(session).get(media_id), MemberRepository(session))
             access.require_moderator(principal)
+            if needs_rooms and not wants_tags(get_kind(item.entity_type).field(item.entity_field), item.media_type):
+                raise Conflict("only the images of listing photos' fields have a room", code="not_room_tagged")
             repo = TagRepository(session)
             rows = repo.lock_of_item(item.id)
             before = _states(rows)

@@ -45,6 +45,7 @@ from mediahub.api.schemas import (
 )
 from mediahub.media.access import EntityRef
 from mediahub.media.analytics import MAX_DAYS
+from mediahub.media.tagging import TAG_FILTERS_MAX
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 
@@ -55,7 +56,6 @@ ParentId = Annotated[Name | None, Query(max_length=200, description="nested kind
                                                                    "community)")]
 
 
-TAG_FILTERS_MAX = 10
 TAG_FILTER = ("repeatable: only items carrying every one of these tags: one of its own `tags` (as typed), an "
               "accepted machine tag or a moderator's room, or a suggested machine room scored MACHINE_TAG_MIN_SCORE "
               "or more on an item whose room no moderator settled (and not rejected for it)")

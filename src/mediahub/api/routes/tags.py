@@ -60,7 +60,8 @@ def reject_tag(media_id: MediaIdPath, tag_id: TagIdPath, tags: TagServiceDep,
 @router.put("/{media_id}/room", response_model=MachineTagsOut, responses=ERRORS, summary="Correct an item's room",
             description="Moderators and admins. `label` must be a room label (422 `unknown_room_label` lists them). "
                         "A machine room of that label is accepted; otherwise the moderator's room is set and the "
-                        "machine's rooms are rejected, kept beside it for the export.")
+                        "machine's rooms are rejected, kept beside it for the export. 409 `not_room_tagged` for an "
+                        "item that is not an image of a room-tagged field (listing photos).")
 def correct_room(media_id: MediaIdPath, body: RoomRequest, tags: TagServiceDep,
                  principal: PrincipalDep) -> MachineTagsOut:
     return _out(media_id, tags.correct_room(media_id, body.label, principal))

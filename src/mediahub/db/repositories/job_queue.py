@@ -169,9 +169,11 @@ def unfinished_count(session: Session, media_ids: Iterable[int]) -> int:
     ) or 0
 
 
-def busy_media_ids(session: Session, media_ids: Iterable[int], kind: str | None = None) -> set[int]:
-    """Which of these items have an unfinished job (of `kind`, if given)."""
-    of_kind = [] if kind is None else [Job.kind == kind]
+def busy_media_ids(session: Session, media_ids: Iterable[int], kind: str | None = None,
+                   making: bool = False) -> set[int]:
+    """Which of these items have an unfinished job (of `kind`, if given; `making`: one that is part of making
+    the item, `settles_item`, so a tagging job still to run does not count)."""
+    of_kind = ([] if kind is None else [Job.kind == kind]) + ([Job.settles_item.is_(True)] if making else [])
     return set(session.scalars(
         select(Job.media_id).where(Job.media_id.in_(list(media_ids)), Job.status.in_(UNFINISHED), *of_kind)
     ))

@@ -94,22 +94,28 @@ class TagRepository:
 
     def replace_machine(self, media_id: int, tags: Sequence[NewTag]) -> bool:
         """The item's machine opinion becomes `tags`: its suggested machine rows (of any model: the newest opinion
-        replaces undecided older ones) are deleted and `tags` inserted, but a decided row stays as it is, and a
-        tag equal to one (same model, kind and label) is that row. False (nothing written) when the item is gone.
-        The rows go one by one (as ORM deletes): a few per item, and each is seen as the system's change."""
+        replaces undecided older ones) that `tags` no longer has are deleted and the new ones inserted, but a
+        decided row stays as it is, and a tag equal to a row (same model, kind and label) is that row (a suggested
+        one takes the new score): a re-run that says the same keeps the ids a moderator may be reviewing. False
+        (nothing written) when the item is gone. The rows go one by one (as ORM deletes): a few per item, and
+        each is seen as the system's change."""
         rows = self.lock_of_item(media_id)
         if self.session.scalar(select(MediaItem.id).where(MediaItem.id == media_id)) is None:
             return False
-        decided = {(row.source, row.model, row.kind, row.label) for row in rows if row.state != SUGGESTED}
-        for row in rows:
-            if row.source == MACHINE and row.state == SUGGESTED:
+        fresh = {(tag.model, tag.kind, tag.label): tag for tag in tags}  # one row per model, kind and label
+        kept = {(row.model, row.kind, row.label): row for row in rows if row.source == MACHINE}
+        for key, row in kept.items():
+            if row.state != SUGGESTED:
+                continue
+            if key in fresh:
+                row.score = fresh[key].score
+            else:
                 self.session.delete(row)
         self.session.flush()
-        fresh = {(tag.kind, tag.label): tag for tag in tags}  # one row per kind and label
         self.session.add_all(
             MediaTag(media_id=media_id, kind=tag.kind, label=tag.label, score=tag.score, source=MACHINE,
                      model=tag.model, state=SUGGESTED)
-            for tag in fresh.values() if (MACHINE, tag.model, tag.kind, tag.label) not in decided)
+            for key, tag in fresh.items() if key not in kept)
         self.session.flush()
         return True
 

@@ -22,7 +22,7 @@ from mediahub.api.schemas import MAX_ID, MediaOut, Name
 from mediahub.entities import FieldSpec
 from mediahub.errors import NotFound
 from mediahub.media.access import EntityRef
-from mediahub.media.tagging import room_labels
+from mediahub.media.tagging import TAG_FILTERS_MAX, room_labels
 from mediahub.media.manage import EntityPage, EntityRights, MediaService, MediaView
 from mediahub.pipeline.placeholders import blurhash_average
 
@@ -35,7 +35,7 @@ PROCESSING = frozenset({"queued", "processing"})
 Word = Annotated[str | None, Query(max_length=200)]
 PerPage = Annotated[int, Query(ge=1, le=100, description="tiles per field per page")]
 # Tags to filter by: the list API's words (a form's one field may hold several, comma-separated).
-TagWords = Annotated[list[Name] | None, Query(max_length=10)]
+TagWords = Annotated[list[Name] | None, Query(max_length=TAG_FILTERS_MAX)]
 
 
 @dataclass(frozen=True)
