@@ -16,9 +16,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import HOPPER, Tokens, add_member, upload
+from tests.api.conftest import HOPPER, AppFactory, Tokens, add_member, upload
+from tests.support.taggers import FixedTagger
 
 ROLES = ("anonymous", "user", "owner", "moderator", "admin")
 Request = Callable[[dict[str, Any]], tuple[str, str, dict[str, Any]]]
@@ -86,6 +88,11 @@ MATRIX = [
     Row("audit trail",              lambda w: ("GET", "/v1/media/audit", {}),                                                                        (401, 403, 403, 403, 200)),
     Row("history of pending",       lambda w: ("GET", f"/v1/media/{w['P']['id']}/history", {}),                                                      (401, 404, 200, 200, 200)),
     Row("history of approved",      lambda w: ("GET", f"/v1/media/{w['A']['id']}/history", {}),                                                      (401, 403, 200, 200, 200)),
+    Row("accept tag of pending",    lambda w: ("POST", f"/v1/media/{w['P']['id']}/tags/{w['TAG_P']}/accept", {}),                                   (401, 404, 403, 200, 200)),
+    Row("reject tag of approved",   lambda w: ("POST", f"/v1/media/{w['A']['id']}/tags/{w['TAG_A']}/reject", {}),                                   (401, 403, 403, 200, 200)),
+    Row("correct room of pending",  lambda w: ("PUT", f"/v1/media/{w['P']['id']}/room", {"json": {"label": "bedroom"}}),                            (401, 404, 403, 200, 200)),
+    Row("correct room of approved", lambda w: ("PUT", f"/v1/media/{w['A']['id']}/room", {"json": {"label": "bedroom"}}),                            (401, 403, 403, 200, 200)),
+    Row("export tag decisions",     lambda w: ("GET", "/v1/media/tags/export", {}),                                                                  (401, 403, 403, 200, 200)),
     Row("put member",               lambda w: ("PUT", "/v1/media/entities/property/123/members/USR-NEW", {"json": {"role": "editor"}}),              (401, 403, 403, 403, 200)),
     Row("delete member",            lambda w: ("DELETE", "/v1/media/entities/property/123/members/USR-OWNER", {}),                                   (401, 403, 403, 403, 204)),
     Row("file of pending, unsigned", lambda w: ("GET", _url_path(w["P"]["url"], signed=False), {}),                                                  (404, 404, 200, 200, 200)),
@@ -125,16 +132,25 @@ MATRIX = [
 
 
 @pytest.fixture
+def app(app_factory: AppFactory) -> FastAPI:
+    """Listing photos get machine tags (from a fake classifier), for the rows of the tag review routes."""
+    return app_factory(tagger=FixedTagger())
+
+
+@pytest.fixture
 def world(client: TestClient, tokens: Tokens) -> dict[str, Any]:
     add_member(client, tokens, "property:123", "USR-OWNER")
     pending = upload(client, "/v1/media/properties/123/photos", tokens.owner()).json()
     approved = upload(client, "/v1/media/properties/123/photos", tokens.header("USR-OWNER", verified=True)).json()
     assert (pending["moderation_status"], approved["moderation_status"]) == ("pending", "approved")
+    assert client.app.state.runtime.wait_for_jobs([pending["id"], approved["id"]], timeout=60)  # type: ignore[attr-defined]
+    tags = {name: client.get(f"/v1/media/{item['id']}", headers=tokens.admin()).json()["machine_tags"][0]["id"]
+            for name, item in (("TAG_P", pending), ("TAG_A", approved))}
     transforms = {name: client.post(f"/v1/media/{item['id']}/transform-url", json={"width": 64},
                                     headers=tokens.owner()).json()["url"]
                   for name, item in (("TP", pending), ("TA", approved))}
     tus = client.post("/v1/media/tus/", headers={**tokens.owner(), **_tus_creation()["headers"]})
-    return {"P": pending, "A": approved, **transforms, "T": tus.headers["location"].rsplit("/", 1)[-1]}
+    return {"P": pending, "A": approved, **transforms, **tags, "T": tus.headers["location"].rsplit("/", 1)[-1]}
 
 
 def _headers(tokens: Tokens, role: str) -> dict[str, str]:
