@@ -27,6 +27,8 @@ HEADERS = (
     "Tagging: room type on the rooms dev set",
     "Tagging: ms per image of the tag step",
     "Tagging: RSS the tagger adds",
+    "Tagging: what it costs an upload",
+    "uploads the tagging server tagged",
     "bench done in",
 )
 SCALE_HEADERS = (
@@ -58,6 +60,9 @@ def test_bench_smoke_prints_every_table():
     for header in HEADERS:
         assert header in out, f"missing table {header!r}:\n{out[-3000:]}"
     assert "Scale:" not in out and "Uploads:" not in out  # run only when named
+    # The server that tags did tag every listing photo uploaded to it: the comparison is of real work.
+    tagged = re.search(r"uploads the tagging server tagged .*: (\d+) of (\d+)", out)
+    assert tagged and tagged[1] == tagged[2] != "0", out[-3000:]
 
 
 @pytest.mark.slow
