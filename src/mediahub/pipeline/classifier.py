@@ -90,8 +90,8 @@ def _session(path: Path, sha256: str, threads: int) -> Any:
         if session is None:
             import onnxruntime
 
-            # Checked, then loaded by path: onnxruntime reading the file itself keeps about 15 MB less than
-            # a session made from bytes. MODELS_DIR is the install's, as the service's own code is.
+            # Checked, then loaded by path: onnxruntime reading the file itself keeps less memory than a
+            # session made from bytes. MODELS_DIR is the install's, as the service's own code is.
             found = sha256_of(path)
             if found != sha256:
                 raise ModelMismatch(f"{path}: SHA-256 {found}, pinned {sha256}")
@@ -182,7 +182,7 @@ def _pillow_render(path: Path, header: Image.Image, orientation: int) -> np.ndar
 
 def _heif_thumbnail(path: Path) -> Image.Image | None:
     """The HEIF's embedded thumbnail when its shorter side reaches the model's input (phones embed one of
-    about 320 px): HEVC has no shrink-on-load, and a 12 MP HEIC decoded in full costs about 0.6 s."""
+    about 320 px): HEVC has no shrink-on-load, so without it the whole picture is decoded."""
     import pillow_heif
 
     try:

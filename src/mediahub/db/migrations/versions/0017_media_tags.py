@@ -2,7 +2,7 @@
 
 Revision ID: 0017
 Revises: 0016
-Create Date: 2026-12-14
+Create Date: 2026-12-06
 
 * `media_tags`: per item, room and object tags with their score, source (machine or moderator), model and
   review state (db/models.py `MediaTag`), deleted with their item; indexed by item (the unique key), by
