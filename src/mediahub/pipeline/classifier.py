@@ -82,8 +82,10 @@ _sessions: dict[tuple[Path, str, int], Any] = {}
 _sessions_lock = threading.Lock()
 
 
-def _session(path: Path, sha256: str, threads: int) -> Any:
-    """The process's one onnxruntime session of the file, made on first use; its run() is thread-safe."""
+def verified_session(path: Path, sha256: str, threads: int) -> Any:
+    """The process's one onnxruntime session of the model file, made on first use once the file is hashed again
+    and found to be `sha256` (else ModelMismatch: a file swapped since a check must judge nothing); its run() is
+    thread-safe. Both models (this classifier and the NSFW check) are loaded here."""
     key = (path.resolve(), sha256, threads)
     with _sessions_lock:
         session = _sessions.get(key)
@@ -117,7 +119,7 @@ class Classifier:
 
     def probabilities(self, image: Path) -> np.ndarray:
         """Softmax over the 1000 classes (float32, sums to 1) for the picture in the file `image`."""
-        session = _session(self.path, self.sha256, self.threads)
+        session = verified_session(self.path, self.sha256, self.threads)
         logits = session.run(None, {session.get_inputs()[0].name: model_input(image, self.limits)})[0][0]
         exp = np.exp(logits - logits.max())
         return exp / exp.sum()

@@ -20,6 +20,7 @@ from typing import Any
 
 from mediahub.errors import Unavailable
 from mediahub.pipeline import exif as exif_step
+from mediahub.pipeline.classifier import ModelMismatch, verified_session
 from mediahub.pipeline.intake import sha256_of
 from mediahub.pipeline.normalise import to_display
 from mediahub.pipeline.orient import upright
@@ -31,7 +32,7 @@ MODEL_FILE = "open-nsfw.onnx"
 MODEL_SHA256 = "864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa"
 MODEL = f"open_nsfw@{MODEL_SHA256[:8]}"  # what a score names as its model
 INPUT_SIDE = 256  # the reference resizes to 256x256 before its 224 crop
-THREADS = 1  # onnxruntime threads per run (intra- and inter-op)
+THREADS = 1  # onnxruntime threads per run
 
 # Readiness codes of the model (`NsfwModel.check`).
 MODEL_MISSING = "nsfw_model_missing"
@@ -79,13 +80,13 @@ class NsfwModel:
         with self._lock:
             if self._session is None:
                 path = self._checked()
-                # Verified again as it is loaded: readiness may have checked it long before, and a file
-                # swapped since must not judge anything. Loaded by path, as the tagging classifier is.
-                if (actual := sha256_of(path)) != MODEL_SHA256:
-                    self._error = Unavailable(f"the NSFW model {path} has SHA-256 {actual} since it was "
-                                              f"checked, not {MODEL_SHA256}", code=MODEL_TAMPERED)
-                    raise self._error
-                self._session = self._load(path)
+                # Verified again as it is loaded: readiness may have checked it long before.
+                try:
+                    self._session = verified_session(path, MODEL_SHA256, THREADS)
+                except ModelMismatch as exc:
+                    self._error = Unavailable(f"the NSFW model changed since it was checked: {exc}",
+                                              code=MODEL_TAMPERED)
+                    raise self._error from exc
             return self._session
 
     def _checked(self) -> Path:
@@ -109,15 +110,6 @@ class NsfwModel:
         if importlib.util.find_spec("onnxruntime") is None:
             raise Unavailable("onnxruntime is not installed", code=RUNTIME_MISSING)
         return path
-
-    @staticmethod
-    def _load(path: Path) -> Any:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = THREADS
-        options.inter_op_num_threads = THREADS
-        return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _picture(path: Path, fmt: str, limits: ImageLimits) -> Any:
