@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import event, text
 
 from mediahub.db.repositories import MediaRepository, VariantRow
 from mediahub.db.repositories.render_claims import RenderClaimRepository
@@ -177,6 +178,39 @@ def test_deleting_an_item_while_a_result_is_stored_leaves_no_object(client: Test
         media.delete(loaded)
     purge_pending_deletes(runtime.database, runtime.storage)
     assert not _stored(tmp_path, "*_t-*"), "a stored result outlived its item"
+
+
+def test_an_item_deleted_between_the_lookup_and_the_access_check_is_a_404(app_factory: AppFactory, tokens: Tokens,
+                                                                          migrated_database_url: str) -> None:
+    """A pending item's image is looked up, then its access is checked on the item read again; a delete
+    committed between the two (PostgreSQL and SQLite: each statement sees the latest commit) left that read empty
+    and the check failed on None (500). Seen once in the many-processes chaos run."""
+    with TestClient(app_factory(database_url=migrated_database_url), raise_server_exceptions=False) as client:
+        response = upload(client, "/v1/media/users/USR-9/avatar", tokens.header("USR-9"), file=LANDSCAPE_6)
+        assert response.status_code == 201, response.text
+        item = response.json()
+        assert item["moderation_status"] == "pending"
+        database = client.app.state.runtime.database
+        deleted: list[int] = []
+
+        def delete_before_the_item_is_read(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            by_id = statement.lstrip().startswith("SELECT") and "FROM media_items" in statement and (
+                "WHERE media_items.id = " in statement)
+            if by_id and not deleted:
+                deleted.append(item["id"])
+                with database.engine.begin() as other:
+                    other.execute(text("DELETE FROM media_items WHERE id = :id"), {"id": item["id"]})
+
+        event.listen(database.engine, "before_cursor_execute", delete_before_the_item_is_read)
+        try:
+            response = client.get(f"/v1/images/{item['public_id']}/small.jpg", headers=tokens.admin())
+        finally:
+            event.remove(database.engine, "before_cursor_execute", delete_before_the_item_is_read)
+        assert deleted == [item["id"]]
+        if database.engine.dialect.name in ("mysql", "mariadb"):  # REPEATABLE READ: both reads see one snapshot
+            assert response.status_code in (200, 404), response.text
+        else:
+            assert_problem(response, 404, "image_not_found")
 
 
 # Availability

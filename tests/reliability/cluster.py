@@ -26,7 +26,7 @@ from mediahub.db import migrate
 from mediahub.db.models import Job, MediaItem, MediaVariant, RenderClaim
 from mediahub.db.session import Database
 from mediahub.media.transform_urls import FORMAT_EXTENSIONS
-from tests.reliability.harness import ServerProcess, WorkerProcess, admin, bearer, wait_until
+from tests.reliability.harness import ChildProcess, ServerProcess, WorkerProcess, admin, bearer, wait_until
 from tests.support.corpus import CORPUS_DIR
 
 PHOTOS = [CORPUS_DIR / "images/good" / name for name in ("jpeg_flower.jpg", "png_hopper.png", "jpeg_hopper.jpg")]
@@ -76,6 +76,15 @@ def cluster(env: dict[str, str], workdir: Path, apis: int = 2, workers: int = 2)
                 worker.terminate(timeout=30)
         for api in started.apis:
             api.stop()
+
+
+def tracebacks(processes: list[ChildProcess], most: int = 3) -> list[str]:
+    """The last `most` tracebacks each process logged, so a failed run says where a 500 came from."""
+    found: list[str] = []
+    for process in processes:
+        parts = process.log().split("Traceback (most recent call last):")[1:]
+        found.extend(f"{process.log_path}: Traceback (most recent call last):{part[:3000]}" for part in parts[-most:])
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

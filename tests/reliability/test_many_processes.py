@@ -35,6 +35,7 @@ from tests.reliability.cluster import (
     render_from_both,
     rows_of,
     stray_entity,
+    tracebacks,
     unservable,
     wait_for_final_jobs,
 )
@@ -114,7 +115,7 @@ def test_many_processes_survive_kills_with_every_invariant(broker: str, pg_url: 
         traffic.run(CHAOS_SECONDS, CLIENTS)
         killer.join()
         assert first.alive() and procs.workers[1].alive()
-        assert traffic.unexpected == [], traffic.unexpected[:10]
+        assert traffic.unexpected == [], (traffic.unexpected[:10], tracebacks([*procs.apis, *procs.workers]))
         assert traffic.cuts_on_survivors == 0, "a request to a process that was not killed was cut"
 
         # Every job ends: the killed worker's leases run out and the surviving worker takes its jobs.

@@ -285,9 +285,10 @@ class Delivery:
             item = VariantRepository(session).for_delivery(public_id, names)
             if item is None:
                 raise _not_found(public_id)
-            if not exposure.is_public(item) and not access.can_view(
-                    principal, MediaRepository(session).get(item.id), MemberRepository(session)):
-                raise _not_found(public_id)
+            if not exposure.is_public(item):
+                full = MediaRepository(session).get(item.id)  # None: deleted since the lookup
+                if full is None or not access.can_view(principal, full, MemberRepository(session)):
+                    raise _not_found(public_id)
         return item
 
     @staticmethod
