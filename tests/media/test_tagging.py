@@ -3,6 +3,9 @@ a moderator's decision, the filter by tag, the review, the backfill and the expo
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from mediahub.db.models import Job, MediaItem, MediaTag
 from mediahub.db.repositories import MediaRepository
 from mediahub.db.repositories.tags import TagFilter, TagRepository
 from mediahub.errors import Conflict, Forbidden, InvalidInput, NotFound
-from mediahub.jobs.runner import execute
+from mediahub.jobs.runner import JOB_NICENESS, execute
 from mediahub.media import tagging
 from mediahub.media.access import Principal
 from mediahub.media.job_kinds import TAGGING, VARIANTS
@@ -79,6 +82,37 @@ def test_a_listing_photo_is_tagged_by_a_job_that_leaves_the_item_ready_and_its_o
                                         ("room", "kitchen", "machine", "fake-rooms@1", "suggested")]
     # The smallest whole-picture rendition with a short side of 224 px or more: small (400x300), not the original.
     assert tagger.seen == [(400, 300)]
+
+
+def _niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+class NicenessRecordingTagger(FixedTagger):
+    """Keeps the scheduling niceness of the thread that runs each tagging."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.niceness: list[int] = []
+
+    def tag(self, image: Path) -> list:
+        self.niceness.append(_niceness())
+        return super().tag(image)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread has a priority of its own on Linux")
+def test_the_in_process_runner_tags_below_the_priority_of_the_upload(sqlite_db, local_storage, tmp_path, photo):
+    """On a busy server the job of one upload must not slow the next: the runner's threads are nicer than the
+    thread that ingests, and lowering them leaves the rest of the process as it was."""
+    tagger = NicenessRecordingTagger()
+    runtime = make_runtime(sqlite_db, local_storage, tmp_path, tagger=tagger, image_sizes=SIZES, make_webp=False)
+    uploading = _niceness()
+    try:
+        upload(runtime, photo)
+    finally:
+        runtime.jobs.close()
+    assert tagger.niceness == [min(19, uploading + JOB_NICENESS)]
+    assert _niceness() == uploading and os.getpriority(os.PRIO_PROCESS, os.getpid()) == uploading
 
 
 def test_a_photo_whose_variants_a_job_makes_is_tagged_from_one_of_them_after_it(tagged, tagger, tmp_path):

@@ -10,7 +10,9 @@ takes them at once instead of after the lease has run out.
 from __future__ import annotations
 
 import logging
+import os
 import queue as queues
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -24,8 +26,14 @@ from mediahub.db.session import Database
 from mediahub.jobs.context import TaskContext
 from mediahub.jobs.tasks import TASKS
 from mediahub.media.job_kinds import Dispatch, dispatch_committed
+from mediahub.media.pixels import NICENESS as PIXEL_NICENESS
 
 log = logging.getLogger(__name__)
+
+# Added to the niceness of each thread of the in-process runner, past the pixel processes': on a busy
+# server an upload's pixel work (in those processes, or in the request's thread) runs before the jobs
+# queued behind earlier uploads (tagging, checks, deferred variants), which answer no request.
+JOB_NICENESS = 2 * PIXEL_NICENESS
 
 
 class Dispatcher(Protocol):
@@ -104,6 +112,18 @@ def _run(context: TaskContext, job: Job, dispatch: Dispatch | None) -> Job:
     return job
 
 
+def _lower_this_threads_priority(increment: int) -> None:
+    """Raise the calling thread's niceness by `increment` (Linux schedules threads one by one; elsewhere the
+    call would change the whole process, so it does nothing)."""
+    if sys.platform != "linux":
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + increment))
+    except OSError as exc:  # a sandbox that forbids it: the jobs run at the server's priority
+        log.warning("could not lower the priority of job thread %s: %s", thread, exc)
+
+
 def seconds_until(job: Job) -> float:
     return max(0.0, (job.run_after - utcnow()).total_seconds())
 
@@ -177,6 +197,7 @@ class InProcessRunner:
                 self._pending.put(job_id)
 
     def _work(self) -> None:
+        _lower_this_threads_priority(JOB_NICENESS)
         while (job_id := self._pending.get()) is not None and not self._closed:
             self._run(job_id)
 
