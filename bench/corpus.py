@@ -46,3 +46,10 @@ def rooms_manifest() -> list[dict[str, Any]]:
         raise CorpusMissing(f"rooms dev set not found at {ROOMS_DIR} (expected ../shared/rooms beside the project, "
                             "or set MEDIAHUB_ROOMS)")
     return json.loads(path.read_text())
+
+
+@lru_cache(maxsize=1)
+def object_judgements() -> dict[tuple[str, str], bool]:
+    """(dev photo path, object tag) -> whether the object is in view, as judged by eye (object_judgements.json)."""
+    table = json.loads((Path(__file__).parent / "object_judgements.json").read_text())
+    return {(row["path"], row["tag"]): row["correct"] for row in table["judgements"]}

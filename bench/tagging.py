@@ -30,9 +30,9 @@ import numpy as np
 from bench import rooms_fit
 from bench.common import Config, console, ms, ratio, table, verdict
 from bench.httpload import Server, p, token
-from bench.corpus import CORPUS_DIR, ROOMS_DIR, manifest, rooms_manifest
+from bench.corpus import CORPUS_DIR, ROOMS_DIR, manifest, object_judgements, rooms_manifest
 from mediahub.config import Settings
-from mediahub.pipeline.scene import room_features
+from mediahub.pipeline.scene import object_table, objects, room_features
 from mediahub.pipeline.tagger import build_tagger
 from mediahub.pipeline.tagging import UNKNOWN
 
@@ -110,6 +110,30 @@ def _quality(tagger, cfg: Config) -> None:
     console.print(f"corpus test pictures (few are rooms) answered a room: {len(roomed)} of {len(others)}"
                   + (": " + ", ".join(f"{name} {room}" for name, room in roomed.items()) if roomed else ""),
                   markup=False)
+    _objects(photos, probabilities, shipped)
+
+
+def _objects(photos: list[dict], probabilities: np.ndarray, rooms: list[str]) -> None:
+    """Precision of the shipped object table on the dev set, by the judgments of bench/object_judgements.json."""
+    judged = object_judgements()
+    tallies: dict[str, list[int]] = {}  # tag -> [given, right, not judged]
+    for photo, row, room in zip(photos, probabilities, rooms):
+        for label, _ in objects(row, room):
+            verdict_of = judged.get((photo["path"], label))
+            tally = tallies.setdefault(label, [0, 0, 0])
+            tally[0] += 1
+            tally[1] += verdict_of is True
+            tally[2] += verdict_of is None
+    t = table(f"Tagging: object tags on the rooms dev set, {object_table().version}, judged by eye "
+              f"(bench/object_judgements.json; precision only), goal precision >= {GOAL_PRECISION}",
+              ["tag", "given", "right", "precision", "not judged", "goal"])
+    for label, (given, right, unjudged) in sorted(tallies.items()):
+        t.add_row(label, str(given), str(right), f"{right / given:.2f}", str(unjudged),
+                  verdict(None if unjudged else right / given >= GOAL_PRECISION))
+    given, right, unjudged = (sum(tally[n] for tally in tallies.values()) for n in range(3))
+    t.add_row("all", str(given), str(right), f"{right / given:.2f}" if given else "-", str(unjudged),
+              verdict(None if unjudged or not given else right / given >= GOAL_PRECISION))
+    console.print(t)
 
 
 def _timings(tagger, cfg: Config) -> None:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.corpus import CORPUS_DIR, ROOMS_DIR, CorpusMissing, manifest, rooms_manifest
+from bench.corpus import CORPUS_DIR, ROOMS_DIR, CorpusMissing, manifest, object_judgements, rooms_manifest
 
 __all__ = ["CORPUS_DIR", "ROOMS_DIR", "CorpusFile", "CorpusMissing", "corpus_files", "corpus_images", "corpus_videos",
-           "manifest", "rooms_manifest"]
+           "manifest", "object_judgements", "rooms_manifest"]
 
 
 @dataclass(frozen=True)

@@ -99,17 +99,41 @@ class ObjectRule:
     name: str  # what people read ("Dishwasher")
     classes: tuple[int, ...]
     threshold: float
+    rooms: frozenset[str]  # the rooms it is tagged in once the room is known; empty: any
+
+
+@dataclass(frozen=True)
+class ObjectTable:
+    version: str  # part of every machine tag's `model`: a changed table is another model
+    rules: tuple[ObjectRule, ...]
+
+
+def object_table_of(table: dict) -> ObjectTable:
+    """The object table from its JSON form (data/object_tags.json), checked: rooms must be the room model's."""
+    known = set(room_model().rooms)
+    rules = []
+    for row in table["objects"]:
+        rooms = frozenset(row.get("rooms", ()))
+        if not rooms <= known:
+            raise ValueError(f"object_tags.json {row['label']}: not a room of the room model: {sorted(rooms - known)}")
+        classes = tuple(_indices(row["classes"], f"object_tags.json {row['label']}"))
+        rules.append(ObjectRule(row["label"], row["name"], classes, float(row["threshold"]), rooms))
+    return ObjectTable(table["version"], tuple(rules))
 
 
 @cache
-def object_rules() -> tuple[ObjectRule, ...]:
-    return tuple(ObjectRule(row["label"], row["name"], tuple(_indices(row["classes"], f"object_tags.json {row['label']}")),
-                            float(row["threshold"]))
-                 for row in data_table("object_tags.json")["objects"])
+def object_table() -> ObjectTable:
+    return object_table_of(data_table("object_tags.json"))
 
 
-def objects(probabilities: np.ndarray) -> list[tuple[str, float]]:
-    """The object tags of one picture whose summed class probability reaches their threshold, surest first."""
-    found = [(rule.label, float(probabilities[list(rule.classes)].sum())) for rule in object_rules()]
-    return sorted(((label, score) for (label, score), rule in zip(found, object_rules()) if score >= rule.threshold),
-                  key=lambda item: -item[1])
+def objects(probabilities: np.ndarray, room: str) -> list[tuple[str, float]]:
+    """The object tags of one picture whose summed class probability reaches their threshold, surest first;
+    a rule bound to rooms is left out of a picture answered another room (`unknown` binds nothing)."""
+    tagged = []
+    for rule in object_table().rules:
+        if room != UNKNOWN and rule.rooms and room not in rule.rooms:
+            continue
+        score = float(probabilities[list(rule.classes)].sum())
+        if score >= rule.threshold:
+            tagged.append((rule.label, score))
+    return sorted(tagged, key=lambda item: -item[1])

@@ -14,7 +14,7 @@ from mediahub.config import Settings
 from mediahub.pipeline.classifier import Classifier, ModelEntry, installed_models
 from mediahub.pipeline.intake import sha256_of
 from mediahub.pipeline.options import image_limits
-from mediahub.pipeline.scene import RoomModel, object_rules, objects, room_model
+from mediahub.pipeline.scene import ObjectTable, RoomModel, object_table, objects, room_model
 from mediahub.pipeline.tagging import MachineTag, Tagger
 
 MODEL_NAME = "efficientnet-lite0"  # the row of data/models.json the tagger runs
@@ -31,16 +31,16 @@ RUNTIME_MISSING = "runtime_missing"  # onnxruntime is not installed
 class ImageNetTagger:
     """One room tag (maybe `unknown`) and the object tags of an image, from one classifier run."""
 
-    def __init__(self, classifier: Classifier, entry: ModelEntry, room_model: RoomModel):
+    def __init__(self, classifier: Classifier, entry: ModelEntry, room_model: RoomModel, object_table: ObjectTable):
         self.classifier = classifier
         self.room_model = room_model
-        self.model = f"{entry.name}@{entry.sha256[:8]}/{room_model.version}"
+        self.model = f"{entry.name}@{entry.sha256[:8]}/{room_model.version}+{object_table.version}"
 
     def tag(self, image: Path) -> list[MachineTag]:
         probabilities = self.classifier.probabilities(image)
         room, score = self.room_model.decide(self.room_model.scores(probabilities))
         tags = [MachineTag(room, "room", round(score, 4), self.model)]
-        tags += [MachineTag(label, "object", round(value, 4), self.model) for label, value in objects(probabilities)]
+        tags += [MachineTag(label, "object", round(value, 4), self.model) for label, value in objects(probabilities, room)]
         return tags
 
 
@@ -61,6 +61,5 @@ def build_tagger(settings: Settings) -> tuple[Tagger | None, str]:
     if found != entry.sha256:
         return None, MODEL_MISMATCH
     rooms = room_model()
-    object_rules()  # a broken table fails here, at start-up, not in the first job
     classifier = Classifier(path, entry.sha256, image_limits(settings), threads=settings.tagging_threads)
-    return ImageNetTagger(classifier, entry, rooms), OK
+    return ImageNetTagger(classifier, entry, rooms, object_table()), OK  # a broken table fails at start-up
