@@ -120,6 +120,23 @@ def test_an_approved_upload_replaces_at_once(runtime):
     assert stored_keys(runtime) == set(new.keys())
 
 
+def test_dismissing_reports_approves_only_an_item_the_reports_hid(runtime):
+    """A flag raised by a moderator (or by the automated checks) is not the reports': dismissing them closes them
+    and leaves that flag; with no open report, a dismissal decides nothing."""
+    moderation = _moderation(runtime, hide_threshold=1)
+    flagged = _upload(runtime, "property:P1:gallery", "OWNER", verified=True)
+    moderation.decide(flagged.id, MODERATOR, "flagged", "looks like a stock photo")
+    moderation.report(flagged.id, Principal("OWNER"), "please look again")
+    assert moderation.dismiss(flagged.id, MODERATOR).moderation_status == "flagged"
+    assert moderation.queue(MODERATOR, 0, 10)[0][0].open_reports == 0
+
+    hidden = _upload(runtime, "property:P2:gallery", "OWNER", verified=True, path=OTHER_PHOTO)
+    assert moderation.report(hidden.id, Principal("U1"), None).moderation_status == "flagged"
+    assert moderation.dismiss(hidden.id, MODERATOR).moderation_status == "approved"
+    moderation.decide(hidden.id, MODERATOR, "flagged", None)
+    assert moderation.dismiss(hidden.id, MODERATOR).moderation_status == "flagged"  # nothing open to dismiss
+
+
 def test_reports_hide_only_at_the_threshold_of_distinct_reporters(runtime):
     moderation = _moderation(runtime, hide_threshold=3)
     item = _upload(runtime, "property:P1:gallery", "OWNER", verified=True)

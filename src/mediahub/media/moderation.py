@@ -37,6 +37,7 @@ REPORTS_SHOWN = 10  # open reports listed per queue entry (the count covers all)
 REPORT_HISTORY_SHOWN = 100  # an item's reports listed, newest first (the count covers all)
 REPORT_WINDOW = timedelta(hours=1)  # REPORT_RATE_LIMIT counts a reporter's reports in this window
 DISMISSED = "dismissed"
+HIDDEN_BY_REPORTS = "hidden until a moderator decides: reported by"  # the reason of a flag reports raised
 # The item's metadata key of its automated checks (media/checks.py): their results, and whether they still
 # decide its status (`awaiting`), which any status change ends.
 CHECKS = "checks"
@@ -184,13 +185,14 @@ class ModerationService:
             if self.hide_threshold and count >= self.hide_threshold and item.moderation_status == "approved":
                 purges = self.cdn.queue(session, item, REJECT)
                 with audit.recording(session, SYSTEM_ACTOR, "media.flag", item):
-                    apply_status(item, "flagged", f"hidden until a moderator decides: reported by {count} users")
+                    apply_status(item, "flagged", f"{HIDDEN_BY_REPORTS} {count} users")
                 sync(item)
         self.cdn.send(purges)
         return item
 
     def dismiss(self, media_id: int, principal: Principal) -> MediaItem:
-        """Close an item's open reports as unfounded; an item they hid (flagged) is approved again."""
+        """Close an item's open reports as unfounded; an item they hid (flagged) is approved again. An item
+        flagged for another reason (a moderator, the automated checks) stays flagged: only a decision undoes that."""
         with exposure.following_status(self.storage) as sync, self.database.session() as session:
             members = MemberRepository(session)
             item = access.require_view(principal, MediaRepository(session).lock(media_id), members)
@@ -201,7 +203,8 @@ class ModerationService:
                 audit.record(session, actor, "report.dismiss", item, {"open_reports": closed},
                              after={"open_reports": 0})
             purges = []
-            if item.moderation_status == "flagged":
+            hidden_by_reports = (item.moderation_reason or "").startswith(HIDDEN_BY_REPORTS)
+            if closed and item.moderation_status == "flagged" and hidden_by_reports:
                 purges = decide(session, item, "approved", None, self.cdn, actor)
                 sync(item)
         purge_pending_deletes(self.database, self.storage)

@@ -74,7 +74,8 @@ def flag_media(media_id: MediaIdPath, body: FlagRequest, moderation: ModerationS
 @router.post("/{media_id}/reports/dismiss", response_model=MediaOut, responses=ERRORS,
              summary="Dismiss an item's reports",
              description="Moderators and admins only. Closes the open reports as unfounded; an item they hid "
-                         "(flagged) is approved again. Only reports made afterwards count towards hiding it.")
+                         "(flagged) is approved again; one flagged by a moderator or the automated checks stays "
+                         "flagged. Only reports made afterwards count towards hiding it.")
 def dismiss_reports(media_id: MediaIdPath, moderation: ModerationServiceDep, urls: UrlsDep,
                     principal: PrincipalDep) -> MediaOut:
     return media_out(MediaView(moderation.dismiss(media_id, principal), private=True), urls)
