@@ -301,11 +301,20 @@ def export_lines(database: Database, fmt: str) -> Iterator[str]:
         for line in decided_labels(database):
             yield json.dumps(line, ensure_ascii=False) + "\n"
         return
-    yield ",".join(EXPORT_FIELDS) + "\r\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, EXPORT_FIELDS)  # None is written as an empty field
+
+    def written() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writeheader()
+    yield written()
     for line in decided_labels(database):
-        buffer = io.StringIO()
-        csv.writer(buffer).writerow(["" if line[name] is None else line[name] for name in EXPORT_FIELDS])
-        yield buffer.getvalue()
+        writer.writerow(line)
+        yield written()
 
 
 def _label_line(row: MediaTag, room: MediaTag | None, corrected: bool) -> dict[str, Any] | None:
