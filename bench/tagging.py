@@ -32,7 +32,7 @@ from bench.common import Config, console, ms, ratio, table, verdict
 from bench.httpload import Server, p, token
 from bench.corpus import CORPUS_DIR, ROOMS_DIR, manifest, object_judgements, rooms_manifest
 from mediahub.config import Settings
-from mediahub.pipeline.scene import object_table, objects, room_features
+from mediahub.pipeline.scene import ObjectTable, room_features
 from mediahub.pipeline.tagger import build_tagger
 from mediahub.pipeline.tagging import UNKNOWN
 
@@ -102,29 +102,33 @@ def _quality(tagger, cfg: Config) -> None:
                      "data/rooms.json)"), markup=False)
     others = [entry for entry in manifest()["files"] if entry["expected"] == "accept"
               and not entry["path"].startswith("video/")]
-    roomed = {}
+    roomed, objected = {}, {}
     for entry in others:
-        room = tagger.tag(CORPUS_DIR / entry["path"])[0].label
-        if room != UNKNOWN:
-            roomed[entry["path"].rsplit("/", 1)[-1]] = room
-    console.print(f"corpus test pictures (few are rooms) answered a room: {len(roomed)} of {len(others)}"
-                  + (": " + ", ".join(f"{name} {room}" for name, room in roomed.items()) if roomed else ""),
-                  markup=False)
-    _objects(photos, probabilities, shipped)
+        room, *things = tagger.tag(CORPUS_DIR / entry["path"])
+        name = entry["path"].rsplit("/", 1)[-1]
+        if room.label != UNKNOWN:
+            roomed[name] = room.label
+        if things:
+            objected[name] = "+".join(thing.label for thing in things)
+    for what, found in (("a room", roomed), ("object tags", objected)):
+        console.print(f"corpus test pictures (few are rooms) given {what}: {len(found)} of {len(others)}"
+                      + (": " + ", ".join(f"{name} {tags}" for name, tags in found.items()) if found else ""),
+                      markup=False)
+    _objects(tagger.object_table, photos, probabilities, shipped)
 
 
-def _objects(photos: list[dict], probabilities: np.ndarray, rooms: list[str]) -> None:
+def _objects(objects: ObjectTable, photos: list[dict], probabilities: np.ndarray, rooms: list[str]) -> None:
     """Precision of the shipped object table on the dev set, by the judgments of bench/object_judgements.json."""
     judged = object_judgements()
     tallies: dict[str, list[int]] = {}  # tag -> [given, right, not judged]
     for photo, row, room in zip(photos, probabilities, rooms):
-        for label, _ in objects(row, room):
+        for label, _ in objects.tags(row, room):
             verdict_of = judged.get((photo["path"], label))
             tally = tallies.setdefault(label, [0, 0, 0])
             tally[0] += 1
             tally[1] += verdict_of is True
             tally[2] += verdict_of is None
-    t = table(f"Tagging: object tags on the rooms dev set, {object_table().version}, judged by eye "
+    t = table(f"Tagging: object tags on the rooms dev set, {objects.version}, judged by eye "
               f"(bench/object_judgements.json; precision only), goal precision >= {GOAL_PRECISION}",
               ["tag", "given", "right", "precision", "not judged", "goal"])
     for label, (given, right, unjudged) in sorted(tallies.items()):

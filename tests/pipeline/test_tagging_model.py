@@ -25,7 +25,7 @@ from mediahub.pipeline.classifier import (
     model_input,
 )
 from mediahub.pipeline.options import image_limits
-from mediahub.pipeline.scene import object_table, object_table_of, objects, room_model
+from mediahub.pipeline.scene import object_table, object_table_of, room_model
 from mediahub.pipeline.tagger import MODEL_MISMATCH, MODEL_MISSING, MODEL_NAME, OFF, OK, build_tagger
 from mediahub.pipeline.tagging import UNKNOWN
 from tests.support.corpus import CORPUS_DIR, ROOMS_DIR, object_judgements, rooms_manifest
@@ -124,12 +124,13 @@ def test_an_object_rule_bound_to_rooms_tags_only_those_rooms_and_unknown():
 
     patio = np.zeros(1000)
     patio[class_index()["patio"]] = 0.9
-    assert [label for label, _ in objects(patio, "backyard")] == ["patio"]
-    assert [label for label, _ in objects(patio, UNKNOWN)] == ["patio"]
-    assert objects(patio, "exterior") == []
-    table = data_table("object_tags.json")
+    table = object_table()
+    assert [label for label, _ in table.tags(patio, "backyard")] == ["patio"]
+    assert [label for label, _ in table.tags(patio, UNKNOWN)] == ["patio"]
+    assert table.tags(patio, "exterior") == []
+    data = data_table("object_tags.json")
     with pytest.raises(ValueError, match="not a room"):
-        object_table_of({**table, "objects": [{**table["objects"][0], "rooms": ["garage"]}]})
+        object_table_of({**data, "objects": [{**data["objects"][0], "rooms": ["garage"]}]})
 
 
 def test_the_room_model_file_is_consistent():

@@ -107,6 +107,18 @@ class ObjectTable:
     version: str  # part of every machine tag's `model`: a changed table is another model
     rules: tuple[ObjectRule, ...]
 
+    def tags(self, probabilities: np.ndarray, room: str) -> list[tuple[str, float]]:
+        """The object tags of one picture whose summed class probability reaches their threshold, surest
+        first; a rule bound to rooms is left out of a picture answered another room (`unknown` binds nothing)."""
+        tagged = []
+        for rule in self.rules:
+            if room != UNKNOWN and rule.rooms and room not in rule.rooms:
+                continue
+            score = float(probabilities[list(rule.classes)].sum())
+            if score >= rule.threshold:
+                tagged.append((rule.label, score))
+        return sorted(tagged, key=lambda item: -item[1])
+
 
 def object_table_of(table: dict) -> ObjectTable:
     """The object table from its JSON form (data/object_tags.json), checked: rooms must be the room model's."""
@@ -124,16 +136,3 @@ def object_table_of(table: dict) -> ObjectTable:
 @cache
 def object_table() -> ObjectTable:
     return object_table_of(data_table("object_tags.json"))
-
-
-def objects(probabilities: np.ndarray, room: str) -> list[tuple[str, float]]:
-    """The object tags of one picture whose summed class probability reaches their threshold, surest first;
-    a rule bound to rooms is left out of a picture answered another room (`unknown` binds nothing)."""
-    tagged = []
-    for rule in object_table().rules:
-        if room != UNKNOWN and rule.rooms and room not in rule.rooms:
-            continue
-        score = float(probabilities[list(rule.classes)].sum())
-        if score >= rule.threshold:
-            tagged.append((rule.label, score))
-    return sorted(tagged, key=lambda item: -item[1])

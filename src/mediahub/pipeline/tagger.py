@@ -14,7 +14,7 @@ from mediahub.config import Settings
 from mediahub.pipeline.classifier import Classifier, ModelEntry, installed_models
 from mediahub.pipeline.intake import sha256_of
 from mediahub.pipeline.options import image_limits
-from mediahub.pipeline.scene import ObjectTable, RoomModel, object_table, objects, room_model
+from mediahub.pipeline.scene import ObjectTable, RoomModel, object_table, room_model
 from mediahub.pipeline.tagging import MachineTag, Tagger
 
 MODEL_NAME = "efficientnet-lite0"  # the row of data/models.json the tagger runs
@@ -34,13 +34,15 @@ class ImageNetTagger:
     def __init__(self, classifier: Classifier, entry: ModelEntry, room_model: RoomModel, object_table: ObjectTable):
         self.classifier = classifier
         self.room_model = room_model
+        self.object_table = object_table
         self.model = f"{entry.name}@{entry.sha256[:8]}/{room_model.version}+{object_table.version}"
 
     def tag(self, image: Path) -> list[MachineTag]:
         probabilities = self.classifier.probabilities(image)
         room, score = self.room_model.decide(self.room_model.scores(probabilities))
         tags = [MachineTag(room, "room", round(score, 4), self.model)]
-        tags += [MachineTag(label, "object", round(value, 4), self.model) for label, value in objects(probabilities, room)]
+        tags += [MachineTag(label, "object", round(value, 4), self.model)
+                 for label, value in self.object_table.tags(probabilities, room)]
         return tags
 
 
