@@ -127,9 +127,12 @@ def test_moderators_accept_reject_and_correct(client: TestClient, tokens: Tokens
     assert [(t["label"], t["source"], t["state"], t["model"], t["score"]) for t in corrected["machine_tags"]] == [
         ("living_room", "moderator", "accepted", None, None), ("kitchen", "machine", "rejected", "fake-rooms@1", 0.9),
         ("dishwasher", "machine", "rejected", "fake-rooms@1", 0.7)]
-    # Who decided is for the uploader, owners and moderators; a stranger sees the decisions only.
+    # Who decided, and what was rejected, is for the uploader, owners and moderators; a stranger sees what stands.
     public = client.get(media).json()["machine_tags"]
-    assert {t["decided_by"] for t in public} == {None} and {t["state"] for t in public} == {"accepted", "rejected"}
+    assert [(t["label"], t["state"], t["decided_by"]) for t in public] == [("living_room", "accepted", None)]
+    owner = client.get(media, headers=tokens.user("USR-OWNER")).json()["machine_tags"]
+    assert [(t["label"], t["state"]) for t in owner] == [(t["label"], t["state"]) for t in corrected["machine_tags"]]
+    assert client.get(f"/v1/media/public/{item['public_id']}").json()["machine_tags"] == public
     # Each change is in the item's history, as the moderator's.
     history = client.get(f"{media}/history", headers=tokens.moderator()).json()["items"]
     assert [event["action"] for event in history[:3]] == ["tags.correct", "tags.reject", "tags.accept"]

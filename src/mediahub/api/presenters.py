@@ -25,7 +25,7 @@ from mediahub.api.schemas import (
     ReportOut,
     VariantOut,
 )
-from mediahub.db.models import AuditEvent, MediaItem, MediaTag
+from mediahub.db.models import REJECTED, AuditEvent, MediaItem, MediaTag
 from mediahub.db.repositories.job_queue import PENDING
 from mediahub.media.duplicates import Group, Resolved
 from mediahub.media.exposure import original_is_raw
@@ -112,10 +112,11 @@ def media_out(view: MediaView, urls: MediaUrls) -> MediaOut:
 
 
 def machine_tags_out(tags: Iterable[MediaTag], private: bool) -> list[MachineTagOut]:
-    """An item's tags; who decided each only for those who may see its private details."""
+    """An item's tags. Those who may see its private details see every row and who decided it; others see what
+    stands (suggested and accepted), not what a moderator rejected as wrong."""
     return [MachineTagOut(id=tag.id, label=tag.label, kind=tag.kind, score=tag.score, source=tag.source,
                           model=tag.model or None, state=tag.state, decided_by=tag.decided_by if private else None,
-                          decided_at=tag.decided_at) for tag in tags]
+                          decided_at=tag.decided_at) for tag in tags if private or tag.state != REJECTED]
 
 
 def duplicate_group_out(group: Group, urls: MediaUrls) -> DuplicateGroupOut:
