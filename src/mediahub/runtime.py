@@ -20,6 +20,7 @@ from mediahub.dedup.index import DedupIndex
 from mediahub.jobs.context import TaskContext
 from mediahub.jobs.runner import Dispatcher, InProcessRunner
 from mediahub.jobs.sweeper import Sweeper, audit_retention
+from mediahub.media.activity import UploadActivity
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.checks import ModerationChecks
 from mediahub.media.delivery import Delivery
@@ -83,10 +84,11 @@ class Runtime:
         storage = FallbackStorage(store, sources) if sources else store
         checks = checks if checks is not None else ModerationChecks.from_settings(settings)
         tasks = TaskContext(settings, database, storage, checks, tagger)
-        jobs = build_dispatcher(tasks)
+        activity = UploadActivity()
+        jobs = build_dispatcher(tasks, activity)
         dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)
         ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index,
-                               tags_images=tagger is not None)
+                               tags_images=tagger is not None, activity=activity)
         delivery = Delivery(settings, database, storage)
         cdn = CdnPurge(settings, storage, dispatch=jobs.dispatch)
         uploads = UploadService(settings, database, ingest)
@@ -162,10 +164,11 @@ def source_stores(settings: Settings, database: Database, store: Storage) -> lis
     return [build_store(settings, kind, bucket) for kind, bucket in stores]
 
 
-def build_dispatcher(tasks: TaskContext) -> Dispatcher:
-    """Dramatiq when QUEUE_URL names a broker, else this process's thread pool."""
+def build_dispatcher(tasks: TaskContext, uploads: UploadActivity | None = None) -> Dispatcher:
+    """Dramatiq when QUEUE_URL names a broker, else this process's thread pool (whose jobs wait for lulls in
+    `uploads`, the process's own)."""
     if tasks.settings.queue_url:
         from mediahub.jobs.dramatiq_broker import DramatiqDispatcher  # imports the broker clients
 
         return DramatiqDispatcher(tasks)
-    return InProcessRunner(tasks, tasks.settings.workers)
+    return InProcessRunner(tasks, tasks.settings.workers, uploads if tasks.settings.job_lull_wait_seconds else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from tests.jobs.helpers import ingest_only
 from tests.media.conftest import make_runtime
 from tests.media.helpers import reload, upload
 from tests.support.corpus import CORPUS_DIR
+from tests.support.faults import Passthrough
 from tests.support.taggers import FixedTagger, room, thing
 
 FLOWER = CORPUS_DIR / "images/good/jpeg_flower.jpg"  # 480x360: its renditions above 150 px are its original
@@ -113,6 +115,75 @@ def test_the_in_process_runner_tags_below_the_priority_of_the_upload(sqlite_db, 
         runtime.jobs.close()
     assert tagger.niceness == [min(19, uploading + JOB_NICENESS)]
     assert _niceness() == uploading and os.getpriority(os.PRIO_PROCESS, os.getpid()) == uploading
+
+
+class HeldPut(Passthrough):
+    """Holds the first put of an object under `entity` (an upload's original, which its ingest waits for)
+    until `release` is set; `held` is set when it waits. The other puts go through."""
+
+    def __init__(self, inner, entity: str) -> None:
+        super().__init__(inner)
+        self.entity = entity
+        self.held, self.release = threading.Event(), threading.Event()
+
+    def put(self, key: str, source, content_type: str):
+        if f"/{self.entity}/" in key and not self.held.is_set():
+            self.held.set()
+            assert self.release.wait(60), "never released"
+        return self.inner.put(key, source, content_type)
+
+
+class TimedTagger(FixedTagger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def tag(self, image: Path) -> list:
+        self.times.append(time.monotonic())
+        return super().tag(image)
+
+
+def test_the_in_process_runner_waits_for_a_lull_in_uploads(sqlite_db, local_storage, tmp_path, photo):
+    """While an upload is being ingested, the job another upload queued waits: a batch's uploads are not slowed
+    by the tagging of its first photos. Once the uploads stop, it runs."""
+    tagger = TimedTagger()
+    storage = HeldPut(local_storage, "P-2")
+    runtime = make_runtime(sqlite_db, storage, tmp_path, tagger=tagger, image_sizes=SIZES, make_webp=False)
+    try:
+        second = threading.Thread(target=upload, args=(runtime, photo, "property:P-2:gallery"))
+        second.start()
+        assert storage.held.wait(30)  # the second upload is being ingested
+        first = ingest_only(runtime, photo, ("property", "P-1", "gallery"))
+        assert [job.kind for job in tagging_jobs(runtime, first.id)] == [TAGGING]
+        time.sleep(1.0)
+        assert tagger.times == []  # queued, not started: an upload is still being ingested
+        released = time.monotonic()
+        storage.release.set()
+        second.join(60)
+        assert runtime.wait_for_jobs([first.id], timeout=60)
+    finally:
+        storage.release.set()
+        runtime.jobs.close()
+    assert len(tagger.times) == 2 and min(tagger.times) > released
+
+
+def test_a_job_waits_for_a_lull_no_longer_than_the_setting(sqlite_db, local_storage, tmp_path, photo):
+    """Under uploads that never stop, jobs still run, JOB_LULL_WAIT_SECONDS after they were queued."""
+    tagger = TimedTagger()
+    storage = HeldPut(local_storage, "P-2")
+    runtime = make_runtime(sqlite_db, storage, tmp_path, tagger=tagger, image_sizes=SIZES, make_webp=False,
+                           job_lull_wait_seconds=0.5)
+    try:
+        second = threading.Thread(target=upload, args=(runtime, photo, "property:P-2:gallery"))
+        second.start()
+        assert storage.held.wait(30)
+        first = ingest_only(runtime, photo, ("property", "P-1", "gallery"))
+        assert runtime.wait_for_jobs([first.id], timeout=30)  # while the other upload is still held
+        assert len(tagger.times) == 1 and second.is_alive()
+    finally:
+        storage.release.set()
+        second.join(60)
+        runtime.jobs.close()
 
 
 def test_a_photo_whose_variants_a_job_makes_is_tagged_from_one_of_them_after_it(tagged, tagger, tmp_path):

@@ -25,6 +25,7 @@ from mediahub.db.repositories import job_queue as queue
 from mediahub.db.session import Database
 from mediahub.jobs.context import TaskContext
 from mediahub.jobs.tasks import TASKS
+from mediahub.media.activity import UploadActivity
 from mediahub.media.job_kinds import Dispatch, dispatch_committed
 from mediahub.media.pixels import NICENESS as PIXEL_NICENESS
 
@@ -137,10 +138,12 @@ class InProcessRunner:
 
     runs_here = True
 
-    def __init__(self, context: TaskContext, workers: int) -> None:
+    def __init__(self, context: TaskContext, workers: int, uploads: UploadActivity | None = None) -> None:
         self.context = context
         self.leases = Leases()
-        self._pending: queues.SimpleQueue[int | None] = queues.SimpleQueue()
+        self.uploads = uploads  # whose lulls the jobs wait for (JOB_LULL_WAIT_SECONDS at most); None: no wait
+        # Job ids to run, each with the latest monotonic time it waits for a lull until.
+        self._pending: queues.SimpleQueue[tuple[int, float] | None] = queues.SimpleQueue()
         self._timers: set[threading.Timer] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -167,6 +170,8 @@ class InProcessRunner:
             for timer in self._timers:
                 timer.cancel()
             self._timers.clear()
+        if self.uploads is not None:
+            self.uploads.stop_waiting()
         for _ in self._threads:
             self._pending.put(None)  # wakes each thread; a closed runner's threads start no job
         deadline = time.monotonic() + self.context.settings.shutdown_grace_seconds
@@ -194,11 +199,16 @@ class InProcessRunner:
     def _submit(self, job_id: int) -> None:
         with self._lock:
             if not self._closed:
-                self._pending.put(job_id)
+                self._pending.put((job_id, time.monotonic() + self.context.settings.job_lull_wait_seconds))
 
     def _work(self) -> None:
         _lower_this_threads_priority(JOB_NICENESS)
-        while (job_id := self._pending.get()) is not None and not self._closed:
+        while (pending := self._pending.get()) is not None and not self._closed:
+            job_id, lull_deadline = pending
+            if self.uploads is not None:
+                self.uploads.wait_for_lull(lull_deadline)
+            if self._closed:
+                break  # the job stays queued in the table
             self._run(job_id)
 
     def _run(self, job_id: int) -> None:

@@ -34,6 +34,7 @@ from mediahub.errors import DatabaseUnavailable, NotFound, StorageUnavailable, T
 from mediahub.formats import CONTENT_TYPES, EXTENSIONS
 from mediahub.media import access, audit, exposure, tagging
 from mediahub.media.access import Principal
+from mediahub.media.activity import UploadActivity
 from mediahub.media.audit import Actor
 from mediahub.media.cdn import CdnPurge
 from mediahub.media.checks import awaiting_checks
@@ -154,8 +155,9 @@ class _LostOriginals:
 class IngestService:
     def __init__(self, settings: Settings, database: Database, storage: Storage,
                  dispatch: Dispatch | None = None, dedup_index: DedupIndex | None = None,
-                 tags_images: bool = False) -> None:
+                 tags_images: bool = False, activity: UploadActivity | None = None) -> None:
         self.settings = settings
+        self.activity = activity or UploadActivity()  # what the process's job runner waits on for a lull
         self.tags_images = tags_images  # the process has a tagger: listing photos get a tagging job
         self.database = database
         self.storage = storage
@@ -181,6 +183,10 @@ class IngestService:
             spooled.discard()
 
     def ingest_spooled(self, spooled: Spooled, request: UploadRequest) -> MediaItem:
+        with self.activity.ingesting():
+            return self._ingest_spooled(spooled, request)
+
+    def _ingest_spooled(self, spooled: Spooled, request: UploadRequest) -> MediaItem:
         sniffed = sniff(spooled.head())
         self._check_allowed(sniffed, spooled.size, request.target)
         early = _EarlyOriginal(self._writers, self.storage, request.target)
