@@ -41,7 +41,8 @@ GOAL_MS = 30.0
 GOAL_RSS_MIB = 150.0
 GOAL_UPLOAD_RATIO = 1.05  # tagging's upload latency / without: no effect beyond the noise of one run
 SETTLE_SECONDS = 120.0  # the longest wait for one server's jobs to end
-UPLOAD_ROUNDS = 5
+UPLOAD_ROUNDS = 6  # even: each server goes first in as many rounds
+PHONE_ORIGINALS = "phone photos of the corpus (8-16 MP JPEG, HEIC)"
 PHONE_PHOTOS = ("images/good/jpeg_large_jolla_3264x2448.jpg", "images/good/gps_iphone6_hdr_3264x2448.jpg",
                 "images/good/heic_iphone13_3024x4032.heic", "images/good/heic_gps_nokia_hdr_4608x3456.heif")
 
@@ -144,7 +145,7 @@ def _timings(tagger, cfg: Config) -> None:
     rounds = 1 if cfg.smoke else 3
     phones = [CORPUS_DIR / name for name in PHONE_PHOTOS]
     sets = {"rooms dev set photos": [ROOMS_DIR / photo["path"] for photo in rooms_manifest()],
-            "phone photos of the corpus (8-16 MP JPEG, HEIC)": phones,
+            PHONE_ORIGINALS: phones,
             "the same as 800 px JPEG renditions": _renditions(phones, cfg.work / "tagging")}
     t = table(f"Tagging: ms per image of the tag step (decode + inference, 1 thread), goal <= {GOAL_MS:.0f} ms",
               ["images", "count", "median ms", "p90 ms", "max ms", "goal"])
@@ -158,8 +159,9 @@ def _timings(tagger, cfg: Config) -> None:
                 samples.append((time.perf_counter() - began) * 1000)
         samples.sort()
         p90 = samples[min(len(samples) - 1, int(len(samples) * 0.9))]
+        read_by_jobs = name != PHONE_ORIGINALS  # a job reads a rendition of those, never the original
         t.add_row(name, str(len(paths)), ms(statistics.median(samples)), ms(p90), ms(samples[-1]),
-                  verdict(statistics.median(samples) <= GOAL_MS))
+                  verdict(statistics.median(samples) <= GOAL_MS if read_by_jobs else None))
     console.print(t)
 
 
