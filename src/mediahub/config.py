@@ -183,8 +183,9 @@ class Settings(BaseSettings):
     queue_url: str | None = None  # redis://... or amqp://...; unset = in-process thread pool
     queue_name: str = Field("mediahub", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     workers: int = Field(2, ge=1, le=64)
-    # The in-process runner's longest wait for a lull in this process's uploads before it starts a job
-    # (media/activity.py); 0: jobs start at once.
+    # The in-process runner starts a job once no upload has been ingested for JOB_LULL_SECONDS, or
+    # JOB_LULL_WAIT_SECONDS after it was queued (media/activity.py); a wait of 0: jobs start at once.
+    job_lull_seconds: float = Field(0.5, ge=0, le=60)
     job_lull_wait_seconds: float = Field(30.0, ge=0, le=3600)
     job_max_attempts: int = Field(5, ge=1, le=100)
     job_backoff_seconds: float = Field(5.0, ge=0)  # first retry delay; doubles per attempt

@@ -84,7 +84,7 @@ class Runtime:
         storage = FallbackStorage(store, sources) if sources else store
         checks = checks if checks is not None else ModerationChecks.from_settings(settings)
         tasks = TaskContext(settings, database, storage, checks, tagger)
-        activity = UploadActivity()
+        activity = UploadActivity(settings.job_lull_seconds)
         jobs = build_dispatcher(tasks, activity)
         dedup_index = DedupIndex(database, settings.dedup_index_directory, settings.dedup_index_rebuild_seconds)
         ingest = IngestService(settings, database, storage, dispatch=jobs.dispatch, dedup_index=dedup_index,

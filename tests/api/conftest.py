@@ -47,6 +47,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "dedup_policy": "allow",
         # No bundled classifier: a test that wants machine tags gives its app a tagger (tests/support/taggers.py).
         "tagging_enabled": False,
+        # Jobs after a short lull in uploads (JOB_LULL_SECONDS; tests/media/test_tagging.py tests the wait).
+        "job_lull_seconds": 0.05,
         **overrides,
     }
     return Settings(_env_file=None, **values)

@@ -14,6 +14,7 @@ def make_runtime(database, storage, tmp_path: Path, tagger=None, **overrides) ->
     """Variants are made in the upload unless a test asks for them to be deferred (test_deferred_variants.py);
     `tagger`: the classifier of tagging jobs (tests/support/taggers.py), none unless given."""
     overrides.setdefault("defer_slow_variants", False)
+    overrides.setdefault("job_lull_seconds", 0.05)  # jobs soon after an upload (the wait has its own tests)
     settings = Settings(_env_file=None, database_url=str(database.url), media_root=tmp_path / "media",
                         temp_dir=tmp_path / "tmp", **overrides)
     return Runtime.assemble(settings, database, storage, tagger=tagger)

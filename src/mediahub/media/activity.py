@@ -2,8 +2,10 @@
 
 The in-process runner shares the server's cores (and, on SQLite, its one writer) with the uploads: a job
 started between two uploads of a batch slows the second. Its threads wait, before they take a job, until no
-upload has been ingested for LULL_SECONDS, or until the job has waited `JOB_LULL_WAIT_SECONDS` since it was
-dispatched: under a steady stream of uploads jobs run that much later, never fewer of them.
+upload has been ingested for `JOB_LULL_SECONDS`, or until the job has waited `JOB_LULL_WAIT_SECONDS` since it
+was dispatched: under a steady stream of uploads jobs run that much later, never fewer of them. The lull is
+longer than the gap between two uploads a client sends back to back, which holds the next request's transfer
+and spooling as well as the client's own time.
 """
 
 from __future__ import annotations
@@ -13,13 +15,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# How long no upload must have been ingested for a lull: longer than the gap between the uploads of one
-# client sending a batch back to back, shorter than anyone waiting for a job notices.
-LULL_SECONDS = 0.05
-
 
 class UploadActivity:
-    def __init__(self, lull_seconds: float = LULL_SECONDS) -> None:
+    def __init__(self, lull_seconds: float) -> None:
         self.lull_seconds = lull_seconds
         self._ingesting = 0
         self._last_end = float("-inf")

@@ -157,7 +157,7 @@ class IngestService:
                  dispatch: Dispatch | None = None, dedup_index: DedupIndex | None = None,
                  tags_images: bool = False, activity: UploadActivity | None = None) -> None:
         self.settings = settings
-        self.activity = activity or UploadActivity()  # what the process's job runner waits on for a lull
+        self.activity = activity or UploadActivity(settings.job_lull_seconds)  # what in-process jobs wait on
         self.tags_images = tags_images  # the process has a tagger: listing photos get a tagging job
         self.database = database
         self.storage = storage
