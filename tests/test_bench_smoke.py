@@ -25,6 +25,7 @@ HEADERS = (
     "Quality: SSIM",
     "Delivery:",
     "Tagging: room type on the rooms dev set",
+    "Tagging: object tags on the rooms dev set",
     "Tagging: ms per image of the tag step",
     "Tagging: RSS the tagger adds",
     "Tagging: what it costs an upload",
