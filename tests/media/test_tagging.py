@@ -90,14 +90,16 @@ def _niceness() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-class NicenessRecordingTagger(FixedTagger):
-    """Keeps the scheduling niceness of the thread that runs each tagging."""
+class WatchedTagger(FixedTagger):
+    """Keeps when each tagging ran (monotonic time) and the scheduling niceness of the thread that ran it."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.times: list[float] = []
         self.niceness: list[int] = []
 
     def tag(self, image: Path) -> list:
+        self.times.append(time.monotonic())
         self.niceness.append(_niceness())
         return super().tag(image)
 
@@ -106,7 +108,7 @@ class NicenessRecordingTagger(FixedTagger):
 def test_the_in_process_runner_tags_below_the_priority_of_the_upload(sqlite_db, local_storage, tmp_path, photo):
     """On a busy server the job of one upload must not slow the next: the runner's threads are nicer than the
     thread that ingests, and lowering them leaves the rest of the process as it was."""
-    tagger = NicenessRecordingTagger()
+    tagger = WatchedTagger()
     runtime = make_runtime(sqlite_db, local_storage, tmp_path, tagger=tagger, image_sizes=SIZES, make_webp=False)
     uploading = _niceness()
     try:
@@ -133,20 +135,10 @@ class HeldPut(Passthrough):
         return self.inner.put(key, source, content_type)
 
 
-class TimedTagger(FixedTagger):
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def tag(self, image: Path) -> list:
-        self.times.append(time.monotonic())
-        return super().tag(image)
-
-
 def test_the_in_process_runner_waits_for_a_lull_in_uploads(sqlite_db, local_storage, tmp_path, photo):
     """While an upload is being ingested, the job another upload queued waits: a batch's uploads are not slowed
     by the tagging of its first photos. Once the uploads stop, it runs."""
-    tagger = TimedTagger()
+    tagger = WatchedTagger()
     storage = HeldPut(local_storage, "P-2")
     runtime = make_runtime(sqlite_db, storage, tmp_path, tagger=tagger, image_sizes=SIZES, make_webp=False)
     try:
@@ -169,7 +161,7 @@ def test_the_in_process_runner_waits_for_a_lull_in_uploads(sqlite_db, local_stor
 
 def test_a_job_waits_for_a_lull_no_longer_than_the_setting(sqlite_db, local_storage, tmp_path, photo):
     """Under uploads that never stop, jobs still run, JOB_LULL_WAIT_SECONDS after they were queued."""
-    tagger = TimedTagger()
+    tagger = WatchedTagger()
     storage = HeldPut(local_storage, "P-2")
     runtime = make_runtime(sqlite_db, storage, tmp_path, tagger=tagger, image_sizes=SIZES, make_webp=False,
                            job_lull_wait_seconds=0.5)

@@ -244,12 +244,17 @@ def test_a_tag_is_one_room_and_objects_above_their_threshold(tagger):
     assert {t.model for t in tags} == {tagger.model}
 
 
-def test_object_precision_on_the_dev_set(tagger):
+@pytest.fixture(scope="module")
+def dev_set_tags(tagger) -> dict[str, list]:
+    """The tags of every rooms dev set photo, by its manifest path (tagged once for the tests below)."""
+    return {photo["path"]: tagger.tag(ROOMS_DIR / photo["path"]) for photo in rooms_manifest()}
+
+
+def test_object_precision_on_the_dev_set(dev_set_tags):
     """Every object tag given on a dev photo has been judged by eye (bench/object_judgements.json), and at least
     the goal's share of them is right."""
     judged = object_judgements()
-    given = [(photo["path"], tag.label) for photo in rooms_manifest()
-             for tag in tagger.tag(ROOMS_DIR / photo["path"]) if tag.kind == "object"]
+    given = [(path, tag.label) for path, tags in dev_set_tags.items() for tag in tags if tag.kind == "object"]
     assert given, "no object tag on the whole dev set"
     unjudged = [pair for pair in given if pair not in judged]
     assert not unjudged, f"judge these in bench/object_judgements.json: {unjudged}"
@@ -257,10 +262,10 @@ def test_object_precision_on_the_dev_set(tagger):
     assert right / len(given) >= GOAL_PRECISION, (right, len(given))
 
 
-def test_room_precision_on_the_dev_set(tagger):
+def test_room_precision_on_the_dev_set(tagger, dev_set_tags):
     """Per room answered: precision >= the goal; each room the model answers finds at least half its photos."""
     photos = rooms_manifest()
-    answers = [tagger.tag(ROOMS_DIR / photo["path"])[0].label for photo in photos]
+    answers = [dev_set_tags[photo["path"]][0].label for photo in photos]
     labels = [photo["label"] for photo in photos]
     model = tagger.room_model
     for room, threshold in zip(model.rooms, model.thresholds):
