@@ -68,9 +68,11 @@ class Runtime:
         """The process's services; its tagger is `tagger` (a test's), else the classifier the settings install."""
         database = Database(settings.database_url)
         store = build_storage(settings)
-        tagging = (tagger, OK) if tagger is not None else build_tagger(settings)
-        return cls.assemble(settings, database, store, source_stores(settings, database, store), tagger=tagging[0],
-                            tagging=tagging[1])
+        tagging = None  # a test's tagger is `ok`: assemble says so
+        if tagger is None:
+            tagger, tagging = build_tagger(settings)
+        return cls.assemble(settings, database, store, source_stores(settings, database, store), tagger=tagger,
+                            tagging=tagging)
 
     @classmethod
     def assemble(cls, settings: Settings, database: Database, store: Storage,
